@@ -1,0 +1,115 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Corral: run agents under cgroup v2 quotas.
+///
+/// Layering (see README "Layout"): `CorralCore` is pure (no I/O, no C);
+/// `CorralCgroup` is the only code that touches cgroupfs; `CCorralLinux` holds
+/// the syscalls Swift cannot express and the fork-to-exec child; each system
+/// C library has exactly one Swift importer (`CorralSystemd`, `CorralSeccomp`).
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "corral",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "corral", targets: ["corral"]),
+        .library(name: "CorralCore", targets: ["CorralCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // Pure domain model: quotas, limits, violations, cgroup file formats.
+        .target(name: "CorralCore", swiftSettings: strict),
+
+        // YAML configuration (Yams nodes carry line:column for errors).
+        .target(
+            name: "CorralConfig",
+            dependencies: ["CorralCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
+
+        // Syscalls without a Swift surface (clone3, openat2, pidfd) and the
+        // async-signal-safe child between fork and exec.
+        .target(name: "CCorralLinux"),
+
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSeccomp",
+            pkgConfig: "libseccomp",
+            providers: [.apt(["libseccomp-dev"])]
+        ),
+        .target(name: "CorralSystemd", dependencies: ["CSystemd"], swiftSettings: strict),
+        .target(name: "CorralSeccomp", dependencies: ["CSeccomp"], swiftSettings: strict),
+
+        // cgroupfs access rooted at a directory fd, host probing, the tree.
+        .target(
+            name: "CorralCgroup",
+            dependencies: [
+                "CorralCore", "CCorralLinux",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Spawning into a cgroup and supervising one agent run.
+        .target(
+            name: "CorralRuntime",
+            dependencies: [
+                "CorralCore", "CorralCgroup", "CCorralLinux",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+
+        .executableTarget(
+            name: "corral",
+            dependencies: [
+                "CorralCore", "CorralConfig", "CorralCgroup", "CorralRuntime",
+                "CorralSystemd", "CorralSeccomp",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // A tiny C load generator for the real-kernel tests and benchmarks:
+        // holds memory, spins a CPU, forks. Not installed.
+        .executableTarget(name: "corral-stress"),
+
+        .testTarget(
+            name: "CorralCoreTests",
+            dependencies: ["CorralCore"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CorralConfigTests",
+            dependencies: ["CorralConfig", "CorralCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CorralCgroupTests",
+            dependencies: ["CorralCgroup", "CorralCore", "CorralRuntime"],
+            swiftSettings: strict
+        ),
+        // Drives the real `corral` binary against a real cgroup v2 kernel;
+        // enabled only by scripts/e2e (VM or native), never silently skipped there.
+        .testTarget(
+            name: "CorralE2ETests",
+            dependencies: ["CorralCore"],
+            swiftSettings: strict
+        ),
+    ]
+)

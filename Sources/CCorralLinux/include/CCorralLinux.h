@@ -1,0 +1,106 @@
+#ifndef CCORRAL_LINUX_H
+#define CCORRAL_LINUX_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/resource.h>
+#include <signal.h>
+
+/* How corral_spawn placed the child into its cgroup. */
+enum corral_spawn_method {
+    CORRAL_SPAWN_CLONE3 = 1,      /* clone3(CLONE_INTO_CGROUP): born in the cgroup */
+    CORRAL_SPAWN_PROCS_WRITE = 2  /* fork, child writes itself to cgroup.procs before exec */
+};
+
+/* The step of the child setup that failed (reported with its errno). */
+enum corral_spawn_stage {
+    CORRAL_STAGE_NONE = 0,
+    CORRAL_STAGE_CLONE = 1,
+    CORRAL_STAGE_CGROUP_PROCS = 2,
+    CORRAL_STAGE_SIGNALS = 3,
+    CORRAL_STAGE_CHDIR = 4,
+    CORRAL_STAGE_RLIMIT = 5,
+    CORRAL_STAGE_NO_NEW_PRIVS = 6,
+    CORRAL_STAGE_SECCOMP = 7,
+    CORRAL_STAGE_EXEC = 8,
+    CORRAL_STAGE_PIPE = 9,
+    CORRAL_STAGE_SETGID = 10,
+    CORRAL_STAGE_SETUID = 11
+};
+
+struct corral_rlimit {
+    int resource;
+    struct rlimit limit;
+};
+
+/* What to start and where. Everything is prepared by the parent: the child
+   only makes async-signal-safe system calls between clone and exec. */
+struct corral_spawn_request {
+    const char *path;          /* executable, already resolved against PATH */
+    char *const *argv;         /* NULL-terminated */
+    char *const *envp;         /* NULL-terminated */
+    int cgroup_fd;             /* directory fd of the target cgroup, or -1 */
+    int cgroup_procs_fd;       /* O_WRONLY fd of its cgroup.procs for the fallback, or -1 */
+    int allow_fallback;        /* use fork + cgroup.procs when clone3 cannot place the child */
+    const char *cwd;           /* NULL: inherit */
+    int no_new_privs;
+    const struct corral_rlimit *rlimits;
+    int rlimit_count;
+    const void *seccomp_filter; /* struct sock_fprog *, loaded last before exec; NULL: none */
+    int set_ids;               /* when non-zero, setgid(gid) then setuid(uid) */
+    uid_t uid;
+    gid_t gid;
+};
+
+struct corral_spawn_result {
+    pid_t pid;
+    int pidfd;                 /* -1 when the kernel offers none */
+    int method;                /* enum corral_spawn_method */
+    int clone3_errno;          /* why clone3 was not used (0 when it was) */
+    int error;                 /* errno of the failure, 0 on success */
+    int stage;                 /* enum corral_spawn_stage of the failure */
+};
+
+/* Starts req->path in the cgroup. Returns 0 and fills res, or -1 with
+   res->error/res->stage set (the child, if any, has been reaped). */
+int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_result *res);
+
+/* openat2(2) with RESOLVE_* flags; -1 and errno on failure (ENOSYS on old kernels). */
+int corral_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve);
+
+/* RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV */
+uint64_t corral_resolve_strict(void);
+
+int corral_pidfd_open(pid_t pid);
+int corral_pidfd_send_signal(int pidfd, int sig);
+
+/* Blocks `signals` in the calling thread and returns a signalfd for them
+   (SFD_CLOEXEC|SFD_NONBLOCK), or -1 with errno. */
+int corral_signalfd(const int *signals, int count);
+
+/* Reads one signalfd_siginfo: returns the signal number (0 when none is
+   pending), sets *code to ssi_code and *sender to ssi_pid. -1 with errno. */
+int corral_signalfd_read(int fd, int *code, pid_t *sender);
+
+/* Unblocks all signals in the calling thread. */
+int corral_unblock_signals(const int *signals, int count);
+
+/* SI_KERNEL and SI_USER, which Swift cannot see as macros. */
+int corral_si_kernel(void);
+
+/* wait4 on pid; fills exit status fields. Returns pid, or -1 with errno (EINTR retried). */
+pid_t corral_wait(pid_t pid, int *exited, int *code, int *signaled, int *signal,
+                  struct rusage *usage);
+
+/* statfs(path)->f_type, or -1 with errno. */
+long corral_statfs_type(const char *path);
+long corral_fstatfs_type(int fd);
+
+/* O_PATH, which needs _GNU_SOURCE. */
+int corral_o_path(void);
+
+/* flock(fd, LOCK_EX) with EINTR retried. */
+int corral_lock_exclusive(int fd);
+int corral_unlock(int fd);
+
+#endif

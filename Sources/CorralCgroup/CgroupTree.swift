@@ -1,0 +1,318 @@
+public import CorralCore
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// Corral's cgroup tree:
+///
+///     <root>/                 the directory Corral owns (--cgroup-root)
+///       supervisor/           Corral itself, when it must leave <root>
+///       <group>/              group totals
+///         <agent>/            one agent: its limits, memory.oom.group=1
+///
+/// All cgroupfs I/O goes through `fs`; time passes only through `sleep`.
+public struct CgroupTree: Sendable {
+    public let fs: any CgroupFilesystem
+    /// Corral's root below the filesystem's anchor (`.anchor` when they coincide).
+    public let root: CgroupPath
+    /// The root is the hierarchy's root cgroup: it has no limit files and is
+    /// exempt from the no-internal-process rule.
+    public let rootIsHierarchyRoot: Bool
+    /// Sleeps between retries (injected so tests do not wait).
+    public var sleep: @Sendable (Duration) -> Void
+    /// Sends a signal to a pid (injected so tests do not signal real processes).
+    public var signal: @Sendable (Int32, Int32) -> Int32
+
+    public static let supervisorName = "supervisor"
+
+    public init(
+        fs: any CgroupFilesystem, root: CgroupPath, rootIsHierarchyRoot: Bool = false,
+        sleep: @escaping @Sendable (Duration) -> Void = CgroupTree.realSleep,
+        signal: @escaping @Sendable (Int32, Int32) -> Int32 = CgroupTree.realSignal
+    ) {
+        self.fs = fs
+        self.root = root
+        self.rootIsHierarchyRoot = rootIsHierarchyRoot
+        self.sleep = sleep
+        self.signal = signal
+    }
+
+    public static let realSleep: @Sendable (Duration) -> Void = { duration in
+        var request = timespec(tv_sec: Int(duration.components.seconds), tv_nsec: Int(duration.components.attoseconds / 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) < 0 && errno == EINTR { request = remaining }
+    }
+
+    public static let realSignal: @Sendable (Int32, Int32) -> Int32 = { pid, signal in Glibc.kill(pid, signal) }
+
+    public func groupPath(_ group: String) -> CgroupPath { root.appending(group) }
+
+    public func agentPath(group: String, agent: String) -> CgroupPath { root.appending(group).appending(agent) }
+
+    public var supervisorPath: CgroupPath { root.appending(Self.supervisorName) }
+
+    // MARK: Building the tree
+
+    /// What `prepareRoot` did.
+    public struct RootPreparation: Equatable, Sendable {
+        public var createdRoot = false
+        public var movedSelfToSupervisor = false
+        public var enabledInParent: [Controller] = []
+        public var enabledInRoot: [Controller] = []
+        public var reservationApplied = false
+        /// Optional controllers (io) that are not available here.
+        public var unavailableOptional: [Controller] = []
+    }
+
+    /// Makes the root ready for groups: creates it when missing, enables the
+    /// required controllers (in the parent too, when the root does not have
+    /// them), moves this process into `supervisor/` when it lives in the root
+    /// (no-internal-process rule), and applies the system reservation.
+    @discardableResult
+    public func prepareRoot(selfPID: Int32?, reservation: CgroupSettings?) throws(CgroupError) -> RootPreparation {
+        var report = RootPreparation()
+        if !root.components.isEmpty, try !fs.exists(root) {
+            do {
+                try fs.makeDirectory(root)
+                report.createdRoot = true
+            } catch where error.code == .alreadyExists {}
+        }
+
+        var available = try controllers(available: root)
+        let requiredMissing = Controller.required.filter { !available.contains($0) }
+        if !requiredMissing.isEmpty, let parent = root.parent {
+            let parentAvailable = try controllers(available: parent)
+            let missingInParent = requiredMissing.filter { !parentAvailable.contains($0) }
+            guard missingInParent.isEmpty else {
+                throw CgroupError(
+                    code: .controllerUnavailable, operation: .write, path: fs.absolutePath(parent),
+                    message: "the \(missingInParent.map(\.rawValue).joined(separator: ", ")) controller\(missingInParent.count == 1 ? " is" : "s are") not available to \(fs.absolutePath(root)): \(fs.absolutePath(parent))/cgroup.controllers does not list \(missingInParent.count == 1 ? "it" : "them")",
+                    fix: "enable \(missingInParent.map { "+" + $0.rawValue }.joined(separator: " ")) in the cgroup.subtree_control of every ancestor of \(fs.absolutePath(root)), or run Corral under a systemd unit with Delegate=yes")
+            }
+            report.enabledInParent = try enable(requiredMissing, in: parent)
+            available = try controllers(available: root)
+        }
+
+        if !rootIsHierarchyRoot {
+            let processes = ProcessList.parse(try fs.read(.procs, of: root))
+            if !processes.isEmpty {
+                let others = processes.filter { $0 != selfPID }
+                guard others.isEmpty else {
+                    throw CgroupError(
+                        code: .internalProcesses, operation: .write, path: fs.absolutePath(root),
+                        message: "\(fs.absolutePath(root)) has processes of its own (\(others.prefix(8).map(String.init).joined(separator: ", "))\(others.count > 8 ? ", …" : "")), so cgroup v2 will not enable controllers for its children (the no-internal-process rule)",
+                        fix: "move them into a child cgroup, or choose an empty --cgroup-root")
+                }
+                if let selfPID {
+                    if try !fs.exists(supervisorPath) {
+                        do { try fs.makeDirectory(supervisorPath) } catch where error.code == .alreadyExists {}
+                    }
+                    try fs.write(String(selfPID), to: .procs, of: supervisorPath)
+                    report.movedSelfToSupervisor = true
+                }
+            }
+        }
+
+        var wanted = Controller.required
+        if available.contains(.io) { wanted.append(.io) } else { report.unavailableOptional.append(.io) }
+        report.enabledInRoot = try enable(wanted, in: root)
+
+        if let reservation, !rootIsHierarchyRoot {
+            try apply(reservation, to: root)
+            report.reservationApplied = true
+        }
+        return report
+    }
+
+    /// Creates `<root>/<group>` when missing, enables the controllers its
+    /// agents need and writes the group totals. Returns whether it was created.
+    @discardableResult
+    public func prepareGroup(_ group: QuotaGroup) throws(CgroupError) -> Bool {
+        let path = groupPath(group.name)
+        var created = false
+        if try !fs.exists(path) {
+            do {
+                try fs.makeDirectory(path)
+                created = true
+            } catch where error.code == .alreadyExists {}
+        }
+        do {
+            var wanted = Controller.required
+            if try controllers(available: path).contains(.io) { wanted.append(.io) }
+            try enable(wanted, in: path)
+            try apply(group.totalsSettings, to: path)
+        } catch {
+            if created { try? fs.removeDirectory(path) }
+            throw error
+        }
+        return created
+    }
+
+    /// Creates the agent's leaf and writes its limits. Fails with
+    /// `.alreadyExists` when the agent id is taken; removes the leaf again
+    /// when a limit cannot be written, so nothing is half-applied.
+    @discardableResult
+    public func createAgent(_ agent: String, in group: String, settings: CgroupSettings) throws(CgroupError) -> CgroupPath {
+        let path = agentPath(group: group, agent: agent)
+        try fs.makeDirectory(path)
+        do {
+            try apply(settings, to: path)
+        } catch {
+            try? fs.removeDirectory(path)
+            throw error
+        }
+        return path
+    }
+
+    /// Writes `settings` to `path` in a safe order.
+    public func apply(_ settings: CgroupSettings, to path: CgroupPath) throws(CgroupError) {
+        for write in settings.writes {
+            try fs.write(write.value, to: write.file, of: path)
+        }
+    }
+
+    /// Controllers listed in `path`'s cgroup.controllers that Corral knows.
+    public func controllers(available path: CgroupPath) throws(CgroupError) -> Set<Controller> {
+        Set(ControllerList.parse(try fs.read(.controllers, of: path)).compactMap(Controller.init(rawValue:)))
+    }
+
+    /// Enables the controllers of `wanted` that are not yet in `path`'s
+    /// cgroup.subtree_control, in one write (the kernel applies it all or nothing).
+    @discardableResult
+    public func enable(_ wanted: [Controller], in path: CgroupPath) throws(CgroupError) -> [Controller] {
+        let enabled = ControllerList.parse(try fs.read(.subtreeControl, of: path))
+        let missing = wanted.filter { !enabled.contains($0.rawValue) }
+        guard !missing.isEmpty else { return [] }
+        try fs.write(missing.map { "+" + $0.rawValue }.joined(separator: " "), to: .subtreeControl, of: path)
+        return missing
+    }
+
+    // MARK: Reading
+
+    /// Reads usage and event counters of `path`; files a kernel lacks are nil.
+    public func sample(_ path: CgroupPath) throws(CgroupError) -> CgroupSample {
+        func optional(_ file: CgroupFile) throws(CgroupError) -> String? {
+            do { return try fs.read(file, of: path) } catch where error.code == .notFound || error.code == .controllerUnavailable { return nil }
+        }
+        var sample = CgroupSample()
+        sample.memoryCurrent = try optional(.memoryCurrent).flatMap { Int64($0.trimmingSpaces()) }
+        sample.memoryPeak = try optional(.memoryPeak).flatMap { Int64($0.trimmingSpaces()) }
+        sample.memoryEvents = try optional(.memoryEvents).map(MemoryEvents.init(parsing:)) ?? MemoryEvents()
+        sample.cpu = try optional(.cpuStat).map(CPUStat.init(parsing:)) ?? CPUStat()
+        sample.pidsCurrent = try optional(.pidsCurrent).flatMap { Int64($0.trimmingSpaces()) }
+        sample.pidsPeak = try optional(.pidsPeak).flatMap { Int64($0.trimmingSpaces()) }
+        sample.pidsEvents = try optional(.pidsEvents).map(PidsEvents.init(parsing:)) ?? PidsEvents()
+        sample.events = CgroupEvents(parsing: try fs.read(.events, of: path))
+        return sample
+    }
+
+    // MARK: Acting on a cgroup
+
+    /// Freezes `path` and waits until cgroup.events says `frozen 1`. On
+    /// timeout the freeze is rolled back (thawed) and `.timedOut` thrown, so
+    /// an agent is never left half-frozen. Returns how long confirmation took.
+    @discardableResult
+    public func freeze(_ path: CgroupPath, timeout: Duration = .seconds(2)) throws(CgroupError) -> Duration {
+        let start = ContinuousClock.now
+        try fs.write("1", to: .freeze, of: path)
+        let frozen = try fs.wait(for: .events, of: path, timeout: timeout) { CgroupEvents(parsing: $0).frozen }
+        guard frozen != nil else {
+            try? fs.write("0", to: .freeze, of: path)
+            throw CgroupError(
+                code: .timedOut, operation: .wait, path: fs.absolutePath(path) + "/cgroup.events",
+                message: "\(fs.absolutePath(path)) did not report 'frozen 1' within \(Quantity.formatDuration(timeout)) (a task may be stuck in the kernel); the freeze was rolled back",
+                fix: "retry later, or use kill instead of suspend")
+        }
+        return ContinuousClock.now - start
+    }
+
+    /// Thaws `path` and waits for `frozen 0`.
+    @discardableResult
+    public func thaw(_ path: CgroupPath, timeout: Duration = .seconds(2)) throws(CgroupError) -> Duration {
+        let start = ContinuousClock.now
+        try fs.write("0", to: .freeze, of: path)
+        let thawed = try fs.wait(for: .events, of: path, timeout: timeout) { !CgroupEvents(parsing: $0).frozen }
+        guard thawed != nil else {
+            throw CgroupError(
+                code: .timedOut, operation: .wait, path: fs.absolutePath(path) + "/cgroup.events",
+                message: "\(fs.absolutePath(path)) did not report 'frozen 0' within \(Quantity.formatDuration(timeout))")
+        }
+        return ContinuousClock.now - start
+    }
+
+    /// How `kill` ended the processes.
+    public enum KillMethod: Equatable, Sendable {
+        /// `cgroup.kill` (5.14+): SIGKILL to the whole subtree, race-free against forks.
+        case cgroupKill
+        /// Older kernels or threaded cgroups: freeze, SIGKILL every pid, thaw.
+        case freezeAndSignal(processes: Int)
+    }
+
+    /// SIGKILLs every process in `path` and below.
+    @discardableResult
+    public func kill(_ path: CgroupPath) throws(CgroupError) -> KillMethod {
+        if fs.contains(.kill, in: path) {
+            do {
+                try fs.write("1", to: .kill, of: path)
+                return .cgroupKill
+            } catch where error.code == .notSupported {
+                // Threaded cgroup: fall through to the signal loop.
+            }
+        }
+        var frozen = false
+        do {
+            try freeze(path)
+            frozen = true
+        } catch where error.code == .timedOut {
+            // Signal anyway: a partly frozen tree still receives SIGKILL.
+        }
+        var count = 0
+        for pid in try allProcesses(path) where signal(pid, SIGKILL) == 0 {
+            count += 1
+        }
+        if frozen { try? fs.write("0", to: .freeze, of: path) }
+        return .freezeAndSignal(processes: count)
+    }
+
+    /// PIDs in `path` and all its descendants.
+    public func allProcesses(_ path: CgroupPath) throws(CgroupError) -> [Int32] {
+        var pids = ProcessList.parse(try fs.read(.procs, of: path))
+        for child in try fs.children(of: path) where CgroupPath.isSafeComponent(child) {
+            pids += try allProcesses(path.appending(child))
+        }
+        return pids
+    }
+
+    /// Waits until `path` has no live process (cgroup.events `populated 0`).
+    public func waitUntilEmpty(_ path: CgroupPath, timeout: Duration) throws(CgroupError) -> Bool {
+        try fs.wait(for: .events, of: path, timeout: timeout) { !CgroupEvents(parsing: $0).populated } != nil
+    }
+
+    /// Removes `path`, retrying while the kernel still reports it busy (dying
+    /// tasks): 10 tries, 1 ms doubling, as runc does. Missing counts as removed.
+    public func remove(_ path: CgroupPath, attempts: Int = 10) throws(CgroupError) {
+        var delay = Duration.milliseconds(1)
+        for attempt in 1...max(1, attempts) {
+            do {
+                try fs.removeDirectory(path)
+                return
+            } catch where error.code == .notFound {
+                return
+            } catch where error.code == .busy && attempt < attempts {
+                sleep(delay)
+                delay *= 2
+            }
+        }
+    }
+
+    /// Removes `path` if nothing lives in it any more; false when it is in use.
+    @discardableResult
+    public func removeIfUnused(_ path: CgroupPath) -> Bool {
+        do {
+            try fs.removeDirectory(path)
+            return true
+        } catch {
+            return error.code == .notFound
+        }
+    }
+}

@@ -1,0 +1,238 @@
+internal import CCorralLinux
+public import CorralCore
+public import SystemPackage
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// cgroupfs below a directory, through directory file descriptors.
+///
+/// Every path is opened relative to the anchor fd with openat2(2) and
+/// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+/// RESOLVE_NO_XDEV (kernels before 5.6: a component-by-component walk with
+/// O_NOFOLLOW), so nothing reaches a path outside the anchor.
+public final class DirectoryCgroupFilesystem: CgroupFilesystem {
+    /// The anchor's absolute path, for messages.
+    public let anchorPath: String
+    private let anchorFD: Int32
+    private let useOpenat2: Bool
+
+    /// Opens `anchorPath` (a directory; the user's own path, so symlinks in it
+    /// are followed once, here).
+    public init(anchorPath: String) throws(CgroupError) {
+        let fd = open(anchorPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw CgroupError.explain(Errno(rawValue: errno), operation: .open, path: anchorPath, file: nil)
+        }
+        self.anchorPath = anchorPath.count > 1 && anchorPath.hasSuffix("/") ? String(anchorPath.dropLast()) : anchorPath
+        self.anchorFD = fd
+        let probe = corral_openat2(fd, ".", corral_o_path() | O_CLOEXEC, 0, corral_resolve_strict())
+        if probe >= 0 { close(probe) }
+        self.useOpenat2 = !(probe < 0 && errno == ENOSYS)
+    }
+
+    deinit { close(anchorFD) }
+
+    /// `statfs` type of the anchor (cgroup2, tmpfs, …).
+    public var anchorFilesystem: FilesystemKind {
+        let magic = corral_fstatfs_type(anchorFD)
+        return magic < 0 ? .missing : FilesystemKind(magic: Int(magic))
+    }
+
+    public func absolutePath(_ path: CgroupPath) -> String {
+        path.components.isEmpty ? anchorPath : (anchorPath == "/" ? "" : anchorPath) + "/" + path.relative
+    }
+
+    private func absolutePath(_ file: CgroupFile, _ path: CgroupPath) -> String {
+        absolutePath(path) + "/" + file.rawValue
+    }
+
+    /// Opens `relative` beneath the anchor; -1 with errno set on failure.
+    private func openBeneath(_ components: [String], flags: Int32) -> Int32 {
+        if useOpenat2 {
+            let relative = components.isEmpty ? "." : components.joined(separator: "/")
+            return corral_openat2(anchorFD, relative, flags | O_CLOEXEC, 0, corral_resolve_strict())
+        }
+        // Walk one directory at a time, never following a symlink.
+        var current = dup(anchorFD)
+        guard current >= 0 else { return -1 }
+        for (index, name) in components.enumerated() {
+            let last = index == components.count - 1
+            let stepFlags = last ? flags | O_NOFOLLOW | O_CLOEXEC : corral_o_path() | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+            let next = openat(current, name, stepFlags)
+            let saved = errno
+            close(current)
+            guard next >= 0 else {
+                errno = saved
+                return -1
+            }
+            current = next
+        }
+        if components.isEmpty {
+            let reopened = openat(current, ".", flags | O_CLOEXEC)
+            let saved = errno
+            close(current)
+            errno = saved
+            return reopened
+        }
+        return current
+    }
+
+    private func fail(_ operation: CgroupError.Operation, _ path: CgroupPath, _ file: CgroupFile?, value: String? = nil)
+        -> CgroupError
+    {
+        CgroupError.explain(Errno(rawValue: errno), operation: operation, path: absolutePath(path), file: file, value: value)
+    }
+
+    public func exists(_ path: CgroupPath) throws(CgroupError) -> Bool {
+        let fd = openBeneath(path.components, flags: corral_o_path() | O_DIRECTORY)
+        if fd >= 0 {
+            close(fd)
+            return true
+        }
+        if errno == ENOENT { return false }
+        throw fail(.open, path, nil)
+    }
+
+    public func makeDirectory(_ path: CgroupPath) throws(CgroupError) {
+        guard let parent = path.parent, let name = path.name else {
+            throw CgroupError(code: .alreadyExists, operation: .makeDirectory, path: anchorPath, message: "\(anchorPath) already exists")
+        }
+        let parentFD = openBeneath(parent.components, flags: corral_o_path() | O_DIRECTORY)
+        guard parentFD >= 0 else { throw fail(.makeDirectory, parent, nil) }
+        defer { close(parentFD) }
+        if mkdirat(parentFD, name, 0o755) < 0 { throw fail(.makeDirectory, path, nil) }
+    }
+
+    public func removeDirectory(_ path: CgroupPath) throws(CgroupError) {
+        guard let parent = path.parent, let name = path.name else {
+            throw CgroupError(code: .notSupported, operation: .removeDirectory, path: anchorPath, message: "refusing to remove the anchor \(anchorPath)")
+        }
+        let parentFD = openBeneath(parent.components, flags: corral_o_path() | O_DIRECTORY)
+        guard parentFD >= 0 else { throw fail(.removeDirectory, parent, nil) }
+        defer { close(parentFD) }
+        if unlinkat(parentFD, name, AT_REMOVEDIR) < 0 { throw fail(.removeDirectory, path, nil) }
+    }
+
+    public func children(of path: CgroupPath) throws(CgroupError) -> [String] {
+        let fd = openBeneath(path.components, flags: O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { throw fail(.list, path, nil) }
+        guard let dir = fdopendir(fd) else {
+            let error = fail(.list, path, nil)
+            close(fd)
+            throw error
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            guard entry.pointee.d_type == UInt8(DT_DIR) else { continue }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    public func contains(_ file: CgroupFile, in path: CgroupPath) -> Bool {
+        let fd = openBeneath(path.components + [file.rawValue], flags: corral_o_path())
+        if fd >= 0 { close(fd) }
+        return fd >= 0
+    }
+
+    public func read(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> String {
+        let fd = openBeneath(path.components + [file.rawValue], flags: O_RDONLY)
+        guard fd >= 0 else { throw fail(.read, path, file) }
+        defer { close(fd) }
+        guard let text = Self.readAll(fd, offset: nil) else { throw fail(.read, path, file) }
+        return text
+    }
+
+    /// Reads a whole (small) file; pread from `offset` when given.
+    private static func readAll(_ fd: Int32, offset: Int?) -> String? {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        var position = offset ?? 0
+        while true {
+            let count = chunk.withUnsafeMutableBytes { buffer in
+                offset == nil
+                    ? Glibc.read(fd, buffer.baseAddress, buffer.count)
+                    : pread(fd, buffer.baseAddress, buffer.count, off_t(position))
+            }
+            if count < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            if count == 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+            position += count
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    public func write(_ value: String, to file: CgroupFile, of path: CgroupPath) throws(CgroupError) {
+        let fd = openBeneath(path.components + [file.rawValue], flags: O_WRONLY)
+        guard fd >= 0 else { throw fail(.write, path, file, value: value) }
+        defer { close(fd) }
+        var bytes = Array(value.utf8)
+        var written: Int
+        repeat {
+            written = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        } while written < 0 && errno == EINTR
+        if written < 0 { throw fail(.write, path, file, value: value) }
+        if written != bytes.count {
+            throw CgroupError(
+                code: .io, operation: .write, path: absolutePath(file, path), value: value,
+                message: "short write to \(absolutePath(file, path)): \(written) of \(bytes.count) bytes of '\(value)'")
+        }
+        bytes.removeAll()
+    }
+
+    public func wait(
+        for file: CgroupFile, of path: CgroupPath, timeout: Duration, until condition: (String) -> Bool
+    ) throws(CgroupError) -> String? {
+        let fd = openBeneath(path.components + [file.rawValue], flags: O_RDONLY)
+        guard fd >= 0 else { throw fail(.wait, path, file) }
+        defer { close(fd) }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while true {
+            // Reading re-arms kernfs' change notification for this fd.
+            guard let text = Self.readAll(fd, offset: 0) else { throw fail(.wait, path, file) }
+            if condition(text) { return text }
+            let remaining = clock.now.duration(to: deadline)
+            if remaining <= .zero { return nil }
+            var pollFD = pollfd(fd: fd, events: Int16(POLLPRI), revents: 0)
+            let milliseconds = Int32(min(Int64(Int32.max), max(1, remaining.microseconds / 1000 + 1)))
+            let ready = poll(&pollFD, 1, milliseconds)
+            if ready < 0 && errno != EINTR { throw fail(.wait, path, file) }
+        }
+    }
+
+    public func openDirectory(_ path: CgroupPath) throws(CgroupError) -> FileDescriptor {
+        let fd = openBeneath(path.components, flags: O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { throw fail(.open, path, nil) }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    public func openForWriting(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
+        let fd = openBeneath(path.components + [file.rawValue], flags: O_WRONLY)
+        guard fd >= 0 else { throw fail(.open, path, file) }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    public func lockTree() throws(CgroupError) -> TreeLock {
+        // A new open file description, so the lock also excludes other
+        // threads of this process, not only other processes.
+        let fd = openat(anchorFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0, corral_lock_exclusive(fd) == 0 else {
+            let error = fail(.lock, .anchor, nil)
+            if fd >= 0 { close(fd) }
+            throw error
+        }
+        return TreeLock {
+            _ = corral_unlock(fd)
+            close(fd)
+        }
+    }
+}

@@ -1,0 +1,144 @@
+internal import CCorralLinux
+public import CorralCore
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// Reads what the host offers: cgroup mode and controllers, capacity, kernel
+/// features. Only reads; never mounts or changes anything.
+public enum HostProbe {
+    public static let mountPoint = "/sys/fs/cgroup"
+
+    /// statfs type of `path`, `.missing` when it does not exist.
+    public static func filesystem(at path: String) -> FilesystemKind {
+        let magic = corral_statfs_type(path)
+        return magic < 0 ? .missing : FilesystemKind(magic: Int(magic))
+    }
+
+    /// The facts `HostFacts` judges: mount types, v1-bound controllers, v2 root controllers.
+    public static func facts(mountPoint: String = HostProbe.mountPoint) -> HostFacts {
+        let mount = filesystem(at: mountPoint)
+        let unified = filesystem(at: mountPoint + "/unified")
+        var v1: Set<String> = []
+        if let table = readFile("/proc/cgroups") {
+            for line in table.split(separator: "\n") where !line.hasPrefix("#") {
+                let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+                if fields.count >= 4, let hierarchy = Int(fields[1]), hierarchy != 0, fields[3] == "1" {
+                    v1.insert(String(fields[0]))
+                }
+            }
+        }
+        let v2Root = mount == .cgroup2 ? mountPoint : (unified == .cgroup2 ? mountPoint + "/unified" : nil)
+        let controllers = v2Root.flatMap { readFile($0 + "/cgroup.controllers") }.map(ControllerList.parse) ?? []
+        return HostFacts(cgroupMount: mount, unifiedMount: unified, v1Controllers: v1, v2RootControllers: controllers)
+    }
+
+    /// Total memory (the smaller of /proc/meminfo and this process's own
+    /// cgroup limits, so a container sees its share), online CPUs, pid_max.
+    public static func capacity() -> HostCapacity {
+        var memory: Int64 = 0
+        if let meminfo = readFile("/proc/meminfo") {
+            for line in meminfo.split(separator: "\n") where line.hasPrefix("MemTotal:") {
+                let fields = line.split(separator: " ")
+                if fields.count >= 2, let kib = Int64(fields[1]) { memory = kib * 1024 }
+            }
+        }
+        var cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        if cpus < 1 { cpus = 1 }
+        let pidMax = readFile("/proc/sys/kernel/pid_max").flatMap { Int64($0.trimmingSpaces()) } ?? 32768
+        return HostCapacity(memoryBytes: memory, cpus: cpus, pidMax: pidMax)
+    }
+
+    /// `uname -r`.
+    public static var kernelRelease: String {
+        var names = utsname()
+        uname(&names)
+        return withUnsafeBytes(of: names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    /// (major, minor) of the running kernel.
+    public static var kernelVersion: (major: Int, minor: Int) {
+        let parts = kernelRelease.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        return (parts.first ?? 0, parts.count > 1 ? parts[1] : 0)
+    }
+
+    /// Whether the kernel has PSI (/proc/pressure).
+    public static var hasPressureStallInformation: Bool {
+        access("/proc/pressure/memory", R_OK) == 0
+    }
+
+    /// This process's cgroup v2 path (from /proc/self/cgroup), e.g. "/user.slice/…".
+    public static var ownCgroup: String? {
+        readFile("/proc/self/cgroup").flatMap(ProcCgroup.unifiedPath)
+    }
+
+    static func readFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Where Corral's root lives: an anchor directory that exists, and the root
+/// below it (created on demand).
+public struct CgroupRootLocation: Equatable, Sendable {
+    /// The directory opened as the filesystem's anchor.
+    public var anchor: String
+    public var root: CgroupPath
+    /// The root is the hierarchy root (the cgroup2 mount itself).
+    public var isHierarchyRoot: Bool
+    /// The full path of the root.
+    public var rootPath: String
+
+    /// The default for `corral run` and `corral serve` outside systemd.
+    public static let defaultRootPath = "/sys/fs/cgroup/corral"
+
+    /// Resolves `path` (absolute). The root itself may not exist yet; its
+    /// parent must be a cgroup2 directory. Errors name the path and the fix.
+    public static func resolve(_ path: String, facts: HostFacts) throws(CgroupError) -> CgroupRootLocation {
+        var normalized = path
+        while normalized.count > 1 && normalized.hasSuffix("/") { normalized.removeLast() }
+        guard normalized.hasPrefix("/") else {
+            throw CgroupError(
+                code: .invalidValue, operation: .open, path: path,
+                message: "cgroup root '\(path)' is not an absolute path",
+                fix: "give the full path, e.g. --cgroup-root \(defaultRootPath)")
+        }
+        let here = HostProbe.filesystem(at: normalized)
+        let parentPath = normalized.split(separator: "/").dropLast().joined(separator: "/")
+        let parent = "/" + parentPath
+        let name = String(normalized.split(separator: "/").last ?? "")
+        let parentKind = HostProbe.filesystem(at: parent)
+
+        if here == .cgroup2 && parentKind != .cgroup2 {
+            return CgroupRootLocation(anchor: normalized, root: .anchor, isHierarchyRoot: true, rootPath: normalized)
+        }
+        guard parentKind == .cgroup2 else {
+            if let problem = facts.problems.first {
+                throw CgroupError(
+                    code: .hostUnsupported, operation: .open, path: normalized,
+                    message: "cannot use \(normalized) as the cgroup root: " + problem.message, fix: problem.fix)
+            }
+            throw CgroupError(
+                code: .hostUnsupported, operation: .open, path: normalized,
+                message: "cannot use \(normalized) as the cgroup root: its parent \(parent) is not in a cgroup v2 hierarchy (\(parentKind.rawValue))",
+                fix: "choose a directory inside the cgroup2 mount, e.g. --cgroup-root \(defaultRootPath)")
+        }
+        guard CgroupPath.isSafeComponent(name) else {
+            throw CgroupError(
+                code: .invalidValue, operation: .open, path: normalized,
+                message: "cgroup root '\(path)' does not end in a directory name",
+                fix: "give a path like \(defaultRootPath)")
+        }
+        return CgroupRootLocation(anchor: parent, root: CgroupPath([name]), isHierarchyRoot: false, rootPath: normalized)
+    }
+}

@@ -1,0 +1,212 @@
+/// Parsers for the kernel's cgroup statistics files. Keys are looked up by
+/// name (new kernels add fields mid-file); unknown keys are kept, not rejected.
+public enum FlatKeyed {
+    /// Parses "key value" lines (memory.events, memory.stat, cpu.stat,
+    /// pids.events, cgroup.events). Lines that are not `key integer` are skipped.
+    public static func parse(_ text: String) -> [String: Int64] {
+        var result: [String: Int64] = [:]
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count == 2, let value = Int64(fields[1]) else { continue }
+            result[String(fields[0])] = value
+        }
+        return result
+    }
+}
+
+/// `memory.events` (or `.local`): counters since the cgroup was created.
+public struct MemoryEvents: Equatable, Codable, Sendable {
+    /// Times usage went over `memory.low` protection.
+    public var low: Int64
+    /// Times the cgroup was throttled and reclaimed over `memory.high`.
+    public var high: Int64
+    /// Times usage hit `memory.max`.
+    public var max: Int64
+    /// Times the OOM killer was invoked (an allocation failed at `memory.max`).
+    public var oom: Int64
+    /// Processes killed by the OOM killer in this cgroup.
+    public var oomKill: Int64
+    /// Times the whole cgroup was OOM-killed together (`memory.oom.group`); 0 on kernels without it.
+    public var oomGroupKill: Int64
+
+    public init(low: Int64 = 0, high: Int64 = 0, max: Int64 = 0, oom: Int64 = 0, oomKill: Int64 = 0, oomGroupKill: Int64 = 0) {
+        self.low = low
+        self.high = high
+        self.max = max
+        self.oom = oom
+        self.oomKill = oomKill
+        self.oomGroupKill = oomGroupKill
+    }
+
+    public init(parsing text: String) {
+        let fields = FlatKeyed.parse(text)
+        self.init(
+            low: fields["low"] ?? 0, high: fields["high"] ?? 0, max: fields["max"] ?? 0,
+            oom: fields["oom"] ?? 0, oomKill: fields["oom_kill"] ?? 0,
+            oomGroupKill: fields["oom_group_kill"] ?? 0)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case low, high, max, oom
+        case oomKill = "oom_kill"
+        case oomGroupKill = "oom_group_kill"
+    }
+}
+
+/// `cpu.stat`. The throttling fields exist only where the cpu controller is enabled.
+public struct CPUStat: Equatable, Codable, Sendable {
+    public var usageUsec: Int64
+    public var userUsec: Int64
+    public var systemUsec: Int64
+    public var nrPeriods: Int64?
+    public var nrThrottled: Int64?
+    public var throttledUsec: Int64?
+    public var nrBursts: Int64?
+    public var burstUsec: Int64?
+
+    public init(
+        usageUsec: Int64 = 0, userUsec: Int64 = 0, systemUsec: Int64 = 0, nrPeriods: Int64? = nil,
+        nrThrottled: Int64? = nil, throttledUsec: Int64? = nil, nrBursts: Int64? = nil, burstUsec: Int64? = nil
+    ) {
+        self.usageUsec = usageUsec
+        self.userUsec = userUsec
+        self.systemUsec = systemUsec
+        self.nrPeriods = nrPeriods
+        self.nrThrottled = nrThrottled
+        self.throttledUsec = throttledUsec
+        self.nrBursts = nrBursts
+        self.burstUsec = burstUsec
+    }
+
+    public init(parsing text: String) {
+        let fields = FlatKeyed.parse(text)
+        self.init(
+            usageUsec: fields["usage_usec"] ?? 0, userUsec: fields["user_usec"] ?? 0,
+            systemUsec: fields["system_usec"] ?? 0, nrPeriods: fields["nr_periods"],
+            nrThrottled: fields["nr_throttled"], throttledUsec: fields["throttled_usec"],
+            nrBursts: fields["nr_bursts"], burstUsec: fields["burst_usec"])
+    }
+
+    /// CPU use between two readings `elapsed` apart, in percent of one CPU
+    /// (usage_usec delta / wall time).
+    public static func usagePercent(from earlier: CPUStat, to later: CPUStat, elapsed: Duration) -> Double {
+        let wall = Double(elapsed.microseconds)
+        guard wall > 0 else { return 0 }
+        return Double(Swift.max(0, later.usageUsec - earlier.usageUsec)) * 100 / wall
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case usageUsec = "usage_usec"
+        case userUsec = "user_usec"
+        case systemUsec = "system_usec"
+        case nrPeriods = "nr_periods"
+        case nrThrottled = "nr_throttled"
+        case throttledUsec = "throttled_usec"
+        case nrBursts = "nr_bursts"
+        case burstUsec = "burst_usec"
+    }
+}
+
+/// `pids.events`: `max` counts forks refused at `pids.max`.
+public struct PidsEvents: Equatable, Codable, Sendable {
+    public var max: Int64
+
+    public init(max: Int64 = 0) { self.max = max }
+
+    public init(parsing text: String) {
+        self.init(max: FlatKeyed.parse(text)["max"] ?? 0)
+    }
+}
+
+/// `cgroup.events`: whether the subtree has live processes and whether it is frozen.
+public struct CgroupEvents: Equatable, Codable, Sendable {
+    public var populated: Bool
+    public var frozen: Bool
+
+    public init(populated: Bool, frozen: Bool) {
+        self.populated = populated
+        self.frozen = frozen
+    }
+
+    public init(parsing text: String) {
+        let fields = FlatKeyed.parse(text)
+        self.init(populated: fields["populated"] == 1, frozen: fields["frozen"] == 1)
+    }
+}
+
+/// One line of a PSI file: "some avg10=0.00 avg60=0.00 avg300=0.00 total=0".
+public struct PressureLine: Equatable, Codable, Sendable {
+    public var avg10: Double
+    public var avg60: Double
+    public var avg300: Double
+    /// Total stall time in microseconds.
+    public var total: Int64
+
+    public init(avg10: Double, avg60: Double, avg300: Double, total: Int64) {
+        self.avg10 = avg10
+        self.avg60 = avg60
+        self.avg300 = avg300
+        self.total = total
+    }
+}
+
+/// A PSI file (`memory.pressure`, `cpu.pressure`, `io.pressure`).
+public struct Pressure: Equatable, Codable, Sendable {
+    public var some: PressureLine
+    /// Absent in `cpu.pressure` on older kernels.
+    public var full: PressureLine?
+
+    public init(some: PressureLine, full: PressureLine?) {
+        self.some = some
+        self.full = full
+    }
+
+    public init?(parsing text: String) {
+        var some: PressureLine?
+        var full: PressureLine?
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard let kind = fields.first else { continue }
+            var values: [Substring: Substring] = [:]
+            for field in fields.dropFirst() {
+                let pair = field.split(separator: "=", maxSplits: 1)
+                if pair.count == 2 { values[pair[0]] = pair[1] }
+            }
+            guard let avg10 = values["avg10"].flatMap({ Double($0) }),
+                let avg60 = values["avg60"].flatMap({ Double($0) }),
+                let avg300 = values["avg300"].flatMap({ Double($0) }),
+                let total = values["total"].flatMap({ Int64($0) })
+            else { return nil }
+            let parsed = PressureLine(avg10: avg10, avg60: avg60, avg300: avg300, total: total)
+            if kind == "some" { some = parsed } else if kind == "full" { full = parsed }
+        }
+        guard let some else { return nil }
+        self.init(some: some, full: full)
+    }
+}
+
+/// A space-separated controller list (`cgroup.controllers`, `cgroup.subtree_control`).
+public enum ControllerList {
+    /// All names in the file, known to Corral or not.
+    public static func parse(_ text: String) -> Set<String> {
+        Set(text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
+    }
+}
+
+/// `cgroup.procs`: one PID per line.
+public enum ProcessList {
+    public static func parse(_ text: String) -> [Int32] {
+        text.split(separator: "\n").compactMap { Int32($0.trimmingSpaces()) }
+    }
+}
+
+/// `/proc/PID/cgroup`.
+public enum ProcCgroup {
+    /// The cgroup v2 path ("0::/path") of the process, nil when it has none.
+    public static func unifiedPath(_ text: String) -> String? {
+        for line in text.split(separator: "\n") where line.hasPrefix("0::") {
+            return String(line.dropFirst(3))
+        }
+        return nil
+    }
+}

@@ -1,0 +1,77 @@
+/// Everything a configuration file can set, with the seed's values as defaults.
+public struct CorralConfiguration: Equatable, Sendable {
+    /// Quota groups by name (the seed's three unless redefined; more may be added).
+    public var groups: [String: QuotaGroup]
+    /// Per-agent overrides by agent id.
+    public var agents: [String: AgentOverride]
+    public var escalation: EscalationPolicy
+    public var intervals: Intervals
+    public var reservation: SystemReservation
+    /// The cgroup directory Corral owns (nil: the default for the mode it runs in).
+    public var cgroupRoot: String?
+
+    public init(
+        groups: [String: QuotaGroup] = CorralConfiguration.seedGroups, agents: [String: AgentOverride] = [:],
+        escalation: EscalationPolicy = .seed, intervals: Intervals = .seed, reservation: SystemReservation = .seed,
+        cgroupRoot: String? = nil
+    ) {
+        self.groups = groups
+        self.agents = agents
+        self.escalation = escalation
+        self.intervals = intervals
+        self.reservation = reservation
+        self.cgroupRoot = cgroupRoot
+    }
+
+    public static let seedGroups: [String: QuotaGroup] = Dictionary(
+        uniqueKeysWithValues: QuotaGroup.seedGroups.map { ($0.name, $0) })
+
+    /// The built-in configuration: used when no file is given.
+    public static let builtIn = CorralConfiguration()
+
+    /// Group names in a stable order.
+    public var groupNames: [String] { groups.keys.sorted() }
+
+    /// The escalation policy for agents of `group`.
+    public func escalation(for group: String) -> EscalationPolicy {
+        groups[group]?.escalation ?? escalation
+    }
+
+    /// The limits of agent `agent` in `group`: the group's defaults with the
+    /// agent's overrides from the file, then `flags` (from the command line) on top.
+    public func limits(
+        agent: String, group: String, flags: [Resource: LimitOverride] = [:]
+    ) -> LimitSet? {
+        guard let quota = groups[group] else { return nil }
+        var limits = quota.limits
+        if let override = agents[agent] { limits = limits.applying(override.limits) }
+        return limits.applying(flags)
+    }
+}
+
+/// Per-agent settings in the configuration file.
+public struct AgentOverride: Equatable, Sendable {
+    /// The group the agent belongs to when started without `--group`.
+    public var group: String?
+    public var limits: [Resource: LimitOverride]
+
+    public init(group: String? = nil, limits: [Resource: LimitOverride] = [:]) {
+        self.group = group
+        self.limits = limits
+    }
+}
+
+/// Periods of the daemon's loops. Seed: sampling 1 s, analytics every 5 min over 1 h.
+public struct Intervals: Equatable, Codable, Sendable {
+    public var sampling: Duration
+    public var analytics: Duration
+    public var analyticsWindow: Duration
+
+    public init(sampling: Duration, analytics: Duration, analyticsWindow: Duration) {
+        self.sampling = sampling
+        self.analytics = analytics
+        self.analyticsWindow = analyticsWindow
+    }
+
+    public static let seed = Intervals(sampling: .seconds(1), analytics: .seconds(300), analyticsWindow: .seconds(3600))
+}

@@ -1,0 +1,101 @@
+/// A quota group: default limits for its agents and totals for all of them.
+///
+/// Each group is a cgroup subtree (`<root>/<group>`); its totals land in the
+/// group cgroup's `memory.max`, `cpu.max` and `pids.max`.
+public struct QuotaGroup: Equatable, Codable, Sendable {
+    public var name: String
+    public var description: String
+    /// Per-agent limits of agents in this group.
+    public var limits: LimitSet
+    /// Totals for the whole group, in each resource's unit.
+    public var totals: [Resource: Double]
+    /// Escalation delays for this group (nil: the configuration's defaults).
+    public var escalation: EscalationPolicy?
+
+    public init(
+        name: String, description: String, limits: LimitSet, totals: [Resource: Double],
+        escalation: EscalationPolicy? = nil
+    ) {
+        self.name = name
+        self.description = description
+        self.limits = limits
+        self.totals = totals
+        self.escalation = escalation
+    }
+
+    /// The kernel settings of the group cgroup itself (totals only).
+    public var totalsSettings: CgroupSettings {
+        var settings = CgroupSettings()
+        if let memory = totals[.memory] { settings.memoryMax = .limit(Int64(memory)) }
+        if let cpu = totals[.cpu] { settings.cpuMax = CPUMax(percent: cpu) }
+        if let pids = totals[.processes] { settings.pidsMax = .limit(Int64(pids)) }
+        return settings
+    }
+}
+
+extension QuotaGroup {
+    /// The seed's three groups, with its exact numbers (bytes are decimal:
+    /// 50 MB = 50_000_000; cpu in percent of one CPU).
+    public static let seedGroups: [QuotaGroup] = [lightweight, standard, heavyComputation]
+
+    public static let lightweight = QuotaGroup(
+        name: "lightweight_agent",
+        description: "Lightweight agents with minimal resource requirements",
+        limits: LimitSet([
+            .memory: ResourceLimit(soft: 50_000_000, hard: 100_000_000, action: .warn),
+            .cpu: ResourceLimit(soft: 5, hard: 10, action: .throttle),
+            .processes: ResourceLimit(soft: 10, hard: 20, action: .suspend),
+        ]),
+        totals: [.memory: 1_000_000_000, .cpu: 200, .processes: 500]
+    )
+
+    public static let standard = QuotaGroup(
+        name: "standard_agent",
+        description: "Standard agents with moderate resource requirements",
+        limits: LimitSet([
+            .memory: ResourceLimit(soft: 200_000_000, hard: 500_000_000, action: .throttle),
+            .cpu: ResourceLimit(soft: 15, hard: 30, action: .throttle),
+            .processes: ResourceLimit(soft: 50, hard: 100, action: .scaleDown),
+        ]),
+        totals: [.memory: 4_000_000_000, .cpu: 600, .processes: 2000]
+    )
+
+    public static let heavyComputation = QuotaGroup(
+        name: "heavy_computation_agent",
+        description: "Agents requiring significant computational resources",
+        limits: LimitSet([
+            .memory: ResourceLimit(soft: 1_000_000_000, hard: 2_000_000_000, action: .suspend),
+            .cpu: ResourceLimit(soft: 40, hard: 80, action: .scaleDown),
+            .processes: ResourceLimit(soft: 100, hard: 200, action: .terminate),
+        ]),
+        totals: [.memory: 8_000_000_000, .cpu: 1600, .processes: 1000]
+    )
+
+    /// The group `corral run` uses when none is named.
+    public static let defaultGroupName = "standard_agent"
+}
+
+/// Escalation delays: an action fires only if its violation still holds when
+/// the delay expires. Seed: warn 0, throttle 30 s, suspend 5 min, terminate 10 min.
+public struct EscalationPolicy: Equatable, Codable, Sendable {
+    public var delays: [EnforcementAction: Duration]
+    /// Time between SIGTERM and `cgroup.kill` when terminating.
+    public var terminationGrace: Duration
+
+    public init(delays: [EnforcementAction: Duration], terminationGrace: Duration) {
+        self.delays = delays
+        self.terminationGrace = terminationGrace
+    }
+
+    public static let seed = EscalationPolicy(
+        delays: [
+            .warn: .zero, .throttle: .seconds(30), .suspend: .seconds(300), .terminate: .seconds(600),
+            .scaleDown: .zero, .migrate: .zero, .custom: .zero,
+        ],
+        terminationGrace: .seconds(5)
+    )
+
+    public func delay(for action: EnforcementAction) -> Duration {
+        delays[action] ?? .zero
+    }
+}

@@ -1,0 +1,232 @@
+internal import CCorralLinux
+public import CorralCgroup
+public import CorralCore
+public import SystemPackage
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// Everything `corral run` needs to start one agent.
+public struct RunRequest: Sendable {
+    public var agent: String
+    public var group: QuotaGroup
+    public var limits: LimitSet
+    /// The command as typed (argv[0] first).
+    public var command: [String]
+    /// argv[0] resolved against PATH.
+    public var executable: String
+    public var environment: [String]
+    /// Settings for the root (the system reservation); nil leaves the root's limits alone.
+    public var reservation: CgroupSettings?
+    /// How often usage is sampled while the agent runs.
+    public var samplingInterval: Duration
+    /// How long stray processes may take to die after cgroup.kill.
+    public var killTimeout: Duration
+
+    public init(
+        agent: String, group: QuotaGroup, limits: LimitSet, command: [String], executable: String,
+        environment: [String], reservation: CgroupSettings?, samplingInterval: Duration = .seconds(1),
+        killTimeout: Duration = .seconds(5)
+    ) {
+        self.agent = agent
+        self.group = group
+        self.limits = limits
+        self.command = command
+        self.executable = executable
+        self.environment = environment
+        self.reservation = reservation
+        self.samplingInterval = samplingInterval
+        self.killTimeout = killTimeout
+    }
+}
+
+/// Why a run failed before or around the agent, with the exit status `corral` should use.
+public enum RunError: Error, CustomStringConvertible, Sendable {
+    case cgroup(CgroupError)
+    case spawn(SpawnError)
+    case agentIDInUse(agent: String, path: String)
+    case system(message: String, errno: Errno)
+
+    public var description: String {
+        switch self {
+        case .cgroup(let error): error.description
+        case .spawn(let error): error.description
+        case .agentIDInUse(let agent, let path):
+            "agent id '\(agent)' is in use: \(path) already exists\n  fix: choose another --name, or stop the agent that has it (its cgroup is \(path))"
+        case .system(let message, let errno): "\(message) (\(errno.name))"
+        }
+    }
+
+    public var exitStatus: Int32 {
+        if case .spawn(let error) = self { return error.exitStatus }
+        return 125
+    }
+}
+
+/// Runs one agent to completion in its own cgroup and reports what happened.
+public struct AgentRunner: Sendable {
+    public let tree: CgroupTree
+
+    public init(tree: CgroupTree) {
+        self.tree = tree
+    }
+
+    /// Signals forwarded to the agent.
+    public static let forwardedSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
+
+    public func run(_ request: RunRequest) throws(RunError) -> RunSummary {
+        // Block the forwarded signals before the child exists, so none is lost
+        // or acted on by default between spawn and the wait loop.
+        let signals = Self.forwardedSignals
+        let signalFD = signals.withUnsafeBufferPointer { corral_signalfd($0.baseAddress, Int32($0.count)) }
+        guard signalFD >= 0 else {
+            throw .system(message: "cannot create a signalfd", errno: Errno(rawValue: errno))
+        }
+        defer {
+            close(signalFD)
+            _ = signals.withUnsafeBufferPointer { corral_unblock_signals($0.baseAddress, Int32($0.count)) }
+        }
+
+        let leaf = tree.agentPath(group: request.group.name, agent: request.agent)
+        do {
+            let lock = try tree.fs.lockTree()
+            defer { withExtendedLifetime(lock) {} }
+            try tree.prepareRoot(selfPID: getpid(), reservation: request.reservation)
+            try tree.prepareGroup(request.group)
+            try tree.createAgent(request.agent, in: request.group.name, settings: CgroupSettings(agentLimits: request.limits))
+        } catch {
+            cleanUpShared(group: request.group.name)
+            if error.code == .alreadyExists && error.path == tree.fs.absolutePath(leaf) {
+                throw .agentIDInUse(agent: request.agent, path: error.path)
+            }
+            throw .cgroup(error)
+        }
+
+        let start = ContinuousClock.now
+        let child: SpawnedProcess
+        do {
+            let directory = try tree.fs.openDirectory(leaf)
+            defer { try? directory.close() }
+            let procs = try tree.fs.openForWriting(.procs, of: leaf)
+            defer { try? procs.close() }
+            child = try Spawner.spawn(
+                Spawner.Request(
+                    executable: request.executable, arguments: request.command,
+                    environment: request.environment, cgroupDirectory: directory, cgroupProcs: procs))
+        } catch {
+            try? tree.remove(leaf)
+            cleanUpShared(group: request.group.name)
+            if let error = error as? SpawnError { throw .spawn(error) }
+            if let error = error as? CgroupError { throw .cgroup(error) }
+            fatalError("unexpected error \(error)")
+        }
+
+        var peaks = PeakTracker()
+        var forwarded: [String] = []
+        let termination = waitForExit(child, signalFD: signalFD, leaf: leaf, interval: request.samplingInterval, peaks: &peaks, forwarded: &forwarded)
+        let wall = ContinuousClock.now - start
+        if let pidfd = child.pidfd { try? pidfd.close() }
+
+        // The main process is gone; anything it left behind goes with its cgroup.
+        var strays = false
+        if let events = try? tree.fs.read(.events, of: leaf), CgroupEvents(parsing: events).populated {
+            strays = true
+            _ = try? tree.kill(leaf)
+            _ = try? tree.waitUntilEmpty(leaf, timeout: request.killTimeout)
+        }
+        let final = (try? tree.sample(leaf)) ?? CgroupSample()
+        peaks.observe(final)
+
+        try? tree.remove(leaf)
+        cleanUpShared(group: request.group.name)
+
+        return RunSummary(
+            agent: request.agent, group: request.group.name, cgroup: tree.fs.absolutePath(leaf),
+            command: request.command, limits: request.limits, termination: termination,
+            wallSeconds: wall.seconds, cpu: final.cpu,
+            memoryPeakBytes: final.memoryPeak ?? peaks.memory, memoryPeakExact: final.memoryPeak != nil,
+            memoryEvents: final.memoryEvents,
+            pidsPeak: final.pidsPeak ?? peaks.pids, pidsPeakExact: final.pidsPeak != nil,
+            pidsEvents: final.pidsEvents, spawnMethod: child.method.rawValue, forwardedSignals: forwarded,
+            strayProcessesKilled: strays)
+    }
+
+    /// Removes the group and the root when no other agent uses them, so a
+    /// run leaves no cgroup behind. Serialised with other Corral processes
+    /// by the tree lock; a group or root still in use is simply kept.
+    private func cleanUpShared(group: String) {
+        guard let lock = try? tree.fs.lockTree() else { return }
+        defer { withExtendedLifetime(lock) {} }
+        tree.removeIfUnused(tree.groupPath(group))
+        if !tree.root.components.isEmpty, !tree.rootIsHierarchyRoot,
+            (try? tree.fs.children(of: tree.root))?.isEmpty == true
+        {
+            tree.removeIfUnused(tree.root)
+        }
+    }
+
+    /// Polls the child's pidfd and the signalfd; samples usage every `interval`.
+    private func waitForExit(
+        _ child: SpawnedProcess, signalFD: Int32, leaf: CgroupPath, interval: Duration,
+        peaks: inout PeakTracker, forwarded: inout [String]
+    ) -> Termination {
+        let clock = ContinuousClock()
+        var nextSample = clock.now
+        let siKernel = corral_si_kernel()
+        while true {
+            if clock.now >= nextSample {
+                if let sample = try? tree.sample(leaf) { peaks.observe(sample) }
+                nextSample = clock.now.advanced(by: interval)
+            }
+            var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)]
+            if let pidfd = child.pidfd { fds.append(pollfd(fd: pidfd.rawValue, events: Int16(POLLIN), revents: 0)) }
+            var timeout = max(1, Int32(clock.now.duration(to: nextSample).microseconds / 1000) + 1)
+            if child.pidfd == nil { timeout = min(timeout, 20) }
+            let ready = poll(&fds, nfds_t(fds.count), timeout)
+            if ready < 0 && errno != EINTR { break }
+
+            if fds[0].revents & Int16(POLLIN) != 0 {
+                var code: Int32 = 0
+                var sender: pid_t = 0
+                while true {
+                    let signal = corral_signalfd_read(signalFD, &code, &sender)
+                    if signal <= 0 { break }
+                    // A terminal's ^C already reached the agent (same process
+                    // group); forward only what was sent to Corral itself.
+                    guard code != siKernel else { continue }
+                    let delivered =
+                        child.pidfd.map { corral_pidfd_send_signal($0.rawValue, signal) } ?? Glibc.kill(child.pid, signal)
+                    if delivered == 0 { forwarded.append(SignalName.name(signal)) }
+                }
+            }
+            let exited = child.pidfd == nil || (fds.count > 1 && fds[1].revents != 0)
+            if exited, let termination = reap(child.pid, block: child.pidfd != nil) {
+                return termination
+            }
+        }
+        return reap(child.pid, block: true) ?? .exited(code: 125)
+    }
+
+    private func reap(_ pid: Int32, block: Bool) -> Termination? {
+        var status: Int32 = 0
+        var result: pid_t
+        repeat {
+            result = waitpid(pid, &status, block ? 0 : WNOHANG)
+        } while result < 0 && errno == EINTR
+        guard result == pid else { return nil }
+        let signal = status & 0x7f
+        if signal == 0 { return .exited(code: (status >> 8) & 0xff) }
+        return .signaled(signal: signal)
+    }
+}
+
+/// Maxima seen while sampling, for kernels without memory.peak or pids.peak.
+struct PeakTracker {
+    var memory: Int64?
+    var pids: Int64?
+
+    mutating func observe(_ sample: CgroupSample) {
+        if let current = sample.memoryCurrent { memory = max(memory ?? 0, current) }
+        if let current = sample.pidsCurrent { pids = max(pids ?? 0, current) }
+    }
+}

@@ -1,0 +1,182 @@
+internal import CCorralLinux
+public import SystemPackage
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// Why a command could not be started, with the conventional exit status
+/// (126: found but not runnable, 127: not found; 125: Corral's own failure).
+public struct SpawnError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var message: String
+    public var fix: String?
+    public var exitStatus: Int32
+    public var errno: Errno?
+
+    public init(message: String, fix: String? = nil, exitStatus: Int32, errno: Errno? = nil) {
+        self.message = message
+        self.fix = fix
+        self.exitStatus = exitStatus
+        self.errno = errno
+    }
+
+    public var description: String {
+        fix.map { "\(message)\n  fix: \($0)" } ?? message
+    }
+}
+
+/// Finds the executable a command names, as execvp would, before anything
+/// is created: an unknown command fails here with nothing left behind.
+public enum ExecutableLookup {
+    public static func resolve(_ command: String, path: String?) throws(SpawnError) -> String {
+        guard !command.isEmpty else {
+            throw SpawnError(message: "the command is empty", fix: "name a program after --, e.g. corral run -- python3 agent.py", exitStatus: 127)
+        }
+        if command.contains("/") {
+            try check(command, named: command)
+            return command
+        }
+        let directories = (path ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .split(separator: ":", omittingEmptySubsequences: false)
+            .map { $0.isEmpty ? "." : String($0) }
+        var deniedCandidate: String?
+        for directory in directories {
+            let candidate = directory + "/" + command
+            var info = stat()
+            guard stat(candidate, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            if access(candidate, X_OK) == 0 { return candidate }
+            deniedCandidate = deniedCandidate ?? candidate
+        }
+        if let deniedCandidate {
+            throw SpawnError(
+                message: "'\(command)' was found at \(deniedCandidate) but is not executable",
+                fix: "chmod +x \(deniedCandidate), or run it through its interpreter", exitStatus: 126)
+        }
+        throw SpawnError(
+            message: "command not found: '\(command)' is not in PATH",
+            fix: "check the spelling, or give the full path (PATH is \(path ?? "unset"))", exitStatus: 127)
+    }
+
+    private static func check(_ path: String, named command: String) throws(SpawnError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw SpawnError(message: "command not found: \(path) does not exist", fix: "check the path", exitStatus: 127, errno: Errno(rawValue: errno))
+        }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            throw SpawnError(message: "\(path) is a directory, not a program", exitStatus: 126)
+        }
+        guard access(path, X_OK) == 0 else {
+            throw SpawnError(message: "\(path) is not executable", fix: "chmod +x \(path)", exitStatus: 126, errno: Errno(rawValue: errno))
+        }
+    }
+}
+
+/// A started child process.
+public struct SpawnedProcess: Sendable {
+    public var pid: Int32
+    /// A pidfd (poll it for exit, signal through it); nil on kernels without one.
+    public var pidfd: FileDescriptor?
+    /// How the child was placed into its cgroup.
+    public var method: Method
+    /// Why clone3(CLONE_INTO_CGROUP) was not used, when the fallback was.
+    public var clone3Error: Errno?
+
+    public enum Method: String, Sendable, Codable {
+        case clone3
+        case cgroupProcs = "cgroup.procs"
+    }
+}
+
+/// Starts a program directly inside a cgroup: clone3(CLONE_INTO_CGROUP), or
+/// on kernels before 5.7 fork and a write to cgroup.procs before exec. The
+/// code between fork and exec is C (`corral_spawn`), async-signal-safe.
+public enum Spawner {
+    public struct Request: Sendable {
+        public var executable: String
+        public var arguments: [String]
+        public var environment: [String]
+        public var cgroupDirectory: FileDescriptor?
+        public var cgroupProcs: FileDescriptor?
+        public var workingDirectory: String?
+        public var noNewPrivileges: Bool
+
+        public init(
+            executable: String, arguments: [String], environment: [String], cgroupDirectory: FileDescriptor?,
+            cgroupProcs: FileDescriptor?, workingDirectory: String? = nil, noNewPrivileges: Bool = false
+        ) {
+            self.executable = executable
+            self.arguments = arguments
+            self.environment = environment
+            self.cgroupDirectory = cgroupDirectory
+            self.cgroupProcs = cgroupProcs
+            self.workingDirectory = workingDirectory
+            self.noNewPrivileges = noNewPrivileges
+        }
+    }
+
+    static let stageNames: [Int32: String] = [
+        1: "clone", 2: "joining the cgroup (cgroup.procs)", 3: "resetting signals", 4: "changing directory",
+        5: "setting rlimits", 6: "setting no_new_privs", 7: "loading the seccomp filter", 8: "exec",
+        9: "creating the status pipe", 10: "setgid", 11: "setuid",
+    ]
+
+    public static func spawn(_ request: Request) throws(SpawnError) -> SpawnedProcess {
+        let argv = request.arguments.map { strdup($0) } + [nil]
+        let envp = request.environment.map { strdup($0) } + [nil]
+        let path = strdup(request.executable)
+        let cwd = request.workingDirectory.map { strdup($0) } ?? nil
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+            free(path)
+            free(cwd)
+        }
+        var result = corral_spawn_result()
+        let rc: Int32 = argv.withUnsafeBufferPointer { argvBuffer in
+            envp.withUnsafeBufferPointer { envpBuffer in
+                var spec = corral_spawn_request()
+                spec.path = UnsafePointer(path)
+                spec.argv = argvBuffer.baseAddress
+                spec.envp = envpBuffer.baseAddress
+                spec.cgroup_fd = request.cgroupDirectory?.rawValue ?? -1
+                spec.cgroup_procs_fd = request.cgroupProcs?.rawValue ?? -1
+                spec.allow_fallback = 1
+                spec.cwd = UnsafePointer(cwd)
+                spec.no_new_privs = request.noNewPrivileges ? 1 : 0
+                spec.rlimits = nil
+                spec.rlimit_count = 0
+                spec.seccomp_filter = nil
+                spec.set_ids = 0
+                return corral_spawn(&spec, &result)
+            }
+        }
+        guard rc == 0 else {
+            let error = Errno(rawValue: result.error)
+            let stage = stageNames[result.stage] ?? "setup"
+            switch (result.stage, error) {
+            case (8, .noSuchFileOrDirectory):
+                throw SpawnError(
+                    message: "cannot run \(request.executable): it or its interpreter (#! line) does not exist",
+                    fix: "check the program's #! line", exitStatus: 127, errno: error)
+            case (8, .permissionDenied), (8, .execFormatError):
+                throw SpawnError(message: "cannot run \(request.executable): \(error.description)", exitStatus: 126, errno: error)
+            case (1, .resourceTemporarilyUnavailable):
+                throw SpawnError(
+                    message: "cannot start \(request.executable): the kernel refused a new process (EAGAIN: a pids.max limit or RLIMIT_NPROC is reached)",
+                    fix: "raise the processes limit of the group or the agent", exitStatus: 125, errno: error)
+            case (1, .resourceBusy):
+                throw SpawnError(
+                    message: "cannot start \(request.executable) in its cgroup: the cgroup has child cgroups with controllers enabled (EBUSY)",
+                    fix: "agents must run in leaf cgroups", exitStatus: 125, errno: error)
+            default:
+                throw SpawnError(
+                    message: "cannot start \(request.executable): \(stage) failed: \(error.description)",
+                    exitStatus: result.stage == 8 ? 126 : 125, errno: error)
+            }
+        }
+        return SpawnedProcess(
+            pid: result.pid,
+            pidfd: result.pidfd >= 0 ? FileDescriptor(rawValue: result.pidfd) : nil,
+            method: result.method == 1 ? .clone3 : .cgroupProcs,
+            clone3Error: result.clone3_errno == 0 ? nil : Errno(rawValue: result.clone3_errno))
+    }
+}

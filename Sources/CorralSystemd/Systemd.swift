@@ -1,0 +1,72 @@
+internal import CSystemd
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// The parts of libsystemd Corral uses: service notifications and the
+/// library's identity for `corral doctor`.
+public enum Systemd {
+    /// What `sd_notify` did.
+    public enum NotifyResult: Equatable, Sendable {
+        /// The message reached the service manager.
+        case sent
+        /// Not running under systemd (`$NOTIFY_SOCKET` unset): nothing to tell.
+        case notUnderSystemd
+        /// Sending failed with this errno.
+        case failed(errno: Int32)
+    }
+
+    /// Sends `state` ("READY=1", "STATUS=…", "WATCHDOG=1", "STOPPING=1").
+    @discardableResult
+    public static func notify(_ state: String) -> NotifyResult {
+        let result = sd_notify(0, state)
+        if result > 0 { return .sent }
+        if result == 0 { return .notUnderSystemd }
+        return .failed(errno: -result)
+    }
+
+    /// Whether the process runs as a systemd service with a notify socket.
+    public static var underServiceManager: Bool {
+        getenv("NOTIFY_SOCKET") != nil
+    }
+
+    /// The libsystemd shared object this process loaded ("libsystemd.so.0.35.0"),
+    /// read from /proc/self/maps; nil when it cannot be determined.
+    public static var loadedLibrary: String? {
+        // Calling into the library guarantees it is mapped before we look.
+        _ = sd_booted()
+        return LoadedLibraries.find(prefix: "libsystemd.so")
+    }
+}
+
+/// Finds shared objects mapped into this process.
+enum LoadedLibraries {
+    static func find(prefix: String) -> String? {
+        guard let file = fopen("/proc/self/maps", "r") else { return nil }
+        defer { fclose(file) }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard let slash = line.lastIndex(of: "/") else { continue }
+            let name = line[line.index(after: slash)...].trimmingCharacters(in: "\n")
+            if name.hasPrefix(prefix) {
+                var resolved = [CChar](repeating: 0, count: Int(PATH_MAX))
+                let path = String(line[line.firstIndex(of: "/")!...]).trimmingCharacters(in: "\n")
+                if realpath(path, &resolved) != nil {
+                    let full = String(decoding: resolved.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                    return String(full.split(separator: "/").last ?? Substring(name))
+                }
+                return name
+            }
+        }
+        return nil
+    }
+}
+
+extension StringProtocol {
+    fileprivate func trimmingCharacters(in set: Character) -> String {
+        var text = String(self)
+        while text.last == set { text.removeLast() }
+        return text
+    }
+}

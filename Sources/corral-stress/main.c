@@ -1,0 +1,80 @@
+/* corral-stress: load generator for Corral's real-kernel tests and benchmarks.
+ *
+ *   corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB]
+ *       allocate and touch SIZE_MB (in STEP_MB steps, default all at once), print
+ *       "allocated N MB" after each step, then sleep HOLD_SECONDS (default 0)
+ *   corral-stress spin SECONDS     burn one CPU for SECONDS of wall time
+ *   corral-stress fork N [HOLD]    fork up to N children that sleep HOLD seconds (default 30);
+ *                                  prints "forked K of N, first failure errno E"
+ *   corral-stress tree N SECONDS   fork N sleeping children, sleep SECONDS (freeze/kill tests)
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] | spin SECONDS | fork N [HOLD] | tree N SECONDS\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 3) return usage();
+    if (strcmp(argv[1], "mem") == 0) {
+        long total = atol(argv[2]);
+        double hold = argc > 3 ? atof(argv[3]) : 0;
+        long step = argc > 4 ? atol(argv[4]) : total;
+        if (total <= 0 || step <= 0) return usage();
+        long page = sysconf(_SC_PAGESIZE);
+        long done = 0;
+        while (done < total) {
+            long chunk = step < total - done ? step : total - done;
+            size_t bytes = (size_t)chunk << 20;
+            char *p = malloc(bytes);
+            if (!p) { printf("malloc failed after %ld MB\n", done); return 1; }
+            for (size_t i = 0; i < bytes; i += (size_t)page) p[i] = (char)(i | 1);
+            done += chunk;
+            printf("allocated %ld MB\n", done);
+        }
+        if (hold > 0) {
+            struct timespec ts = {(time_t)hold, (long)((hold - (time_t)hold) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+        return 0;
+    }
+    if (strcmp(argv[1], "spin") == 0) {
+        double seconds = atof(argv[2]);
+        double end = now() + seconds;
+        volatile unsigned long x = 0;
+        while (now() < end) for (int i = 0; i < 100000; i++) x += i;
+        return 0;
+    }
+    if (strcmp(argv[1], "fork") == 0 || strcmp(argv[1], "tree") == 0) {
+        int n = atoi(argv[2]);
+        int hold = argc > 3 ? atoi(argv[3]) : 30;
+        int forked = 0, first_errno = 0;
+        for (int i = 0; i < n; i++) {
+            pid_t pid = fork();
+            if (pid == 0) { sleep((unsigned)hold); _exit(0); }
+            if (pid < 0) { if (!first_errno) first_errno = errno; continue; }
+            forked++;
+        }
+        printf("forked %d of %d, first failure errno %d\n", forked, n, first_errno);
+        if (strcmp(argv[1], "tree") == 0) {
+            sleep((unsigned)hold);
+        }
+        while (wait(NULL) > 0) {}
+        return 0;
+    }
+    return usage();
+}

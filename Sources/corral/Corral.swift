@@ -1,0 +1,23 @@
+import ArgumentParser
+
+@main
+struct Corral: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "corral",
+        abstract: "Run agents under cgroup v2 quotas and keep the host fair when they misbehave.",
+        discussion: """
+            Each quota group is a cgroup subtree and each agent a leaf cgroup in it; soft and hard
+            limits land in memory.high/memory.max, cpu.max and pids.max, enforced by the kernel.
+
+            Start with `corral doctor` to see whether this host can do it, then
+            `corral run -- COMMAND` to run one command under the standard_agent quota.
+
+            Built-in groups (the seed's numbers; a --config file can redefine or add groups):
+              lightweight_agent        memory 50 MB soft / 100 MB hard, cpu 5% / 10%, processes 10 / 20
+              standard_agent           memory 200 MB / 500 MB, cpu 15% / 30%, processes 50 / 100
+              heavy_computation_agent  memory 1 GB / 2 GB, cpu 40% / 80%, processes 100 / 200
+            """,
+        version: "0.1.0",
+        subcommands: [Run.self, Doctor.self, ConfigCommand.self]
+    )
+}

@@ -1,0 +1,173 @@
+import ArgumentParser
+import CorralCgroup
+import CorralCore
+import CorralRuntime
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one command as an agent under a quota, without a daemon.",
+        discussion: """
+            Creates <cgroup-root>/<group>/<agent>, writes the group's limits (flags override them),
+            starts COMMAND directly inside it (clone3 with CLONE_INTO_CGROUP), forwards SIGINT,
+            SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to it and waits. When COMMAND ends,
+            processes it left behind are killed with its cgroup, a summary of what the kernel
+            measured is printed to stderr (or as JSON to stdout with --json), and the cgroup is
+            removed. Corral exits with COMMAND's status (128+N when killed by signal N), or 125
+            when Corral itself failed, 126 when COMMAND cannot be executed, 127 when not found.
+
+            Sizes: 512M, 2G, 1.5GiB (powers of 1024), 50MB, 1GB (powers of 1000), or bytes.
+            CPU: percent of one CPU (30%, 250% for two and a half CPUs).
+
+            Examples:
+              corral run -- python3 agent.py
+              corral run --group lightweight_agent --name crawler-1 -- ./crawler
+              corral run --memory-max 256M --cpu 50% --pids-max 64 -- make -j8
+              corral run --json -- ./batch-job > summary.json
+            """
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Quota group (default: the agent's group in --config, else standard_agent).", valueName: "GROUP"))
+    var group: String?
+
+    @Option(name: .long, help: ArgumentHelp("Agent id, [A-Za-z0-9][A-Za-z0-9._-]{0,63} (default: command name + random suffix).", valueName: "ID"))
+    var name: String?
+
+    @Option(name: .customLong("memory-high"), help: ArgumentHelp("Soft memory limit: memory.high, where the kernel throttles and reclaims.", valueName: "SIZE"))
+    var memoryHigh: String?
+
+    @Option(name: .customLong("memory-max"), help: ArgumentHelp("Hard memory limit: memory.max, OOM kill inside the agent only.", valueName: "SIZE"))
+    var memoryMax: String?
+
+    @Option(name: .long, help: ArgumentHelp("Hard CPU limit in percent of one CPU: cpu.max.", valueName: "PCT"))
+    var cpu: String?
+
+    @Option(name: .customLong("pids-max"), help: ArgumentHelp("Hard limit on processes and threads: pids.max.", valueName: "N"))
+    var pidsMax: String?
+
+    @Option(name: .long, help: ArgumentHelp("YAML configuration with groups and per-agent overrides.", valueName: "FILE"))
+    var config: String?
+
+    @OptionGroup var root: CgroupRootOption
+
+    @Flag(name: .long, help: "Print the summary as JSON on stdout instead of text on stderr.")
+    var json = false
+
+    @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))
+    var command: [String] = []
+
+    mutating func validate() throws {
+        if command.first == "--" { command.removeFirst() }
+        guard !command.isEmpty else {
+            throw ValidationError("no command given: put it after --, e.g. corral run -- python3 agent.py")
+        }
+        if let name, let problem = CgroupName.problem(with: name, what: "agent id") {
+            throw ValidationError("--name: \(problem)")
+        }
+        _ = try flagOverrides()
+    }
+
+    /// The limit flags as overrides, each validated with the value named.
+    func flagOverrides() throws -> [Resource: LimitOverride] {
+        func parse(_ flag: String, _ text: String?, _ unit: ResourceUnit) throws -> Double? {
+            guard let text else { return nil }
+            switch Quantity.parse(text, as: unit) {
+            case .success(let value):
+                guard value > 0 else { throw ValidationError("\(flag) '\(text)': must be greater than zero") }
+                return value
+            case .failure(let error):
+                throw ValidationError("\(flag): \(error.description)")
+            }
+        }
+        var overrides: [Resource: LimitOverride] = [:]
+        let high = try parse("--memory-high", memoryHigh, .bytes)
+        let max = try parse("--memory-max", memoryMax, .bytes)
+        if high != nil || max != nil { overrides[.memory] = LimitOverride(soft: high, hard: max) }
+        if let cpu = try parse("--cpu", cpu, .percentOfCPU) {
+            guard cpu >= CPUMax.minimumPercent else {
+                throw ValidationError("--cpu '\(self.cpu!)': below the kernel's minimum of 0.1% of one CPU")
+            }
+            overrides[.cpu] = LimitOverride(hard: cpu)
+        }
+        if let pids = try parse("--pids-max", pidsMax, .count) { overrides[.processes] = LimitOverride(hard: pids) }
+        return overrides
+    }
+
+    func run() throws {
+        let configuration = try loadConfiguration(config)
+
+        // Everything that can be wrong with the input is checked before anything is created.
+        var generator = SystemRandomNumberGenerator()
+        let agent = name ?? AgentIDGenerator.make(command: command[0], using: &generator)
+        let groupName = group ?? configuration.agents[agent]?.group ?? QuotaGroup.defaultGroupName
+        guard let quotaGroup = configuration.groups[groupName] else {
+            throw fail("unknown group '\(groupName)'; known groups: \(configuration.groupNames.joined(separator: ", ")) (define more in a --config file)")
+        }
+        guard let limits = configuration.limits(agent: agent, group: groupName, flags: try flagOverrides()) else {
+            throw fail("unknown group '\(groupName)'")
+        }
+        for resource in limits.resources {
+            let problems = limits[resource]!.problems(for: resource)
+            if !problems.isEmpty {
+                throw fail("the \(resource.rawValue) limits of agent '\(agent)' in \(groupName) are invalid: \(problems.joined(separator: "; "))", status: ExitStatus.usage)
+            }
+        }
+
+        let executable: String
+        do {
+            executable = try ExecutableLookup.resolve(command[0], path: getenv("PATH").map { String(cString: $0) })
+        } catch {
+            throw fail(error.description, status: error.exitStatus)
+        }
+
+        let facts = HostProbe.facts()
+        if let problem = facts.problems.first {
+            throw fail("cannot run agents on this host: \(problem.message)\n  fix: \(problem.fix)\n  (corral doctor shows everything it checked)")
+        }
+
+        let tree: CgroupTree
+        do {
+            let location = try CgroupRootLocation.resolve(root.resolve(configuration), facts: facts)
+            let filesystem = try DirectoryCgroupFilesystem(anchorPath: location.anchor)
+            tree = CgroupTree(fs: filesystem, root: location.root, rootIsHierarchyRoot: location.isHierarchyRoot)
+        } catch {
+            throw fail(error.description)
+        }
+
+        var environment = currentEnvironment().filter { !$0.hasPrefix("CORRAL_AGENT_ID=") && !$0.hasPrefix("CORRAL_GROUP=") }
+        environment.append("CORRAL_AGENT_ID=\(agent)")
+        environment.append("CORRAL_GROUP=\(groupName)")
+
+        let request = RunRequest(
+            agent: agent, group: quotaGroup, limits: limits, command: command, executable: executable,
+            environment: environment,
+            reservation: configuration.reservation.rootSettings(for: HostProbe.capacity()),
+            samplingInterval: configuration.intervals.sampling)
+
+        let summary: RunSummary
+        do {
+            summary = try AgentRunner(tree: tree).run(request)
+        } catch {
+            throw fail(error.description, status: error.exitStatus)
+        }
+        if json {
+            try printJSON(summary)
+        } else {
+            printError(summary.text)
+        }
+        throw ExitCode(summary.exitStatus)
+    }
+}
+
+/// This process's environment as "NAME=value" strings.
+func currentEnvironment() -> [String] {
+    var result: [String] = []
+    var pointer = environ
+    while let entry = pointer.pointee {
+        result.append(String(cString: entry))
+        pointer += 1
+    }
+    return result
+}

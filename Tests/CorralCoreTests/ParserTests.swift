@@ -1,0 +1,172 @@
+import CorralCore
+import Testing
+
+@Suite("cgroupfs parsers, on files copied from real kernels")
+struct ParserTests {
+    @Test func memoryEventsAfterAnOOMKill() throws {
+        let events = MemoryEvents(parsing: try Fixture.text("debian-6.1/fx.memory.events"))
+        #expect(events == MemoryEvents(low: 0, high: 1240, max: 35, oom: 1, oomKill: 1, oomGroupKill: 0))
+    }
+
+    @Test func memoryEventsToleratesNewAndMissingKeys() {
+        let events = MemoryEvents(parsing: "low 1\nsock_throttled 7\nhigh 2\nmax 3\noom 4\noom_kill 5\n")
+        #expect(events == MemoryEvents(low: 1, high: 2, max: 3, oom: 4, oomKill: 5, oomGroupKill: 0))
+        #expect(MemoryEvents(parsing: "") == MemoryEvents())
+        #expect(MemoryEvents(parsing: "garbage line\nhigh x\n") == MemoryEvents())
+    }
+
+    @Test func cpuStatWithTheCpuController() throws {
+        let stat = CPUStat(parsing: try Fixture.text("debian-6.1/fx.cpu.stat"))
+        #expect(stat.usageUsec == 1_844_847)
+        #expect(stat.userUsec == 436_937)
+        #expect(stat.systemUsec == 1_407_910)
+        #expect(stat.nrPeriods == 218)
+        #expect(stat.nrThrottled == 73)
+        #expect(stat.throttledUsec == 5_444_312)
+        #expect(stat.nrBursts == 0)
+    }
+
+    @Test func cpuStatWithoutTheCpuController() throws {
+        let stat = CPUStat(parsing: try Fixture.text("hybrid-host/unified.cpu.stat"))
+        #expect(stat.usageUsec > 0)
+        #expect(stat.nrThrottled == nil)
+        #expect(stat.throttledUsec == nil)
+    }
+
+    @Test func cpuUsageRate() {
+        let earlier = CPUStat(usageUsec: 1_000_000)
+        let later = CPUStat(usageUsec: 1_500_000)
+        #expect(CPUStat.usagePercent(from: earlier, to: later, elapsed: .seconds(5)) == 10)
+        #expect(CPUStat.usagePercent(from: earlier, to: later, elapsed: .zero) == 0)
+        #expect(CPUStat.usagePercent(from: later, to: earlier, elapsed: .seconds(1)) == 0)
+    }
+
+    @Test func pidsEventsAfterAForkStorm() throws {
+        #expect(PidsEvents(parsing: try Fixture.text("debian-6.1/fx.pids.events")).max == 11)
+    }
+
+    @Test func cgroupEvents() throws {
+        #expect(CgroupEvents(parsing: try Fixture.text("debian-6.1/fx.cgroup.events")) == CgroupEvents(populated: false, frozen: false))
+        #expect(CgroupEvents(parsing: try Fixture.text("debian-6.1/fx.cgroup.events.frozen")).frozen)
+    }
+
+    @Test func pressure() throws {
+        let memory = try #require(Pressure(parsing: try Fixture.text("debian-6.1/fx.memory.pressure")))
+        #expect(memory.some.avg10 == 83.09)
+        #expect(memory.full?.total == 100_527_538)
+        let cpu = try #require(Pressure(parsing: try Fixture.text("hybrid-host/unified.cpu.pressure")))
+        #expect(cpu.some.total >= 0)
+        #expect(Pressure(parsing: "some avg10=x") == nil)
+        #expect(Pressure(parsing: "") == nil)
+    }
+
+    @Test func singleValues() throws {
+        #expect(CgroupValue(parsing: try Fixture.text("debian-6.1/fx.memory.max")) == .limit(99_999_744))
+        #expect(CgroupValue(parsing: try Fixture.text("debian-6.1/fx.pids.max")) == .limit(20))
+        #expect(CPUMax(parsing: try Fixture.text("debian-6.1/fx.cpu.max")) == CPUMax(quota: 20000, period: 100_000))
+        #expect(Int64(try Fixture.text("debian-6.1/fx.memory.peak").trimmingSpaces())! > 90_000_000)
+    }
+
+    @Test func controllerLists() throws {
+        let root = ControllerList.parse(try Fixture.text("debian-6.1/root.cgroup.controllers"))
+        #expect(root.isSuperset(of: ["memory", "cpu", "pids", "io"]))
+        let hybrid = ControllerList.parse(try Fixture.text("hybrid-host/unified.cgroup.controllers"))
+        #expect(!hybrid.contains("memory"))
+        #expect(ControllerList.parse("") == [])
+    }
+
+    @Test func memoryStatIsKeyedByName() throws {
+        let stat = FlatKeyed.parse(try Fixture.text("debian-6.1/fx.memory.stat"))
+        #expect(stat["anon"] != nil)
+        #expect(stat["file"] != nil)
+        #expect(stat.count > 20)
+    }
+
+    @Test func procCgroup() throws {
+        #expect(ProcCgroup.unifiedPath(try Fixture.text("debian-6.1/proc.self.cgroup")) == "/")
+        #expect(ProcCgroup.unifiedPath(try Fixture.text("hybrid-host/proc.self.cgroup")) == "/")
+        #expect(ProcCgroup.unifiedPath("12:memory:/x\n") == nil)
+        #expect(ProcCgroup.unifiedPath("0::/system.slice/corral.service\n") == "/system.slice/corral.service")
+        #expect(ProcessList.parse("12\n345\n\n") == [12, 345])
+    }
+}
+
+@Suite("Host mode")
+struct HostModeTests {
+    @Test func hybridHostFromRealFiles() throws {
+        var v1: Set<String> = []
+        for line in try Fixture.text("hybrid-host/proc.cgroups").split(separator: "\n") where !line.hasPrefix("#") {
+            let fields = line.split(separator: "\t")
+            if fields.count >= 4, fields[1] != "0" { v1.insert(String(fields[0])) }
+        }
+        let facts = HostFacts(
+            cgroupMount: .tmpfs, unifiedMount: .cgroup2, v1Controllers: v1,
+            v2RootControllers: ControllerList.parse(try Fixture.text("hybrid-host/unified.cgroup.controllers")))
+        #expect(facts.mode == .hybrid)
+        #expect(facts.missingControllers == [.memory, .cpu, .pids])
+        let problem = try #require(facts.problems.first)
+        #expect(problem.severity == .fatal)
+        #expect(problem.message.contains("hybrid"))
+        #expect(problem.message.contains("memory, cpu, pids"))
+        #expect(problem.fix.contains("systemd.unified_cgroup_hierarchy=1"))
+    }
+
+    @Test func unifiedHost() throws {
+        let facts = HostFacts(
+            cgroupMount: .cgroup2, unifiedMount: .missing, v1Controllers: [],
+            v2RootControllers: ControllerList.parse(try Fixture.text("debian-6.1/root.cgroup.controllers")))
+        #expect(facts.mode == .unified)
+        #expect(facts.problems.isEmpty)
+    }
+
+    @Test func unifiedWithoutPids() {
+        let facts = HostFacts(cgroupMount: .cgroup2, unifiedMount: .missing, v1Controllers: ["pids"], v2RootControllers: ["memory", "cpu"])
+        #expect(facts.missingControllers == [.pids])
+        #expect(facts.problems.first?.message.contains("pids") == true)
+    }
+
+    @Test func legacyAndNothing() {
+        #expect(HostFacts(cgroupMount: .tmpfs, unifiedMount: .missing, v1Controllers: ["memory"], v2RootControllers: []).mode == .legacy)
+        #expect(HostFacts(cgroupMount: .missing, unifiedMount: .missing, v1Controllers: [], v2RootControllers: []).mode == .unavailable)
+        #expect(FilesystemKind(magic: 0x6367_7270) == .cgroup2)
+        #expect(FilesystemKind(magic: 0x0102_1994) == .tmpfs)
+        #expect(FilesystemKind(magic: 0xEF53) == .other)
+    }
+}
+
+@Suite("Run summary")
+struct RunSummaryTests {
+    func summary(_ termination: Termination, oomKill: Int64 = 0, pidsMax: Int64 = 0) -> RunSummary {
+        RunSummary(
+            agent: "hog", group: "lightweight_agent", cgroup: "/sys/fs/cgroup/corral/lightweight_agent/hog",
+            command: ["hog"], limits: QuotaGroup.lightweight.limits, termination: termination, wallSeconds: 2,
+            cpu: CPUStat(usageUsec: 200_000, userUsec: 150_000, systemUsec: 50_000, nrPeriods: 20, nrThrottled: 3, throttledUsec: 40_000),
+            memoryPeakBytes: 99_999_744, memoryPeakExact: true,
+            memoryEvents: MemoryEvents(high: 10, max: 4, oom: 1, oomKill: oomKill, oomGroupKill: oomKill > 0 ? 1 : 0),
+            pidsPeak: 3, pidsPeakExact: false, pidsEvents: PidsEvents(max: pidsMax), spawnMethod: "clone3",
+            forwardedSignals: [], strayProcessesKilled: false)
+    }
+
+    @Test func oomKilled() {
+        let killed = summary(.signaled(signal: 9), oomKill: 1)
+        #expect(killed.oomKilled)
+        #expect(killed.exitStatus == 137)
+        #expect(killed.headline.contains("OOM-killed"))
+        #expect(killed.text.contains("oom_kill 1"))
+        #expect(killed.text.contains("(sampled)"))
+        #expect(killed.cpuPercent == 10)
+    }
+
+    @Test func signalWithoutOOMIsNotOOM() {
+        #expect(!summary(.signaled(signal: 9)).oomKilled)
+        #expect(!summary(.exited(code: 0), oomKill: 1).oomKilled)
+        #expect(summary(.signaled(signal: 15)).headline.contains("SIGTERM"))
+    }
+
+    @Test func pidsLimit() {
+        let hit = summary(.exited(code: 1), pidsMax: 21)
+        #expect(hit.pidsLimitHit)
+        #expect(hit.exitStatus == 1)
+        #expect(hit.headline.contains("process limit"))
+    }
+}
