@@ -104,7 +104,10 @@ extension CgroupError {
         _ errno: Errno, operation: Operation, path: String, file: CgroupFile?, value: String? = nil
     ) -> CgroupError {
         let target = file.map { "\(path)/\($0.rawValue)" } ?? path
-        let writing = value.map { "writing '\($0.trimmingSpaces())' to \(target)" } ?? "\(operation.rawValue) \(target)"
+        let quoted = value.map { "'\($0.trimmingSpaces())'" }
+        let writing = quoted.map { "writing \($0) to \(target)" } ?? "\(operation.rawValue) \(target)"
+        // "writing 'v' to <target> failed: " before a cause, when there is a value.
+        let failedWrite = value == nil ? "" : "\(writing) failed: "
         func make(_ code: Code, _ message: String, fix: String? = nil) -> CgroupError {
             CgroupError(
                 code: code, operation: operation, path: target, value: value, errno: errno, message: message, fix: fix)
@@ -123,21 +126,21 @@ extension CgroupError {
         case (.tooManySymbolicLinkLevels, _), (.improperLink, _):
             return make(
                 .outsideRoot,
-                "refused to follow \(target): it is a symbolic link or leaves the cgroup root",
+                "\(failedWrite)refused to follow \(target): it is a symbolic link or leaves the cgroup root",
                 fix: "cgroup roots and names must be real directories beneath the root; remove the link")
 
         case (.operationNotSupportedByDevice, _):
-            return make(.removed, "\(target) belongs to a cgroup that has been removed")
+            return make(.removed, "\(failedWrite)\(target) belongs to a cgroup that has been removed")
 
         case (.resourceBusy, .subtreeControl?):
             return make(
                 .internalProcesses,
-                "cannot enable controllers (\(value?.trimmingSpaces() ?? "")) in \(path): it has processes of its own, and cgroup v2 lets only cgroups without processes delegate controllers to children (the no-internal-process rule)",
+                "cannot enable \(quoted ?? "controllers") in \(path): it has processes of its own, and cgroup v2 lets only cgroups without processes delegate controllers to children (the no-internal-process rule)",
                 fix: "move those processes into a child cgroup first (Corral moves itself into supervisor/ when it lives in its root), or choose an empty --cgroup-root")
         case (.resourceBusy, .procs?):
             return make(
                 .busy,
-                "cannot move a process into \(path): it has controllers enabled for children (cgroup.subtree_control is not empty), and processes may only live in leaf cgroups",
+                "cannot move \(quoted.map { "process \($0)" } ?? "a process") into \(path): it has controllers enabled for children (cgroup.subtree_control is not empty), and processes may only live in leaf cgroups",
                 fix: "start agents in their own leaf cgroup, never in a group or the root")
         case (.resourceBusy, nil) where operation == .removeDirectory:
             return make(
@@ -149,16 +152,16 @@ extension CgroupError {
         case (.noSuchFileOrDirectory, .subtreeControl?):
             return make(
                 .controllerUnavailable,
-                "cannot enable \(value?.trimmingSpaces() ?? "controllers") in \(path): not every controller named is in its cgroup.controllers",
+                "cannot enable \(quoted ?? "controllers") in \(path): not every controller named is in its cgroup.controllers",
                 fix: "enable them in the parent's cgroup.subtree_control first; on a hybrid host they are bound to cgroup v1 — boot with systemd.unified_cgroup_hierarchy=1")
         case (.noSuchFileOrDirectory, let file?) where file.controller != nil:
             let controller = file.controller!.rawValue
             return make(
                 .controllerUnavailable,
-                "\(path) has no \(file.rawValue): the \(controller) controller is not enabled for it",
+                "\(failedWrite)\(path) has no \(file.rawValue): the \(controller) controller is not enabled for it",
                 fix: "add +\(controller) to the parent's cgroup.subtree_control (Corral does this when it creates the tree; check that \(controller) is listed in the parent's cgroup.controllers)")
         case (.noSuchFileOrDirectory, _):
-            return make(.notFound, "\(target) does not exist")
+            return make(.notFound, "\(failedWrite)\(target) does not exist")
 
         case (.invalidArgument, .subtreeControl?):
             return make(

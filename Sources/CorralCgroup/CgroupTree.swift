@@ -68,6 +68,7 @@ public struct CgroupTree: Sendable {
     /// required controllers (in the parent too, when the root does not have
     /// them), moves this process into `supervisor/` when it lives in the root
     /// (no-internal-process rule), and applies the system reservation.
+    /// A root it created is removed again when a later step fails.
     @discardableResult
     public func prepareRoot(selfPID: Int32?, reservation: CgroupSettings?) throws(CgroupError) -> RootPreparation {
         var report = RootPreparation()
@@ -77,7 +78,19 @@ public struct CgroupTree: Sendable {
                 report.createdRoot = true
             } catch where error.code == .alreadyExists {}
         }
+        do {
+            try prepareExistingRoot(selfPID: selfPID, reservation: reservation, report: &report)
+        } catch {
+            // A root created here is still empty: do not leave it behind.
+            if report.createdRoot { try? fs.removeDirectory(root) }
+            throw error
+        }
+        return report
+    }
 
+    private func prepareExistingRoot(
+        selfPID: Int32?, reservation: CgroupSettings?, report: inout RootPreparation
+    ) throws(CgroupError) {
         var available = try controllers(available: root)
         let requiredMissing = Controller.required.filter { !available.contains($0) }
         if !requiredMissing.isEmpty, let parent = root.parent {
@@ -121,7 +134,6 @@ public struct CgroupTree: Sendable {
             try apply(reservation, to: root)
             report.reservationApplied = true
         }
-        return report
     }
 
     /// Creates `<root>/<group>` when missing, enables the controllers its
@@ -215,7 +227,13 @@ public struct CgroupTree: Sendable {
     public func freeze(_ path: CgroupPath, timeout: Duration = .seconds(2)) throws(CgroupError) -> Duration {
         let start = ContinuousClock.now
         try fs.write("1", to: .freeze, of: path)
-        let frozen = try fs.wait(for: .events, of: path, timeout: timeout) { CgroupEvents(parsing: $0).frozen }
+        let frozen: String?
+        do {
+            frozen = try fs.wait(for: .events, of: path, timeout: timeout) { CgroupEvents(parsing: $0).frozen }
+        } catch {
+            try? fs.write("0", to: .freeze, of: path)
+            throw error
+        }
         guard frozen != nil else {
             try? fs.write("0", to: .freeze, of: path)
             throw CgroupError(
@@ -248,7 +266,9 @@ public struct CgroupTree: Sendable {
         case freezeAndSignal(processes: Int)
     }
 
-    /// SIGKILLs every process in `path` and below.
+    /// SIGKILLs every process in `path` and below. Without `cgroup.kill`:
+    /// freezes (when the kernel can), signals every pid, and thaws again,
+    /// also when listing the pids fails.
     @discardableResult
     public func kill(_ path: CgroupPath) throws(CgroupError) -> KillMethod {
         if fs.contains(.kill, in: path) {
@@ -263,14 +283,16 @@ public struct CgroupTree: Sendable {
         do {
             try freeze(path)
             frozen = true
-        } catch where error.code == .timedOut {
-            // Signal anyway: a partly frozen tree still receives SIGKILL.
+        } catch {
+            // Freezing only keeps the pids from forking while they are
+            // signalled: when it times out (already rolled back) or the
+            // kernel has no cgroup.freeze (before 5.2), signal anyway.
         }
+        defer { if frozen { try? fs.write("0", to: .freeze, of: path) } }
         var count = 0
         for pid in try allProcesses(path) where signal(pid, SIGKILL) == 0 {
             count += 1
         }
-        if frozen { try? fs.write("0", to: .freeze, of: path) }
         return .freezeAndSignal(processes: count)
     }
 

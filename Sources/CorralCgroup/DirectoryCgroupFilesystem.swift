@@ -19,16 +19,23 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
 
     /// Opens `anchorPath` (a directory; the user's own path, so symlinks in it
     /// are followed once, here).
-    public init(anchorPath: String) throws(CgroupError) {
+    public convenience init(anchorPath: String) throws(CgroupError) {
+        try self.init(anchorPath: anchorPath, allowOpenat2: true)
+    }
+
+    /// `allowOpenat2: false` forces the component walk of kernels before 5.6 (for tests).
+    init(anchorPath: String, allowOpenat2: Bool) throws(CgroupError) {
         let fd = open(anchorPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             throw CgroupError.explain(Errno(rawValue: errno), operation: .open, path: anchorPath, file: nil)
         }
         self.anchorPath = anchorPath.count > 1 && anchorPath.hasSuffix("/") ? String(anchorPath.dropLast()) : anchorPath
         self.anchorFD = fd
-        let probe = corral_openat2(fd, ".", corral_o_path() | O_CLOEXEC, 0, corral_resolve_strict())
+        // Any failure to open the anchor itself means openat2 is unusable here:
+        // ENOSYS before 5.6, EPERM from seccomp profiles that predate it.
+        let probe = allowOpenat2 ? corral_openat2(fd, ".", corral_o_path() | O_CLOEXEC, 0, corral_resolve_strict()) : -1
         if probe >= 0 { close(probe) }
-        self.useOpenat2 = !(probe < 0 && errno == ENOSYS)
+        self.useOpenat2 = probe >= 0
     }
 
     deinit { close(anchorFD) }
@@ -53,14 +60,23 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
             let relative = components.isEmpty ? "." : components.joined(separator: "/")
             return corral_openat2(anchorFD, relative, flags | O_CLOEXEC, 0, corral_resolve_strict())
         }
-        // Walk one directory at a time, never following a symlink.
+        // Walk one directory at a time, never following a symlink. A symlink
+        // fails as ELOOP, as with openat2: O_NOFOLLOW alone reports ENOTDIR for
+        // a directory step, and O_PATH opens the link itself.
         var current = dup(anchorFD)
         guard current >= 0 else { return -1 }
         for (index, name) in components.enumerated() {
             let last = index == components.count - 1
             let stepFlags = last ? flags | O_NOFOLLOW | O_CLOEXEC : corral_o_path() | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
-            let next = openat(current, name, stepFlags)
-            let saved = errno
+            var next = openat(current, name, stepFlags)
+            var saved = errno
+            if next >= 0, stepFlags & corral_o_path() != 0, Self.isSymlink(fd: next) {
+                close(next)
+                next = -1
+                saved = ELOOP
+            } else if next < 0, Self.isSymlink(name, in: current) {
+                saved = ELOOP
+            }
             close(current)
             guard next >= 0 else {
                 errno = saved
@@ -76,6 +92,16 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
             return reopened
         }
         return current
+    }
+
+    private static func isSymlink(fd: Int32) -> Bool {
+        var status = stat()
+        return fstat(fd, &status) == 0 && status.st_mode & S_IFMT == S_IFLNK
+    }
+
+    private static func isSymlink(_ name: String, in directory: Int32) -> Bool {
+        var status = stat()
+        return fstatat(directory, name, &status, AT_SYMLINK_NOFOLLOW) == 0 && status.st_mode & S_IFMT == S_IFLNK
     }
 
     private func fail(_ operation: CgroupError.Operation, _ path: CgroupPath, _ file: CgroupFile?, value: String? = nil)
