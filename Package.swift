@@ -106,9 +106,20 @@ let package = Package(
         ),
         // Drives the real `corral` binary against a real cgroup v2 kernel;
         // enabled only by scripts/e2e (VM or native), never silently skipped there.
+        // Starting processes and reading their output, for the tests that run `corral`.
+        .target(name: "CorralTestSupport", swiftSettings: strict),
         .testTarget(
             name: "CorralE2ETests",
-            dependencies: ["CorralCore"],
+            dependencies: [
+                "CorralCore", "CorralCgroup", "CorralTestSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // Runs the built `corral` binary on this host: bad input, help, doctor, config validate.
+        .testTarget(
+            name: "CorralCLITests",
+            dependencies: ["CorralCore", "CorralTestSupport"],
             swiftSettings: strict
         ),
     ]

@@ -45,12 +45,6 @@ public struct MemoryEvents: Equatable, Codable, Sendable {
             oom: fields["oom"] ?? 0, oomKill: fields["oom_kill"] ?? 0,
             oomGroupKill: fields["oom_group_kill"] ?? 0)
     }
-
-    enum CodingKeys: String, CodingKey {
-        case low, high, max, oom
-        case oomKill = "oom_kill"
-        case oomGroupKill = "oom_group_kill"
-    }
 }
 
 /// `cpu.stat`. The throttling fields exist only where the cpu controller is enabled.
@@ -93,17 +87,6 @@ public struct CPUStat: Equatable, Codable, Sendable {
         let wall = Double(elapsed.microseconds)
         guard wall > 0 else { return 0 }
         return Double(Swift.max(0, later.usageUsec - earlier.usageUsec)) * 100 / wall
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case usageUsec = "usage_usec"
-        case userUsec = "user_usec"
-        case systemUsec = "system_usec"
-        case nrPeriods = "nr_periods"
-        case nrThrottled = "nr_throttled"
-        case throttledUsec = "throttled_usec"
-        case nrBursts = "nr_bursts"
-        case burstUsec = "burst_usec"
     }
 }
 

@@ -46,6 +46,9 @@ public struct ResourceLimit: Equatable, Codable, Sendable {
         if resource == .cpu, hard > 0, hard < CPUMax.minimumPercent {
             problems.append("cpu hard limit \(unit.format(hard)) is below the kernel's minimum of \(unit.format(CPUMax.minimumPercent)) (1 ms per 1 s period)")
         }
+        if resource == .processes, hard > SystemLimits.maximumProcesses {
+            problems.append("processes hard limit \(unit.format(hard)) is above the kernel's maximum of \(Int(SystemLimits.maximumProcesses)) (PID_MAX_LIMIT)")
+        }
         if resource == .memory || resource == .processes {
             for (name, value) in [("soft", soft), ("hard", hard)] + (burst.map { [("burst", $0)] } ?? [])
             where value != value.rounded() {
@@ -87,7 +90,7 @@ public struct LimitSet: Equatable, Codable, Sendable {
         var result = self
         for (resource, change) in overrides {
             if let existing = result.limits[resource] {
-                result.limits[resource] = change.apply(to: existing)
+                result.limits[resource] = change.apply(to: existing, of: resource)
             } else if let created = change.asLimit() {
                 result.limits[resource] = created
             } else if let hard = change.hard {
@@ -120,12 +123,18 @@ public struct LimitOverride: Equatable, Codable, Sendable {
     /// Applies the fields that are set. A hard limit lowered below the
     /// existing soft one pulls soft down with it (a flag like
     /// `--memory-max 64M` on a group with a 200 MB soft limit means "64M").
-    public func apply(to limit: ResourceLimit) -> ResourceLimit {
+    public func apply(to limit: ResourceLimit, of resource: Resource) -> ResourceLimit {
         var result = limit
         if let hard {
             result.hard = hard
             if soft == nil, result.soft > hard { result.soft = hard }
-            if let burst = result.burst, burst > hard, self.burst == nil { result.burst = nil }
+            // An inherited burst that no longer fits the new hard limit is
+            // dropped: for cpu it must stay at or above hard, elsewhere at or below.
+            if self.burst == nil, let burst = result.burst,
+                resource == .cpu ? burst < hard : burst > hard
+            {
+                result.burst = nil
+            }
         }
         if let soft { result.soft = soft }
         if let burst { result.burst = burst }
@@ -138,4 +147,10 @@ public struct LimitOverride: Equatable, Codable, Sendable {
         guard let soft, let hard, let action else { return nil }
         return ResourceLimit(soft: soft, hard: hard, burst: burst, action: action)
     }
+}
+
+/// Upper bounds beyond which a limit cannot mean anything on Linux.
+public enum SystemLimits {
+    /// PID_MAX_LIMIT on 64-bit kernels.
+    public static let maximumProcesses: Double = 4_194_304
 }

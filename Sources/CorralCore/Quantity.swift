@@ -17,8 +17,12 @@ public enum Quantity {
 
     public static let acceptedSizes =
         "a byte count or a number with a unit: K, M, G, T (×1024), KiB, MiB, GiB, TiB (×1024), kB, MB, GB, TB (×1000), e.g. 512M, 2G, 1.5GiB, 50MB"
-    public static let acceptedPercents = "a percentage of one CPU, e.g. 30%, 250% (two and a half CPUs), 2.5%"
-    public static let acceptedCounts = "a whole number, e.g. 100"
+    /// 10,000 CPUs: far above any host, far below an overflow of cpu.max's microseconds.
+    public static let maximumPercent: Double = 1_000_000
+    /// Counts above 2^53 are not whole numbers in a `Double` and overflow `Int64` once written to the kernel.
+    public static let maximumCount: Double = 9_007_199_254_740_992
+    public static let acceptedPercents = "a percentage of one CPU up to 1000000% (10000 CPUs), e.g. 30%, 250% (two and a half CPUs), 2.5%"
+    public static let acceptedCounts = "a whole number up to 9007199254740992, e.g. 100"
     public static let acceptedDurations = "a number with a unit: ms, s, m, h (e.g. 500ms, 30s, 5m, 1h); a bare number is seconds"
 
     private static let sizeUnits: [String: Double] = {
@@ -93,6 +97,9 @@ public enum Quantity {
             guard unit.isEmpty || unit == "%" else {
                 return .failure(ParseError(value: text, reason: "unknown unit '\(unit)'", accepted: acceptedPercents))
             }
+            guard number <= maximumPercent else {
+                return .failure(ParseError(value: text, reason: "too large", accepted: acceptedPercents))
+            }
             return .success(number)
         }
     }
@@ -105,6 +112,9 @@ public enum Quantity {
             }
             guard number == number.rounded() else {
                 return .failure(ParseError(value: text, reason: "not a whole number", accepted: acceptedCounts))
+            }
+            guard number <= maximumCount else {
+                return .failure(ParseError(value: text, reason: "too large", accepted: acceptedCounts))
             }
             return .success(number)
         }

@@ -1,12 +1,12 @@
-/// How an agent's main process ended. JSON: `{"kind": "exited", "code": 0}`
-/// or `{"kind": "signaled", "signal": 9, "signal_name": "SIGKILL"}`.
+/// How an agent's main process ended. JSON (snake_case keys, as everywhere):
+/// `{"kind": "exited", "code": 0}` or `{"kind": "signaled", "signal": 9, "signal_name": "SIGKILL"}`.
 public enum Termination: Equatable, Codable, Sendable {
     case exited(code: Int32)
     case signaled(signal: Int32)
 
     enum CodingKeys: String, CodingKey {
         case kind, code, signal
-        case signalName = "signal_name"
+        case signalName
     }
 
     public init(from decoder: any Decoder) throws {

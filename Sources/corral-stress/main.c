@@ -7,6 +7,8 @@
  *   corral-stress fork N [HOLD]    fork up to N children that sleep HOLD seconds (default 30);
  *                                  prints "forked K of N, first failure errno E"
  *   corral-stress tree N SECONDS   fork N sleeping children, sleep SECONDS (freeze/kill tests)
+ *   corral-stress spintree N SECONDS
+ *                                  fork N children that each burn CPU for SECONDS, and wait
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,7 +25,7 @@ static double now(void) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] | spin SECONDS | fork N [HOLD] | tree N SECONDS\n");
+    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] | spin SECONDS | fork N [HOLD] | tree N SECONDS | spintree N SECONDS\n");
     return 2;
 }
 
@@ -40,7 +42,7 @@ int main(int argc, char **argv) {
         while (done < total) {
             long chunk = step < total - done ? step : total - done;
             size_t bytes = (size_t)chunk << 20;
-            char *p = malloc(bytes);
+            volatile char *p = malloc(bytes);
             if (!p) { printf("malloc failed after %ld MB\n", done); return 1; }
             for (size_t i = 0; i < bytes; i += (size_t)page) p[i] = (char)(i | 1);
             done += chunk;
@@ -73,6 +75,21 @@ int main(int argc, char **argv) {
         if (strcmp(argv[1], "tree") == 0) {
             sleep((unsigned)hold);
         }
+        while (wait(NULL) > 0) {}
+        return 0;
+    }
+    if (strcmp(argv[1], "spintree") == 0) {
+        int n = atoi(argv[2]);
+        double seconds = argc > 3 ? atof(argv[3]) : 30;
+        for (int i = 0; i < n; i++) {
+            if (fork() == 0) {
+                double end = now() + seconds;
+                volatile unsigned long x = 0;
+                while (now() < end) for (int k = 0; k < 100000; k++) x += k;
+                _exit(0);
+            }
+        }
+        printf("started %d spinners\n", n);
         while (wait(NULL) > 0) {}
         return 0;
     }

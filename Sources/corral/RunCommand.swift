@@ -25,7 +25,8 @@ struct Run: ParsableCommand {
               corral run -- python3 agent.py
               corral run --group lightweight_agent --name crawler-1 -- ./crawler
               corral run --memory-max 256M --cpu 50% --pids-max 64 -- make -j8
-              corral run --json -- ./batch-job > summary.json
+              corral run --summary-file run.json -- ./batch-job
+              corral run --json -- ./batch-job | tail -n 1 | jq .exit_status
             """
     )
 
@@ -52,14 +53,24 @@ struct Run: ParsableCommand {
 
     @OptionGroup var root: CgroupRootOption
 
-    @Flag(name: .long, help: "Print the summary as JSON on stdout instead of text on stderr.")
+    @Flag(name: .long, help: "Print the summary as one line of JSON on stdout, after anything COMMAND printed there, instead of text on stderr.")
     var json = false
+
+    @Option(name: .customLong("summary-file"), help: ArgumentHelp("Also write the summary as JSON to FILE (kept apart from COMMAND's output).", valueName: "FILE"))
+    var summaryFile: String?
 
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))
     var command: [String] = []
 
     mutating func validate() throws {
-        if command.first == "--" { command.removeFirst() }
+        // COMMAND captures everything from the first word Corral does not
+        // know; a word that looks like an option there is a typo, not a command.
+        if command.first == "--" {
+            command.removeFirst()
+        } else if let first = command.first, first.hasPrefix("-") {
+            if first == "-h" || first == "--help" { throw CleanExit.helpRequest(self) }
+            throw ValidationError("unknown option '\(first)' (see corral run --help); a command that starts with '-' goes after --")
+        }
         guard !command.isEmpty else {
             throw ValidationError("no command given: put it after --, e.g. corral run -- python3 agent.py")
         }
@@ -108,6 +119,9 @@ struct Run: ParsableCommand {
         guard let limits = configuration.limits(agent: agent, group: groupName, flags: try flagOverrides()) else {
             throw fail("unknown group '\(groupName)'")
         }
+        for resource in try flagOverrides().keys.sorted() where limits[resource] == nil {
+            throw fail("group \(groupName) has no \(resource.rawValue) limit to adjust: give a hard limit too", status: ExitStatus.usage)
+        }
         for resource in limits.resources {
             let problems = limits[resource]!.problems(for: resource)
             if !problems.isEmpty {
@@ -152,12 +166,32 @@ struct Run: ParsableCommand {
         } catch {
             throw fail(error.description, status: error.exitStatus)
         }
+        if let summaryFile {
+            writeSummary(summary, to: summaryFile)
+        }
         if json {
-            try printJSON(summary)
+            writeOut(try encodeJSON(summary, pretty: false))
         } else {
             printError(summary.text)
         }
         throw ExitCode(summary.exitStatus)
+    }
+}
+
+/// Writes the JSON summary to `path`; a failure is reported but does not
+/// change the exit status, which belongs to the command.
+func writeSummary(_ summary: RunSummary, to path: String) {
+    do {
+        let text = try encodeJSON(summary)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            printError("corral: cannot write the summary to \(path): \(String(cString: strerror(errno)))")
+            return
+        }
+        defer { close(fd) }
+        writeOut(text, to: fd)
+    } catch {
+        printError("corral: cannot encode the summary: \(error)")
     }
 }
 

@@ -43,20 +43,24 @@ func fail(_ message: String, status: Int32 = ExitStatus.failure) -> ExitCode {
     return ExitCode(status)
 }
 
-/// Pretty, stable JSON of `value` followed by a newline, on stdout.
-func printJSON<T: Encodable>(_ value: T) throws {
+/// Stable JSON of `value` (snake_case keys, sorted) followed by a newline.
+func encodeJSON<T: Encodable>(_ value: T, pretty: Bool = true) throws -> String {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
     encoder.keyEncodingStrategy = .convertToSnakeCase
-    let data = try encoder.encode(value)
-    writeOut(String(decoding: data, as: UTF8.self) + "\n")
+    return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+}
+
+/// Pretty JSON of `value` on stdout.
+func printJSON<T: Encodable>(_ value: T) throws {
+    writeOut(try encodeJSON(value))
 }
 
 /// Reads a whole text file, or says why not.
 func readTextFile(_ path: String) -> Result<String, ConfigError> {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     func problem(_ message: String) -> ConfigError {
-        ConfigError(file: path, issues: [ConfigIssue(line: 0, column: 0, key: "", value: nil, message: message, accepted: nil)])
+        ConfigError(file: path, issues: [ConfigIssue(line: 1, column: 1, key: "", value: nil, message: message, accepted: nil)])
     }
     guard fd >= 0 else {
         return .failure(problem("cannot open: \(String(cString: strerror(errno)))"))

@@ -218,3 +218,24 @@ struct NameTests {
         #expect(AgentIDGenerator.make(command: "/usr/bin/python3", using: &generator).hasPrefix("python3-"))
     }
 }
+
+@Suite("Limit overrides keep bursts consistent")
+struct OverrideBurstTests {
+    @Test func cpuBurstSurvivesAHardLimitBelowIt() {
+        let base = ResourceLimit(soft: 100, hard: 200, burst: 300, action: .throttle)
+        #expect(LimitOverride(hard: 250).apply(to: base, of: .cpu).burst == 300)
+        #expect(LimitOverride(hard: 350).apply(to: base, of: .cpu).burst == nil)
+    }
+
+    @Test func memoryBurstIsDroppedAboveANewHardLimit() {
+        let base = ResourceLimit(soft: 100, hard: 200, burst: 150, action: .throttle)
+        #expect(LimitOverride(hard: 180).apply(to: base, of: .memory).burst == 150)
+        #expect(LimitOverride(hard: 120).apply(to: base, of: .memory).burst == nil)
+    }
+
+    @Test func absurdLimitsAreProblemsNotTraps() {
+        #expect(!ResourceLimit(soft: 1, hard: 5_000_000, action: .warn).problems(for: .processes).isEmpty)
+        #expect(throws: Quantity.ParseError.self) { try Quantity.parseCount("99999999999999999999").get() }
+        #expect(throws: Quantity.ParseError.self) { try Quantity.parsePercent("99999999999999999999").get() }
+    }
+}

@@ -1,0 +1,107 @@
+public import Foundation
+
+/// What a finished command did.
+public struct CommandResult: Sendable, CustomStringConvertible {
+    public var status: Int32
+    /// True when the process died of a signal (`status` is then the signal number).
+    public var signaled: Bool
+    public var stdout: String
+    public var stderr: String
+    public var seconds: Double
+
+    /// The shell convention: exit code, or 128 + signal.
+    public var exitStatus: Int32 { signaled ? 128 + status : status }
+
+    public var description: String {
+        "exit \(exitStatus) after \(seconds) s\n--- stdout\n\(stdout)\n--- stderr\n\(stderr)"
+    }
+}
+
+/// Runs programs for the tests that drive the real `corral` binary.
+public enum Subprocess {
+    /// Starts `path` with `arguments`; stdout and stderr go to temporary files
+    /// (no pipe can fill up and block the child).
+    public static func start(
+        _ path: String, _ arguments: [String], environment: [String: String]? = nil
+    ) throws -> Running {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let directory = FileManager.default.temporaryDirectory
+        let out = directory.appendingPathComponent("corral-test-\(UUID().uuidString).out")
+        let err = directory.appendingPathComponent("corral-test-\(UUID().uuidString).err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        process.standardInput = FileHandle.nullDevice
+        let start = Date()
+        try process.run()
+        return Running(process: process, out: out, err: err, start: start)
+    }
+
+    /// Runs to completion (killing the process after `timeout` seconds).
+    public static func run(
+        _ path: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 600
+    ) throws -> CommandResult {
+        try start(path, arguments, environment: environment).wait(timeout: timeout)
+    }
+
+    public final class Running: @unchecked Sendable {
+        public let process: Process
+        let out: URL
+        let err: URL
+        let start: Date
+
+        init(process: Process, out: URL, err: URL, start: Date) {
+            self.process = process
+            self.out = out
+            self.err = err
+            self.start = start
+        }
+
+        public var pid: Int32 { process.processIdentifier }
+
+        /// What the process has written to stdout so far.
+        public var stdoutSoFar: String {
+            (try? String(contentsOf: out, encoding: .utf8)) ?? ""
+        }
+
+        public func signal(_ signal: Int32) {
+            kill(process.processIdentifier, signal)
+        }
+
+        public func wait(timeout: Double = 600) -> CommandResult {
+            let deadline = Date().addingTimeInterval(timeout)
+            while process.isRunning && Date() < deadline { usleep(10_000) }
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+            let stdout = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
+            let stderr = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
+            try? FileManager.default.removeItem(at: out)
+            try? FileManager.default.removeItem(at: err)
+            return CommandResult(
+                status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal,
+                stdout: stdout, stderr: stderr, seconds: Date().timeIntervalSince(start))
+        }
+    }
+}
+
+/// JSON as `corral --json` writes it (snake_case keys).
+public enum CorralJSON {
+    /// Decodes the last line of `output`: `corral run --json` writes its
+    /// summary as one line after whatever the command printed.
+    public static func decodeLastLine<T: Decodable>(_ type: T.Type, from output: String) throws -> T {
+        let line = output.split(separator: "\n").last.map(String.init) ?? ""
+        return try decode(type, from: line)
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from text: String) throws -> T {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(type, from: Data(text.utf8))
+    }
+}

@@ -1,0 +1,155 @@
+import CorralCore
+import CorralTestSupport
+import Foundation
+import Testing
+
+/// The `corral` built next to this test bundle, run on this host. On a
+/// hybrid or legacy host (the development and CI machines) `run` and
+/// `doctor` must refuse with the reason and the fix; everything that does
+/// not need a cgroup v2 kernel is checked the same everywhere.
+enum CLI {
+    static var binary: String {
+        if let path = ProcessInfo.processInfo.environment["CORRAL_BINARY"] { return path }
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("corral").path
+    }
+
+    static func run(_ arguments: [String]) throws -> CommandResult {
+        try Subprocess.run(binary, arguments, timeout: 60)
+    }
+
+    static var hostIsUnified: Bool {
+        let controllers = (try? String(contentsOfFile: "/sys/fs/cgroup/cgroup.controllers", encoding: .utf8)) ?? ""
+        return ["memory", "cpu", "pids"].allSatisfy { controllers.contains($0) }
+    }
+
+    static var hostIsHybrid: Bool {
+        FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified/cgroup.controllers")
+    }
+
+    static func temporaryFile(_ contents: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("corral-cli-\(UUID().uuidString).yaml").path
+        try contents.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+}
+
+@Suite("corral on this host")
+struct CLITests {
+    @Test(.enabled(if: CLI.hostIsHybrid && !CLI.hostIsUnified))
+    func runFailsFastOnAHybridHost() throws {
+        let result = try CLI.run(["run", "--", "true"])
+        #expect(result.exitStatus == 125, "\(result)")
+        #expect(result.stderr.contains("hybrid mode"))
+        #expect(result.stderr.contains("memory, cpu, pids"))
+        #expect(result.stderr.contains("systemd.unified_cgroup_hierarchy=1"))
+        #expect(!result.stderr.contains("Fatal error"))
+        #expect(result.seconds < 5)
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/corral"))
+    }
+
+    @Test(.enabled(if: CLI.hostIsHybrid && !CLI.hostIsUnified))
+    func doctorExplainsAHybridHost() throws {
+        let text = try CLI.run(["doctor"])
+        #expect(text.exitStatus == 1)
+        #expect(text.stderr.contains("FAIL  cgroup mode"))
+        #expect(text.stderr.contains("hybrid"))
+        #expect(text.stderr.contains("fix: boot the kernel with systemd.unified_cgroup_hierarchy=1"))
+        let json = try CLI.run(["doctor", "--json"])
+        #expect(json.exitStatus == 1)
+        struct Report: Decodable {
+            var ready: Bool
+            var cgroupMode: String
+            var missingControllers: [String]
+        }
+        let report = try CorralJSON.decode(Report.self, from: json.stdout)
+        #expect(!report.ready)
+        #expect(report.cgroupMode == "hybrid")
+        #expect(report.missingControllers == ["memory", "cpu", "pids"])
+    }
+
+    @Test(arguments: [
+        (["run", "--memory-max", "lots", "--", "true"], "--memory-max: not a number in 'lots'"),
+        (["run", "--memory-max", "5X", "--", "true"], "unknown size unit 'X'"),
+        (["run", "--pids-max", "99999999999999999999", "--", "true"], "too large"),
+        (["run", "--pids-max", "5000000", "--", "true"], "above the kernel's maximum"),
+        (["run", "--memory-max=-5M", "--", "true"], "negative value in '-5M'"),
+        (["run", "--cpu", "0.01", "--", "true"], "below the kernel's minimum"),
+        (["run", "--cpu", "0", "--", "true"], "must be greater than zero"),
+        (["run", "--pids-max", "1.5", "--", "true"], "not a whole number"),
+        (["run", "--name", "../escape", "--", "true"], "must start with a letter or digit"),
+        (["run", "--name", "a/b", "--", "true"], "contains '/'"),
+        (["run", "--name", "supervisor", "--", "true"], "reserved"),
+        (["run"], "no command given"),
+        (["run", "--bogus", "--", "true"], "unknown option '--bogus'"),
+    ])
+    func badFlagsAreUsageErrors(arguments: [String], message: String) throws {
+        let result = try CLI.run(arguments)
+        #expect(result.exitStatus == 64, "\(result)")
+        #expect(result.stderr.contains(message), "\(result)")
+        #expect(!result.stderr.contains("Fatal error"))
+    }
+
+    @Test func unknownGroupAndCommandFailBeforeTouchingCgroups() throws {
+        let group = try CLI.run(["run", "--group", "nope", "--", "true"])
+        #expect(group.exitStatus == 125)
+        #expect(group.stderr.contains("unknown group 'nope'; known groups: heavy_computation_agent, lightweight_agent, standard_agent"))
+        let command = try CLI.run(["run", "--", "definitely-no-such-command"])
+        #expect(command.exitStatus == 127)
+        #expect(command.stderr.contains("command not found: 'definitely-no-such-command'"))
+        let directory = try CLI.run(["run", "--", "/tmp"])
+        #expect(directory.exitStatus == 126)
+        let softAboveHard = try CLI.run(["run", "--memory-high", "600M", "--memory-max", "100M", "--", "true"])
+        #expect(softAboveHard.exitStatus == 64)
+        #expect(softAboveHard.stderr.contains("above the hard limit"))
+    }
+
+    @Test func configValidate() throws {
+        let good = try CLI.temporaryFile("""
+            groups:
+              standard_agent:
+                limits:
+                  memory: {hard: 1G}
+            """)
+        let ok = try CLI.run(["config", "validate", good])
+        #expect(ok.exitStatus == 0, "\(ok)")
+        #expect(ok.stdout.hasPrefix("OK: "))
+
+        let bad = try CLI.temporaryFile("""
+            groups:
+              standard_agent:
+                limits:
+                  memory: {soft: 2G, hard: 1G}
+                  cpu: {hard: 30%, action: explode}
+            colour: blue
+            """)
+        let failed = try CLI.run(["config", "validate", bad])
+        #expect(failed.exitStatus == 1)
+        #expect(failed.stderr.contains("\(bad):4:"), "\(failed)")
+        #expect(failed.stderr.contains("above the hard limit"))
+        #expect(failed.stderr.contains("'explode': unknown action"))
+        #expect(failed.stderr.contains("unknown key 'colour'"))
+        let json = try CLI.run(["config", "validate", "--json", bad])
+        #expect(json.exitStatus == 1)
+        #expect(json.stdout.contains("\"valid\" : false"))
+
+        let missing = try CLI.run(["config", "validate", "/nonexistent/corral.yaml"])
+        #expect(missing.exitStatus == 1)
+        #expect(missing.stderr.contains("cannot open"))
+
+        let withBadConfig = try CLI.run(["run", "--config", bad, "--", "true"])
+        #expect(withBadConfig.exitStatus == 125)
+        #expect(withBadConfig.stderr.contains("nothing was applied"))
+    }
+
+    @Test func helpTeaches() throws {
+        let help = try CLI.run(["run", "--help"])
+        #expect(help.exitStatus == 0)
+        for phrase in ["--memory-max", "clone3", "Examples:", "standard_agent", "1.5GiB"] {
+            #expect(help.stdout.contains(phrase), "\(phrase)")
+        }
+        let top = try CLI.run(["--help"])
+        #expect(top.stdout.contains("lightweight_agent"))
+        #expect(top.stdout.contains("doctor"))
+    }
+}
