@@ -1,5 +1,5 @@
-public import SystemPackage
 public import CorralCore
+public import SystemPackage
 
 /// A cgroupfs operation that failed, with a message that names the path, the
 /// value and what to do. Shaped like NIOFS's FileSystemError: a code that can
@@ -27,7 +27,10 @@ public struct CgroupError: Error, Equatable, Sendable, CustomStringConvertible {
 
     /// What was being done.
     public enum Operation: String, Sendable {
-        case open, read, write, makeDirectory = "mkdir", removeDirectory = "rmdir", list, wait, lock
+        case open, read, write
+        case makeDirectory = "mkdir"
+        case removeDirectory = "rmdir"
+        case list, wait, lock
     }
 
     public var code: Code
@@ -136,7 +139,9 @@ extension CgroupError {
             return make(
                 .internalProcesses,
                 "cannot enable \(quoted ?? "controllers") in \(path): it has processes of its own, and cgroup v2 lets only cgroups without processes delegate controllers to children (the no-internal-process rule)",
-                fix: "move those processes into a child cgroup first (Corral moves itself into supervisor/ when it lives in its root), or choose an empty --cgroup-root")
+                fix:
+                    "move those processes into a child cgroup first (Corral moves itself into supervisor/ when it lives in its root), or choose an empty --cgroup-root"
+            )
         case (.resourceBusy, .procs?):
             return make(
                 .busy,
@@ -153,13 +158,17 @@ extension CgroupError {
             return make(
                 .controllerUnavailable,
                 "cannot enable \(quoted ?? "controllers") in \(path): not every controller named is in its cgroup.controllers",
-                fix: "enable them in the parent's cgroup.subtree_control first; on a hybrid host they are bound to cgroup v1 — boot with systemd.unified_cgroup_hierarchy=1")
+                fix:
+                    "enable them in the parent's cgroup.subtree_control first; on a hybrid host they are bound to cgroup v1 — boot with systemd.unified_cgroup_hierarchy=1"
+            )
         case (.noSuchFileOrDirectory, let file?) where file.controller != nil:
             let controller = file.controller!.rawValue
             return make(
                 .controllerUnavailable,
                 "\(failedWrite)\(path) has no \(file.rawValue): the \(controller) controller is not enabled for it",
-                fix: "add +\(controller) to the parent's cgroup.subtree_control (Corral does this when it creates the tree; check that \(controller) is listed in the parent's cgroup.controllers)")
+                fix:
+                    "add +\(controller) to the parent's cgroup.subtree_control (Corral does this when it creates the tree; check that \(controller) is listed in the parent's cgroup.controllers)"
+            )
         case (.noSuchFileOrDirectory, _):
             return make(.notFound, "\(failedWrite)\(target) does not exist")
 
@@ -173,7 +182,8 @@ extension CgroupError {
                 "the kernel rejected cpu.max '\(value?.trimmingSpaces() ?? "")' for \(path): the quota must be at least 1 ms and the period between 1 ms and 1 s, and not below cpu.max.burst",
                 fix: "raise the cpu limit to at least 0.1% of one CPU")
         case (.invalidArgument, _), (.outOfRange, _):
-            return make(.invalidValue, "the kernel rejected \(writing)", fix: "check the value's format for \(file?.rawValue ?? "this file")")
+            return make(
+                .invalidValue, "the kernel rejected \(writing)", fix: "check the value's format for \(file?.rawValue ?? "this file")")
 
         case (.notSupported, _):
             return make(

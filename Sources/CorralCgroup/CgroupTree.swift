@@ -1,6 +1,7 @@
 public import CorralCore
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// Corral's cgroup tree:
@@ -76,7 +77,7 @@ public struct CgroupTree: Sendable {
             do {
                 try fs.makeDirectory(root)
                 report.createdRoot = true
-            } catch where error.code == .alreadyExists {}
+            } catch  where error.code == .alreadyExists {}
         }
         do {
             try prepareExistingRoot(selfPID: selfPID, reservation: reservation, report: &report)
@@ -99,8 +100,11 @@ public struct CgroupTree: Sendable {
             guard missingInParent.isEmpty else {
                 throw CgroupError(
                     code: .controllerUnavailable, operation: .write, path: fs.absolutePath(parent),
-                    message: "the \(missingInParent.map(\.rawValue).joined(separator: ", ")) controller\(missingInParent.count == 1 ? " is" : "s are") not available to \(fs.absolutePath(root)): \(fs.absolutePath(parent))/cgroup.controllers does not list \(missingInParent.count == 1 ? "it" : "them")",
-                    fix: "enable \(missingInParent.map { "+" + $0.rawValue }.joined(separator: " ")) in the cgroup.subtree_control of every ancestor of \(fs.absolutePath(root)), or run Corral under a systemd unit with Delegate=yes")
+                    message:
+                        "the \(missingInParent.map(\.rawValue).joined(separator: ", ")) controller\(missingInParent.count == 1 ? " is" : "s are") not available to \(fs.absolutePath(root)): \(fs.absolutePath(parent))/cgroup.controllers does not list \(missingInParent.count == 1 ? "it" : "them")",
+                    fix:
+                        "enable \(missingInParent.map { "+" + $0.rawValue }.joined(separator: " ")) in the cgroup.subtree_control of every ancestor of \(fs.absolutePath(root)), or run Corral under a systemd unit with Delegate=yes"
+                )
             }
             report.enabledInParent = try enable(requiredMissing, in: parent)
             available = try controllers(available: root)
@@ -113,12 +117,13 @@ public struct CgroupTree: Sendable {
                 guard others.isEmpty else {
                     throw CgroupError(
                         code: .internalProcesses, operation: .write, path: fs.absolutePath(root),
-                        message: "\(fs.absolutePath(root)) has processes of its own (\(others.prefix(8).map(String.init).joined(separator: ", "))\(others.count > 8 ? ", …" : "")), so cgroup v2 will not enable controllers for its children (the no-internal-process rule)",
+                        message:
+                            "\(fs.absolutePath(root)) has processes of its own (\(others.prefix(8).map(String.init).joined(separator: ", "))\(others.count > 8 ? ", …" : "")), so cgroup v2 will not enable controllers for its children (the no-internal-process rule)",
                         fix: "move them into a child cgroup, or choose an empty --cgroup-root")
                 }
                 if let selfPID {
                     if try !fs.exists(supervisorPath) {
-                        do { try fs.makeDirectory(supervisorPath) } catch where error.code == .alreadyExists {}
+                        do { try fs.makeDirectory(supervisorPath) } catch  where error.code == .alreadyExists {}
                     }
                     try fs.write(String(selfPID), to: .procs, of: supervisorPath)
                     report.movedSelfToSupervisor = true
@@ -146,7 +151,7 @@ public struct CgroupTree: Sendable {
             do {
                 try fs.makeDirectory(path)
                 created = true
-            } catch where error.code == .alreadyExists {}
+            } catch  where error.code == .alreadyExists {}
         }
         do {
             var wanted = Controller.required
@@ -204,7 +209,9 @@ public struct CgroupTree: Sendable {
     /// Reads usage and event counters of `path`; files a kernel lacks are nil.
     public func sample(_ path: CgroupPath) throws(CgroupError) -> CgroupSample {
         func optional(_ file: CgroupFile) throws(CgroupError) -> String? {
-            do { return try fs.read(file, of: path) } catch where error.code == .notFound || error.code == .controllerUnavailable { return nil }
+            do { return try fs.read(file, of: path) } catch  where error.code == .notFound || error.code == .controllerUnavailable {
+                return nil
+            }
         }
         var sample = CgroupSample()
         sample.memoryCurrent = try optional(.memoryCurrent).flatMap { Int64($0.trimmingSpaces()) }
@@ -238,7 +245,8 @@ public struct CgroupTree: Sendable {
             try? fs.write("0", to: .freeze, of: path)
             throw CgroupError(
                 code: .timedOut, operation: .wait, path: fs.absolutePath(path) + "/cgroup.events",
-                message: "\(fs.absolutePath(path)) did not report 'frozen 1' within \(Quantity.formatDuration(timeout)) (a task may be stuck in the kernel); the freeze was rolled back",
+                message:
+                    "\(fs.absolutePath(path)) did not report 'frozen 1' within \(Quantity.formatDuration(timeout)) (a task may be stuck in the kernel); the freeze was rolled back",
                 fix: "retry later, or use kill instead of suspend")
         }
         return ContinuousClock.now - start
@@ -275,7 +283,7 @@ public struct CgroupTree: Sendable {
             do {
                 try fs.write("1", to: .kill, of: path)
                 return .cgroupKill
-            } catch where error.code == .notSupported {
+            } catch  where error.code == .notSupported {
                 // Threaded cgroup: fall through to the signal loop.
             }
         }
@@ -318,9 +326,9 @@ public struct CgroupTree: Sendable {
             do {
                 try fs.removeDirectory(path)
                 return
-            } catch where error.code == .notFound {
+            } catch  where error.code == .notFound {
                 return
-            } catch where error.code == .busy && attempt < attempts {
+            } catch  where error.code == .busy && attempt < attempts {
                 sleep(delay)
                 delay *= 2
             }

@@ -1,8 +1,9 @@
 internal import CCorralLinux
 public import CorralCore
 public import SystemPackage
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// cgroupfs below a directory, through directory file descriptors.
@@ -132,7 +133,8 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
 
     public func removeDirectory(_ path: CgroupPath) throws(CgroupError) {
         guard let parent = path.parent, let name = path.name else {
-            throw CgroupError(code: .notSupported, operation: .removeDirectory, path: anchorPath, message: "refusing to remove the anchor \(anchorPath)")
+            throw CgroupError(
+                code: .notSupported, operation: .removeDirectory, path: anchorPath, message: "refusing to remove the anchor \(anchorPath)")
         }
         let parentFD = openBeneath(parent.components, flags: corral_o_path() | O_DIRECTORY)
         guard parentFD >= 0 else { throw fail(.removeDirectory, parent, nil) }

@@ -1,7 +1,8 @@
 internal import CCorralLinux
 public import CorralCore
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// Reads what the host offers: cgroup mode and controllers, capacity, kernel
@@ -130,7 +131,8 @@ public struct CgroupRootLocation: Equatable, Sendable {
             }
             throw CgroupError(
                 code: .hostUnsupported, operation: .open, path: normalized,
-                message: "cannot use \(normalized) as the cgroup root: its parent \(parent) is not in a cgroup v2 hierarchy (\(parentKind.rawValue))",
+                message:
+                    "cannot use \(normalized) as the cgroup root: its parent \(parent) is not in a cgroup v2 hierarchy (\(parentKind.rawValue))",
                 fix: "choose a directory inside the cgroup2 mount, e.g. --cgroup-root \(defaultRootPath)")
         }
         guard CgroupPath.isSafeComponent(name) else {

@@ -46,8 +46,10 @@ struct Reader {
     func sortedIssues() -> [ConfigIssue] {
         var unique: [ConfigIssue] = []
         for issue in issues where !unique.contains(issue) { unique.append(issue) }
-        return unique.enumerated().sorted { ($0.element.line, $0.element.column, $0.offset) < ($1.element.line, $1.element.column, $1.offset) }
-            .map(\.element)
+        return unique.enumerated().sorted {
+            ($0.element.line, $0.element.column, $0.offset) < ($1.element.line, $1.element.column, $1.offset)
+        }
+        .map(\.element)
     }
 
     static func kind(of node: Node) -> String {
@@ -70,7 +72,9 @@ struct Reader {
 
     /// The pairs of a mapping; reports unknown and repeated keys and non-mappings.
     /// An empty value (`agents:` with everything commented out) is an empty mapping.
-    mutating func mapping(_ node: Node, _ key: String, allowed: [String]?, expected: String? = nil) -> [(key: String, keyNode: Node, value: Node)] {
+    mutating func mapping(_ node: Node, _ key: String, allowed: [String]?, expected: String? = nil) -> [(
+        key: String, keyNode: Node, value: Node
+    )] {
         if node.isNull { return [] }
         guard case .mapping(let mapping) = node else {
             report(
@@ -98,7 +102,8 @@ struct Reader {
             }
             if let earlier = first[name] {
                 report(
-                    keyNode, path, value: name, "key given more than once in this mapping (first at \(earlier.position?.description ?? "?"))",
+                    keyNode, path, value: name,
+                    "key given more than once in this mapping (first at \(earlier.position?.description ?? "?"))",
                     accepted: "each key once; merge the two entries")
             } else {
                 first[name] = keyNode
@@ -223,7 +228,8 @@ struct Reader {
                 if let grace = duration(value, "\(key).termination_grace") { policy.terminationGrace = grace }
                 continue
             }
-            let delays = mapping(value, "\(key).delays", allowed: nil, expected: "action names mapped to delays, e.g. {throttle: 30s, suspend: 5m}")
+            let delays = mapping(
+                value, "\(key).delays", allowed: nil, expected: "action names mapped to delays, e.g. {throttle: 30s, suspend: 5m}")
             for (actionName, actionNode, delayNode) in delays {
                 guard let action = EnforcementAction(rawValue: actionName) else {
                     report(
@@ -280,7 +286,8 @@ struct Reader {
                             group.limits[entry.resource] = complete
                         } else {
                             let missing = [
-                                ("soft", entry.override.soft == nil), ("hard", entry.override.hard == nil), ("action", entry.override.action == nil),
+                                ("soft", entry.override.soft == nil), ("hard", entry.override.hard == nil),
+                                ("action", entry.override.action == nil),
                             ]
                             .filter(\.1).map(\.0)
                             report(
@@ -312,7 +319,8 @@ struct Reader {
     }
 
     mutating func readTotals(_ node: Node, _ key: String, into group: inout QuotaGroup) {
-        let totals = mapping(node, key, allowed: nil, expected: "memory, cpu or processes mapped to an amount, e.g. {memory: 4G, cpu: 400%}")
+        let totals = mapping(
+            node, key, allowed: nil, expected: "memory, cpu or processes mapped to an amount, e.g. {memory: 4G, cpu: 400%}")
         for (resourceName, resourceKeyNode, amountNode) in totals {
             let resourceKey = "\(key).\(resourceName)"
             guard let resource = Resource(rawValue: resourceName) else {
@@ -322,7 +330,8 @@ struct Reader {
             guard resource.hasController else {
                 report(
                     resourceKeyNode, resourceKey, value: resourceName,
-                    "group totals are enforced by the kernel and exist only for memory, cpu and processes", accepted: "memory, cpu, processes")
+                    "group totals are enforced by the kernel and exist only for memory, cpu and processes",
+                    accepted: "memory, cpu, processes")
                 continue
             }
             guard let amount = quantity(amountNode, resourceKey, unit: resource.unit) else { continue }
@@ -332,7 +341,9 @@ struct Reader {
                     amountNode, resourceKey, value: text, "must be greater than zero",
                     accepted: "above zero: " + Quantity.accepted(for: resource.unit))
             } else if resource == .cpu, amount < CPUMax.minimumPercent {
-                report(amountNode, resourceKey, value: text, "below the kernel's minimum of 0.1% of one CPU", accepted: Quantity.acceptedPercents)
+                report(
+                    amountNode, resourceKey, value: text, "below the kernel's minimum of 0.1% of one CPU",
+                    accepted: Quantity.acceptedPercents)
             } else {
                 group.totals[resource] = amount
             }
@@ -360,7 +371,9 @@ struct Reader {
                         continue
                     }
                     guard let action = EnforcementAction(rawValue: text) else {
-                        report(valueNode, fieldKey, value: text, "unknown action\(Self.actionHint(text))", accepted: EnforcementAction.acceptedNames)
+                        report(
+                            valueNode, fieldKey, value: text, "unknown action\(Self.actionHint(text))",
+                            accepted: EnforcementAction.acceptedNames)
                         valid = false
                         continue
                     }
@@ -407,7 +420,9 @@ struct Reader {
         }
 
         if limit.hard <= 0 {
-            add(["hard"], "hard limit \(unit.format(limit.hard)) must be greater than zero", accepted: "above zero: " + Quantity.accepted(for: unit))
+            add(
+                ["hard"], "hard limit \(unit.format(limit.hard)) must be greater than zero",
+                accepted: "above zero: " + Quantity.accepted(for: unit))
         } else if entry.resource == .cpu, limit.hard < CPUMax.minimumPercent {
             add(
                 ["hard"],
@@ -481,7 +496,8 @@ struct Reader {
                 for entry in entries {
                     let resourceKey = "\(key).limits.\(entry.resource.rawValue)"
                     if let current = group.limits[entry.resource] {
-                        checkLimit(entry.override.apply(to: current, of: entry.resource), entry, key: resourceKey, origin: "group \(groupName)")
+                        checkLimit(
+                            entry.override.apply(to: current, of: entry.resource), entry, key: resourceKey, origin: "group \(groupName)")
                     } else if let created = LimitSet().applying([entry.resource: entry.override])[entry.resource] {
                         checkLimit(created, entry, key: resourceKey, origin: nil)
                     } else {

@@ -107,7 +107,9 @@ extension HostFacts {
                 HostProblem(
                     .fatal,
                     "this host mounts cgroups in hybrid mode: the cgroup v2 hierarchy at /sys/fs/cgroup/unified has no \(missing.joined(separator: ", ")) controller\(missing.count == 1 ? "" : "s")"
-                        + (bound.isEmpty ? "" : " (\(bound.joined(separator: ", ")) \(bound.count == 1 ? "is" : "are") bound to cgroup v1 under /sys/fs/cgroup)")
+                        + (bound.isEmpty
+                            ? ""
+                            : " (\(bound.joined(separator: ", ")) \(bound.count == 1 ? "is" : "are") bound to cgroup v1 under /sys/fs/cgroup)")
                         + ", so Corral cannot set memory.max, cpu.max or pids.max",
                     fix: HostFacts.unifiedFix)
             ]
@@ -122,7 +124,9 @@ extension HostFacts {
             return [
                 HostProblem(
                     .fatal, "no cgroup filesystem is mounted at /sys/fs/cgroup",
-                    fix: "mount cgroup2 there (mount -t cgroup2 none /sys/fs/cgroup), or boot a systemd host with systemd.unified_cgroup_hierarchy=1")
+                    fix:
+                        "mount cgroup2 there (mount -t cgroup2 none /sys/fs/cgroup), or boot a systemd host with systemd.unified_cgroup_hierarchy=1"
+                )
             ]
         }
     }

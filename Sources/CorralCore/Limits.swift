@@ -37,17 +37,23 @@ public struct ResourceLimit: Equatable, Codable, Sendable {
         if let burst {
             if resource == .cpu {
                 if burst < hard {
-                    problems.append("cpu burst \(unit.format(burst)) is below the hard limit \(unit.format(hard)): a cpu burst is how far above hard the kernel may briefly allow, so make burst ≥ hard")
+                    problems.append(
+                        "cpu burst \(unit.format(burst)) is below the hard limit \(unit.format(hard)): a cpu burst is how far above hard the kernel may briefly allow, so make burst ≥ hard"
+                    )
                 }
             } else if burst < soft || burst > hard {
                 problems.append("burst \(unit.format(burst)) must lie between soft \(unit.format(soft)) and hard \(unit.format(hard))")
             }
         }
         if resource == .cpu, hard > 0, hard < CPUMax.minimumPercent {
-            problems.append("cpu hard limit \(unit.format(hard)) is below the kernel's minimum of \(unit.format(CPUMax.minimumPercent)) (1 ms per 1 s period)")
+            problems.append(
+                "cpu hard limit \(unit.format(hard)) is below the kernel's minimum of \(unit.format(CPUMax.minimumPercent)) (1 ms per 1 s period)"
+            )
         }
         if resource == .processes, hard > SystemLimits.maximumProcesses {
-            problems.append("processes hard limit \(unit.format(hard)) is above the kernel's maximum of \(Int(SystemLimits.maximumProcesses)) (PID_MAX_LIMIT)")
+            problems.append(
+                "processes hard limit \(unit.format(hard)) is above the kernel's maximum of \(Int(SystemLimits.maximumProcesses)) (PID_MAX_LIMIT)"
+            )
         }
         if resource == .memory || resource == .processes {
             for (name, value) in [("soft", soft), ("hard", hard)] + (burst.map { [("burst", $0)] } ?? [])

@@ -40,9 +40,12 @@ public enum CgroupName {
 public enum AgentIDGenerator {
     public static func make<R: RandomNumberGenerator>(command: String, using generator: inout R) -> String {
         let base = command.split(separator: "/").last.map(String.init) ?? "agent"
-        var stem = String(base.unicodeScalars.filter { scalar in
-            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-" || scalar == ".")
-        }.map(Character.init)).prefix(40)
+        var stem = String(
+            base.unicodeScalars.filter { scalar in
+                scalar.isASCII
+                    && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_" || scalar == "-" || scalar == ".")
+            }.map(Character.init)
+        ).prefix(40)
         while let first = stem.first, !(first.isLetter || first.isNumber) { stem.removeFirst() }
         if stem.isEmpty || CgroupName.reserved.contains(String(stem)) { stem = "agent" }
         let suffix = String(UInt32.random(in: 0...0xFF_FFFF, using: &generator), radix: 16)

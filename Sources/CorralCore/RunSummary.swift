@@ -125,7 +125,8 @@ public struct RunSummary: Equatable, Codable, Sendable {
     public var text: String {
         var lines = [headline]
         let cpuLimit = limits[.cpu].map { " of a \(Quantity.formatPercent($0.hard)) limit" } ?? ""
-        var cpuLine = "  cpu        \(Quantity.formatSeconds(Double(cpu.usageUsec) / 1e6)) (\(Quantity.formatPercent(cpuPercent)) of one CPU\(cpuLimit); user \(Quantity.formatSeconds(Double(cpu.userUsec) / 1e6)), system \(Quantity.formatSeconds(Double(cpu.systemUsec) / 1e6)))"
+        var cpuLine =
+            "  cpu        \(Quantity.formatSeconds(Double(cpu.usageUsec) / 1e6)) (\(Quantity.formatPercent(cpuPercent)) of one CPU\(cpuLimit); user \(Quantity.formatSeconds(Double(cpu.userUsec) / 1e6)), system \(Quantity.formatSeconds(Double(cpu.systemUsec) / 1e6)))"
         if let throttled = cpu.throttledUsec, let periods = cpu.nrThrottled {
             cpuLine += ", throttled \(Quantity.formatSeconds(Double(throttled) / 1e6)) in \(periods) periods"
         }
@@ -135,7 +136,8 @@ public struct RunSummary: Equatable, Codable, Sendable {
         if let memory = limits[.memory] {
             memoryLine += " (high \(Quantity.formatBytes(memory.soft)), max \(Quantity.formatBytes(memory.hard)))"
         }
-        memoryLine += "; events: high \(memoryEvents.high), max \(memoryEvents.max), oom \(memoryEvents.oom), oom_kill \(memoryEvents.oomKill)"
+        memoryLine +=
+            "; events: high \(memoryEvents.high), max \(memoryEvents.max), oom \(memoryEvents.oom), oom_kill \(memoryEvents.oomKill)"
         if memoryEvents.oomGroupKill > 0 { memoryLine += ", oom_group_kill \(memoryEvents.oomGroupKill)" }
         lines.append(memoryLine)
         var pidsLine = "  processes  peak " + (pidsPeak.map(String.init) ?? "unknown")

@@ -2,8 +2,9 @@ internal import CCorralLinux
 public import CorralCgroup
 public import CorralCore
 public import SystemPackage
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// Everything `corral run` needs to start one agent.
@@ -123,7 +124,8 @@ public struct AgentRunner: Sendable {
 
         var peaks = PeakTracker()
         var forwarded: [String] = []
-        let termination = waitForExit(child, signalFD: signalFD, leaf: leaf, interval: request.samplingInterval, peaks: &peaks, forwarded: &forwarded)
+        let termination = waitForExit(
+            child, signalFD: signalFD, leaf: leaf, interval: request.samplingInterval, peaks: &peaks, forwarded: &forwarded)
         let wall = ContinuousClock.now - start
         if let pidfd = child.pidfd { try? pidfd.close() }
 

@@ -1,7 +1,8 @@
 internal import CCorralLinux
 public import SystemPackage
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// Why a command could not be started, with the conventional exit status
@@ -29,7 +30,8 @@ public struct SpawnError: Error, Equatable, Sendable, CustomStringConvertible {
 public enum ExecutableLookup {
     public static func resolve(_ command: String, path: String?) throws(SpawnError) -> String {
         guard !command.isEmpty else {
-            throw SpawnError(message: "the command is empty", fix: "name a program after --, e.g. corral run -- python3 agent.py", exitStatus: 127)
+            throw SpawnError(
+                message: "the command is empty", fix: "name a program after --, e.g. corral run -- python3 agent.py", exitStatus: 127)
         }
         if command.contains("/") {
             try check(command, named: command)
@@ -59,7 +61,8 @@ public enum ExecutableLookup {
     private static func check(_ path: String, named command: String) throws(SpawnError) {
         var info = stat()
         guard stat(path, &info) == 0 else {
-            throw SpawnError(message: "command not found: \(path) does not exist", fix: "check the path", exitStatus: 127, errno: Errno(rawValue: errno))
+            throw SpawnError(
+                message: "command not found: \(path) does not exist", fix: "check the path", exitStatus: 127, errno: Errno(rawValue: errno))
         }
         if (info.st_mode & S_IFMT) == S_IFDIR {
             throw SpawnError(message: "\(path) is a directory, not a program", exitStatus: 126)
@@ -161,11 +164,13 @@ public enum Spawner {
                 throw SpawnError(message: "cannot run \(request.executable): \(error.description)", exitStatus: 126, errno: error)
             case (1, .resourceTemporarilyUnavailable):
                 throw SpawnError(
-                    message: "cannot start \(request.executable): the kernel refused a new process (EAGAIN: a pids.max limit or RLIMIT_NPROC is reached)",
+                    message:
+                        "cannot start \(request.executable): the kernel refused a new process (EAGAIN: a pids.max limit or RLIMIT_NPROC is reached)",
                     fix: "raise the processes limit of the group or the agent", exitStatus: 125, errno: error)
             case (1, .resourceBusy):
                 throw SpawnError(
-                    message: "cannot start \(request.executable) in its cgroup: the cgroup has child cgroups with controllers enabled (EBUSY)",
+                    message:
+                        "cannot start \(request.executable) in its cgroup: the cgroup has child cgroups with controllers enabled (EBUSY)",
                     fix: "agents must run in leaf cgroups", exitStatus: 125, errno: error)
             default:
                 throw SpawnError(

@@ -1,6 +1,7 @@
 internal import CSystemd
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// The parts of libsystemd Corral uses: service notifications and the

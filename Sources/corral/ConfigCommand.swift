@@ -74,7 +74,9 @@ struct ConfigCommand: ParsableCommand {
                 if json {
                     try printJSON(Result(file: file, valid: true, groups: configuration.groupNames, errors: []))
                 } else {
-                    print("OK: \(file) is valid (groups: \(configuration.groupNames.joined(separator: ", ")); agents with overrides: \(configuration.agents.count))")
+                    print(
+                        "OK: \(file) is valid (groups: \(configuration.groupNames.joined(separator: ", ")); agents with overrides: \(configuration.agents.count))"
+                    )
                 }
             case .failure(let error):
                 if json {
@@ -82,7 +84,9 @@ struct ConfigCommand: ParsableCommand {
                         Result(
                             file: file, valid: false, groups: [],
                             errors: error.issues.map {
-                                Issue(line: $0.line, column: $0.column, key: $0.key, value: $0.value, message: $0.message, accepted: $0.accepted)
+                                Issue(
+                                    line: $0.line, column: $0.column, key: $0.key, value: $0.value, message: $0.message,
+                                    accepted: $0.accepted)
                             }))
                 } else {
                     printError(error.description)

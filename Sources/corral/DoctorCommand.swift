@@ -3,8 +3,9 @@ import CorralCgroup
 import CorralCore
 import CorralSeccomp
 import CorralSystemd
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct Doctor: ParsableCommand {
@@ -50,14 +51,17 @@ struct Doctor: ParsableCommand {
         if json {
             try printJSON(report)
         } else {
-            var lines = ["corral doctor: " + (report.ready ? "this host can run agents under cgroup v2 quotas" : "this host cannot run agents yet")]
+            var lines = [
+                "corral doctor: " + (report.ready ? "this host can run agents under cgroup v2 quotas" : "this host cannot run agents yet")
+            ]
             let width = report.checks.map(\.name.count).max() ?? 10
             for check in report.checks {
-                let mark = switch check.status {
-                case .ok: "ok  "
-                case .warning: "warn"
-                case .failed: "FAIL"
-                }
+                let mark =
+                    switch check.status {
+                    case .ok: "ok  "
+                    case .warning: "warn"
+                    case .failed: "FAIL"
+                    }
                 lines.append("  \(mark)  \(check.name.padding(to: width))  \(check.detail)")
                 if let fix = check.fix { lines.append("        \(String(repeating: " ", count: width))  fix: \(fix)") }
             }
@@ -78,7 +82,8 @@ struct Doctor: ParsableCommand {
             checks.append(Check(name: "cgroup mode", status: .ok, detail: "unified: cgroup v2 at /sys/fs/cgroup"))
         default:
             let problem = hostProblems.first
-            checks.append(Check(name: "cgroup mode", status: .failed, detail: "\(mode.rawValue): " + (problem?.message ?? ""), fix: problem?.fix))
+            checks.append(
+                Check(name: "cgroup mode", status: .failed, detail: "\(mode.rawValue): " + (problem?.message ?? ""), fix: problem?.fix))
         }
 
         let present = Controller.allCases.filter { facts.v2RootControllers.contains($0.rawValue) }.map(\.rawValue)
@@ -89,8 +94,10 @@ struct Doctor: ParsableCommand {
             checks.append(
                 Check(
                     name: "controllers", status: .failed,
-                    detail: "cgroup v2 lacks \(missing.joined(separator: ", "))" + (present.isEmpty ? "" : " (has \(present.joined(separator: ", ")))")
-                        + (facts.v1Controllers.isEmpty ? "" : "; bound to cgroup v1: \(facts.v1Controllers.sorted().joined(separator: ", "))"),
+                    detail: "cgroup v2 lacks \(missing.joined(separator: ", "))"
+                        + (present.isEmpty ? "" : " (has \(present.joined(separator: ", ")))")
+                        + (facts.v1Controllers.isEmpty
+                            ? "" : "; bound to cgroup v1: \(facts.v1Controllers.sorted().joined(separator: ", "))"),
                     fix: hostProblems.first?.fix))
         }
         if !facts.v2RootControllers.contains(Controller.io.rawValue) && mode == .unified {
@@ -124,19 +131,22 @@ struct Doctor: ParsableCommand {
         if mode == .unified && missing.isEmpty {
             checks.append(rootCheck(rootPath, facts: facts, euid: euid))
         } else {
-            checks.append(Check(name: "cgroup root", status: .failed, detail: "\(rootPath): not usable until the host problems above are fixed"))
+            checks.append(
+                Check(name: "cgroup root", status: .failed, detail: "\(rootPath): not usable until the host problems above are fixed"))
         }
 
         let systemdLibrary = Systemd.loadedLibrary ?? "libsystemd (version unknown)"
         checks.append(
             Check(
                 name: "libsystemd", status: .ok,
-                detail: systemdLibrary + (Systemd.underServiceManager ? ", running under systemd (NOTIFY_SOCKET set)" : ", not running under systemd")))
+                detail: systemdLibrary
+                    + (Systemd.underServiceManager ? ", running under systemd (NOTIFY_SOCKET set)" : ", not running under systemd")))
         let level = Seccomp.apiLevel
         checks.append(
             Check(
                 name: "libseccomp", status: Seccomp.kernelSupportsFilters ? .ok : .warning,
-                detail: "libseccomp \(Seccomp.libraryVersion), kernel API level \(level)" + (Seccomp.kernelSupportsFilters ? "" : ": this kernel has no seccomp filters")))
+                detail: "libseccomp \(Seccomp.libraryVersion), kernel API level \(level)"
+                    + (Seccomp.kernelSupportsFilters ? "" : ": this kernel has no seccomp filters")))
 
         let ready = !checks.contains { $0.status == .failed }
         return Report(
@@ -166,7 +176,8 @@ struct Doctor: ParsableCommand {
             let available = ControllerList.parse(text)
             let lacking = Controller.required.filter { !available.contains($0.rawValue) }.map(\.rawValue)
             if !lacking.isEmpty {
-                detail += "; \(lacking.joined(separator: ", ")) not yet enabled for it (Corral enables them in \(location.anchor)/cgroup.subtree_control)"
+                detail +=
+                    "; \(lacking.joined(separator: ", ")) not yet enabled for it (Corral enables them in \(location.anchor)/cgroup.subtree_control)"
             }
         }
         return Check(name: "cgroup root", status: .ok, detail: detail)

@@ -2,8 +2,9 @@ import ArgumentParser
 import CorralCgroup
 import CorralCore
 import CorralRuntime
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct Run: ParsableCommand {
@@ -30,16 +31,23 @@ struct Run: ParsableCommand {
             """
     )
 
-    @Option(name: .long, help: ArgumentHelp("Quota group (default: the agent's group in --config, else standard_agent).", valueName: "GROUP"))
+    @Option(
+        name: .long, help: ArgumentHelp("Quota group (default: the agent's group in --config, else standard_agent).", valueName: "GROUP"))
     var group: String?
 
-    @Option(name: .long, help: ArgumentHelp("Agent id, [A-Za-z0-9][A-Za-z0-9._-]{0,63} (default: command name + random suffix).", valueName: "ID"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Agent id, [A-Za-z0-9][A-Za-z0-9._-]{0,63} (default: command name + random suffix).", valueName: "ID"))
     var name: String?
 
-    @Option(name: .customLong("memory-high"), help: ArgumentHelp("Soft memory limit: memory.high, where the kernel throttles and reclaims.", valueName: "SIZE"))
+    @Option(
+        name: .customLong("memory-high"),
+        help: ArgumentHelp("Soft memory limit: memory.high, where the kernel throttles and reclaims.", valueName: "SIZE"))
     var memoryHigh: String?
 
-    @Option(name: .customLong("memory-max"), help: ArgumentHelp("Hard memory limit: memory.max, OOM kill inside the agent only.", valueName: "SIZE"))
+    @Option(
+        name: .customLong("memory-max"),
+        help: ArgumentHelp("Hard memory limit: memory.max, OOM kill inside the agent only.", valueName: "SIZE"))
     var memoryMax: String?
 
     @Option(name: .long, help: ArgumentHelp("Hard CPU limit in percent of one CPU: cpu.max.", valueName: "PCT"))
@@ -53,10 +61,14 @@ struct Run: ParsableCommand {
 
     @OptionGroup var root: CgroupRootOption
 
-    @Flag(name: .long, help: "Print the summary as one line of JSON on stdout, after anything COMMAND printed there, instead of text on stderr.")
+    @Flag(
+        name: .long,
+        help: "Print the summary as one line of JSON on stdout, after anything COMMAND printed there, instead of text on stderr.")
     var json = false
 
-    @Option(name: .customLong("summary-file"), help: ArgumentHelp("Also write the summary as JSON to FILE (kept apart from COMMAND's output).", valueName: "FILE"))
+    @Option(
+        name: .customLong("summary-file"),
+        help: ArgumentHelp("Also write the summary as JSON to FILE (kept apart from COMMAND's output).", valueName: "FILE"))
     var summaryFile: String?
 
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))
@@ -114,7 +126,9 @@ struct Run: ParsableCommand {
         let agent = name ?? AgentIDGenerator.make(command: command[0], using: &generator)
         let groupName = group ?? configuration.agents[agent]?.group ?? QuotaGroup.defaultGroupName
         guard let quotaGroup = configuration.groups[groupName] else {
-            throw fail("unknown group '\(groupName)'; known groups: \(configuration.groupNames.joined(separator: ", ")) (define more in a --config file)")
+            throw fail(
+                "unknown group '\(groupName)'; known groups: \(configuration.groupNames.joined(separator: ", ")) (define more in a --config file)"
+            )
         }
         guard let limits = configuration.limits(agent: agent, group: groupName, flags: try flagOverrides()) else {
             throw fail("unknown group '\(groupName)'")
@@ -125,7 +139,9 @@ struct Run: ParsableCommand {
         for resource in limits.resources {
             let problems = limits[resource]!.problems(for: resource)
             if !problems.isEmpty {
-                throw fail("the \(resource.rawValue) limits of agent '\(agent)' in \(groupName) are invalid: \(problems.joined(separator: "; "))", status: ExitStatus.usage)
+                throw fail(
+                    "the \(resource.rawValue) limits of agent '\(agent)' in \(groupName) are invalid: \(problems.joined(separator: "; "))",
+                    status: ExitStatus.usage)
             }
         }
 
@@ -138,7 +154,8 @@ struct Run: ParsableCommand {
 
         let facts = HostProbe.facts()
         if let problem = facts.problems.first {
-            throw fail("cannot run agents on this host: \(problem.message)\n  fix: \(problem.fix)\n  (corral doctor shows everything it checked)")
+            throw fail(
+                "cannot run agents on this host: \(problem.message)\n  fix: \(problem.fix)\n  (corral doctor shows everything it checked)")
         }
 
         let tree: CgroupTree

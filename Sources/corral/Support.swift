@@ -2,13 +2,14 @@ import ArgumentParser
 import CorralCgroup
 import CorralConfig
 import CorralCore
+
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Exit statuses of `corral` itself (a run exits with its command's status).

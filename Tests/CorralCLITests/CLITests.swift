@@ -105,7 +105,8 @@ struct CLITests {
     }
 
     @Test func configValidate() throws {
-        let good = try CLI.temporaryFile("""
+        let good = try CLI.temporaryFile(
+            """
             groups:
               standard_agent:
                 limits:
@@ -115,7 +116,8 @@ struct CLITests {
         #expect(ok.exitStatus == 0, "\(ok)")
         #expect(ok.stdout.hasPrefix("OK: "))
 
-        let bad = try CLI.temporaryFile("""
+        let bad = try CLI.temporaryFile(
+            """
             groups:
               standard_agent:
                 limits:

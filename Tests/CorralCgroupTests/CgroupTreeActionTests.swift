@@ -3,7 +3,7 @@ import CorralCore
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Acting on a cgroup: freeze, thaw, kill, remove, sample.

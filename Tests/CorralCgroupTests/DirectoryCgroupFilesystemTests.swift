@@ -1,11 +1,12 @@
-@testable import CorralCgroup
 import CorralCore
 import Foundation
 import SystemPackage
 import Testing
 
+@testable import CorralCgroup
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A fresh directory under /tmp; `remove()` it in a `defer`. Layout:

@@ -36,10 +36,12 @@ let errorCases: [ErrorCase] = [
         value: "sample", message: "unknown key 'sample'", accepted: "sampling, analytics, analytics_window"),
     ErrorCase(
         name: "unknown key in a group", text: "groups:\n  standard_agent:\n    descripton: x\n", line: 3, column: 5,
-        key: "groups.standard_agent.descripton", value: "descripton", message: "unknown key 'descripton'", accepted: "description, limits, totals, escalation"),
+        key: "groups.standard_agent.descripton", value: "descripton", message: "unknown key 'descripton'",
+        accepted: "description, limits, totals, escalation"),
     ErrorCase(
         name: "unknown key in a limit", text: memory("{soft: 100MB, hrad: 400MB}"), line: 4, column: 29,
-        key: "groups.standard_agent.limits.memory.hrad", value: "hrad", message: "unknown key 'hrad'", accepted: "soft, hard, burst, action"),
+        key: "groups.standard_agent.limits.memory.hrad", value: "hrad", message: "unknown key 'hrad'", accepted: "soft, hard, burst, action"
+    ),
     ErrorCase(
         name: "unknown key in an agent", text: "agents:\n  a1:\n    grup: standard_agent\n", line: 3, column: 5, key: "agents.a1.grup",
         value: "grup", message: "unknown key 'grup'", accepted: "group, limits"),
@@ -105,9 +107,11 @@ let errorCases: [ErrorCase] = [
         accepted: "a percentage of one CPU up to"),
     ErrorCase(
         name: "cpu unit", text: "groups:\n  standard_agent:\n    limits:\n      cpu: {hard: 2 cores}\n", line: 4, column: 19,
-        key: "groups.standard_agent.limits.cpu.hard", value: "2 cores", message: "unknown unit 'cores'", accepted: Quantity.acceptedPercents),
+        key: "groups.standard_agent.limits.cpu.hard", value: "2 cores", message: "unknown unit 'cores'", accepted: Quantity.acceptedPercents
+    ),
     ErrorCase(
-        name: "cpu hard limit below the kernel's minimum", text: "groups:\n  standard_agent:\n    limits:\n      cpu: {soft: 0, hard: 0.05%}\n",
+        name: "cpu hard limit below the kernel's minimum",
+        text: "groups:\n  standard_agent:\n    limits:\n      cpu: {soft: 0, hard: 0.05%}\n",
         line: 4, column: 28, key: "groups.standard_agent.limits.cpu.hard", value: "0.05%", message: "below the kernel's minimum of 0.1%",
         accepted: "at least 0.1%"),
 
@@ -115,9 +119,11 @@ let errorCases: [ErrorCase] = [
     ErrorCase(
         name: "cpu burst below hard", text: "groups:\n  standard_agent:\n    limits:\n      cpu: {burst: 20%}\n", line: 4, column: 20,
         key: "groups.standard_agent.limits.cpu.burst", value: "20%",
-        message: "cpu burst 20% is below the hard limit 30% (from the built-in group standard_agent)", accepted: "at or above the hard limit (30%)"),
+        message: "cpu burst 20% is below the hard limit 30% (from the built-in group standard_agent)",
+        accepted: "at or above the hard limit (30%)"),
     ErrorCase(
-        name: "memory burst above hard", text: memory("{burst: 600MB}"), line: 4, column: 23, key: "groups.standard_agent.limits.memory.burst",
+        name: "memory burst above hard", text: memory("{burst: 600MB}"), line: 4, column: 23,
+        key: "groups.standard_agent.limits.memory.burst",
         value: "600MB", message: "burst 600 MB is not between soft 200 MB (from the built-in group standard_agent) and hard 500 MB",
         accepted: "between the soft and the hard limit (200 MB to 500 MB)"),
 
@@ -155,16 +161,19 @@ let errorCases: [ErrorCase] = [
 
     // Reservation.
     ErrorCase(
-        name: "reservation above 100%", text: "reservation:\n  memory: 150%\n", line: 2, column: 11, key: "reservation.memory", value: "150%",
+        name: "reservation above 100%", text: "reservation:\n  memory: 150%\n", line: 2, column: 11, key: "reservation.memory",
+        value: "150%",
         message: "more than the whole host", accepted: "at most 100%"),
     ErrorCase(
         name: "zero reservation", text: "reservation:\n  cpu: 0%\n", line: 2, column: 8, key: "reservation.cpu", value: "0%",
         message: "must be greater than zero", accepted: "above 0%"),
     ErrorCase(
-        name: "reservation written as a fraction", text: "reservation: {cpu: 0.8}\n", line: 1, column: 20, key: "reservation.cpu", value: "0.8",
+        name: "reservation written as a fraction", text: "reservation: {cpu: 0.8}\n", line: 1, column: 20, key: "reservation.cpu",
+        value: "0.8",
         message: "ambiguous", accepted: "e.g. 75%"),
     ErrorCase(
-        name: "reservation that is not a percentage", text: "reservation: {processes: most}\n", line: 1, column: 26, key: "reservation.processes",
+        name: "reservation that is not a percentage", text: "reservation: {processes: most}\n", line: 1, column: 26,
+        key: "reservation.processes",
         value: "most", message: "not a percentage", accepted: "e.g. 75%"),
 
     // Names.
@@ -185,7 +194,8 @@ let errorCases: [ErrorCase] = [
         key: "agents.\(String(repeating: "a", count: 65))", value: String(repeating: "a", count: 65), message: "at most 64",
         accepted: CgroupName.pattern),
     ErrorCase(
-        name: "agent in an unknown group", text: "agents:\n  crawler:\n    group: nosuch\n", line: 3, column: 12, key: "agents.crawler.group",
+        name: "agent in an unknown group", text: "agents:\n  crawler:\n    group: nosuch\n", line: 3, column: 12,
+        key: "agents.crawler.group",
         value: "nosuch", message: "unknown group", accepted: "heavy_computation_agent, lightweight_agent, standard_agent"),
     ErrorCase(
         name: "relative cgroup root", text: "cgroup_root: corral\n", line: 1, column: 14, key: "cgroup_root", value: "corral",
@@ -205,11 +215,13 @@ let errorCases: [ErrorCase] = [
         name: "new limit without soft and action", text: "groups:\n  batch:\n    limits:\n      memory: {hard: 1G}\n", line: 4, column: 7,
         key: "groups.batch.limits.memory", value: nil, message: "a new memory limit needs soft, action", accepted: "soft, hard, action"),
     ErrorCase(
-        name: "new limit in a seed group without hard", text: "groups:\n  standard_agent:\n    limits:\n      files: {soft: 10, action: warn}\n",
+        name: "new limit in a seed group without hard",
+        text: "groups:\n  standard_agent:\n    limits:\n      files: {soft: 10, action: warn}\n",
         line: 4, column: 7, key: "groups.standard_agent.limits.files", value: nil, message: "a new files limit needs hard",
         accepted: "soft, hard, action"),
     ErrorCase(
-        name: "agent limit its group lacks, without hard", text: "agents:\n  a1:\n    limits:\n      files: {soft: 5}\n", line: 4, column: 7,
+        name: "agent limit its group lacks, without hard", text: "agents:\n  a1:\n    limits:\n      files: {soft: 5}\n", line: 4,
+        column: 7,
         key: "agents.a1.limits.files", value: nil, message: "group standard_agent sets no files limit", accepted: "hard"),
 
     // Totals.
@@ -238,7 +250,8 @@ let errorCases: [ErrorCase] = [
         name: "a value where a limit is expected", text: memory("512M"), line: 4, column: 15, key: "groups.standard_agent.limits.memory",
         value: "512M", message: "expected a mapping", accepted: "soft, hard, burst, action"),
     ErrorCase(
-        name: "a mapping where a value is expected", text: "intervals:\n  sampling: {every: 1s}\n", line: 2, column: 13, key: "intervals.sampling",
+        name: "a mapping where a value is expected", text: "intervals:\n  sampling: {every: 1s}\n", line: 2, column: 13,
+        key: "intervals.sampling",
         value: nil, message: "expected a single value, not a mapping", accepted: Quantity.acceptedDurations),
     ErrorCase(
         name: "a list where a value is expected", text: memory("{hard: [1G, 2G]}"), line: 4, column: 22,
@@ -247,7 +260,8 @@ let errorCases: [ErrorCase] = [
         name: "a list as the document", text: "- groups\n- agents\n", line: 1, column: 1, key: "", value: nil,
         message: "expected a mapping", accepted: "cgroup_root, intervals"),
     ErrorCase(
-        name: "a list as a key", text: "? [a, b]\n: 1\n", line: 1, column: 3, key: "", value: nil, message: "a key must be a plain name, not a list",
+        name: "a list as a key", text: "? [a, b]\n: 1\n", line: 1, column: 3, key: "", value: nil,
+        message: "a key must be a plain name, not a list",
         accepted: "cgroup_root, intervals"),
     ErrorCase(
         name: "a description that is a mapping", text: "groups:\n  standard_agent:\n    description: {text: x}\n", line: 3, column: 18,
@@ -255,11 +269,13 @@ let errorCases: [ErrorCase] = [
 
     // Duplicate keys: reported at the second one, with the key path and where the first is.
     ErrorCase(
-        name: "duplicate top-level key", text: "intervals: {sampling: 1s}\nintervals: {sampling: 2s}\n", line: 2, column: 1, key: "intervals",
+        name: "duplicate top-level key", text: "intervals: {sampling: 1s}\nintervals: {sampling: 2s}\n", line: 2, column: 1,
+        key: "intervals",
         value: "intervals", message: "more than once in this mapping (first at 1:1)", accepted: "each key once"),
     ErrorCase(
         name: "duplicate resource", text: "groups:\n  standard_agent:\n    limits:\n      memory: {hard: 1G}\n      memory: {hard: 2G}\n",
-        line: 5, column: 7, key: "groups.standard_agent.limits.memory", value: "memory", message: "more than once in this mapping (first at 4:7)",
+        line: 5, column: 7, key: "groups.standard_agent.limits.memory", value: "memory",
+        message: "more than once in this mapping (first at 4:7)",
         accepted: "each key once"),
     ErrorCase(
         name: "duplicate field in a flow mapping", text: memory("{hard: 1G, hard: 2G}"), line: 4, column: 26,
@@ -298,7 +314,8 @@ let errorCases: [ErrorCase] = [
         name: "two documents", text: "intervals: {sampling: 1s}\n---\nintervals: {sampling: 2s}\n", line: 2, column: 1, key: "", value: nil,
         message: "but found another document", accepted: "one document"),
     ErrorCase(
-        name: "control character", text: "groups:\n  standard_agent:\n    description: \"caf\u{E9}\"\n    limits: {memory: {hard: 1\u{7}G}}\n",
+        name: "control character",
+        text: "groups:\n  standard_agent:\n    description: \"caf\u{E9}\"\n    limits: {memory: {hard: 1\u{7}G}}\n",
         line: 4, column: 30, key: "", value: nil, message: "control characters are not allowed", accepted: "UTF-8 text"),
     ErrorCase(
         name: "nesting too deep", text: "intervals: " + String(repeating: "[", count: 5000), line: 1, column: 13, key: "", value: nil,

@@ -131,7 +131,8 @@ struct FuzzTests {
     }
 
     static func checkIssues(_ error: ConfigError, in text: String, _ context: Comment) {
-        let lineCount = text.unicodeScalars.filter { $0 == "\n" || $0 == "\r" || $0 == "\u{85}" || $0 == "\u{2028}" || $0 == "\u{2029}" }.count + 1
+        let lineCount =
+            text.unicodeScalars.filter { $0 == "\n" || $0 == "\r" || $0 == "\u{85}" || $0 == "\u{2028}" || $0 == "\u{2029}" }.count + 1
         #expect(!error.issues.isEmpty, context)
         for issue in error.issues {
             #expect(issue.line >= 1 && issue.column >= 1, "\(issue)")

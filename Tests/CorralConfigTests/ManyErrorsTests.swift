@@ -81,7 +81,9 @@ struct ManyErrorsTests {
 
     @Test func aFailedLoadLeavesTheBuiltInConfigurationAlone() throws {
         let before = CorralConfiguration.builtIn
-        for text in [Self.brokenFile, completeFile + "bogus: 1\n", "groups:\n  standard_agent:\n    limits:\n      memory: {hard: 1M}\n  x/y: {}\n"] {
+        for text in [
+            Self.brokenFile, completeFile + "bogus: 1\n", "groups:\n  standard_agent:\n    limits:\n      memory: {hard: 1M}\n  x/y: {}\n",
+        ] {
             #expect(throws: ConfigError.self) { try ConfigLoader.load(text) }
         }
         #expect(CorralConfiguration.builtIn == before)

@@ -42,7 +42,8 @@ struct ModelTests {
     }
 
     @Test func actionVocabularyIsOneClosedSet() {
-        #expect(EnforcementAction.allCases.map(\.rawValue) == ["warn", "throttle", "suspend", "terminate", "scale_down", "migrate", "custom"])
+        #expect(
+            EnforcementAction.allCases.map(\.rawValue) == ["warn", "throttle", "suspend", "terminate", "scale_down", "migrate", "custom"])
         #expect(EnforcementAction(rawValue: "custom_handler") == nil)
         #expect(EnforcementAction.warn < .throttle)
         #expect(EnforcementAction.suspend < .terminate)

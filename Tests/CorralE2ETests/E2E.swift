@@ -26,7 +26,8 @@ enum E2E {
         }
         guard geteuid() == 0 else { throw NotReady(description: "the e2e suite must run as root") }
         let controllers = (try? String(contentsOfFile: mount + "/cgroup.controllers", encoding: .utf8)) ?? ""
-        for needed in ["memory", "cpu", "pids"] where !controllers.split(separator: " ").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }).contains(needed) {
+        for needed in ["memory", "cpu", "pids"]
+        where !controllers.split(separator: " ").map({ $0.trimmingCharacters(in: .whitespacesAndNewlines) }).contains(needed) {
             throw NotReady(description: "\(mount) is not a cgroup v2 hierarchy with \(needed) (controllers: '\(controllers)')")
         }
         return (corral, stress)

@@ -12,7 +12,10 @@ struct RunTests {
         let root = E2E.root("oom")
         // A bystander outside Corral's tree, holding memory of its own.
         let bystander = try Subprocess.start(stress, ["mem", "32", "600"])
-        defer { bystander.signal(SIGKILL); _ = bystander.wait(timeout: 10) }
+        defer {
+            bystander.signal(SIGKILL)
+            _ = bystander.wait(timeout: 10)
+        }
         #expect(E2E.eventually { bystander.stdoutSoFar.contains("allocated 32 MB") })
 
         // memory.high is raised to the hard limit: at the seed's 50 MB the kernel
@@ -62,7 +65,8 @@ struct RunTests {
         let (result, summary) = try E2E.run(["--json", "--cpu", "10", "--cgroup-root", root, "--", stress, "spin", "5"])
         let run = try #require(summary, "\(result)")
         let percent = Double(run.cpu.usageUsec) / 1e6 / run.wallSeconds * 100
-        E2E.report("cpu: \(run.cpu.usageUsec) us in \(run.wallSeconds) s = \(percent)% of one CPU, throttled \(run.cpu.nrThrottled ?? -1) times")
+        E2E.report(
+            "cpu: \(run.cpu.usageUsec) us in \(run.wallSeconds) s = \(percent)% of one CPU, throttled \(run.cpu.nrThrottled ?? -1) times")
         #expect(result.exitStatus == 0, "\(result)")
         #expect(run.wallSeconds >= 5)
         #expect(percent <= 12, "a spinner at --cpu 10 must use at most 12% of one CPU (cpu.stat usage_usec / wall time)")
@@ -76,7 +80,9 @@ struct RunTests {
         let root = E2E.root("pids")
         let (result, summary) = try E2E.run(["--json", "--pids-max", "16", "--cgroup-root", root, "--", stress, "fork", "200", "2"])
         let run = try #require(summary, "\(result)")
-        E2E.report("pids: peak \(run.pidsPeak ?? -1) (exact: \(run.pidsPeakExact)), pids.events max \(run.pidsEvents.max); \(result.stdout.split(separator: "\n").first ?? "")")
+        E2E.report(
+            "pids: peak \(run.pidsPeak ?? -1) (exact: \(run.pidsPeakExact)), pids.events max \(run.pidsEvents.max); \(result.stdout.split(separator: "\n").first ?? "")"
+        )
         #expect(result.exitStatus == 0, "\(result)")
         #expect(run.pidsEvents.max >= 1, "pids.events max counts refused forks")
         #expect(run.pidsLimitHit)
@@ -89,7 +95,11 @@ struct RunTests {
         let (corral, _) = try E2E.binaries()
         let root = E2E.root("signal")
         let running = try Subprocess.start(
-            corral, ["run", "--json", "--name", "trapper", "--cgroup-root", root, "--", "/bin/sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done"])
+            corral,
+            [
+                "run", "--json", "--name", "trapper", "--cgroup-root", root, "--", "/bin/sh", "-c",
+                "trap 'exit 42' TERM; while :; do sleep 0.1; done",
+            ])
         let procs = "\(root)/standard_agent/trapper/cgroup.procs"
         #expect(E2E.eventually { (E2E.read(procs) ?? "").split(separator: "\n").count >= 1 })
         usleep(300_000)
@@ -103,7 +113,8 @@ struct RunTests {
 
     @Test func processesLeftBehindAreKilledWithTheCgroup() throws {
         let root = E2E.root("strays")
-        let (result, summary) = try E2E.run(["--json", "--cgroup-root", root, "--", "/bin/sh", "-c", "sleep 300 & sleep 300 & echo started"], timeout: 120)
+        let (result, summary) = try E2E.run(
+            ["--json", "--cgroup-root", root, "--", "/bin/sh", "-c", "sleep 300 & sleep 300 & echo started"], timeout: 120)
         let run = try #require(summary, "\(result)")
         #expect(result.exitStatus == 0, "\(result)")
         #expect(run.strayProcessesKilled)

@@ -1,8 +1,8 @@
 import CorralCgroup
 import CorralCore
 import CorralTestSupport
-import SystemPackage
 import Foundation
+import SystemPackage
 import Testing
 
 /// Freeze, thaw and kill through Corral's cgroup layer act on every process
@@ -87,7 +87,9 @@ struct FallbackFilesystem: CgroupFilesystem {
     func contains(_ file: CgroupFile, in path: CgroupPath) -> Bool { file == .kill ? false : base.contains(file, in: path) }
     func read(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> String { try base.read(file, of: path) }
     func write(_ value: String, to file: CgroupFile, of path: CgroupPath) throws(CgroupError) { try base.write(value, to: file, of: path) }
-    func wait(for file: CgroupFile, of path: CgroupPath, timeout: Duration, until condition: (String) -> Bool) throws(CgroupError) -> String? {
+    func wait(for file: CgroupFile, of path: CgroupPath, timeout: Duration, until condition: (String) -> Bool) throws(CgroupError)
+        -> String?
+    {
         try base.wait(for: file, of: path, timeout: timeout, until: condition)
     }
     func openDirectory(_ path: CgroupPath) throws(CgroupError) -> FileDescriptor { try base.openDirectory(path) }
