@@ -124,8 +124,12 @@ public struct AgentRunner: Sendable {
 
         var peaks = PeakTracker()
         var forwarded: [String] = []
+        // The kernel keeps exact peaks in memory.peak (5.19+) and pids.peak;
+        // only without them does the run sample usage to estimate the peaks.
+        let needsSampling = !tree.fs.contains(.memoryPeak, in: leaf) || !tree.fs.contains(.pidsPeak, in: leaf)
         let termination = waitForExit(
-            child, signalFD: signalFD, leaf: leaf, interval: request.samplingInterval, peaks: &peaks, forwarded: &forwarded)
+            child, signalFD: signalFD, leaf: leaf, interval: needsSampling ? request.samplingInterval : nil, peaks: &peaks,
+            forwarded: &forwarded)
         let wall = ContinuousClock.now - start
         if let pidfd = child.pidfd { try? pidfd.close() }
 
@@ -167,23 +171,26 @@ public struct AgentRunner: Sendable {
         }
     }
 
-    /// Polls the child's pidfd and the signalfd; samples usage every `interval`.
+    /// Polls the child's pidfd and the signalfd; samples usage every `interval` (nil: never).
     private func waitForExit(
-        _ child: SpawnedProcess, signalFD: Int32, leaf: CgroupPath, interval: Duration,
+        _ child: SpawnedProcess, signalFD: Int32, leaf: CgroupPath, interval: Duration?,
         peaks: inout PeakTracker, forwarded: inout [String]
     ) -> Termination {
         let clock = ContinuousClock()
         var nextSample = clock.now
         let siKernel = corral_si_kernel()
         while true {
-            if clock.now >= nextSample {
-                if let sample = try? tree.sample(leaf) { peaks.observe(sample) }
-                nextSample = clock.now.advanced(by: interval)
+            var timeout: Int32 = -1
+            if let interval {
+                if clock.now >= nextSample {
+                    if let sample = try? tree.sample(leaf) { peaks.observe(sample) }
+                    nextSample = clock.now.advanced(by: interval)
+                }
+                timeout = max(1, Int32(clock.now.duration(to: nextSample).microseconds / 1000) + 1)
             }
             var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)]
             if let pidfd = child.pidfd { fds.append(pollfd(fd: pidfd.rawValue, events: Int16(POLLIN), revents: 0)) }
-            var timeout = max(1, Int32(clock.now.duration(to: nextSample).microseconds / 1000) + 1)
-            if child.pidfd == nil { timeout = min(timeout, 20) }
+            if child.pidfd == nil { timeout = timeout < 0 ? 20 : min(timeout, 20) }
             let ready = poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0 && errno != EINTR { break }
 

@@ -155,3 +155,17 @@ struct CLITests {
         #expect(top.stdout.contains("doctor"))
     }
 }
+
+@Suite("Shipped files")
+struct ShippedFilesTests {
+    static var repository: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    @Test func exampleConfigurationIsValid() throws {
+        let path = Self.repository.appendingPathComponent("deploy/corral.example.yaml").path
+        let result = try CLI.run(["config", "validate", "--json", path])
+        #expect(result.exitStatus == 0, "\(result)")
+        #expect(result.stdout.contains("\"batch\""))
+    }
+}
