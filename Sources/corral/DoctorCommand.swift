@@ -98,7 +98,7 @@ struct Doctor: ParsableCommand {
                         + (present.isEmpty ? "" : " (has \(present.joined(separator: ", ")))")
                         + (facts.v1Controllers.isEmpty
                             ? "" : "; bound to cgroup v1: \(facts.v1Controllers.sorted().joined(separator: ", "))"),
-                    fix: hostProblems.first?.fix))
+                    fix: mode == .unified ? hostProblems.first?.fix : "see cgroup mode above"))
         }
         if !facts.v2RootControllers.contains(Controller.io.rawValue) && mode == .unified {
             checks.append(Check(name: "io controller", status: .warning, detail: "not available: io.max disk limits cannot be used"))
