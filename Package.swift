@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // Pure domain model: quotas, limits, violations, cgroup file formats.
@@ -72,6 +73,24 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Event-driven watching of agent cgroups: inotify on *.events files, PSI
+        // triggers, periodic sampling; runs its blocking loop on its own thread.
+        .target(
+            name: "CorralWatcher",
+            dependencies: [
+                "CorralCore", "CorralCgroup", "CCorralLinux",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Durable state in SQLite (WAL) through GRDB: agents, enforcement history, ladders.
+        .target(
+            name: "CorralStore",
+            dependencies: ["CorralCore", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+
         .executableTarget(
             name: "corral",
             dependencies: [
@@ -90,6 +109,16 @@ let package = Package(
             name: "CorralCoreTests",
             dependencies: ["CorralCore"],
             resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CorralWatcherTests",
+            dependencies: ["CorralWatcher", "CorralCgroup", "CorralCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CorralStoreTests",
+            dependencies: ["CorralStore", "CorralCore"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,0 +1,245 @@
+/// Settings of the escalation ladder (from the configuration).
+public struct LadderSettings: Equatable, Codable, Sendable {
+    public var policy: EscalationPolicy
+    /// A warning for the same resource and violation kind is not repeated within this time (seed: 60 s).
+    public var alertInterval: Duration
+    /// A violation not observed for this long has cleared (default: 2.5 sampling intervals).
+    public var clearAfter: Duration
+    /// A scale-down request asks for this share of the violated limit (seed: 0.8).
+    public var scaleDownTarget: Double
+    /// … within this time (seed: 30 s).
+    public var scaleDownDeadline: Duration
+
+    public init(
+        policy: EscalationPolicy = .seed, alertInterval: Duration = .seconds(60), clearAfter: Duration = .milliseconds(2500),
+        scaleDownTarget: Double = 0.8, scaleDownDeadline: Duration = .seconds(30)
+    ) {
+        self.policy = policy
+        self.alertInterval = alertInterval
+        self.clearAfter = clearAfter
+        self.scaleDownTarget = scaleDownTarget
+        self.scaleDownDeadline = scaleDownDeadline
+    }
+}
+
+/// What the ladder asks the engine to do. The engine carries it out and
+/// records the real outcome; the ladder never assumes success.
+public enum LadderCommand: Equatable, Sendable {
+    case warn(Violation)
+    /// Lower the resource's limit by `factor` (cpu.max quota, memory.high, pids.max).
+    case throttle(Violation, factor: Double)
+    /// The violation cleared: put back what throttling lowered.
+    case restore(agent: String, resource: Resource)
+    /// Freeze the agent (cgroup.freeze, confirmed by cgroup.events).
+    case suspend(Violation)
+    /// Notice and SIGTERM now, cgroup.kill after `grace` unless it has exited.
+    case terminate(Violation, grace: Duration)
+    case scaleDown(Violation, ScaleDownRequest)
+    /// A scale-down deadline passed: `met` when usage reached the target.
+    case scaleDownResolved(agent: String, request: ScaleDownRequest, usage: Double?, met: Bool)
+    case migrate(Violation)
+    case custom(Violation)
+
+    /// The action this command records in the history.
+    public var action: EnforcementAction? {
+        switch self {
+        case .warn: .warn
+        case .throttle: .throttle
+        case .restore: nil
+        case .suspend: .suspend
+        case .terminate: .terminate
+        case .scaleDown, .scaleDownResolved: .scaleDown
+        case .migrate: .migrate
+        case .custom: .custom
+        }
+    }
+}
+
+/// The escalation state of one agent: a pure state machine fed with
+/// observations and the time.
+///
+/// A violation that persists walks up its ladder of steps, each firing when
+/// its delay since the violation began has passed *and* an observation at or
+/// after that moment still shows the violation (the re-check the seed lacked):
+///
+///     soft  → warn
+///     burst → warn, throttle
+///     hard  → warn, throttle, … up to the limit's action:
+///             suspend; suspend, terminate; scale_down; migrate; custom
+///
+/// Delays are measured from the start of the violation and never decrease
+/// along the ladder (seed: warn 0, throttle 30 s, suspend 5 min, terminate 10 min).
+/// A missed scale-down escalates to suspend. A violation unseen for
+/// `clearAfter` has cleared: its throttle is restored and the ladder starts
+/// over next time. Warnings are rate-limited per resource and kind.
+public struct AgentLadder: Equatable, Codable, Sendable {
+    public let agent: String
+    /// Ongoing violations, by resource.
+    public private(set) var episodes: [Resource: Episode] = [:]
+    /// When a warning was last emitted, by "resource.kind".
+    public private(set) var lastWarned: [String: Timestamp] = [:]
+    /// The product of throttle factors applied to a resource and not yet restored.
+    public private(set) var throttled: [Resource: Double] = [:]
+    public private(set) var scaleDowns: [Resource: ScaleDownRequest] = [:]
+    /// The latest usage seen per resource.
+    public private(set) var usage: [Resource: Double] = [:]
+    public private(set) var suspended = false
+    public private(set) var terminating = false
+
+    /// One ongoing violation of one resource.
+    public struct Episode: Equatable, Codable, Sendable {
+        /// The latest observation of it.
+        public var violation: Violation
+        public var since: Timestamp
+        public var lastSeen: Timestamp
+        /// Steps already taken, in order.
+        public var fired: [EnforcementAction]
+    }
+
+    public init(agent: String) {
+        self.agent = agent
+    }
+
+    /// The steps a violation of `kind` walks under `limit`.
+    public static func steps(for kind: ViolationKind, under limit: ResourceLimit) -> [EnforcementAction] {
+        switch kind.action(under: limit) {
+        case .warn: [.warn]
+        case .throttle: [.warn, .throttle]
+        case .suspend: [.warn, .throttle, .suspend]
+        case .terminate: [.warn, .throttle, .suspend, .terminate]
+        case .scaleDown: [.warn, .throttle, .scaleDown]
+        case .migrate: [.warn, .throttle, .migrate]
+        case .custom: [.warn, .throttle, .custom]
+        }
+    }
+
+    /// When each step becomes due: the start plus the largest delay up to it.
+    public static func schedule(_ steps: [EnforcementAction], since: Timestamp, policy: EscalationPolicy) -> [(EnforcementAction, Timestamp)] {
+        var delay = Duration.zero
+        return steps.map { step in
+            delay = max(delay, policy.delay(for: step))
+            return (step, since + delay)
+        }
+    }
+
+    /// Feeds one observation of the agent: the violations it shows now (at
+    /// most one per resource) and the usage figures.
+    public mutating func observe(_ violations: [Violation], usage readings: [Resource: Double], at now: Timestamp) {
+        usage.merge(readings) { _, new in new }
+        for violation in violations where violation.agent == agent {
+            if var episode = episodes[violation.resource] {
+                episode.violation = violation
+                episode.lastSeen = max(episode.lastSeen, now)
+                episodes[violation.resource] = episode
+            } else {
+                episodes[violation.resource] = Episode(violation: violation, since: now, lastSeen: now, fired: [])
+            }
+        }
+    }
+
+    /// Clears stale violations, fires the steps that are due and resolves
+    /// scale-down deadlines. Returns what the engine must do, in order.
+    public mutating func advance(to now: Timestamp, limits: LimitSet, settings: LadderSettings) -> [LadderCommand] {
+        var commands: [LadderCommand] = []
+
+        for resource in episodes.keys.sorted() {
+            guard let episode = episodes[resource], now - episode.lastSeen > settings.clearAfter else { continue }
+            episodes[resource] = nil
+            if throttled.removeValue(forKey: resource) != nil {
+                commands.append(.restore(agent: agent, resource: resource))
+            }
+            if let request = scaleDowns.removeValue(forKey: resource) {
+                commands.append(.scaleDownResolved(agent: agent, request: request, usage: usage[resource], met: true))
+            }
+        }
+
+        for resource in scaleDowns.keys.sorted() {
+            guard let request = scaleDowns[resource], now >= request.deadline else { continue }
+            scaleDowns[resource] = nil
+            let current = usage[resource]
+            let met = current.map { $0 <= request.target } ?? false
+            commands.append(.scaleDownResolved(agent: agent, request: request, usage: current, met: met))
+            if !met, let episode = episodes[resource] {
+                episodes[resource]?.fired.append(.suspend)
+                if !suspended, !terminating {
+                    suspended = true
+                    commands.append(.suspend(episode.violation))
+                }
+            }
+        }
+
+        for resource in episodes.keys.sorted() {
+            guard var episode = episodes[resource], let limit = limits[resource] else { continue }
+            let steps = Self.steps(for: episode.violation.kind, under: limit)
+            for (step, due) in Self.schedule(steps, since: episode.since, policy: settings.policy) where !episode.fired.contains(step) {
+                // Due, and re-checked: an observation at or after the due time still shows the violation.
+                guard now >= due, episode.lastSeen >= due else { break }
+                episode.fired.append(step)
+                if let command = fire(step, episode.violation, at: now, settings: settings) {
+                    commands.append(command)
+                }
+            }
+            episodes[resource] = episode
+        }
+        return commands
+    }
+
+    private mutating func fire(_ step: EnforcementAction, _ violation: Violation, at now: Timestamp, settings: LadderSettings) -> LadderCommand? {
+        switch step {
+        case .warn:
+            let key = "\(violation.resource.rawValue).\(violation.kind.rawValue)"
+            if let last = lastWarned[key], now - last < settings.alertInterval { return nil }
+            lastWarned[key] = now
+            return .warn(violation)
+        case .throttle:
+            let factor = ThrottleFactor.forExcess(violation.excessRatio)
+            throttled[violation.resource] = (throttled[violation.resource] ?? 1) * factor
+            return .throttle(violation, factor: factor)
+        case .suspend:
+            guard !suspended, !terminating else { return nil }
+            suspended = true
+            return .suspend(violation)
+        case .terminate:
+            guard !terminating else { return nil }
+            terminating = true
+            return .terminate(violation, grace: settings.policy.terminationGrace)
+        case .scaleDown:
+            let request = ScaleDownRequest(
+                resource: violation.resource, current: violation.current,
+                target: violation.limit * settings.scaleDownTarget, deadline: now + settings.scaleDownDeadline)
+            scaleDowns[violation.resource] = request
+            return .scaleDown(violation, request)
+        case .migrate:
+            return .migrate(violation)
+        case .custom:
+            return .custom(violation)
+        }
+    }
+
+    /// The earliest time a pending step or deadline may fire (the engine
+    /// observes the agent then); nil when nothing is pending.
+    public func nextDue(limits: LimitSet, settings: LadderSettings) -> Timestamp? {
+        var times: [Timestamp] = scaleDowns.values.map(\.deadline)
+        for (resource, episode) in episodes {
+            times.append(episode.lastSeen + settings.clearAfter + .milliseconds(1))
+            guard let limit = limits[resource] else { continue }
+            let pending = Self.schedule(Self.steps(for: episode.violation.kind, under: limit), since: episode.since, policy: settings.policy)
+                .first { !episode.fired.contains($0.0) }
+            if let pending { times.append(pending.1) }
+        }
+        return times.min()
+    }
+
+    /// The operator (or recovery) thawed the agent: suspension may fire again.
+    public mutating func noteThawed() { suspended = false }
+
+    /// A suspend command failed: the agent is not frozen.
+    public mutating func noteSuspendFailed() { suspended = false }
+
+    /// A throttle could not be applied: there is nothing to restore.
+    public mutating func noteThrottleFailed(_ resource: Resource, factor: Double) {
+        guard let current = throttled[resource] else { return }
+        let remaining = current / factor
+        throttled[resource] = remaining >= 0.999 ? nil : remaining
+    }
+}

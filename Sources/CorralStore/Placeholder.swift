@@ -1,0 +1,1 @@
+// The store: see Store.swift (being written).

@@ -1,0 +1,1 @@
+// The watcher: see Watcher.swift (being written).
