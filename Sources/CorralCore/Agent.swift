@@ -1,0 +1,108 @@
+/// The life of an agent as Corral tracks it.
+public enum AgentState: String, Codable, Sendable, CaseIterable {
+    /// Cgroup created, process not yet in it.
+    case starting
+    case running
+    /// Frozen (cgroup.freeze) by the ladder or an operator.
+    case suspended
+    /// Its processes have ended; the exit status is known when Corral was their parent.
+    case exited
+    /// Ended by Corral (terminate or kill).
+    case terminated
+    /// Gone while nobody watched (the daemon was down) or its cgroup vanished.
+    case lost
+
+    public var isLive: Bool { self == .starting || self == .running || self == .suspended }
+}
+
+/// How an agent came under Corral.
+public enum AgentOrigin: String, Codable, Sendable {
+    /// Started by the daemon (`POST /v1/agents`, `corral agents start`).
+    case launched
+    /// Started by `corral run`, registered with the daemon.
+    case registered
+    /// An existing process moved into a leaf (`adopt`).
+    case adopted
+    /// Found in the cgroup tree at start-up without a record (re-attached).
+    case discovered
+}
+
+/// An agent as stored and served by the API.
+public struct AgentRecord: Equatable, Codable, Sendable {
+    public var id: String
+    public var group: String
+    public var state: AgentState
+    public var origin: AgentOrigin
+    /// The main process (nil for adopted trees until known).
+    public var pid: Int32?
+    public var command: [String]
+    /// Limits in force (group defaults + configuration + overrides).
+    public var limits: LimitSet
+    /// Overrides set for this agent through the API or flags.
+    public var overrides: [Resource: LimitOverride]
+    /// Absolute path of the agent's cgroup.
+    public var cgroup: String
+    public var createdAt: Timestamp
+    public var endedAt: Timestamp?
+    public var exitStatus: Int32?
+    /// Why it ended, for people ("OOM-killed", "terminated: memory hard limit", …).
+    public var endReason: String?
+
+    public init(
+        id: String, group: String, state: AgentState, origin: AgentOrigin, pid: Int32?, command: [String], limits: LimitSet,
+        overrides: [Resource: LimitOverride] = [:], cgroup: String, createdAt: Timestamp, endedAt: Timestamp? = nil,
+        exitStatus: Int32? = nil, endReason: String? = nil
+    ) {
+        self.id = id
+        self.group = group
+        self.state = state
+        self.origin = origin
+        self.pid = pid
+        self.command = command
+        self.limits = limits
+        self.overrides = overrides
+        self.cgroup = cgroup
+        self.createdAt = createdAt
+        self.endedAt = endedAt
+        self.exitStatus = exitStatus
+        self.endReason = endReason
+    }
+}
+
+extension UsageReading {
+    /// Readings of memory, cpu and processes from two consecutive samples of
+    /// an agent's cgroup, `elapsed` apart. Counter increases between them are
+    /// the kernel's own signals (memory.events high/max/oom/oom_kill,
+    /// pids.events max, cpu.stat nr_throttled). CPU use is the usage_usec
+    /// delta over wall time and needs a previous sample at least
+    /// `minimumCPUWindow` old; without one there is no cpu reading.
+    public static func readings(
+        previous: CgroupSample?, current: CgroupSample, elapsed: Duration,
+        minimumCPUWindow: Duration = .milliseconds(200)
+    ) -> [UsageReading] {
+        var readings: [UsageReading] = []
+        let events = current.memoryEvents
+        let before = previous?.memoryEvents ?? MemoryEvents()
+        if let memory = current.memoryCurrent {
+            readings.append(
+                UsageReading(
+                    resource: .memory, usage: Double(memory),
+                    hitHard: events.max > before.max || events.oom > before.oom || events.oomKill > before.oomKill,
+                    hitSoft: events.high > before.high))
+        }
+        if let previous, elapsed >= minimumCPUWindow {
+            let throttledMore = (current.cpu.nrThrottled ?? 0) > (previous.cpu.nrThrottled ?? 0)
+            readings.append(
+                UsageReading(
+                    resource: .cpu, usage: CPUStat.usagePercent(from: previous.cpu, to: current.cpu, elapsed: elapsed),
+                    hitHard: throttledMore))
+        }
+        if let pids = current.pidsCurrent {
+            readings.append(
+                UsageReading(
+                    resource: .processes, usage: Double(pids),
+                    hitHard: current.pidsEvents.max > (previous?.pidsEvents.max ?? 0)))
+        }
+        return readings
+    }
+}
