@@ -75,7 +75,9 @@ extension UsageReading {
     /// the kernel's own signals (memory.events high/max/oom/oom_kill,
     /// pids.events max, cpu.stat nr_throttled). CPU use is the usage_usec
     /// delta over wall time and needs a previous sample at least
-    /// `minimumCPUWindow` old; without one there is no cpu reading.
+    /// `minimumCPUWindow` old; without one there is no cpu reading. Without a
+    /// previous sample no counter counts as a new signal: a re-attached
+    /// agent's old events are history, not news.
     public static func readings(
         previous: CgroupSample?, current: CgroupSample, elapsed: Duration,
         minimumCPUWindow: Duration = .milliseconds(200)
@@ -87,8 +89,8 @@ extension UsageReading {
             readings.append(
                 UsageReading(
                     resource: .memory, usage: Double(memory),
-                    hitHard: events.max > before.max || events.oom > before.oom || events.oomKill > before.oomKill,
-                    hitSoft: events.high > before.high))
+                    hitHard: previous != nil && (events.max > before.max || events.oom > before.oom || events.oomKill > before.oomKill),
+                    hitSoft: previous != nil && events.high > before.high))
         }
         if let previous, elapsed >= minimumCPUWindow {
             let throttledMore = (current.cpu.nrThrottled ?? 0) > (previous.cpu.nrThrottled ?? 0)
@@ -101,7 +103,7 @@ extension UsageReading {
             readings.append(
                 UsageReading(
                     resource: .processes, usage: Double(pids),
-                    hitHard: current.pidsEvents.max > (previous?.pidsEvents.max ?? 0)))
+                    hitHard: previous.map { current.pidsEvents.max > $0.pidsEvents.max } ?? false))
         }
         return readings
     }
