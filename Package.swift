@@ -24,6 +24,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // Pure domain model: quotas, limits, violations, cgroup file formats.
@@ -91,11 +94,49 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The engine: observations → violations → the escalation ladder → actions
+        // on the cgroup tree, every outcome recorded; shared by daemon and `corral run`.
+        .target(
+            name: "CorralEngine",
+            dependencies: [
+                "CorralCore", "CorralCgroup", "CorralRuntime", "CorralWatcher",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // The daemon: engine + SQLite store + HTTP/JSON API on a Unix socket,
+        // run as services with graceful shutdown and reload.
+        .target(
+            name: "CorralServer",
+            dependencies: [
+                "CorralCore", "CorralConfig", "CorralCgroup", "CorralEngine", "CorralStore", "CorralWatcher",
+                "CorralSystemd", "CCorralLinux",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "corrald",
+            dependencies: [
+                "CorralServer", "CorralCore", "CorralConfig", "CorralCgroup",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // A client of the daemon's API over its Unix socket (for the CLI and for agents).
+        .target(name: "CorralClient", dependencies: ["CorralCore", "CCorralLinux"], swiftSettings: strict),
+
         .executableTarget(
             name: "corral",
             dependencies: [
-                "CorralCore", "CorralConfig", "CorralCgroup", "CorralRuntime",
-                "CorralSystemd", "CorralSeccomp",
+                "CorralCore", "CorralConfig", "CorralCgroup", "CorralRuntime", "CorralEngine", "CorralClient",
+                "CorralWatcher", "CorralSystemd", "CorralSeccomp",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -122,19 +163,38 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "CorralEngineTests",
+            dependencies: ["CorralEngine", "CorralCgroup", "CorralCore", "CorralTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CorralServerTests",
+            dependencies: [
+                "CorralServer", "CorralEngine", "CorralClient", "CorralCgroup", "CorralCore", "CorralTestSupport",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "CorralConfigTests",
             dependencies: ["CorralConfig", "CorralCore"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "CorralCgroupTests",
-            dependencies: ["CorralCgroup", "CorralCore", "CorralRuntime"],
+            dependencies: ["CorralCgroup", "CorralCore", "CorralRuntime", "CorralTestSupport"],
             swiftSettings: strict
         ),
         // Drives the real `corral` binary against a real cgroup v2 kernel;
         // enabled only by scripts/e2e (VM or native), never silently skipped there.
         // Starting processes and reading their output, for the tests that run `corral`.
-        .target(name: "CorralTestSupport", swiftSettings: strict),
+        .target(
+            name: "CorralTestSupport",
+            dependencies: ["CorralCgroup", "CorralCore", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "CorralE2ETests",
             dependencies: [

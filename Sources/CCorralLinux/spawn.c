@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
@@ -65,6 +67,13 @@ static void corral_child(const struct corral_spawn_request *req, int pipe_fd, in
         /* Signals reserved by glibc (32, 33) reject changes: ignore EINVAL. */
         if (sigaction(sig, &dfl, NULL) < 0 && errno != EINVAL)
             corral_child_fail(pipe_fd, CORRAL_STAGE_SIGNALS, errno);
+    }
+    if (req->new_session && setsid() < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SETSID, errno);
+    /* dup2 clears close-on-exec on the copies; a source that is already 0/1/2 stays. */
+    int stdio[3] = {req->stdin_fd, req->stdout_fd, req->stderr_fd};
+    for (int target = 0; target < 3; target++) {
+        if (stdio[target] < 0 || stdio[target] == target) continue;
+        if (dup2(stdio[target], target) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_STDIO, errno);
     }
     if (req->cwd && chdir(req->cwd) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_CHDIR, errno);
     for (int i = 0; i < req->rlimit_count; i++) {
@@ -281,3 +290,37 @@ int corral_unlock(int fd) {
 }
 
 int corral_o_path(void) { return O_PATH; }
+
+int corral_so_peercred(void) { return SO_PEERCRED; }
+
+int corral_peer_credentials(int fd, struct corral_ucred *out) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0) return -1;
+    out->pid = credentials.pid;
+    out->uid = credentials.uid;
+    out->gid = credentials.gid;
+    return 0;
+}
+
+int corral_connect_unix(const char *path) {
+    struct sockaddr_un address;
+    memset(&address, 0, sizeof address);
+    address.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address.sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int rc;
+    do { rc = connect(fd, (struct sockaddr *)&address, sizeof address); } while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}

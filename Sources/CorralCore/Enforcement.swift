@@ -22,10 +22,28 @@ public struct UsageReading: Equatable, Codable, Sendable {
     public func violation(agent: String, limit: ResourceLimit) -> Violation? {
         let classified = Violation.classify(agent: agent, resource: resource, usage: usage, limit: limit)
         if classified?.kind == .hard { return classified }
-        if hitHard { return Violation(agent: agent, resource: resource, kind: .hard, current: max(usage, limit.hard), limit: limit.hard) }
+        if hitHard || atKernelCap(limit.hard) { return Violation(agent: agent, resource: resource, kind: .hard, current: max(usage, limit.hard), limit: limit.hard) }
         if let classified { return classified }
         if hitSoft { return Violation(agent: agent, resource: resource, kind: .soft, current: max(usage, limit.soft), limit: limit.soft) }
         return nil
+    }
+}
+
+extension UsageReading {
+    /// Share of memory.max at which an agent is pressing its hard limit (the
+    /// kernel reclaims there, and usage can never be seen above it).
+    public static let memoryCapShare = 0.98
+
+    /// Whether usage sits at a limit the kernel enforces, so it cannot be
+    /// seen above it: processes at pids.max, memory at (nearly) memory.max.
+    /// Such an agent still violates its hard limit while it stays there,
+    /// also when frozen. CPU at cpu.max shows as throttling (`hitHard`).
+    public func atKernelCap(_ hard: Double) -> Bool {
+        switch resource {
+        case .processes: usage >= hard
+        case .memory: usage >= hard * Self.memoryCapShare
+        case .cpu, .files, .connections, .network, .disk: false
+        }
     }
 }
 

@@ -67,9 +67,14 @@ public enum LadderCommand: Equatable, Sendable {
 ///     hard  → warn, throttle, … up to the limit's action:
 ///             suspend; suspend, terminate; scale_down; migrate; custom
 ///
-/// Delays are measured from the start of the violation and never decrease
-/// along the ladder (seed: warn 0, throttle 30 s, suspend 5 min, terminate 10 min).
-/// A missed scale-down escalates to suspend. A violation unseen for
+/// A step's delay is measured from when the violation first reached a kind
+/// that takes that step (a soft violation that turns hard starts the clock of
+/// suspend and terminate only then), and due times never decrease along the
+/// ladder (seed: warn 0, throttle 30 s, suspend 5 min, terminate 10 min).
+/// A violation that reaches a more severe kind is warned about again (rate-limited).
+/// A scale-down is judged by observations at or after its deadline: usage at
+/// most the target has met it; usage over it while the violation is still
+/// seen has missed it, which escalates to suspend. A violation unseen for
 /// `clearAfter` has cleared: its throttle is restored and the ladder starts
 /// over next time. Warnings are rate-limited per resource and kind.
 public struct AgentLadder: Equatable, Codable, Sendable {
@@ -81,8 +86,11 @@ public struct AgentLadder: Equatable, Codable, Sendable {
     /// The product of throttle factors applied to a resource and not yet restored.
     public private(set) var throttled: [Resource: Double] = [:]
     public private(set) var scaleDowns: [Resource: ScaleDownRequest] = [:]
-    /// The latest usage seen per resource.
+    /// The latest usage seen per resource (a reading, else the current of a violation).
     public private(set) var usage: [Resource: Double] = [:]
+    /// When the agent was last observed, with or without violations: a step or
+    /// deadline due before then has been re-checked.
+    public private(set) var lastObserved: Timestamp?
     public private(set) var suspended = false
     public private(set) var terminating = false
 
@@ -91,9 +99,48 @@ public struct AgentLadder: Equatable, Codable, Sendable {
         /// The latest observation of it.
         public var violation: Violation
         public var since: Timestamp
+        /// When an observation last showed it: only a sighting re-checks a step.
         public var lastSeen: Timestamp
         /// Steps already taken, in order.
         public var fired: [EnforcementAction]
+        /// When a restarted daemon took it up again (`resume(at:)`): it does
+        /// not clear before this plus `clearAfter`, though nobody saw it meanwhile.
+        public var resumed: Timestamp?
+        /// When each kind was first reached in this episode (nil: only `since`, for the first kind).
+        public var reached: [ViolationKind: Timestamp]?
+        /// Kinds that got their warning in this episode.
+        public var warned: [ViolationKind]?
+
+        /// When `kind` was first reached (nil: not yet).
+        public func reachedAt(_ kind: ViolationKind) -> Timestamp? {
+            reached?[kind] ?? (kind == violation.kind || (reached == nil && kind <= violation.kind) ? since : nil)
+        }
+
+        /// Due times of the steps of the current kind under `limit`: each
+        /// counts from the earliest reached kind that takes the step.
+        public func schedule(under limit: ResourceLimit, policy: EscalationPolicy) -> [(EnforcementAction, Timestamp)] {
+            var previous = Timestamp(milliseconds: Int64.min)
+            return AgentLadder.steps(for: violation.kind, under: limit).map { step in
+                let base =
+                    ViolationKind.allCases
+                    .filter { AgentLadder.steps(for: $0, under: limit).contains(step) }
+                    .compactMap { reachedAt($0) }
+                    .min() ?? since
+                previous = max(previous, base + policy.delay(for: step))
+                return (step, previous)
+            }
+        }
+
+        /// Whether `step` still has to fire: each step once per episode, but a
+        /// warning again whenever the violation reaches a more severe kind.
+        func pending(_ step: EnforcementAction) -> Bool {
+            guard step == .warn else { return !fired.contains(step) }
+            let warnedKinds = warned ?? (fired.contains(.warn) ? [violation.kind] : [])
+            return warnedKinds.max().map { violation.kind > $0 } ?? true
+        }
+
+        /// Clearing counts from here: the latest sighting or resumption.
+        var heldUntil: Timestamp { max(lastSeen, resumed ?? lastSeen) }
     }
 
     public init(agent: String) {
@@ -114,7 +161,9 @@ public struct AgentLadder: Equatable, Codable, Sendable {
     }
 
     /// When each step becomes due: the start plus the largest delay up to it.
-    public static func schedule(_ steps: [EnforcementAction], since: Timestamp, policy: EscalationPolicy) -> [(EnforcementAction, Timestamp)] {
+    public static func schedule(
+        _ steps: [EnforcementAction], since: Timestamp, policy: EscalationPolicy
+    ) -> [(EnforcementAction, Timestamp)] {
         var delay = Duration.zero
         return steps.map { step in
             delay = max(delay, policy.delay(for: step))
@@ -125,14 +174,22 @@ public struct AgentLadder: Equatable, Codable, Sendable {
     /// Feeds one observation of the agent: the violations it shows now (at
     /// most one per resource) and the usage figures.
     public mutating func observe(_ violations: [Violation], usage readings: [Resource: Double], at now: Timestamp) {
+        lastObserved = max(lastObserved ?? now, now)
         usage.merge(readings) { _, new in new }
         for violation in violations where violation.agent == agent {
+            // Resources measured or reported by the agent come without a reading:
+            // the violation's figure is the freshest usage known.
+            if readings[violation.resource] == nil { usage[violation.resource] = violation.current }
             if var episode = episodes[violation.resource] {
+                var reached = episode.reached ?? [episode.violation.kind: episode.since]
+                if reached[violation.kind] == nil { reached[violation.kind] = now }
+                episode.reached = reached
                 episode.violation = violation
                 episode.lastSeen = max(episode.lastSeen, now)
                 episodes[violation.resource] = episode
             } else {
-                episodes[violation.resource] = Episode(violation: violation, since: now, lastSeen: now, fired: [])
+                episodes[violation.resource] = Episode(
+                    violation: violation, since: now, lastSeen: now, fired: [], reached: [violation.kind: now], warned: [])
             }
         }
     }
@@ -143,21 +200,22 @@ public struct AgentLadder: Equatable, Codable, Sendable {
         var commands: [LadderCommand] = []
 
         for resource in episodes.keys.sorted() {
-            guard let episode = episodes[resource], now - episode.lastSeen > settings.clearAfter else { continue }
+            guard let episode = episodes[resource], now - episode.heldUntil > settings.clearAfter else { continue }
             episodes[resource] = nil
             if throttled.removeValue(forKey: resource) != nil {
                 commands.append(.restore(agent: agent, resource: resource))
             }
             if let request = scaleDowns.removeValue(forKey: resource) {
-                commands.append(.scaleDownResolved(agent: agent, request: request, usage: usage[resource], met: true))
+                // A figure above the target is the last violation's, from before it cleared.
+                let current = usage[resource].flatMap { $0 <= request.target ? $0 : nil }
+                commands.append(.scaleDownResolved(agent: agent, request: request, usage: current, met: true))
             }
         }
 
         for resource in scaleDowns.keys.sorted() {
-            guard let request = scaleDowns[resource], now >= request.deadline else { continue }
+            guard let request = scaleDowns[resource], let met = verdict(on: request) else { continue }
             scaleDowns[resource] = nil
             let current = usage[resource]
-            let met = current.map { $0 <= request.target } ?? false
             commands.append(.scaleDownResolved(agent: agent, request: request, usage: current, met: met))
             if !met, let episode = episodes[resource] {
                 episodes[resource]?.fired.append(.suspend)
@@ -170,11 +228,11 @@ public struct AgentLadder: Equatable, Codable, Sendable {
 
         for resource in episodes.keys.sorted() {
             guard var episode = episodes[resource], let limit = limits[resource] else { continue }
-            let steps = Self.steps(for: episode.violation.kind, under: limit)
-            for (step, due) in Self.schedule(steps, since: episode.since, policy: settings.policy) where !episode.fired.contains(step) {
+            for (step, due) in episode.schedule(under: limit, policy: settings.policy) where episode.pending(step) {
                 // Due, and re-checked: an observation at or after the due time still shows the violation.
                 guard now >= due, episode.lastSeen >= due else { break }
-                episode.fired.append(step)
+                if step == .warn { episode.warned = (episode.warned ?? []) + [episode.violation.kind] }
+                if !episode.fired.contains(step) { episode.fired.append(step) }
                 if let command = fire(step, episode.violation, at: now, settings: settings) {
                     commands.append(command)
                 }
@@ -184,7 +242,20 @@ public struct AgentLadder: Equatable, Codable, Sendable {
         return commands
     }
 
-    private mutating func fire(_ step: EnforcementAction, _ violation: Violation, at now: Timestamp, settings: LadderSettings) -> LadderCommand? {
+    /// Whether a scale-down met its target, once an observation at or after its
+    /// deadline tells: missed only when that observation still shows the
+    /// violation (the re-check before escalating); nil while undecided. A
+    /// violation no longer shown either returns (missed) or clears (met).
+    private func verdict(on request: ScaleDownRequest) -> Bool? {
+        guard let observed = lastObserved, observed >= request.deadline else { return nil }
+        if let current = usage[request.resource], current <= request.target { return true }
+        guard let episode = episodes[request.resource], episode.lastSeen >= request.deadline else { return nil }
+        return false
+    }
+
+    private mutating func fire(_ step: EnforcementAction, _ violation: Violation, at now: Timestamp, settings: LadderSettings)
+        -> LadderCommand?
+    {
         switch step {
         case .warn:
             let key = "\(violation.resource.rawValue).\(violation.kind.rawValue)"
@@ -218,14 +289,22 @@ public struct AgentLadder: Equatable, Codable, Sendable {
 
     /// The earliest time a pending step or deadline may fire (the engine
     /// observes the agent then); nil when nothing is pending.
+    ///
+    /// A step or deadline that an observation at or after it did not confirm
+    /// waits for the next observation showing the violation, at the latest
+    /// the one at the clear time; it is not reported again, so an engine that
+    /// samples at `nextDue` does not spin on a time already past.
     public func nextDue(limits: LimitSet, settings: LadderSettings) -> Timestamp? {
-        var times: [Timestamp] = scaleDowns.values.map(\.deadline)
+        func rechecked(_ due: Timestamp) -> Bool { lastObserved.map { $0 >= due } ?? false }
+        var times: [Timestamp] = []
+        for request in scaleDowns.values where verdict(on: request) != nil || !rechecked(request.deadline) {
+            times.append(request.deadline)
+        }
         for (resource, episode) in episodes {
-            times.append(episode.lastSeen + settings.clearAfter + .milliseconds(1))
+            times.append(episode.heldUntil + settings.clearAfter + .milliseconds(1))
             guard let limit = limits[resource] else { continue }
-            let pending = Self.schedule(Self.steps(for: episode.violation.kind, under: limit), since: episode.since, policy: settings.policy)
-                .first { !episode.fired.contains($0.0) }
-            if let pending { times.append(pending.1) }
+            let pending = episode.schedule(under: limit, policy: settings.policy).first { episode.pending($0.0) }
+            if let (_, due) = pending, episode.lastSeen >= due || !rechecked(due) { times.append(due) }
         }
         return times.min()
     }
@@ -236,10 +315,28 @@ public struct AgentLadder: Equatable, Codable, Sendable {
     /// A suspend command failed: the agent is not frozen.
     public mutating func noteSuspendFailed() { suspended = false }
 
+    /// The engine froze the agent outside the ladder's own steps (a migrate
+    /// that fell back to suspend): no other resource freezes it again.
+    public mutating func noteSuspended() { suspended = true }
+
     /// A throttle could not be applied: there is nothing to restore.
     public mutating func noteThrottleFailed(_ resource: Resource, factor: Double) {
         guard let current = throttled[resource] else { return }
         let remaining = current / factor
         throttled[resource] = remaining >= 0.999 ? nil : remaining
+    }
+}
+
+extension AgentLadder {
+    /// After a restart: nobody watched while the daemon was down, so ongoing
+    /// violations do not clear before `clearAfter` from now, and the next
+    /// observations decide whether they still hold: a step that fell due
+    /// meanwhile fires only when one of them shows the violation (the
+    /// downtime is no sighting). Start times and fired steps are kept, so the
+    /// ladder continues where it was.
+    public mutating func resume(at now: Timestamp) {
+        for resource in episodes.keys {
+            episodes[resource]?.resumed = now
+        }
     }
 }

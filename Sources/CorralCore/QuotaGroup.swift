@@ -98,4 +98,43 @@ public struct EscalationPolicy: Equatable, Codable, Sendable {
     public func delay(for action: EnforcementAction) -> Duration {
         delays[action] ?? .zero
     }
+
+    // JSON: `{"delays": {"throttle": "30s", …}, "termination_grace": "5s"}`.
+    enum CodingKeys: String, CodingKey {
+        case delays
+        case terminationGrace
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func duration(_ text: String, _ key: CodingKeys) throws -> Duration {
+            switch Quantity.parseDuration(text) {
+            case .success(let value): return value
+            case .failure(let error):
+                throw DecodingError.dataCorruptedError(forKey: key, in: container, debugDescription: error.description)
+            }
+        }
+        var delays: [EnforcementAction: Duration] = [:]
+        // Keyed by the action's name; a snake_case key strategy may have
+        // turned "scale_down" into "scaleDown", so compare without underscores.
+        for (name, text) in try container.decode([String: String].self, forKey: .delays) {
+            let plain = name.replacingUnderscores().lowercased()
+            guard let action = EnforcementAction.allCases.first(where: { $0.rawValue.replacingUnderscores() == plain }) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .delays, in: container, debugDescription: "unknown action '\(name)'; actions: \(EnforcementAction.acceptedNames)")
+            }
+            delays[action] = try duration(text, .delays)
+        }
+        self.init(delays: delays, terminationGrace: try duration(try container.decode(String.self, forKey: .terminationGrace), .terminationGrace))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(Dictionary(uniqueKeysWithValues: delays.map { ($0.key.rawValue, Quantity.formatDuration($0.value)) }), forKey: .delays)
+        try container.encode(Quantity.formatDuration(terminationGrace), forKey: .terminationGrace)
+    }
+}
+
+extension String {
+    fileprivate func replacingUnderscores() -> String { String(filter { $0 != "_" }) }
 }

@@ -72,6 +72,10 @@ public struct RunSummary: Equatable, Codable, Sendable {
     public var forwardedSignals: [String]
     /// Processes still alive after the main one exited, killed through cgroup.kill.
     public var strayProcessesKilled: Bool
+    /// What the escalation ladder did during the run, with real outcomes.
+    public var enforcement: [EnforcementRecord] = []
+    /// "daemon" when a running `corral serve` managed the agent, else "embedded".
+    public var engine: String = "embedded"
 
     public init(
         agent: String, group: String, cgroup: String, command: [String], limits: LimitSet,
@@ -147,6 +151,10 @@ public struct RunSummary: Equatable, Codable, Sendable {
         lines.append(pidsLine)
         if strayProcessesKilled {
             lines.append("  note       processes left behind by the command were killed with its cgroup")
+        }
+        if !enforcement.isEmpty {
+            let actions = enforcement.map { "\($0.action.rawValue) \($0.resource.rawValue)\($0.succeeded ? "" : " (failed)")" }
+            lines.append("  actions    \(actions.joined(separator: ", ")) (by the \(engine) engine)")
         }
         if !forwardedSignals.isEmpty {
             lines.append("  signals    forwarded \(forwardedSignals.joined(separator: ", "))")

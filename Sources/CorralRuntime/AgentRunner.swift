@@ -75,19 +75,20 @@ public struct AgentRunner: Sendable {
     /// Signals forwarded to the agent.
     public static let forwardedSignals: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
 
-    public func run(_ request: RunRequest) throws(RunError) -> RunSummary {
-        // Block the forwarded signals before the child exists, so none is lost
-        // or acted on by default between spawn and the wait loop.
-        let signals = Self.forwardedSignals
-        let signalFD = signals.withUnsafeBufferPointer { corral_signalfd($0.baseAddress, Int32($0.count)) }
-        guard signalFD >= 0 else {
-            throw .system(message: "cannot create a signalfd", errno: Errno(rawValue: errno))
-        }
+    /// Creates the agent's cgroup in this runner's tree, runs the command in
+    /// it (`supervise`) and removes it again with the shared levels nobody
+    /// else uses: `corral run` without a daemon.
+    public func run(_ request: RunRequest, onStarted: (Int32) -> Void = { _ in }) throws(RunError) -> RunSummary {
+        let leaf = try create(request)
         defer {
-            close(signalFD)
-            _ = signals.withUnsafeBufferPointer { corral_unblock_signals($0.baseAddress, Int32($0.count)) }
+            try? tree.remove(leaf)
+            cleanUpShared(group: request.group.name)
         }
+        return try supervise(request, in: tree, leaf: leaf, onStarted: onStarted)
+    }
 
+    /// Creates root, group and the agent's leaf with its limits.
+    public func create(_ request: RunRequest) throws(RunError) -> CgroupPath {
         let leaf = tree.agentPath(group: request.group.name, agent: request.agent)
         do {
             let lock = try tree.fs.lockTree()
@@ -102,6 +103,27 @@ public struct AgentRunner: Sendable {
             }
             throw .cgroup(error)
         }
+        return leaf
+    }
+
+    /// Starts the command straight into `leaf` of `tree` (which someone
+    /// created: this runner or the daemon), tells `onStarted` its pid,
+    /// forwards signals, waits, kills what it left behind and reads the
+    /// kernel's counters. Does not remove the cgroup.
+    public func supervise(
+        _ request: RunRequest, in tree: CgroupTree, leaf: CgroupPath, onStarted: (Int32) -> Void = { _ in }
+    ) throws(RunError) -> RunSummary {
+        // Block the forwarded signals before the child exists, so none is lost
+        // or acted on by default between spawn and the wait loop.
+        let signals = Self.forwardedSignals
+        let signalFD = signals.withUnsafeBufferPointer { corral_signalfd($0.baseAddress, Int32($0.count)) }
+        guard signalFD >= 0 else {
+            throw .system(message: "cannot create a signalfd", errno: Errno(rawValue: errno))
+        }
+        defer {
+            close(signalFD)
+            _ = signals.withUnsafeBufferPointer { corral_unblock_signals($0.baseAddress, Int32($0.count)) }
+        }
 
         let start = ContinuousClock.now
         let child: SpawnedProcess
@@ -114,13 +136,14 @@ public struct AgentRunner: Sendable {
                 Spawner.Request(
                     executable: request.executable, arguments: request.command,
                     environment: request.environment, cgroupDirectory: directory, cgroupProcs: procs))
+        } catch let error as SpawnError {
+            throw .spawn(error)
+        } catch let error as CgroupError {
+            throw .cgroup(error)
         } catch {
-            try? tree.remove(leaf)
-            cleanUpShared(group: request.group.name)
-            if let error = error as? SpawnError { throw .spawn(error) }
-            if let error = error as? CgroupError { throw .cgroup(error) }
-            fatalError("unexpected error \(error)")
+            throw .system(message: "cannot start \(request.executable): \(error)", errno: .ioError)
         }
+        onStarted(child.pid)
 
         var peaks = PeakTracker()
         var forwarded: [String] = []
@@ -128,8 +151,8 @@ public struct AgentRunner: Sendable {
         // only without them does the run sample usage to estimate the peaks.
         let needsSampling = !tree.fs.contains(.memoryPeak, in: leaf) || !tree.fs.contains(.pidsPeak, in: leaf)
         let termination = waitForExit(
-            child, signalFD: signalFD, leaf: leaf, interval: needsSampling ? request.samplingInterval : nil, peaks: &peaks,
-            forwarded: &forwarded)
+            child, tree: tree, signalFD: signalFD, leaf: leaf, interval: needsSampling ? request.samplingInterval : nil,
+            peaks: &peaks, forwarded: &forwarded)
         let wall = ContinuousClock.now - start
         if let pidfd = child.pidfd { try? pidfd.close() }
 
@@ -142,9 +165,6 @@ public struct AgentRunner: Sendable {
         }
         let final = (try? tree.sample(leaf)) ?? CgroupSample()
         peaks.observe(final)
-
-        try? tree.remove(leaf)
-        cleanUpShared(group: request.group.name)
 
         return RunSummary(
             agent: request.agent, group: request.group.name, cgroup: tree.fs.absolutePath(leaf),
@@ -160,7 +180,7 @@ public struct AgentRunner: Sendable {
     /// Removes the group and the root when no other agent uses them, so a
     /// run leaves no cgroup behind. Serialised with other Corral processes
     /// by the tree lock; a group or root still in use is simply kept.
-    private func cleanUpShared(group: String) {
+    public func cleanUpShared(group: String) {
         guard let lock = try? tree.fs.lockTree() else { return }
         defer { withExtendedLifetime(lock) {} }
         tree.removeIfUnused(tree.groupPath(group))
@@ -173,7 +193,7 @@ public struct AgentRunner: Sendable {
 
     /// Polls the child's pidfd and the signalfd; samples usage every `interval` (nil: never).
     private func waitForExit(
-        _ child: SpawnedProcess, signalFD: Int32, leaf: CgroupPath, interval: Duration?,
+        _ child: SpawnedProcess, tree: CgroupTree, signalFD: Int32, leaf: CgroupPath, interval: Duration?,
         peaks: inout PeakTracker, forwarded: inout [String]
     ) -> Termination {
         let clock = ContinuousClock()

@@ -101,10 +101,18 @@ public enum Spawner {
         public var cgroupProcs: FileDescriptor?
         public var workingDirectory: String?
         public var noNewPrivileges: Bool
+        /// Descriptors for the child's stdin, stdout and stderr (nil: inherit).
+        public var standardInput: FileDescriptor?
+        public var standardOutput: FileDescriptor?
+        public var standardError: FileDescriptor?
+        /// Start a new session (no controlling terminal), for daemon-launched agents.
+        public var newSession: Bool
 
         public init(
             executable: String, arguments: [String], environment: [String], cgroupDirectory: FileDescriptor?,
-            cgroupProcs: FileDescriptor?, workingDirectory: String? = nil, noNewPrivileges: Bool = false
+            cgroupProcs: FileDescriptor?, workingDirectory: String? = nil, noNewPrivileges: Bool = false,
+            standardInput: FileDescriptor? = nil, standardOutput: FileDescriptor? = nil, standardError: FileDescriptor? = nil,
+            newSession: Bool = false
         ) {
             self.executable = executable
             self.arguments = arguments
@@ -113,13 +121,18 @@ public enum Spawner {
             self.cgroupProcs = cgroupProcs
             self.workingDirectory = workingDirectory
             self.noNewPrivileges = noNewPrivileges
+            self.standardInput = standardInput
+            self.standardOutput = standardOutput
+            self.standardError = standardError
+            self.newSession = newSession
         }
     }
 
     static let stageNames: [Int32: String] = [
         1: "clone", 2: "joining the cgroup (cgroup.procs)", 3: "resetting signals", 4: "changing directory",
         5: "setting rlimits", 6: "setting no_new_privs", 7: "loading the seccomp filter", 8: "exec",
-        9: "creating the status pipe", 10: "setgid", 11: "setuid",
+        9: "creating the status pipe", 10: "setgid", 11: "setuid", 12: "redirecting stdin/stdout/stderr",
+        13: "starting a new session",
     ]
 
     public static func spawn(_ request: Request) throws(SpawnError) -> SpawnedProcess {
@@ -149,6 +162,10 @@ public enum Spawner {
                 spec.rlimit_count = 0
                 spec.seccomp_filter = nil
                 spec.set_ids = 0
+                spec.stdin_fd = request.standardInput?.rawValue ?? -1
+                spec.stdout_fd = request.standardOutput?.rawValue ?? -1
+                spec.stderr_fd = request.standardError?.rawValue ?? -1
+                spec.new_session = request.newSession ? 1 : 0
                 return corral_spawn(&spec, &result)
             }
         }

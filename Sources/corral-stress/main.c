@@ -7,6 +7,9 @@
  *   corral-stress fork N [HOLD]    fork up to N children that sleep HOLD seconds (default 30);
  *                                  prints "forked K of N, first failure errno E"
  *   corral-stress tree N SECONDS   fork N sleeping children, sleep SECONDS (freeze/kill tests)
+ *   corral-stress forkloop N SECONDS
+ *                                  keep up to N sleeping children for SECONDS, retrying a refused
+ *                                  fork every 100 ms (a process that keeps hitting pids.max)
  *   corral-stress spintree N SECONDS
  *                                  fork N children that each burn CPU for SECONDS, and wait
  */
@@ -76,6 +79,25 @@ int main(int argc, char **argv) {
             sleep((unsigned)hold);
         }
         while (wait(NULL) > 0) {}
+        return 0;
+    }
+    if (strcmp(argv[1], "forkloop") == 0) {
+        int n = atoi(argv[2]);
+        double seconds = argc > 3 ? atof(argv[3]) : 60;
+        double end = now() + seconds;
+        int alive = 0, refused = 0;
+        while (now() < end) {
+            while (waitpid(-1, NULL, WNOHANG) > 0) alive--;
+            if (alive < n) {
+                pid_t pid = fork();
+                if (pid == 0) { sleep((unsigned)seconds + 1); _exit(0); }
+                if (pid > 0) { alive++; continue; }
+                refused++;
+            }
+            struct timespec ts = {0, 100000000};
+            nanosleep(&ts, NULL);
+        }
+        printf("forkloop: %d alive, %d forks refused\n", alive, refused);
         return 0;
     }
     if (strcmp(argv[1], "spintree") == 0) {

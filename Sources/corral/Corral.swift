@@ -18,6 +18,9 @@ struct Corral: ParsableCommand {
               heavy_computation_agent  memory 1 GB / 2 GB, cpu 40% / 80%, processes 100 / 200
             """,
         version: "0.1.0",
-        subcommands: [Run.self, Doctor.self, ConfigCommand.self]
+        subcommands: [
+            Run.self, Serve.self, AgentsCommand.self, GroupsCommand.self, EventsCommand.self, HistoryCommand.self, Doctor.self,
+            ConfigCommand.self,
+        ]
     )
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CorralCgroup
+import CorralClient
 import CorralCore
 import CorralRuntime
 
@@ -70,6 +71,15 @@ struct Run: ParsableCommand {
         name: .customLong("summary-file"),
         help: ArgumentHelp("Also write the summary as JSON to FILE (kept apart from COMMAND's output).", valueName: "FILE"))
     var summaryFile: String?
+
+    @Flag(name: .customLong("no-daemon"), help: "Run the engine embedded even when a daemon answers on its socket.")
+    var noDaemon = false
+
+    @Flag(name: .long, help: "Do not narrate the escalation ladder's actions on stderr while COMMAND runs.")
+    var quiet = false
+
+    @Option(name: .long, help: ArgumentHelp("The daemon's socket (default $CORRAL_SOCKET, else /run/corral/corral.sock).", valueName: "PATH"))
+    var socket: String?
 
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))
     var command: [String] = []
@@ -158,30 +168,34 @@ struct Run: ParsableCommand {
                 "cannot run agents on this host: \(problem.message)\n  fix: \(problem.fix)\n  (corral doctor shows everything it checked)")
         }
 
-        let tree: CgroupTree
-        do {
-            let location = try CgroupRootLocation.resolve(root.resolve(configuration), facts: facts)
-            let filesystem = try DirectoryCgroupFilesystem(anchorPath: location.anchor)
-            tree = CgroupTree(fs: filesystem, root: location.root, rootIsHierarchyRoot: location.isHierarchyRoot)
-        } catch {
-            throw fail(error.description)
-        }
-
         var environment = currentEnvironment().filter { !$0.hasPrefix("CORRAL_AGENT_ID=") && !$0.hasPrefix("CORRAL_GROUP=") }
         environment.append("CORRAL_AGENT_ID=\(agent)")
         environment.append("CORRAL_GROUP=\(groupName)")
-
-        let request = RunRequest(
+        var request = RunRequest(
             agent: agent, group: quotaGroup, limits: limits, command: command, executable: executable,
             environment: environment,
             reservation: configuration.reservation.rootSettings(for: HostProbe.capacity()),
             samplingInterval: configuration.intervals.sampling)
+        let overrides = try flagOverrides()
 
+        // With a daemon on its socket the agent is registered there (it shows
+        // in `corral agents list` and the daemon walks its ladder); otherwise
+        // the same engine runs embedded for this one agent.
+        let client = CorralClient(socketPath: socket ?? CorralClient.configuredSocketPath)
         let summary: RunSummary
-        do {
-            summary = try AgentRunner(tree: tree).run(request)
-        } catch {
-            throw fail(error.description, status: error.exitStatus)
+        if !noDaemon && client.isReachable {
+            request.environment.append("CORRAL_SOCKET=\(client.socketPath)")
+            summary = try DaemonRun(client: client).run(request, overrides: overrides, quiet: quiet || json)
+        } else {
+            let tree: CgroupTree
+            do {
+                let location = try CgroupRootLocation.resolve(root.resolve(configuration), facts: facts)
+                let filesystem = try DirectoryCgroupFilesystem(anchorPath: location.anchor)
+                tree = CgroupTree(fs: filesystem, root: location.root, rootIsHierarchyRoot: location.isHierarchyRoot)
+            } catch {
+                throw fail(error.description)
+            }
+            summary = try EmbeddedRun(tree: tree, configuration: configuration).run(request, overrides: overrides, quiet: quiet || json)
         }
         if let summaryFile {
             writeSummary(summary, to: summaryFile)

@@ -162,6 +162,22 @@ struct ShippedFilesTests {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     }
 
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
+    func systemdUnitVerifies() throws {
+        let unit = try String(contentsOf: Self.repository.appendingPathComponent("deploy/corral.service"), encoding: .utf8)
+        let daemon = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("corrald").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("corral-unit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("corral.service").path
+        try unit.replacingOccurrences(of: "/usr/local/bin/corrald", with: daemon).write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try Subprocess.run("/usr/bin/systemd-analyze", ["verify", path])
+        #expect(result.status == 0, "\(result)")
+        #expect(!result.stderr.contains("corral.service:"), "\(result)")
+        #expect(unit.contains("Delegate=yes"))
+        #expect(unit.contains("Type=notify"))
+    }
+
     @Test func exampleConfigurationIsValid() throws {
         let path = Self.repository.appendingPathComponent("deploy/corral.example.yaml").path
         let result = try CLI.run(["config", "validate", "--json", path])

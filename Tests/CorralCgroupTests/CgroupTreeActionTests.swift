@@ -1,5 +1,6 @@
 import CorralCgroup
 import CorralCore
+import CorralTestSupport
 import Testing
 
 #if canImport(Glibc)

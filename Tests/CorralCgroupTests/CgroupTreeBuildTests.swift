@@ -1,5 +1,6 @@
 import CorralCgroup
 import CorralCore
+import CorralTestSupport
 import SystemPackage
 import Testing
 

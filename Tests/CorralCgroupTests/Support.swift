@@ -1,5 +1,6 @@
 import CorralCgroup
 import CorralCore
+import CorralTestSupport
 import Synchronization
 
 /// Collects what an injected closure was called with.

@@ -66,6 +66,17 @@ enum E2E {
         return state != "Z" && state != "X"
     }
 
+    /// Removes a daemon's root: its (empty) group cgroups, supervisor and the root itself.
+    static func removeEmptyTree(_ root: String) {
+        for child in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: root + "/" + child, isDirectory: &isDirectory), isDirectory.boolValue {
+                rmdir(root + "/" + child)
+            }
+        }
+        rmdir(root)
+    }
+
     static func report(_ line: String) {
         print("[e2e] \(line)")
     }

@@ -25,7 +25,9 @@ enum corral_spawn_stage {
     CORRAL_STAGE_EXEC = 8,
     CORRAL_STAGE_PIPE = 9,
     CORRAL_STAGE_SETGID = 10,
-    CORRAL_STAGE_SETUID = 11
+    CORRAL_STAGE_SETUID = 11,
+    CORRAL_STAGE_STDIO = 12,
+    CORRAL_STAGE_SETSID = 13
 };
 
 struct corral_rlimit {
@@ -50,6 +52,10 @@ struct corral_spawn_request {
     int set_ids;               /* when non-zero, setgid(gid) then setuid(uid) */
     uid_t uid;
     gid_t gid;
+    int stdin_fd;              /* dup2'ed onto 0/1/2 when >= 0; -1 inherits */
+    int stdout_fd;
+    int stderr_fd;
+    int new_session;           /* setsid(): no controlling terminal (daemon-launched agents) */
 };
 
 struct corral_spawn_result {
@@ -96,11 +102,37 @@ pid_t corral_wait(pid_t pid, int *exited, int *code, int *signaled, int *signal,
 long corral_statfs_type(const char *path);
 long corral_fstatfs_type(int fd);
 
+/* SO_PEERCRED's value (struct ucred needs _GNU_SOURCE, so Swift gets this copy). */
+struct corral_ucred {
+    int32_t pid;
+    uint32_t uid;
+    uint32_t gid;
+};
+int corral_so_peercred(void);
+/* getsockopt(fd, SOL_SOCKET, SO_PEERCRED); -1 with errno on failure. */
+int corral_peer_credentials(int fd, struct corral_ucred *out);
+
+/* A connected AF_UNIX stream socket to `path` (close-on-exec), or -1 with errno. */
+int corral_connect_unix(const char *path);
+
 /* O_PATH, which needs _GNU_SOURCE. */
 int corral_o_path(void);
 
 /* flock(fd, LOCK_EX) with EINTR retried. */
 int corral_lock_exclusive(int fd);
 int corral_unlock(int fd);
+
+/* An eventfd (EFD_CLOEXEC|EFD_NONBLOCK) that wakes a poll loop; -1 with errno. */
+int corral_eventfd(void);
+/* Adds 1 to the eventfd (a saturated counter counts as success); EINTR retried. */
+int corral_eventfd_signal(int fd);
+/* Resets the eventfd's counter; nothing pending is not an error. */
+int corral_eventfd_drain(int fd);
+
+/* inotify_init1(IN_NONBLOCK | IN_CLOEXEC). */
+int corral_inotify_init(void);
+
+/* Names the calling thread (at most 15 bytes) for ps/top; 0 or an errno value. */
+int corral_set_thread_name(const char *name);
 
 #endif

@@ -1,7 +1,7 @@
-import CorralCgroup
-import CorralCore
+public import CorralCgroup
+public import CorralCore
 import Synchronization
-import SystemPackage
+public import SystemPackage
 
 /// An in-memory cgroup v2 hierarchy that follows the kernel's rules closely
 /// enough to test `CgroupTree`: interface files appear with the controllers
@@ -9,12 +9,12 @@ import SystemPackage
 /// `cgroup.subtree_control`, validated limit files, freeze and kill. Any
 /// operation can be made to fail with an injected errno; every error goes
 /// through `CgroupError.explain`, as the real filesystem's do.
-final class FakeCgroupFilesystem: CgroupFilesystem {
+public final class FakeCgroupFilesystem: CgroupFilesystem {
     /// Every controller name the kernel knows, in the order it lists them.
-    static let kernelControllers = ["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"]
+    public static let kernelControllers = ["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"]
 
     /// One cgroup.
-    struct Node {
+    public struct Node {
         var procs: [Int32] = []
         var subtreeControl: Set<String> = []
         var values: [CgroupFile: String] = [:]
@@ -35,13 +35,13 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
     }
 
     /// What happened, in order.
-    enum Entry: Equatable, CustomStringConvertible {
+    public enum Entry: Equatable, CustomStringConvertible {
         case mkdir(String)
         case rmdir(String)
         case write(String, CgroupFile, String)
         case failed(Errno, CgroupError.Operation, String, CgroupFile?)
 
-        var description: String {
+        public var description: String {
             switch self {
             case .mkdir(let path): "mkdir \(path)"
             case .rmdir(let path): "rmdir \(path)"
@@ -69,10 +69,10 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
         var waits: [(CgroupPath, CgroupFile, Duration)] = []
     }
 
-    let anchorPath: String
+    public let anchorPath: String
     private let state: Mutex<State>
 
-    init(
+    public init(
         anchorPath: String = "/sys/fs/cgroup", anchorIsHierarchyRoot: Bool = true,
         rootControllers: Set<String> = ["cpuset", "cpu", "io", "memory", "hugetlb", "pids"],
         missingFiles: Set<CgroupFile> = []
@@ -85,7 +85,7 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
     // MARK: Test set-up and inspection (bypass the kernel's rules)
 
     /// Creates `path` (and its missing ancestors) without logging or rules.
-    func seed(_ path: CgroupPath, procs: [Int32] = [], subtreeControl: Set<String> = []) {
+    public func seed(_ path: CgroupPath, procs: [Int32] = [], subtreeControl: Set<String> = []) {
         state.withLock { state in
             var prefix: [String] = []
             for name in path.components {
@@ -99,11 +99,11 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
     }
 
     /// Sets a file's content (counters, or a limit) without validation.
-    func set(_ file: CgroupFile, _ value: String, at path: CgroupPath) {
+    public func set(_ file: CgroupFile, _ value: String, at path: CgroupPath) {
         state.withLock { $0.nodes[path]!.values[file] = value }
     }
 
-    func inject(
+    public func inject(
         _ errno: Errno, on operation: CgroupError.Operation, path: CgroupPath? = nil, file: CgroupFile? = nil,
         times: Int? = 1
     ) {
@@ -112,43 +112,43 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
         }
     }
 
-    var freezeCompletes: Bool {
+    public var freezeCompletes: Bool {
         get { state.withLock { $0.freezeCompletes } }
         set { state.withLock { $0.freezeCompletes = newValue } }
     }
 
-    var log: [Entry] { state.withLock { $0.log } }
-    var writes: [Entry] { log.filter { if case .write = $0 { true } else { false } } }
-    var killed: [Int32] { state.withLock { $0.killed } }
-    var lockCount: Int { state.withLock { $0.lockCount } }
-    var waitTimeouts: [Duration] { state.withLock { $0.waits.map(\.2) } }
+    public var log: [Entry] { state.withLock { $0.log } }
+    public var writes: [Entry] { log.filter { if case .write = $0 { true } else { false } } }
+    public var killed: [Int32] { state.withLock { $0.killed } }
+    public var lockCount: Int { state.withLock { $0.lockCount } }
+    public var waitTimeouts: [Duration] { state.withLock { $0.waits.map(\.2) } }
 
-    func clearLog() { state.withLock { $0.log.removeAll() } }
+    public func clearLog() { state.withLock { $0.log.removeAll() } }
 
-    func procs(_ path: CgroupPath) -> [Int32] { state.withLock { $0.nodes[path]?.procs ?? [] } }
+    public func procs(_ path: CgroupPath) -> [Int32] { state.withLock { $0.nodes[path]?.procs ?? [] } }
 
-    func subtreeControl(_ path: CgroupPath) -> Set<String> { state.withLock { $0.nodes[path]?.subtreeControl ?? [] } }
+    public func subtreeControl(_ path: CgroupPath) -> Set<String> { state.withLock { $0.nodes[path]?.subtreeControl ?? [] } }
 
     /// The file's content as a test would `cat` it, nil when absent.
-    func value(_ file: CgroupFile, at path: CgroupPath) -> String? {
+    public func value(_ file: CgroupFile, at path: CgroupPath) -> String? {
         (try? state.withLock { state throws(CgroupError) in try state.content(file, path, anchorPath: anchorPath) })?
             .trimmingSpaces()
     }
 
     // MARK: CgroupFilesystem
 
-    func absolutePath(_ path: CgroupPath) -> String {
+    public func absolutePath(_ path: CgroupPath) -> String {
         path.components.isEmpty ? anchorPath : anchorPath + "/" + path.relative
     }
 
-    func exists(_ path: CgroupPath) throws(CgroupError) -> Bool {
+    public func exists(_ path: CgroupPath) throws(CgroupError) -> Bool {
         try state.withLock { state throws(CgroupError) in
             try state.checkInjection(.open, path, nil, anchorPath: anchorPath)
             return state.nodes[path] != nil
         }
     }
 
-    func makeDirectory(_ path: CgroupPath) throws(CgroupError) {
+    public func makeDirectory(_ path: CgroupPath) throws(CgroupError) {
         try state.withLock { state throws(CgroupError) in
             try state.checkInjection(.makeDirectory, path, nil, anchorPath: anchorPath)
             guard let parent = path.parent, state.nodes[parent] != nil else {
@@ -162,7 +162,7 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
         }
     }
 
-    func removeDirectory(_ path: CgroupPath) throws(CgroupError) {
+    public func removeDirectory(_ path: CgroupPath) throws(CgroupError) {
         try state.withLock { state throws(CgroupError) in
             try state.checkInjection(.removeDirectory, path, nil, anchorPath: anchorPath)
             guard path != .anchor else {
@@ -181,7 +181,7 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
         }
     }
 
-    func children(of path: CgroupPath) throws(CgroupError) -> [String] {
+    public func children(of path: CgroupPath) throws(CgroupError) -> [String] {
         try state.withLock { state throws(CgroupError) in
             try state.checkInjection(.list, path, nil, anchorPath: anchorPath)
             guard state.nodes[path] != nil else {
@@ -191,18 +191,18 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
         }
     }
 
-    func contains(_ file: CgroupFile, in path: CgroupPath) -> Bool {
+    public func contains(_ file: CgroupFile, in path: CgroupPath) -> Bool {
         state.withLock { $0.has(file, path) }
     }
 
-    func read(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> String {
+    public func read(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> String {
         try state.withLock { state throws(CgroupError) in
             try state.checkInjection(.read, path, file, anchorPath: anchorPath)
             return try state.content(file, path, anchorPath: anchorPath)
         }
     }
 
-    func write(_ value: String, to file: CgroupFile, of path: CgroupPath) throws(CgroupError) {
+    public func write(_ value: String, to file: CgroupFile, of path: CgroupPath) throws(CgroupError) {
         try state.withLock { state throws(CgroupError) in
             try state.checkInjection(.write, path, file, value: value, anchorPath: anchorPath)
             if let errno = state.applyWrite(value, file, path) {
@@ -215,7 +215,7 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
     /// Evaluates `condition` once: the fake's state only changes when the
     /// test or Corral changes it, so a condition that does not hold now
     /// would not hold before the timeout either.
-    func wait(
+    public func wait(
         for file: CgroupFile, of path: CgroupPath, timeout: Duration, until condition: (String) -> Bool
     ) throws(CgroupError) -> String? {
         let text = try state.withLock { state throws(CgroupError) in
@@ -226,7 +226,7 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
         return condition(text) ? text : nil
     }
 
-    func openDirectory(_ path: CgroupPath) throws(CgroupError) -> FileDescriptor {
+    public func openDirectory(_ path: CgroupPath) throws(CgroupError) -> FileDescriptor {
         try state.withLock { state throws(CgroupError) in
             try state.checkInjection(.open, path, nil, anchorPath: anchorPath)
             guard state.nodes[path] != nil else {
@@ -236,7 +236,7 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
         return try Self.openNull(path: absolutePath(path))
     }
 
-    func openForWriting(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
+    public func openForWriting(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
         try state.withLock { state throws(CgroupError) in
             try state.checkInjection(.open, path, file, anchorPath: anchorPath)
             guard state.has(file, path) else {
@@ -246,7 +246,7 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
         return try Self.openNull(path: absolutePath(path))
     }
 
-    func lockTree() throws(CgroupError) -> TreeLock {
+    public func lockTree() throws(CgroupError) -> TreeLock {
         try state.withLock { state throws(CgroupError) in
             try state.checkInjection(.lock, .anchor, nil, anchorPath: anchorPath)
             state.lockCount += 1
@@ -266,7 +266,7 @@ final class FakeCgroupFilesystem: CgroupFilesystem {
 // MARK: The kernel's rules
 
 extension FakeCgroupFilesystem.State {
-    func fail(
+    public func fail(
         _ errno: Errno, _ operation: CgroupError.Operation, _ path: CgroupPath, _ file: CgroupFile?,
         value: String? = nil, anchorPath: String
     ) -> CgroupError {
@@ -299,24 +299,24 @@ extension FakeCgroupFilesystem.State {
         return fail(errno, operation, path, file, value: value, anchorPath: anchorPath)
     }
 
-    func childNames(_ path: CgroupPath) -> [String] {
+    public func childNames(_ path: CgroupPath) -> [String] {
         nodes.keys.filter { $0.parent == path }.compactMap(\.name).sorted()
     }
 
-    func isHierarchyRoot(_ path: CgroupPath) -> Bool { path == .anchor && anchorIsHierarchyRoot }
+    public func isHierarchyRoot(_ path: CgroupPath) -> Bool { path == .anchor && anchorIsHierarchyRoot }
 
     /// cgroup.controllers: the parent's subtree_control (the anchor's are configured).
-    func controllers(_ path: CgroupPath) -> Set<String> {
+    public func controllers(_ path: CgroupPath) -> Set<String> {
         guard let parent = path.parent else { return rootControllers }
         return nodes[parent]?.subtreeControl ?? []
     }
 
-    static func ordered(_ names: Set<String>) -> String {
+    public static func ordered(_ names: Set<String>) -> String {
         FakeCgroupFilesystem.kernelControllers.filter(names.contains).joined(separator: " ")
     }
 
     /// Whether the kernel shows `file` in `path`.
-    func has(_ file: CgroupFile, _ path: CgroupPath) -> Bool {
+    public func has(_ file: CgroupFile, _ path: CgroupPath) -> Bool {
         guard nodes[path] != nil, !missingFiles.contains(file) else { return false }
         let root = isHierarchyRoot(path)
         switch file {
@@ -333,11 +333,11 @@ extension FakeCgroupFilesystem.State {
         }
     }
 
-    func subtreeProcs(_ path: CgroupPath) -> [Int32] {
+    public func subtreeProcs(_ path: CgroupPath) -> [Int32] {
         nodes.filter { $0.key == path || $0.key.components.starts(with: path.components) }.values.flatMap(\.procs)
     }
 
-    func content(_ file: CgroupFile, _ path: CgroupPath, anchorPath: String) throws(CgroupError) -> String {
+    public func content(_ file: CgroupFile, _ path: CgroupPath, anchorPath: String) throws(CgroupError) -> String {
         guard has(file, path), let node = nodes[path] else {
             throw fail(.noSuchFileOrDirectory, .read, path, file, anchorPath: anchorPath)
         }

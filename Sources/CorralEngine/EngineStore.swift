@@ -1,0 +1,73 @@
+public import CorralCore
+import Synchronization
+
+/// Where the engine keeps what must outlive it. The daemon uses SQLite
+/// (CorralStore); `corral run` without a daemon keeps it in memory.
+public protocol EngineStore: Sendable {
+    func save(_ agent: AgentRecord) throws
+    func agents() throws -> [AgentRecord]
+    func delete(agent: String) throws
+    /// Records actions, the ladder and the agent in one transaction: after a
+    /// crash either all of them are there or none is. Returns the records with ids.
+    func commit(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord?) throws -> [EnforcementRecord]
+    func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord]
+    func ladders() throws -> [AgentLadder]
+    func deleteLadder(agent: String) throws
+    func save(group: QuotaGroup) throws
+    func groupOverrides() throws -> [String: QuotaGroup]
+}
+
+/// An `EngineStore` in memory (for `corral run` and tests).
+public final class MemoryStore: EngineStore {
+    struct State {
+        var agents: [String: AgentRecord] = [:]
+        var records: [EnforcementRecord] = []
+        var ladders: [String: AgentLadder] = [:]
+        var groups: [String: QuotaGroup] = [:]
+        var nextID: Int64 = 1
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func save(_ agent: AgentRecord) throws { state.withLock { $0.agents[agent.id] = agent } }
+
+    public func agents() throws -> [AgentRecord] { state.withLock { $0.agents.values.sorted { $0.id < $1.id } } }
+
+    public func delete(agent: String) throws { state.withLock { _ = $0.agents.removeValue(forKey: agent) } }
+
+    public func commit(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord?) throws -> [EnforcementRecord] {
+        state.withLock { state in
+            var stored: [EnforcementRecord] = []
+            for var record in records {
+                record.id = state.nextID
+                state.nextID += 1
+                state.records.append(record)
+                stored.append(record)
+            }
+            if let ladder { state.ladders[ladder.agent] = ladder }
+            if let agent { state.agents[agent.id] = agent }
+            return stored
+        }
+    }
+
+    public func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
+        state.withLock { state in
+            Array(
+                state.records.filter { record in
+                    (agent == nil || record.agent == agent) && (since.map { record.at >= $0 } ?? true)
+                        && (afterID.map { (record.id ?? 0) > $0 } ?? true)
+                }
+                .prefix(limit))
+        }
+    }
+
+    public func ladders() throws -> [AgentLadder] { state.withLock { Array($0.ladders.values) } }
+
+    public func deleteLadder(agent: String) throws { state.withLock { _ = $0.ladders.removeValue(forKey: agent) } }
+
+    public func save(group: QuotaGroup) throws { state.withLock { $0.groups[group.name] = group } }
+
+    public func groupOverrides() throws -> [String: QuotaGroup] { state.withLock { $0.groups } }
+}

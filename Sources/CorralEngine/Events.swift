@@ -1,0 +1,121 @@
+public import CorralCore
+import Synchronization
+
+/// Something that happened, for the event stream (Server-Sent Events) and logs.
+public struct CorralEvent: Equatable, Codable, Sendable {
+    public enum Kind: String, Codable, Sendable {
+        case agentStarted = "agent_started"
+        case agentExited = "agent_exited"
+        case agentRemoved = "agent_removed"
+        case violation
+        /// An enforcement action and its outcome (`record`).
+        case enforcement
+        case throttleNotice = "throttle_notice"
+        case throttleRestored = "throttle_restored"
+        case terminationNotice = "termination_notice"
+        case scaleDownRequest = "scale_down_request"
+        case suspended
+        case thawed
+        case quotaChanged = "quota_changed"
+        case groupChanged = "group_changed"
+        case usageReported = "usage_reported"
+        case daemon
+    }
+
+    /// Increasing within one daemon run.
+    public var sequence: Int64
+    public var at: Timestamp
+    public var kind: Kind
+    public var agent: String?
+    public var message: String
+    public var violation: Violation?
+    public var record: EnforcementRecord?
+    public var request: ScaleDownRequest?
+
+    public init(
+        sequence: Int64 = 0, at: Timestamp, kind: Kind, agent: String?, message: String, violation: Violation? = nil,
+        record: EnforcementRecord? = nil, request: ScaleDownRequest? = nil
+    ) {
+        self.sequence = sequence
+        self.at = at
+        self.kind = kind
+        self.agent = agent
+        self.message = message
+        self.violation = violation
+        self.record = record
+        self.request = request
+    }
+}
+
+/// Fans events out to subscribers; a slow subscriber loses the oldest events
+/// beyond its buffer instead of slowing the engine.
+public final class EventHub: Sendable {
+    private struct State {
+        var next: Int64 = 1
+        var subscribers: [Int: (agent: String?, continuation: AsyncStream<CorralEvent>.Continuation)] = [:]
+        var nextSubscriber = 0
+        var recent: [CorralEvent] = []
+    }
+
+    private let state = Mutex(State())
+    private let bufferSize: Int
+    private let recentSize: Int
+
+    public init(bufferSize: Int = 1024, recentSize: Int = 256) {
+        self.bufferSize = bufferSize
+        self.recentSize = recentSize
+    }
+
+    /// Publishes `event` (its sequence number is assigned here) and returns it.
+    @discardableResult
+    public func publish(_ event: CorralEvent) -> CorralEvent {
+        state.withLock { state in
+            var event = event
+            event.sequence = state.next
+            state.next += 1
+            state.recent.append(event)
+            if state.recent.count > recentSize { state.recent.removeFirst(state.recent.count - recentSize) }
+            for (_, subscriber) in state.subscribers where subscriber.agent == nil || subscriber.agent == event.agent {
+                subscriber.continuation.yield(event)
+            }
+            return event
+        }
+    }
+
+    /// Events from now on (after the recent ones with a sequence above `after`), for `agent` or all.
+    public func subscribe(agent: String?, after: Int64? = nil) -> AsyncStream<CorralEvent> {
+        let (stream, continuation) = AsyncStream<CorralEvent>.makeStream(bufferingPolicy: .bufferingNewest(bufferSize))
+        let id = state.withLock { state in
+            let id = state.nextSubscriber
+            state.nextSubscriber += 1
+            if let after {
+                for event in state.recent where event.sequence > after && (agent == nil || event.agent == agent) {
+                    continuation.yield(event)
+                }
+            }
+            state.subscribers[id] = (agent, continuation)
+            return id
+        }
+        continuation.onTermination = { [weak self] _ in
+            self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
+
+    /// The last events kept in memory (for `GET /v1/events/recent`).
+    public func recent(agent: String?) -> [CorralEvent] {
+        state.withLock { $0.recent.filter { agent == nil || $0.agent == agent } }
+    }
+
+    /// Ends every stream (shutdown).
+    public func finishAll() {
+        let continuations = state.withLock { state in
+            let all = state.subscribers.values.map(\.continuation)
+            state.subscribers.removeAll()
+            return all
+        }
+        for continuation in continuations { continuation.finish() }
+    }
+}

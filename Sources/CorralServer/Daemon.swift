@@ -1,0 +1,276 @@
+import CCorralLinux
+import CorralCgroup
+import CorralConfig
+public import CorralCore
+import CorralEngine
+import CorralStore
+import CorralSystemd
+import CorralWatcher
+import Hummingbird
+public import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How `corral serve` runs.
+public struct DaemonOptions: Sendable {
+    public var socketPath: String
+    public var stateDirectory: String
+    public var configPath: String?
+    /// nil: the configuration's cgroup_root, else the service's own cgroup under
+    /// systemd (Delegate=yes), else /sys/fs/cgroup/corral.
+    public var cgroupRoot: String?
+    /// Members of this group may use the API like root (nil: only root).
+    public var adminGroup: String?
+    public var version: String
+
+    public init(
+        socketPath: String, stateDirectory: String, configPath: String?, cgroupRoot: String?, adminGroup: String?, version: String
+    ) {
+        self.socketPath = socketPath
+        self.stateDirectory = stateDirectory
+        self.configPath = configPath
+        self.cgroupRoot = cgroupRoot
+        self.adminGroup = adminGroup
+        self.version = version
+    }
+}
+
+/// A start-up problem, said once with the fix; `corrald` prints it and exits non-zero.
+public struct DaemonError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public enum Daemon {
+    /// Loads and validates the configuration file (or the built-in one).
+    public static func loadConfiguration(_ path: String?) throws -> CorralConfiguration {
+        guard let path else { return .builtIn }
+        guard let text = readFile(path) else {
+            throw DaemonError("cannot read the configuration \(path): \(String(cString: strerror(errno)))")
+        }
+        do {
+            return try ConfigLoader.load(text, file: path)
+        } catch {
+            throw DaemonError(error.description)
+        }
+    }
+
+    static func readFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<count])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The cgroup root the daemon manages.
+    static func cgroupRoot(_ options: DaemonOptions, _ configuration: CorralConfiguration) -> String {
+        if let root = options.cgroupRoot ?? configuration.cgroupRoot { return root }
+        // Under systemd with Delegate=yes the service's own cgroup is ours.
+        if getenv("INVOCATION_ID") != nil, let own = HostProbe.ownCgroup, own.hasSuffix(".service") {
+            return HostProbe.mountPoint + own
+        }
+        return CgroupRootLocation.defaultRootPath
+    }
+
+    static func makeDirectory(_ path: String, mode: mode_t) throws {
+        var built = ""
+        for component in path.split(separator: "/") {
+            built += "/" + component
+            if mkdir(built, mode) < 0 && errno != EEXIST {
+                throw DaemonError("cannot create \(built): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    /// Runs until SIGTERM/SIGINT (graceful: state flushed, agents left running).
+    /// Read when no --config is given and it exists.
+    public static let defaultConfigPath = "/etc/corral/corral.yaml"
+
+    public static func run(_ options: DaemonOptions, logger: Logger) async throws {
+        var options = options
+        if options.configPath == nil, access(defaultConfigPath, R_OK) == 0 { options.configPath = defaultConfigPath }
+        let configuration = try loadConfiguration(options.configPath)
+        let facts = HostProbe.facts()
+        if let problem = facts.problems.first {
+            throw DaemonError("cannot manage agents on this host: \(problem.message)\n  fix: \(problem.fix)")
+        }
+        let rootPath = cgroupRoot(options, configuration)
+        let tree: CgroupTree
+        let location: CgroupRootLocation
+        do {
+            location = try CgroupRootLocation.resolve(rootPath, facts: facts)
+            tree = CgroupTree(fs: try DirectoryCgroupFilesystem(anchorPath: location.anchor), root: location.root, rootIsHierarchyRoot: location.isHierarchyRoot)
+            let lock = try tree.fs.lockTree()
+            defer { withExtendedLifetime(lock) {} }
+            let preparation = try tree.prepareRoot(
+                selfPID: getpid(), reservation: configuration.reservation.rootSettings(for: HostProbe.capacity()))
+            if preparation.movedSelfToSupervisor {
+                logger.info("moved the daemon into \(rootPath)/supervisor (no-internal-process rule)")
+            }
+        } catch {
+            throw DaemonError(error.description)
+        }
+
+        // Stored commands and agent logs may hold secrets: the directory is owner-only.
+        try makeDirectory(options.stateDirectory, mode: 0o700)
+        try makeDirectory(options.stateDirectory + "/logs", mode: 0o700)
+        let store: CorralStore
+        do {
+            store = try CorralStore(path: options.stateDirectory + "/corral.db")
+        } catch {
+            throw DaemonError("\(error)")
+        }
+
+        let engine = Engine(
+            configuration: configuration, tree: tree, store: SQLiteEngineStore(store: store),
+            handlers: ActionHandlers(), logDirectory: options.stateDirectory + "/logs", socketPath: options.socketPath)
+        let reconciliation = try await engine.restore()
+        logger.info(
+            "state restored",
+            metadata: [
+                "agents.reattached": "\(reconciliation.reattached.count)", "agents.discovered": "\(reconciliation.discovered.count)",
+                "agents.ended": "\(reconciliation.ended.count)", "cgroups.removed": "\(reconciliation.removedOrphans.count)",
+            ])
+
+        let (signals, continuation) = AsyncStream.makeStream(of: WatchSignal.self)
+        let watcher: CgroupWatcher
+        do {
+            watcher = try CgroupWatcher(
+                filesystem: tree.fs, configuration: CgroupWatcher.Configuration(samplingInterval: configuration.intervals.sampling),
+                clock: Engine.wallClock
+            ) { event in
+                if let signal = WatcherBridge.signal(event) { continuation.yield(signal) }
+            }
+        } catch {
+            throw DaemonError("cannot start the watcher: \(error.description)")
+        }
+        await engine.attach(watcher: WatcherBridge(watcher: watcher, deliver: { continuation.yield($0) }))
+
+        // The socket: a fresh file, mode 0660, group = the admin group.
+        let socketDirectory = String(options.socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+        if !socketDirectory.isEmpty { try makeDirectory(socketDirectory, mode: 0o755) }
+        if corral_connect_unix(options.socketPath) >= 0 {
+            throw DaemonError("another daemon answers on \(options.socketPath); stop it first (or use --socket)")
+        }
+        unlink(options.socketPath)
+        var adminGID: UInt32?
+        if let adminGroup = options.adminGroup {
+            guard let group = getgrnam(adminGroup) else {
+                throw DaemonError("unknown admin group '\(adminGroup)': create it (groupadd \(adminGroup)) or leave --admin-group out")
+            }
+            adminGID = group.pointee.gr_gid
+        }
+        let hierarchyRoot = location.rootPath.hasPrefix(HostProbe.mountPoint) ? String(location.rootPath.dropFirst(HostProbe.mountPoint.count)) : location.rootPath
+        let adminGroupID = adminGID
+        let settings = APISettings(
+            version: options.version, socketPath: options.socketPath, cgroupRoot: location.rootPath,
+            policy: AccessPolicy(adminGID: adminGID, cgroupRootInHierarchy: hierarchyRoot.isEmpty ? "/" : hierarchyRoot))
+        let router = buildRouter(engine: engine, settings: settings)
+        let socketPath = options.socketPath
+        var app = Application(
+            router: router, configuration: ApplicationConfiguration(address: .unixDomainSocket(path: socketPath), serverName: "corral"),
+            onServerRunning: { _ in
+                chmod(socketPath, 0o660)
+                if let adminGroupID { _ = chown(socketPath, 0, adminGroupID) }
+                let status = Systemd.notify("READY=1\nSTATUS=managing agents; API on \(socketPath)")
+                logger.info("ready", metadata: ["socket": "\(socketPath)", "sd_notify": "\(status)"])
+            }, logger: logger)
+        app.addServices(
+            EngineService(engine: engine, watcher: watcher, signals: signals, continuation: continuation, logger: logger),
+            ReloadService(engine: engine, configPath: options.configPath, logger: logger),
+            WatchdogService(logger: logger))
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        engine.hub.finishAll()
+        try? store.close()
+        unlink(socketPath)
+        Systemd.notify("STOPPING=1")
+        logger.info("stopped; agents keep running")
+    }
+}
+
+/// Feeds watcher signals to the engine in order and runs its timers.
+struct EngineService: Service {
+    let engine: Engine
+    let watcher: CgroupWatcher
+    let signals: AsyncStream<WatchSignal>
+    let continuation: AsyncStream<WatchSignal>.Continuation
+    let logger: Logger
+
+    func run() async throws {
+        watcher.start()
+        let engine = engine
+        let signals = signals
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await signal in signals { await engine.handle(signal) }
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        await engine.tick()
+                        try? await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+                await group.next()
+                group.cancelAll()
+            }
+        } onGracefulShutdown: { [continuation, watcher] in
+            watcher.stop()
+            continuation.finish()
+        }
+        logger.info("engine stopped")
+    }
+}
+
+/// SIGHUP: reload the configuration; an invalid file changes nothing.
+struct ReloadService: Service {
+    let engine: Engine
+    let configPath: String?
+    let logger: Logger
+
+    func run() async throws {
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in hangups {
+                do {
+                    let configuration = try Daemon.loadConfiguration(configPath)
+                    await engine.reload(configuration, handlers: ActionHandlers())
+                    Systemd.notify("STATUS=configuration reloaded")
+                    logger.info("configuration reloaded", metadata: ["config": "\(configPath ?? "built-in")"])
+                } catch {
+                    logger.error("configuration not reloaded; the previous one stays in force", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+}
+
+/// Pings systemd's watchdog at half of WATCHDOG_USEC, when it is set.
+struct WatchdogService: Service {
+    let logger: Logger
+
+    func run() async throws {
+        guard let text = getenv("WATCHDOG_USEC").map({ String(cString: $0) }), let usec = Int64(text), usec > 0 else {
+            try await gracefulShutdown()
+            return
+        }
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                Systemd.notify("WATCHDOG=1")
+                try await Task.sleep(for: .microseconds(usec / 2))
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+import CorralCore
+public import CorralEngine
+public import Hummingbird
+import NIOCore
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Runs an engine call, turning its errors into API errors.
+func engineCall<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as EngineError {
+        throw APIError.from(error)
+    }
+}
+
+/// Settings the routes need besides the engine.
+public struct APISettings: Sendable {
+    public var version: String
+    public var socketPath: String
+    public var cgroupRoot: String
+    public var policy: AccessPolicy
+
+    public init(version: String, socketPath: String, cgroupRoot: String, policy: AccessPolicy) {
+        self.version = version
+        self.socketPath = socketPath
+        self.cgroupRoot = cgroupRoot
+        self.policy = policy
+    }
+}
+
+/// The control API (documented in openapi/corral.yaml).
+public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralRequestContext> {
+    let router = Router(context: CorralRequestContext.self)
+    router.add(middleware: ErrorMiddleware())
+    router.add(middleware: AuthorizationMiddleware(policy: settings.policy))
+
+    @Sendable func agentID(_ context: CorralRequestContext) throws -> String {
+        let id = try context.parameters.require("id")
+        if let problem = CgroupName.problem(with: id, what: "agent id") {
+            throw APIError(.badRequest, "bad_request", problem)
+        }
+        return id
+    }
+
+    @Sendable func query(_ request: Request, _ name: String) -> String? {
+        request.uri.queryParameters[Substring(name)].map(String.init)
+    }
+
+    let v1 = router.group("v1")
+
+    v1.get("health") { _, _ in
+        let agents = try await engineCall { try await engine.list(includeEnded: false) }
+        return jsonResponse(
+            Health(status: "ok", version: settings.version, agents: agents.count, cgroupRoot: settings.cgroupRoot, socket: settings.socketPath))
+    }
+
+    // Groups
+    v1.get("groups") { _, _ in
+        jsonResponse(GroupList(groups: await engine.groups()))
+    }
+    v1.get("groups/:name") { _, context in
+        let name = try context.parameters.require("name")
+        return jsonResponse(try await engineCall { try await engine.group(name) })
+    }
+    v1.patch("groups/:name") { request, context in
+        let name = try context.parameters.require("name")
+        let update = try await decodeBody(GroupUpdateRequest.self, from: request)
+        try checkAmounts(limits: update.limits, totals: update.totals)
+        guard update.limits != nil || update.totals != nil else {
+            throw APIError(.unprocessableContent, "invalid", "give limits and/or totals to change")
+        }
+        return jsonResponse(try await engineCall { try await engine.updateGroup(name, limits: update.limits ?? [:], totals: update.totals ?? [:]) })
+    }
+
+    // Agents
+    v1.get("agents") { request, _ in
+        let state = query(request, "state") ?? "all"
+        guard state == "all" || state == "live" else {
+            throw APIError(.badRequest, "bad_request", "state must be 'all' or 'live', not '\(state)'")
+        }
+        return jsonResponse(AgentList(agents: try await engineCall { try await engine.list(includeEnded: state == "all") }))
+    }
+    v1.post("agents") { request, _ in
+        let launch = try await decodeBody(LaunchRequest.self, from: request)
+        try checkAmounts(limits: launch.limits)
+        return jsonResponse(try await engineCall { try await engine.launch(launch) }, status: .created)
+    }
+    v1.post("agents/register") { request, _ in
+        let body = try await decodeBody(RegisterRequest.self, from: request)
+        try checkAmounts(limits: body.limits)
+        return jsonResponse(
+            try await engineCall { try await engine.register(id: body.id, group: body.group, command: body.command, overrides: body.limits ?? [:]) },
+            status: .created)
+    }
+    v1.post("agents/adopt") { request, _ in
+        let body = try await decodeBody(AdoptRequest.self, from: request)
+        return jsonResponse(try await engineCall { try await engine.adopt(pid: body.pid, id: body.id, group: body.group) }, status: .created)
+    }
+    v1.get("agents/:id") { _, context in
+        let id = try agentID(context)
+        return jsonResponse(try await engineCall { try await engine.status(of: id) })
+    }
+    v1.delete("agents/:id") { request, context in
+        let id = try agentID(context)
+        let force = query(request, "force") ?? "false"
+        guard force == "true" || force == "false" else {
+            throw APIError(.badRequest, "bad_request", "force must be 'true' or 'false', not '\(force)'")
+        }
+        try await engineCall { try await engine.remove(id, force: force == "true") }
+        return Response(status: .noContent)
+    }
+    v1.post("agents/:id/attach") { request, context in
+        let id = try agentID(context)
+        let body = try await decodeBody(AttachRequest.self, from: request)
+        guard body.pid > 0 else {
+            throw APIError(.badRequest, "bad_request", "pid must be the id of the agent's process (above 0), not \(body.pid)")
+        }
+        return jsonResponse(try await engineCall { try await engine.attach(id: id, pid: body.pid) })
+    }
+    v1.post("agents/:id/finished") { request, context in
+        let id = try agentID(context)
+        let body = try await decodeBody(FinishedRequest.self, from: request)
+        return jsonResponse(try await engineCall { try await engine.finished(id, exitStatus: body.exitStatus, reason: body.reason) })
+    }
+    v1.post("agents/:id/stop") { _, context in
+        let id = try agentID(context)
+        return jsonResponse(try await engineCall { try await engine.stop(id) })
+    }
+    v1.post("agents/:id/freeze") { _, context in
+        let id = try agentID(context)
+        return jsonResponse(try await engineCall { try await engine.freeze(id) })
+    }
+    v1.post("agents/:id/thaw") { _, context in
+        let id = try agentID(context)
+        return jsonResponse(try await engineCall { try await engine.thaw(id) })
+    }
+    v1.post("agents/:id/kill") { _, context in
+        let id = try agentID(context)
+        return jsonResponse(try await engineCall { try await engine.kill(id) })
+    }
+    v1.put("agents/:id/limits") { request, context in
+        let id = try agentID(context)
+        let body = try await decodeBody(LimitsRequest.self, from: request)
+        try checkAmounts(limits: body.limits)
+        return jsonResponse(try await engineCall { try await engine.setOverrides(id, body.limits) })
+    }
+    v1.get("agents/:id/compliance") { _, context in
+        let id = try agentID(context)
+        let violations = try await engineCall { try await engine.compliance(of: id) }
+        return jsonResponse(ComplianceReport(agent: id, compliant: violations.isEmpty, violations: violations))
+    }
+    v1.post("agents/:id/usage") { request, context in
+        let id = try agentID(context)
+        let body = try await decodeBody(UsageRequest.self, from: request)
+        try checkAmounts(usage: body.usage)
+        let violations = try await engineCall { try await engine.report(usage: body.usage, for: id) }
+        return jsonResponse(ComplianceReport(agent: id, compliant: violations.isEmpty, violations: violations))
+    }
+    v1.get("agents/:id/history") { request, context in
+        let id = try agentID(context)
+        return try await history(engine, request, agent: id)
+    }
+
+    // History and events
+    v1.get("history") { request, _ in
+        let agent = query(request, "agent")
+        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
+            throw APIError(.badRequest, "bad_request", problem)
+        }
+        return try await history(engine, request, agent: agent)
+    }
+    v1.get("events/recent") { request, _ in
+        let agent = query(request, "agent")
+        let limit = Int(query(request, "limit") ?? "100") ?? 100
+        let events = engine.hub.recent(agent: agent).suffix(max(1, min(limit, 1000)))
+        return jsonResponse(EventList(events: Array(events)))
+    }
+    v1.get("events") { request, _ in
+        let agent = query(request, "agent")
+        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
+            throw APIError(.badRequest, "bad_request", problem)
+        }
+        let after = try query(request, "after").map { text -> Int64 in
+            guard let value = Int64(text), value >= 0 else {
+                throw APIError(.badRequest, "bad_request", "after must be an event sequence number, not '\(text)'")
+            }
+            return value
+        }
+        let stream = engine.hub.subscribe(agent: agent, after: after)
+        let encoder = APIJSON.encoder
+        let body = ResponseBody { writer in
+            var buffer = ByteBuffer(string: ": corral events\(agent.map { " for \($0)" } ?? "")\n\n")
+            try await writer.write(buffer)
+            for await event in stream {
+                let json = (try? encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+                buffer = ByteBuffer(string: "id: \(event.sequence)\nevent: \(event.kind.rawValue)\ndata: \(json)\n\n")
+                try await writer.write(buffer)
+            }
+            try await writer.finish(nil)
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    return router
+}
+
+func history(_ engine: Engine, _ request: Request, agent: String?) async throws -> Response {
+    let parameters = request.uri.queryParameters
+    let since = try parameters["since"].map { text -> Timestamp in
+        guard let time = Timestamp(iso8601: String(text)) else {
+            throw APIError(.badRequest, "bad_request", "since must be an ISO 8601 UTC time like 2026-11-29T09:00:00Z, not '\(text)'")
+        }
+        return time
+    }
+    let after = try parameters["after"].map { text -> Int64 in
+        guard let value = Int64(String(text)), value >= 0 else {
+            throw APIError(.badRequest, "bad_request", "after must be a record id, not '\(text)'")
+        }
+        return value
+    }
+    let limit = try parameters["limit"].map { text -> Int in
+        guard let value = Int(String(text)), (1...10000).contains(value) else {
+            throw APIError(.badRequest, "bad_request", "limit must be between 1 and 10000, not '\(text)'")
+        }
+        return value
+    } ?? 1000
+    let records = try await engineCall { try await engine.history(agent: agent, since: since, afterID: after, limit: limit) }
+    return jsonResponse(HistoryList(records: records))
+}
+

@@ -1,0 +1,71 @@
+internal import Foundation
+internal import Synchronization
+
+#if canImport(Glibc)
+    internal import Glibc
+#elseif canImport(Darwin)
+    internal import Darwin
+#endif
+
+/// An exclusive `flock(2)` on `<database>-lock`, held while a store is open,
+/// so that a second `corral serve` on the same state fails at once with a
+/// clear message instead of two daemons interleaving writes. A sidecar file,
+/// not the database itself: closing any descriptor of the database file would
+/// drop SQLite's own POSIX locks. The kernel releases it when the holder dies
+/// (kill -9 included), so a crash never leaves a stale lock.
+final class FileLock: Sendable {
+    let path: String
+    private let descriptor: Mutex<Int32?>
+
+    init(databasePath: String) throws {
+        let path = databasePath + "-lock"
+        self.path = path
+        let fd = path.withCString { open($0, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
+        guard fd >= 0 else {
+            let code = errno
+            throw StoreError(
+                code: code == EACCES || code == EROFS || code == EPERM ? .permissionDenied : .cannotOpen,
+                path: databasePath, operation: "opening",
+                message: "state database \(databasePath): cannot create its lock file \(path): \(String(cString: strerror(code)))",
+                fix: "check that \((databasePath as NSString).deletingLastPathComponent) exists and is writable by this user")
+        }
+        var result: Int32
+        repeat { result = flock(fd, LOCK_EX | LOCK_NB) } while result < 0 && errno == EINTR
+        guard result == 0 else {
+            let code = errno
+            let holder = Self.readHolder(fd)
+            close(fd)
+            guard code == EWOULDBLOCK else {
+                throw StoreError(
+                    code: .io, path: databasePath, operation: "opening",
+                    message: "state database \(databasePath): cannot lock \(path): \(String(cString: strerror(code)))")
+            }
+            throw StoreError(
+                code: .locked, path: databasePath, operation: "opening",
+                message: "state database \(databasePath) is in use by another corral serve\(holder.map { " (pid \($0))" } ?? "")",
+                fix: "stop the other daemon (systemctl stop corral), or give this one another state file")
+        }
+        // Who holds it, for the message above; a failure here loses only that detail.
+        let pid = "\(getpid())\n"
+        if ftruncate(fd, 0) == 0 {
+            _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+        }
+        descriptor = Mutex(fd)
+    }
+
+    deinit { release() }
+
+    func release() {
+        descriptor.withLock { fd in
+            if let open = fd { close(open) }
+            fd = nil
+        }
+    }
+
+    private static func readHolder(_ fd: Int32) -> Int32? {
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { return nil }
+        return Int32(String(decoding: buffer[..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}

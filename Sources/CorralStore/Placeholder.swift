@@ -1,1 +1,0 @@
-// The store: see Store.swift (being written).

@@ -1,0 +1,316 @@
+public import CorralCore
+internal import GRDB
+
+/// Reads inside one transaction: everything it returns comes from the same
+/// snapshot of the database, whatever is written meanwhile.
+///
+/// Valid only inside the `read`/`write` closure that received it.
+public struct StoreReader {
+    let db: Database
+    let path: String
+
+    public func agent(id: String) throws -> AgentRecord? {
+        try mapping("reading agent '\(id)'") {
+            try Row.fetchOne(db, sql: "SELECT \(AgentRow.columns) FROM agent WHERE id = ?", arguments: [id]).map(AgentRow.decode)
+        }
+    }
+
+    /// Agents in `states` (all when nil) of `group` (all when nil), oldest first.
+    public func agents(states: Set<AgentState>? = nil, group: String? = nil) throws -> [AgentRecord] {
+        if let states, states.isEmpty { return [] }
+        var conditions: [String] = []
+        var arguments = StatementArguments()
+        if let states {
+            let sorted = states.map(\.rawValue).sorted()
+            conditions.append("state IN (\(sorted.map { _ in "?" }.joined(separator: ", ")))")
+            arguments += StatementArguments(sorted)
+        }
+        if let group {
+            conditions.append("group_name = ?")
+            arguments += [group]
+        }
+        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        return try mapping("reading agents") {
+            try Row.fetchAll(db, sql: "SELECT \(AgentRow.columns) FROM agent\(filter) ORDER BY created_at, id", arguments: arguments)
+                .map(AgentRow.decode)
+        }
+    }
+
+    /// Enforcement records in id order (the order they were recorded), at most
+    /// `limit` of them (none when `limit` ≤ 0).
+    ///
+    /// - Parameters:
+    ///   - agent: only this agent's records.
+    ///   - since: only records with `at` ≥ this time.
+    ///   - afterID: only records recorded after this one (a cursor: pass the
+    ///     last id seen to page through, or to resume an event stream).
+    ///   - newestFirst: the `limit` most recent matches, newest first, instead
+    ///     of the oldest ones (for "the last 50 actions").
+    public func history(
+        agent: String? = nil, since: Timestamp? = nil, afterID: Int64? = nil, limit: Int = 1000, newestFirst: Bool = false
+    ) throws -> [EnforcementRecord] {
+        guard limit > 0 else { return [] }
+        var conditions: [String] = []
+        var arguments = StatementArguments()
+        if let agent {
+            conditions.append("agent = ?")
+            arguments += [agent]
+        }
+        if let since {
+            conditions.append("at >= ?")
+            arguments += [since.milliseconds]
+        }
+        if let afterID {
+            conditions.append("id > ?")
+            arguments += [afterID]
+        }
+        arguments += [limit]
+        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        let order = newestFirst ? "DESC" : "ASC"
+        // Left alone, SQLite answers "since" by walking every record in id
+        // order from the first; the time index reads only the recent ones.
+        let table = agent == nil && since != nil ? "enforcement INDEXED BY enforcement_by_time" : "enforcement"
+        let sql = "SELECT \(HistoryRow.columns) FROM \(table)\(filter) ORDER BY id \(order) LIMIT ?"
+        return try mapping("reading enforcement history") {
+            var records: [EnforcementRecord] = []
+            records.reserveCapacity(min(limit, 4096))
+            let rows = try Row.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
+            while let row = try rows.next() {
+                records.append(try HistoryRow.decode(row))
+            }
+            return records
+        }
+    }
+
+    /// The id of the latest enforcement record, nil when there is none.
+    public func lastHistoryID() throws -> Int64? {
+        try mapping("reading enforcement history") {
+            try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM enforcement")
+        }
+    }
+
+    public func ladder(agent: String) throws -> AgentLadder? {
+        try mapping("reading the escalation state of agent '\(agent)'") {
+            try String.fetchOne(db, sql: "SELECT state FROM ladder WHERE agent = ?", arguments: [agent])
+                .map { try StoreJSON.decode(AgentLadder.self, from: $0) }
+        }
+    }
+
+    /// Every stored escalation state, by agent id.
+    public func ladders() throws -> [String: AgentLadder] {
+        try mapping("reading escalation states") {
+            var ladders: [String: AgentLadder] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT agent, state FROM ladder") {
+                let agent: String = try row.decode(atIndex: 0)
+                ladders[agent] = try StoreJSON.decode(AgentLadder.self, from: row.decode(atIndex: 1))
+            }
+            return ladders
+        }
+    }
+
+    /// Groups changed by live updates, by name.
+    public func groupOverrides() throws -> [String: QuotaGroup] {
+        try mapping("reading group overrides") {
+            var groups: [String: QuotaGroup] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT name, definition FROM group_override") {
+                let name: String = try row.decode(atIndex: 0)
+                groups[name] = try StoreJSON.decode(QuotaGroup.self, from: row.decode(atIndex: 1))
+            }
+            return groups
+        }
+    }
+
+    func mapping<T>(_ operation: @autoclosure () -> String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            throw StoreError.explain(error, path: path, operation: operation())
+        }
+    }
+}
+
+@available(*, unavailable)
+extension StoreReader: Sendable {}
+
+/// Reads and writes inside one transaction: all its writes commit together
+/// when the `write` closure returns, or none do (the closure threw, or the
+/// process died before the commit).
+///
+/// Valid only inside the `write` closure that received it.
+public struct StoreWriter {
+    let db: Database
+    let path: String
+
+    /// Reads that see this transaction's own writes.
+    public var reader: StoreReader { StoreReader(db: db, path: path) }
+
+    /// Inserts or updates the agent with `agent.id`. Its ladder, if any, stays.
+    public func save(_ agent: AgentRecord) throws {
+        try reader.mapping("saving agent '\(agent.id)'") {
+            let statement = try db.cachedStatement(
+                sql: """
+                    INSERT INTO agent (\(AgentRow.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET
+                        group_name = excluded.group_name, state = excluded.state, origin = excluded.origin,
+                        pid = excluded.pid, command = excluded.command, limits = excluded.limits,
+                        overrides = excluded.overrides, cgroup = excluded.cgroup, created_at = excluded.created_at,
+                        ended_at = excluded.ended_at, exit_status = excluded.exit_status, end_reason = excluded.end_reason
+                    """)
+            try statement.execute(arguments: AgentRow.arguments(agent))
+        }
+    }
+
+    /// Removes the agent and its ladder; its enforcement history stays.
+    /// Returns whether there was such an agent.
+    @discardableResult
+    public func delete(agent id: String) throws -> Bool {
+        try reader.mapping("deleting agent '\(id)'") {
+            try db.execute(sql: "DELETE FROM agent WHERE id = ?", arguments: [id])
+            return db.changesCount > 0
+        }
+    }
+
+    /// Records `record` and returns it with its `id`: larger than every id
+    /// committed before, and never reused once committed (ids are assigned
+    /// in commit order, so a reader paging with `afterID` misses none).
+    ///
+    /// `record.id` must be nil: a record with an id is already stored, and
+    /// appending it again would duplicate it.
+    @discardableResult
+    public func append(_ record: EnforcementRecord) throws -> EnforcementRecord {
+        precondition(record.id == nil, "enforcement record \(record.id ?? 0) is already stored; append it once")
+        return try reader.mapping("recording a \(record.action.rawValue) of agent '\(record.agent)'") {
+            let statement = try db.cachedStatement(
+                sql: "INSERT INTO enforcement (\(HistoryRow.insertColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            try statement.execute(arguments: HistoryRow.arguments(record))
+            var stored = record
+            stored.id = db.lastInsertedRowID
+            return stored
+        }
+    }
+
+    /// Deletes enforcement records with `at` before `time`; returns how many.
+    @discardableResult
+    public func pruneHistory(before time: Timestamp) throws -> Int {
+        try reader.mapping("pruning enforcement history") {
+            try db.execute(sql: "DELETE FROM enforcement WHERE at < ?", arguments: [time.milliseconds])
+            return db.changesCount
+        }
+    }
+
+    /// Stores the escalation state of `ladder.agent`. The agent must be in
+    /// the store when the transaction commits (saved before or after this,
+    /// in the same transaction): otherwise the whole transaction fails with
+    /// `StoreError.Code.unknownAgent`.
+    public func save(ladder: AgentLadder) throws {
+        try reader.mapping("saving the escalation state of agent '\(ladder.agent)'") {
+            try db.cachedStatement(
+                sql: "INSERT INTO ladder (agent, state) VALUES (?, ?) ON CONFLICT(agent) DO UPDATE SET state = excluded.state"
+            )
+            .execute(arguments: [ladder.agent, StoreJSON.encode(ladder)])
+        }
+    }
+
+    /// Returns whether there was a ladder for `agent`.
+    @discardableResult
+    public func deleteLadder(agent: String) throws -> Bool {
+        try reader.mapping("deleting the escalation state of agent '\(agent)'") {
+            try db.execute(sql: "DELETE FROM ladder WHERE agent = ?", arguments: [agent])
+            return db.changesCount > 0
+        }
+    }
+
+    /// Stores `group` as changed by a live update; it replaces the
+    /// configuration's definition of `group.name` after a restart.
+    public func save(group: QuotaGroup) throws {
+        try reader.mapping("saving group '\(group.name)'") {
+            try db.execute(
+                sql:
+                    "INSERT INTO group_override (name, definition) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET definition = excluded.definition",
+                arguments: [group.name, StoreJSON.encode(group)])
+        }
+    }
+
+    /// Returns whether there was an override for `name`.
+    @discardableResult
+    public func deleteGroupOverride(name: String) throws -> Bool {
+        try reader.mapping("deleting group override '\(name)'") {
+            try db.execute(sql: "DELETE FROM group_override WHERE name = ?", arguments: [name])
+            return db.changesCount > 0
+        }
+    }
+}
+
+@available(*, unavailable)
+extension StoreWriter: Sendable {}
+
+/// The `agent` table's columns and their mapping to `AgentRecord`.
+enum AgentRow {
+    static let columns =
+        "id, group_name, state, origin, pid, command, limits, overrides, cgroup, created_at, ended_at, exit_status, end_reason"
+
+    static func arguments(_ agent: AgentRecord) throws -> StatementArguments {
+        [
+            agent.id, agent.group, agent.state.rawValue, agent.origin.rawValue, agent.pid,
+            try StoreJSON.encode(agent.command), try StoreJSON.encode(agent.limits), try StoreJSON.encode(agent.overrides),
+            agent.cgroup, agent.createdAt.milliseconds, agent.endedAt?.milliseconds, agent.exitStatus, agent.endReason,
+        ]
+    }
+
+    static func decode(_ row: Row) throws -> AgentRecord {
+        let id: String = try row.decode(atIndex: 0)
+        return AgentRecord(
+            id: id,
+            group: try row.decode(atIndex: 1),
+            state: try enumValue(row.decode(atIndex: 2), "state", of: "agent '\(id)'"),
+            origin: try enumValue(row.decode(atIndex: 3), "origin", of: "agent '\(id)'"),
+            pid: try row.decode(Int32?.self, atIndex: 4),
+            command: try StoreJSON.decode([String].self, from: row.decode(atIndex: 5)),
+            limits: try StoreJSON.decode(LimitSet.self, from: row.decode(atIndex: 6)),
+            overrides: try StoreJSON.decode([Resource: LimitOverride].self, from: row.decode(atIndex: 7)),
+            cgroup: try row.decode(atIndex: 8),
+            createdAt: Timestamp(milliseconds: try row.decode(atIndex: 9)),
+            endedAt: try row.decode(Int64?.self, atIndex: 10).map { Timestamp(milliseconds: $0) },
+            exitStatus: try row.decode(Int32?.self, atIndex: 11),
+            endReason: try row.decode(atIndex: 12))
+    }
+}
+
+/// The `enforcement` table's columns and their mapping to `EnforcementRecord`.
+enum HistoryRow {
+    static let insertColumns = "agent, resource, kind, current_value, limit_value, action, at, succeeded, error, details"
+    static let columns = "id, " + insertColumns
+
+    static func arguments(_ record: EnforcementRecord) -> StatementArguments {
+        [
+            record.agent, record.resource.rawValue, record.kind.rawValue, record.current.isNaN ? nil : record.current,
+            record.limit.isNaN ? nil : record.limit, record.action.rawValue, record.at.milliseconds, record.succeeded,
+            record.error, record.details,
+        ]
+    }
+
+    static func decode(_ row: Row) throws -> EnforcementRecord {
+        let id: Int64 = try row.decode(atIndex: 0)
+        let what = "enforcement record \(id)"
+        let violation = Violation(
+            agent: try row.decode(atIndex: 1),
+            resource: try enumValue(row.decode(atIndex: 2), "resource", of: what),
+            kind: try enumValue(row.decode(atIndex: 3), "kind", of: what),
+            current: try row.decode(Double?.self, atIndex: 4) ?? .nan,
+            limit: try row.decode(Double?.self, atIndex: 5) ?? .nan)
+        return EnforcementRecord(
+            id: id, violation: violation, action: try enumValue(row.decode(atIndex: 6), "action", of: what),
+            at: Timestamp(milliseconds: try row.decode(atIndex: 7)), succeeded: try row.decode(atIndex: 8),
+            error: try row.decode(atIndex: 9), details: try row.decode(atIndex: 10))
+    }
+}
+
+/// An enum from its stored raw value; a value this binary does not know
+/// (written by a newer Corral, or edited by hand) is a readable error.
+private func enumValue<T: RawRepresentable>(_ raw: String, _ field: String, of owner: String) throws -> T where T.RawValue == String {
+    guard let value = T(rawValue: raw) else {
+        throw DecodingError.dataCorrupted(
+            DecodingError.Context(codingPath: [], debugDescription: "\(owner) has an unknown \(field) '\(raw)'"))
+    }
+    return value
+}

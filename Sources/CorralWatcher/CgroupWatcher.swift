@@ -1,0 +1,113 @@
+internal import CCorralLinux
+public import CorralCgroup
+public import CorralCore
+
+#if canImport(Glibc)
+    internal import Glibc
+#endif
+
+/// Watches agent and group cgroups and reports what the kernel says about
+/// them, as soon as it says it.
+///
+/// One dedicated thread blocks in poll(2) on an inotify fd (`IN_MODIFY` of
+/// memory.events, pids.events and cgroup.events of every watched cgroup),
+/// the PSI trigger fds of every agent and a wake-up eventfd; the poll timeout
+/// is the next sampling deadline. A kernel event is read and reported at
+/// once, without batching delay; every `samplingInterval` all agents are
+/// sampled. Events reach `sink` in order, on the watcher's thread: keep the
+/// sink short (yield into an `AsyncStream`, e.g.):
+///
+///     let (events, continuation) = AsyncStream.makeStream(of: WatcherEvent.self)
+///     let watcher = try CgroupWatcher(filesystem: fs) { continuation.yield($0) }
+///
+/// `watch`, `unwatch` and `sampleNow` are synchronous and cheap (a few
+/// cgroup file reads); they may be called from any thread, also from the sink.
+public final class CgroupWatcher: Sendable {
+    public struct Configuration: Sendable {
+        /// How often every agent is sampled (memory.current/peak, cpu.stat, pids.current).
+        public var samplingInterval: Duration
+        /// The PSI trigger armed on each agent's memory.pressure and cpu.pressure; nil: none.
+        public var pressureThreshold: PressureThreshold?
+        /// The shortest span a CPU rate is computed over (see `UsageReading.readings`).
+        public var minimumCPUWindow: Duration
+
+        public init(
+            samplingInterval: Duration = .seconds(1), pressureThreshold: PressureThreshold? = .standard,
+            minimumCPUWindow: Duration = .milliseconds(200)
+        ) {
+            precondition(samplingInterval > .zero, "the sampling interval must be positive")
+            self.samplingInterval = samplingInterval
+            self.pressureThreshold = pressureThreshold
+            self.minimumCPUWindow = minimumCPUWindow
+        }
+    }
+
+    private let loop: WatchLoop
+
+    /// The wall clock: CLOCK_REALTIME in milliseconds.
+    public static let systemClock: @Sendable () -> Timestamp = {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Timestamp(milliseconds: Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000)
+    }
+
+    /// Creates the inotify instance and the wake-up fd; nothing runs until `start()`.
+    /// Throws when the process is out of inotify instances or file descriptors.
+    public init(
+        filesystem: any CgroupFilesystem, configuration: Configuration = Configuration(),
+        clock: @escaping @Sendable () -> Timestamp = CgroupWatcher.systemClock,
+        sink: @escaping @Sendable (WatcherEvent) -> Void
+    ) throws(CgroupError) {
+        loop = try WatchLoop(filesystem: filesystem, configuration: configuration, clock: clock, sink: sink)
+    }
+
+    deinit { loop.stop() }
+
+    /// Starts the watcher's thread. Idempotent; does nothing after `stop()`.
+    public func start() { loop.start() }
+
+    /// Stops the thread, waits for it to end and closes every descriptor.
+    /// Idempotent. Called from the sink, it returns before the thread ends.
+    public func stop() { loop.stop() }
+
+    /// Watches an agent's cgroup: events, PSI triggers, periodic samples.
+    /// Takes the baseline sample the first observation is compared with, so
+    /// counters that grew before this call are history, not news. Watch a
+    /// new agent before its process starts, so its `.emptied` is not missed.
+    /// Watching an id again replaces the earlier watch.
+    /// Throws `.notFound`/`.removed` when the cgroup does not exist.
+    @discardableResult
+    public func watch(agent: String, path: CgroupPath) throws(CgroupError) -> CgroupSample {
+        try loop.watch(.agent(agent), path: path)
+    }
+
+    /// Watches a group's cgroup for events only (no PSI triggers, no periodic
+    /// observations; each sampling tick checks that it still exists).
+    @discardableResult
+    public func watchGroup(name: String, path: CgroupPath) throws(CgroupError) -> CgroupSample {
+        try loop.watch(.group(name), path: path)
+    }
+
+    /// Stops watching an agent. An observation already on its way to the sink may still arrive.
+    public func unwatch(agent: String) { loop.unwatch(.agent(agent)) }
+
+    public func unwatchGroup(name: String) { loop.unwatch(.group(name)) }
+
+    /// Reads the agent's cgroup now and returns the observation (trigger
+    /// `.requested`) without sending it to the sink. It becomes the baseline
+    /// of the next one: the counter increases it reports are not reported
+    /// again, so the caller must act on them. Nil when the agent is not
+    /// watched. When the cgroup is gone, throws and the sink gets `.vanished`.
+    public func sampleNow(agent: String) throws(CgroupError) -> Observation? {
+        try loop.sampleNow(.agent(agent))
+    }
+
+    /// Whether agents get PSI triggers.
+    public var pressureTriggers: PressureTriggerStatus { loop.pressureStatus }
+
+    /// What is watched now.
+    public var subjects: Set<WatchSubject> { loop.subjects }
+
+    /// Whether the thread is running.
+    public var isRunning: Bool { loop.isRunning }
+}

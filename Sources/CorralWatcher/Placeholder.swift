@@ -1,1 +1,0 @@
-// The watcher: see Watcher.swift (being written).

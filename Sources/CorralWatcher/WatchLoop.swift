@@ -1,0 +1,565 @@
+internal import CCorralLinux
+internal import CorralCgroup
+internal import CorralCore
+internal import Synchronization
+internal import SystemPackage
+
+#if canImport(Glibc)
+    internal import Glibc
+#endif
+
+/// The watcher's state and its thread. Everything mutable is behind `state`;
+/// file reads of one cgroup happen under the lock, so baselines advance in
+/// order whichever thread samples. The sink is called only by the loop
+/// thread and never under the lock.
+final class WatchLoop: Sendable {
+    private let fs: any CgroupFilesystem
+    private let tree: CgroupTree
+    private let configuration: CgroupWatcher.Configuration
+    private let clock: @Sendable () -> Timestamp
+    private let sink: @Sendable (WatcherEvent) -> Void
+    private let inotifyFD: Int32
+    private let wakeFD: Int32
+    private let state: Mutex<State>
+
+    private enum Lifecycle {
+        case idle
+        case running(pthread_t)
+        case stopping(pthread_t)
+        case stopped
+    }
+
+    /// One watched cgroup.
+    private struct Watched {
+        var path: CgroupPath
+        /// inotify watch descriptors of its *.events files.
+        var descriptors: [CgroupFile: Int32] = [:]
+        /// Files whose watch the kernel dropped (IN_IGNORED), to watch again.
+        var lost: Set<CgroupFile> = []
+        /// PSI trigger fds.
+        var triggers: [Resource: Int32] = [:]
+        var previous: CgroupSample
+        var previousAt: ContinuousClock.Instant
+        /// The sample the next CPU rate is measured from.
+        var cpuBaseline: CgroupSample
+        var cpuBaselineAt: ContinuousClock.Instant
+        var populated: Bool
+        /// The last read failed for a reason other than removal (reported once).
+        var failing = false
+    }
+
+    /// Who an inotify watch descriptor belongs to. Two subjects on the same
+    /// cgroup share the kernel's descriptor.
+    private struct Descriptor {
+        var file: CgroupFile
+        var subjects: Set<WatchSubject>
+    }
+
+    private struct State {
+        var lifecycle = Lifecycle.idle
+        var subjects: [WatchSubject: Watched] = [:]
+        var descriptors: [Int32: Descriptor] = [:]
+        var pressure: PressureTriggerStatus
+        /// Events found outside the loop thread (by `sampleNow`), emitted by the loop.
+        var outbox: [WatcherEvent] = []
+        /// Trigger fds of unwatched agents, closed by the loop once it is out of poll(2).
+        var retired: [Int32] = []
+        /// The poll set must be rebuilt.
+        var triggersChanged = true
+    }
+
+    /// What one loop iteration must do for one subject.
+    private struct Work {
+        var files: Set<CgroupFile> = []
+        var pressure: Set<Resource> = []
+        /// Only check that it still exists (a watch was dropped, a trigger failed).
+        var check = false
+
+        var trigger: ObservationTrigger? {
+            if let file = notifyingFiles.first(where: files.contains) { return .event(file) }
+            if pressure.contains(.memory) { return .pressure(.memory) }
+            if pressure.contains(.cpu) { return .pressure(.cpu) }
+            return nil
+        }
+    }
+
+    /// The result of reading one subject.
+    private enum Outcome {
+        case observed(Observation, [WatcherEvent])
+        case failed(CgroupError, [WatcherEvent])
+        case notWatched
+    }
+
+    init(
+        filesystem: any CgroupFilesystem, configuration: CgroupWatcher.Configuration, clock: @escaping @Sendable () -> Timestamp,
+        sink: @escaping @Sendable (WatcherEvent) -> Void
+    ) throws(CgroupError) {
+        let inotifyFD = corral_inotify_init()
+        guard inotifyFD >= 0 else { throw CgroupError.inotify(Errno(rawValue: errno), path: filesystem.absolutePath(.anchor)) }
+        let wakeFD = corral_eventfd()
+        guard wakeFD >= 0 else {
+            let error = CgroupError.inotify(Errno(rawValue: errno), path: filesystem.absolutePath(.anchor))
+            close(inotifyFD)
+            throw error
+        }
+        self.fs = filesystem
+        self.tree = CgroupTree(fs: filesystem, root: .anchor)
+        self.configuration = configuration
+        self.clock = clock
+        self.sink = sink
+        self.inotifyFD = inotifyFD
+        self.wakeFD = wakeFD
+        self.state = Mutex(State(pressure: configuration.pressureThreshold == nil ? .disabled : .untried))
+    }
+
+    deinit {
+        // stop() closed everything unless the thread never ran.
+        state.withLock { state in
+            if case .stopped = state.lifecycle { return }
+            closeAll(&state)
+        }
+    }
+
+    // MARK: Public operations
+
+    var pressureStatus: PressureTriggerStatus { state.withLock { $0.pressure } }
+
+    var subjects: Set<WatchSubject> { state.withLock { Set($0.subjects.keys) } }
+
+    var isRunning: Bool {
+        state.withLock { state in
+            if case .running = state.lifecycle { return true }
+            return false
+        }
+    }
+
+    func start() {
+        state.withLock { state in
+            guard case .idle = state.lifecycle else { return }
+            let box = Unmanaged.passRetained(self).toOpaque()
+            var thread = pthread_t()
+            let created = pthread_create(
+                &thread, nil,
+                { raw in
+                    let loop = Unmanaged<WatchLoop>.fromOpaque(raw!).takeRetainedValue()
+                    loop.run()
+                    return nil
+                }, box)
+            // Without a thread there is no watcher: EAGAIN here means the
+            // process is out of threads, which nothing downstream survives.
+            precondition(created == 0, "cannot start the watcher thread: pthread_create returned \(created)")
+            state.lifecycle = .running(thread)
+        }
+    }
+
+    func stop() {
+        let joinable: pthread_t? = state.withLock { state in
+            switch state.lifecycle {
+            case .idle:
+                closeAll(&state)
+                state.lifecycle = .stopped
+                return nil
+            case .running(let thread):
+                state.lifecycle = .stopping(thread)
+                return thread
+            case .stopping, .stopped:
+                return nil
+            }
+        }
+        guard let thread = joinable else { return }
+        wake()
+        if pthread_equal(thread, pthread_self()) != 0 {
+            // Called from the sink: the loop ends after this batch and cleans up itself.
+            let detached = pthread_detach(thread)
+            assert(detached == 0, "pthread_detach on the watcher thread returned \(detached)")
+        } else {
+            let joined = pthread_join(thread, nil)
+            precondition(joined == 0, "pthread_join on the watcher thread returned \(joined)")
+        }
+    }
+
+    func watch(_ subject: WatchSubject, path: CgroupPath) throws(CgroupError) -> CgroupSample {
+        let baseline = try state.withLock { (state: inout State) throws(CgroupError) -> CgroupSample in
+            if case .stopped = state.lifecycle { throw .stopped(fs.absolutePath(path)) }
+            if case .stopping = state.lifecycle { throw .stopped(fs.absolutePath(path)) }
+            remove(subject, &state)
+            // The baseline is read before the watches exist: a change in
+            // between is then caught by the counters at the next reading,
+            // rather than absorbed into the baseline.
+            let sample = try tree.sample(path)
+            let now = ContinuousClock.now
+            var watched = Watched(
+                path: path, previous: sample, previousAt: now, cpuBaseline: sample, cpuBaselineAt: now,
+                populated: sample.events.populated)
+            for file in notifyingFiles {
+                let target = fs.absolutePath(path) + "/" + file.rawValue
+                switch Inotify.add(inotifyFD, path: target) {
+                case .success(let wd):
+                    watched.descriptors[file] = wd
+                    state.descriptors[wd, default: Descriptor(file: file, subjects: [])].subjects.insert(subject)
+                case .failure(let errno) where errno == .noSuchFileOrDirectory && file != .events:
+                    continue  // that controller is not enabled here
+                case .failure(let errno):
+                    state.subjects[subject] = watched
+                    remove(subject, &state)
+                    throw .inotify(errno, path: target)
+                }
+            }
+            if subject.agent != nil {
+                watched.triggers = armTriggers(path, &state)
+                if !watched.triggers.isEmpty { state.triggersChanged = true }
+            }
+            state.subjects[subject] = watched
+            return sample
+        }
+        wake()
+        return baseline
+    }
+
+    func unwatch(_ subject: WatchSubject) {
+        let hadTriggers = state.withLock { state in
+            let triggers = !(state.subjects[subject]?.triggers.isEmpty ?? true)
+            remove(subject, &state)
+            return triggers
+        }
+        if hadTriggers { wake() }
+    }
+
+    func sampleNow(_ subject: WatchSubject) throws(CgroupError) -> Observation? {
+        let seenAt = ContinuousClock.now
+        let outcome = state.withLock { state in
+            let outcome = observe(subject, trigger: .requested, seenAt: seenAt, &state)
+            switch outcome {
+            case .observed(_, let events), .failed(_, let events): state.outbox += events
+            case .notWatched: break
+            }
+            return outcome
+        }
+        switch outcome {
+        case .observed(let observation, let events):
+            if !events.isEmpty { wake() }
+            return observation
+        case .failed(let error, _):
+            wake()
+            throw error
+        case .notWatched:
+            return nil
+        }
+    }
+
+    // MARK: Under the lock
+
+    /// Forgets `subject`: its inotify watches (unless shared) and trigger fds.
+    private func remove(_ subject: WatchSubject, _ state: inout State) {
+        guard let watched = state.subjects.removeValue(forKey: subject) else { return }
+        for wd in watched.descriptors.values {
+            state.descriptors[wd]?.subjects.remove(subject)
+            if state.descriptors[wd]?.subjects.isEmpty ?? false {
+                state.descriptors[wd] = nil
+                Inotify.remove(inotifyFD, wd)
+            }
+        }
+        for fd in watched.triggers.values { retire(fd, &state) }
+    }
+
+    /// Closes a trigger fd now, or after poll(2) returns when the loop may be polling it.
+    private func retire(_ fd: Int32, _ state: inout State) {
+        state.triggersChanged = true
+        if case .idle = state.lifecycle {
+            close(fd)
+        } else {
+            state.retired.append(fd)
+        }
+    }
+
+    private func closeAll(_ state: inout State) {
+        for subject in Array(state.subjects.keys) { remove(subject, &state) }
+        for fd in state.retired { close(fd) }
+        state.retired = []
+        close(inotifyFD)
+        close(wakeFD)
+    }
+
+    /// Arms the PSI triggers of an agent; the first failure turns them off for good.
+    private func armTriggers(_ path: CgroupPath, _ state: inout State) -> [Resource: Int32] {
+        let threshold: PressureThreshold
+        let checkFilesystem: Bool
+        switch state.pressure {
+        case .disabled, .unavailable: return [:]
+        case .untried:
+            guard let configured = configuration.pressureThreshold else { return [:] }
+            threshold = configured
+            checkFilesystem = true
+        case .active(let working):
+            threshold = working
+            checkFilesystem = false
+        }
+        var triggers: [Resource: Int32] = [:]
+        for (resource, file) in [(Resource.memory, CgroupFile.memoryPressure), (.cpu, .cpuPressure)] {
+            switch PressureTriggers.arm(file, of: path, fs: fs, threshold: threshold, checkFilesystem: checkFilesystem) {
+            case .armed(let fd, let used):
+                triggers[resource] = fd
+                state.pressure = .active(used)
+            case .gone:
+                return triggers
+            case .unavailable(let reason):
+                for fd in triggers.values { close(fd) }
+                state.pressure = .unavailable(reason: reason)
+                return [:]
+            }
+        }
+        return triggers
+    }
+
+    /// Reads `subject` and turns the reading into events.
+    private func observe(
+        _ subject: WatchSubject, trigger: ObservationTrigger, seenAt: ContinuousClock.Instant, _ state: inout State
+    ) -> Outcome {
+        guard var watched = state.subjects[subject] else { return .notWatched }
+        let sample: CgroupSample
+        do {
+            sample = try tree.sample(watched.path)
+        } catch {
+            return .failed(error, failure(error, of: subject, &state))
+        }
+        let now = ContinuousClock.now
+        let at = clock()
+        // Counter signals against the previous observation; the CPU rate
+        // against the last one that had a CPU reading, so that events
+        // arriving faster than the CPU window do not starve it.
+        var readings = UsageReading.readings(
+            previous: watched.previous, current: sample, elapsed: watched.previousAt.duration(to: now),
+            minimumCPUWindow: .seconds(Int64(Int32.max)))
+        let cpu = UsageReading.readings(
+            previous: watched.cpuBaseline, current: sample, elapsed: watched.cpuBaselineAt.duration(to: now),
+            minimumCPUWindow: configuration.minimumCPUWindow
+        ).first { $0.resource == .cpu }
+        if let cpu {
+            readings.insert(cpu, at: readings.firstIndex { $0.resource > .cpu } ?? readings.endIndex)
+            watched.cpuBaseline = sample
+            watched.cpuBaselineAt = now
+        }
+        var pressure: Pressure?
+        if case .pressure(let resource) = trigger {
+            let file: CgroupFile = resource == .memory ? .memoryPressure : .cpuPressure
+            pressure = (try? fs.read(file, of: watched.path)).flatMap(Pressure.init(parsing:))
+        }
+        let observation = Observation(
+            subject: subject, trigger: trigger, at: at, seenAt: seenAt, sample: sample, readings: readings,
+            elapsed: watched.previousAt.duration(to: now), pressure: pressure)
+        var events: [WatcherEvent] = []
+        watched.failing = false
+        if watched.populated && !sample.events.populated { events.append(.emptied(subject, at: at)) }
+        watched.populated = sample.events.populated
+        watched.previous = sample
+        watched.previousAt = now
+        state.subjects[subject] = watched
+        return .observed(observation, events)
+    }
+
+    /// A read of `subject` failed: it vanished (reported once, then
+    /// forgotten), or it is unreadable (reported once per streak).
+    private func failure(_ error: CgroupError, of subject: WatchSubject, _ state: inout State) -> [WatcherEvent] {
+        guard var watched = state.subjects[subject] else { return [] }
+        let at = clock()
+        if error.meansRemoved {
+            remove(subject, &state)
+            // A cgroup cannot be removed while populated: if the change to
+            // empty was missed, report it before the removal.
+            return watched.populated ? [.emptied(subject, at: at), .vanished(subject, at: at)] : [.vanished(subject, at: at)]
+        }
+        guard !watched.failing else { return [] }
+        watched.failing = true
+        state.subjects[subject] = watched
+        return [.unreadable(subject, error, at: at)]
+    }
+
+    /// Checks that `subject` still exists, without an observation (its
+    /// baseline stays); watches the kernel dropped are added again.
+    private func check(_ subject: WatchSubject, _ state: inout State) -> [WatcherEvent] {
+        guard var watched = state.subjects[subject] else { return [] }
+        let text: String
+        do {
+            text = try fs.read(.events, of: watched.path)
+        } catch {
+            return failure(error, of: subject, &state)
+        }
+        var events: [WatcherEvent] = []
+        let populated = CgroupEvents(parsing: text).populated
+        if watched.populated && !populated { events.append(.emptied(subject, at: clock())) }
+        watched.populated = populated
+        for file in watched.lost {
+            if case .success(let wd) = Inotify.add(inotifyFD, path: fs.absolutePath(watched.path) + "/" + file.rawValue) {
+                watched.lost.remove(file)
+                watched.descriptors[file] = wd
+                state.descriptors[wd, default: Descriptor(file: file, subjects: [])].subjects.insert(subject)
+            }
+        }
+        state.subjects[subject] = watched
+        return events
+    }
+
+    // MARK: The thread
+
+    /// Wakes the loop so it takes the outbox and rebuilds its poll set.
+    /// Never called under the lock; checks under it that the fd is still open.
+    private func wake() {
+        state.withLock { state in
+            if case .stopped = state.lifecycle { return }
+            let woken = corral_eventfd_signal(wakeFD) == 0
+            assert(woken, "eventfd write: errno \(errno)")
+        }
+    }
+
+    /// A PSI trigger in the poll set.
+    private struct PolledTrigger {
+        var subject: WatchSubject
+        var resource: Resource
+        var fd: Int32
+    }
+
+    private func run() {
+        // Process-directed signals go to the other threads (a daemon's signalfd wants them all blocked).
+        var all = sigset_t()
+        sigfillset(&all)
+        let masked = pthread_sigmask(SIG_BLOCK, &all, nil)
+        assert(masked == 0, "pthread_sigmask: \(masked)")
+        _ = corral_set_thread_name("corral-watcher")  // cosmetic: fails only for names over 15 bytes
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
+        defer { buffer.deallocate() }
+        let interval = configuration.samplingInterval
+        var nextTick = ContinuousClock.now.advanced(by: interval)
+        var pollSet: [pollfd] = []
+        var polledTriggers: [PolledTrigger] = []
+
+        while true {
+            // Close what was retired, rebuild the poll set, take the outbox.
+            let (stopping, outbox) = state.withLock { state -> (Bool, [WatcherEvent]) in
+                for fd in state.retired { close(fd) }
+                state.retired = []
+                if state.triggersChanged {
+                    state.triggersChanged = false
+                    polledTriggers = state.subjects.flatMap { subject, watched in
+                        watched.triggers.map { PolledTrigger(subject: subject, resource: $0.key, fd: $0.value) }
+                    }
+                    pollSet =
+                        [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)]
+                        + polledTriggers.map { pollfd(fd: $0.fd, events: Int16(POLLPRI), revents: 0) }
+                }
+                let outbox = state.outbox
+                state.outbox = []
+                if case .stopping = state.lifecycle { return (true, outbox) }
+                return (false, outbox)
+            }
+            for event in outbox { sink(event) }
+            if stopping { break }
+
+            let remaining = ContinuousClock.now.duration(to: nextTick)
+            let timeout = remaining <= .zero ? 0 : Int32(clamping: (remaining.microseconds + 999) / 1000)
+            for index in pollSet.indices { pollSet[index].revents = 0 }
+            let ready = poll(&pollSet, nfds_t(pollSet.count), timeout)
+            let seenAt = ContinuousClock.now
+            if ready < 0 {
+                // EINTR: go round. ENOMEM: back off rather than spin.
+                if errno != EINTR { usleep(10_000) }
+                continue
+            }
+
+            var work: [WatchSubject: Work] = [:]
+            var order: [WatchSubject] = []
+            func note(_ subject: WatchSubject, _ change: (inout Work) -> Void) {
+                if work[subject] == nil { order.append(subject) }
+                change(&work[subject, default: Work()])
+            }
+            if ready > 0 {
+                if pollSet[0].revents != 0 {
+                    let drained = corral_eventfd_drain(wakeFD) == 0
+                    assert(drained, "eventfd read: errno \(errno)")
+                }
+                let inotifyEvents = pollSet[1].revents != 0 ? Inotify.drain(inotifyFD, buffer: buffer) : []
+                var failedTriggers: [PolledTrigger] = []
+                for (index, polled) in polledTriggers.enumerated() {
+                    let revents = Int32(pollSet[index + 2].revents)
+                    if revents & (POLLERR | POLLHUP | POLLNVAL) != 0 {
+                        // The cgroup is being removed (or the trigger is gone):
+                        // drop the trigger so poll cannot spin on it.
+                        failedTriggers.append(polled)
+                        note(polled.subject) { $0.check = true }
+                    } else if revents & POLLPRI != 0 {
+                        note(polled.subject) { $0.pressure.insert(polled.resource) }
+                    }
+                }
+                state.withLock { state in
+                    for event in inotifyEvents {
+                        if event.isOverflow {
+                            // Changes were lost: read everything as if every file had changed.
+                            for subject in state.subjects.keys { note(subject) { $0.files.formUnion(notifyingFiles) } }
+                            continue
+                        }
+                        guard let descriptor = state.descriptors[event.descriptor] else { continue }
+                        if event.isModify {
+                            for subject in descriptor.subjects { note(subject) { $0.files.insert(descriptor.file) } }
+                        }
+                        if event.isIgnored || event.isDeleteSelf {
+                            for subject in descriptor.subjects { note(subject) { $0.check = true } }
+                        }
+                        if event.isIgnored {
+                            state.descriptors[event.descriptor] = nil
+                            for subject in descriptor.subjects {
+                                state.subjects[subject]?.descriptors[descriptor.file] = nil
+                                state.subjects[subject]?.lost.insert(descriptor.file)
+                            }
+                        }
+                    }
+                    for failed in failedTriggers where state.subjects[failed.subject]?.triggers[failed.resource] == failed.fd {
+                        state.subjects[failed.subject]?.triggers[failed.resource] = nil
+                        retire(failed.fd, &state)
+                    }
+                }
+            }
+
+            // Event path first: read each changed cgroup once, report at once.
+            var events: [WatcherEvent] = []
+            for subject in order {
+                guard let item = work[subject] else { continue }
+                let found: [WatcherEvent] = state.withLock { state in
+                    var found: [WatcherEvent] = []
+                    if let trigger = item.trigger {
+                        switch observe(subject, trigger: trigger, seenAt: seenAt, &state) {
+                        case .observed(let observation, let more): found = [.observation(observation)] + more
+                        case .failed(_, let more): found = more
+                        case .notWatched: break
+                        }
+                    }
+                    if item.check { found += check(subject, &state) }
+                    return found
+                }
+                events += found
+            }
+            for event in events { sink(event) }
+
+            // The periodic sample, when due.
+            let now = ContinuousClock.now
+            guard now >= nextTick else { continue }
+            nextTick = nextTick.advanced(by: interval)
+            if nextTick < now { nextTick = now.advanced(by: interval) }
+            let subjects = state.withLock { Array($0.subjects.keys) }
+            for subject in subjects {
+                let found: [WatcherEvent] = state.withLock { state in
+                    guard subject.agent != nil else { return check(subject, &state) }
+                    switch observe(subject, trigger: .sample, seenAt: now, &state) {
+                    case .observed(let observation, let more): return [.observation(observation)] + more
+                    case .failed(_, let more): return more
+                    case .notWatched: return []
+                    }
+                }
+                for event in found { sink(event) }
+            }
+        }
+
+        state.withLock { state in
+            closeAll(&state)
+            state.lifecycle = .stopped
+        }
+    }
+}

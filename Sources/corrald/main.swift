@@ -1,0 +1,75 @@
+import ArgumentParser
+import CorralServer
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// corrald: the daemon behind `corral serve`.
+@main
+struct Corrald: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "corrald",
+        abstract: "The Corral daemon: manages many agents' cgroups, walks the escalation ladder, serves the API.",
+        discussion: """
+            Watches every agent's cgroup (inotify on memory.events, pids.events, cgroup.events; PSI
+            triggers; sampling), turns the kernel's signals into violations, walks each agent's
+            escalation ladder (warn, throttle, suspend, terminate, scale_down, migrate, custom) with
+            the configured delays, records every action with its real outcome in SQLite, and serves
+            an HTTP/JSON API on a Unix socket (openapi/corral.yaml) that the corral CLI uses.
+
+            SIGTERM/SIGINT: graceful stop, agents keep running; a restarted daemon re-attaches them.
+            SIGHUP: reload the configuration (an invalid file is refused, the old one stays).
+            Under systemd (deploy/corral.service, Delegate=yes) it manages its own cgroup.
+            """,
+        version: "0.2.0"
+    )
+
+    @Option(name: .long, help: ArgumentHelp("The API socket.", valueName: "PATH"))
+    var socket = "/run/corral/corral.sock"
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Database and agent logs.", valueName: "DIR"))
+    var stateDirectory = "/var/lib/corral"
+
+    @Option(name: .long, help: ArgumentHelp("YAML configuration (default: /etc/corral/corral.yaml when it exists, else the built-in seed groups).", valueName: "FILE"))
+    var config: String?
+
+    @Option(name: .customLong("cgroup-root"), help: ArgumentHelp("The cgroup directory to manage.", valueName: "DIR"))
+    var cgroupRoot: String?
+
+    @Option(name: .customLong("admin-group"), help: ArgumentHelp("Members of this group may use the API like root.", valueName: "GROUP"))
+    var adminGroup: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level '\(logLevel)': use trace, debug, info, notice, warning, error or critical")
+        }
+        for (flag, path) in [("--socket", socket), ("--state-dir", stateDirectory)] where !path.hasPrefix("/") {
+            throw ValidationError("\(flag) '\(path)' must be an absolute path")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "corral")
+        do {
+            try await Daemon.run(
+                DaemonOptions(
+                    socketPath: socket, stateDirectory: stateDirectory, configPath: config, cgroupRoot: cgroupRoot,
+                    adminGroup: adminGroup, version: Self.configuration.version),
+                logger: logger)
+        } catch let error as DaemonError {
+            var text = "corrald: \(error.description)\n"
+            _ = text.withUTF8 { write(2, $0.baseAddress, $0.count) }
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import CorralCore
+import CorralTestSupport
+import Foundation
+import Testing
+
+/// `corral serve` on a real kernel: agents in all three groups, violations
+/// of memory, CPU and processes, the ladder walking warn → throttle →
+/// suspend → terminate with shortened delays, each step checked against the
+/// kernel's own files, and a `kill -9` of the daemon mid-escalation followed
+/// by a restart that re-attaches every agent and continues the ladder.
+@Suite("e2e: the daemon walks the escalation ladder", .serialized, .enabled(if: E2E.enabled))
+struct DaemonTests {
+    /// A daemon process with its own socket, state and cgroup root.
+    final class Daemon: @unchecked Sendable {
+        let binary: String
+        let corral: String
+        let socket: String
+        let state: String
+        let config: String
+        let root: String
+        var process: Subprocess.Running?
+
+        init(name: String) throws {
+            let (corral, _) = try E2E.binaries()
+            guard let daemon = ProcessInfo.processInfo.environment["CORRAL_DAEMON"], FileManager.default.isExecutableFile(atPath: daemon) else {
+                throw E2E.NotReady(description: "CORRAL_DAEMON must name the corrald binary (scripts/e2e sets it)")
+            }
+            self.binary = daemon
+            self.corral = corral
+            let base = "/tmp/corral-e2e-\(name)-\(getpid())"
+            try? FileManager.default.removeItem(atPath: base)
+            try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+            socket = base + "/corral.sock"
+            state = base + "/state"
+            config = base + "/corral.yaml"
+            root = E2E.root(name)
+            // Delays shortened from the seed's 30 s / 5 min / 10 min.
+            try """
+                intervals: {sampling: 500ms}
+                escalation:
+                  delays: {warn: 0s, throttle: 3s, suspend: 6s, terminate: 9s}
+                  termination_grace: 1s
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+        }
+
+        func start() throws {
+            process = try Subprocess.start(
+                binary, ["--socket", socket, "--state-dir", state, "--config", config, "--cgroup-root", root, "--log-level", "debug"])
+            guard E2E.eventually(timeout: 60, { (try? self.cli(["agents", "list"]))?.status == 0 }) else {
+                let output = process?.wait(timeout: 1)
+                throw E2E.NotReady(description: "corrald did not come up on \(socket): \(output.map { "\($0)" } ?? "")")
+            }
+        }
+
+        func crash() {
+            process?.signal(SIGKILL)
+            _ = process?.wait(timeout: 30)
+            process = nil
+        }
+
+        func stop() -> CommandResult? {
+            process?.signal(SIGTERM)
+            let result = process?.wait(timeout: 60)
+            process = nil
+            return result
+        }
+
+        func cli(_ arguments: [String]) throws -> CommandResult {
+            try Subprocess.run(corral, arguments + ["--socket", socket], timeout: 120)
+        }
+
+        func json<T: Decodable>(_ arguments: [String], as type: T.Type) throws -> T {
+            let result = try cli(arguments + ["--json"])
+            guard result.status == 0 else { throw E2E.NotReady(description: "corral \(arguments): \(result)") }
+            return try CorralJSON.decode(type, from: result.stdout)
+        }
+
+        func history(_ agent: String) throws -> [EnforcementRecord] {
+            try json(["history", agent], as: [EnforcementRecord].self)
+        }
+
+        func actions(_ agent: String, _ resource: Resource) throws -> [EnforcementAction] {
+            try history(agent).filter { $0.resource == resource && $0.succeeded }.map(\.action)
+        }
+
+        func cgroup(_ group: String, _ agent: String) -> String { "\(root)/\(group)/\(agent)" }
+    }
+
+    @Test func ladderRunsOnRealViolationsAndSurvivesACrash() throws {
+        let (_, stress) = try E2E.binaries()
+        let daemon = try Daemon(name: "daemon")
+        try daemon.start()
+        defer {
+            for agent in ["forker", "spinner", "soft", "oomer"] { _ = try? daemon.cli(["agents", "kill", agent]) }
+            _ = E2E.eventually(timeout: 30) { ((try? daemon.json(["agents", "list"], as: [AgentRecord].self)) ?? [AgentRecord]()).isEmpty }
+            _ = daemon.stop()
+            E2E.removeEmptyTree(daemon.root)
+        }
+
+        // heavy_computation_agent: processes → terminate. A process that keeps
+        // hitting pids.max is a persisting hard violation.
+        #expect(try daemon.cli(["agents", "start", "--name", "forker", "--group", "heavy_computation_agent", "--pids-max", "8", "--", stress, "forkloop", "64", "600"]).status == 0)
+        // lightweight_agent: cpu → throttle. A spinner pinned at cpu.max.
+        #expect(try daemon.cli(["agents", "start", "--name", "spinner", "--group", "lightweight_agent", "--", stress, "spin", "600"]).status == 0)
+        // standard_agent: memory over memory.high (soft) → warn.
+        #expect(try daemon.cli(["agents", "start", "--name", "soft", "--group", "standard_agent", "--memory-high", "16M", "--memory-max", "200M", "--", stress, "mem", "19", "600", "1"]).status == 0)
+        // lightweight_agent: memory past memory.max (hard) → OOM kill, recorded.
+        #expect(try daemon.cli(["agents", "start", "--name", "oomer", "--group", "lightweight_agent", "--memory-high", "100MB", "--", stress, "mem", "300"]).status == 0)
+
+        let forker = daemon.cgroup("heavy_computation_agent", "forker")
+        // warn at once, throttle after 3 s: pids.max lowered (to the processes it has).
+        #expect(E2E.eventually(timeout: 120) { ((try? daemon.actions("forker", .processes)) ?? []).contains(.throttle) })
+        let pidsMax = E2E.read(forker + "/pids.max")?.trimmingCharacters(in: .whitespacesAndNewlines)
+        E2E.report("forker throttled: pids.max \(pidsMax ?? "?")")
+        #expect(Int(pidsMax ?? "") ?? 99 <= 8)
+        #expect(try daemon.actions("forker", .processes).prefix(2) == [.warn, .throttle])
+
+        // The spinner's cpu.max is lowered from 10% (10000 100000).
+        #expect(E2E.eventually(timeout: 120) { ((try? daemon.actions("spinner", .cpu)) ?? []).contains(.throttle) })
+        let cpuMax = E2E.read(daemon.cgroup("lightweight_agent", "spinner") + "/cpu.max")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        E2E.report("spinner throttled: cpu.max \(cpuMax)")
+        #expect(cpuMax.hasPrefix("9000 ") || cpuMax.hasPrefix("8500 ") || cpuMax.hasPrefix("7000 ") || cpuMax.hasPrefix("5000 "))
+
+        // Crash the daemon mid-escalation (before the forker's suspend at 6 s if we are quick enough).
+        let before = try daemon.json(["history"], as: [EnforcementRecord].self)
+        daemon.crash()
+        E2E.report("daemon killed with SIGKILL after \(before.count) records")
+        #expect(CgroupEvents(parsing: E2E.read(forker + "/cgroup.events") ?? "").populated, "agents keep running while the daemon is down")
+        try daemon.start()
+        let agents = try daemon.json(["agents", "list"], as: [AgentRecord].self)
+        E2E.report("after restart: \(agents.map { "\($0.id)=\($0.state.rawValue)" }.joined(separator: ", "))")
+        #expect(Set(agents.map(\.id)).isSuperset(of: ["forker", "spinner", "soft"]), "live agents re-attached")
+
+        // The ladder continues: suspend (frozen, confirmed by cgroup.events), then terminate.
+        #expect(E2E.eventually(timeout: 180) { ((try? daemon.actions("forker", .processes)) ?? []).contains(.suspend) })
+        #expect(
+            E2E.eventually(timeout: 30) { CgroupEvents(parsing: E2E.read(forker + "/cgroup.events") ?? "").frozen }
+                || ((try? daemon.actions("forker", .processes)) ?? []).contains(.terminate),
+            "suspend froze the cgroup")
+        #expect(E2E.eventually(timeout: 180) { !E2E.exists(forker) }, "terminate ended the agent and its cgroup was removed")
+        let forkerHistory = try daemon.history("forker").filter { $0.resource == .processes }
+        E2E.report("forker history: " + forkerHistory.map { "\($0.action.rawValue)\($0.succeeded ? "" : "(failed)")@\($0.at)" }.joined(separator: " "))
+        let forkerActions = forkerHistory.map(\.action)
+        #expect(forkerActions.filter { $0 == .warn }.count == 1, "no record duplicated across the crash")
+        #expect(forkerActions.filter { $0 == .throttle }.count == 1)
+        #expect(Array(forkerActions.prefix(4)) == [.warn, .throttle, .suspend, .terminate])
+        let ended = try daemon.json(["agents", "show", "forker"], as: AgentStatusShape.self)
+        #expect(ended.agent.state == .terminated)
+
+        // History across the crash: every record from before is still there, ids unique.
+        let after = try daemon.json(["history"], as: [EnforcementRecord].self)
+        #expect(Set(after.compactMap(\.id)).count == after.count)
+        #expect(Set(before.compactMap(\.id)).isSubset(of: Set(after.compactMap(\.id))))
+
+        // The soft memory violation was warned about; the OOM kill was a hard one.
+        #expect(E2E.eventually(timeout: 60) { ((try? daemon.actions("soft", .memory)) ?? []).contains(.warn) })
+        #expect(E2E.eventually(timeout: 120) {
+            ((try? daemon.json(["agents", "list", "--all"], as: [AgentRecord].self)) ?? []).first { $0.id == "oomer" }?.state.isLive == false
+        })
+        let oomer = try daemon.history("oomer").filter { $0.resource == .memory }
+        E2E.report("oomer: " + oomer.map { "\($0.kind.rawValue) \($0.action.rawValue)" }.joined(separator: ", "))
+        #expect(oomer.contains { $0.kind == .hard && $0.action == .warn })
+
+        // A graceful stop leaves the agents running.
+        let stopped = daemon.stop()
+        #expect(stopped?.status == 0, "\(stopped.map { "\($0)" } ?? "")")
+        #expect(CgroupEvents(parsing: E2E.read(daemon.cgroup("lightweight_agent", "spinner") + "/cgroup.events") ?? "").populated)
+        try daemon.start()
+    }
+
+    struct AgentStatusShape: Decodable {
+        var agent: AgentRecord
+    }
+}

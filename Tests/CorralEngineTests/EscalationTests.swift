@@ -1,0 +1,268 @@
+import CorralCgroup
+import CorralCore
+import CorralEngine
+import CorralTestSupport
+import Foundation
+import Testing
+
+/// The ladder carried out on a fake cgroup tree, with a clock moved by hand.
+@Suite("Escalation through the engine")
+struct EscalationTests {
+    @Test("a soft violation is warned about once, recorded and published")
+    func warn() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("w1")
+        await harness.observe("w1", [.memory: 300_000_000])
+        await harness.keepObserving("w1", [.memory: 300_000_000], for: .seconds(3))
+        let records = try await harness.history("w1")
+        #expect(records.count == 1)
+        let warn = try #require(records.first)
+        #expect(warn.id == 1)
+        #expect(warn.action == .warn && warn.kind == .soft && warn.resource == .memory)
+        #expect(warn.current == 300_000_000 && warn.limit == 200_000_000)
+        #expect(warn.succeeded && warn.error == nil)
+        #expect(warn.at == TestClock.origin)
+        let kinds = harness.events("w1").map(\.kind)
+        #expect(kinds.contains(.violation) && kinds.contains(.enforcement))
+        #expect(harness.fs.writes.allSatisfy { if case .write(_, let file, _) = $0 { file != .freeze } else { true } })
+    }
+
+    @Test("throttle lowers cpu.max by the factor and restore writes the configured value back")
+    func throttleAndRestoreCPU() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("t1")
+        let leaf = harness.leaf("standard_agent", "t1")
+        #expect(harness.fs.value(.cpuMax, at: leaf) == "30000 100000")
+        // 32% against a 30% hard limit: excess 0.067 → factor 0.9.
+        await harness.observe("t1", [.cpu: 32])
+        await harness.keepObserving("t1", [.cpu: 32], for: .seconds(2))
+        #expect(harness.fs.value(.cpuMax, at: leaf) == "27000 100000")
+        let records = try await harness.history("t1")
+        #expect(records.map(\.action) == [.warn, .throttle])
+        #expect(records.last?.succeeded == true)
+        #expect(records.last?.details.contains("cpu.max 30000 100000 → 27000 100000") == true, "\(records.last?.details ?? "")")
+        #expect(try await harness.engine.status(of: "t1").ladder?.throttled[.cpu] == 0.9)
+
+        // Within the limit for longer than the clear time (2.5 s): restored.
+        await harness.keepObserving("t1", [.cpu: 5], for: .seconds(2))
+        #expect(harness.fs.value(.cpuMax, at: leaf) == "27000 100000")
+        await harness.keepObserving("t1", [.cpu: 5], for: .seconds(2))
+        #expect(harness.fs.value(.cpuMax, at: leaf) == "30000 100000")
+        #expect(harness.written(.cpuMax, at: leaf) == ["30000 100000", "27000 100000", "30000 100000"])
+        #expect(harness.events("t1").contains { $0.kind == .throttleRestored && $0.message.contains("cpu.max 30000 100000") })
+        #expect(try await harness.engine.status(of: "t1").ladder?.throttled.isEmpty == true)
+        #expect(try await harness.history("t1").count == 2)
+    }
+
+    @Test("throttle lowers memory.high; restore puts memory.high and memory.max back")
+    func throttleMemory() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("m1")
+        let leaf = harness.leaf("standard_agent", "m1")
+        // 800 MB against 500 MB: excess 0.6 → factor 0.7 of the 200 MB soft limit.
+        await harness.observe("m1", [.memory: 800_000_000])
+        await harness.keepObserving("m1", [.memory: 800_000_000], for: .seconds(2))
+        #expect(harness.fs.value(.memoryHigh, at: leaf) == "140000000")
+        #expect(harness.fs.value(.memoryMax, at: leaf) == "500000000")
+        await harness.keepObserving("m1", [.memory: 1_000_000], for: .seconds(4))
+        #expect(harness.fs.value(.memoryHigh, at: leaf) == "200000000")
+        #expect(harness.written(.memoryHigh, at: leaf) == ["200000000", "140000000", "200000000"])
+    }
+
+    @Test("throttle lowers pids.max for a burst violation")
+    func throttleProcesses() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("p1", overrides: [.processes: LimitOverride(burst: 80)])
+        let leaf = harness.leaf("standard_agent", "p1")
+        #expect(harness.fs.value(.pidsMax, at: leaf) == "100")
+        // 85 over the 80 burst: excess 0.0625 → factor 0.9 → 90.
+        await harness.observe("p1", [.processes: 85])
+        await harness.keepObserving("p1", [.processes: 85], for: .seconds(2))
+        #expect(harness.fs.value(.pidsMax, at: leaf) == "90")
+        #expect(try await harness.history("p1").map(\.action) == [.warn, .throttle])
+    }
+
+    @Test("throttle never raises pids.max above the limit in force, however many processes run")
+    func throttleNeverLoosensProcesses() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("p2")
+        let leaf = harness.leaf("standard_agent", "p2")
+        _ = try await harness.engine.setOverrides("p2", [.processes: LimitOverride(hard: 60)])
+        #expect(harness.fs.value(.pidsMax, at: leaf) == "60")
+        // 80 processes were there before the limit came down to 60.
+        await harness.observe("p2", [.processes: 80])
+        await harness.keepObserving("p2", [.processes: 80], for: .seconds(2))
+        let throttle = try #require(try await harness.history("p2").first { $0.action == .throttle })
+        #expect(throttle.succeeded)
+        let pidsMax = try #require(harness.fs.value(.pidsMax, at: leaf).flatMap { Int($0) })
+        #expect(pidsMax <= 60, "throttle raised pids.max to \(pidsMax): \(throttle.details)")
+    }
+
+    @Test("suspend freezes the cgroup and records it as confirmed")
+    func suspend() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("s1", group: "lightweight_agent")
+        let leaf = harness.leaf("lightweight_agent", "s1")
+        await harness.observe("s1", [.processes: 25])
+        await harness.keepObserving("s1", [.processes: 25], for: .seconds(4))
+        let records = try await harness.history("s1")
+        #expect(records.map(\.action) == [.warn, .throttle, .suspend])
+        let suspend = try #require(records.last)
+        #expect(suspend.succeeded && suspend.kind == .hard)
+        #expect(suspend.details.contains("cgroup.events frozen 1"))
+        #expect(harness.fs.value(.freeze, at: leaf) == "1")
+        #expect(harness.fs.value(.events, at: leaf)?.contains("frozen 1") == true)
+        #expect(try await harness.engine.status(of: "s1").agent.state == .suspended)
+        #expect(harness.events("s1").contains { $0.kind == .suspended })
+    }
+
+    @Test("a freeze that never completes is a failed record; the ladder suspends again later")
+    func suspendThatFails() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("s2", group: "lightweight_agent")
+        let leaf = harness.leaf("lightweight_agent", "s2")
+        harness.fs.freezeCompletes = false
+        await harness.observe("s2", [.processes: 25])
+        await harness.keepObserving("s2", [.processes: 25], for: .seconds(4))
+        let failed = try #require(try await harness.history("s2").last)
+        #expect(failed.action == .suspend)
+        #expect(!failed.succeeded)
+        #expect(failed.error?.contains("frozen 1") == true, "\(failed.error ?? "")")
+        #expect(failed.details.contains("freeze failed"))
+        #expect(harness.fs.value(.freeze, at: leaf) == "0", "the freeze is rolled back")
+        #expect(try await harness.engine.status(of: "s2").agent.state == .running)
+        #expect(try await harness.engine.status(of: "s2").ladder?.suspended == false)
+
+        // The violation clears, comes back, and this time the freeze works.
+        harness.fs.freezeCompletes = true
+        await harness.keepObserving("s2", [.processes: 5], for: .seconds(4))
+        #expect(try await harness.engine.status(of: "s2").ladder?.episodes.isEmpty == true)
+        await harness.observe("s2", [.processes: 25])
+        await harness.keepObserving("s2", [.processes: 25], for: .seconds(4))
+        let records = try await harness.history("s2")
+        #expect(records.filter { $0.action == .suspend }.map(\.succeeded) == [false, true])
+        #expect(harness.fs.value(.freeze, at: leaf) == "1")
+        #expect(try await harness.engine.status(of: "s2").agent.state == .suspended)
+    }
+
+    @Test("terminate sends a real SIGTERM and cgroup.kill after the grace period")
+    func terminate() async throws {
+        let child = try SleepingChild()
+        defer { child.stop() }
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        harness.fs.seed(.anchor, procs: [child.pid])
+        let record = try await harness.engine.adopt(pid: child.pid, id: "x1", group: "heavy_computation_agent")
+        #expect(record.origin == .adopted && record.command.first == "/usr/bin/sleep", "\(record.command)")
+        let leaf = harness.leaf("heavy_computation_agent", "x1")
+        #expect(harness.fs.procs(leaf) == [child.pid])
+        #expect(harness.watcher.calls.contains(.watch("x1", leaf)))
+
+        // 250 processes against 200: warn, throttle, suspend, terminate.
+        await harness.observe("x1", [.processes: 250])
+        await harness.keepObserving("x1", [.processes: 250], for: .seconds(6))
+        let records = try await harness.history("x1")
+        #expect(records.map(\.action) == [.warn, .throttle, .suspend, .terminate])
+        let terminate = try #require(records.last)
+        #expect(terminate.succeeded)
+        #expect(terminate.details.contains("SIGTERM sent to 1 processes"), "\(terminate.details)")
+        #expect(child.waitForSignal() == SIGTERM)
+        #expect(harness.fs.value(.freeze, at: leaf) == "0", "thawed so the SIGTERM can be handled")
+        #expect(harness.events("x1").contains { $0.kind == .terminationNotice })
+
+        // The fake still lists the pid: after the grace, tick kills through cgroup.kill.
+        harness.clock.advance(.seconds(4))
+        await harness.engine.tick()
+        #expect(harness.fs.killed.isEmpty)
+        harness.clock.advance(.seconds(1))
+        await harness.engine.tick()
+        #expect(harness.fs.killed == [child.pid])
+        let kill = try #require(try await harness.history("x1").last)
+        #expect(kill.action == .terminate && kill.succeeded && kill.details.contains("cgroup.kill"))
+        #expect(try await harness.history("x1").count == 5)
+
+        await harness.engine.handle(.emptied(agent: "x1"))
+        let status = try await harness.engine.status(of: "x1")
+        #expect(status.agent.state == .terminated)
+        #expect(status.agent.endReason?.contains("processes") == true)
+        #expect(harness.fs.value(.procs, at: leaf) == nil, "the leaf is removed")
+        #expect(harness.watcher.calls.last == .unwatch("x1"))
+    }
+
+    @Test("a scale-down request is recorded, then resolved as met when usage comes down")
+    func scaleDownMet() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("d1")
+        await harness.observe("d1", [.processes: 120])
+        await harness.keepObserving("d1", [.processes: 120], for: .seconds(2))
+        var records = try await harness.history("d1")
+        #expect(records.map(\.action) == [.warn, .throttle, .scaleDown])
+        #expect(records.last?.details.contains("requested processes ≤ 80") == true, "\(records.last?.details ?? "")")
+        let request = try #require(harness.events("d1").first { $0.kind == .scaleDownRequest }?.request)
+        #expect(request.target == 80 && request.current == 120)
+        #expect(request.deadline == TestClock.origin + .seconds(32))
+
+        await harness.keepObserving("d1", [.processes: 40], for: .seconds(4))
+        records = try await harness.history("d1")
+        #expect(records.map(\.action) == [.warn, .throttle, .scaleDown, .scaleDown])
+        let resolved = try #require(records.last)
+        #expect(resolved.succeeded && resolved.details.hasPrefix("met"), "\(resolved.details)")
+    }
+
+    @Test("a scale-down deadline missed is a failed record, and the agent is suspended")
+    func scaleDownMissed() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("d2")
+        await harness.observe("d2", [.processes: 120])
+        await harness.keepObserving("d2", [.processes: 120], for: .seconds(2))
+        await harness.keepObserving("d2", [.processes: 120], for: .seconds(30), every: .seconds(2))
+        let records = try await harness.history("d2")
+        #expect(records.map(\.action) == [.warn, .throttle, .scaleDown, .scaleDown, .suspend])
+        let missed = records[3]
+        #expect(!missed.succeeded && missed.error == "deadline missed")
+        #expect(missed.details.contains("escalating to suspend"))
+        #expect(records[4].succeeded)
+        #expect(try await harness.engine.status(of: "d2").agent.state == .suspended)
+    }
+
+    @Test("migrate without a handler falls back to suspend: both are recorded")
+    func migrateFallsBackToSuspend() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("g1", overrides: [.memory: LimitOverride(action: .migrate)])
+        await harness.observe("g1", [.memory: 800_000_000])
+        await harness.keepObserving("g1", [.memory: 800_000_000], for: .seconds(2))
+        let records = try await harness.history("g1")
+        #expect(records.map(\.action) == [.warn, .throttle, .suspend, .migrate], "\(records.map(\.action))")
+        let suspend = try #require(records.first { $0.action == .suspend })
+        #expect(suspend.succeeded)
+        let migrate = try #require(records.last)
+        #expect(!migrate.succeeded && migrate.error == "no migrate handler is configured")
+        #expect(migrate.details.contains("fell back to suspend: frozen"))
+        #expect(Set(records.compactMap(\.id)).count == records.count)
+        #expect(harness.fs.value(.freeze, at: harness.leaf("standard_agent", "g1")) == "1")
+        #expect(try await harness.engine.status(of: "g1").agent.state == .suspended)
+    }
+
+    @Test("a due step asks the watcher for a fresh sample on tick")
+    func tickRequestsSamples() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("k1")
+        await harness.observe("k1", [.cpu: 32])
+        await harness.engine.tick()
+        #expect(!harness.watcher.calls.contains(.sampleNow("k1")))
+        harness.clock.advance(.seconds(2))
+        await harness.engine.tick()
+        #expect(harness.watcher.calls.contains(.sampleNow("k1")))
+    }
+}

@@ -1,0 +1,120 @@
+import CorralCgroup
+import CorralCore
+import CorralEngine
+import CorralTestSupport
+import Testing
+
+@Suite("Live changes: groups, overrides, reported usage")
+struct ManagementTests {
+    @Test("a live group update rewrites the group totals and the files of its agents without an override")
+    func groupUpdate() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("u1")
+        try await harness.agent("u2", overrides: [.cpu: LimitOverride(hard: 20)])
+        try await harness.agent("l1", group: "lightweight_agent")
+        let group = harness.tree.groupPath("standard_agent")
+        #expect(harness.fs.value(.memoryMax, at: group) == "4000000000")
+
+        let updated = try await harness.engine.updateGroup(
+            "standard_agent", limits: [.cpu: LimitOverride(hard: 40)], totals: [.memory: 3_000_000_000, .processes: 1500])
+        #expect(updated.limits[.cpu]?.hard == 40 && updated.totals[.memory] == 3_000_000_000)
+        #expect(harness.fs.value(.memoryMax, at: group) == "3000000000")
+        #expect(harness.fs.value(.pidsMax, at: group) == "1500")
+        #expect(harness.fs.value(.cpuMax, at: harness.leaf("standard_agent", "u1")) == "40000 100000")
+        #expect(harness.fs.value(.cpuMax, at: harness.leaf("standard_agent", "u2")) == "20000 100000")
+        #expect(harness.fs.value(.cpuMax, at: harness.leaf("lightweight_agent", "l1")) == "10000 100000")
+        #expect(try await harness.engine.status(of: "u1").agent.limits[.cpu]?.hard == 40)
+        #expect(try await harness.engine.group("standard_agent").limits[.cpu]?.hard == 40)
+        #expect(try harness.store.groupOverrides()["standard_agent"]?.limits[.cpu]?.hard == 40)
+        #expect(try harness.store.agents().first { $0.id == "u1" }?.limits[.cpu]?.hard == 40)
+        #expect(harness.engine.hub.recent(agent: nil).contains { $0.kind == .groupChanged && $0.message.contains("standard_agent") })
+
+        // Refused changes write nothing.
+        let before = harness.fs.writes.count
+        await #expect(throws: EngineError.self) {
+            try await harness.engine.updateGroup("standard_agent", limits: [.cpu: LimitOverride(soft: 50, hard: 45)], totals: [:])
+        }
+        await #expect(throws: EngineError(.notFound, "no group 'nope'")) {
+            try await harness.engine.updateGroup("nope", limits: [:], totals: [.memory: 1])
+        }
+        let files = await #expect(throws: EngineError.self) {
+            try await harness.engine.updateGroup("standard_agent", limits: [:], totals: [.files: 3])
+        }
+        #expect(files?.code == .invalid)
+        #expect(harness.fs.writes.count == before)
+    }
+
+    @Test("overrides rewrite the agent's files; invalid ones change nothing")
+    func overrides() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("o1")
+        let leaf = harness.leaf("standard_agent", "o1")
+        let record = try await harness.engine.setOverrides("o1", [.memory: LimitOverride(hard: 300_000_000), .files: LimitOverride(hard: 10)])
+        #expect(harness.fs.value(.memoryMax, at: leaf) == "300000000")
+        #expect(harness.fs.value(.memoryHigh, at: leaf) == "200000000")
+        #expect(record.limits[.memory]?.hard == 300_000_000)
+        #expect(record.limits[.files] == ResourceLimit(soft: 10, hard: 10, action: .warn))
+        #expect(record.overrides[.memory] == LimitOverride(hard: 300_000_000))
+        #expect(harness.events("o1").contains { $0.kind == .quotaChanged })
+
+        let invalid = await #expect(throws: EngineError.self) {
+            try await harness.engine.setOverrides("o1", [.memory: LimitOverride(soft: 400_000_000, hard: 300_000_000)])
+        }
+        #expect(invalid?.code == .invalid)
+        #expect(harness.fs.value(.memoryMax, at: leaf) == "300000000")
+        let unknown = await #expect(throws: EngineError.self) { try await harness.engine.setOverrides("nobody", [:]) }
+        #expect(unknown?.code == .notFound)
+    }
+
+    @Test("usage reports of resources without a controller create violations; memory cannot be reported")
+    func reportedUsage() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("r1", overrides: [.files: LimitOverride(soft: 10, hard: 20, action: .warn)])
+        let violations = try await harness.engine.report(usage: [.files: 25, .connections: 3], for: "r1")
+        #expect(violations == [Violation(agent: "r1", resource: .files, kind: .hard, current: 25, limit: 20)])
+        #expect(try await harness.engine.compliance(of: "r1") == violations)
+        let records = try await harness.history("r1")
+        #expect(records.map(\.action) == [.warn])
+        #expect(records.first?.resource == .files && records.first?.kind == .hard)
+        #expect(harness.events("r1").contains { $0.kind == .usageReported })
+        let status = try await harness.engine.status(of: "r1")
+        #expect(status.usage[.files] == 25)
+        #expect(status.violations == violations, "the status shows what compliance shows")
+
+        for usage: [Resource: Double] in [[.memory: 1], [.cpu: 5], [.processes: 2], [.files: -1], [.files: .infinity], [.files: .nan]] {
+            let error = await #expect(throws: EngineError.self) { try await harness.engine.report(usage: usage, for: "r1") }
+            #expect(error?.code == .invalid)
+        }
+        let unknown = await #expect(throws: EngineError.self) { try await harness.engine.report(usage: [.files: 1], for: "nobody") }
+        #expect(unknown?.code == .notFound)
+
+        #expect(try await harness.engine.report(usage: [.files: 5], for: "r1").isEmpty)
+        #expect(try await harness.engine.compliance(of: "r1").isEmpty)
+    }
+
+    @Test("operator freeze and thaw go through cgroup.freeze; kill through cgroup.kill")
+    func operatorActions() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("op1", pids: [ghostPID, ghostPID + 1])
+        let leaf = harness.leaf("standard_agent", "op1")
+        #expect(try await harness.engine.freeze("op1").state == .suspended)
+        #expect(harness.fs.value(.freeze, at: leaf) == "1")
+        #expect(try await harness.engine.thaw("op1").state == .running)
+        #expect(harness.fs.value(.freeze, at: leaf) == "0")
+        harness.fs.freezeCompletes = false
+        let failed = await #expect(throws: EngineError.self) { try await harness.engine.freeze("op1") }
+        #expect(failed?.code == .failed)
+        #expect(try await harness.engine.status(of: "op1").agent.state == .running)
+        _ = try await harness.engine.kill("op1")
+        #expect(harness.fs.killed == [ghostPID, ghostPID + 1])
+        await harness.engine.handle(.emptied(agent: "op1"))
+        let status = try await harness.engine.status(of: "op1")
+        #expect(status.agent.state == .terminated && status.agent.endReason == "killed by request")
+        let ended = await #expect(throws: EngineError.self) { try await harness.engine.freeze("op1") }
+        #expect(ended?.code == .conflict)
+    }
+}

@@ -1,0 +1,190 @@
+import CorralCgroup
+import CorralCore
+import CorralEngine
+import CorralTestSupport
+import Foundation
+import Synchronization
+
+/// A clock the test moves by hand.
+final class TestClock: Sendable {
+    static let origin = Timestamp(milliseconds: 1_795_000_000_000)
+
+    private let current = Mutex(TestClock.origin)
+
+    var now: Timestamp { current.withLock { $0 } }
+
+    func advance(_ duration: Duration) { current.withLock { $0 = $0 + duration } }
+
+    /// Seconds since the origin (for messages).
+    var seconds: Double { Double(now.milliseconds - Self.origin.milliseconds) / 1000 }
+}
+
+/// The watcher as the engine sees it, recording what it was asked.
+final class RecordingWatcher: AgentWatching {
+    enum Call: Hashable, Sendable {
+        case watch(String, CgroupPath)
+        case unwatch(String)
+        case sampleNow(String)
+    }
+
+    private let recorded = Mutex<[Call]>([])
+
+    var calls: [Call] { recorded.withLock { $0 } }
+
+    func watch(agent: String, path: CgroupPath) { recorded.withLock { $0.append(.watch(agent, path)) } }
+    func unwatch(agent: String) { recorded.withLock { $0.append(.unwatch(agent)) } }
+    func sampleNow(agent: String) { recorded.withLock { $0.append(.sampleNow(agent)) } }
+}
+
+/// Short escalation delays so a ladder climbs in a few observations:
+/// warn 0, throttle 2 s, suspend 4 s, terminate 6 s, grace 5 s.
+extension EscalationPolicy {
+    static let quick = EscalationPolicy(
+        delays: [.warn: .zero, .throttle: .seconds(2), .suspend: .seconds(4), .terminate: .seconds(6), .scaleDown: .zero, .migrate: .zero, .custom: .zero],
+        terminationGrace: .seconds(5))
+}
+
+/// A pid no process can have (above PID_MAX_LIMIT): signals to it fail with ESRCH.
+let ghostPID: Int32 = 5_000_001
+
+/// An engine on a fake cgroup tree, a memory store, a hand-moved clock and a recording watcher.
+struct EngineHarness {
+    static let root = CgroupPath(["corral"])
+
+    let fs: FakeCgroupFilesystem
+    let tree: CgroupTree
+    let store: MemoryStore
+    let clock: TestClock
+    let watcher: RecordingWatcher
+    let engine: Engine
+    let configuration: CorralConfiguration
+
+    init(
+        configuration: CorralConfiguration = EngineHarness.quickConfiguration, fs: FakeCgroupFilesystem? = nil, store: MemoryStore? = nil,
+        clock: TestClock? = nil, handlers: ActionHandlers = ActionHandlers()
+    ) throws {
+        let fs = fs ?? FakeCgroupFilesystem()
+        if fs.value(.procs, at: Self.root) == nil { fs.seed(Self.root) }
+        let tree = CgroupTree(fs: fs, root: Self.root)
+        try tree.prepareRoot(selfPID: nil, reservation: nil)
+        let store = store ?? MemoryStore()
+        let clock = clock ?? TestClock()
+        self.fs = fs
+        self.tree = tree
+        self.store = store
+        self.clock = clock
+        self.configuration = configuration
+        watcher = RecordingWatcher()
+        engine = Engine(configuration: configuration, tree: tree, store: store, handlers: handlers, clock: { clock.now })
+    }
+
+    static var quickConfiguration: CorralConfiguration {
+        var configuration = CorralConfiguration.builtIn
+        configuration.escalation = .quick
+        return configuration
+    }
+
+    /// Starts the engine's life: restore (empty) and the watcher.
+    func start() async throws -> Engine.Reconciliation {
+        let report = try await engine.restore()
+        await engine.attach(watcher: watcher)
+        return report
+    }
+
+    func leaf(_ group: String, _ agent: String) -> CgroupPath { tree.agentPath(group: group, agent: agent) }
+
+    /// Registers and attaches an agent whose leaf holds `pids` (in the fake only).
+    @discardableResult
+    func agent(
+        _ id: String, group: String = "standard_agent", overrides: [Resource: LimitOverride] = [:], pids: [Int32] = [ghostPID]
+    ) async throws -> AgentRecord {
+        _ = try await engine.register(id: id, group: group, command: ["worker", id], overrides: overrides)
+        if !pids.isEmpty { fs.seed(leaf(group, id), procs: pids) }
+        return try await engine.attach(id: id, pid: pids.first ?? ghostPID)
+    }
+
+    /// One observation of `agent` now, with these readings.
+    func observe(_ agent: String, _ readings: [Resource: Double]) async {
+        let list = readings.sorted { $0.key < $1.key }.map { UsageReading(resource: $0.key, usage: $0.value) }
+        await engine.handle(.observed(AgentObservation(agent: agent, at: clock.now, readings: list, sample: nil, seen: .now)))
+    }
+
+    /// Observes the same readings every `step` for `duration` (the clock moves, then the observation comes).
+    func keepObserving(_ agent: String, _ readings: [Resource: Double], for duration: Duration, every step: Duration = .seconds(1)) async {
+        var elapsed = Duration.zero
+        while elapsed < duration {
+            clock.advance(step)
+            elapsed += step
+            await observe(agent, readings)
+        }
+    }
+
+    func history(_ agent: String? = nil) async throws -> [EnforcementRecord] {
+        try await engine.history(agent: agent, since: nil, afterID: nil, limit: 10_000)
+    }
+
+    func events(_ agent: String) -> [CorralEvent] { engine.hub.recent(agent: agent) }
+
+    /// The values written to `file` of `path`, in order.
+    func written(_ file: CgroupFile, at path: CgroupPath) -> [String] {
+        fs.writes.compactMap {
+            if case .write(let where_, let written, let value) = $0, where_ == path.relative, written == file { return value }
+            return nil
+        }
+    }
+}
+
+struct SpawnFailure: Error {
+    var errno: Int32
+}
+
+/// A real `sleep` to adopt and signal, started with no signal blocked or
+/// ignored (Foundation's Process passes on the calling thread's mask, in
+/// which the test runner's threads block SIGTERM).
+final class SleepingChild: Sendable {
+    let pid: Int32
+
+    init(seconds: Int = 120) throws {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let words: [String] = ["/usr/bin/sleep", String(seconds)]
+        let arguments = words.map { strdup($0) } + [nil]
+        defer { arguments.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, "/usr/bin/sleep", nil, &attributes, arguments, environ)
+        guard result == 0 else { throw SpawnFailure(errno: result) }
+        self.pid = pid
+        // posix_spawn returns when the exec has begun, before the new
+        // command line is in place; adopting reads it.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline, (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.hasPrefix("/usr/bin/sleep") != true {
+            usleep(1_000)
+        }
+    }
+
+    /// Waits up to `timeout` for the child to end; the signal that ended it, nil if it exited or still runs.
+    func waitForSignal(timeout: Duration = .seconds(10)) -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        var status: Int32 = 0
+        while ContinuousClock.now < deadline {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid { return status & 0x7f == 0 ? nil : status & 0x7f }
+            if result < 0 { return nil }
+            usleep(5_000)
+        }
+        return nil
+    }
+
+    /// Kills and reaps the child (once; later calls do nothing).
+    func stop() {
+        if kill(pid, SIGKILL) == 0 { _ = waitForSignal() }
+    }
+}
