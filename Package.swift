@@ -111,7 +111,7 @@ let package = Package(
             name: "CorralServer",
             dependencies: [
                 "CorralCore", "CorralConfig", "CorralCgroup", "CorralEngine", "CorralStore", "CorralWatcher",
-                "CorralSystemd", "CCorralLinux",
+                "CorralRuntime", "CorralSystemd", "CCorralLinux",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -138,6 +138,16 @@ let package = Package(
                 "CorralCore", "CorralConfig", "CorralCgroup", "CorralRuntime", "CorralEngine", "CorralClient",
                 "CorralWatcher", "CorralSystemd", "CorralSeccomp",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Benchmarks that need a real cgroup v2 kernel (scripts/bench-reaction).
+        .executableTarget(
+            name: "corral-bench",
+            dependencies: [
+                "CorralCore", "CorralCgroup", "CorralEngine", "CorralRuntime", "CorralStore", "CorralWatcher",
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),

@@ -73,6 +73,9 @@ public protocol CgroupFilesystem: Sendable {
     func openDirectory(_ path: CgroupPath) throws(CgroupError) -> FileDescriptor
     /// An O_WRONLY fd of `file` (cgroup.procs for the spawn fallback).
     func openForWriting(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor
+    /// An O_RDONLY fd of `file`, for a caller that re-reads it often with
+    /// pread at offset 0 (cgroupfs regenerates the content on every read).
+    func openForReading(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor
     /// Takes an exclusive advisory lock serialising changes to the tree's
     /// shared levels (root and groups) between Corral processes.
     func lockTree() throws(CgroupError) -> TreeLock
@@ -87,4 +90,34 @@ public final class TreeLock: Sendable {
     }
 
     deinit { release() }
+}
+
+extension CgroupFilesystem {
+    /// Filesystems without real descriptors (the test fake) say so; callers read instead.
+    public func openForReading(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
+        throw CgroupError(
+            code: .notSupported, operation: .open, path: absolutePath(path) + "/" + file.rawValue,
+            message: "\(absolutePath(path))/\(file.rawValue) cannot be held open on this filesystem")
+    }
+}
+
+/// Reads a whole small file from offset 0 of an open descriptor.
+public func readWhole(_ fd: FileDescriptor) throws(Errno) -> String {
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    var offset: Int64 = 0
+    while true {
+        let count: Int
+        do {
+            count = try chunk.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: offset, into: $0) }
+        } catch let error as Errno {
+            throw error
+        } catch {
+            throw Errno.ioError
+        }
+        if count == 0 { break }
+        bytes.append(contentsOf: chunk[0..<count])
+        offset += Int64(count)
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }

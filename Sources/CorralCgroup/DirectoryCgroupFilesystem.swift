@@ -243,6 +243,12 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
         return FileDescriptor(rawValue: fd)
     }
 
+    public func openForReading(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
+        let fd = openBeneath(path.components + [file.rawValue], flags: O_RDONLY)
+        guard fd >= 0 else { throw fail(.open, path, file) }
+        return FileDescriptor(rawValue: fd)
+    }
+
     public func openForWriting(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
         let fd = openBeneath(path.components + [file.rawValue], flags: O_WRONLY)
         guard fd >= 0 else { throw fail(.open, path, file) }

@@ -2,12 +2,12 @@ internal import CCorralLinux
 internal import CorralCore
 
 #if canImport(FoundationEssentials)
-public import FoundationEssentials
+    public import FoundationEssentials
 #else
-public import Foundation
+    public import Foundation
 #endif
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// Why a call to the daemon failed.
@@ -109,7 +109,8 @@ public struct CorralClient: Sendable {
     static func send(_ fd: Int32, _ bytes: [UInt8]) throws(ClientError) {
         var offset = 0
         while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            // MSG_NOSIGNAL: a daemon that closed early is an error, not a SIGPIPE.
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if written < 0 {
                 if errno == EINTR { continue }
                 throw .protocolError("cannot send the request: \(String(cString: strerror(errno)))")
@@ -128,7 +129,9 @@ public struct CorralClient: Sendable {
     }
 
     /// Decodes a successful JSON answer, or throws the daemon's error.
-    public func call<T: Decodable>(_ method: String, _ path: String, body: (some Encodable)? = Optional<Int>.none, as type: T.Type) throws(ClientError) -> T {
+    public func call<T: Decodable>(_ method: String, _ path: String, body: (some Encodable)? = Optional<Int>.none, as type: T.Type)
+        throws(ClientError) -> T
+    {
         var bytes: [UInt8]?
         if let body {
             do { bytes = Array(try Self.encoder.encode(body)) } catch { throw .protocolError("cannot encode the request: \(error)") }
@@ -279,12 +282,19 @@ final class Thread: @unchecked Sendable {
     func start() {
         let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            let me = Unmanaged<Thread>.fromOpaque(raw!).takeRetainedValue()
-            me.body()
-            return nil
-        }, box.toOpaque())
-        if rc == 0 { pthread_detach(thread) } else { box.release(); body() }
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                let me = Unmanaged<Thread>.fromOpaque(raw!).takeRetainedValue()
+                me.body()
+                return nil
+            }, box.toOpaque())
+        if rc == 0 {
+            pthread_detach(thread)
+        } else {
+            box.release()
+            body()
+        }
     }
 }
 

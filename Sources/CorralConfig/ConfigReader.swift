@@ -22,7 +22,8 @@ struct Reader {
         self.renamedKeys = renamedKeys
     }
 
-    static let topKeys = ["cgroup_root", "intervals", "reservation", "escalation", "groups", "agents"]
+    static let topKeys = ["cgroup_root", "intervals", "reservation", "escalation", "handlers", "groups", "agents"]
+    static let handlerKeys = ["migrate", "custom", "timeout"]
     static let intervalKeys = ["sampling", "analytics", "analytics_window"]
     static let reservationKeys = ["memory", "cpu", "processes"]
     static let escalationKeys = ["delays", "termination_grace"]
@@ -209,6 +210,15 @@ struct Reader {
                 }
             case "escalation":
                 configuration.escalation = escalation(value, name, base: configuration.escalation)
+            case "handlers":
+                for (key, _, node) in mapping(value, name, allowed: Self.handlerKeys) {
+                    if key == "timeout" {
+                        if let timeout = duration(node, "handlers.timeout", positive: true) { configuration.handlers.timeout = timeout }
+                        continue
+                    }
+                    guard let command = command(node, "handlers.\(key)") else { continue }
+                    if key == "migrate" { configuration.handlers.migrate = command } else { configuration.handlers.custom = command }
+                }
             case "groups":
                 groupsNodes.append(value)
             case "agents":
@@ -219,6 +229,28 @@ struct Reader {
         }
         for node in groupsNodes { readGroups(node, into: &configuration) }
         for node in agentsNodes { readAgents(node, into: &configuration) }
+    }
+
+    /// A command: a list of strings whose first is an absolute path.
+    mutating func command(_ node: Node, _ key: String) -> [String]? {
+        let accepted = "a list: the program's absolute path and its arguments, e.g. [/usr/local/bin/hand-off, --to, node-2]"
+        guard case .sequence(let sequence) = node else {
+            report(node, key, value: node.scalar?.string, "expected a list", accepted: accepted)
+            return nil
+        }
+        var command: [String] = []
+        for item in sequence {
+            guard let text = item.scalar?.string, !text.isEmpty else {
+                report(item, key, value: nil, "each entry must be a non-empty string", accepted: accepted)
+                return nil
+            }
+            command.append(text)
+        }
+        guard let program = command.first, program.hasPrefix("/") else {
+            report(node, key, value: command.first, "the program must be an absolute path", accepted: accepted)
+            return nil
+        }
+        return command
     }
 
     mutating func escalation(_ node: Node, _ key: String, base: EscalationPolicy) -> EscalationPolicy {

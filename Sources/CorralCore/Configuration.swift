@@ -9,6 +9,8 @@ public struct CorralConfiguration: Equatable, Sendable {
     public var reservation: SystemReservation
     /// The cgroup directory Corral owns (nil: the default for the mode it runs in).
     public var cgroupRoot: String?
+    /// Commands run by the migrate and custom actions.
+    public var handlers: HandlerCommands = HandlerCommands()
 
     public init(
         groups: [String: QuotaGroup] = CorralConfiguration.seedGroups, agents: [String: AgentOverride] = [:],
@@ -74,4 +76,19 @@ public struct Intervals: Equatable, Codable, Sendable {
     }
 
     public static let seed = Intervals(sampling: .seconds(1), analytics: .seconds(300), analyticsWindow: .seconds(3600))
+}
+
+/// Commands the migrate and custom actions run, each with the violation as
+/// JSON on stdin; exit status 0 is success. No migrate handler: suspend instead.
+public struct HandlerCommands: Equatable, Sendable {
+    public var migrate: [String]?
+    public var custom: [String]?
+    /// A handler still running after this is killed (and counts as failed).
+    public var timeout: Duration
+
+    public init(migrate: [String]? = nil, custom: [String]? = nil, timeout: Duration = .seconds(30)) {
+        self.migrate = migrate
+        self.custom = custom
+        self.timeout = timeout
+    }
 }

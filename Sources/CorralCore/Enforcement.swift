@@ -22,7 +22,9 @@ public struct UsageReading: Equatable, Codable, Sendable {
     public func violation(agent: String, limit: ResourceLimit) -> Violation? {
         let classified = Violation.classify(agent: agent, resource: resource, usage: usage, limit: limit)
         if classified?.kind == .hard { return classified }
-        if hitHard || atKernelCap(limit.hard) { return Violation(agent: agent, resource: resource, kind: .hard, current: max(usage, limit.hard), limit: limit.hard) }
+        if hitHard || atKernelCap(limit.hard) {
+            return Violation(agent: agent, resource: resource, kind: .hard, current: max(usage, limit.hard), limit: limit.hard)
+        }
         if let classified { return classified }
         if hitSoft { return Violation(agent: agent, resource: resource, kind: .soft, current: max(usage, limit.soft), limit: limit.soft) }
         return nil

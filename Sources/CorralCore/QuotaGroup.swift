@@ -121,16 +121,19 @@ public struct EscalationPolicy: Equatable, Codable, Sendable {
             let plain = name.replacingUnderscores().lowercased()
             guard let action = EnforcementAction.allCases.first(where: { $0.rawValue.replacingUnderscores() == plain }) else {
                 throw DecodingError.dataCorruptedError(
-                    forKey: .delays, in: container, debugDescription: "unknown action '\(name)'; actions: \(EnforcementAction.acceptedNames)")
+                    forKey: .delays, in: container,
+                    debugDescription: "unknown action '\(name)'; actions: \(EnforcementAction.acceptedNames)")
             }
             delays[action] = try duration(text, .delays)
         }
-        self.init(delays: delays, terminationGrace: try duration(try container.decode(String.self, forKey: .terminationGrace), .terminationGrace))
+        self.init(
+            delays: delays, terminationGrace: try duration(try container.decode(String.self, forKey: .terminationGrace), .terminationGrace))
     }
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(Dictionary(uniqueKeysWithValues: delays.map { ($0.key.rawValue, Quantity.formatDuration($0.value)) }), forKey: .delays)
+        try container.encode(
+            Dictionary(uniqueKeysWithValues: delays.map { ($0.key.rawValue, Quantity.formatDuration($0.value)) }), forKey: .delays)
         try container.encode(Quantity.formatDuration(terminationGrace), forKey: .terminationGrace)
     }
 }

@@ -2,8 +2,9 @@ public import CorralCgroup
 public import CorralCore
 import CorralRuntime
 import SystemPackage
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What the watcher reports to the engine.
@@ -61,18 +62,8 @@ public struct EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// Commands for migrate and custom actions: run with the violation as JSON on stdin.
-public struct ActionHandlers: Equatable, Sendable {
-    public var migrate: [String]?
-    public var custom: [String]?
-    public var timeout: Duration
-
-    public init(migrate: [String]? = nil, custom: [String]? = nil, timeout: Duration = .seconds(30)) {
-        self.migrate = migrate
-        self.custom = custom
-        self.timeout = timeout
-    }
-}
+/// Commands for migrate and custom actions (from the configuration's `handlers`).
+public typealias ActionHandlers = HandlerCommands
 
 /// A request to start an agent.
 public struct LaunchRequest: Codable, Equatable, Sendable {
@@ -120,8 +111,6 @@ public actor Engine {
         var violations: [Violation] = []
         /// A terminate in progress: when its grace ends.
         var terminationDeadline: Timestamp?
-        /// Kernel events seen before the first action on them (for latency figures).
-        var pendingSeen: ContinuousClock.Instant?
     }
 
     nonisolated public let tree: CgroupTree
@@ -139,19 +128,17 @@ public actor Engine {
     private let socketPath: String?
     /// What a command fell back to (a migrate without a handler suspends), recorded by `step` before it.
     private var fallbackRecords: [EnforcementRecord] = []
-    /// Latencies from a kernel event to the action it caused, for the benchmark.
-    public private(set) var reactionLatencies: [Duration] = []
 
     public init(
         configuration: CorralConfiguration, tree: CgroupTree, store: any EngineStore, hub: EventHub = EventHub(),
-        handlers: ActionHandlers = ActionHandlers(), logDirectory: String? = nil, socketPath: String? = nil,
+        handlers: ActionHandlers? = nil, logDirectory: String? = nil, socketPath: String? = nil,
         clock: @escaping @Sendable () -> Timestamp = Engine.wallClock
     ) {
         self.configuration = configuration
         self.tree = tree
         self.store = store
         self.hub = hub
-        self.handlers = handlers
+        self.handlers = handlers ?? configuration.handlers
         self.logDirectory = logDirectory
         self.socketPath = socketPath
         self.clock = clock
@@ -188,11 +175,11 @@ public actor Engine {
 
     /// Replaces the configuration (SIGHUP reload, validated by the caller).
     /// Running agents keep their limits; new agents get the new ones.
-    public func reload(_ new: CorralConfiguration, handlers: ActionHandlers) {
+    public func reload(_ new: CorralConfiguration) {
         var merged = new
         for (name, group) in (try? store.groupOverrides()) ?? [:] { merged.groups[name] = group }
         configuration = merged
-        self.handlers = handlers
+        self.handlers = merged.handlers
         publish(.daemon, agent: nil, "configuration reloaded (\(merged.groups.count) groups)")
     }
 
@@ -221,8 +208,10 @@ public actor Engine {
             guard populated == true else {
                 record.state = .lost
                 record.endedAt = now
-                record.endReason = populated == nil
-                    ? "its cgroup disappeared while Corral was not watching" : "it ended while Corral was not watching (exit status unknown)"
+                record.endReason =
+                    populated == nil
+                    ? "its cgroup disappeared while Corral was not watching"
+                    : "it ended while Corral was not watching (exit status unknown)"
                 try? tree.remove(leaf)
                 _ = try store.commit(records: [], ladder: nil, agent: record)
                 try? store.deleteLadder(agent: record.id)
@@ -323,7 +312,9 @@ public actor Engine {
     // MARK: Launching and registering
 
     /// Validates a request and resolves the agent's id, group and limits.
-    func resolve(id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride]) throws -> (String, QuotaGroup, LimitSet) {
+    func resolve(id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride]) throws -> (
+        String, QuotaGroup, LimitSet
+    ) {
         let agentID: String
         if let id {
             if let problem = CgroupName.problem(with: id, what: "agent id") { throw EngineError(.invalid, problem) }
@@ -374,7 +365,8 @@ public actor Engine {
         guard let program = request.command.first, !program.isEmpty else {
             throw EngineError(.invalid, "command is empty: give the program and its arguments, e.g. [\"python3\", \"agent.py\"]")
         }
-        let (id, group, limits) = try resolve(id: request.id, group: request.group, command: request.command, overrides: request.limits ?? [:])
+        let (id, group, limits) = try resolve(
+            id: request.id, group: request.group, command: request.command, overrides: request.limits ?? [:])
         var environmentMap = request.environment ?? [:]
         let executable: String
         do {
@@ -392,7 +384,8 @@ public actor Engine {
         let output: FileDescriptor?
         if let logDirectory {
             output = try? FileDescriptor.open(
-                logDirectory + "/" + id + ".log", .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite, .groupRead])
+                logDirectory + "/" + id + ".log", .writeOnly, options: [.create, .append, .closeOnExec],
+                permissions: [.ownerReadWrite, .groupRead])
         } else {
             output = nil
         }
@@ -485,7 +478,8 @@ public actor Engine {
         agents[record.id] = Managed(record: record, ladder: agents[record.id]?.ladder ?? AgentLadder(agent: record.id), leaf: leaf)
         _ = try store.commit(records: [], ladder: nil, agent: record)
         watcher?.watch(agent: record.id, path: leaf)
-        publish(.agentStarted, agent: record.id, "agent \(record.id) started in \(record.group) (pid \(record.pid.map(String.init) ?? "?"))")
+        publish(
+            .agentStarted, agent: record.id, "agent \(record.id) started in \(record.group) (pid \(record.pid.map(String.init) ?? "?"))")
     }
 
     static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -559,14 +553,18 @@ public actor Engine {
         agent.terminationDeadline = clock() + grace
         agent.record.endReason = "stopped by request"
         agents[id] = agent
-        publish(.terminationNotice, agent: id, "agent \(id) stopping: SIGTERM to \(signalled) processes, cgroup.kill in \(Quantity.formatDuration(grace))")
+        publish(
+            .terminationNotice, agent: id,
+            "agent \(id) stopping: SIGTERM to \(signalled) processes, cgroup.kill in \(Quantity.formatDuration(grace))")
         return agent.record
     }
 
     /// Forgets an agent that has ended (its history stays); a live one only with `force` (killed first).
     public func remove(_ id: String, force: Bool) throws {
         if let agent = agents[id], agent.record.state.isLive {
-            guard force else { throw EngineError(.conflict, "agent '\(id)' is \(agent.record.state.rawValue): stop it first or remove with force") }
+            guard force else {
+                throw EngineError(.conflict, "agent '\(id)' is \(agent.record.state.rawValue): stop it first or remove with force")
+            }
             _ = try? tree.kill(agent.leaf)
             _ = try? tree.waitUntilEmpty(agent.leaf, timeout: .seconds(5))
             try? tree.remove(agent.leaf)
@@ -617,7 +615,8 @@ public actor Engine {
         }
         for (resource, amount) in totals {
             guard resource.hasController, amount > 0 else {
-                throw EngineError(.invalid, "totals exist for memory, cpu and processes and must be above zero (\(resource.rawValue): \(amount))")
+                throw EngineError(
+                    .invalid, "totals exist for memory, cpu and processes and must be above zero (\(resource.rawValue): \(amount))")
             }
             group.totals[resource] = amount
         }
@@ -648,13 +647,19 @@ public actor Engine {
         var agent = try live(id)
         for (resource, amount) in usage {
             guard !resource.hasController else {
-                throw EngineError(.invalid, "\(resource.rawValue) is measured by the kernel and cannot be reported; report files, connections, network or disk")
+                throw EngineError(
+                    .invalid,
+                    "\(resource.rawValue) is measured by the kernel and cannot be reported; report files, connections, network or disk")
             }
-            guard amount >= 0, amount.isFinite else { throw EngineError(.invalid, "\(resource.rawValue) usage must be a non-negative number") }
+            guard amount >= 0, amount.isFinite else {
+                throw EngineError(.invalid, "\(resource.rawValue) usage must be a non-negative number")
+            }
             agent.reported[resource] = amount
         }
         agents[id] = agent
-        publish(.usageReported, agent: id, "usage reported: " + usage.sorted { $0.key < $1.key }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
+        publish(
+            .usageReported, agent: id,
+            "usage reported: " + usage.sorted { $0.key < $1.key }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
         let violations = currentViolations(agent)
         step(id, violations: violations, usage: usage, seen: nil)
         return violations
@@ -670,10 +675,8 @@ public actor Engine {
             if let sample = observation.sample { agent.latest = sample }
             var violations: [Violation] = []
             var usage: [Resource: Double] = [:]
-            var hitByKernel = false
             for reading in observation.readings {
                 usage[reading.resource] = reading.usage
-                hitByKernel = hitByKernel || reading.hitHard || reading.hitSoft
                 if let limit = agent.record.limits[reading.resource],
                     let violation = reading.violation(agent: agent.record.id, limit: limit)
                 {
@@ -682,7 +685,6 @@ public actor Engine {
             }
             agent.usage.merge(usage) { _, new in new }
             agent.violations = violations
-            if hitByKernel, agent.pendingSeen == nil { agent.pendingSeen = observation.seen }
             agents[observation.agent] = agent
             for (resource, amount) in agent.reported {
                 if let limit = agent.record.limits[resource],
@@ -691,7 +693,9 @@ public actor Engine {
                     violations.append(violation)
                 }
             }
-            step(observation.agent, violations: violations, usage: usage.merging(agent.reported) { kernel, _ in kernel }, seen: observation.seen)
+            step(
+                observation.agent, violations: violations, usage: usage.merging(agent.reported) { kernel, _ in kernel },
+                seen: observation.seen)
         case .emptied(let id):
             ended(id, vanished: false)
         case .vanished(let id):
@@ -718,15 +722,9 @@ public actor Engine {
             fallbackRecords.removeAll()
             if let outcome { records.append(outcome) }
         }
-        guard var current = agents[id] else { return }
-        if !records.isEmpty, let seenAt = current.pendingSeen {
-            reactionLatencies.append(ContinuousClock.now - seenAt)
-            current.pendingSeen = nil
-        } else if records.isEmpty && current.ladder.episodes.isEmpty {
-            current.pendingSeen = nil
-        }
-        agents[id] = current
-        let ladderChanged = current.ladder.episodes.keys != before.episodes.keys
+        guard let current = agents[id] else { return }
+        let ladderChanged =
+            current.ladder.episodes.keys != before.episodes.keys
             || current.ladder.episodes.values.map(\.fired) != before.episodes.values.map(\.fired)
             || !records.isEmpty
         if ladderChanged {
@@ -790,17 +788,21 @@ public actor Engine {
         let termination = agent.record.pid.flatMap { exited.removeValue(forKey: $0) }
         let sample = vanished ? nil : (try? tree.sample(agent.leaf))
         let oomKilled = (sample?.memoryEvents.oomKill ?? 0) > 0 && termination == .signaled(signal: SIGKILL)
-        agent.record.state = agent.ladder.terminating || agent.record.endReason == "killed by request" || agent.record.endReason == "stopped by request"
+        agent.record.state =
+            agent.ladder.terminating || agent.record.endReason == "killed by request" || agent.record.endReason == "stopped by request"
             ? .terminated : (vanished ? .lost : .exited)
         agent.record.endedAt = now
         agent.record.exitStatus = termination?.exitStatus
         if agent.record.endReason == nil {
-            agent.record.endReason = vanished ? "its cgroup was removed" : oomKilled ? "OOM-killed at its memory limit" : agent.ladder.terminating ? "terminated by the escalation ladder" : nil
+            agent.record.endReason =
+                vanished
+                ? "its cgroup was removed"
+                : oomKilled ? "OOM-killed at its memory limit" : agent.ladder.terminating ? "terminated by the escalation ladder" : nil
         }
         if agent.ladder.terminating, agent.record.endReason == nil { agent.record.endReason = "terminated by the escalation ladder" }
         watcher?.unwatch(agent: id)
         if agent.record.origin != .registered, !vanished {
-            do { try tree.remove(agent.leaf) } catch { publish(.daemon, agent: id, "could not remove \(agent.record.cgroup): \(error)") }
+            removeInBackground(agent.leaf, id: id)
         }
         agent.terminationDeadline = nil
         agents[id] = agent
@@ -808,21 +810,63 @@ public actor Engine {
         try? store.deleteLadder(agent: id)
         publish(
             .agentExited, agent: id,
-            "agent \(id) \(agent.record.state.rawValue)" + (termination.map { ", status \($0.exitStatus)" } ?? "") + (agent.record.endReason.map { " (\($0))" } ?? ""))
+            "agent \(id) \(agent.record.state.rawValue)" + (termination.map { ", status \($0.exitStatus)" } ?? "")
+                + (agent.record.endReason.map { " (\($0))" } ?? ""))
     }
 
     /// A registered agent (`corral run`) ended: the caller knows its exit
     /// status. The daemon removes the cgroup once the caller has read it.
     public func finished(_ id: String, exitStatus: Int32?, reason: String?) throws -> AgentRecord {
         guard agents[id] != nil else { throw EngineError(.notFound, "no agent '\(id)'") }
+        // Never attached (its command did not start): it ends all the same.
+        if agents[id]?.record.state == .starting { agents[id]?.record.state = .running }
         if agents[id]?.record.state.isLive == true { ended(id, vanished: false) }
         guard var agent = agents[id] else { throw EngineError(.notFound, "no agent '\(id)'") }
         if let exitStatus { agent.record.exitStatus = exitStatus }
         if let reason { agent.record.endReason = reason }
-        if agent.record.origin == .registered { try? tree.remove(agent.leaf) }
+        if agent.record.origin == .registered { removeInBackground(agent.leaf, id: id) }
         agents[id] = agent
         _ = try store.commit(records: [], ladder: nil, agent: agent.record)
         return agent.record
+    }
+
+    /// Removes an ended agent's cgroup without holding up the engine: a
+    /// cgroup whose last tasks are still dying answers EBUSY for a while, and
+    /// the retries (1 ms doubling, 10 tries, as runc) sleep off the actor.
+    nonisolated func removeInBackground(_ leaf: CgroupPath, id: String) {
+        // Mostly it goes at once; only a busy cgroup is retried in the background.
+        do {
+            try tree.fs.removeDirectory(leaf)
+            return
+        } catch  where error.code != .busy {
+            if error.code != .notFound {
+                hub.publish(
+                    CorralEvent(at: clock(), kind: .daemon, agent: id, message: "could not remove \(tree.fs.absolutePath(leaf)): \(error)"))
+            }
+            return
+        } catch {}
+        let tree = tree
+        let hub = hub
+        let clock = clock
+        Task.detached {
+            var delay = Duration.milliseconds(1)
+            for attempt in 1...10 {
+                do throws(CgroupError) {
+                    try tree.fs.removeDirectory(leaf)
+                    return
+                } catch  where error.code == .notFound {
+                    return
+                } catch  where error.code == .busy && attempt < 10 {
+                    try? await Task.sleep(for: delay)
+                    delay *= 2
+                } catch {
+                    hub.publish(
+                        CorralEvent(
+                            at: clock(), kind: .daemon, agent: id, message: "could not remove \(tree.fs.absolutePath(leaf)): \(error)"))
+                    return
+                }
+            }
+        }
     }
 
     // MARK: Actions
@@ -836,24 +880,31 @@ public actor Engine {
     func execute(_ command: LadderCommand, on id: String) -> EnforcementRecord? {
         guard var agent = agents[id] else { return nil }
         let now = clock()
-        func record(_ violation: Violation, _ action: EnforcementAction, ok: Bool, error: String? = nil, _ details: String) -> EnforcementRecord {
+        func record(_ violation: Violation, _ action: EnforcementAction, ok: Bool, error: String? = nil, _ details: String)
+            -> EnforcementRecord
+        {
             EnforcementRecord(violation: violation, action: action, at: now, succeeded: ok, error: error, details: details)
         }
         switch command {
         case .warn(let violation):
             return record(
                 violation, .warn, ok: true,
-                "\(violation.resource.rawValue) at \(violation.resource.unit.format(violation.current)), over its \(violation.kind.rawValue) limit \(violation.resource.unit.format(violation.limit)); warning published")
+                "\(violation.resource.rawValue) at \(violation.resource.unit.format(violation.current)), over its \(violation.kind.rawValue) limit \(violation.resource.unit.format(violation.limit)); warning published"
+            )
 
         case .throttle(let violation, let factor):
             let cumulative = agent.ladder.throttled[violation.resource] ?? factor
             do {
                 let details = try throttle(agent, violation.resource, cumulative: cumulative)
-                publish(.throttleNotice, agent: id, "throttle notice: \(violation.resource.rawValue) limit × \(factor)", violation: violation)
-                return record(violation, .throttle, ok: true, "factor \(factor) (cumulative \(Quantity.formatDecimal(cumulative, places: 3))): \(details)")
+                publish(
+                    .throttleNotice, agent: id, "throttle notice: \(violation.resource.rawValue) limit × \(factor)", violation: violation)
+                return record(
+                    violation, .throttle, ok: true,
+                    "factor \(factor) (cumulative \(Quantity.formatDecimal(cumulative, places: 3))): \(details)")
             } catch {
                 agents[id]?.ladder.noteThrottleFailed(violation.resource, factor: factor)
-                return record(violation, .throttle, ok: false, error: "\(error)", "could not lower the \(violation.resource.rawValue) limit")
+                return record(
+                    violation, .throttle, ok: false, error: "\(error)", "could not lower the \(violation.resource.rawValue) limit")
             }
 
         case .restore(_, let resource):
@@ -871,7 +922,8 @@ public actor Engine {
                 agent.record.state = .suspended
                 agents[id] = agent
                 publish(.suspended, agent: id, "agent \(id) suspended for \(violation.resource.rawValue)", violation: violation)
-                return record(violation, .suspend, ok: true, "cgroup.freeze 1, cgroup.events frozen 1 after \(Quantity.formatSeconds(took.seconds))")
+                return record(
+                    violation, .suspend, ok: true, "cgroup.freeze 1, cgroup.events frozen 1 after \(Quantity.formatSeconds(took.seconds))")
             } catch {
                 agents[id]?.ladder.noteSuspendFailed()
                 return record(violation, .suspend, ok: false, error: error.description, "freeze failed; the agent runs on")
@@ -886,7 +938,9 @@ public actor Engine {
             agent.terminationDeadline = now + grace
             agent.record.endReason = "terminated for \(violation.resource.rawValue) (\(violation.kind.rawValue) limit)"
             agents[id] = agent
-            publish(.terminationNotice, agent: id, "termination notice: SIGTERM now, cgroup.kill in \(Quantity.formatDuration(grace))", violation: violation)
+            publish(
+                .terminationNotice, agent: id, "termination notice: SIGTERM now, cgroup.kill in \(Quantity.formatDuration(grace))",
+                violation: violation)
             return record(
                 violation, .terminate, ok: signalled > 0, error: signalled > 0 ? nil : "no process received SIGTERM",
                 "SIGTERM sent to \(signalled) processes; cgroup.kill after \(Quantity.formatDuration(grace)) unless they exit")
@@ -901,12 +955,14 @@ public actor Engine {
                 "requested \(request.resource.rawValue) ≤ \(request.resource.unit.format(request.target)) by \(request.deadline)")
 
         case .scaleDownResolved(_, let request, let usage, let met):
-            let violation = Violation(agent: id, resource: request.resource, kind: .hard, current: usage ?? request.current, limit: request.target)
+            let violation = Violation(
+                agent: id, resource: request.resource, kind: .hard, current: usage ?? request.current, limit: request.target)
             return record(
                 violation, .scaleDown, ok: met, error: met ? nil : "deadline missed",
                 met
                     ? "met: \(request.resource.rawValue) at \(usage.map { request.resource.unit.format($0) } ?? "below its limits") ≤ \(request.resource.unit.format(request.target))"
-                    : "missed: \(request.resource.rawValue) still \(usage.map { request.resource.unit.format($0) } ?? "unknown") > \(request.resource.unit.format(request.target)); escalating to suspend")
+                    : "missed: \(request.resource.rawValue) still \(usage.map { request.resource.unit.format($0) } ?? "unknown") > \(request.resource.unit.format(request.target)); escalating to suspend"
+            )
 
         case .migrate(let violation):
             guard let command = handlers.migrate else {
@@ -982,7 +1038,8 @@ public actor Engine {
                 violation: violation, action: .terminate, at: clock(), succeeded: true,
                 details: "grace ended with processes alive: \(method == .cgroupKill ? "cgroup.kill" : "SIGKILL to every process")")
         } catch {
-            outcome = EnforcementRecord(violation: violation, action: .terminate, at: clock(), succeeded: false, error: error.description, details: "kill failed")
+            outcome = EnforcementRecord(
+                violation: violation, action: .terminate, at: clock(), succeeded: false, error: error.description, details: "kill failed")
         }
         if agent.record.endReason == "stopped by request" { return }
         if let stored = try? store.commit(records: [outcome], ladder: agent.ladder, agent: agent.record).first {
@@ -996,15 +1053,19 @@ public actor Engine {
         let input = HandlerInput(action: action, violation: violation).json
         Task.detached { [weak self] in
             let outcome = await HandlerRunner.run(command, input: input, timeout: timeout)
-            await self?.handlerFinished(outcome, command: command, violation: violation, action: action, fallbackToSuspend: fallbackToSuspend)
+            await self?.handlerFinished(
+                outcome, command: command, violation: violation, action: action, fallbackToSuspend: fallbackToSuspend)
         }
     }
 
-    func handlerFinished(_ outcome: HandlerRunner.Outcome, command: [String], violation: Violation, action: EnforcementAction, fallbackToSuspend: Bool) {
+    func handlerFinished(
+        _ outcome: HandlerRunner.Outcome, command: [String], violation: Violation, action: EnforcementAction, fallbackToSuspend: Bool
+    ) {
         let now = clock()
         var records = [
             EnforcementRecord(
-                violation: violation, action: action, at: now, succeeded: outcome.succeeded, error: outcome.succeeded ? nil : outcome.summary,
+                violation: violation, action: action, at: now, succeeded: outcome.succeeded,
+                error: outcome.succeeded ? nil : outcome.summary,
                 details: "\(command.joined(separator: " ")): \(outcome.summary)")
         ]
         if !outcome.succeeded, fallbackToSuspend, agents[violation.agent]?.record.state.isLive == true {
@@ -1028,7 +1089,7 @@ public actor Engine {
         _ kind: CorralEvent.Kind, agent: String?, _ message: String, violation: Violation? = nil, record: EnforcementRecord? = nil,
         request: ScaleDownRequest? = nil
     ) -> CorralEvent {
-        hub.publish(CorralEvent(at: clock(), kind: kind, agent: agent, message: message, violation: violation, record: record, request: request))
+        hub.publish(
+            CorralEvent(at: clock(), kind: kind, agent: agent, message: message, violation: violation, record: record, request: request))
     }
 }
-

@@ -1,13 +1,14 @@
 import CorralCore
 import CorralRuntime
 import SystemPackage
+
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a migrate or custom handler receives on stdin.

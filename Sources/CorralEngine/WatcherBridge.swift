@@ -35,7 +35,8 @@ public struct WatcherBridge: AgentWatching {
         case .observation(let observation):
             guard let agent = observation.subject.agent else { return nil }
             return .observed(
-                AgentObservation(agent: agent, at: observation.at, readings: observation.readings, sample: observation.sample, seen: observation.seenAt))
+                AgentObservation(
+                    agent: agent, at: observation.at, readings: observation.readings, sample: observation.sample, seen: observation.seenAt))
         case .emptied(let subject, _):
             return subject.agent.map { .emptied(agent: $0) }
         case .vanished(let subject, _):

@@ -107,6 +107,8 @@ public enum Spawner {
         public var standardError: FileDescriptor?
         /// Start a new session (no controlling terminal), for daemon-launched agents.
         public var newSession: Bool
+        /// RLIMIT_NOFILE for the child (default: what this process started with, see `FileLimit`).
+        public var fileLimit: FileLimit.Limit? = FileLimit.inherited
 
         public init(
             executable: String, arguments: [String], environment: [String], cgroupDirectory: FileDescriptor?,
@@ -147,26 +149,35 @@ public enum Spawner {
             free(cwd)
         }
         var result = corral_spawn_result()
-        let rc: Int32 = argv.withUnsafeBufferPointer { argvBuffer in
-            envp.withUnsafeBufferPointer { envpBuffer in
-                var spec = corral_spawn_request()
-                spec.path = UnsafePointer(path)
-                spec.argv = argvBuffer.baseAddress
-                spec.envp = envpBuffer.baseAddress
-                spec.cgroup_fd = request.cgroupDirectory?.rawValue ?? -1
-                spec.cgroup_procs_fd = request.cgroupProcs?.rawValue ?? -1
-                spec.allow_fallback = 1
-                spec.cwd = UnsafePointer(cwd)
-                spec.no_new_privs = request.noNewPrivileges ? 1 : 0
-                spec.rlimits = nil
-                spec.rlimit_count = 0
-                spec.seccomp_filter = nil
-                spec.set_ids = 0
-                spec.stdin_fd = request.standardInput?.rawValue ?? -1
-                spec.stdout_fd = request.standardOutput?.rawValue ?? -1
-                spec.stderr_fd = request.standardError?.rawValue ?? -1
-                spec.new_session = request.newSession ? 1 : 0
-                return corral_spawn(&spec, &result)
+        var limits: [corral_rlimit] = []
+        if let fileLimit = request.fileLimit {
+            limits.append(
+                corral_rlimit(
+                    resource: Int32(RLIMIT_NOFILE.rawValue),
+                    limit: rlimit(rlim_cur: rlim_t(fileLimit.soft), rlim_max: rlim_t(fileLimit.hard))))
+        }
+        let rc: Int32 = limits.withUnsafeBufferPointer { limitBuffer in
+            argv.withUnsafeBufferPointer { argvBuffer in
+                envp.withUnsafeBufferPointer { envpBuffer in
+                    var spec = corral_spawn_request()
+                    spec.path = UnsafePointer(path)
+                    spec.argv = argvBuffer.baseAddress
+                    spec.envp = envpBuffer.baseAddress
+                    spec.cgroup_fd = request.cgroupDirectory?.rawValue ?? -1
+                    spec.cgroup_procs_fd = request.cgroupProcs?.rawValue ?? -1
+                    spec.allow_fallback = 1
+                    spec.cwd = UnsafePointer(cwd)
+                    spec.no_new_privs = request.noNewPrivileges ? 1 : 0
+                    spec.rlimits = limitBuffer.baseAddress
+                    spec.rlimit_count = Int32(limitBuffer.count)
+                    spec.seccomp_filter = nil
+                    spec.set_ids = 0
+                    spec.stdin_fd = request.standardInput?.rawValue ?? -1
+                    spec.stdout_fd = request.standardOutput?.rawValue ?? -1
+                    spec.stderr_fd = request.standardError?.rawValue ?? -1
+                    spec.new_session = request.newSession ? 1 : 0
+                    return corral_spawn(&spec, &result)
+                }
             }
         }
         guard rc == 0 else {

@@ -4,9 +4,9 @@ public import Hummingbird
 import NIOCore
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// JSON the way the whole API speaks it: snake_case keys, sorted, times as ISO 8601 strings.
@@ -73,7 +73,8 @@ public struct APIError: Error, Sendable {
         case .keyNotFound(let key, let context):
             message = "missing field '\(path(context.codingPath + [key]).trimmingCharacters("'"))'"
         case .dataCorrupted(let context):
-            message = context.codingPath.isEmpty
+            message =
+                context.codingPath.isEmpty
                 ? "the body is not valid JSON" : "\(path(context.codingPath)): \(context.debugDescription)"
         @unknown default:
             message = "the body does not match the expected shape"

@@ -30,4 +30,3 @@ struct SQLiteEngineStore: EngineStore {
     func save(group: QuotaGroup) throws { try store.save(group: group) }
     func groupOverrides() throws -> [String: QuotaGroup] { try store.groupOverrides() }
 }
-

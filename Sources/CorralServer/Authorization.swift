@@ -1,7 +1,8 @@
 import CorralCore
 import Hummingbird
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Decides who a peer is and what it may do.
@@ -125,7 +126,8 @@ struct ErrorMiddleware: RouterMiddleware {
             return error.api.response()
         } catch let error as HTTPError {
             let code = error.status == .notFound ? "not_found" : error.status == .contentTooLarge ? "too_large" : "bad_request"
-            let message = error.status == .notFound
+            let message =
+                error.status == .notFound
                 ? "no such endpoint: \(request.method) \(request.uri.path) (see openapi/corral.yaml)" : (error.body ?? "\(error.status)")
             return APIError(error.status, code, message).response()
         } catch {

@@ -2,8 +2,9 @@ import CCorralLinux
 public import Hummingbird
 import Logging
 public import NIOCore
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Who is on the other end of the Unix socket (SO_PEERCRED).

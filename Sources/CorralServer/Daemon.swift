@@ -3,6 +3,7 @@ import CorralCgroup
 import CorralConfig
 public import CorralCore
 import CorralEngine
+import CorralRuntime
 import CorralStore
 import CorralSystemd
 import CorralWatcher
@@ -11,8 +12,9 @@ public import Logging
 import NIOCore
 import ServiceLifecycle
 import UnixSignals
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// How `corral serve` runs.
@@ -102,6 +104,8 @@ public enum Daemon {
         var options = options
         if options.configPath == nil, access(defaultConfigPath, R_OK) == 0 { options.configPath = defaultConfigPath }
         let configuration = try loadConfiguration(options.configPath)
+        // Descriptors held per watched agent: raise the soft limit (agents get the original).
+        FileLimit.raise()
         let facts = HostProbe.facts()
         if let problem = facts.problems.first {
             throw DaemonError("cannot manage agents on this host: \(problem.message)\n  fix: \(problem.fix)")
@@ -111,7 +115,9 @@ public enum Daemon {
         let location: CgroupRootLocation
         do {
             location = try CgroupRootLocation.resolve(rootPath, facts: facts)
-            tree = CgroupTree(fs: try DirectoryCgroupFilesystem(anchorPath: location.anchor), root: location.root, rootIsHierarchyRoot: location.isHierarchyRoot)
+            tree = CgroupTree(
+                fs: try DirectoryCgroupFilesystem(anchorPath: location.anchor), root: location.root,
+                rootIsHierarchyRoot: location.isHierarchyRoot)
             let lock = try tree.fs.lockTree()
             defer { withExtendedLifetime(lock) {} }
             let preparation = try tree.prepareRoot(
@@ -135,7 +141,7 @@ public enum Daemon {
 
         let engine = Engine(
             configuration: configuration, tree: tree, store: SQLiteEngineStore(store: store),
-            handlers: ActionHandlers(), logDirectory: options.stateDirectory + "/logs", socketPath: options.socketPath)
+            logDirectory: options.stateDirectory + "/logs", socketPath: options.socketPath)
         let reconciliation = try await engine.restore()
         logger.info(
             "state restored",
@@ -159,7 +165,8 @@ public enum Daemon {
         await engine.attach(watcher: WatcherBridge(watcher: watcher, deliver: { continuation.yield($0) }))
 
         // The socket: a fresh file, mode 0660, group = the admin group.
-        let socketDirectory = String(options.socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+        let socketDirectory = String(
+            options.socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
         if !socketDirectory.isEmpty { try makeDirectory(socketDirectory, mode: 0o755) }
         if corral_connect_unix(options.socketPath) >= 0 {
             throw DaemonError("another daemon answers on \(options.socketPath); stop it first (or use --socket)")
@@ -172,7 +179,9 @@ public enum Daemon {
             }
             adminGID = group.pointee.gr_gid
         }
-        let hierarchyRoot = location.rootPath.hasPrefix(HostProbe.mountPoint) ? String(location.rootPath.dropFirst(HostProbe.mountPoint.count)) : location.rootPath
+        let hierarchyRoot =
+            location.rootPath.hasPrefix(HostProbe.mountPoint)
+            ? String(location.rootPath.dropFirst(HostProbe.mountPoint.count)) : location.rootPath
         let adminGroupID = adminGID
         let settings = APISettings(
             version: options.version, socketPath: options.socketPath, cgroupRoot: location.rootPath,
@@ -246,7 +255,7 @@ struct ReloadService: Service {
             for await _ in hangups {
                 do {
                     let configuration = try Daemon.loadConfiguration(configPath)
-                    await engine.reload(configuration, handlers: ActionHandlers())
+                    await engine.reload(configuration)
                     Systemd.notify("STATUS=configuration reloaded")
                     logger.info("configuration reloaded", metadata: ["config": "\(configPath ?? "built-in")"])
                 } catch {

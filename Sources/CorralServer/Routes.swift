@@ -4,9 +4,9 @@ public import Hummingbird
 import NIOCore
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 /// Runs an engine call, turning its errors into API errors.
@@ -56,7 +56,9 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
     v1.get("health") { _, _ in
         let agents = try await engineCall { try await engine.list(includeEnded: false) }
         return jsonResponse(
-            Health(status: "ok", version: settings.version, agents: agents.count, cgroupRoot: settings.cgroupRoot, socket: settings.socketPath))
+            Health(
+                status: "ok", version: settings.version, agents: agents.count, cgroupRoot: settings.cgroupRoot, socket: settings.socketPath)
+        )
     }
 
     // Groups
@@ -74,7 +76,8 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         guard update.limits != nil || update.totals != nil else {
             throw APIError(.unprocessableContent, "invalid", "give limits and/or totals to change")
         }
-        return jsonResponse(try await engineCall { try await engine.updateGroup(name, limits: update.limits ?? [:], totals: update.totals ?? [:]) })
+        return jsonResponse(
+            try await engineCall { try await engine.updateGroup(name, limits: update.limits ?? [:], totals: update.totals ?? [:]) })
     }
 
     // Agents
@@ -94,12 +97,15 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         let body = try await decodeBody(RegisterRequest.self, from: request)
         try checkAmounts(limits: body.limits)
         return jsonResponse(
-            try await engineCall { try await engine.register(id: body.id, group: body.group, command: body.command, overrides: body.limits ?? [:]) },
+            try await engineCall {
+                try await engine.register(id: body.id, group: body.group, command: body.command, overrides: body.limits ?? [:])
+            },
             status: .created)
     }
     v1.post("agents/adopt") { request, _ in
         let body = try await decodeBody(AdoptRequest.self, from: request)
-        return jsonResponse(try await engineCall { try await engine.adopt(pid: body.pid, id: body.id, group: body.group) }, status: .created)
+        return jsonResponse(
+            try await engineCall { try await engine.adopt(pid: body.pid, id: body.id, group: body.group) }, status: .created)
     }
     v1.get("agents/:id") { _, context in
         let id = try agentID(context)
@@ -224,13 +230,13 @@ func history(_ engine: Engine, _ request: Request, agent: String?) async throws 
         }
         return value
     }
-    let limit = try parameters["limit"].map { text -> Int in
-        guard let value = Int(String(text)), (1...10000).contains(value) else {
-            throw APIError(.badRequest, "bad_request", "limit must be between 1 and 10000, not '\(text)'")
-        }
-        return value
-    } ?? 1000
+    let limit =
+        try parameters["limit"].map { text -> Int in
+            guard let value = Int(String(text)), (1...10000).contains(value) else {
+                throw APIError(.badRequest, "bad_request", "limit must be between 1 and 10000, not '\(text)'")
+            }
+            return value
+        } ?? 1000
     let records = try await engineCall { try await engine.history(agent: agent, since: since, afterID: after, limit: limit) }
     return jsonResponse(HistoryList(records: records))
 }
-

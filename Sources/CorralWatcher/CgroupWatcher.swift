@@ -1,4 +1,3 @@
-internal import CCorralLinux
 public import CorralCgroup
 public import CorralCore
 
@@ -42,7 +41,7 @@ public final class CgroupWatcher: Sendable {
         }
     }
 
-    private let loop: WatchLoop
+    let loop: WatchLoop
 
     /// The wall clock: CLOCK_REALTIME in milliseconds.
     public static let systemClock: @Sendable () -> Timestamp = {

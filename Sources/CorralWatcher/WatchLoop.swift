@@ -46,6 +46,9 @@ final class WatchLoop: Sendable {
         var populated: Bool
         /// The last read failed for a reason other than removal (reported once).
         var failing = false
+        /// Files of the event path held open and re-read with pread (one
+        /// syscall per read instead of open, read, close).
+        var readers: [CgroupFile: FileDescriptor] = [:]
     }
 
     /// Who an inotify watch descriptor belongs to. Two subjects on the same
@@ -74,6 +77,12 @@ final class WatchLoop: Sendable {
         var pressure: Set<Resource> = []
         /// Only check that it still exists (a watch was dropped, a trigger failed).
         var check = false
+
+        mutating func merge(_ other: Work) {
+            files.formUnion(other.files)
+            pressure.formUnion(other.pressure)
+            check = check || other.check
+        }
 
         var trigger: ObservationTrigger? {
             if let file = notifyingFiles.first(where: files.contains) { return .event(file) }
@@ -123,6 +132,9 @@ final class WatchLoop: Sendable {
     // MARK: Public operations
 
     var pressureStatus: PressureTriggerStatus { state.withLock { $0.pressure } }
+
+    /// The inotify and wake-up fds, for tests that count watches and descriptors.
+    var descriptors: (inotify: Int32, wake: Int32) { (inotifyFD, wakeFD) }
 
     var subjects: Set<WatchSubject> { state.withLock { Set($0.subjects.keys) } }
 
@@ -260,6 +272,7 @@ final class WatchLoop: Sendable {
             }
         }
         for fd in watched.triggers.values { retire(fd, &state) }
+        for reader in watched.readers.values { try? reader.close() }
     }
 
     /// Closes a trigger fd now, or after poll(2) returns when the loop may be polling it.
@@ -317,8 +330,18 @@ final class WatchLoop: Sendable {
     ) -> Outcome {
         guard var watched = state.subjects[subject] else { return .notWatched }
         let sample: CgroupSample
+        // A kernel event needs only the files it concerns (and cgroup.events);
+        // the rest is carried over from the previous sample, and the CPU rate
+        // waits for the next full one. Under emulation a full sample of eight
+        // files costs milliseconds, and events come in bursts.
+        var partial = false
         do {
-            sample = try tree.sample(watched.path)
+            if case .event(let file) = trigger {
+                sample = try partialSample(&watched, changed: file)
+                partial = true
+            } else {
+                sample = try fullSample(&watched)
+            }
         } catch {
             return .failed(error, failure(error, of: subject, &state))
         }
@@ -334,7 +357,7 @@ final class WatchLoop: Sendable {
             previous: watched.cpuBaseline, current: sample, elapsed: watched.cpuBaselineAt.duration(to: now),
             minimumCPUWindow: configuration.minimumCPUWindow
         ).first { $0.resource == .cpu }
-        if let cpu {
+        if !partial, let cpu {
             readings.insert(cpu, at: readings.firstIndex { $0.resource > .cpu } ?? readings.endIndex)
             watched.cpuBaseline = sample
             watched.cpuBaselineAt = now
@@ -355,6 +378,73 @@ final class WatchLoop: Sendable {
         watched.previousAt = now
         state.subjects[subject] = watched
         return .observed(observation, events)
+    }
+
+    /// Reads `file` of a watched cgroup through a descriptor held open for it
+    /// (pread at offset 0: one syscall instead of open, read and close).
+    private func text(_ file: CgroupFile, _ watched: inout Watched) throws(CgroupError) -> String {
+        if watched.readers[file] == nil {
+            do {
+                watched.readers[file] = try fs.openForReading(file, of: watched.path)
+            } catch  where error.code == .notSupported {
+                return try fs.read(file, of: watched.path)
+            }
+        }
+        guard let reader = watched.readers[file] else { return try fs.read(file, of: watched.path) }
+        do {
+            return try readWhole(reader)
+        } catch {
+            throw CgroupError.explain(error, operation: .read, path: fs.absolutePath(watched.path), file: file)
+        }
+    }
+
+    /// A number file, nil when this kernel or controller lacks it.
+    private func number(_ file: CgroupFile, _ watched: inout Watched) throws(CgroupError) -> Int64? {
+        do {
+            return Int64(try text(file, &watched).trimmingSpaces())
+        } catch  where error.code == .notFound || error.code == .controllerUnavailable {
+            return nil
+        }
+    }
+
+    /// The files of `CgroupTree.sample`, read through held descriptors.
+    private func fullSample(_ watched: inout Watched) throws(CgroupError) -> CgroupSample {
+        func optional(_ file: CgroupFile) throws(CgroupError) -> String? {
+            do { return try text(file, &watched) } catch  where error.code == .notFound || error.code == .controllerUnavailable {
+                return nil
+            }
+        }
+        var sample = CgroupSample()
+        sample.memoryCurrent = try number(.memoryCurrent, &watched)
+        sample.memoryPeak = try number(.memoryPeak, &watched)
+        sample.memoryEvents = try optional(.memoryEvents).map(MemoryEvents.init(parsing:)) ?? MemoryEvents()
+        sample.cpu = try optional(.cpuStat).map(CPUStat.init(parsing:)) ?? CPUStat()
+        sample.pidsCurrent = try number(.pidsCurrent, &watched)
+        sample.pidsPeak = try number(.pidsPeak, &watched)
+        sample.pidsEvents = try optional(.pidsEvents).map(PidsEvents.init(parsing:)) ?? PidsEvents()
+        // Opened afresh: this is also how a removed cgroup is noticed where a
+        // held descriptor would go on reading (files that are not cgroupfs).
+        sample.events = CgroupEvents(parsing: try fs.read(.events, of: watched.path))
+        return sample
+    }
+
+    /// Reads the files a change of `file` concerns into a copy of the previous sample.
+    private func partialSample(_ watched: inout Watched, changed file: CgroupFile) throws(CgroupError) -> CgroupSample {
+        var sample = watched.previous
+        func text(_ file: CgroupFile) throws(CgroupError) -> String { try self.text(file, &watched) }
+        func number(_ file: CgroupFile) throws(CgroupError) -> Int64? { try self.number(file, &watched) }
+        switch file {
+        case .memoryEvents:
+            sample.memoryEvents = MemoryEvents(parsing: try text(.memoryEvents))
+            sample.memoryCurrent = try number(.memoryCurrent)
+        case .pidsEvents:
+            sample.pidsEvents = PidsEvents(parsing: try text(.pidsEvents))
+            sample.pidsCurrent = try number(.pidsCurrent)
+        default:
+            break
+        }
+        sample.events = CgroupEvents(parsing: try text(.events))
+        return sample
     }
 
     /// A read of `subject` failed: it vanished (reported once, then
@@ -431,6 +521,18 @@ final class WatchLoop: Sendable {
         var nextTick = ContinuousClock.now.advanced(by: interval)
         var pollSet: [pollfd] = []
         var polledTriggers: [PolledTrigger] = []
+        // Subjects still to sample this tick: a few at a time between polls, so
+        // a kernel event never waits for a whole tick over hundreds of agents.
+        var sampleQueue: [WatchSubject] = []
+        let samplesPerRound = 8
+        // A subject whose files keep changing (memory.high throttling raises
+        // memory.events' high counter many times a second) is read at most
+        // once per cooldown; its changes meanwhile are merged and read when
+        // the cooldown ends. A subject quiet for a cooldown is read at once,
+        // so a new violation never queues behind a storm of old ones.
+        let eventCooldown = Duration.milliseconds(200)
+        var lastEventRead: [WatchSubject: ContinuousClock.Instant] = [:]
+        var deferred: [WatchSubject: Work] = [:]
 
         while true {
             // Close what was retired, rebuild the poll set, take the outbox.
@@ -454,8 +556,12 @@ final class WatchLoop: Sendable {
             for event in outbox { sink(event) }
             if stopping { break }
 
-            let remaining = ContinuousClock.now.duration(to: nextTick)
-            let timeout = remaining <= .zero ? 0 : Int32(clamping: (remaining.microseconds + 999) / 1000)
+            var wakeAt = nextTick
+            for subject in deferred.keys {
+                if let last = lastEventRead[subject] { wakeAt = min(wakeAt, last + eventCooldown) }
+            }
+            let remaining = ContinuousClock.now.duration(to: wakeAt)
+            let timeout = remaining <= .zero || !sampleQueue.isEmpty ? 0 : Int32(clamping: (remaining.microseconds + 999) / 1000)
             for index in pollSet.indices { pollSet[index].revents = 0 }
             let ready = poll(&pollSet, nfds_t(pollSet.count), timeout)
             let seenAt = ContinuousClock.now
@@ -518,10 +624,33 @@ final class WatchLoop: Sendable {
                 }
             }
 
-            // Event path first: read each changed cgroup once, report at once.
-            var events: [WatcherEvent] = []
+            // Event path first: read each changed cgroup once, report at once;
+            // subjects still cooling down wait, those whose cooldown ended go now.
+            let roundStart = ContinuousClock.now
+            var due: [WatchSubject] = []
             for subject in order {
                 guard let item = work[subject] else { continue }
+                let cooling = lastEventRead[subject].map { roundStart < $0 + eventCooldown } ?? false
+                if cooling && !item.check {
+                    deferred[subject, default: Work()].merge(item)
+                    work[subject] = nil
+                } else if let waiting = deferred.removeValue(forKey: subject) {
+                    work[subject]?.merge(waiting)
+                }
+            }
+            for (subject, item) in deferred where lastEventRead[subject].map({ roundStart >= $0 + eventCooldown }) ?? true {
+                due.append(subject)
+                work[subject] = item
+            }
+            for subject in due { deferred[subject] = nil }
+            // Quiet subjects first (a new violation), then those in a burst; each
+            // subject's events go to the sink as soon as it is read.
+            let current = order.filter { work[$0] != nil }
+            let quiet = current.filter { lastEventRead[$0].map { roundStart - $0 > .seconds(1) } ?? true }
+            let busy = current.filter { subject in !quiet.contains(subject) }
+            for subject in quiet + busy + due {
+                guard let item = work[subject] else { continue }
+                if item.trigger != nil { lastEventRead[subject] = ContinuousClock.now }
                 let found: [WatcherEvent] = state.withLock { state in
                     var found: [WatcherEvent] = []
                     if let trigger = item.trigger {
@@ -534,16 +663,23 @@ final class WatchLoop: Sendable {
                     if item.check { found += check(subject, &state) }
                     return found
                 }
-                events += found
+                for event in found { sink(event) }
             }
-            for event in events { sink(event) }
 
-            // The periodic sample, when due.
+            // The periodic sample, when due, a few subjects per round.
             let now = ContinuousClock.now
-            guard now >= nextTick else { continue }
-            nextTick = nextTick.advanced(by: interval)
-            if nextTick < now { nextTick = now.advanced(by: interval) }
-            let subjects = state.withLock { Array($0.subjects.keys) }
+            if now >= nextTick {
+                nextTick = nextTick.advanced(by: interval)
+                if nextTick < now { nextTick = now.advanced(by: interval) }
+                let queued = Set(sampleQueue)
+                let live = state.withLock { Set($0.subjects.keys) }
+                sampleQueue += live.filter { !queued.contains($0) }
+                lastEventRead = lastEventRead.filter { live.contains($0.key) }
+                deferred = deferred.filter { live.contains($0.key) }
+            }
+            guard !sampleQueue.isEmpty else { continue }
+            let subjects = Array(sampleQueue.prefix(samplesPerRound))
+            sampleQueue.removeFirst(subjects.count)
             for subject in subjects {
                 let found: [WatcherEvent] = state.withLock { state in
                     guard subject.agent != nil else { return check(subject, &state) }

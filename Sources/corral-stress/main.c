@@ -1,8 +1,9 @@
 /* corral-stress: load generator for Corral's real-kernel tests and benchmarks.
  *
- *   corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB]
- *       allocate and touch SIZE_MB (in STEP_MB steps, default all at once), print
- *       "allocated N MB" after each step, then sleep HOLD_SECONDS (default 0)
+ *   corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] [START_DELAY_SECONDS]
+ *       wait START_DELAY_SECONDS (default 0), allocate and touch SIZE_MB (in STEP_MB
+ *       steps, default all at once), print "allocated N MB" after each step, then
+ *       sleep HOLD_SECONDS (default 0)
  *   corral-stress spin SECONDS     burn one CPU for SECONDS of wall time
  *   corral-stress fork N [HOLD]    fork up to N children that sleep HOLD seconds (default 30);
  *                                  prints "forked K of N, first failure errno E"
@@ -28,7 +29,7 @@ static double now(void) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] | spin SECONDS | fork N [HOLD] | tree N SECONDS | spintree N SECONDS\n");
+    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] [START_DELAY] | spin SECONDS | fork N [HOLD] | tree N SECONDS | spintree N SECONDS\n");
     return 2;
 }
 
@@ -39,7 +40,12 @@ int main(int argc, char **argv) {
         long total = atol(argv[2]);
         double hold = argc > 3 ? atof(argv[3]) : 0;
         long step = argc > 4 ? atol(argv[4]) : total;
-        if (total <= 0 || step <= 0) return usage();
+        double delay = argc > 5 ? atof(argv[5]) : 0;
+        if (total <= 0 || step <= 0 || delay < 0) return usage();
+        if (delay > 0) {
+            struct timespec ts = {(time_t)delay, (long)((delay - (time_t)delay) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
         long page = sysconf(_SC_PAGESIZE);
         long done = 0;
         while (done < total) {

@@ -2,18 +2,20 @@ import ArgumentParser
 import CorralClient
 import CorralCore
 import CorralEngine
+
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `--socket` and `--json`, shared by the commands that talk to the daemon.
 struct ClientOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The daemon's socket (default $CORRAL_SOCKET, else /run/corral/corral.sock).", valueName: "PATH"))
+    @Option(
+        name: .long, help: ArgumentHelp("The daemon's socket (default $CORRAL_SOCKET, else /run/corral/corral.sock).", valueName: "PATH"))
     var socket: String?
 
     @Flag(name: .long, help: "Print JSON instead of a table.")
@@ -43,7 +45,11 @@ func queryValue(_ text: String) -> String {
     var result = ""
     for byte in text.utf8 {
         let char = Character(UnicodeScalar(byte))
-        if char.isASCII && (char.isLetter || char.isNumber || "-._~".contains(char)) { result.append(char) } else { result += "%" + String(format2: byte) }
+        if char.isASCII && (char.isLetter || char.isNumber || "-._~".contains(char)) {
+            result.append(char)
+        } else {
+            result += "%" + String(format2: byte)
+        }
     }
     return result
 }
@@ -85,7 +91,9 @@ struct AgentsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agents",
         abstract: "Manage the agents of a running daemon (corral serve).",
-        subcommands: [List.self, Show.self, Start.self, Adopt.self, Stop.self, Freeze.self, Thaw.self, Kill.self, Remove.self, Limits.self],
+        subcommands: [
+            List.self, Show.self, Start.self, Adopt.self, Stop.self, Freeze.self, Thaw.self, Kill.self, Remove.self, Limits.self,
+        ],
         defaultSubcommand: List.self
     )
 
@@ -126,7 +134,8 @@ struct AgentsCommand: ParsableCommand {
                 "agent      \(agent.id) (\(agent.group)), \(agent.state.rawValue)" + (agent.endReason.map { ": \($0)" } ?? ""),
                 "process    \(agent.pid.map(String.init) ?? "-")  \(agent.command.joined(separator: " "))",
                 "cgroup     \(agent.cgroup)",
-                "started    \(agent.createdAt)" + (agent.endedAt.map { ", ended \($0)" } ?? "") + (agent.exitStatus.map { ", exit status \($0)" } ?? ""),
+                "started    \(agent.createdAt)" + (agent.endedAt.map { ", ended \($0)" } ?? "")
+                    + (agent.exitStatus.map { ", exit status \($0)" } ?? ""),
             ]
             for resource in agent.limits.resources {
                 let limit = agent.limits[resource]!
@@ -137,15 +146,20 @@ struct AgentsCommand: ParsableCommand {
                         + (limit.burst.map { ", burst \(unit.format($0))" } ?? "") + " → \(limit.action.rawValue)")
             }
             for violation in status.violations {
-                lines.append("violation  \(violation.resource.rawValue) \(violation.kind.rawValue): \(violation.resource.unit.format(violation.current)) > \(violation.resource.unit.format(violation.limit))")
+                lines.append(
+                    "violation  \(violation.resource.rawValue) \(violation.kind.rawValue): \(violation.resource.unit.format(violation.current)) > \(violation.resource.unit.format(violation.limit))"
+                )
             }
             if let ladder = status.ladder {
                 for (resource, episode) in ladder.episodes.sorted(by: { $0.key < $1.key }) {
-                    lines.append("escalation \(resource.rawValue) \(episode.violation.kind.rawValue) since \(episode.since): done \(episode.fired.map(\.rawValue).joined(separator: ", "))")
+                    lines.append(
+                        "escalation \(resource.rawValue) \(episode.violation.kind.rawValue) since \(episode.since): done \(episode.fired.map(\.rawValue).joined(separator: ", "))"
+                    )
                 }
                 if ladder.suspended { lines.append("escalation suspended by the ladder") }
                 for (resource, request) in ladder.scaleDowns.sorted(by: { $0.key < $1.key }) {
-                    lines.append("request    scale \(resource.rawValue) down to \(resource.unit.format(request.target)) by \(request.deadline)")
+                    lines.append(
+                        "request    scale \(resource.rawValue) down to \(resource.unit.format(request.target)) by \(request.deadline)")
                 }
             }
             writeOut(lines.joined(separator: "\n") + "\n")
@@ -160,13 +174,17 @@ struct AgentsCommand: ParsableCommand {
         @Option(name: .long, help: "Agent id (default: command name + random suffix).") var name: String?
         @Option(name: .long, help: "Quota group (default standard_agent).") var group: String?
         @OptionGroup var limits: LimitFlags
-        @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("Environment variable for the agent (repeatable).", valueName: "NAME=VALUE"))
+        @Option(
+            name: .long, parsing: .singleValue,
+            help: ArgumentHelp("Environment variable for the agent (repeatable).", valueName: "NAME=VALUE"))
         var env: [String] = []
         @Option(name: .long, help: ArgumentHelp("Working directory of the agent.", valueName: "DIR")) var cwd: String?
         @Argument(parsing: .postTerminator, help: "The command, after --.") var command: [String] = []
 
         func validate() throws {
-            guard !command.isEmpty else { throw ValidationError("no command given: put it after --, e.g. corral agents start -- python3 agent.py") }
+            guard !command.isEmpty else {
+                throw ValidationError("no command given: put it after --, e.g. corral agents start -- python3 agent.py")
+            }
             if let name { try ensureValidID(name) }
             for entry in env where !entry.contains("=") || entry.hasPrefix("=") {
                 throw ValidationError("--env '\(entry)': write NAME=VALUE")
@@ -287,8 +305,10 @@ func agentVerb(_ options: ClientOptions, _ id: String, _ verb: String, _ done: S
 
 /// Limit flags shared by `agents start` and `agents limits`.
 struct LimitFlags: ParsableArguments {
-    @Option(name: .customLong("memory-high"), help: ArgumentHelp("Soft memory limit (memory.high).", valueName: "SIZE")) var memoryHigh: String?
-    @Option(name: .customLong("memory-max"), help: ArgumentHelp("Hard memory limit (memory.max).", valueName: "SIZE")) var memoryMax: String?
+    @Option(name: .customLong("memory-high"), help: ArgumentHelp("Soft memory limit (memory.high).", valueName: "SIZE")) var memoryHigh:
+        String?
+    @Option(name: .customLong("memory-max"), help: ArgumentHelp("Hard memory limit (memory.max).", valueName: "SIZE")) var memoryMax:
+        String?
     @Option(name: .long, help: ArgumentHelp("Hard CPU limit in percent of one CPU (cpu.max).", valueName: "PCT")) var cpu: String?
     @Option(name: .customLong("pids-max"), help: ArgumentHelp("Hard process limit (pids.max).", valueName: "N")) var pidsMax: String?
 
@@ -342,9 +362,15 @@ struct GroupsCommand: ParsableCommand {
             let groups = try options.call("GET", "/v1/groups", as: Body.self).groups
             if options.json { return try printJSON(groups) }
             let rows = groups.map { group in
-                [group.name] + [Resource.memory, .cpu, .processes].map { resource in
-                    group.limits[resource].map { "\(resource.unit.format($0.soft)) / \(resource.unit.format($0.hard)) (\($0.action.rawValue))" } ?? "-"
-                } + [[Resource.memory, .cpu, .processes].map { resource in group.totals[resource].map { resource.unit.format($0) } ?? "-" }.joined(separator: ", ")]
+                [group.name]
+                    + [Resource.memory, .cpu, .processes].map { resource in
+                        group.limits[resource].map {
+                            "\(resource.unit.format($0.soft)) / \(resource.unit.format($0.hard)) (\($0.action.rawValue))"
+                        } ?? "-"
+                    } + [
+                        [Resource.memory, .cpu, .processes].map { resource in group.totals[resource].map { resource.unit.format($0) } ?? "-"
+                        }.joined(separator: ", ")
+                    ]
             }
             writeOut(table(["GROUP", "MEMORY soft/hard", "CPU soft/hard", "PROCESSES soft/hard", "TOTALS mem, cpu, procs"], rows))
         }
@@ -361,7 +387,9 @@ struct GroupsCommand: ParsableCommand {
             var lines = ["group      \(group.name): \(group.description)"]
             for resource in group.limits.resources {
                 let limit = group.limits[resource]!
-                lines.append("\(resource.rawValue.padding(to: 10)) soft \(resource.unit.format(limit.soft)), hard \(resource.unit.format(limit.hard))" + (limit.burst.map { ", burst \(resource.unit.format($0))" } ?? "") + " → \(limit.action.rawValue)")
+                lines.append(
+                    "\(resource.rawValue.padding(to: 10)) soft \(resource.unit.format(limit.soft)), hard \(resource.unit.format(limit.hard))"
+                        + (limit.burst.map { ", burst \(resource.unit.format($0))" } ?? "") + " → \(limit.action.rawValue)")
             }
             for resource in group.totals.keys.sorted() {
                 lines.append("total      \(resource.rawValue) \(resource.unit.format(group.totals[resource]!))")
@@ -377,13 +405,18 @@ struct GroupsCommand: ParsableCommand {
         @OptionGroup var options: ClientOptions
         @Argument(help: "Group name.") var name: String
         @OptionGroup var limits: LimitFlags
-        @Option(name: .customLong("total-memory"), help: ArgumentHelp("Group total memory (group memory.max).", valueName: "SIZE")) var totalMemory: String?
-        @Option(name: .customLong("total-cpu"), help: ArgumentHelp("Group total CPU in percent (group cpu.max).", valueName: "PCT")) var totalCPU: String?
-        @Option(name: .customLong("total-pids"), help: ArgumentHelp("Group total processes (group pids.max).", valueName: "N")) var totalPids: String?
+        @Option(name: .customLong("total-memory"), help: ArgumentHelp("Group total memory (group memory.max).", valueName: "SIZE"))
+        var totalMemory: String?
+        @Option(name: .customLong("total-cpu"), help: ArgumentHelp("Group total CPU in percent (group cpu.max).", valueName: "PCT"))
+        var totalCPU: String?
+        @Option(name: .customLong("total-pids"), help: ArgumentHelp("Group total processes (group pids.max).", valueName: "N"))
+        var totalPids: String?
 
         func totals() throws -> [Resource: Double] {
             var totals: [Resource: Double] = [:]
-            for (flag, text, resource) in [("--total-memory", totalMemory, Resource.memory), ("--total-cpu", totalCPU, .cpu), ("--total-pids", totalPids, .processes)] {
+            for (flag, text, resource) in [
+                ("--total-memory", totalMemory, Resource.memory), ("--total-cpu", totalCPU, .cpu), ("--total-pids", totalPids, .processes),
+            ] {
                 guard let text else { continue }
                 switch Quantity.parse(text, as: resource.unit) {
                 case .success(let value) where value > 0: totals[resource] = value
@@ -405,7 +438,8 @@ struct GroupsCommand: ParsableCommand {
                 var limits: [Resource: LimitOverride]
                 var totals: [Resource: Double]
             }
-            let group = try options.call("PATCH", "/v1/groups/\(name)", body: Body(limits: try limits.overrides(), totals: try totals()), as: QuotaGroup.self)
+            let group = try options.call(
+                "PATCH", "/v1/groups/\(name)", body: Body(limits: try limits.overrides(), totals: try totals()), as: QuotaGroup.self)
             if options.json { return try printJSON(group) }
             writeOut("group \(group.name) updated\n")
         }
@@ -485,7 +519,8 @@ struct HistoryCommand: ParsableCommand {
         discussion: "Examples: corral history; corral history crawler --since 1h")
     @OptionGroup var options: ClientOptions
     @Argument(help: "Only this agent.") var agent: String?
-    @Option(name: .long, help: ArgumentHelp("Only records from the last DURATION (e.g. 30m, 1h).", valueName: "DURATION")) var since: String?
+    @Option(name: .long, help: ArgumentHelp("Only records from the last DURATION (e.g. 30m, 1h).", valueName: "DURATION")) var since:
+        String?
     @Option(name: .long, help: "At most this many records.") var limit: Int = 1000
 
     func validate() throws {

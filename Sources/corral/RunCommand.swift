@@ -78,7 +78,8 @@ struct Run: ParsableCommand {
     @Flag(name: .long, help: "Do not narrate the escalation ladder's actions on stderr while COMMAND runs.")
     var quiet = false
 
-    @Option(name: .long, help: ArgumentHelp("The daemon's socket (default $CORRAL_SOCKET, else /run/corral/corral.sock).", valueName: "PATH"))
+    @Option(
+        name: .long, help: ArgumentHelp("The daemon's socket (default $CORRAL_SOCKET, else /run/corral/corral.sock).", valueName: "PATH"))
     var socket: String?
 
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))

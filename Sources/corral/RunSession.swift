@@ -5,13 +5,14 @@ import CorralCore
 import CorralEngine
 import CorralRuntime
 import CorralWatcher
+
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs an async call from the synchronous CLI and waits for it.
@@ -56,7 +57,8 @@ struct DaemonRun {
         do {
             record = try client.call(
                 "POST", "/v1/agents/register",
-                body: Register(id: request.agent, group: request.group.name, command: request.command, limits: overrides), as: AgentRecord.self)
+                body: Register(id: request.agent, group: request.group.name, command: request.command, limits: overrides),
+                as: AgentRecord.self)
         } catch {
             if case .api(409, _, let message) = error { throw fail(message) }
             throw fail("the daemon refused to register the agent: \(error.description)")
@@ -75,11 +77,14 @@ struct DaemonRun {
         var request = request
         request.limits = record.limits
 
-        let narration = quiet ? nil : Task {
-            for try await message in client.events(agent: record.id) {
-                if let event = try? CorralClient.decoder.decode(CorralEvent.self, from: Data(message.data.utf8)) { narrate(event) }
+        let narration =
+            quiet
+            ? nil
+            : Task {
+                for try await message in client.events(agent: record.id) {
+                    if let event = try? CorralClient.decoder.decode(CorralEvent.self, from: Data(message.data.utf8)) { narrate(event) }
+                }
             }
-        }
         defer { narration?.cancel() }
         var summary: RunSummary
         do {
@@ -97,7 +102,8 @@ struct DaemonRun {
         }
         _ = try? client.call(
             "POST", "/v1/agents/\(record.id)/finished",
-            body: Finished(exitStatus: summary.exitStatus, reason: summary.oomKilled ? "OOM-killed at its memory limit" : nil), as: AgentRecord.self)
+            body: Finished(exitStatus: summary.exitStatus, reason: summary.oomKilled ? "OOM-killed at its memory limit" : nil),
+            as: AgentRecord.self)
         struct History: Decodable { var records: [EnforcementRecord] }
         summary.enforcement = (try? client.call("GET", "/v1/agents/\(record.id)/history", as: History.self).records) ?? []
         summary.engine = "daemon"
@@ -143,7 +149,8 @@ struct EmbeddedRun {
         let agent = request.agent
         do {
             _ = try blocking {
-                try await engine.adoptCreated(id: agent, group: request.group.name, command: request.command, limits: request.limits, leaf: leaf)
+                try await engine.adoptCreated(
+                    id: agent, group: request.group.name, command: request.command, limits: request.limits, leaf: leaf)
             }
         } catch {
             throw fail("\(error)")

@@ -1,8 +1,9 @@
 import ArgumentParser
 import CorralServer
 import Logging
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// corrald: the daemon behind `corral serve`.
@@ -31,7 +32,10 @@ struct Corrald: AsyncParsableCommand {
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Database and agent logs.", valueName: "DIR"))
     var stateDirectory = "/var/lib/corral"
 
-    @Option(name: .long, help: ArgumentHelp("YAML configuration (default: /etc/corral/corral.yaml when it exists, else the built-in seed groups).", valueName: "FILE"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "YAML configuration (default: /etc/corral/corral.yaml when it exists, else the built-in seed groups).", valueName: "FILE"))
     var config: String?
 
     @Option(name: .customLong("cgroup-root"), help: ArgumentHelp("The cgroup directory to manage.", valueName: "DIR"))

@@ -229,7 +229,8 @@ struct LadderPropertyTests {
                 return fail("\(action) of \(resource) without an episode")
             }
             let steps = AgentLadder.steps(for: seen.kind, under: limit)
-            guard steps.contains(action), let due = episode.schedule(under: limit, policy: settings.policy).first(where: { $0.0 == action })?.1
+            guard steps.contains(action),
+                let due = episode.schedule(under: limit, policy: settings.policy).first(where: { $0.0 == action })?.1
             else {
                 return fail("\(action) is no step of a \(seen.kind) violation under \(limit.action)")
             }

@@ -22,7 +22,8 @@ struct DaemonTests {
 
         init(name: String) throws {
             let (corral, _) = try E2E.binaries()
-            guard let daemon = ProcessInfo.processInfo.environment["CORRAL_DAEMON"], FileManager.default.isExecutableFile(atPath: daemon) else {
+            guard let daemon = ProcessInfo.processInfo.environment["CORRAL_DAEMON"], FileManager.default.isExecutableFile(atPath: daemon)
+            else {
                 throw E2E.NotReady(description: "CORRAL_DAEMON must name the corrald binary (scripts/e2e sets it)")
             }
             self.binary = daemon
@@ -36,11 +37,11 @@ struct DaemonTests {
             root = E2E.root(name)
             // Delays shortened from the seed's 30 s / 5 min / 10 min.
             try """
-                intervals: {sampling: 500ms}
-                escalation:
-                  delays: {warn: 0s, throttle: 3s, suspend: 6s, terminate: 9s}
-                  termination_grace: 1s
-                """.write(toFile: config, atomically: true, encoding: .utf8)
+            intervals: {sampling: 500ms}
+            escalation:
+              delays: {warn: 0s, throttle: 3s, suspend: 6s, terminate: 9s}
+              termination_grace: 1s
+            """.write(toFile: config, atomically: true, encoding: .utf8)
         }
 
         func start() throws {
@@ -99,13 +100,26 @@ struct DaemonTests {
 
         // heavy_computation_agent: processes → terminate. A process that keeps
         // hitting pids.max is a persisting hard violation.
-        #expect(try daemon.cli(["agents", "start", "--name", "forker", "--group", "heavy_computation_agent", "--pids-max", "8", "--", stress, "forkloop", "64", "600"]).status == 0)
+        #expect(
+            try daemon.cli([
+                "agents", "start", "--name", "forker", "--group", "heavy_computation_agent", "--pids-max", "8", "--", stress, "forkloop",
+                "64", "600",
+            ]).status == 0)
         // lightweight_agent: cpu → throttle. A spinner pinned at cpu.max.
-        #expect(try daemon.cli(["agents", "start", "--name", "spinner", "--group", "lightweight_agent", "--", stress, "spin", "600"]).status == 0)
+        #expect(
+            try daemon.cli(["agents", "start", "--name", "spinner", "--group", "lightweight_agent", "--", stress, "spin", "600"]).status
+                == 0)
         // standard_agent: memory over memory.high (soft) → warn.
-        #expect(try daemon.cli(["agents", "start", "--name", "soft", "--group", "standard_agent", "--memory-high", "16M", "--memory-max", "200M", "--", stress, "mem", "19", "600", "1"]).status == 0)
+        #expect(
+            try daemon.cli([
+                "agents", "start", "--name", "soft", "--group", "standard_agent", "--memory-high", "16M", "--memory-max", "200M", "--",
+                stress, "mem", "19", "600", "1",
+            ]).status == 0)
         // lightweight_agent: memory past memory.max (hard) → OOM kill, recorded.
-        #expect(try daemon.cli(["agents", "start", "--name", "oomer", "--group", "lightweight_agent", "--memory-high", "100MB", "--", stress, "mem", "300"]).status == 0)
+        #expect(
+            try daemon.cli([
+                "agents", "start", "--name", "oomer", "--group", "lightweight_agent", "--memory-high", "100MB", "--", stress, "mem", "300",
+            ]).status == 0)
 
         let forker = daemon.cgroup("heavy_computation_agent", "forker")
         // warn at once, throttle after 3 s: pids.max lowered (to the processes it has).
@@ -117,7 +131,8 @@ struct DaemonTests {
 
         // The spinner's cpu.max is lowered from 10% (10000 100000).
         #expect(E2E.eventually(timeout: 120) { ((try? daemon.actions("spinner", .cpu)) ?? []).contains(.throttle) })
-        let cpuMax = E2E.read(daemon.cgroup("lightweight_agent", "spinner") + "/cpu.max")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        let cpuMax =
+            E2E.read(daemon.cgroup("lightweight_agent", "spinner") + "/cpu.max")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         E2E.report("spinner throttled: cpu.max \(cpuMax)")
         #expect(cpuMax.hasPrefix("9000 ") || cpuMax.hasPrefix("8500 ") || cpuMax.hasPrefix("7000 ") || cpuMax.hasPrefix("5000 "))
 
@@ -139,7 +154,9 @@ struct DaemonTests {
             "suspend froze the cgroup")
         #expect(E2E.eventually(timeout: 180) { !E2E.exists(forker) }, "terminate ended the agent and its cgroup was removed")
         let forkerHistory = try daemon.history("forker").filter { $0.resource == .processes }
-        E2E.report("forker history: " + forkerHistory.map { "\($0.action.rawValue)\($0.succeeded ? "" : "(failed)")@\($0.at)" }.joined(separator: " "))
+        E2E.report(
+            "forker history: "
+                + forkerHistory.map { "\($0.action.rawValue)\($0.succeeded ? "" : "(failed)")@\($0.at)" }.joined(separator: " "))
         let forkerActions = forkerHistory.map(\.action)
         #expect(forkerActions.filter { $0 == .warn }.count == 1, "no record duplicated across the crash")
         #expect(forkerActions.filter { $0 == .throttle }.count == 1)
@@ -154,9 +171,11 @@ struct DaemonTests {
 
         // The soft memory violation was warned about; the OOM kill was a hard one.
         #expect(E2E.eventually(timeout: 60) { ((try? daemon.actions("soft", .memory)) ?? []).contains(.warn) })
-        #expect(E2E.eventually(timeout: 120) {
-            ((try? daemon.json(["agents", "list", "--all"], as: [AgentRecord].self)) ?? []).first { $0.id == "oomer" }?.state.isLive == false
-        })
+        #expect(
+            E2E.eventually(timeout: 120) {
+                ((try? daemon.json(["agents", "list", "--all"], as: [AgentRecord].self)) ?? []).first { $0.id == "oomer" }?.state.isLive
+                    == false
+            })
         let oomer = try daemon.history("oomer").filter { $0.resource == .memory }
         E2E.report("oomer: " + oomer.map { "\($0.kind.rawValue) \($0.action.rawValue)" }.joined(separator: ", "))
         #expect(oomer.contains { $0.kind == .hard && $0.action == .warn })

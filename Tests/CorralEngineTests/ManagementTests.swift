@@ -51,7 +51,8 @@ struct ManagementTests {
         _ = try await harness.start()
         try await harness.agent("o1")
         let leaf = harness.leaf("standard_agent", "o1")
-        let record = try await harness.engine.setOverrides("o1", [.memory: LimitOverride(hard: 300_000_000), .files: LimitOverride(hard: 10)])
+        let record = try await harness.engine.setOverrides(
+            "o1", [.memory: LimitOverride(hard: 300_000_000), .files: LimitOverride(hard: 10)])
         #expect(harness.fs.value(.memoryMax, at: leaf) == "300000000")
         #expect(harness.fs.value(.memoryHigh, at: leaf) == "200000000")
         #expect(record.limits[.memory]?.hard == 300_000_000)
@@ -93,6 +94,24 @@ struct ManagementTests {
 
         #expect(try await harness.engine.report(usage: [.files: 5], for: "r1").isEmpty)
         #expect(try await harness.engine.compliance(of: "r1").isEmpty)
+    }
+
+    @Test("finished for a registered agent that never attached ends it and removes its cgroup")
+    func finishedBeforeAttach() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        _ = try await harness.engine.register(id: "f1", group: "standard_agent", command: ["worker"], overrides: [:])
+        let leaf = harness.leaf("standard_agent", "f1")
+        let record = try await harness.engine.finished("f1", exitStatus: 127, reason: "the command was not found")
+        #expect(!record.state.isLive, "state \(record.state)")
+        #expect(record.exitStatus == 127 && record.endReason == "the command was not found")
+        #expect(harness.fs.value(.procs, at: leaf) == nil, "the cgroup is removed")
+        // Nothing treats it as live without a cgroup any more: no 500s, conflicts.
+        let freeze = await #expect(throws: EngineError.self) { try await harness.engine.freeze("f1") }
+        #expect(freeze?.code == .conflict)
+        let limits = await #expect(throws: EngineError.self) { try await harness.engine.setOverrides("f1", [:]) }
+        #expect(limits?.code == .conflict)
+        #expect(try await harness.engine.list(includeEnded: false).isEmpty)
     }
 
     @Test("operator freeze and thaw go through cgroup.freeze; kill through cgroup.kill")

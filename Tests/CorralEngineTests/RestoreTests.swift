@@ -18,9 +18,10 @@ struct RestoreTests {
         await first.keepObserving("live1", [.memory: 300_000_000, .cpu: 32], for: .seconds(2))
         await first.observe("ended1", [.memory: 300_000_000])
         let before = try await first.history()
-        #expect(before.map { "\($0.agent) \($0.resource.rawValue) \($0.action.rawValue)" } == [
-            "live1 memory warn", "live1 cpu warn", "live1 cpu throttle", "ended1 memory warn",
-        ])
+        #expect(
+            before.map { "\($0.agent) \($0.resource.rawValue) \($0.action.rawValue)" } == [
+                "live1 memory warn", "live1 cpu warn", "live1 cpu throttle", "ended1 memory warn",
+            ])
         #expect(before.compactMap(\.id) == [1, 2, 3, 4])
 
         // While nobody watches: ended1's processes exit, gone1's cgroup is removed,
@@ -53,7 +54,10 @@ struct RestoreTests {
         #expect(agents["stranger"]?.origin == .discovered && agents["stranger"]?.state == .running)
         #expect(agents["stranger"]?.pid == ghostPID + 4)
         #expect(agents["stranger"]?.limits == CorralConfiguration.builtIn.groups["standard_agent"]?.limits)
-        #expect(Set(second.watcher.calls) == [.watch("live1", second.leaf("standard_agent", "live1")), .watch("stranger", second.leaf("standard_agent", "stranger"))])
+        #expect(
+            Set(second.watcher.calls) == [
+                .watch("live1", second.leaf("standard_agent", "live1")), .watch("stranger", second.leaf("standard_agent", "stranger")),
+            ])
 
         // No orphan cgroups; the invalid name is not Corral's and stays.
         #expect(try fs.children(of: second.tree.groupPath("standard_agent")) == [".hidden", "live1", "stranger"])

@@ -40,7 +40,10 @@ final class RecordingWatcher: AgentWatching {
 /// warn 0, throttle 2 s, suspend 4 s, terminate 6 s, grace 5 s.
 extension EscalationPolicy {
     static let quick = EscalationPolicy(
-        delays: [.warn: .zero, .throttle: .seconds(2), .suspend: .seconds(4), .terminate: .seconds(6), .scaleDown: .zero, .migrate: .zero, .custom: .zero],
+        delays: [
+            .warn: .zero, .throttle: .seconds(2), .suspend: .seconds(4), .terminate: .seconds(6), .scaleDown: .zero, .migrate: .zero,
+            .custom: .zero,
+        ],
         terminationGrace: .seconds(5))
 }
 
@@ -165,7 +168,9 @@ final class SleepingChild: Sendable {
         // posix_spawn returns when the exec has begun, before the new
         // command line is in place; adopting reads it.
         let deadline = ContinuousClock.now + .seconds(5)
-        while ContinuousClock.now < deadline, (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.hasPrefix("/usr/bin/sleep") != true {
+        while ContinuousClock.now < deadline,
+            (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.hasPrefix("/usr/bin/sleep") != true
+        {
             usleep(1_000)
         }
     }

@@ -123,7 +123,8 @@ struct AuthorizationTests {
     func allows(_ request: RequestCase) {
         let peer = PeerCredentials(pid: 4321, uid: 1000, gid: 1000)
         #expect(AccessPolicy.allows(.administrator(peer), method: request.method, path: request.path, query: request.query))
-        #expect(AccessPolicy.allows(.agent("a1", peer), method: request.method, path: request.path, query: request.query) == request.agentMay)
+        #expect(
+            AccessPolicy.allows(.agent("a1", peer), method: request.method, path: request.path, query: request.query) == request.agentMay)
         #expect(!AccessPolicy.allows(.anonymous, method: request.method, path: request.path, query: request.query))
     }
 
@@ -141,7 +142,8 @@ struct AuthorizationTests {
         let user = PeerCredentials(pid: me, uid: 1000, gid: 1000)
         let onlyRoot = AccessPolicy(adminGID: nil, cgroupRootInHierarchy: "/corral")
         #expect(onlyRoot.identify(root) == .administrator(root))
-        #expect(onlyRoot.identify(PeerCredentials(pid: me, uid: 0, gid: 1000)) == .administrator(PeerCredentials(pid: me, uid: 0, gid: 1000)))
+        #expect(
+            onlyRoot.identify(PeerCredentials(pid: me, uid: 0, gid: 1000)) == .administrator(PeerCredentials(pid: me, uid: 0, gid: 1000)))
         #expect(onlyRoot.identify(user) == .anonymous)
         #expect(AccessPolicy(adminGID: 1000, cgroupRootInHierarchy: "/corral").identify(user) == .administrator(user))
         #expect(AccessPolicy(adminGID: 1001, cgroupRootInHierarchy: "/corral").identify(user) == .anonymous)
@@ -154,7 +156,8 @@ struct AuthorizationTests {
 
     @Test("identify: a supplementary group of the peer process counts", .enabled(if: canSwitchUser))
     func supplementaryAdminGroup() async throws {
-        let child = try Subprocess.start("/usr/bin/setpriv", ["--reuid=1000", "--regid=1000", "--groups=4242,4343", "/usr/bin/sleep", "30"])
+        let child = try Subprocess.start(
+            "/usr/bin/setpriv", ["--reuid=1000", "--regid=1000", "--groups=4242,4343", "/usr/bin/sleep", "30"])
         defer {
             child.signal(SIGKILL)
             _ = child.wait(timeout: 10)
@@ -191,7 +194,9 @@ struct AuthorizationTests {
     func nonRootPeer() async throws {
         let document = OpenAPIDocument.shared
         try await withLiveServer(policy: AccessPolicy(adminGID: 4242, cgroupRootInHierarchy: "/corral")) { server in
-            for (method, path) in [("GET", "/v1/health"), ("GET", "/v1/agents"), ("POST", "/v1/agents/register"), ("GET", "/v1/agents/sneaky")] {
+            for (method, path) in [
+                ("GET", "/v1/health"), ("GET", "/v1/agents"), ("POST", "/v1/agents/register"), ("GET", "/v1/agents/sneaky"),
+            ] {
                 let reply = try await curlAsNobody(server.socketPath, method, path)
                 #expect(reply.status == 403, "\(method) \(path): \(reply.text)")
                 #expect(document.problems(with: reply).isEmpty, "\(document.problems(with: reply))")

@@ -148,7 +148,8 @@ struct ContractTests {
             #expect(registered.json?["limits"]?["files"]?["hard"]?.double == 20)
             #expect(fs.value(.cpuMax, at: server.leaf("standard_agent", "reg1")) == "30000 100000")
             try await api.call("POST", "/v1/agents/register", #"{"id":"reg1","command":["worker"]}"#, expect: 409)
-            try await api.call("POST", "/v1/agents/register", #"{"id":"reg2","command":["w"],"limits":{"memory":{"soft":500,"hard":100}}}"#, expect: 422)
+            try await api.call(
+                "POST", "/v1/agents/register", #"{"id":"reg2","command":["w"],"limits":{"memory":{"soft":500,"hard":100}}}"#, expect: 422)
             try await api.call("POST", "/v1/agents/register", #"{"id":"../x","command":["w"]}"#, expect: 422)
             try await api.call("POST", "/v1/agents/register", #"{"id":"a/b","command":["w"]}"#, expect: 422)
             try await api.call("POST", "/v1/agents/register", #"{"id":"reg2","command":["w"],"group":"no_such_group"}"#, expect: 422)
@@ -338,7 +339,9 @@ struct ContractTests {
             try await api.call("DELETE", "/v1/agents/lch1?force=true", expect: 204)
 
             // What the document does not have is a JSON 404 (or 405).
-            for (method, path) in [("GET", "/v1/nothing"), ("DELETE", "/v1/health"), ("POST", "/v1/groups"), ("GET", "/"), ("PUT", "/v1/agents")] {
+            for (method, path) in [
+                ("GET", "/v1/nothing"), ("DELETE", "/v1/health"), ("POST", "/v1/groups"), ("GET", "/"), ("PUT", "/v1/agents"),
+            ] {
                 let reply = try await server.send(method, path)
                 let problems = document.errorShapeProblems(reply, what: "\(method) \(path)", statuses: [404, 405])
                 #expect(problems.isEmpty, "\(problems)")

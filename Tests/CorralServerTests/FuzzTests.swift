@@ -68,7 +68,8 @@ struct BodyFuzzer {
         case 3: return "[" + (0..<Int(random.next() % 4)).map { _ in value(depth: depth + 1) }.joined(separator: ",") + "]"
         case 4: return limit()
         case 5: return "{" + (0..<Int(random.next() % 3)).map { _ in "\"\(pick(Self.resources))\":\(limit())" }.joined(separator: ",") + "}"
-        case 6: return "{" + (0..<Int(random.next() % 3)).map { _ in "\"\(pick(Self.resources))\":\(number())" }.joined(separator: ",") + "}"
+        case 6:
+            return "{" + (0..<Int(random.next() % 3)).map { _ in "\"\(pick(Self.resources))\":\(number())" }.joined(separator: ",") + "}"
         case 7: return #"["sleep","\#(random.next() % 100)"]"#
         default: return object(depth: depth + 1)
         }
@@ -77,7 +78,13 @@ struct BodyFuzzer {
     mutating func limit() -> String {
         var fields: [String] = []
         for key in ["soft", "hard", "burst", "action"] where chance(70) {
-            fields.append("\"\(key)\":" + (key == "action" ? pick([#""warn""#, #""throttle""#, #""suspend""#, #""terminate""#, #""scale_down""#, #""migrate""#, #""custom""#, #""kill""#, "3"]) : number()))
+            fields.append(
+                "\"\(key)\":"
+                    + (key == "action"
+                        ? pick([
+                            #""warn""#, #""throttle""#, #""suspend""#, #""terminate""#, #""scale_down""#, #""migrate""#, #""custom""#,
+                            #""kill""#, "3",
+                        ]) : number()))
         }
         return "{" + fields.joined(separator: ",") + "}"
     }
@@ -110,11 +117,31 @@ struct BodyFuzzer {
         return bytes
     }
 
+    /// `text` with one of its numbers replaced by another (huge, negative, fractional, not a number at all).
+    mutating func renumber(_ text: String) -> String {
+        let bytes = Array(text.utf8)
+        var runs: [Range<Int>] = []
+        var index = 0
+        while index < bytes.count {
+            guard (48...57).contains(bytes[index]) else {
+                index += 1
+                continue
+            }
+            let start = index
+            while index < bytes.count, (48...57).contains(bytes[index]) || bytes[index] == UInt8(ascii: ".") { index += 1 }
+            runs.append(start..<index)
+        }
+        guard let run = runs.randomElement(using: &random) else { return text }
+        return String(decoding: bytes[..<run.lowerBound], as: UTF8.self) + number()
+            + String(decoding: bytes[run.upperBound...], as: UTF8.self)
+    }
+
     /// One body: valid seeds, generated objects, mutations of both, and a few pathological shapes.
     mutating func body(seeds: [String]) -> [UInt8] {
         let seed = Array(pick(seeds).utf8)
-        switch random.next() % 10 {
+        switch random.next() % 12 {
         case 0: return seed
+        case 10, 11: return Array(renumber(pick(seeds)).utf8)
         case 1, 2: return Array(object().utf8)
         case 3:
             // A seed with one field's value replaced by something of another type.
@@ -149,7 +176,10 @@ struct DecoderCase: Sendable, CustomTestStringConvertible {
             ], decode: { _ = try decodeJSON(LaunchRequest.self, from: $0) }),
         DecoderCase(
             name: "RegisterRequest",
-            seeds: [#"{"command":["x"]}"#, #"{"id":"r1","group":"lightweight_agent","command":["x","y"],"limits":{"files":{"soft":1,"hard":2,"action":"warn"}}}"#],
+            seeds: [
+                #"{"command":["x"]}"#,
+                #"{"id":"r1","group":"lightweight_agent","command":["x","y"],"limits":{"files":{"soft":1,"hard":2,"action":"warn"}}}"#,
+            ],
             decode: { _ = try decodeJSON(RegisterRequest.self, from: $0) }),
         DecoderCase(
             name: "AdoptRequest", seeds: [#"{"pid":1234}"#, #"{"pid":1234,"id":"a","group":"standard_agent"}"#],
@@ -159,7 +189,8 @@ struct DecoderCase: Sendable, CustomTestStringConvertible {
             name: "FinishedRequest", seeds: ["{}", #"{"exit_status":0,"reason":"done"}"#],
             decode: { _ = try decodeJSON(FinishedRequest.self, from: $0) }),
         DecoderCase(
-            name: "LimitsRequest", seeds: [#"{"limits":{}}"#, #"{"limits":{"memory":{"soft":1,"hard":2,"burst":1.5,"action":"suspend"}}}"#],
+            name: "LimitsRequest",
+            seeds: [#"{"limits":{}}"#, #"{"limits":{"memory":{"soft":1,"hard":2,"burst":1.5,"action":"suspend"}}}"#],
             decode: { _ = try decodeJSON(LimitsRequest.self, from: $0) }),
         DecoderCase(
             name: "GroupUpdateRequest", seeds: [#"{"totals":{"memory":1000}}"#, #"{"limits":{"cpu":{"hard":40}},"totals":{"cpu":200}}"#],
@@ -170,11 +201,16 @@ struct DecoderCase: Sendable, CustomTestStringConvertible {
     ]
 }
 
+/// The seed of a fuzz run: `CORRAL_FUZZ_SEED` (to explore or reproduce), else a fixed one.
+func fuzzSeed(default seed: UInt64) -> UInt64 {
+    ProcessInfo.processInfo.environment["CORRAL_FUZZ_SEED"].flatMap { UInt64($0) } ?? seed
+}
+
 @Suite("Bad input never crashes the API")
 struct FuzzTests {
     @Test("every request decoder either decodes or throws a 4xx APIError with a message", arguments: DecoderCase.all)
     func decoder(_ decoder: DecoderCase) {
-        var fuzzer = BodyFuzzer(seed: 0xC0_22A1 ^ UInt64(decoder.name.utf8.count) &* 0x9E37)
+        var fuzzer = BodyFuzzer(seed: fuzzSeed(default: 0xC0_22A1) ^ UInt64(decoder.name.utf8.count) &* 0x9E37)
         for seed in decoder.seeds {
             #expect(throws: Never.self, "seed \(seed)") { try decoder.decode(ByteBuffer(bytes: Array(seed.utf8))) }
         }
@@ -213,7 +249,7 @@ struct FuzzTests {
         let templates = (document.root["paths"]?.object ?? [:]).keys.sorted()
         let seeds = DecoderCase.all.flatMap(\.seeds)
         try await withLiveServer { server in
-            var fuzzer = BodyFuzzer(seed: 0x5EED_0F_C022A1)
+            var fuzzer = BodyFuzzer(seed: fuzzSeed(default: 0x5EED_0F_C022A1))
             let segments = [
                 "a1", "fz-1", "reg", "standard_agent", "lightweight_agent", "..", ".", "..%2Fx", "a%2Fb", "%2e%2e", "%2E%2E%2Fetc",
                 "%00", "%C3%A4", "%F0%9F%98%80", "supervisor", "-x", "x%20y", String(repeating: "b", count: 100), "%ZZ", "a;b",
@@ -223,23 +259,46 @@ struct FuzzTests {
                 "?since=2026-13-45T99:99:99Z", "?since=2000-01-01T00:00:00Z", "?after=-1", "?after=x", "?agent=..%2Fx",
                 "?agent=a1&agent=b2", "?%%%", "?a=%ZZ", "?=",
             ]
-            for setup in [#"{"id":"a1","command":["w"]}"#, #"{"id":"reg","command":["w"],"group":"lightweight_agent"}"#] {
+            for setup in [
+                #"{"id":"a1","command":["w"],"limits":{"files":{"soft":1,"hard":2,"action":"warn"}}}"#,
+                #"{"id":"reg","command":["w"],"group":"lightweight_agent"}"#,
+            ] {
                 try await server.send("POST", "/v1/agents/register", json: setup).expectStatus(201)
             }
+            try await server.send("POST", "/v1/agents/a1/attach", json: #"{"pid":\#(ghostPID)}"#).expectStatus(200)
+            // Each operation with a body, with the bodies its decoder takes.
+            let operations: [(String, String, [String])] = [
+                ("POST", "/v1/agents", bodies(of: "LaunchRequest")), ("POST", "/v1/agents/register", bodies(of: "RegisterRequest")),
+                ("POST", "/v1/agents/adopt", bodies(of: "AdoptRequest")), ("POST", "/v1/agents/{id}/attach", bodies(of: "AttachRequest")),
+                ("POST", "/v1/agents/{id}/finished", bodies(of: "FinishedRequest")),
+                ("PUT", "/v1/agents/{id}/limits", bodies(of: "LimitsRequest")),
+                ("PATCH", "/v1/groups/{name}", bodies(of: "GroupUpdateRequest")),
+                ("POST", "/v1/agents/{id}/usage", bodies(of: "UsageRequest")),
+            ]
             var seen: [Int: Int] = [:]
             var failures: [String] = []
-            for _ in 0..<400 {
-                let method = fuzzer.pick(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+            for _ in 0..<600 {
+                var method = fuzzer.pick(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
                 var template = fuzzer.pick(templates)
+                var bodySeeds = seeds
+                if fuzzer.chance(50) {
+                    (method, template, bodySeeds) = fuzzer.pick(operations)
+                }
                 if fuzzer.chance(10) { template += fuzzer.pick(["/extra", "/", "/../v1/health", "/%2e%2e"]) }
-                // The stream never ends by itself: leave it to the contract test.
-                if method == "GET", template == "/v1/events" { continue }
-                let path =
-                    template.split(separator: "/", omittingEmptySubsequences: false).map {
-                        $0.hasPrefix("{") ? fuzzer.pick(segments) : String($0)
+                var parts: [String] = []
+                for part in template.split(separator: "/", omittingEmptySubsequences: false) {
+                    if !part.hasPrefix("{") {
+                        parts.append(String(part))
+                    } else if fuzzer.chance(60) {
+                        parts.append(fuzzer.pick(["a1", "reg", "standard_agent"]))
+                    } else {
+                        parts.append(fuzzer.pick(segments))
                     }
-                    .joined(separator: "/") + fuzzer.pick(queries)
-                var body: [UInt8]? = fuzzer.chance(80) ? fuzzer.body(seeds: seeds) : nil
+                }
+                let path = parts.joined(separator: "/") + fuzzer.pick(queries)
+                // The stream never ends by itself (with or without a trailing slash): leave it to the contract test.
+                if method == "GET", parts.filter({ !$0.isEmpty }) == ["v1", "events"] { continue }
+                var body: [UInt8]? = fuzzer.chance(85) ? fuzzer.body(seeds: bodySeeds) : nil
                 if fuzzer.chance(3) { body = Array(repeating: UInt8(ascii: "["), count: 70_000) }
                 body = body.map(harmless)
                 let reply = try await server.send(method, path, body: body)
@@ -259,6 +318,8 @@ struct FuzzTests {
             #expect(health.status == 200)
         }
     }
+
+    func bodies(of decoder: String) -> [String] { DecoderCase.all.first { $0.name == decoder }?.seeds ?? [] }
 
     /// Keeps a fuzzed request from starting or adopting real processes,
     /// whatever path it goes to: a body that decodes as a launch gets a

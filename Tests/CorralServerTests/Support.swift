@@ -211,7 +211,8 @@ func withLiveServer(
             readyContinuation.yield(true)
         },
         logger: logger)
-    let server = LiveServer(fs: fs, tree: tree, engine: engine, store: store, socketPath: socketPath, client: CorralClient(socketPath: socketPath, timeout: 20))
+    let server = LiveServer(
+        fs: fs, tree: tree, engine: engine, store: store, socketPath: socketPath, client: CorralClient(socketPath: socketPath, timeout: 20))
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
             defer { readyContinuation.finish() }
@@ -233,6 +234,9 @@ func withLiveServer(
         try await body(server)
     }
 }
+
+/// A pid no process can have (above PID_MAX_LIMIT): signals to it fail with ESRCH.
+let ghostPID: Int32 = 5_000_001
 
 struct SpawnFailure: Error {
     var errno: Int32
@@ -265,7 +269,9 @@ final class SleepingChild: Sendable {
         // posix_spawn returns when the exec has begun, before the new
         // command line is in place; adopting reads it.
         let deadline = ContinuousClock.now + .seconds(5)
-        while ContinuousClock.now < deadline, (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.hasPrefix("/usr/bin/sleep") != true {
+        while ContinuousClock.now < deadline,
+            (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.hasPrefix("/usr/bin/sleep") != true
+        {
             usleep(1_000)
         }
     }

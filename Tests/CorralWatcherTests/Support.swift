@@ -1,8 +1,14 @@
 import CorralCgroup
 import CorralCore
-import CorralWatcher
 import Foundation
 import Synchronization
+import Testing
+
+@testable import CorralWatcher
+
+/// All watcher suites, one test at a time: the real-kernel test times
+/// latencies and the fake-tree tests count descriptors.
+@Suite(.serialized) enum WatcherSuite {}
 
 /// What the watcher's sink received, with the monotonic time of arrival.
 final class EventLog: Sendable {
@@ -119,22 +125,15 @@ enum OpenFiles {
 
     static var count: Int { targets().count }
 
-    /// inotify instances and eventfds (the watcher's own kinds).
-    static var watcherKinds: Int {
-        targets().filter { $0 == "anon_inode:inotify" || $0 == "anon_inode:[eventfd]" }.count
+    /// What `fd` is ("anon_inode:inotify", a path), nil when it is not open.
+    static func target(_ fd: Int32) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")
     }
 
-    /// inotify watches held by all inotify fds of this process (/proc/self/fdinfo lines "inotify wd:").
-    static var inotifyWatches: Int {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        var watches = 0
-        for name in names {
-            guard (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + name)) == "anon_inode:inotify",
-                let info = try? String(contentsOfFile: "/proc/self/fdinfo/" + name, encoding: .utf8)
-            else { continue }
-            watches += info.split(separator: "\n").filter { $0.hasPrefix("inotify wd:") }.count
-        }
-        return watches
+    /// Watches held by the inotify instance `fd` (/proc/self/fdinfo lines "inotify wd:").
+    static func inotifyWatches(of fd: Int32) -> Int {
+        let info = (try? String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8)) ?? ""
+        return info.split(separator: "\n").filter { $0.hasPrefix("inotify wd:") }.count
     }
 }
 

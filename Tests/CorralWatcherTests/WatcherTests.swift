@@ -5,495 +5,498 @@ import Testing
 
 @testable import CorralWatcher
 
-/// The watcher on a fake tree in a temporary directory: inotify reports the
-/// in-place writes of these regular files as cgroupfs reports the kernel's.
-/// Serialized: the descriptor checks count the whole process's inotify fds.
-@Suite("watcher on a fake cgroup tree", .serialized)
-struct WatcherTests {
-    let tree: FakeTree
-    let log = EventLog()
+extension WatcherSuite {
+    /// The watcher on a fake tree in a temporary directory: inotify reports the
+    /// in-place writes of these regular files as cgroupfs reports the kernel's.
+    @Suite("watcher on a fake cgroup tree")
+    struct FakeTreeTests {
+        let tree: FakeTree
+        let log = EventLog()
 
-    init() throws {
-        tree = try FakeTree()
-    }
-
-    func makeWatcher(interval: Duration = .seconds(60), pressure: PressureThreshold? = .standard) throws -> CgroupWatcher {
-        let log = self.log
-        return try CgroupWatcher(
-            filesystem: tree.fs, configuration: .init(samplingInterval: interval, pressureThreshold: pressure),
-            sink: { log.record($0) })
-    }
-
-    @Test("a memory.events change is reported at once, as a soft-limit hit")
-    func memoryEvent() throws {
-        let agent = try tree.makeCgroup("g/a")
-        let watcher = try makeWatcher()
-        try watcher.watch(agent: "a", path: agent)
-        watcher.start()
-        defer { watcher.stop() }
-
-        let written = ContinuousClock.now
-        tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 3))
-        let entry = try #require(log.first { $0.observation?.trigger == .event(.memoryEvents) })
-        let observation = try #require(entry.event.observation)
-        #expect(observation.subject == .agent("a"))
-        #expect(observation.reading(.memory)?.hitSoft == true)
-        #expect(observation.reading(.memory)?.hitHard == false)
-        #expect(observation.reading(.memory)?.usage == 1_048_576)
-        #expect(observation.sample.memoryEvents.high == 3)
-        #expect(observation.seenAt >= written)
-        let latency = written.duration(to: entry.arrived)
-        print("[watcher] write → observation: \(latency.milliseconds) ms")
-        #expect(latency < .milliseconds(500))
-
-        // The same counters again are no news.
-        var count = log.count
-        tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 3))
-        let again = try #require(log.first(after: count) { $0.observation != nil })
-        #expect(again.event.observation?.reading(.memory)?.hitSoft == false)
-
-        count = log.count
-        tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 3, max: 1, oom: 1, oomKill: 1))
-        let hard = try #require(log.first(after: count) { $0.observation?.sample.memoryEvents.oomKill == 1 })
-        #expect(hard.event.observation?.reading(.memory)?.hitHard == true)
-    }
-
-    @Test("pids.events and cgroup.events changes are reported with their file")
-    func otherEventFiles() throws {
-        let agent = try tree.makeCgroup("g/a")
-        let watcher = try makeWatcher()
-        try watcher.watch(agent: "a", path: agent)
-        watcher.start()
-        defer { watcher.stop() }
-
-        tree.set(.pidsEvents, of: agent, "max 2\n")
-        let pids = try #require(log.first { $0.observation?.trigger == .event(.pidsEvents) }?.event.observation)
-        #expect(pids.reading(.processes)?.hitHard == true)
-
-        tree.set(.events, of: agent, tree.events(populated: true, frozen: true))
-        let frozen = try #require(log.first { $0.observation?.trigger == .event(.events) }?.event.observation)
-        #expect(frozen.frozen)
-        #expect(frozen.populated)
-    }
-
-    @Test("counters that grew before watch() are history, not news")
-    func baselineAtWatch() throws {
-        let agent = try tree.makeCgroup("g/a")
-        tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 40, max: 2, oom: 2, oomKill: 2))
-        tree.set(.pidsEvents, of: agent, "max 9\n")
-        let watcher = try makeWatcher()
-        let baseline = try watcher.watch(agent: "a", path: agent)
-        #expect(baseline.memoryEvents.high == 40)
-        watcher.start()
-        defer { watcher.stop() }
-
-        tree.set(.pidsEvents, of: agent, "max 9\n")
-        let observation = try #require(log.first { $0.observation != nil }?.event.observation)
-        #expect(observation.readings.allSatisfy { !$0.hitHard && !$0.hitSoft })
-    }
-
-    @Test("the last process leaving is reported once, after the observation that saw it")
-    func emptiedOnce() throws {
-        let agent = try tree.makeCgroup("g/a", populated: false)
-        let watcher = try makeWatcher()
-        try watcher.watch(agent: "a", path: agent)
-        watcher.start()
-        defer { watcher.stop() }
-
-        // Empty at watch time (the process is not started yet): no news.
-        tree.set(.events, of: agent, tree.events(populated: true))
-        _ = try #require(log.first { $0.observation?.populated == true })
-        tree.set(.events, of: agent, tree.events(populated: false))
-        let emptied = try #require(log.first { $0.isEmptied })
-        let index = try #require(log.all.firstIndex { $0.event.isEmptied })
-        #expect(log.events[index - 1].observation?.populated == false)
-        #expect(emptied.event.subject == .agent("a"))
-
-        tree.set(.events, of: agent, tree.events(populated: false))
-        tree.set(.memoryEvents, of: agent, tree.memoryEvents())
-        usleep(200_000)
-        #expect(log.events.filter(\.isEmptied).count == 1)
-    }
-
-    @Test("a removed cgroup is reported emptied and vanished once, then forgotten")
-    func removedCgroup() throws {
-        let agent = try tree.makeCgroup("g/a")
-        let other = try tree.makeCgroup("g/b")
-        let watcher = try makeWatcher()
-        try watcher.watch(agent: "a", path: agent)
-        try watcher.watch(agent: "b", path: other)
-        watcher.start()
-        defer { watcher.stop() }
-
-        let removed = ContinuousClock.now
-        try tree.remove("g/a")
-        let vanished = try #require(log.first { $0.isVanished })
-        print("[watcher] rm -r → vanished: \(removed.duration(to: vanished.arrived).milliseconds) ms")
-        #expect(vanished.event.subject == .agent("a"))
-        #expect(watcher.subjects == [.agent("b")])
-        let forA = log.events.filter { $0.subject == .agent("a") && $0.observation == nil }
-        #expect(forA.map(\.isEmptied) == [true, false])
-
-        // Still alive and watching the other one.
-        tree.set(.memoryEvents, of: other, tree.memoryEvents(high: 1))
-        _ = try #require(log.first { $0.observation?.subject == .agent("b") })
-        usleep(100_000)
-        #expect(log.events.filter(\.isVanished).count == 1)
-    }
-
-    @Test("a cgroup gone without an inotify event (as on cgroupfs) is found by the next sample")
-    func vanishedBySampling() throws {
-        let agent = try tree.makeCgroup("g/a", populated: false)
-        let watcher = try makeWatcher(interval: .milliseconds(50))
-        try watcher.watch(agent: "a", path: agent)
-        watcher.start()
-        defer { watcher.stop() }
-
-        // A rename leaves the watched files in place: no IN_IGNORED, reads fail with ENOENT.
-        try FileManager.default.moveItem(atPath: tree.path("g/a"), toPath: tree.path("g/moved"))
-        let vanished = try #require(log.first { $0.isVanished })
-        #expect(vanished.event.subject == .agent("a"))
-        #expect(!log.events.contains { $0.isEmptied })
-        let count = log.count
-        usleep(200_000)
-        #expect(log.count == count)
-    }
-
-    @Test("samples come every interval, and not more often")
-    func periodicSampling() throws {
-        let agent = try tree.makeCgroup("g/a")
-        let watcher = try makeWatcher(interval: .milliseconds(50))
-        try watcher.watch(agent: "a", path: agent)
-        watcher.start()
-        usleep(330_000)
-        watcher.stop()
-        let samples = log.observations(of: .agent("a")).filter { $0.trigger == .sample }
-        #expect(samples.count >= 3)
-        #expect(samples.count <= 8)
-        if let first = samples.first, let last = samples.last, samples.count > 1 {
-            // Late ticks catch up, so only the mean spacing is the interval.
-            #expect(first.seenAt.duration(to: last.seenAt) / (samples.count - 1) >= .milliseconds(45))
+        init() throws {
+            tree = try FakeTree()
         }
-    }
 
-    @Test("CPU rate is the usage_usec delta over wall time")
-    func cpuRate() throws {
-        let agent = try tree.makeCgroup("g/a")
-        let watcher = try makeWatcher(interval: .milliseconds(300))
-        try watcher.watch(agent: "a", path: agent)
-        watcher.start()
-        defer { watcher.stop() }
-
-        tree.set(.cpuStat, of: agent, tree.cpuStat(usage: 150_000, throttled: 2))
-        let sample = try #require(log.first { $0.observation?.reading(.cpu) != nil }?.event.observation)
-        let cpu = try #require(sample.reading(.cpu))
-        let expected = 150_000 * 100 / Double(sample.elapsed.microseconds)
-        #expect(abs(cpu.usage - expected) < 1)
-        #expect(cpu.hitHard)
-        #expect(sample.readings.map(\.resource) == [.memory, .cpu, .processes])
-    }
-
-    @Test("events faster than the CPU window do not starve the CPU rate")
-    func cpuRateUnderEventStorm() throws {
-        let agent = try tree.makeCgroup("g/a")
-        let watcher = try makeWatcher(interval: .milliseconds(300))
-        try watcher.watch(agent: "a", path: agent)
-        watcher.start()
-        defer { watcher.stop() }
-
-        for step in 1...40 {
-            tree.set(.cpuStat, of: agent, tree.cpuStat(usage: Int64(step) * 10_000))
-            tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: step))
-            usleep(20_000)
+        func makeWatcher(interval: Duration = .seconds(60), pressure: PressureThreshold? = .standard) throws -> CgroupWatcher {
+            let log = self.log
+            return try CgroupWatcher(
+                filesystem: tree.fs, configuration: .init(samplingInterval: interval, pressureThreshold: pressure),
+                sink: { log.record($0) })
         }
-        let observations = log.observations(of: .agent("a"))
-        #expect(observations.filter { $0.trigger == .event(.memoryEvents) }.count >= 10)
-        #expect(observations.allSatisfy { $0.elapsed < .milliseconds(200) || $0.trigger == .sample })
-        let rates = observations.compactMap { $0.reading(.cpu)?.usage }
-        #expect(rates.count >= 2)
-        // 10 ms of CPU every 20 ms of wall time or more: 50 %, less on a busy machine.
-        #expect(rates.allSatisfy { $0 > 0 && $0 < 60 })
-    }
 
-    @Test("unwatch stops the observations of that agent only")
-    func unwatch() throws {
-        let first = try tree.makeCgroup("g/a")
-        let second = try tree.makeCgroup("g/b")
-        let watcher = try makeWatcher(interval: .milliseconds(50))
-        try watcher.watch(agent: "a", path: first)
-        try watcher.watch(agent: "b", path: second)
-        watcher.start()
-        defer { watcher.stop() }
+        @Test("a memory.events change is reported at once, as a soft-limit hit")
+        func memoryEvent() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let watcher = try makeWatcher()
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            defer { watcher.stop() }
 
-        tree.set(.memoryEvents, of: first, tree.memoryEvents(high: 1))
-        _ = try #require(log.first { $0.observation?.subject == .agent("a") && $0.observation?.trigger == .event(.memoryEvents) })
-        watcher.unwatch(agent: "a")
-        usleep(50_000)  // an observation already on its way may still arrive
-        let count = log.observations(of: .agent("a")).count
-        tree.set(.memoryEvents, of: first, tree.memoryEvents(high: 2))
-        usleep(200_000)
-        #expect(log.observations(of: .agent("a")).count == count)
-        #expect(log.observations(of: .agent("b")).count >= 2)
-        #expect(watcher.subjects == [.agent("b")])
-        #expect(try watcher.sampleNow(agent: "a") == nil)
-    }
+            let written = ContinuousClock.now
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 3))
+            let entry = try #require(log.first { $0.observation?.trigger == .event(.memoryEvents) })
+            let observation = try #require(entry.event.observation)
+            #expect(observation.subject == .agent("a"))
+            #expect(observation.reading(.memory)?.hitSoft == true)
+            #expect(observation.reading(.memory)?.hitHard == false)
+            #expect(observation.reading(.memory)?.usage == 1_048_576)
+            #expect(observation.sample.memoryEvents.high == 3)
+            #expect(observation.seenAt >= written)
+            let latency = written.duration(to: entry.arrived)
+            print("[watcher] write → observation: \(latency.milliseconds) ms")
+            #expect(latency < .milliseconds(500))
 
-    @Test("groups get events but no periodic observations")
-    func groups() throws {
-        let group = try tree.makeCgroup("g")
-        let watcher = try makeWatcher(interval: .milliseconds(30))
-        try watcher.watchGroup(name: "g", path: group)
-        watcher.start()
-        defer { watcher.stop() }
+            // The same counters again are no news.
+            var count = log.count
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 3))
+            let again = try #require(log.first(after: count) { $0.observation != nil })
+            #expect(again.event.observation?.reading(.memory)?.hitSoft == false)
 
-        usleep(200_000)
-        #expect(log.count == 0)
-        tree.set(.memoryEvents, of: group, tree.memoryEvents(high: 1))
-        let observation = try #require(log.first { $0.observation != nil }?.event.observation)
-        #expect(observation.subject == .group("g"))
-        #expect(observation.reading(.memory)?.hitSoft == true)
-        #expect(watcher.pressureTriggers == .untried)
-        // A group that goes away is still noticed, by the sampling tick.
-        try FileManager.default.moveItem(atPath: tree.path("g"), toPath: tree.path("gone"))
-        _ = try #require(log.first { $0.isVanished && $0.subject == .group("g") })
-    }
-
-    @Test("an agent and a group on one cgroup share its inotify watches")
-    func sharedDescriptors() throws {
-        let cgroup = try tree.makeCgroup("g")
-        let watcher = try makeWatcher()
-        try watcher.watch(agent: "a", path: cgroup)
-        try watcher.watchGroup(name: "g", path: cgroup)
-        watcher.start()
-        defer { watcher.stop() }
-
-        tree.set(.memoryEvents, of: cgroup, tree.memoryEvents(high: 1))
-        _ = try #require(log.first { $0.observation?.subject == .agent("a") })
-        _ = try #require(log.first { $0.observation?.subject == .group("g") })
-        watcher.unwatch(agent: "a")
-        let count = log.count
-        tree.set(.memoryEvents, of: cgroup, tree.memoryEvents(high: 2))
-        let next = try #require(log.first(after: count) { $0.observation != nil })
-        #expect(next.event.subject == .group("g"))
-    }
-
-    @Test("sampleNow returns a fresh observation that becomes the baseline")
-    func sampleNow() throws {
-        let agent = try tree.makeCgroup("g/a")
-        let watcher = try makeWatcher()
-        try watcher.watch(agent: "a", path: agent)
-        #expect(try watcher.sampleNow(agent: "nobody") == nil)
-
-        // Before start: synchronous all the same.
-        tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 2))
-        let observation = try #require(try watcher.sampleNow(agent: "a"))
-        #expect(observation.trigger == .requested)
-        #expect(observation.reading(.memory)?.hitSoft == true)
-        let again = try #require(try watcher.sampleNow(agent: "a"))
-        #expect(again.reading(.memory)?.hitSoft == false)
-
-        watcher.start()
-        defer { watcher.stop() }
-        try tree.remove("g/a")
-        _ = log.first(timeout: .milliseconds(300)) { $0.isVanished }
-        #expect(try watcher.sampleNow(agent: "a") == nil)
-        #expect(log.events.filter(\.isVanished).count == 1)
-    }
-
-    @Test("sampleNow on a cgroup removed unnoticed throws, and the sink gets .vanished")
-    func sampleNowVanished() throws {
-        let agent = try tree.makeCgroup("g/a")
-        let watcher = try makeWatcher()
-        try watcher.watch(agent: "a", path: agent)
-        watcher.start()
-        defer { watcher.stop() }
-        try FileManager.default.moveItem(atPath: tree.path("g/a"), toPath: tree.path("g/moved"))
-        #expect(throws: CgroupError.self) { try watcher.sampleNow(agent: "a") }
-        let events = try #require(log.first { $0.isVanished })
-        #expect(events.event.subject == .agent("a"))
-        #expect(log.events.map(\.isEmptied) == [true, false])
-    }
-
-    @Test("a cgroup without controller files is watched on cgroup.events alone")
-    func coreFilesOnly() throws {
-        let agent = try tree.makeCgroup("g/a", controllers: false)
-        let watcher = try makeWatcher()
-        let baseline = try watcher.watch(agent: "a", path: agent)
-        #expect(baseline.memoryCurrent == nil)
-        watcher.start()
-        defer { watcher.stop() }
-
-        tree.set(.events, of: agent, tree.events(populated: false))
-        let observation = try #require(log.first { $0.observation != nil }?.event.observation)
-        #expect(observation.trigger == .event(.events))
-        #expect(observation.readings.isEmpty)
-        _ = try #require(log.first { $0.isEmptied })
-    }
-
-    @Test("watching a cgroup that does not exist throws notFound")
-    func missingCgroup() throws {
-        let watcher = try makeWatcher()
-        #expect {
-            try watcher.watch(agent: "a", path: CgroupPath(["nowhere"]))
-        } throws: { error in
-            (error as? CgroupError)?.code == .notFound
+            count = log.count
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 3, max: 1, oom: 1, oomKill: 1))
+            let hard = try #require(log.first(after: count) { $0.observation?.sample.memoryEvents.oomKill == 1 })
+            #expect(hard.event.observation?.reading(.memory)?.hitHard == true)
         }
-        #expect(watcher.subjects.isEmpty)
-    }
 
-    @Test("without PSI (not cgroup2) the watcher does without, and says so")
-    func pressureUnavailable() throws {
-        let agent = try tree.makeCgroup("g/a")
-        tree.set(.memoryPressure, of: agent, "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
-        tree.set(.cpuPressure, of: agent, "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
-        let watcher = try makeWatcher()
-        #expect(watcher.pressureTriggers == .untried)
-        try watcher.watch(agent: "a", path: agent)
-        guard case .unavailable(let reason) = watcher.pressureTriggers else {
-            Issue.record("PSI triggers on a temporary directory: \(watcher.pressureTriggers)")
-            return
+        @Test("pids.events and cgroup.events changes are reported with their file")
+        func otherEventFiles() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let watcher = try makeWatcher()
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            defer { watcher.stop() }
+
+            tree.set(.pidsEvents, of: agent, "max 2\n")
+            let pids = try #require(log.first { $0.observation?.trigger == .event(.pidsEvents) }?.event.observation)
+            #expect(pids.reading(.processes)?.hitHard == true)
+
+            tree.set(.events, of: agent, tree.events(populated: true, frozen: true))
+            let frozen = try #require(log.first { $0.observation?.trigger == .event(.events) }?.event.observation)
+            #expect(frozen.frozen)
+            #expect(frozen.populated)
         }
-        #expect(reason.contains("cgroup2"))
-        // Not written to: a trigger is only written once the filesystem is cgroup2.
-        #expect(try String(contentsOfFile: tree.path("g/a/memory.pressure"), encoding: .utf8).hasPrefix("some avg10"))
-        watcher.start()
-        defer { watcher.stop() }
-        tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 1))
-        _ = try #require(log.first { $0.observation?.trigger == .event(.memoryEvents) })
 
-        let without = try CgroupWatcher(filesystem: tree.fs, configuration: .init(pressureThreshold: nil), sink: { _ in })
-        try without.watch(agent: "a", path: agent)
-        #expect(without.pressureTriggers == .disabled)
-    }
+        @Test("counters that grew before watch() are history, not news")
+        func baselineAtWatch() throws {
+            let agent = try tree.makeCgroup("g/a")
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 40, max: 2, oom: 2, oomKill: 2))
+            tree.set(.pidsEvents, of: agent, "max 9\n")
+            let watcher = try makeWatcher()
+            let baseline = try watcher.watch(agent: "a", path: agent)
+            #expect(baseline.memoryEvents.high == 40)
+            watcher.start()
+            defer { watcher.stop() }
 
-    @Test("PSI trigger text, and the 2 s variant for unprivileged writers")
-    func pressureThreshold() {
-        #expect(PressureThreshold.standard.triggerText == "some 150000 1000000")
-        #expect(PressureThreshold.standard.unprivilegedVariant?.triggerText == "some 300000 2000000")
-        let custom = PressureThreshold(stall: .milliseconds(500), window: .seconds(2))
-        #expect(custom.triggerText == "some 500000 2000000")
-        #expect(custom.unprivilegedVariant == nil)
-        let long = PressureThreshold(stall: .seconds(3), window: .milliseconds(9500))
-        #expect(long.unprivilegedVariant?.window == .seconds(10))
-    }
-
-    @Test("after an inotify queue overflow every cgroup is read again")
-    func queueOverflow() throws {
-        let noisy = try tree.makeCgroup("g/a")
-        let quiet = try tree.makeCgroup("g/b")
-        let log = self.log
-        // A sink that stalls the loop on its first event until the queue is full.
-        let stalled = Slot<Bool>()
-        let release = Slot<Bool>()
-        let watcher = try CgroupWatcher(filesystem: tree.fs, configuration: .init(samplingInterval: .seconds(60))) { event in
-            if stalled.get == nil {
-                stalled.set(true)
-                while release.get == nil { usleep(1000) }
-            }
-            log.record(event)
+            tree.set(.pidsEvents, of: agent, "max 9\n")
+            let observation = try #require(log.first { $0.observation != nil }?.event.observation)
+            #expect(observation.readings.allSatisfy { !$0.hitHard && !$0.hitSoft })
         }
-        try watcher.watch(agent: "a", path: noisy)
-        try watcher.watch(agent: "b", path: quiet)
-        watcher.start()
-        defer { watcher.stop() }
-        tree.set(.pidsEvents, of: noisy, "max 0\n")
-        while stalled.get == nil { usleep(1000) }
-        // Alternating files are not merged by inotify: more than max_queued_events
-        // (16384), so the change of b after them is lost but for the overflow.
-        let limit =
-            Int((try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?.trimmingSpaces() ?? "") ?? 16384
-        let files = [CgroupFile.memoryEvents, .pidsEvents].map { open(tree.path("g/a/" + $0.rawValue), O_WRONLY | O_CLOEXEC) }
-        // Rewrite the first byte ("low …", "max …"): same content, one IN_MODIFY each.
-        let first: [[UInt8]] = [Array("l".utf8), Array("m".utf8)]
-        for step in 0...(limit + 100) {
-            #expect(pwrite(files[step % 2], first[step % 2], 1, 0) == 1)
+
+        @Test("the last process leaving is reported once, after the observation that saw it")
+        func emptiedOnce() throws {
+            let agent = try tree.makeCgroup("g/a", populated: false)
+            let watcher = try makeWatcher()
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            defer { watcher.stop() }
+
+            // Empty at watch time (the process is not started yet): no news.
+            tree.set(.events, of: agent, tree.events(populated: true))
+            _ = try #require(log.first { $0.observation?.populated == true })
+            tree.set(.events, of: agent, tree.events(populated: false))
+            let emptied = try #require(log.first { $0.isEmptied })
+            let index = try #require(log.all.firstIndex { $0.event.isEmptied })
+            #expect(log.events[index - 1].observation?.populated == false)
+            #expect(emptied.event.subject == .agent("a"))
+
+            tree.set(.events, of: agent, tree.events(populated: false))
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents())
+            usleep(200_000)
+            #expect(log.events.filter(\.isEmptied).count == 1)
         }
-        for fd in files { close(fd) }
-        tree.set(.memoryEvents, of: quiet, tree.memoryEvents(high: 1))
-        release.set(true)
-        let seen = try #require(log.first(timeout: .seconds(5)) { $0.observation?.subject == .agent("b") })
-        #expect(seen.event.observation?.reading(.memory)?.hitSoft == true)
-    }
 
-    @Test("an unreadable cgroup is reported once per streak, and watching goes on")
-    func unreadable() throws {
-        let agent = try tree.makeCgroup("g/a")
-        let watcher = try makeWatcher(interval: .milliseconds(30))
-        try watcher.watch(agent: "a", path: agent)
-        watcher.start()
-        defer { watcher.stop() }
+        @Test("a removed cgroup is reported emptied and vanished once, then forgotten")
+        func removedCgroup() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let other = try tree.makeCgroup("g/b")
+            let watcher = try makeWatcher()
+            try watcher.watch(agent: "a", path: agent)
+            try watcher.watch(agent: "b", path: other)
+            watcher.start()
+            defer { watcher.stop() }
 
-        // A directory where memory.events was: read(2) fails with EISDIR.
-        try FileManager.default.removeItem(atPath: tree.path("g/a/memory.events"))
-        try FileManager.default.createDirectory(atPath: tree.path("g/a/memory.events"), withIntermediateDirectories: false)
-        _ = try #require(log.first { $0.isUnreadable })
-        usleep(200_000)
-        #expect(log.events.filter(\.isUnreadable).count == 1)
+            let removed = ContinuousClock.now
+            try tree.remove("g/a")
+            let vanished = try #require(log.first { $0.isVanished })
+            print("[watcher] rm -r → vanished: \(removed.duration(to: vanished.arrived).milliseconds) ms")
+            #expect(vanished.event.subject == .agent("a"))
+            #expect(watcher.subjects == [.agent("b")])
+            let forA = log.events.filter { $0.subject == .agent("a") && $0.observation == nil }
+            #expect(forA.map(\.isEmptied) == [true, false])
 
-        try FileManager.default.removeItem(atPath: tree.path("g/a/memory.events"))
-        tree.set(.memoryEvents, of: agent, tree.memoryEvents())
-        let count = log.count
-        _ = try #require(log.first(after: count) { $0.observation?.trigger == .sample })
-        #expect(watcher.subjects == [.agent("a")])
-    }
-
-    @Test("stop joins with watches active, is idempotent, and later watches are refused")
-    func stop() throws {
-        let watcher = try makeWatcher(interval: .milliseconds(10))
-        for name in ["a", "b", "c"] {
-            try watcher.watch(agent: name, path: try tree.makeCgroup("g/\(name)"))
+            // Still alive and watching the other one.
+            tree.set(.memoryEvents, of: other, tree.memoryEvents(high: 1))
+            _ = try #require(log.first { $0.observation?.subject == .agent("b") })
+            usleep(100_000)
+            #expect(log.events.filter(\.isVanished).count == 1)
         }
-        watcher.start()
-        watcher.start()
-        #expect(watcher.isRunning)
-        usleep(50_000)
-        watcher.stop()
-        #expect(!watcher.isRunning)
-        let count = log.count
-        watcher.stop()
-        usleep(50_000)
-        #expect(log.count == count)
-        #expect(watcher.subjects.isEmpty)
-        #expect(throws: CgroupError.self) { try watcher.watch(agent: "d", path: try tree.makeCgroup("g/d")) }
-        watcher.start()
-        #expect(!watcher.isRunning)
 
-        let neverStarted = try makeWatcher()
-        neverStarted.stop()
-        neverStarted.stop()
-    }
+        @Test("a cgroup gone without an inotify event (as on cgroupfs) is found by the next sample")
+        func vanishedBySampling() throws {
+            let agent = try tree.makeCgroup("g/a", populated: false)
+            let watcher = try makeWatcher(interval: .milliseconds(50))
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            defer { watcher.stop() }
 
-    @Test("the sink may call back into the watcher, stop included")
-    func reentrantSink() throws {
-        let agent = try tree.makeCgroup("g/a")
-        let slot = Slot<CgroupWatcher>()
-        let log = self.log
-        let watcher = try CgroupWatcher(filesystem: tree.fs, configuration: .init(samplingInterval: .seconds(60))) { event in
-            log.record(event)
-            guard let watcher = slot.get else { return }
-            _ = try? watcher.sampleNow(agent: "a")
-            _ = watcher.subjects
+            // A rename leaves the watched files in place: no IN_IGNORED, reads fail with ENOENT.
+            try FileManager.default.moveItem(atPath: tree.path("g/a"), toPath: tree.path("g/moved"))
+            let vanished = try #require(log.first { $0.isVanished })
+            #expect(vanished.event.subject == .agent("a"))
+            #expect(!log.events.contains { $0.isEmptied })
+            let count = log.count
+            usleep(200_000)
+            #expect(log.count == count)
+        }
+
+        @Test("samples come every interval, and not more often")
+        func periodicSampling() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let watcher = try makeWatcher(interval: .milliseconds(50))
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            usleep(330_000)
             watcher.stop()
+            let samples = log.observations(of: .agent("a")).filter { $0.trigger == .sample }
+            #expect(samples.count >= 3)
+            #expect(samples.count <= 8)
+            if let first = samples.first, let last = samples.last, samples.count > 1 {
+                // Late ticks catch up, so only the mean spacing is the interval.
+                #expect(first.seenAt.duration(to: last.seenAt) / (samples.count - 1) >= .milliseconds(45))
+            }
         }
-        slot.set(watcher)
-        try watcher.watch(agent: "a", path: agent)
-        watcher.start()
-        tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 1))
-        _ = try #require(log.first { $0.observation != nil })
-        let deadline = ContinuousClock.now.advanced(by: .seconds(2))
-        while watcher.isRunning && ContinuousClock.now < deadline { usleep(1000) }
-        #expect(!watcher.isRunning)
-    }
 
-    @Test("thousands of watch/unwatch cycles leak no descriptor and no inotify watch")
-    func noLeaks() throws {
-        let agents = try (0..<4).map { try tree.makeCgroup("g/a\($0)") }
-        let filesBefore = OpenFiles.count
-        let kindsBefore = OpenFiles.watcherKinds
-        let watchesBefore = OpenFiles.inotifyWatches
-        do {
+        @Test("CPU rate is the usage_usec delta over wall time")
+        func cpuRate() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let watcher = try makeWatcher(interval: .milliseconds(300))
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            defer { watcher.stop() }
+
+            tree.set(.cpuStat, of: agent, tree.cpuStat(usage: 150_000, throttled: 2))
+            let sample = try #require(log.first { $0.observation?.reading(.cpu) != nil }?.event.observation)
+            let cpu = try #require(sample.reading(.cpu))
+            let expected = 150_000 * 100 / Double(sample.elapsed.microseconds)
+            #expect(abs(cpu.usage - expected) < 1)
+            #expect(cpu.hitHard)
+            #expect(sample.readings.map(\.resource) == [.memory, .cpu, .processes])
+        }
+
+        @Test("events faster than the CPU window do not starve the CPU rate")
+        func cpuRateUnderEventStorm() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let watcher = try makeWatcher(interval: .milliseconds(300))
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            defer { watcher.stop() }
+
+            for step in 1...40 {
+                tree.set(.cpuStat, of: agent, tree.cpuStat(usage: Int64(step) * 10_000))
+                tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: step))
+                usleep(20_000)
+            }
+            let observations = log.observations(of: .agent("a"))
+            // A storm is read at most once per 200 ms cooldown (merged, never lost):
+            // 40 changes in 800 ms make a handful of event observations.
+            let events = observations.filter { $0.trigger == .event(.memoryEvents) }
+            #expect(events.count >= 3 && events.count <= 10, "\(events.count) event observations")
+            #expect(events.last?.sample.memoryEvents.high == 40, "the last change is not lost")
+            let rates = observations.compactMap { $0.reading(.cpu)?.usage }
+            #expect(rates.count >= 2)
+            // 10 ms of CPU every 20 ms of wall time or more: 50 %, less on a busy machine.
+            #expect(rates.allSatisfy { $0 > 0 && $0 < 60 })
+        }
+
+        @Test("unwatch stops the observations of that agent only")
+        func unwatch() throws {
+            let first = try tree.makeCgroup("g/a")
+            let second = try tree.makeCgroup("g/b")
+            let watcher = try makeWatcher(interval: .milliseconds(50))
+            try watcher.watch(agent: "a", path: first)
+            try watcher.watch(agent: "b", path: second)
+            watcher.start()
+            defer { watcher.stop() }
+
+            tree.set(.memoryEvents, of: first, tree.memoryEvents(high: 1))
+            _ = try #require(log.first { $0.observation?.subject == .agent("a") && $0.observation?.trigger == .event(.memoryEvents) })
+            watcher.unwatch(agent: "a")
+            usleep(50_000)  // an observation already on its way may still arrive
+            let count = log.observations(of: .agent("a")).count
+            tree.set(.memoryEvents, of: first, tree.memoryEvents(high: 2))
+            usleep(200_000)
+            #expect(log.observations(of: .agent("a")).count == count)
+            #expect(log.observations(of: .agent("b")).count >= 2)
+            #expect(watcher.subjects == [.agent("b")])
+            #expect(try watcher.sampleNow(agent: "a") == nil)
+        }
+
+        @Test("groups get events but no periodic observations")
+        func groups() throws {
+            let group = try tree.makeCgroup("g")
+            let watcher = try makeWatcher(interval: .milliseconds(30))
+            try watcher.watchGroup(name: "g", path: group)
+            watcher.start()
+            defer { watcher.stop() }
+
+            usleep(200_000)
+            #expect(log.count == 0)
+            tree.set(.memoryEvents, of: group, tree.memoryEvents(high: 1))
+            let observation = try #require(log.first { $0.observation != nil }?.event.observation)
+            #expect(observation.subject == .group("g"))
+            #expect(observation.reading(.memory)?.hitSoft == true)
+            #expect(watcher.pressureTriggers == .untried)
+            // A group that goes away is still noticed, by the sampling tick.
+            try FileManager.default.moveItem(atPath: tree.path("g"), toPath: tree.path("gone"))
+            _ = try #require(log.first { $0.isVanished && $0.subject == .group("g") })
+        }
+
+        @Test("an agent and a group on one cgroup share its inotify watches")
+        func sharedDescriptors() throws {
+            let cgroup = try tree.makeCgroup("g")
+            let watcher = try makeWatcher()
+            try watcher.watch(agent: "a", path: cgroup)
+            try watcher.watchGroup(name: "g", path: cgroup)
+            watcher.start()
+            defer { watcher.stop() }
+
+            tree.set(.memoryEvents, of: cgroup, tree.memoryEvents(high: 1))
+            _ = try #require(log.first { $0.observation?.subject == .agent("a") })
+            _ = try #require(log.first { $0.observation?.subject == .group("g") })
+            watcher.unwatch(agent: "a")
+            let count = log.count
+            tree.set(.memoryEvents, of: cgroup, tree.memoryEvents(high: 2))
+            let next = try #require(log.first(after: count) { $0.observation != nil })
+            #expect(next.event.subject == .group("g"))
+        }
+
+        @Test("sampleNow returns a fresh observation that becomes the baseline")
+        func sampleNow() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let watcher = try makeWatcher()
+            try watcher.watch(agent: "a", path: agent)
+            #expect(try watcher.sampleNow(agent: "nobody") == nil)
+
+            // Before start: synchronous all the same.
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 2))
+            let observation = try #require(try watcher.sampleNow(agent: "a"))
+            #expect(observation.trigger == .requested)
+            #expect(observation.reading(.memory)?.hitSoft == true)
+            let again = try #require(try watcher.sampleNow(agent: "a"))
+            #expect(again.reading(.memory)?.hitSoft == false)
+
+            watcher.start()
+            defer { watcher.stop() }
+            try tree.remove("g/a")
+            _ = log.first(timeout: .milliseconds(300)) { $0.isVanished }
+            #expect(try watcher.sampleNow(agent: "a") == nil)
+            #expect(log.events.filter(\.isVanished).count == 1)
+        }
+
+        @Test("sampleNow on a cgroup removed unnoticed throws, and the sink gets .vanished")
+        func sampleNowVanished() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let watcher = try makeWatcher()
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            defer { watcher.stop() }
+            try FileManager.default.moveItem(atPath: tree.path("g/a"), toPath: tree.path("g/moved"))
+            #expect(throws: CgroupError.self) { try watcher.sampleNow(agent: "a") }
+            let events = try #require(log.first { $0.isVanished })
+            #expect(events.event.subject == .agent("a"))
+            #expect(log.events.map(\.isEmptied) == [true, false])
+        }
+
+        @Test("a cgroup without controller files is watched on cgroup.events alone")
+        func coreFilesOnly() throws {
+            let agent = try tree.makeCgroup("g/a", controllers: false)
+            let watcher = try makeWatcher()
+            let baseline = try watcher.watch(agent: "a", path: agent)
+            #expect(baseline.memoryCurrent == nil)
+            watcher.start()
+            defer { watcher.stop() }
+
+            tree.set(.events, of: agent, tree.events(populated: false))
+            let observation = try #require(log.first { $0.observation != nil }?.event.observation)
+            #expect(observation.trigger == .event(.events))
+            #expect(observation.readings.isEmpty)
+            _ = try #require(log.first { $0.isEmptied })
+        }
+
+        @Test("watching a cgroup that does not exist throws notFound")
+        func missingCgroup() throws {
+            let watcher = try makeWatcher()
+            #expect {
+                try watcher.watch(agent: "a", path: CgroupPath(["nowhere"]))
+            } throws: { error in
+                (error as? CgroupError)?.code == .notFound
+            }
+            #expect(watcher.subjects.isEmpty)
+        }
+
+        @Test("without PSI (not cgroup2) the watcher does without, and says so")
+        func pressureUnavailable() throws {
+            let agent = try tree.makeCgroup("g/a")
+            tree.set(.memoryPressure, of: agent, "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+            tree.set(.cpuPressure, of: agent, "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+            let watcher = try makeWatcher()
+            #expect(watcher.pressureTriggers == .untried)
+            try watcher.watch(agent: "a", path: agent)
+            guard case .unavailable(let reason) = watcher.pressureTriggers else {
+                Issue.record("PSI triggers on a temporary directory: \(watcher.pressureTriggers)")
+                return
+            }
+            #expect(reason.contains("cgroup2"))
+            // Not written to: a trigger is only written once the filesystem is cgroup2.
+            #expect(try String(contentsOfFile: tree.path("g/a/memory.pressure"), encoding: .utf8).hasPrefix("some avg10"))
+            watcher.start()
+            defer { watcher.stop() }
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 1))
+            _ = try #require(log.first { $0.observation?.trigger == .event(.memoryEvents) })
+
+            let without = try CgroupWatcher(filesystem: tree.fs, configuration: .init(pressureThreshold: nil), sink: { _ in })
+            try without.watch(agent: "a", path: agent)
+            #expect(without.pressureTriggers == .disabled)
+        }
+
+        @Test("PSI trigger text, and the 2 s variant for unprivileged writers")
+        func pressureThreshold() {
+            #expect(PressureThreshold.standard.triggerText == "some 150000 1000000")
+            #expect(PressureThreshold.standard.unprivilegedVariant?.triggerText == "some 300000 2000000")
+            let custom = PressureThreshold(stall: .milliseconds(500), window: .seconds(2))
+            #expect(custom.triggerText == "some 500000 2000000")
+            #expect(custom.unprivilegedVariant == nil)
+            let long = PressureThreshold(stall: .seconds(3), window: .milliseconds(9500))
+            #expect(long.unprivilegedVariant?.window == .seconds(10))
+        }
+
+        @Test("after an inotify queue overflow every cgroup is read again")
+        func queueOverflow() throws {
+            let noisy = try tree.makeCgroup("g/a")
+            let quiet = try tree.makeCgroup("g/b")
+            let log = self.log
+            // A sink that stalls the loop on its first event until the queue is full.
+            let stalled = Slot<Bool>()
+            let release = Slot<Bool>()
+            let watcher = try CgroupWatcher(filesystem: tree.fs, configuration: .init(samplingInterval: .seconds(60))) { event in
+                if stalled.get == nil {
+                    stalled.set(true)
+                    while release.get == nil { usleep(1000) }
+                }
+                log.record(event)
+            }
+            try watcher.watch(agent: "a", path: noisy)
+            try watcher.watch(agent: "b", path: quiet)
+            watcher.start()
+            defer { watcher.stop() }
+            tree.set(.pidsEvents, of: noisy, "max 0\n")
+            while stalled.get == nil { usleep(1000) }
+            // Alternating files are not merged by inotify: more than max_queued_events
+            // (16384), so the change of b after them is lost but for the overflow.
+            let limit =
+                Int((try? String(contentsOfFile: "/proc/sys/fs/inotify/max_queued_events", encoding: .utf8))?.trimmingSpaces() ?? "")
+                ?? 16384
+            let files = [CgroupFile.memoryEvents, .pidsEvents].map { open(tree.path("g/a/" + $0.rawValue), O_WRONLY | O_CLOEXEC) }
+            // Rewrite the first byte ("low …", "max …"): same content, one IN_MODIFY each.
+            let first: [[UInt8]] = [Array("l".utf8), Array("m".utf8)]
+            for step in 0...(limit + 100) {
+                #expect(pwrite(files[step % 2], first[step % 2], 1, 0) == 1)
+            }
+            for fd in files { close(fd) }
+            tree.set(.memoryEvents, of: quiet, tree.memoryEvents(high: 1))
+            release.set(true)
+            let seen = try #require(log.first(timeout: .seconds(5)) { $0.observation?.subject == .agent("b") })
+            #expect(seen.event.observation?.reading(.memory)?.hitSoft == true)
+        }
+
+        @Test("an unreadable cgroup is reported once per streak, and watching goes on")
+        func unreadable() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let watcher = try makeWatcher(interval: .milliseconds(30))
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            defer { watcher.stop() }
+
+            // A directory where memory.events was: read(2) fails with EISDIR.
+            try FileManager.default.removeItem(atPath: tree.path("g/a/memory.events"))
+            try FileManager.default.createDirectory(atPath: tree.path("g/a/memory.events"), withIntermediateDirectories: false)
+            _ = try #require(log.first { $0.isUnreadable })
+            usleep(200_000)
+            #expect(log.events.filter(\.isUnreadable).count == 1)
+
+            try FileManager.default.removeItem(atPath: tree.path("g/a/memory.events"))
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents())
+            let count = log.count
+            _ = try #require(log.first(after: count) { $0.observation?.trigger == .sample })
+            #expect(watcher.subjects == [.agent("a")])
+        }
+
+        @Test("stop joins with watches active, is idempotent, and later watches are refused")
+        func stop() throws {
+            let watcher = try makeWatcher(interval: .milliseconds(10))
+            for name in ["a", "b", "c"] {
+                try watcher.watch(agent: name, path: try tree.makeCgroup("g/\(name)"))
+            }
+            watcher.start()
+            watcher.start()
+            #expect(watcher.isRunning)
+            usleep(50_000)
+            watcher.stop()
+            #expect(!watcher.isRunning)
+            let count = log.count
+            watcher.stop()
+            usleep(50_000)
+            #expect(log.count == count)
+            #expect(watcher.subjects.isEmpty)
+            #expect(throws: CgroupError.self) { try watcher.watch(agent: "d", path: try tree.makeCgroup("g/d")) }
+            watcher.start()
+            #expect(!watcher.isRunning)
+
+            let neverStarted = try makeWatcher()
+            neverStarted.stop()
+            neverStarted.stop()
+        }
+
+        @Test("the sink may call back into the watcher, stop included")
+        func reentrantSink() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let slot = Slot<CgroupWatcher>()
+            let log = self.log
+            let watcher = try CgroupWatcher(filesystem: tree.fs, configuration: .init(samplingInterval: .seconds(60))) { event in
+                log.record(event)
+                guard let watcher = slot.get else { return }
+                _ = try? watcher.sampleNow(agent: "a")
+                _ = watcher.subjects
+                watcher.stop()
+            }
+            slot.set(watcher)
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 1))
+            _ = try #require(log.first { $0.observation != nil })
+            let deadline = ContinuousClock.now.advanced(by: .seconds(2))
+            while watcher.isRunning && ContinuousClock.now < deadline { usleep(1000) }
+            #expect(!watcher.isRunning)
+        }
+
+        @Test("thousands of watch/unwatch cycles leak no descriptor and no inotify watch")
+        func noLeaks() throws {
+            let agents = try (0..<4).map { try tree.makeCgroup("g/a\($0)") }
+            let filesBefore = OpenFiles.count
             let watcher = try makeWatcher(interval: .milliseconds(5))
-            #expect(OpenFiles.watcherKinds == kindsBefore + 2)
+            let own = watcher.loop.descriptors
+            #expect(OpenFiles.target(own.inotify) == "anon_inode:inotify")
+            #expect(OpenFiles.target(own.wake) == "anon_inode:[eventfd]")
             watcher.start()
             for cycle in 0..<3000 {
                 try watcher.watch(agent: "a\(cycle % 4)", path: agents[cycle % 4])
@@ -503,15 +506,17 @@ struct WatcherTests {
                 }
             }
             let watching = watcher.subjects.count
-            #expect(OpenFiles.inotifyWatches == watchesBefore + watching * 3)
+            #expect(watching > 0)
+            #expect(OpenFiles.inotifyWatches(of: own.inotify) == watching * 3)
             for index in 0..<4 { watcher.unwatch(agent: "a\(index)") }
-            #expect(OpenFiles.inotifyWatches == watchesBefore)
-            #expect(OpenFiles.count <= filesBefore + 2 + 5)
+            #expect(OpenFiles.inotifyWatches(of: own.inotify) == 0)
+            let during = OpenFiles.count
             watcher.stop()
-            #expect(OpenFiles.watcherKinds == kindsBefore)
+            let after = OpenFiles.count
+            print("[watcher] descriptors: \(filesBefore) before, \(during) after 3000 cycles, \(after) after stop")
+            // Other suites open files meanwhile; a leak per cycle would show as thousands.
+            #expect(during - filesBefore < 50)
+            #expect(after - filesBefore < 50)
         }
-        print("[watcher] descriptors before \(filesBefore), after 3000 cycles and stop \(OpenFiles.count)")
-        #expect(OpenFiles.count <= filesBefore + 5)
-        #expect(OpenFiles.watcherKinds == kindsBefore)
     }
 }

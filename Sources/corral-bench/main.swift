@@ -1,0 +1,243 @@
+// corral-bench: benchmarks that need a real cgroup v2 kernel (run by
+// scripts/bench-reaction in the VM, or natively as root on a unified host).
+//
+//   corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS]
+//       Reaction latency: AGENTS agents (default 120) each cross memory.high
+//       once; for every kernel event, the time from the watcher's wake-up
+//       (inotify on memory.events) to the engine's recorded action (stored in
+//       SQLite), beside a 1 s polling loop (what systemd-oomd and oomd do)
+//       watching the same files in the same run.
+import CorralCgroup
+import CorralCore
+import CorralEngine
+import CorralRuntime
+import CorralStore
+import CorralWatcher
+import Synchronization
+import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+func say(_ text: String) {
+    let line = text + "\n"
+    _ = line.withCString { write(1, $0, strlen($0)) }
+}
+
+func percentile(_ values: [Double], _ p: Double) -> Double {
+    guard !values.isEmpty else { return .nan }
+    let sorted = values.sorted()
+    let index = min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1))
+    return sorted[index]
+}
+
+func ms(_ duration: Duration) -> Double { Double(duration.microseconds) / 1000 }
+
+func fmt(_ value: Double) -> String { Quantity.formatDecimal(value, places: 1) }
+
+func ProcessInfo_isVerbose() -> Bool { getenv("CORRAL_BENCH_VERBOSE") != nil }
+
+struct StoreAdapter: EngineStore {
+    let store: CorralStore
+    func save(_ agent: AgentRecord) throws { try store.save(agent) }
+    func agents() throws -> [AgentRecord] { try store.agents() }
+    func delete(agent: String) throws { _ = try store.delete(agent: agent) }
+    func commit(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord?) throws -> [EnforcementRecord] {
+        try store.write { transaction in
+            let stored = try records.map { try transaction.append($0) }
+            if let ladder { try transaction.save(ladder: ladder) }
+            if let agent { try transaction.save(agent) }
+            return stored
+        }
+    }
+    func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
+        try store.history(agent: agent, since: since, afterID: afterID, limit: limit)
+    }
+    func ladders() throws -> [AgentLadder] { Array(try store.ladders().values) }
+    func deleteLadder(agent: String) throws { _ = try store.deleteLadder(agent: agent) }
+    func save(group: QuotaGroup) throws { try store.save(group: group) }
+    func groupOverrides() throws -> [String: QuotaGroup] { try store.groupOverrides() }
+}
+
+/// `hold`: how long each agent keeps its memory after crossing. 0: it exits
+/// at once, so crossings do not pile up (the reaction path alone); longer: the
+/// agents stay throttled at memory.high and keep the kernel and the watcher busy.
+func reaction(agents count: Int, stress: String, hold: Int) async throws {
+    let holdSeconds = String(hold)
+    FileLimit.raise()
+    let rootName = "corral-bench-reaction"
+    let fs = try DirectoryCgroupFilesystem(anchorPath: "/sys/fs/cgroup")
+    let tree = CgroupTree(fs: fs, root: CgroupPath([rootName]))
+    _ = try tree.prepareRoot(selfPID: getpid(), reservation: nil)
+    let directory = "/tmp/corral-bench-\(getpid())"
+    mkdir(directory, 0o700)
+    let store = try CorralStore(path: directory + "/corral.db")
+    var configuration = CorralConfiguration.builtIn
+    configuration.intervals.sampling = .seconds(1)
+    let engine = Engine(configuration: configuration, tree: tree, store: StoreAdapter(store: store))
+
+    // When the watcher first saw each agent's memory.events change.
+    let seen = Mutex<[String: ContinuousClock.Instant]>([:])
+    let handed = Mutex<[String: ContinuousClock.Instant]>([:])
+    let timeline = Mutex<[String: [String]]>([:])
+    let origin = ContinuousClock.now
+    let (signals, continuation) = AsyncStream.makeStream(of: WatchSignal.self)
+    let watcher = try CgroupWatcher(filesystem: fs, configuration: .init(samplingInterval: .seconds(1))) { event in
+        if case .observation(let observation) = event, let agent = observation.subject.agent,
+            let memory = observation.reading(.memory), memory.usage > 8 * 1_048_576 || memory.hitSoft
+        {
+            timeline.withLock {
+                $0[agent, default: []].append(
+                    "\(fmt(ms(observation.seenAt - origin)))ms \(observation.trigger) hitSoft=\(memory.hitSoft) usage=\(Int(memory.usage) / 1024)KiB handed=\(fmt(ms(ContinuousClock.now - origin)))"
+                )
+            }
+            // The first time the watcher saw the crossing, by whatever path.
+            let handedAt = ContinuousClock.now
+            seen.withLock { if $0[agent] == nil { $0[agent] = observation.seenAt } }
+            handed.withLock { if $0[agent] == nil { $0[agent] = handedAt } }
+        }
+        if let signal = WatcherBridge.signal(event) { continuation.yield(signal) }
+    }
+    await engine.attach(watcher: WatcherBridge(watcher: watcher, deliver: { continuation.yield($0) }))
+    watcher.start()
+    let pump = Task { for await signal in signals { await engine.handle(signal) } }
+
+    // Recorded actions, as the engine publishes them after committing to SQLite.
+    let recorded = Mutex<[String: ContinuousClock.Instant]>([:])
+    let events = engine.hub.subscribe(agent: nil)
+    let listener = Task {
+        for await event in events where event.kind == .enforcement && event.record?.action == .warn && event.record?.resource == .memory {
+            let now = ContinuousClock.now
+            if let agent = event.agent { recorded.withLock { if $0[agent] == nil { $0[agent] = now } } }
+        }
+    }
+
+    // The baseline: a 1 s polling loop over the same memory.events files.
+    let polled = Mutex<[String: ContinuousClock.Instant]>([:])
+    let names = (0..<count).map { "r\($0)" }
+    let poller = Task.detached {
+        while !Task.isCancelled {
+            for name in names where polled.withLock({ $0[name] == nil }) {
+                let leaf = tree.agentPath(group: "standard_agent", agent: name)
+                if let text = try? fs.read(.memoryEvents, of: leaf), MemoryEvents(parsing: text).high > 0 {
+                    let now = ContinuousClock.now
+                    polled.withLock { $0[name] = now }
+                }
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    var overrides: [Resource: LimitOverride] = [:]
+    overrides[.memory] = LimitOverride(soft: 8 * 1_048_576, hard: 256 * 1_048_576)
+    overrides[.cpu] = LimitOverride(soft: 100, hard: 100)
+    say(
+        "reaction: \(count) agents, each crossing memory.high (8 MiB) once, 250 ms apart, after all are running; each keeps its memory \(hold) s …"
+    )
+    var children: [Int32] = []
+    // Crossings start once every agent runs, so the engine is not busy
+    // creating cgroups meanwhile: agent i crosses at first + i × 250 ms.
+    let registrationStart = ContinuousClock.now
+    let first = ContinuousClock.now + .milliseconds(Int64(count) * 500 + 10000)
+    for (index, name) in names.enumerated() {
+        let delay = max(0, (first + .milliseconds(Int64(index) * 250) - ContinuousClock.now).seconds)
+        let record = try await engine.register(id: name, group: "standard_agent", command: [stress], overrides: overrides)
+        let leaf = tree.agentPath(group: record.group, agent: name)
+        let dir = try fs.openDirectory(leaf)
+        let procs = try fs.openForWriting(.procs, of: leaf)
+        let child = try Spawner.spawn(
+            .init(
+                executable: stress, arguments: [stress, "mem", "10", holdSeconds, "1", Quantity.formatDecimal(delay, places: 3)],
+                environment: [], cgroupDirectory: dir, cgroupProcs: procs,
+                standardOutput: try FileDescriptor.open("/dev/null", .writeOnly)))
+        try? dir.close()
+        try? procs.close()
+        children.append(child.pid)
+        _ = try await engine.attach(id: name, pid: child.pid)
+    }
+    say(
+        "  \(count) agents registered and running in \(fmt((ContinuousClock.now - registrationStart).seconds)) s; crossings start \(fmt((first - ContinuousClock.now).seconds)) s later"
+    )
+    let deadline = ContinuousClock.now + .seconds(Int64(count) + 180)
+    while ContinuousClock.now < deadline {
+        let done = recorded.withLock { $0.count } >= count && polled.withLock { $0.count } >= count
+        if done { break }
+        try await Task.sleep(for: .milliseconds(200))
+    }
+    try await Task.sleep(for: .seconds(2))
+
+    let seenAt = seen.withLock { $0 }
+    let recordedAt = recorded.withLock { $0 }
+    let polledAt = polled.withLock { $0 }
+    var corral: [Double] = []
+    var polling: [Double] = []
+    var watcherPart: [Double] = []
+    var enginePart: [Double] = []
+    let handedAt = handed.withLock { $0 }
+    for name in names {
+        guard let start = seenAt[name] else { continue }
+        if let end = recordedAt[name] { corral.append(ms(end - start)) }
+        if let middle = handedAt[name], let end = recordedAt[name] {
+            watcherPart.append(ms(middle - start))
+            enginePart.append(ms(end - middle))
+        }
+        if let end = polledAt[name] { polling.append(max(0, ms(end - start))) }
+    }
+    if ProcessInfo_isVerbose() {
+        let worst = names.compactMap { name in seenAt[name].flatMap { start in recordedAt[name].map { (name, ms($0 - start)) } } }
+            .sorted { $0.1 > $1.1 }.prefix(3)
+        for (name, latency) in worst {
+            say("slow \(name): \(fmt(latency)) ms; recorded at \(fmt(ms(recordedAt[name]! - origin)))ms")
+            for line in timeline.withLock({ $0[name] ?? [] }).prefix(6) { say("   \(line)") }
+        }
+    }
+    say("reaction latency, kernel memory.events change (watcher wake-up) → action recorded in SQLite:")
+    say("  events: \(corral.count) of \(count) agents (polling loop saw \(polling.count))")
+    say(
+        "  corral (inotify → ladder → SQLite)  p50 \(fmt(percentile(corral, 0.5))) ms  p99 \(fmt(percentile(corral, 0.99))) ms  max \(fmt(corral.max() ?? .nan)) ms"
+    )
+    say(
+        "    of which the watcher (wake-up → observation handed over)  p50 \(fmt(percentile(watcherPart, 0.5))) ms  p99 \(fmt(percentile(watcherPart, 0.99))) ms"
+    )
+    say(
+        "    and the engine (observation → record committed, event out)  p50 \(fmt(percentile(enginePart, 0.5))) ms  p99 \(fmt(percentile(enginePart, 0.99))) ms"
+    )
+    say(
+        "  1 s polling loop (detection only)   p50 \(fmt(percentile(polling, 0.5))) ms  p99 \(fmt(percentile(polling, 0.99))) ms  max \(fmt(polling.max() ?? .nan)) ms"
+    )
+    say(
+        "  ratio p99 polling / corral: \(fmt(percentile(polling, 0.99) / percentile(corral, 0.99)))x; target p99 < 50 ms: \(percentile(corral, 0.99) < 50 ? "met" : "MISSED")"
+    )
+
+    poller.cancel()
+    for pid in children { kill(pid, SIGKILL) }
+    for pid in children {
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+    try await Task.sleep(for: .seconds(1))
+    for name in names { await engine.handle(.emptied(agent: name)) }
+    watcher.stop()
+    continuation.finish()
+    engine.hub.finishAll()
+    pump.cancel()
+    listener.cancel()
+    try await Task.sleep(for: .seconds(2))
+    for name in names { try? tree.remove(tree.agentPath(group: "standard_agent", agent: name)) }
+    tree.removeIfUnused(tree.groupPath("standard_agent"))
+    tree.removeIfUnused(tree.root)
+    try? store.close()
+}
+
+let arguments = CommandLine.arguments
+switch arguments.count > 1 ? arguments[1] : "" {
+case "reaction":
+    let count = arguments.count > 2 ? Int(arguments[2]) ?? 120 : 120
+    let stress = arguments.count > 3 ? arguments[3] : "corral-stress"
+    let hold = arguments.count > 4 ? Int(arguments[4]) ?? 0 : 0
+    try await reaction(agents: count, stress: stress, hold: hold)
+default:
+    say("usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS]")
+    exit(2)
+}
