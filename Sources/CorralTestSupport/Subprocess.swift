@@ -33,8 +33,17 @@ public enum Subprocess {
         let err = directory.appendingPathComponent("corral-test-\(UUID().uuidString).err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
         _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
+        let outHandle = try FileHandle(forWritingTo: out)
+        let errHandle = try FileHandle(forWritingTo: err)
+        // The child has its own copies once it runs; ours are closed at once,
+        // not when Foundation gets round to releasing the Process (a long e2e
+        // run otherwise runs out of descriptors).
+        defer {
+            try? outHandle.close()
+            try? errHandle.close()
+        }
+        process.standardOutput = outHandle
+        process.standardError = errHandle
         process.standardInput = FileHandle.nullDevice
         let start = Date()
         try process.run()

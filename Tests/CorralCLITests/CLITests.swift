@@ -185,3 +185,20 @@ struct ShippedFilesTests {
         #expect(result.stdout.contains("\"batch\""))
     }
 }
+
+@Suite("the test harness itself")
+struct HarnessTests {
+    static func openDescriptors() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd"))?.count ?? -1
+    }
+
+    /// The e2e suite runs hundreds of commands in one process; a descriptor
+    /// per command would end in EMFILE halfway through.
+    @Test func runningCommandsLeaksNoDescriptor() throws {
+        for _ in 0..<5 { _ = try Subprocess.run("/bin/true", []) }
+        let before = Self.openDescriptors()
+        for _ in 0..<200 { #expect(try Subprocess.run("/bin/true", []).status == 0) }
+        let after = Self.openDescriptors()
+        #expect(after - before < 20, "\(before) descriptors before 200 commands, \(after) after")
+    }
+}
