@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <linux/close_range.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -33,6 +35,9 @@
 #endif
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
 #endif
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
@@ -74,6 +79,18 @@ static void corral_child(const struct corral_spawn_request *req, int pipe_fd, in
     for (int target = 0; target < 3; target++) {
         if (stdio[target] < 0 || stdio[target] == target) continue;
         if (dup2(stdio[target], target) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_STDIO, errno);
+    }
+    /* Nothing but stdio reaches the command: descriptors the parent opened
+     * without O_CLOEXEC (a listening socket, the state database, watched
+     * cgroup files) would outlive it in the agent. The report pipe is already
+     * close-on-exec; marking rather than closing keeps it usable until exec. */
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        struct rlimit nofile;
+        long last = (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < 65536) ? (long)nofile.rlim_cur : 65536;
+        for (int fd = 3; fd < last; fd++) {
+            int flags = fcntl(fd, F_GETFD);
+            if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
     }
     if (req->cwd && chdir(req->cwd) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_CHDIR, errno);
     for (int i = 0; i < req->rlimit_count; i++) {
@@ -144,8 +161,10 @@ int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_res
     if (pid < 0) {
         int clone_error = res->clone3_errno;
         /* ENOSYS: no clone3; E2BIG/EINVAL: no CLONE_INTO_CGROUP (before 5.7). */
-        int can_fall_back = req->allow_fallback && req->cgroup_procs_fd >= 0 &&
-            (clone_error == ENOSYS || clone_error == E2BIG || clone_error == EINVAL || clone_error == EBADF);
+        /* No cgroup at all (cgroup_fd and cgroup_procs_fd both -1): a plain fork. */
+        int no_cgroup = req->cgroup_fd < 0 && req->cgroup_procs_fd < 0;
+        int can_fall_back = no_cgroup || (req->allow_fallback && req->cgroup_procs_fd >= 0 &&
+            (clone_error == ENOSYS || clone_error == E2BIG || clone_error == EINVAL || clone_error == EBADF));
         if (!can_fall_back) {
             pthread_sigmask(SIG_SETMASK, &old, NULL);
             close(pipe_fds[0]);
@@ -157,7 +176,7 @@ int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_res
         pid = fork();
         if (pid == 0) {
             close(pipe_fds[0]);
-            corral_child(req, pipe_fds[1], 1);
+            corral_child(req, pipe_fds[1], !no_cgroup);
         }
         if (pid < 0) {
             int error = errno;
@@ -168,7 +187,7 @@ int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_res
             res->stage = CORRAL_STAGE_CLONE;
             return -1;
         }
-        res->method = CORRAL_SPAWN_PROCS_WRITE;
+        res->method = no_cgroup ? CORRAL_SPAWN_NO_CGROUP : CORRAL_SPAWN_PROCS_WRITE;
         pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
         if (pidfd >= 0) fcntl(pidfd, F_SETFD, FD_CLOEXEC);
     }

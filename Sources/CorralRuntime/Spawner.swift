@@ -86,6 +86,8 @@ public struct SpawnedProcess: Sendable {
     public enum Method: String, Sendable, Codable {
         case clone3
         case cgroupProcs = "cgroup.procs"
+        /// No cgroup was asked for: the child stays in the caller's.
+        case none
     }
 }
 
@@ -209,7 +211,7 @@ public enum Spawner {
         return SpawnedProcess(
             pid: result.pid,
             pidfd: result.pidfd >= 0 ? FileDescriptor(rawValue: result.pidfd) : nil,
-            method: result.method == 1 ? .clone3 : .cgroupProcs,
+            method: result.method == 1 ? .clone3 : result.method == 2 ? .cgroupProcs : .none,
             clone3Error: result.clone3_errno == 0 ? nil : Errno(rawValue: result.clone3_errno))
     }
 }

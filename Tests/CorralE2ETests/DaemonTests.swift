@@ -67,7 +67,16 @@ struct DaemonTests {
         }
 
         func cli(_ arguments: [String]) throws -> CommandResult {
-            try Subprocess.run(corral, arguments + ["--socket", socket], timeout: 120)
+            // Options go before a `--`: what follows it is the agent's command.
+            var arguments = arguments
+            arguments.insert(contentsOf: ["--socket", socket], at: arguments.firstIndex(of: "--") ?? arguments.endIndex)
+            return try Subprocess.run(corral, arguments, timeout: 120)
+        }
+
+        /// `corral agents start ARGS`, failing the test with the command's output.
+        func startAgent(_ arguments: [String]) throws {
+            let result = try cli(["agents", "start"] + arguments)
+            #expect(result.status == 0, "corral agents start \(arguments.joined(separator: " ")): \(result)")
         }
 
         func json<T: Decodable>(_ arguments: [String], as type: T.Type) throws -> T {
@@ -100,26 +109,18 @@ struct DaemonTests {
 
         // heavy_computation_agent: processes → terminate. A process that keeps
         // hitting pids.max is a persisting hard violation.
-        #expect(
-            try daemon.cli([
-                "agents", "start", "--name", "forker", "--group", "heavy_computation_agent", "--pids-max", "8", "--", stress, "forkloop",
-                "64", "600",
-            ]).status == 0)
+        try daemon.startAgent([
+            "--name", "forker", "--group", "heavy_computation_agent", "--pids-max", "8", "--", stress, "forkloop", "64", "600",
+        ])
         // lightweight_agent: cpu → throttle. A spinner pinned at cpu.max.
-        #expect(
-            try daemon.cli(["agents", "start", "--name", "spinner", "--group", "lightweight_agent", "--", stress, "spin", "600"]).status
-                == 0)
+        try daemon.startAgent(["--name", "spinner", "--group", "lightweight_agent", "--", stress, "spin", "600"])
         // standard_agent: memory over memory.high (soft) → warn.
-        #expect(
-            try daemon.cli([
-                "agents", "start", "--name", "soft", "--group", "standard_agent", "--memory-high", "16M", "--memory-max", "200M", "--",
-                stress, "mem", "19", "600", "1",
-            ]).status == 0)
+        try daemon.startAgent([
+            "--name", "soft", "--group", "standard_agent", "--memory-high", "16M", "--memory-max", "200M", "--", stress, "mem", "19", "600",
+            "1",
+        ])
         // lightweight_agent: memory past memory.max (hard) → OOM kill, recorded.
-        #expect(
-            try daemon.cli([
-                "agents", "start", "--name", "oomer", "--group", "lightweight_agent", "--memory-high", "100MB", "--", stress, "mem", "300",
-            ]).status == 0)
+        try daemon.startAgent(["--name", "oomer", "--group", "lightweight_agent", "--memory-high", "100MB", "--", stress, "mem", "300"])
 
         let forker = daemon.cgroup("heavy_computation_agent", "forker")
         // warn at once, throttle after 3 s: pids.max lowered (to the processes it has).

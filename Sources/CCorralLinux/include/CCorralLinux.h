@@ -9,7 +9,8 @@
 /* How corral_spawn placed the child into its cgroup. */
 enum corral_spawn_method {
     CORRAL_SPAWN_CLONE3 = 1,      /* clone3(CLONE_INTO_CGROUP): born in the cgroup */
-    CORRAL_SPAWN_PROCS_WRITE = 2  /* fork, child writes itself to cgroup.procs before exec */
+    CORRAL_SPAWN_PROCS_WRITE = 2, /* fork, child writes itself to cgroup.procs before exec */
+    CORRAL_SPAWN_NO_CGROUP = 3    /* fork, no cgroup asked for: stays in the parent's */
 };
 
 /* The step of the child setup that failed (reported with its errno). */
