@@ -146,7 +146,7 @@ let package = Package(
         .executableTarget(
             name: "corral-bench",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CorralEngine", "CorralRuntime", "CorralStore", "CorralWatcher",
+                "CorralCore", "CorralCgroup", "CorralEngine", "CorralRuntime", "CorralServer", "CorralStore", "CorralWatcher",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict

@@ -22,11 +22,12 @@ struct Reader {
         self.renamedKeys = renamedKeys
     }
 
-    static let topKeys = ["cgroup_root", "intervals", "reservation", "escalation", "handlers", "groups", "agents"]
+    static let topKeys = ["cgroup_root", "intervals", "reservation", "escalation", "recovery", "handlers", "groups", "agents"]
+    static let recoveryKeys = ["stage_interval", "quiet_period", "usage_below", "thaw_suspended"]
     static let handlerKeys = ["migrate", "custom", "timeout"]
     static let intervalKeys = ["sampling", "analytics", "analytics_window"]
     static let reservationKeys = ["memory", "cpu", "processes"]
-    static let escalationKeys = ["delays", "termination_grace"]
+    static let escalationKeys = ["delays", "termination_grace", "degradation_signal"]
     static let groupKeys = ["description", "limits", "totals", "escalation"]
     static let limitKeys = ["soft", "hard", "burst", "action"]
     static let agentKeys = ["group", "limits"]
@@ -210,6 +211,33 @@ struct Reader {
                 }
             case "escalation":
                 configuration.escalation = escalation(value, name, base: configuration.escalation)
+            case "recovery":
+                for (key, _, node) in mapping(value, name, allowed: Self.recoveryKeys) {
+                    switch key {
+                    case "stage_interval":
+                        if let interval = duration(node, "recovery.stage_interval", positive: true) {
+                            configuration.recovery.stageInterval = interval
+                        }
+                    case "quiet_period":
+                        if let period = duration(node, "recovery.quiet_period") { configuration.recovery.quietPeriod = period }
+                    case "usage_below":
+                        let accepted = "a share of the soft limit above 0% and at most 100%, e.g. 80%"
+                        guard let text = scalar(node, "recovery.usage_below", accepted: accepted) else { continue }
+                        if case .success(let percent) = Quantity.parsePercent(text), text.contains("%"), percent > 0, percent <= 100 {
+                            configuration.recovery.usageBelow = percent / 100
+                        } else {
+                            report(node, "recovery.usage_below", value: text, "not a percentage in (0%, 100%]", accepted: accepted)
+                        }
+                    default:
+                        let accepted = "true or false"
+                        guard let text = scalar(node, "recovery.thaw_suspended", accepted: accepted) else { continue }
+                        switch text {
+                        case "true": configuration.recovery.thawSuspended = true
+                        case "false": configuration.recovery.thawSuspended = false
+                        default: report(node, "recovery.thaw_suspended", value: text, "not a boolean", accepted: accepted)
+                        }
+                    }
+                }
             case "handlers":
                 for (key, _, node) in mapping(value, name, allowed: Self.handlerKeys) {
                     if key == "timeout" {
@@ -258,6 +286,18 @@ struct Reader {
         for (name, _, value) in mapping(node, key, allowed: Self.escalationKeys) {
             if name == "termination_grace" {
                 if let grace = duration(value, "\(key).termination_grace") { policy.terminationGrace = grace }
+                continue
+            }
+            if name == "degradation_signal" {
+                let accepted = "none, or one of SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGURG (a notice that does not stop the program)"
+                guard let text = scalar(value, "\(key).degradation_signal", accepted: accepted) else { continue }
+                if text.lowercased() == "none" {
+                    policy.degradationSignal = nil
+                } else if let signal = SignalName.notice(named: text) {
+                    policy.degradationSignal = signal
+                } else {
+                    report(value, "\(key).degradation_signal", value: text, "not a notice signal", accepted: accepted)
+                }
                 continue
             }
             let delays = mapping(

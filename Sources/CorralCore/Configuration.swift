@@ -11,6 +11,8 @@ public struct CorralConfiguration: Equatable, Sendable {
     public var cgroupRoot: String?
     /// Commands run by the migrate and custom actions.
     public var handlers: HandlerCommands = HandlerCommands()
+    /// When degradation strategies are taken back (DESIGN §4).
+    public var recovery: RecoveryPolicy = .seed
 
     public init(
         groups: [String: QuotaGroup] = CorralConfiguration.seedGroups, agents: [String: AgentOverride] = [:],

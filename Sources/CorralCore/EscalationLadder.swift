@@ -74,7 +74,8 @@ public enum LadderCommand: Equatable, Sendable {
 /// A violation that reaches a more severe kind is warned about again (rate-limited).
 /// A scale-down is judged by observations at or after its deadline: usage at
 /// most the target has met it; usage over it while the violation is still
-/// seen has missed it, which escalates to suspend. A violation unseen for
+/// seen has missed it, which escalates to suspend, and terminate after the
+/// policy's gap between the two (seed: 5 min). A violation unseen for
 /// `clearAfter` has cleared: its throttle is restored and the ladder starts
 /// over next time. Warnings are rate-limited per resource and kind.
 public struct AgentLadder: Equatable, Codable, Sendable {
@@ -93,6 +94,9 @@ public struct AgentLadder: Equatable, Codable, Sendable {
     public private(set) var lastObserved: Timestamp?
     public private(set) var suspended = false
     public private(set) var terminating = false
+    /// Degradation and recovery of each resource (nil in states saved before
+    /// degradation existed); kept here so that it persists with the ladder.
+    public var degradation: [Resource: DegradationTracker]?
 
     /// One ongoing violation of one resource.
     public struct Episode: Equatable, Codable, Sendable {
@@ -110,6 +114,15 @@ public struct AgentLadder: Equatable, Codable, Sendable {
         public var reached: [ViolationKind: Timestamp]?
         /// Kinds that got their warning in this episode.
         public var warned: [ViolationKind]?
+        /// When a missed scale-down escalated this episode to suspend: terminate
+        /// follows after the policy's gap between suspend and terminate.
+        public var escalated: Timestamp?
+
+        /// When a missed scale-down's terminate falls due.
+        public func escalatedTerminateDue(_ policy: EscalationPolicy) -> Timestamp? {
+            guard let escalated, !fired.contains(.terminate) else { return nil }
+            return escalated + max(.zero, policy.delay(for: .terminate) - policy.delay(for: .suspend))
+        }
 
         /// When `kind` was first reached (nil: not yet).
         public func reachedAt(_ kind: ViolationKind) -> Timestamp? {
@@ -219,6 +232,7 @@ public struct AgentLadder: Equatable, Codable, Sendable {
             commands.append(.scaleDownResolved(agent: agent, request: request, usage: current, met: met))
             if !met, let episode = episodes[resource] {
                 episodes[resource]?.fired.append(.suspend)
+                episodes[resource]?.escalated = now
                 if !suspended, !terminating {
                     suspended = true
                     commands.append(.suspend(episode.violation))
@@ -236,6 +250,11 @@ public struct AgentLadder: Equatable, Codable, Sendable {
                 if let command = fire(step, episode.violation, at: now, settings: settings) {
                     commands.append(command)
                 }
+            }
+            // A missed scale-down walks on: suspend (above), then terminate.
+            if let due = episode.escalatedTerminateDue(settings.policy), now >= due, episode.lastSeen >= due {
+                episode.fired.append(.terminate)
+                if let command = fire(.terminate, episode.violation, at: now, settings: settings) { commands.append(command) }
             }
             episodes[resource] = episode
         }
@@ -305,6 +324,7 @@ public struct AgentLadder: Equatable, Codable, Sendable {
             guard let limit = limits[resource] else { continue }
             let pending = episode.schedule(under: limit, policy: settings.policy).first { episode.pending($0.0) }
             if let (_, due) = pending, episode.lastSeen >= due || !rechecked(due) { times.append(due) }
+            if let due = episode.escalatedTerminateDue(settings.policy), episode.lastSeen >= due || !rechecked(due) { times.append(due) }
         }
         return times.min()
     }

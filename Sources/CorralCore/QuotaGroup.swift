@@ -81,10 +81,14 @@ public struct EscalationPolicy: Equatable, Codable, Sendable {
     public var delays: [EnforcementAction: Duration]
     /// Time between SIGTERM and `cgroup.kill` when terminating.
     public var terminationGrace: Duration
+    /// Sent to every process of an agent when its degradation level rises
+    /// (for programs that do not follow the event stream); nil: none.
+    public var degradationSignal: Int32?
 
-    public init(delays: [EnforcementAction: Duration], terminationGrace: Duration) {
+    public init(delays: [EnforcementAction: Duration], terminationGrace: Duration, degradationSignal: Int32? = nil) {
         self.delays = delays
         self.terminationGrace = terminationGrace
+        self.degradationSignal = degradationSignal
     }
 
     public static let seed = EscalationPolicy(
@@ -103,6 +107,7 @@ public struct EscalationPolicy: Equatable, Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case delays
         case terminationGrace
+        case degradationSignal
     }
 
     public init(from decoder: any Decoder) throws {
@@ -126,8 +131,17 @@ public struct EscalationPolicy: Equatable, Codable, Sendable {
             }
             delays[action] = try duration(text, .delays)
         }
+        var signal: Int32?
+        if let name = try container.decodeIfPresent(String.self, forKey: .degradationSignal) {
+            guard let number = SignalName.notice(named: name) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .degradationSignal, in: container, debugDescription: "'\(name)' is not a notice signal")
+            }
+            signal = number
+        }
         self.init(
-            delays: delays, terminationGrace: try duration(try container.decode(String.self, forKey: .terminationGrace), .terminationGrace))
+            delays: delays, terminationGrace: try duration(try container.decode(String.self, forKey: .terminationGrace), .terminationGrace),
+            degradationSignal: signal)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -135,6 +149,7 @@ public struct EscalationPolicy: Equatable, Codable, Sendable {
         try container.encode(
             Dictionary(uniqueKeysWithValues: delays.map { ($0.key.rawValue, Quantity.formatDuration($0.value)) }), forKey: .delays)
         try container.encode(Quantity.formatDuration(terminationGrace), forKey: .terminationGrace)
+        try container.encodeIfPresent(degradationSignal.map(SignalName.name), forKey: .degradationSignal)
     }
 }
 

@@ -170,10 +170,22 @@ public enum SignalName {
         8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE",
         14: "SIGALRM", 15: "SIGTERM", 17: "SIGCHLD", 18: "SIGCONT", 19: "SIGSTOP", 20: "SIGTSTP",
         21: "SIGTTIN", 22: "SIGTTOU", 24: "SIGXCPU", 25: "SIGXFSZ", 26: "SIGVTALRM", 27: "SIGPROF",
-        31: "SIGSYS",
+        23: "SIGURG", 28: "SIGWINCH", 31: "SIGSYS",
     ]
 
     public static func name(_ signal: Int32) -> String {
         names[signal] ?? "signal \(signal)"
+    }
+
+    /// Signals an agent may be sent as a notice (they do not stop or kill a
+    /// program that handles them, and are ignored by default or harmless).
+    public static let notices: [Int32] = [1, 10, 12, 28, 23]
+
+    /// "SIGUSR1", "USR1" or "usr1" → 10, among `notices` only.
+    public static func notice(named text: String) -> Int32? {
+        let upper = text.uppercased()
+        let name = upper.hasPrefix("SIG") ? upper : "SIG" + upper
+        let all = names.merging([28: "SIGWINCH", 23: "SIGURG"]) { old, _ in old }
+        return notices.first { all[$0] == name }
     }
 }

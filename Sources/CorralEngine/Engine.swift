@@ -94,6 +94,27 @@ public struct AgentStatus: Codable, Equatable, Sendable {
     public var sample: CgroupSample?
     public var violations: [Violation]
     public var ladder: AgentLadder?
+    /// Degraded resources: level, active strategies, recovery stage.
+    public var degradation: [DegradationSummary] = []
+    /// Scale-down requests awaiting their deadline.
+    public var pendingRequests: [ScaleDownRequest] = []
+}
+
+/// Where one resource of an agent stands in degradation and recovery.
+public struct DegradationSummary: Codable, Equatable, Sendable {
+    public var resource: Resource
+    public var level: DegradationLevel
+    public var strategies: [DegradationStrategy]
+    public var recoveryStage: Int
+    public var since: Timestamp?
+
+    public init(_ tracker: DegradationTracker) {
+        resource = tracker.resource
+        level = tracker.level
+        strategies = tracker.active
+        recoveryStage = tracker.recoveryStage
+        since = tracker.lastChange
+    }
 }
 
 /// Runs agents' quotas: turns observations into violations, walks each
@@ -269,7 +290,10 @@ public actor Engine {
         if let agent = agents[id] {
             return AgentStatus(
                 agent: agent.record, usage: agent.usage.merging(agent.reported) { _, reported in reported },
-                sample: agent.latest, violations: currentViolations(agent), ladder: agent.ladder)
+                sample: agent.latest, violations: currentViolations(agent), ladder: agent.ladder,
+                degradation: (agent.ladder.degradation ?? [:]).values.filter { $0.level != .none }.sorted { $0.resource < $1.resource }
+                    .map(DegradationSummary.init),
+                pendingRequests: agent.ladder.scaleDowns.values.sorted { $0.resource < $1.resource })
         }
         guard let record = try store.agents().first(where: { $0.id == id }) else {
             throw EngineError(.notFound, "no agent '\(id)'")
@@ -597,7 +621,7 @@ public actor Engine {
         agent.record.overrides = overrides
         agents[id] = agent
         _ = try store.commit(records: [], ladder: nil, agent: agent.record)
-        publish(.quotaChanged, agent: id, "limits of \(id) changed")
+        publish(.quotaChanged, agent: id, "limits of \(id) changed", limits: agents[id]?.record.limits)
         return agent.record
     }
 
@@ -714,6 +738,7 @@ public actor Engine {
             publish(.violation, agent: id, "\(violation.kind.rawValue) violation of \(violation.resource.rawValue)", violation: violation)
         }
         let commands = agent.ladder.advance(to: now, limits: agent.record.limits, settings: settings(for: agent.record.group))
+        let plans = degrade(&agent, usage: usage, at: now)
         agents[id] = agent
         var records: [EnforcementRecord] = []
         for command in commands {
@@ -722,14 +747,16 @@ public actor Engine {
             fallbackRecords.removeAll()
             if let outcome { records.append(outcome) }
         }
+        deliver(plans, to: id)
+        recoverSuspension(id)
         guard let current = agents[id] else { return }
         let ladderChanged =
             current.ladder.episodes.keys != before.episodes.keys
             || current.ladder.episodes.values.map(\.fired) != before.episodes.values.map(\.fired)
-            || !records.isEmpty
+            || !records.isEmpty || !plans.isEmpty
         if ladderChanged {
             do {
-                let stored = try store.commit(records: records, ladder: current.ladder, agent: current.record)
+                let stored = try store.commit(records: records, plans: plans, ladder: current.ladder, agent: current.record)
                 for record in stored {
                     publish(
                         .enforcement, agent: id,
@@ -740,6 +767,86 @@ public actor Engine {
                 publish(.daemon, agent: id, "could not store \(records.count) enforcement records: \(error)")
             }
         }
+    }
+
+    // MARK: Degradation and recovery
+
+    /// Feeds each resource's usage against its soft limit to its degradation
+    /// tracker; returns the level changes.
+    func degrade(_ agent: inout Managed, usage: [Resource: Double], at now: Timestamp) -> [DegradationPlan] {
+        var trackers = agent.ladder.degradation ?? [:]
+        var plans: [DegradationPlan] = []
+        for (resource, amount) in usage.sorted(by: { $0.key < $1.key }) {
+            guard let limit = agent.record.limits[resource] else { continue }
+            var tracker = trackers[resource] ?? DegradationTracker(resource: resource)
+            let violating = agent.ladder.episodes[resource] != nil
+            if let plan = tracker.observe(
+                agent: agent.record.id, usage: amount, limit: limit.soft, violating: violating, at: now, policy: configuration.recovery)
+            {
+                plans.append(plan)
+            }
+            trackers[resource] = tracker
+        }
+        if !trackers.isEmpty || agent.ladder.degradation != nil { agent.ladder.degradation = trackers }
+        return plans
+    }
+
+    /// Publishes level changes to the agent's stream; a rise also sends the
+    /// group's degradation signal, if any, to agents that do not listen.
+    func deliver(_ plans: [DegradationPlan], to id: String) {
+        guard let agent = agents[id] else { return }
+        for plan in plans {
+            let strategies = plan.strategies.map(\.strategy.rawValue).joined(separator: ", ")
+            let unit = plan.resource.unit
+            switch plan.reason {
+            case .pressure:
+                publish(
+                    .degradationStrategy, agent: id,
+                    "\(plan.resource.rawValue) at \(unit.format(plan.usage)) of \(unit.format(plan.limit)): \(plan.level.rawValue) degradation (\(strategies)); target \(unit.format(plan.targetUsage)) within \(Int(plan.timelineSeconds)) s",
+                    resource: plan.resource, plan: plan)
+                if let signal = configuration.escalation(for: agent.record.group).degradationSignal {
+                    _ = signalAll(agent, signal)
+                }
+            case .recovery, .relapse:
+                publish(
+                    .recoveryStage, agent: id,
+                    "\(plan.resource.rawValue) \(plan.reason == .recovery ? "recovery stage \(plan.recoveryStage)" : "relapse"): \(plan.previousLevel.rawValue) → \(plan.level.rawValue)\(strategies.isEmpty ? ", no strategy left" : " (\(strategies))")",
+                    resource: plan.resource, plan: plan)
+            }
+        }
+    }
+
+    /// Thaws an agent the ladder suspended once its violations have all
+    /// cleared and no resource is degraded any more, when the policy says so.
+    func recoverSuspension(_ id: String) {
+        guard configuration.recovery.thawSuspended, var agent = agents[id], agent.record.state == .suspended, agent.ladder.suspended,
+            agent.ladder.episodes.isEmpty, !agent.ladder.terminating,
+            (agent.ladder.degradation ?? [:]).values.allSatisfy({ $0.level == .none })
+        else { return }
+        do {
+            try tree.thaw(agent.leaf)
+            agent.record.state = .running
+            agent.ladder.noteThawed()
+            agents[id] = agent
+            publish(.thawed, agent: id, "agent \(id) thawed: its violations cleared (recovery)")
+        } catch {
+            publish(.daemon, agent: id, "could not thaw \(id) on recovery: \(error)")
+        }
+    }
+
+    /// An agent acknowledges an event of its stream.
+    public func acknowledge(_ ack: Acknowledgement, from id: String) throws {
+        _ = try live(id)
+        guard ack.sequence > 0 else { throw EngineError(.invalid, "sequence must be the positive number of an event") }
+        guard !ack.kind.isEmpty, ack.kind.count <= 64, (ack.note?.count ?? 0) <= 1024 else {
+            throw EngineError(.invalid, "kind must be 1–64 characters and note at most 1024")
+        }
+        publish(.acknowledged, agent: id, "\(id) acknowledged \(ack.kind) #\(ack.sequence)\(ack.note.map { ": \($0)" } ?? "")", ack: ack)
+    }
+
+    /// Degradation plans and recovery stages, oldest first.
+    public func degradationHistory(agent: String?, limit: Int) throws -> [DegradationPlan] {
+        try store.degradation(agent: agent, limit: limit)
     }
 
     /// Periodic duties: terminations whose grace ended, children to reap,
@@ -897,7 +1004,8 @@ public actor Engine {
             do {
                 let details = try throttle(agent, violation.resource, cumulative: cumulative)
                 publish(
-                    .throttleNotice, agent: id, "throttle notice: \(violation.resource.rawValue) limit × \(factor)", violation: violation)
+                    .throttleNotice, agent: id, "throttle notice: \(violation.resource.rawValue) limit × \(factor)", violation: violation,
+                    resource: violation.resource, factor: factor)
                 return record(
                     violation, .throttle, ok: true,
                     "factor \(factor) (cumulative \(Quantity.formatDecimal(cumulative, places: 3))): \(details)")
@@ -940,7 +1048,7 @@ public actor Engine {
             agents[id] = agent
             publish(
                 .terminationNotice, agent: id, "termination notice: SIGTERM now, cgroup.kill in \(Quantity.formatDuration(grace))",
-                violation: violation)
+                violation: violation, graceSeconds: Double(grace.milliseconds) / 1000)
             return record(
                 violation, .terminate, ok: signalled > 0, error: signalled > 0 ? nil : "no process received SIGTERM",
                 "SIGTERM sent to \(signalled) processes; cgroup.kill after \(Quantity.formatDuration(grace)) unless they exit")
@@ -1087,9 +1195,12 @@ public actor Engine {
     @discardableResult
     func publish(
         _ kind: CorralEvent.Kind, agent: String?, _ message: String, violation: Violation? = nil, record: EnforcementRecord? = nil,
-        request: ScaleDownRequest? = nil
+        request: ScaleDownRequest? = nil, resource: Resource? = nil, factor: Double? = nil, graceSeconds: Double? = nil,
+        plan: DegradationPlan? = nil, limits: LimitSet? = nil, ack: Acknowledgement? = nil
     ) -> CorralEvent {
         hub.publish(
-            CorralEvent(at: clock(), kind: kind, agent: agent, message: message, violation: violation, record: record, request: request))
+            CorralEvent(
+                at: clock(), kind: kind, agent: agent, message: message, violation: violation, record: record, request: request,
+                resource: resource, factor: factor, graceSeconds: graceSeconds, plan: plan, limits: limits, ack: ack))
     }
 }

@@ -9,12 +9,22 @@ public protocol EngineStore: Sendable {
     func delete(agent: String) throws
     /// Records actions, the ladder and the agent in one transaction: after a
     /// crash either all of them are there or none is. Returns the records with ids.
-    func commit(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord?) throws -> [EnforcementRecord]
+    /// Degradation plans are part of the same transaction.
+    func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
+        -> [EnforcementRecord]
     func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord]
+    /// Degradation plans and recovery stages, oldest first (the latest `limit`).
+    func degradation(agent: String?, limit: Int) throws -> [DegradationPlan]
     func ladders() throws -> [AgentLadder]
     func deleteLadder(agent: String) throws
     func save(group: QuotaGroup) throws
     func groupOverrides() throws -> [String: QuotaGroup]
+}
+
+extension EngineStore {
+    public func commit(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord?) throws -> [EnforcementRecord] {
+        try commit(records: records, plans: [], ladder: ladder, agent: agent)
+    }
 }
 
 /// An `EngineStore` in memory (for `corral run` and tests).
@@ -22,6 +32,7 @@ public final class MemoryStore: EngineStore {
     struct State {
         var agents: [String: AgentRecord] = [:]
         var records: [EnforcementRecord] = []
+        var plans: [DegradationPlan] = []
         var ladders: [String: AgentLadder] = [:]
         var groups: [String: QuotaGroup] = [:]
         var nextID: Int64 = 1
@@ -37,8 +48,11 @@ public final class MemoryStore: EngineStore {
 
     public func delete(agent: String) throws { state.withLock { _ = $0.agents.removeValue(forKey: agent) } }
 
-    public func commit(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord?) throws -> [EnforcementRecord] {
+    public func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
+        -> [EnforcementRecord]
+    {
         state.withLock { state in
+            state.plans += plans
             var stored: [EnforcementRecord] = []
             for var record in records {
                 record.id = state.nextID
@@ -61,6 +75,10 @@ public final class MemoryStore: EngineStore {
                 }
                 .prefix(limit))
         }
+    }
+
+    public func degradation(agent: String?, limit: Int) throws -> [DegradationPlan] {
+        state.withLock { state in Array(state.plans.filter { agent == nil || $0.agent == agent }.suffix(max(limit, 0))) }
     }
 
     public func ladders() throws -> [AgentLadder] { state.withLock { Array($0.ladders.values) } }

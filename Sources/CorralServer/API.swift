@@ -219,6 +219,10 @@ struct HistoryList: Encodable {
     var records: [EnforcementRecord]
 }
 
+struct DegradationList: Encodable {
+    var plans: [DegradationPlan]
+}
+
 struct EventList: Encodable {
     var events: [CorralEvent]
 }

@@ -1,32 +1,40 @@
 import CorralCgroup
-import CorralCore
-import CorralEngine
-import CorralStore
+public import CorralCore
+public import CorralEngine
+public import CorralStore
 import CorralWatcher
 
 /// The engine's store, in SQLite.
-struct SQLiteEngineStore: EngineStore {
+public struct SQLiteEngineStore: EngineStore {
     let store: CorralStore
 
-    func save(_ agent: AgentRecord) throws { try store.save(agent) }
-    func agents() throws -> [AgentRecord] { try store.agents() }
-    func delete(agent: String) throws { _ = try store.delete(agent: agent) }
+    public init(store: CorralStore) {
+        self.store = store
+    }
 
-    func commit(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord?) throws -> [EnforcementRecord] {
+    public func save(_ agent: AgentRecord) throws { try store.save(agent) }
+    public func agents() throws -> [AgentRecord] { try store.agents() }
+    public func delete(agent: String) throws { _ = try store.delete(agent: agent) }
+
+    public func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
+        -> [EnforcementRecord]
+    {
         try store.write { transaction in
             let stored = try records.map { try transaction.append($0) }
+            for plan in plans { try transaction.append(plan: plan) }
             if let ladder { try transaction.save(ladder: ladder) }
             if let agent { try transaction.save(agent) }
             return stored
         }
     }
 
-    func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
+    public func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
         try store.history(agent: agent, since: since, afterID: afterID, limit: limit)
     }
 
-    func ladders() throws -> [AgentLadder] { Array(try store.ladders().values) }
-    func deleteLadder(agent: String) throws { _ = try store.deleteLadder(agent: agent) }
-    func save(group: QuotaGroup) throws { try store.save(group: group) }
-    func groupOverrides() throws -> [String: QuotaGroup] { try store.groupOverrides() }
+    public func degradation(agent: String?, limit: Int) throws -> [DegradationPlan] { try store.degradation(agent: agent, limit: limit) }
+    public func ladders() throws -> [AgentLadder] { Array(try store.ladders().values) }
+    public func deleteLadder(agent: String) throws { _ = try store.deleteLadder(agent: agent) }
+    public func save(group: QuotaGroup) throws { try store.save(group: group) }
+    public func groupOverrides() throws -> [String: QuotaGroup] { try store.groupOverrides() }
 }

@@ -171,6 +171,26 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         let id = try agentID(context)
         return try await history(engine, request, agent: id)
     }
+    v1.post("agents/:id/acks") { request, context in
+        let id = try agentID(context)
+        let body = try await decodeBody(Acknowledgement.self, from: request)
+        try await engineCall { try await engine.acknowledge(body, from: id) }
+        return Response(status: .noContent)
+    }
+    v1.get("agents/:id/degradation") { request, context in
+        let id = try agentID(context)
+        let limit = try limitParameter(request)
+        return jsonResponse(DegradationList(plans: try await engineCall { try await engine.degradationHistory(agent: id, limit: limit) }))
+    }
+    v1.get("degradation") { request, _ in
+        let agent = query(request, "agent")
+        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
+            throw APIError(.badRequest, "bad_request", problem)
+        }
+        let limit = try limitParameter(request)
+        return jsonResponse(
+            DegradationList(plans: try await engineCall { try await engine.degradationHistory(agent: agent, limit: limit) }))
+    }
 
     // History and events
     v1.get("history") { request, _ in
@@ -214,6 +234,15 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
     }
 
     return router
+}
+
+/// `?limit=N` (1–10000, default 1000).
+func limitParameter(_ request: Request) throws -> Int {
+    guard let text = request.uri.queryParameters["limit"] else { return 1000 }
+    guard let value = Int(String(text)), (1...10000).contains(value) else {
+        throw APIError(.badRequest, "bad_request", "limit must be a whole number from 1 to 10000, not '\(text)'")
+    }
+    return value
 }
 
 func history(_ engine: Engine, _ request: Request, agent: String?) async throws -> Response {

@@ -164,6 +164,10 @@ public final class CorralStore: Sendable {
 
     /// Deletes enforcement records older than `time`; returns how many.
     @discardableResult
+    public func degradation(agent: String? = nil, limit: Int = 1000) throws -> [DegradationPlan] {
+        try read { try $0.degradation(agent: agent, limit: limit) }
+    }
+
     public func pruneHistory(before time: Timestamp) throws -> Int {
         try write("pruning enforcement history") { try $0.pruneHistory(before: time) }
     }

@@ -10,7 +10,7 @@ internal import GRDB
 /// is refused rather than misread.
 enum Schema {
     /// The schema this binary writes and understands.
-    static let version = 1
+    static let version = 2
 
     /// "CRRL" in the SQLite header (`PRAGMA application_id`).
     static let applicationID: Int32 = 0x4352_524C
@@ -76,6 +76,24 @@ enum Schema {
 
                     PRAGMA application_id = \(applicationID);
                     PRAGMA user_version = 1;
+                    """)
+        }
+        migrator.registerMigration("v2") { db in
+            // Degradation plans and recovery stages (issue 4): one row per
+            // level change, the plan as JSON.
+            try db.execute(
+                sql: """
+                    CREATE TABLE degradation (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        agent TEXT NOT NULL,
+                        resource TEXT NOT NULL,
+                        level TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        at INTEGER NOT NULL,
+                        plan TEXT NOT NULL
+                    );
+                    CREATE INDEX degradation_by_agent ON degradation(agent, id);
+                    PRAGMA user_version = 2;
                     """)
         }
         return migrator

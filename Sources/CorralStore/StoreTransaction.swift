@@ -82,6 +82,19 @@ public struct StoreReader {
         }
     }
 
+    /// Degradation plans and recovery stages, oldest first (of `agent` only
+    /// when given): at most `limit`, the most recent ones.
+    public func degradation(agent: String? = nil, limit: Int = 1000) throws -> [DegradationPlan] {
+        guard limit > 0 else { return [] }
+        let filter = agent == nil ? "" : " WHERE agent = ?"
+        var arguments: StatementArguments = agent.map { [$0] } ?? []
+        arguments += [limit]
+        return try mapping("reading degradation history") {
+            try String.fetchAll(db, sql: "SELECT plan FROM degradation\(filter) ORDER BY id DESC LIMIT ?", arguments: arguments)
+                .reversed().map { try StoreJSON.decode(DegradationPlan.self, from: $0) }
+        }
+    }
+
     /// The id of the latest enforcement record, nil when there is none.
     public func lastHistoryID() throws -> Int64? {
         try mapping("reading enforcement history") {
@@ -186,6 +199,17 @@ public struct StoreWriter {
             var stored = record
             stored.id = db.lastInsertedRowID
             return stored
+        }
+    }
+
+    /// Records a degradation plan (a level change).
+    public func append(plan: DegradationPlan) throws {
+        try reader.mapping("recording a degradation plan of agent '\(plan.agent)'") {
+            try db.cachedStatement(sql: "INSERT INTO degradation (agent, resource, level, reason, at, plan) VALUES (?, ?, ?, ?, ?, ?)")
+                .execute(arguments: [
+                    plan.agent, plan.resource.rawValue, plan.level.rawValue, plan.reason.rawValue, plan.at.milliseconds,
+                    StoreJSON.encode(plan),
+                ])
         }
     }
 

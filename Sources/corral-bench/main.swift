@@ -11,6 +11,7 @@ import CorralCgroup
 import CorralCore
 import CorralEngine
 import CorralRuntime
+import CorralServer
 import CorralStore
 import CorralWatcher
 import Synchronization
@@ -38,28 +39,6 @@ func fmt(_ value: Double) -> String { Quantity.formatDecimal(value, places: 1) }
 
 func ProcessInfo_isVerbose() -> Bool { getenv("CORRAL_BENCH_VERBOSE") != nil }
 
-struct StoreAdapter: EngineStore {
-    let store: CorralStore
-    func save(_ agent: AgentRecord) throws { try store.save(agent) }
-    func agents() throws -> [AgentRecord] { try store.agents() }
-    func delete(agent: String) throws { _ = try store.delete(agent: agent) }
-    func commit(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord?) throws -> [EnforcementRecord] {
-        try store.write { transaction in
-            let stored = try records.map { try transaction.append($0) }
-            if let ladder { try transaction.save(ladder: ladder) }
-            if let agent { try transaction.save(agent) }
-            return stored
-        }
-    }
-    func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
-        try store.history(agent: agent, since: since, afterID: afterID, limit: limit)
-    }
-    func ladders() throws -> [AgentLadder] { Array(try store.ladders().values) }
-    func deleteLadder(agent: String) throws { _ = try store.deleteLadder(agent: agent) }
-    func save(group: QuotaGroup) throws { try store.save(group: group) }
-    func groupOverrides() throws -> [String: QuotaGroup] { try store.groupOverrides() }
-}
-
 /// `hold`: how long each agent keeps its memory after crossing. 0: it exits
 /// at once, so crossings do not pile up (the reaction path alone); longer: the
 /// agents stay throttled at memory.high and keep the kernel and the watcher busy.
@@ -75,7 +54,7 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
     let store = try CorralStore(path: directory + "/corral.db")
     var configuration = CorralConfiguration.builtIn
     configuration.intervals.sampling = .seconds(1)
-    let engine = Engine(configuration: configuration, tree: tree, store: StoreAdapter(store: store))
+    let engine = Engine(configuration: configuration, tree: tree, store: SQLiteEngineStore(store: store))
 
     // When the watcher first saw each agent's memory.events change.
     let seen = Mutex<[String: ContinuousClock.Instant]>([:])

@@ -30,7 +30,8 @@ let errorCases: [ErrorCase] = [
     // Unknown keys, at every level.
     ErrorCase(
         name: "unknown top-level key", text: "cgroup_rot: /x\n", line: 1, column: 1, key: "cgroup_rot", value: "cgroup_rot",
-        message: "unknown key 'cgroup_rot'", accepted: "cgroup_root, intervals, reservation, escalation, handlers, groups, agents"),
+        message: "unknown key 'cgroup_rot'", accepted: "cgroup_root, intervals, reservation, escalation, recovery, handlers, groups, agents"
+    ),
     ErrorCase(
         name: "unknown key in intervals", text: "intervals:\n  sample: 1s\n", line: 2, column: 3, key: "intervals.sample",
         value: "sample", message: "unknown key 'sample'", accepted: "sampling, analytics, analytics_window"),

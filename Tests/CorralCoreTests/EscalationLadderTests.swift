@@ -47,7 +47,7 @@ struct EscalationLadderTests {
             expected = [
                 warn, throttle, Fired(30, .scaleDown(violation, request)),
                 Fired(60, .scaleDownResolved(agent: Self.agent, request: request, usage: usage, met: false)),
-                Fired(60, .suspend(violation)), restore,
+                Fired(60, .suspend(violation)), Fired(360, .terminate(violation, grace: .seconds(5))), restore,
             ]
         case .migrate, .custom:
             Issue.record("the seed groups use no \(limit.action)")
@@ -55,7 +55,7 @@ struct EscalationLadderTests {
         }
         #expect(run.log == expected)
         #expect(run.ladder.suspended == [.suspend, .terminate, .scaleDown].contains(limit.action))
-        #expect(run.ladder.terminating == (limit.action == .terminate))
+        #expect(run.ladder.terminating == [.terminate, .scaleDown].contains(limit.action))
         #expect(run.ladder.episodes.isEmpty && run.ladder.throttled.isEmpty && run.ladder.scaleDowns.isEmpty)
         #expect(run.nextDue == nil)
     }
@@ -336,7 +336,8 @@ struct EscalationLadderTests {
         ScaleDownRequest(resource: .processes, current: current, target: target, deadline: .fake(deadline))
     }
 
-    @Test func scaleDownMissedEscalatesToSuspendOnce() {
+    /// Missed: suspend at once, terminate after the policy's suspend → terminate gap (300 s).
+    @Test func scaleDownMissedEscalatesToSuspendOnceThenTerminate() {
         var run = LadderRun(limits: Self.standard)
         run.hold([.processes: 130], from: 0, through: 900)
         let violation = run.violation(.processes, 130)
@@ -345,9 +346,18 @@ struct EscalationLadderTests {
                 Fired(0, .warn(violation)), Fired(30, .throttle(violation, factor: 0.85)),
                 Fired(30, .scaleDown(violation, Self.request())),
                 Fired(60, .scaleDownResolved(agent: Self.agent, request: Self.request(), usage: 130, met: false)),
-                Fired(60, .suspend(violation)),
+                Fired(60, .suspend(violation)), Fired(360, .terminate(violation, grace: .seconds(5))),
             ])
-        #expect(run.ladder.episodes[.processes]?.fired == [.warn, .throttle, .scaleDown, .suspend])
+        #expect(run.ladder.episodes[.processes]?.fired == [.warn, .throttle, .scaleDown, .suspend, .terminate])
+    }
+
+    /// A violation that goes away after a missed scale-down is not terminated.
+    @Test func aMissedScaleDownThatThenCompliesIsNotTerminated() {
+        var run = LadderRun(limits: Self.standard)
+        run.hold([.processes: 130], from: 0, through: 100)
+        run.hold([.processes: 40], from: 101, through: 900)
+        #expect(run.actions.contains("60 suspend"))
+        #expect(!run.actions.contains { $0.hasSuffix("terminate") })
     }
 
     @Test func scaleDownMet() {
@@ -420,7 +430,7 @@ struct EscalationLadderTests {
         #expect(
             run.actions == [
                 "0 warn", "0 warn", "30 throttle", "30 scale_down", "30 throttle", "60 scale_down missed", "60 suspend",
-                "600 terminate",
+                "360 terminate",
             ])
     }
 
@@ -534,7 +544,7 @@ struct EscalationLadderTests {
         #expect(run.nextDue == 60)
         run.observe(60, [.processes: 130])
         #expect(run.actions.suffix(2) == ["60 scale_down missed", "60 suspend"])
-        #expect(run.nextDue == 3660.001)
+        #expect(run.nextDue == 360)  // the missed scale-down's terminate
     }
 
     @Test func nextDueOfAResourceWithoutALimitIsItsClearTime() {
@@ -579,7 +589,7 @@ struct EscalationLadderTests {
     /// What lets a restarted daemon continue a ladder: the JSON of a ladder in
     /// the middle of an escalation decodes to the same state, which then goes on
     /// exactly as the original does.
-    @Test(arguments: [45.0, 150, 310, 550])
+    @Test(arguments: [45.0, 150, 310, 340])
     func aLadderContinuesIdenticallyAfterAJSONRoundTrip(cut: Double) throws {
         var script: [(Double, [Resource: Double])] = []
         for time in stride(from: 0.0, through: 900, by: 1) {

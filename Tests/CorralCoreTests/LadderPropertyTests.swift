@@ -229,8 +229,13 @@ struct LadderPropertyTests {
                 return fail("\(action) of \(resource) without an episode")
             }
             let steps = AgentLadder.steps(for: seen.kind, under: limit)
-            guard steps.contains(action),
-                let due = episode.schedule(under: limit, policy: settings.policy).first(where: { $0.0 == action })?.1
+            // A missed scale-down walks on to terminate after the suspend–terminate gap.
+            let gap = max(.zero, settings.policy.delay(for: .terminate) - settings.policy.delay(for: .suspend))
+            let escalated = action == .terminate ? episode.escalated.map { $0 + gap } : nil
+            guard
+                let due = escalated
+                    ?? (steps.contains(action)
+                        ? episode.schedule(under: limit, policy: settings.policy).first(where: { $0.0 == action })?.1 : nil)
             else {
                 return fail("\(action) is no step of a \(seen.kind) violation under \(limit.action)")
             }

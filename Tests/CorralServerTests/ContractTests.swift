@@ -108,7 +108,7 @@ struct ContractTests {
         #expect(document.template(for: "/v1/agents/x1") == "/v1/agents/{id}")
         #expect(document.template(for: "/v1/agents/x1/stop") == "/v1/agents/{id}/stop")
         #expect(document.template(for: "/v1/nothing") == nil)
-        #expect(document.operations.count == 23)
+        #expect(document.operations.count == 26)
     }
 
     @Test("every documented operation answers as documented, errors included")
@@ -206,6 +206,27 @@ struct ContractTests {
             #expect(compliance.json?["violations"]?.array?.count == 1)
             try await api.call("GET", "/v1/agents/nobody/compliance", expect: 404)
             try await api.call("GET", "/v1/agents/a%2Fb/compliance", expect: 400)
+
+            // Degradation: files far over their soft limit is an emergency, recorded as a plan.
+            let degradation = try await api.call("GET", "/v1/agents/reg1/degradation", expect: 200)
+            let plan = degradation.json?["plans"]?.array?.first
+            #expect(plan?["reason"]?.string == "pressure")
+            #expect(plan?["resource"]?.string == "files")
+            #expect(plan?["strategies"]?.array?.first?["strategy"]?.string == "release_handles")
+            let levelled = try await api.call("GET", "/v1/agents/reg1", expect: 200)
+            #expect(levelled.json?["degradation"]?.array?.first?["level"]?.string == plan?["level"]?.string)
+            try await api.call("GET", "/v1/degradation?agent=reg1&limit=5", expect: 200)
+            try await api.call("GET", "/v1/degradation?limit=0", expect: 400)
+            try await api.call("GET", "/v1/degradation?agent=a%2Fb", expect: 400)
+            try await api.call("GET", "/v1/agents/reg1/degradation?limit=x", expect: 400)
+
+            // Acknowledgements.
+            try await api.call(
+                "POST", "/v1/agents/reg1/acks", #"{"sequence":1,"kind":"degradation_strategy","note":"batching"}"#, expect: 204)
+            try await api.call("POST", "/v1/agents/reg1/acks", #"{"sequence":0,"kind":"x"}"#, expect: 422)
+            try await api.call("POST", "/v1/agents/reg1/acks", #"{"kind":"x"}"#, expect: 400)
+            try await api.call("POST", "/v1/agents/nobody/acks", #"{"sequence":1,"kind":"x"}"#, expect: 404)
+            try await api.call("POST", "/v1/agents/reg1/acks", oversized, expect: 413)
 
             // History.
             let history = try await api.call("GET", "/v1/agents/reg1/history", expect: 200)
@@ -324,6 +345,7 @@ struct ContractTests {
             try await api.call("POST", "/v1/agents/reg1/kill", expect: 409)
             try await api.call("PUT", "/v1/agents/reg1/limits", #"{"limits":{}}"#, expect: 409)
             try await api.call("POST", "/v1/agents/reg1/usage", #"{"usage":{"files":1}}"#, expect: 409)
+            try await api.call("POST", "/v1/agents/reg1/acks", #"{"sequence":1,"kind":"x"}"#, expect: 409)
             try await api.call("POST", "/v1/agents/reg1/attach", #"{"pid":\#(attached.pid)}"#, expect: 409)
 
             // Remove.
