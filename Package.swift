@@ -18,6 +18,8 @@ let package = Package(
     products: [
         .executable(name: "corral", targets: ["corral"]),
         .library(name: "CorralCore", targets: ["CorralCore"]),
+        .library(name: "CorralClient", targets: ["CorralClient"]),
+        .executable(name: "corral-example-agent", targets: ["corral-example-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -151,6 +153,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+
+        // An agent that cooperates through the agent channel (CorralClient).
+        .executableTarget(name: "corral-example-agent", dependencies: ["CorralClient", "CorralCore"], swiftSettings: strict),
 
         // A tiny C load generator for the real-kernel tests and benchmarks:
         // holds memory, spins a CPU, forks. Not installed.

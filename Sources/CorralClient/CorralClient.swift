@@ -43,6 +43,12 @@ public struct ServerSentEvent: Equatable, Sendable {
     public var id: String?
     public var event: String?
     public var data: String
+
+    public init(id: String?, event: String?, data: String) {
+        self.id = id
+        self.event = event
+        self.data = data
+    }
 }
 
 /// A client of the daemon's HTTP/JSON API over its Unix socket. Blocking

@@ -155,6 +155,32 @@ public struct StrategyInstruction: Codable, Equatable, Sendable {
         self.strategy = strategy
         self.parameters = strategy.parameters
     }
+
+    enum CodingKeys: String, CodingKey {
+        case strategy, parameters
+    }
+
+    /// Parameter names are snake_case on the wire; a decoder converting keys
+    /// from snake_case turns dictionary keys into camelCase too, so they are
+    /// put back here.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        strategy = try container.decode(DegradationStrategy.self, forKey: .strategy)
+        let decoded = try container.decode([String: ParameterValue].self, forKey: .parameters)
+        parameters = Dictionary(uniqueKeysWithValues: decoded.map { (Self.snakeCase($0.key), $0.value) })
+    }
+
+    static func snakeCase(_ name: String) -> String {
+        var result = ""
+        for character in name {
+            if character.isUppercase {
+                result += "_" + character.lowercased()
+            } else {
+                result.append(character)
+            }
+        }
+        return result
+    }
 }
 
 /// What an agent is asked to do about one resource: delivered when the level

@@ -57,6 +57,15 @@ struct DegradationTests {
         // Parameters survive JSON both ways.
         let data = try JSONEncoder().encode(StrategyInstruction(.dropNonEssential))
         #expect(try JSONDecoder().decode(StrategyInstruction.self, from: data) == StrategyInstruction(.dropNonEssential))
+        // Also through the snake_case coders of the API and the client (which would camelCase the names).
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        for strategy in DegradationStrategy.allCases {
+            let wire = try encoder.encode(StrategyInstruction(strategy))
+            #expect(try decoder.decode(StrategyInstruction.self, from: wire) == StrategyInstruction(strategy))
+        }
     }
 
     struct Run {
