@@ -732,6 +732,7 @@ public actor Engine {
         guard var agent = agents[id] else { return }
         let now = clock()
         let before = agent.ladder
+        let stateBefore = agent.record.state
         let known = Set(agent.ladder.episodes.keys)
         agent.ladder.observe(violations, usage: usage, at: now)
         for violation in violations where !known.contains(violation.resource) {
@@ -753,7 +754,7 @@ public actor Engine {
         let ladderChanged =
             current.ladder.episodes.keys != before.episodes.keys
             || current.ladder.episodes.values.map(\.fired) != before.episodes.values.map(\.fired)
-            || !records.isEmpty || !plans.isEmpty
+            || !records.isEmpty || !plans.isEmpty || current.record.state != stateBefore
         if ladderChanged {
             do {
                 let stored = try store.commit(records: records, plans: plans, ladder: current.ladder, agent: current.record)

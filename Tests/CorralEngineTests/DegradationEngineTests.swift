@@ -1,0 +1,65 @@
+import CorralCore
+import CorralEngine
+import Testing
+
+@Suite("Engine: degradation, staged recovery, thaw on recovery")
+struct DegradationEngineTests {
+    static var configuration: CorralConfiguration {
+        var configuration = EngineHarness.quickConfiguration
+        configuration.recovery = RecoveryPolicy(stageInterval: .seconds(5), quietPeriod: .seconds(5), usageBelow: 0.8, thawSuspended: true)
+        return configuration
+    }
+
+    @Test("levels climb with usage, plans are published and recorded, recovery steps down one stage per interval")
+    func climbAndRecover() async throws {
+        let harness = try EngineHarness(configuration: Self.configuration)
+        _ = try await harness.start()
+        try await harness.agent("d1")  // standard_agent: memory soft 200 MB
+        await harness.keepObserving("d1", [.memory: 190_000_000], for: .seconds(2))  // 0.95: minimal
+        await harness.keepObserving("d1", [.memory: 230_000_000], for: .seconds(2))  // 1.15: moderate
+        await harness.keepObserving("d1", [.memory: 260_000_000], for: .seconds(2))  // 1.3: aggressive
+        let climbed = try await harness.engine.degradationHistory(agent: "d1", limit: 100)
+        #expect(climbed.map(\.level) == [.minimal, .moderate, .aggressive])
+        #expect(
+            harness.events("d1").filter { $0.kind == .degradationStrategy }.compactMap(\.plan?.level) == [.minimal, .moderate, .aggressive])
+        let status = try await harness.engine.status(of: "d1")
+        #expect(status.degradation.first?.level == .aggressive)
+        #expect(status.degradation.first?.strategies == [.cacheAggressively, .batchOperations, .reducePrecision])
+
+        await harness.keepObserving("d1", [.memory: 100_000_000], for: .seconds(40))
+        let all = try await harness.engine.degradationHistory(agent: "d1", limit: 100)
+        let stages = Array(all.dropFirst(3))
+        #expect(stages.map(\.level) == [.moderate, .minimal, .none])
+        #expect(stages.map(\.reason) == [.recovery, .recovery, .recovery])
+        let spacing = zip(stages.dropFirst(), stages).map { ($0.at - $1.at).components.seconds }
+        #expect(spacing == [5, 5], "one stage per configured interval")
+        #expect(harness.events("d1").filter { $0.kind == .recoveryStage }.count == 3)
+        #expect(try await harness.engine.status(of: "d1").degradation.isEmpty)
+    }
+
+    @Test("an agent the ladder suspended is thawed once its violation has cleared and recovery is complete")
+    func thawOnRecovery() async throws {
+        let harness = try EngineHarness(configuration: Self.configuration)
+        _ = try await harness.start()
+        try await harness.agent("s1", group: "lightweight_agent")  // processes: hard 20 → suspend
+        let leaf = harness.leaf("lightweight_agent", "s1")
+        await harness.keepObserving("s1", [.processes: 25], for: .seconds(5))
+        #expect(try await harness.engine.status(of: "s1").agent.state == .suspended)
+        await harness.keepObserving("s1", [.processes: 1], for: .seconds(60))
+        #expect(try await harness.engine.status(of: "s1").agent.state == .running)
+        #expect(harness.fs.value(.freeze, at: leaf) == "0")
+        #expect(harness.events("s1").contains { $0.kind == .thawed && $0.message.contains("recovery") })
+    }
+
+    @Test("without thaw_suspended the agent stays frozen")
+    func noThawWhenThePolicySaysNo() async throws {
+        var configuration = Self.configuration
+        configuration.recovery.thawSuspended = false
+        let harness = try EngineHarness(configuration: configuration)
+        _ = try await harness.start()
+        try await harness.agent("s2", group: "lightweight_agent")
+        await harness.keepObserving("s2", [.processes: 25], for: .seconds(5))
+        await harness.keepObserving("s2", [.processes: 1], for: .seconds(60))
+        #expect(try await harness.engine.status(of: "s2").agent.state == .suspended)
+    }
+}
