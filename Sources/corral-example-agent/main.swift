@@ -2,7 +2,11 @@
 // (CorralClient's AgentChannel): it holds memory as a stand-in for a cache,
 // frees it when asked to scale down, and applies degradation strategies.
 //
-//   corral-example-agent [--hold MB] [--seconds N] [--uncooperative]
+//   corral-example-agent [--hold MB | --fill PERCENT] [--seconds N] [--uncooperative]
+//
+// --fill grows until the agent's own memory.current is PERCENT of its
+// memory.max (read from its cgroup), in small steps near the end so that it
+// never crosses the limit: pressing on the hard limit without being OOM-killed.
 //
 // Started by Corral (corral run, corral agents start) it has CORRAL_SOCKET and
 // CORRAL_AGENT_ID in its environment. With --uncooperative it listens but does
@@ -13,6 +17,7 @@ import Foundation
 
 struct Options {
     var holdMB = 64
+    var fillPercent: Double?
     var seconds = 600
     var cooperative = true
 
@@ -21,10 +26,14 @@ struct Options {
         while let argument = rest.popFirst() {
             switch argument {
             case "--hold": holdMB = try Self.number(rest.popFirst(), argument)
+            case "--fill":
+                let percent = try Self.number(rest.popFirst(), argument)
+                guard (1...99).contains(percent) else { throw Failure("--fill takes a percentage from 1 to 99, not \(percent)") }
+                fillPercent = Double(percent)
             case "--seconds": seconds = try Self.number(rest.popFirst(), argument)
             case "--uncooperative": cooperative = false
             case "-h", "--help":
-                print("usage: corral-example-agent [--hold MB] [--seconds N] [--uncooperative]")
+                print("usage: corral-example-agent [--hold MB | --fill PERCENT] [--seconds N] [--uncooperative]")
                 exit(0)
             default: throw Failure("unknown argument '\(argument)' (see --help)")
             }
@@ -45,17 +54,31 @@ struct Failure: Error, CustomStringConvertible {
 /// Memory the agent holds, in 1 MiB chunks that are written to (so they count).
 final class Cache: @unchecked Sendable {
     private let lock = NSLock()
-    private var chunks: [UnsafeMutableRawPointer] = []
-    static let chunk = 1 << 20
+    private var chunks: [(pointer: UnsafeMutableRawPointer, size: Int)] = []
 
-    var bytes: Int { lock.withLock { chunks.count * Self.chunk } }
+    var bytes: Int { lock.withLock { chunks.reduce(0) { $0 + $1.size } } }
+
+    private func add(_ size: Int) -> Bool {
+        guard let pointer = malloc(size) else { return false }
+        memset(pointer, 0x5a, size)
+        chunks.append((pointer, size))
+        return true
+    }
 
     func grow(toMB target: Int) {
         lock.withLock {
-            while chunks.count < target {
-                guard let pointer = malloc(Self.chunk) else { return }
-                memset(pointer, 0x5a, Self.chunk)
-                chunks.append(pointer)
+            while chunks.reduce(0, { $0 + $1.size }) < target << 20 {
+                guard add(1 << 20) else { return }
+            }
+        }
+    }
+
+    /// Grows until `current()` reaches `target` bytes: 1 MiB steps while far
+    /// from it, 64 KiB steps within 4 MiB.
+    func fill(to target: Double, current: () -> Double?) {
+        lock.withLock {
+            while let now = current(), now < target {
+                guard add(target - now > 4 * 1_048_576 ? 1 << 20 : 64 << 10) else { return }
             }
         }
     }
@@ -63,9 +86,24 @@ final class Cache: @unchecked Sendable {
     /// Frees chunks until at most `bytes` remain (memory.current also counts the program itself).
     func shrink(toBytes bytes: Double) {
         lock.withLock {
-            while !chunks.isEmpty, Double(chunks.count * Self.chunk) > bytes { free(chunks.removeLast()) }
+            while let last = chunks.last, Double(chunks.reduce(0) { $0 + $1.size }) > bytes {
+                free(last.pointer)
+                chunks.removeLast()
+            }
         }
     }
+}
+
+/// This process's cgroup directory, from /proc/self/cgroup ("0::/path").
+func ownCgroup() -> String? {
+    guard let text = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("0::") })
+    else { return nil }
+    return "/sys/fs/cgroup" + line.dropFirst(3)
+}
+
+func readNumber(_ path: String) -> Double? {
+    (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
 }
 
 func log(_ text: String) {
@@ -81,7 +119,16 @@ do {
 }
 
 let cache = Cache()
-cache.grow(toMB: options.holdMB)
+if let percent = options.fillPercent {
+    guard let cgroup = ownCgroup(), let max = readNumber(cgroup + "/memory.max") else {
+        log("--fill needs a memory.max of its own cgroup (run under corral with a memory limit)")
+        exit(2)
+    }
+    cache.fill(to: max * percent / 100) { readNumber(cgroup + "/memory.current") }
+    log("filled to \(Int(readNumber(cgroup + "/memory.current") ?? 0) >> 20) MiB of memory.max \(Int(max) >> 20) MiB")
+} else {
+    cache.grow(toMB: options.holdMB)
+}
 log("holding \(cache.bytes >> 20) MiB\(options.cooperative ? "" : " (uncooperative)")")
 
 let channel: AgentChannel
@@ -99,7 +146,7 @@ let deadline = Task {
 }
 
 do {
-    for try await event in channel.messages() {
+    for try await event in channel.messages(after: 0) {
         guard options.cooperative else {
             log("ignoring \(event.kind)")
             continue

@@ -19,8 +19,8 @@ struct Corral: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            Run.self, Serve.self, AgentsCommand.self, GroupsCommand.self, EventsCommand.self, HistoryCommand.self, Doctor.self,
-            ConfigCommand.self,
+            Run.self, Serve.self, AgentsCommand.self, GroupsCommand.self, EventsCommand.self, HistoryCommand.self,
+            DegradationCommand.self, Doctor.self, ConfigCommand.self,
         ]
     )
 }

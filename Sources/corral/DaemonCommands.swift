@@ -157,10 +157,18 @@ struct AgentsCommand: ParsableCommand {
                     )
                 }
                 if ladder.suspended { lines.append("escalation suspended by the ladder") }
-                for (resource, request) in ladder.scaleDowns.sorted(by: { $0.key < $1.key }) {
-                    lines.append(
-                        "request    scale \(resource.rawValue) down to \(resource.unit.format(request.target)) by \(request.deadline)")
-                }
+            }
+            for request in status.pendingRequests {
+                lines.append(
+                    "request    scale \(request.resource.rawValue) down to \(request.resource.unit.format(request.target)) by \(request.deadline)"
+                )
+            }
+            for state in status.degradation {
+                let strategies = state.strategies.map(\.rawValue).joined(separator: ", ")
+                lines.append(
+                    "degraded   \(state.resource.rawValue) \(state.level.rawValue): \(strategies)"
+                        + (state.recoveryStage > 0 ? "; recovery stage \(state.recoveryStage)" : "")
+                        + (state.since.map { " (since \($0))" } ?? ""))
             }
             writeOut(lines.joined(separator: "\n") + "\n")
         }
@@ -546,6 +554,38 @@ struct HistoryCommand: ParsableCommand {
             ]
         }
         writeOut(table(["ID", "AT", "AGENT", "RESOURCE", "KIND", "CURRENT / LIMIT", "ACTION", "OUTCOME", "DETAILS"], rows))
+    }
+}
+
+struct DegradationCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "degradation",
+        abstract: "Degradation plans and recovery stages: every level change with its strategies.",
+        discussion: "Examples: corral degradation; corral degradation crawler --json")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "Only this agent.") var agent: String?
+    @Option(name: .long, help: "At most this many (the latest).") var limit: Int = 1000
+
+    func validate() throws {
+        if let agent { try ensureValidID(agent) }
+        guard (1...10000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
+    }
+
+    func run() throws {
+        var query = ["limit=\(limit)"]
+        if let agent { query.append("agent=\(agent)") }
+        struct Body: Decodable { var plans: [DegradationPlan] }
+        let plans = try options.call("GET", "/v1/degradation?" + query.joined(separator: "&"), as: Body.self).plans
+        if options.json { return try printJSON(plans) }
+        let rows = plans.map { plan in
+            [
+                plan.at.iso8601, plan.agent, plan.resource.rawValue, plan.reason.rawValue,
+                "\(plan.previousLevel.rawValue) → \(plan.level.rawValue)",
+                "\(plan.resource.unit.format(plan.usage)) / \(plan.resource.unit.format(plan.limit))",
+                plan.strategies.isEmpty ? "-" : plan.strategies.map(\.strategy.rawValue).joined(separator: ", "),
+            ]
+        }
+        writeOut(table(["AT", "AGENT", "RESOURCE", "REASON", "LEVEL", "USAGE / SOFT", "STRATEGIES"], rows))
     }
 }
 

@@ -20,7 +20,7 @@ struct DaemonTests {
         let root: String
         var process: Subprocess.Running?
 
-        init(name: String) throws {
+        init(name: String, extraConfig: String = "") throws {
             let (corral, _) = try E2E.binaries()
             guard let daemon = ProcessInfo.processInfo.environment["CORRAL_DAEMON"], FileManager.default.isExecutableFile(atPath: daemon)
             else {
@@ -41,7 +41,7 @@ struct DaemonTests {
             escalation:
               delays: {warn: 0s, throttle: 3s, suspend: 6s, terminate: 9s}
               termination_grace: 1s
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+            """.appending(extraConfig).write(toFile: config, atomically: true, encoding: .utf8)
         }
 
         func start() throws {
@@ -190,5 +190,114 @@ struct DaemonTests {
 
     struct AgentStatusShape: Decodable {
         var agent: AgentRecord
+    }
+
+    struct Event: Decodable {
+        var kind: String
+        var agent: String?
+        var message: String
+    }
+
+    /// `corral events --agent ID --json`: one event per line.
+    func events(_ daemon: Daemon, agent: String) throws -> [Event] {
+        let result = try daemon.cli(["events", "--agent", agent, "--json"])
+        return result.stdout.split(separator: "\n").compactMap { try? CorralJSON.decode(Event.self, from: String($0)) }
+    }
+
+    /// The agent channel and degradation on a real kernel: two twins press on
+    /// the same memory limit; the example agent gets the scale-down request,
+    /// frees memory before the deadline and is never suspended or killed; its
+    /// uncooperative twin is suspended and terminated. A third agent's process
+    /// count climbs minimal → moderate → aggressive and recovers stage by stage
+    /// at the configured spacing.
+    @Test func twinsUnderMemoryPressureAndStagedRecovery() throws {
+        guard let example = ProcessInfo.processInfo.environment["CORRAL_EXAMPLE_AGENT"],
+            FileManager.default.isExecutableFile(atPath: example)
+        else {
+            throw E2E.NotReady(description: "CORRAL_EXAMPLE_AGENT must name corral-example-agent (scripts/e2e sets it)")
+        }
+        // memory.high = memory.max: the twins reach the hard limit without
+        // being slowed at memory.high first.
+        let daemon = try Daemon(
+            name: "channel",
+            extraConfig: """
+
+                recovery: {stage_interval: 5s, quiet_period: 5s}
+                groups:
+                  twins:
+                    limits:
+                      memory: {soft: 96MiB, hard: 96MiB, action: scale_down}
+                  counted:
+                    limits:
+                      processes: {soft: 20, hard: 200, action: warn}
+
+                """)
+        try daemon.start()
+        defer {
+            for agent in ["coop", "uncoop", "counted"] { _ = try? daemon.cli(["agents", "kill", agent]) }
+            _ = E2E.eventually(timeout: 30) { ((try? daemon.json(["agents", "list"], as: [AgentRecord].self)) ?? [AgentRecord]()).isEmpty }
+            _ = daemon.stop()
+            E2E.removeEmptyTree(daemon.root)
+        }
+        try daemon.startAgent(["--name", "coop", "--group", "twins", "--", example, "--fill", "99", "--seconds", "600"])
+        try daemon.startAgent([
+            "--name", "uncoop", "--group", "twins", "--", example, "--fill", "99", "--seconds", "600", "--uncooperative",
+        ])
+        // 1 shell + 17 sleeps + the foreground sleep = 19 of 20 (0.95, minimal); +4 = 23 (1.15, moderate);
+        // +4 = 27 (1.35, aggressive); then 2 (the shell and one sleep).
+        let script = """
+            pids=(); spawn() { for i in $(seq $1); do sleep 600 & pids+=($!); done; }
+            spawn 17; sleep 15; spawn 4; sleep 15; spawn 4; sleep 15
+            kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null; sleep 600
+            """
+        try daemon.startAgent(["--name", "counted", "--group", "counted", "--", "/bin/bash", "-c", script])
+
+        // The uncooperative twin: scale-down missed → suspend (frozen) → terminate, agent gone.
+        let uncoop = daemon.cgroup("twins", "uncoop")
+        #expect(E2E.eventually(timeout: 240) { ((try? daemon.actions("uncoop", .memory)) ?? []).contains(.suspend) })
+        let frozen = CgroupEvents(parsing: E2E.read(uncoop + "/cgroup.events") ?? "").frozen
+        #expect(E2E.eventually(timeout: 120) { !E2E.exists(uncoop) }, "terminate ended the uncooperative twin")
+        let uncoopHistory = try daemon.history("uncoop").filter { $0.resource == .memory }
+        E2E.report(
+            "uncoop (frozen seen: \(frozen)): "
+                + uncoopHistory.map { "\($0.action.rawValue)\($0.succeeded ? "" : "(failed: \($0.error ?? ""))")@\($0.at)" }.joined(
+                    separator: " "))
+        let missed = uncoopHistory.first { $0.action == .scaleDown && !$0.succeeded }
+        #expect(missed?.error == "deadline missed")
+        #expect(uncoopHistory.contains { $0.action == .suspend && $0.succeeded })
+        #expect(uncoopHistory.contains { $0.action == .terminate })
+
+        // The cooperative twin: the request met, never suspended or terminated, still running.
+        let coopHistory = try daemon.history("coop").filter { $0.resource == .memory }
+        E2E.report(
+            "coop: " + coopHistory.map { "\($0.action.rawValue)\($0.succeeded ? "" : "(failed)") \($0.details)" }.joined(separator: " | "))
+        #expect(coopHistory.contains { $0.action == .scaleDown && $0.succeeded && $0.details.hasPrefix("met") })
+        #expect(!coopHistory.contains { $0.action == .suspend || $0.action == .terminate })
+        let coop = try daemon.json(["agents", "show", "coop"], as: AgentStatusShape.self)
+        #expect(coop.agent.state == .running)
+        let current = Double(
+            E2E.read(daemon.cgroup("twins", "coop") + "/memory.current")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+        E2E.report("coop memory.current now \(current.map { Int($0) >> 20 } ?? -1) MiB of 96 MiB")
+        #expect((current ?? .infinity) <= 0.8 * 96 * 1_048_576)
+        let acks = try events(daemon, agent: "coop").filter { $0.kind == "acknowledged" }
+        E2E.report("coop acks: " + acks.map(\.message).joined(separator: " | "))
+        #expect(acks.contains { $0.message.contains("scale_down_request") })
+
+        // Degradation of the counted agent, then recovery one stage per 5 s.
+        #expect(
+            E2E.eventually(timeout: 240) {
+                ((try? daemon.json(["degradation", "counted"], as: [DegradationPlan].self)) ?? []).last?.level == DegradationLevel.none
+            })
+        let plans = try daemon.json(["degradation", "counted"], as: [DegradationPlan].self)
+        E2E.report(
+            "counted: "
+                + plans.map { "\($0.reason.rawValue) \($0.level.rawValue) (\(Int($0.usage)) of \(Int($0.limit)))@\($0.at)" }.joined(
+                    separator: ", "))
+        #expect(plans.filter { $0.reason == .pressure }.map(\.level) == [.minimal, .moderate, .aggressive])
+        let stages = plans.filter { $0.reason == .recovery }
+        #expect(stages.map(\.level) == [.moderate, .minimal, .none])
+        let spacing = zip(stages.dropFirst(), stages).map { Double(($0.at - $1.at).milliseconds) / 1000 }
+        E2E.report("recovery spacing (configured 5 s): \(spacing)")
+        #expect(spacing.count == 2 && spacing.allSatisfy { $0 >= 5 && $0 < 7 })
     }
 }
