@@ -119,8 +119,6 @@ struct DaemonTests {
             "--name", "soft", "--group", "standard_agent", "--memory-high", "16M", "--memory-max", "200M", "--", stress, "mem", "19", "600",
             "1",
         ])
-        // lightweight_agent: memory past memory.max (hard) → OOM kill, recorded.
-        try daemon.startAgent(["--name", "oomer", "--group", "lightweight_agent", "--memory-high", "100MB", "--", stress, "mem", "300"])
 
         let forker = daemon.cgroup("heavy_computation_agent", "forker")
         // warn at once, throttle after 3 s: pids.max lowered (to the processes it has).
@@ -146,6 +144,9 @@ struct DaemonTests {
         let agents = try daemon.json(["agents", "list"], as: [AgentRecord].self)
         E2E.report("after restart: \(agents.map { "\($0.id)=\($0.state.rawValue)" }.joined(separator: ", "))")
         #expect(Set(agents.map(\.id)).isSuperset(of: ["forker", "spinner", "soft"]), "live agents re-attached")
+        // lightweight_agent: memory past memory.max (hard) → OOM kill, recorded. Started now:
+        // an agent that dies while the daemon is down leaves no violation to record.
+        try daemon.startAgent(["--name", "oomer", "--group", "lightweight_agent", "--memory-high", "100MB", "--", stress, "mem", "300"])
 
         // The ladder continues: suspend (frozen, confirmed by cgroup.events), then terminate.
         #expect(E2E.eventually(timeout: 180) { ((try? daemon.actions("forker", .processes)) ?? []).contains(.suspend) })
