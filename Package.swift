@@ -148,7 +148,8 @@ let package = Package(
         .executableTarget(
             name: "corral-bench",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CorralEngine", "CorralRuntime", "CorralServer", "CorralStore", "CorralWatcher",
+                "CorralCore", "CorralCgroup", "CorralEngine", "CorralRuntime", "CorralServer", "CorralStore", "CorralTestSupport",
+                "CorralWatcher",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -163,7 +164,7 @@ let package = Package(
 
         .testTarget(
             name: "CorralCoreTests",
-            dependencies: ["CorralCore"],
+            dependencies: ["CorralCore", "CorralTestSupport"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict
         ),

@@ -1,6 +1,9 @@
 // corral-bench: benchmarks that need a real cgroup v2 kernel (run by
 // scripts/bench-reaction in the VM, or natively as root on a unified host).
 //
+//   corral-bench analytics [AGENTS] [SAMPLES]
+//       Pattern classification of AGENTS × SAMPLES generated samples (any host).
+//
 //   corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS]
 //       Reaction latency: AGENTS agents (default 120) each cross memory.high
 //       once; for every kernel event, the time from the watcher's wake-up
@@ -13,6 +16,7 @@ import CorralEngine
 import CorralRuntime
 import CorralServer
 import CorralStore
+import CorralTestSupport
 import CorralWatcher
 import Synchronization
 import SystemPackage
@@ -209,14 +213,51 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
     try? store.close()
 }
 
+/// Analytics: classify AGENTS series of SAMPLES samples each (generated,
+/// one per agent, all five patterns), timing only the analysis; beside a
+/// baseline measured in the same run: one pass that sums the same samples.
+func analytics(agents: Int, samples: Int) {
+    var random = SeededGenerator(seed: 42)
+    var analysisTime = Duration.zero
+    var baselineTime = Duration.zero
+    var counts: [UsagePattern: Int] = [:]
+    var checksum = 0.0
+    let clock = ContinuousClock()
+    for agent in 0..<agents {
+        let pattern = UsagePattern.allCases[agent % UsagePattern.allCases.count]
+        let series = SeriesGenerator.series(pattern, count: samples, using: &random)
+        let baselineStart = clock.now
+        checksum += series.reduce(0, +)
+        baselineTime += clock.now - baselineStart
+        let start = clock.now
+        let analysis = PatternClassifier.analyze(series, interval: .seconds(1))
+        analysisTime += clock.now - start
+        counts[analysis.pattern, default: 0] += 1
+    }
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    let seconds = Double(analysisTime.components.seconds) + Double(analysisTime.components.attoseconds) / 1e18
+    let baseline = Double(baselineTime.components.seconds) + Double(baselineTime.components.attoseconds) / 1e18
+    say("analytics: \(agents) agents × \(samples) samples (\(agents * samples / 1_000_000) M samples), one core")
+    say("  classification   \(String(format: "%.3f", seconds)) s  (\(String(format: "%.1f", seconds / Double(agents) * 1e6)) µs per agent)")
+    say("  baseline (one summing pass over the same samples)   \(String(format: "%.3f", baseline)) s;  ratio \(String(format: "%.1f", seconds / baseline))×")
+    say("  peak RSS \(usage.ru_maxrss / 1024) MiB (the process, with one series at a time: \(samples * 8 / 1024) KiB each)")
+    say("  patterns found: " + UsagePattern.allCases.map { "\($0.rawValue) \(counts[$0] ?? 0)" }.joined(separator: ", "))
+    say("  target < 1 s: \(seconds < 1 ? "met" : "MISSED")  (checksum \(Int(checksum) % 1000))")
+}
+
 let arguments = CommandLine.arguments
 switch arguments.count > 1 ? arguments[1] : "" {
+case "analytics":
+    let agents = arguments.count > 2 ? Int(arguments[2]) ?? 10_000 : 10_000
+    let samples = arguments.count > 3 ? Int(arguments[3]) ?? 3_600 : 3_600
+    analytics(agents: agents, samples: samples)
 case "reaction":
     let count = arguments.count > 2 ? Int(arguments[2]) ?? 120 : 120
     let stress = arguments.count > 3 ? arguments[3] : "corral-stress"
     let hold = arguments.count > 4 ? Int(arguments[4]) ?? 0 : 0
     try await reaction(agents: count, stress: stress, hold: hold)
 default:
-    say("usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS]")
+    say("usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS] | corral-bench analytics [AGENTS] [SAMPLES]")
     exit(2)
 }
