@@ -240,7 +240,9 @@ func analytics(agents: Int, samples: Int) {
     let baseline = Double(baselineTime.components.seconds) + Double(baselineTime.components.attoseconds) / 1e18
     say("analytics: \(agents) agents × \(samples) samples (\(agents * samples / 1_000_000) M samples), one core")
     say("  classification   \(String(format: "%.3f", seconds)) s  (\(String(format: "%.1f", seconds / Double(agents) * 1e6)) µs per agent)")
-    say("  baseline (one summing pass over the same samples)   \(String(format: "%.3f", baseline)) s;  ratio \(String(format: "%.1f", seconds / baseline))×")
+    say(
+        "  baseline (one summing pass over the same samples)   \(String(format: "%.3f", baseline)) s;  ratio \(String(format: "%.1f", seconds / baseline))×"
+    )
     say("  peak RSS \(usage.ru_maxrss / 1024) MiB (the process, with one series at a time: \(samples * 8 / 1024) KiB each)")
     say("  patterns found: " + UsagePattern.allCases.map { "\($0.rawValue) \(counts[$0] ?? 0)" }.joined(separator: ", "))
     say("  target < 1 s: \(seconds < 1 ? "met" : "MISSED")  (checksum \(Int(checksum) % 1000))")
