@@ -221,6 +221,7 @@ func analytics(agents: Int, samples: Int) {
     var analysisTime = Duration.zero
     var baselineTime = Duration.zero
     var counts: [UsagePattern: Int] = [:]
+    var recommendations = 0
     var checksum = 0.0
     let clock = ContinuousClock()
     for agent in 0..<agents {
@@ -229,22 +230,32 @@ func analytics(agents: Int, samples: Int) {
         let baselineStart = clock.now
         checksum += series.reduce(0, +)
         baselineTime += clock.now - baselineStart
+        // Classification and recommendation of the series as memory in MB.
+        let megabytes = series.map { $0 * 1_000_000 }
         let start = clock.now
-        let analysis = PatternClassifier.analyze(series, interval: .seconds(1))
+        let analysis = PatternClassifier.analyze(megabytes, interval: .seconds(1))
+        let usage = ResourceUsage(resource: .memory, values: megabytes, interval: .seconds(1), analysis: analysis)
+        let recommended = Recommender.recommend(
+            agent: "a\(agent)", group: QuotaGroup.standard.name, limits: QuotaGroup.standard.limits, usage: [usage],
+            groups: QuotaGroup.seedGroups, at: Timestamp(milliseconds: 0))
         analysisTime += clock.now - start
         counts[analysis.pattern, default: 0] += 1
+        recommendations += recommended.count
     }
     var usage = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
     let seconds = Double(analysisTime.components.seconds) + Double(analysisTime.components.attoseconds) / 1e18
     let baseline = Double(baselineTime.components.seconds) + Double(baselineTime.components.attoseconds) / 1e18
     say("analytics: \(agents) agents × \(samples) samples (\(agents * samples / 1_000_000) M samples), one core")
-    say("  classification   \(String(format: "%.3f", seconds)) s  (\(String(format: "%.1f", seconds / Double(agents) * 1e6)) µs per agent)")
+    say(
+        "  classify + recommend   \(String(format: "%.3f", seconds)) s  (\(String(format: "%.1f", seconds / Double(agents) * 1e6)) µs per agent)"
+    )
     say(
         "  baseline (one summing pass over the same samples)   \(String(format: "%.3f", baseline)) s;  ratio \(String(format: "%.1f", seconds / baseline))×"
     )
     say("  peak RSS \(usage.ru_maxrss / 1024) MiB (the process, with one series at a time: \(samples * 8 / 1024) KiB each)")
     say("  patterns found: " + UsagePattern.allCases.map { "\($0.rawValue) \(counts[$0] ?? 0)" }.joined(separator: ", "))
+    say("  recommendations made: \(recommendations)")
     say("  target < 1 s: \(seconds < 1 ? "met" : "MISSED")  (checksum \(Int(checksum) % 1000))")
 }
 

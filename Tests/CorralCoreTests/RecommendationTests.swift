@@ -1,0 +1,89 @@
+import CorralCore
+import CorralTestSupport
+import Foundation
+import Testing
+
+@Suite("Recommendations: the seed's rules and percentile sizing")
+struct RecommendationTests {
+    static let now = Timestamp(milliseconds: 1_800_000_000_000)
+    static let groups = QuotaGroup.seedGroups
+    static let mb = 1_000_000.0
+
+    static func memory(_ values: [Double], events: Int = 0) -> ResourceUsage {
+        ResourceUsage(resource: .memory, values: values, interval: .seconds(1), hardLimitEvents: events)
+    }
+
+    static func recommend(_ group: QuotaGroup, _ usage: [ResourceUsage]) -> [Recommendation] {
+        Recommender.recommend(agent: "a1", group: group.name, limits: group.limits, usage: usage, groups: groups, at: now)
+    }
+
+    @Test func decayingHistogramPercentiles() {
+        var uniform = DecayingHistogram(first: 1)
+        for value in 1...100 { uniform.add(Double(value), weight: 1) }
+        #expect(abs(uniform.percentile(0.9) - 90) / 90 < 0.06, "bucket ratio 1.05: within 5%")
+        #expect(DecayingHistogram().percentile(0.9) == 0)
+        // Newer samples weigh more: an hour at 100 then an hour at 10, half-life 10 min.
+        let old = [Double](repeating: 100, count: 3600) + [Double](repeating: 10, count: 3600)
+        let decayed = DecayingHistogram.of(old, interval: .seconds(1), halfLife: .seconds(600), first: 1)
+        #expect(decayed.percentile(0.9) < 11)
+        let flat = DecayingHistogram.of(old, interval: .seconds(1), halfLife: .seconds(1_000_000), first: 1)
+        #expect(flat.percentile(0.9) > 95)
+    }
+
+    @Test func aGrowingAgentGetsAnIncrease() {
+        var random = SeededGenerator(seed: 1)
+        let values = (0..<3600).map { 150 * Self.mb + Double($0) / 3600 * 150 * Self.mb + 3 * Self.mb * random.gaussian() }
+        let found = Self.recommend(QuotaGroup.standard, [Self.memory(values)])
+        let increase = found.first { $0.kind == .increaseQuota }
+        #expect(increase?.pattern == .growing)
+        #expect((increase?.suggested?.soft ?? 0) > 200 * Self.mb, "above the current soft limit")
+        #expect((increase?.suggested?.hard ?? 0) >= (increase?.suggested?.soft ?? 1))
+        #expect(increase?.rationale.contains("growing") == true)
+        #expect(!found.contains { $0.kind == .decreaseQuota })
+    }
+
+    @Test func anIdleAgentGetsADecreaseAndASmallerGroup() {
+        var random = SeededGenerator(seed: 2)
+        let values = (0..<3600).map { _ in 20 * Self.mb + 0.5 * Self.mb * random.gaussian() }
+        let found = Self.recommend(QuotaGroup.standard, [Self.memory(values)])
+        let decrease = found.first { $0.kind == .decreaseQuota }
+        let soft = decrease?.suggested?.soft ?? 0
+        #expect(soft > 20 * Self.mb && soft < 30 * Self.mb, "P90 + 15%, rounded up to a MiB: \(soft)")
+        #expect(soft.truncatingRemainder(dividingBy: 1_048_576) == 0)
+        #expect(decrease?.suggested?.hard == (soft * 2.5 / 1_048_576).rounded(.up) * 1_048_576, "the group's hard/soft ratio kept")
+        #expect(found.first { $0.kind == .changeGroup }?.group == "lightweight_agent")
+    }
+
+    @Test func aBurstyAgentIsToldToOptimize() {
+        var random = SeededGenerator(seed: 3)
+        let values = SeriesGenerator.series(.bursty, count: 3600, using: &random).map { $0 * 0.2 * Self.mb }
+        let found = Self.recommend(QuotaGroup.heavyComputation, [Self.memory(values)])
+        #expect(found.contains { $0.kind == .optimizeCode && $0.pattern == .bursty })
+    }
+
+    @Test func hardLimitEventsBumpTheQuota() {
+        var random = SeededGenerator(seed: 4)
+        let values = (0..<3600).map { _ in 60 * Self.mb + 1 * Self.mb * random.gaussian() }
+        let plain = Self.recommend(QuotaGroup.lightweight, [Self.memory(values)])
+        #expect(!plain.contains { $0.kind == .increaseQuota })
+        let killed = Self.recommend(QuotaGroup.lightweight, [Self.memory(values, events: 2)])
+        let increase = killed.first { $0.kind == .increaseQuota }
+        #expect((increase?.suggested?.soft ?? 0) >= 120 * Self.mb, "at least 120% of the 100 MB hard limit")
+        #expect(increase?.rationale.contains("hit its hard limit 2×") == true)
+    }
+
+    @Test func nothingWithoutDataOrLimit() {
+        #expect(Self.recommend(QuotaGroup.standard, [Self.memory([1, 2, 3])]).isEmpty)
+        let files = ResourceUsage(resource: .files, values: [Double](repeating: 5, count: 100), interval: .seconds(1))
+        #expect(Self.recommend(QuotaGroup.standard, [files]).isEmpty)
+    }
+
+    @Test func recommendationsRoundTripAsJSON() throws {
+        var random = SeededGenerator(seed: 5)
+        let values = (0..<600).map { _ in 20 * Self.mb + 0.5 * Self.mb * random.gaussian() }
+        for recommendation in Self.recommend(QuotaGroup.standard, [Self.memory(values)]) {
+            let data = try JSONEncoder().encode(recommendation)
+            #expect(try JSONDecoder().decode(Recommendation.self, from: data) == recommendation)
+        }
+    }
+}
