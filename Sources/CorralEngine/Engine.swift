@@ -132,21 +132,29 @@ public actor Engine {
         var violations: [Violation] = []
         /// A terminate in progress: when its grace ends.
         var terminationDeadline: Timestamp?
+        /// Analytics: recent samples, minutes being folded, hard-limit hits (by resource).
+        var rings: [Resource: UsageRing] = [:]
+        var minutes: [Resource: MinuteAccumulator] = [:]
+        var hardHits: [Resource: [Timestamp]] = [:]
     }
 
     nonisolated public let tree: CgroupTree
     nonisolated public let hub: EventHub
-    private let store: any EngineStore
-    private let clock: @Sendable () -> Timestamp
-    private var configuration: CorralConfiguration
+    let store: any EngineStore
+    let clock: @Sendable () -> Timestamp
+    var configuration: CorralConfiguration
     private var handlers: ActionHandlers
     private var watcher: (any AgentWatching)?
-    private var agents: [String: Managed] = [:]
+    var agents: [String: Managed] = [:]
     private var exited: [Int32: Termination] = [:]
     /// Where launched agents' stdout and stderr go (one file per agent).
     private let logDirectory: String?
     /// Put into agents' environment as CORRAL_SOCKET.
     private let socketPath: String?
+    /// Analytics: minutes waiting to be stored, and when analysis runs next.
+    var pendingMinutes: [UsageMinute] = []
+    var lastMinuteFlush: Timestamp?
+    var nextAnalytics: Timestamp?
     /// What a command fell back to (a migrate without a handler suspends), recorded by `step` before it.
     private var fallbackRecords: [EnforcementRecord] = []
 
@@ -679,6 +687,7 @@ public actor Engine {
                 throw EngineError(.invalid, "\(resource.rawValue) usage must be a non-negative number")
             }
             agent.reported[resource] = amount
+            remember([UsageReading(resource: resource, usage: amount)], of: &agent, at: clock())
         }
         agents[id] = agent
         publish(
@@ -708,6 +717,7 @@ public actor Engine {
                 }
             }
             agent.usage.merge(usage) { _, new in new }
+            remember(observation.readings, of: &agent, at: clock())
             agent.violations = violations
             agents[observation.agent] = agent
             for (resource, amount) in agent.reported {
@@ -855,6 +865,7 @@ public actor Engine {
     public func tick() {
         reapChildren()
         let now = clock()
+        analyticsDuties(at: now)
         for (id, agent) in agents where agent.record.state.isLive {
             if let deadline = agent.terminationDeadline, now >= deadline {
                 agents[id]?.terminationDeadline = nil

@@ -15,6 +15,12 @@ public protocol EngineStore: Sendable {
     func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord]
     /// Degradation plans and recovery stages, oldest first (the latest `limit`).
     func degradation(agent: String?, limit: Int) throws -> [DegradationPlan]
+    /// Minutes of usage (analytics), pruned before `pruneBefore` in the same transaction.
+    func record(minutes: [UsageMinute], pruneBefore: Timestamp?) throws
+    func usageMinutes(agent: String, since: Timestamp) throws -> [UsageMinute]
+    /// Replaces `agent`'s recommendations (no other agent's).
+    func replaceRecommendations(agent: String, with recommendations: [Recommendation]) throws
+    func recommendations(agent: String?) throws -> [Recommendation]
     func ladders() throws -> [AgentLadder]
     func deleteLadder(agent: String) throws
     func save(group: QuotaGroup) throws
@@ -33,6 +39,8 @@ public final class MemoryStore: EngineStore {
         var agents: [String: AgentRecord] = [:]
         var records: [EnforcementRecord] = []
         var plans: [DegradationPlan] = []
+        var minutes: [UsageMinute] = []
+        var recommendations: [String: [Recommendation]] = [:]
         var ladders: [String: AgentLadder] = [:]
         var groups: [String: QuotaGroup] = [:]
         var nextID: Int64 = 1
@@ -79,6 +87,32 @@ public final class MemoryStore: EngineStore {
 
     public func degradation(agent: String?, limit: Int) throws -> [DegradationPlan] {
         state.withLock { state in Array(state.plans.filter { agent == nil || $0.agent == agent }.suffix(max(limit, 0))) }
+    }
+
+    public func record(minutes: [UsageMinute], pruneBefore: Timestamp?) throws {
+        state.withLock { state in
+            for minute in minutes {
+                state.minutes.removeAll { $0.agent == minute.agent && $0.resource == minute.resource && $0.minute == minute.minute }
+                state.minutes.append(minute)
+            }
+            if let pruneBefore { state.minutes.removeAll { $0.minute < pruneBefore } }
+        }
+    }
+
+    public func usageMinutes(agent: String, since: Timestamp) throws -> [UsageMinute] {
+        state.withLock { state in
+            state.minutes.filter { $0.agent == agent && $0.minute >= since }.sorted { ($0.resource, $0.minute) < ($1.resource, $1.minute) }
+        }
+    }
+
+    public func replaceRecommendations(agent: String, with recommendations: [Recommendation]) throws {
+        state.withLock { $0.recommendations[agent] = recommendations }
+    }
+
+    public func recommendations(agent: String?) throws -> [Recommendation] {
+        state.withLock { state in
+            agent.map { state.recommendations[$0] ?? [] } ?? state.recommendations.keys.sorted().flatMap { state.recommendations[$0] ?? [] }
+        }
     }
 
     public func ladders() throws -> [AgentLadder] { state.withLock { Array($0.ladders.values) } }

@@ -25,6 +25,8 @@ public struct CorralEvent: Equatable, Codable, Sendable {
         case recoveryStage = "recovery_stage"
         /// The agent acknowledged an event (`ack`).
         case acknowledged
+        /// Analytics made recommendations for the agent.
+        case recommendation
         case daemon
     }
 

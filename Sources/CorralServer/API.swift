@@ -219,6 +219,14 @@ struct HistoryList: Encodable {
     var records: [EnforcementRecord]
 }
 
+struct RecommendationList: Encodable {
+    var recommendations: [Recommendation]
+}
+
+public struct ApplyRequest: Codable, Sendable {
+    public var resource: Resource
+}
+
 struct DegradationList: Encodable {
     var plans: [DegradationPlan]
 }

@@ -33,6 +33,23 @@ public struct SQLiteEngineStore: EngineStore {
     }
 
     public func degradation(agent: String?, limit: Int) throws -> [DegradationPlan] { try store.degradation(agent: agent, limit: limit) }
+    public func record(minutes: [UsageMinute], pruneBefore: Timestamp?) throws {
+        try store.write { transaction in
+            try transaction.append(minutes: minutes)
+            if let pruneBefore { try transaction.pruneUsage(before: pruneBefore) }
+        }
+    }
+
+    public func usageMinutes(agent: String, since: Timestamp) throws -> [UsageMinute] {
+        try store.usageMinutes(agent: agent, since: since)
+    }
+
+    public func replaceRecommendations(agent: String, with recommendations: [Recommendation]) throws {
+        try store.write { try $0.replaceRecommendations(agent: agent, with: recommendations) }
+    }
+
+    public func recommendations(agent: String?) throws -> [Recommendation] { try store.recommendations(agent: agent) }
+
     public func ladders() throws -> [AgentLadder] { Array(try store.ladders().values) }
     public func deleteLadder(agent: String) throws { _ = try store.deleteLadder(agent: agent) }
     public func save(group: QuotaGroup) throws { try store.save(group: group) }

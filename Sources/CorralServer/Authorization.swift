@@ -82,7 +82,8 @@ public struct AccessPolicy: Sendable {
             if method == .get, parts == ["v1", "events"] || parts == ["v1", "events", "recent"] { return query["agent"] == agent }
             guard parts.count >= 3, parts[0] == "v1", parts[1] == "agents", parts[2] == agent else { return false }
             switch (method, Array(parts.dropFirst(3))) {
-            case (.get, []), (.get, ["history"]), (.get, ["compliance"]), (.get, ["degradation"]), (.post, ["usage"]), (.post, ["acks"]):
+            case (.get, []), (.get, ["history"]), (.get, ["compliance"]), (.get, ["degradation"]), (.get, ["recommendations"]),
+                (.post, ["usage"]), (.post, ["acks"]):
                 return true
             default: return false
             }

@@ -182,6 +182,39 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         let limit = try limitParameter(request)
         return jsonResponse(DegradationList(plans: try await engineCall { try await engine.degradationHistory(agent: id, limit: limit) }))
     }
+    v1.get("agents/:id/recommendations") { _, context in
+        let id = try agentID(context)
+        return jsonResponse(RecommendationList(recommendations: try await engineCall { try await engine.recommendations(agent: id) }))
+    }
+    v1.post("agents/:id/recommendations/apply") { request, context in
+        let id = try agentID(context)
+        let body = try await decodeBody(ApplyRequest.self, from: request)
+        return jsonResponse(try await engineCall { try await engine.applyRecommendation(agent: id, resource: body.resource) })
+    }
+    v1.get("recommendations") { request, _ in
+        let agent = query(request, "agent")
+        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
+            throw APIError(.badRequest, "bad_request", problem)
+        }
+        return jsonResponse(RecommendationList(recommendations: try await engineCall { try await engine.recommendations(agent: agent) }))
+    }
+    v1.post("analytics/run") { _, _ in
+        jsonResponse(RecommendationList(recommendations: await engine.runAnalytics()))
+    }
+    v1.get("report") { request, _ in
+        let agent = query(request, "agent")
+        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
+            throw APIError(.badRequest, "bad_request", problem)
+        }
+        let since = try query(request, "since").map { text -> Timestamp in
+            guard let time = Timestamp(iso8601: text) else {
+                throw APIError(.badRequest, "bad_request", "since must be an ISO 8601 UTC time like 2026-11-29T09:00:00Z, not '\(text)'")
+            }
+            return time
+        }
+        return jsonResponse(
+            try await engineCall { try await engine.report(agent: agent, since: since ?? Engine.wallClock() + .seconds(-3600)) })
+    }
     v1.get("degradation") { request, _ in
         let agent = query(request, "agent")
         if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {

@@ -168,6 +168,14 @@ public final class CorralStore: Sendable {
         try read { try $0.degradation(agent: agent, limit: limit) }
     }
 
+    public func usageMinutes(agent: String, resource: Resource? = nil, since: Timestamp) throws -> [UsageMinute] {
+        try read { try $0.usageMinutes(agent: agent, resource: resource, since: since) }
+    }
+
+    public func recommendations(agent: String? = nil) throws -> [Recommendation] {
+        try read { try $0.recommendations(agent: agent) }
+    }
+
     public func pruneHistory(before time: Timestamp) throws -> Int {
         try write("pruning enforcement history") { try $0.pruneHistory(before: time) }
     }

@@ -10,7 +10,7 @@ internal import GRDB
 /// is refused rather than misread.
 enum Schema {
     /// The schema this binary writes and understands.
-    static let version = 2
+    static let version = 3
 
     /// "CRRL" in the SQLite header (`PRAGMA application_id`).
     static let applicationID: Int32 = 0x4352_524C
@@ -94,6 +94,33 @@ enum Schema {
                     );
                     CREATE INDEX degradation_by_agent ON degradation(agent, id);
                     PRAGMA user_version = 2;
+                    """)
+        }
+        migrator.registerMigration("v3") { db in
+            // Analytics (issue 5): usage downsampled to minutes, and each
+            // agent's latest recommendations (replaced per agent, never all).
+            try db.execute(
+                sql: """
+                    CREATE TABLE usage_minute (
+                        agent TEXT NOT NULL,
+                        resource TEXT NOT NULL,
+                        minute INTEGER NOT NULL,
+                        mean REAL NOT NULL,
+                        peak REAL NOT NULL,
+                        samples INTEGER NOT NULL,
+                        PRIMARY KEY (agent, resource, minute)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX usage_minute_by_time ON usage_minute(minute);
+                    CREATE TABLE recommendation (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        agent TEXT NOT NULL,
+                        resource TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        at INTEGER NOT NULL,
+                        body TEXT NOT NULL
+                    );
+                    CREATE INDEX recommendation_by_agent ON recommendation(agent);
+                    PRAGMA user_version = 3;
                     """)
         }
         return migrator

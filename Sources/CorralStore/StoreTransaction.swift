@@ -95,6 +95,32 @@ public struct StoreReader {
         }
     }
 
+    /// Minutes of usage of `agent` (of `resource` only, when given) from `since` on, oldest first.
+    public func usageMinutes(agent: String, resource: Resource? = nil, since: Timestamp) throws -> [UsageMinute] {
+        var sql = "SELECT agent, resource, minute, mean, peak, samples FROM usage_minute WHERE agent = ? AND minute >= ?"
+        var arguments: StatementArguments = [agent, since.milliseconds]
+        if let resource {
+            sql += " AND resource = ?"
+            arguments += [resource.rawValue]
+        }
+        return try mapping("reading usage history") {
+            try Row.fetchAll(db, sql: sql + " ORDER BY resource, minute", arguments: arguments).compactMap { row in
+                guard let resource = Resource(rawValue: row[1]) else { return nil }
+                return UsageMinute(
+                    agent: row[0], resource: resource, minute: Timestamp(milliseconds: row[2]), mean: row[3], peak: row[4], samples: row[5])
+            }
+        }
+    }
+
+    /// The latest recommendations (of `agent` only, when given).
+    public func recommendations(agent: String? = nil) throws -> [Recommendation] {
+        let filter = agent == nil ? "" : " WHERE agent = ?"
+        return try mapping("reading recommendations") {
+            try String.fetchAll(db, sql: "SELECT body FROM recommendation\(filter) ORDER BY agent, id", arguments: agent.map { [$0] } ?? [])
+                .map { try StoreJSON.decode(Recommendation.self, from: $0) }
+        }
+    }
+
     /// The id of the latest enforcement record, nil when there is none.
     public func lastHistoryID() throws -> Int64? {
         try mapping("reading enforcement history") {
@@ -210,6 +236,43 @@ public struct StoreWriter {
                     plan.agent, plan.resource.rawValue, plan.level.rawValue, plan.reason.rawValue, plan.at.milliseconds,
                     StoreJSON.encode(plan),
                 ])
+        }
+    }
+
+    /// Records minutes of usage (a minute recorded again replaces the old row).
+    public func append(minutes: [UsageMinute]) throws {
+        try reader.mapping("recording usage history") {
+            let statement = try db.cachedStatement(
+                sql: "INSERT OR REPLACE INTO usage_minute (agent, resource, minute, mean, peak, samples) VALUES (?, ?, ?, ?, ?, ?)")
+            for minute in minutes {
+                try statement.execute(arguments: [
+                    minute.agent, minute.resource.rawValue, minute.minute.milliseconds, minute.mean, minute.peak, minute.samples,
+                ])
+            }
+        }
+    }
+
+    /// Deletes usage minutes before `time`; returns how many.
+    @discardableResult
+    public func pruneUsage(before time: Timestamp) throws -> Int {
+        try reader.mapping("pruning usage history") {
+            try db.execute(sql: "DELETE FROM usage_minute WHERE minute < ?", arguments: [time.milliseconds])
+            return db.changesCount
+        }
+    }
+
+    /// Replaces `agent`'s recommendations (only its own: the seed wiped every agent's).
+    public func replaceRecommendations(agent: String, with recommendations: [Recommendation]) throws {
+        try reader.mapping("saving the recommendations of agent '\(agent)'") {
+            try db.execute(sql: "DELETE FROM recommendation WHERE agent = ?", arguments: [agent])
+            let statement = try db.cachedStatement(
+                sql: "INSERT INTO recommendation (agent, resource, kind, at, body) VALUES (?, ?, ?, ?, ?)")
+            for recommendation in recommendations {
+                try statement.execute(arguments: [
+                    agent, recommendation.resource.rawValue, recommendation.kind.rawValue, recommendation.at.milliseconds,
+                    StoreJSON.encode(recommendation),
+                ])
+            }
         }
     }
 

@@ -20,7 +20,7 @@ struct Corral: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Run.self, Serve.self, AgentsCommand.self, GroupsCommand.self, EventsCommand.self, HistoryCommand.self,
-            DegradationCommand.self, Doctor.self, ConfigCommand.self,
+            DegradationCommand.self, RecommendCommand.self, ReportCommand.self, Doctor.self, ConfigCommand.self,
         ]
     )
 }

@@ -108,7 +108,7 @@ struct ContractTests {
         #expect(document.template(for: "/v1/agents/x1") == "/v1/agents/{id}")
         #expect(document.template(for: "/v1/agents/x1/stop") == "/v1/agents/{id}/stop")
         #expect(document.template(for: "/v1/nothing") == nil)
-        #expect(document.operations.count == 26)
+        #expect(document.operations.count == 31)
     }
 
     @Test("every documented operation answers as documented, errors included")
@@ -219,6 +219,24 @@ struct ContractTests {
             try await api.call("GET", "/v1/degradation?limit=0", expect: 400)
             try await api.call("GET", "/v1/degradation?agent=a%2Fb", expect: 400)
             try await api.call("GET", "/v1/agents/reg1/degradation?limit=x", expect: 400)
+
+            // Analytics: run now, recommendations, report, apply.
+            let ran = try await api.call("POST", "/v1/analytics/run", expect: 200)
+            #expect(ran.json?["recommendations"]?.array != nil)
+            try await api.call("GET", "/v1/recommendations", expect: 200)
+            try await api.call("GET", "/v1/recommendations?agent=reg1", expect: 200)
+            try await api.call("GET", "/v1/recommendations?agent=a%2Fb", expect: 400)
+            try await api.call("GET", "/v1/agents/reg1/recommendations", expect: 200)
+            let report = try await api.call("GET", "/v1/report?agent=reg1&since=2000-01-01T00:00:00Z", expect: 200)
+            #expect(report.json?["agents"]?.array?.first?["agent"]?.string == "reg1")
+            #expect(report.json?["agents"]?.array?.first?["resources"]?.array?.first?["resource"]?.string == "files")
+            try await api.call("GET", "/v1/report", expect: 200)
+            try await api.call("GET", "/v1/report?agent=nobody", expect: 404)
+            try await api.call("GET", "/v1/report?since=yesterday", expect: 400)
+            try await api.call("GET", "/v1/report?agent=..%2Fx", expect: 400)
+            try await api.call("POST", "/v1/agents/reg1/recommendations/apply", #"{"resource":"memory"}"#, expect: 404)
+            try await api.call("POST", "/v1/agents/reg1/recommendations/apply", #"{"resource":"gpu"}"#, expect: 400)
+            try await api.call("POST", "/v1/agents/reg1/recommendations/apply", oversized, expect: 413)
 
             // Acknowledgements.
             try await api.call(
@@ -346,6 +364,7 @@ struct ContractTests {
             try await api.call("PUT", "/v1/agents/reg1/limits", #"{"limits":{}}"#, expect: 409)
             try await api.call("POST", "/v1/agents/reg1/usage", #"{"usage":{"files":1}}"#, expect: 409)
             try await api.call("POST", "/v1/agents/reg1/acks", #"{"sequence":1,"kind":"x"}"#, expect: 409)
+            try await api.call("POST", "/v1/agents/reg1/recommendations/apply", #"{"resource":"files"}"#, expect: 409)
             try await api.call("POST", "/v1/agents/reg1/attach", #"{"pid":\#(attached.pid)}"#, expect: 409)
 
             // Remove.

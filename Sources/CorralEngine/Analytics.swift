@@ -1,0 +1,225 @@
+public import CorralCore
+
+/// A report on agents' usage over a window (`corral report`).
+public struct UsageReport: Codable, Equatable, Sendable {
+    public var generatedAt: Timestamp
+    public var since: Timestamp
+    public var agents: [AgentReport]
+}
+
+public struct AgentReport: Codable, Equatable, Sendable {
+    public var agent: String
+    public var group: String
+    public var state: AgentState
+    public var resources: [ResourceReport]
+    /// Enforcement actions in the window, by action.
+    public var actions: [String: Int]
+    /// Each enforcement action in the window (chart markers).
+    public var events: [ReportEvent]
+    public var recommendations: [Recommendation]
+}
+
+public struct ResourceReport: Codable, Equatable, Sendable {
+    public var resource: Resource
+    public var unit: ResourceUnit
+    public var soft: Double
+    public var hard: Double
+    public var statistics: SeriesStatistics
+    public var pattern: UsagePattern
+    public var confidence: Double
+    public var secondsOverSoft: Double
+    public var secondsOverHard: Double
+    /// Where the figures come from: the in-memory samples or the minute history.
+    public var source: String
+    /// At most ~240 points for a chart (the peak of each stretch).
+    public var points: [ReportPoint]
+}
+
+public struct ReportPoint: Codable, Equatable, Sendable {
+    public var at: Timestamp
+    public var value: Double
+}
+
+public struct ReportEvent: Codable, Equatable, Sendable {
+    public var at: Timestamp
+    public var resource: Resource
+    public var action: EnforcementAction
+    public var succeeded: Bool
+
+    public init(at: Timestamp, resource: Resource, action: EnforcementAction, succeeded: Bool) {
+        self.at = at
+        self.resource = resource
+        self.action = action
+        self.succeeded = succeeded
+    }
+}
+
+extension Engine {
+    /// Samples kept per resource: the analytics window at the sampling interval.
+    var ringCapacity: Int {
+        let window = configuration.intervals.analyticsWindow.seconds
+        let interval = max(configuration.intervals.sampling.seconds, 0.05)
+        return max(60, Int((window / interval).rounded(.up)))
+    }
+
+    /// Keeps readings for analytics: into the ring at most once per sampling
+    /// interval (event storms do not shorten the window), into the minute
+    /// being folded, and hard-limit hits.
+    func remember(_ readings: [UsageReading], of agent: inout Managed, at now: Timestamp) {
+        let spacing = Int64(configuration.intervals.sampling.seconds * 900)  // 90% of the interval, in ms
+        let capacity = ringCapacity
+        for reading in readings where agent.record.limits[reading.resource] != nil || !reading.resource.hasController {
+            var ring = agent.rings[reading.resource] ?? UsageRing(capacity: capacity)
+            if ring.newest.map({ now.milliseconds - $0.milliseconds >= spacing }) ?? true {
+                ring.append(reading.usage, at: now)
+                agent.rings[reading.resource] = ring
+                var accumulator = agent.minutes[reading.resource] ?? MinuteAccumulator()
+                if let minute = accumulator.add(reading.usage, at: now, agent: agent.record.id, resource: reading.resource) {
+                    pendingMinutes.append(minute)
+                }
+                agent.minutes[reading.resource] = accumulator
+            }
+            if reading.hitHard { agent.hardHits[reading.resource, default: []].append(now) }
+        }
+        let horizon = now + (Duration.zero - configuration.intervals.analyticsWindow)
+        for resource in agent.hardHits.keys { agent.hardHits[resource]?.removeAll { $0 < horizon } }
+    }
+
+    /// From `tick`: stores finished minutes every 10 s (pruning what is older
+    /// than the history's retention) and runs the analysis when due.
+    func analyticsDuties(at now: Timestamp) {
+        if !pendingMinutes.isEmpty, lastMinuteFlush.map({ now - $0 >= .seconds(10) }) ?? true {
+            let minutes = pendingMinutes
+            pendingMinutes.removeAll()
+            lastMinuteFlush = now
+            do {
+                try store.record(minutes: minutes, pruneBefore: now + (Duration.zero - Self.historyRetention))
+            } catch {
+                publish(.daemon, agent: nil, "could not store \(minutes.count) minutes of usage history: \(error)")
+            }
+        }
+        guard let due = nextAnalytics else {
+            nextAnalytics = now + configuration.intervals.analytics
+            return
+        }
+        if now >= due {
+            nextAnalytics = now + configuration.intervals.analytics
+            _ = runAnalytics()
+        }
+    }
+
+    /// How long minutes of usage are kept (7 days).
+    public static let historyRetention = Duration.seconds(7 * 86_400)
+
+    /// Classifies every live agent's usage over the analytics window and
+    /// replaces its recommendations (each agent's own only). Returns them all.
+    @discardableResult
+    public func runAnalytics() -> [Recommendation] {
+        let now = clock()
+        let since = now + (Duration.zero - configuration.intervals.analyticsWindow)
+        var all: [Recommendation] = []
+        for id in agents.keys.sorted() {
+            guard let agent = agents[id], agent.record.state.isLive else { continue }
+            let usage = agent.rings.sorted { $0.key < $1.key }.map { resource, ring in
+                ResourceUsage(
+                    resource: resource, values: ring.values(since: since), interval: configuration.intervals.sampling,
+                    hardLimitEvents: agent.hardHits[resource]?.count ?? 0)
+            }
+            let recommendations = Recommender.recommend(
+                agent: id, group: agent.record.group, limits: agent.record.limits, usage: usage,
+                groups: configuration.groups.values.sorted { $0.name < $1.name }, at: now)
+            do {
+                try store.replaceRecommendations(agent: id, with: recommendations)
+            } catch {
+                publish(.daemon, agent: id, "could not store the recommendations of \(id): \(error)")
+            }
+            if !recommendations.isEmpty {
+                publish(
+                    .recommendation, agent: id,
+                    "recommendations for \(id): "
+                        + recommendations.map { "\($0.kind.rawValue) \($0.resource.rawValue)" }.joined(separator: ", "))
+            }
+            all += recommendations
+        }
+        return all
+    }
+
+    public func recommendations(agent: String?) throws -> [Recommendation] {
+        try store.recommendations(agent: agent)
+    }
+
+    /// Applies `agent`'s recommendation for `resource` (an increase or a
+    /// decrease) as a quota override, through the normal path.
+    public func applyRecommendation(agent id: String, resource: Resource) throws -> AgentRecord {
+        let agent = try live(id)
+        guard
+            let recommendation = try store.recommendations(agent: id).first(where: {
+                $0.resource == resource && ($0.kind == .increaseQuota || $0.kind == .decreaseQuota)
+            }), let suggested = recommendation.suggested
+        else {
+            throw EngineError(.notFound, "no increase or decrease recommended for \(resource.rawValue) of \(id) (corral recommend \(id))")
+        }
+        var overrides = agent.record.overrides
+        overrides[resource] = LimitOverride(soft: suggested.soft, hard: suggested.hard)
+        return try setOverrides(id, overrides)
+    }
+
+    /// Usage of `agent` (or every agent with samples) since `since`: from
+    /// the in-memory samples when they reach back that far, else from the
+    /// minute history.
+    public func report(agent filter: String?, since: Timestamp) throws -> UsageReport {
+        let now = clock()
+        var reports: [AgentReport] = []
+        let records = try store.agents()
+        for record in records where filter == nil || record.id == filter {
+            let managed = agents[record.id]
+            guard managed != nil || filter != nil || record.state.isLive else { continue }
+            var resources: [ResourceReport] = []
+            let minutes = try store.usageMinutes(agent: record.id, since: since)
+            for resource in Set(record.limits.resources).union(managed?.rings.keys.map { $0 } ?? []).sorted() {
+                let limit = record.limits[resource]
+                var samples: [(Timestamp, Double)] = []
+                var interval = configuration.intervals.sampling
+                var source = "samples"
+                if let ring = managed?.rings[resource], let oldest = ring.samples().first?.0, oldest <= since || minutes.isEmpty {
+                    samples = ring.samples(since: since)
+                } else {
+                    samples = minutes.filter { $0.resource == resource }.map { ($0.minute, $0.peak) }
+                    interval = .seconds(60)
+                    source = "minutes (peaks)"
+                }
+                guard !samples.isEmpty else { continue }
+                let values = samples.map(\.1)
+                let analysis = PatternClassifier.analyze(values, interval: interval)
+                let soft = limit?.soft ?? .infinity
+                let hard = limit?.hard ?? .infinity
+                resources.append(
+                    ResourceReport(
+                        resource: resource, unit: resource.unit, soft: limit?.soft ?? 0, hard: limit?.hard ?? 0,
+                        statistics: analysis.statistics, pattern: analysis.pattern, confidence: analysis.confidence,
+                        secondsOverSoft: Double(values.filter { $0 > soft }.count) * interval.seconds,
+                        secondsOverHard: Double(values.filter { $0 >= hard }.count) * interval.seconds, source: source,
+                        points: Self.chartPoints(samples)))
+            }
+            let history = try store.history(agent: record.id, since: since, afterID: nil, limit: 10_000)
+            var actions: [String: Int] = [:]
+            for entry in history { actions[entry.action.rawValue, default: 0] += 1 }
+            reports.append(
+                AgentReport(
+                    agent: record.id, group: record.group, state: record.state, resources: resources, actions: actions,
+                    events: history.map { ReportEvent(at: $0.at, resource: $0.resource, action: $0.action, succeeded: $0.succeeded) },
+                    recommendations: try store.recommendations(agent: record.id)))
+        }
+        if let filter, reports.isEmpty { throw EngineError(.notFound, "no agent '\(filter)'") }
+        return UsageReport(generatedAt: now, since: since, agents: reports)
+    }
+
+    /// At most ~240 points: the peak of each stretch, at its start.
+    static func chartPoints(_ samples: [(Timestamp, Double)]) -> [ReportPoint] {
+        let stride = max(1, (samples.count + 239) / 240)
+        return Swift.stride(from: 0, to: samples.count, by: stride).map { start in
+            let slice = samples[start..<min(start + stride, samples.count)]
+            return ReportPoint(at: slice.first!.0, value: slice.map(\.1).max() ?? 0)
+        }
+    }
+}
