@@ -166,7 +166,7 @@ public enum Recommender {
             let ratio = limit.hard / max(limit.soft, 1e-9)
             func sized(_ soft: Double) -> ResourceLimit {
                 var suggested = limit
-                suggested.soft = Self.rounded(soft, unit: unit)
+                suggested.soft = max(Self.rounded(soft, unit: unit), Self.floor(for: unit))
                 suggested.hard = Self.rounded(max(soft * ratio, analysis.statistics.maximum * (1 + safetyMargin)), unit: unit)
                 if let burst = limit.burst { suggested.burst = max(burst, suggested.soft) }
                 return suggested
@@ -192,7 +192,7 @@ public enum Recommender {
                 make(
                     .increaseQuota, sized(max(target, limit.soft * (1 + analysis.trendOverWindow))), analysis.confidence,
                     "growing \(Int((analysis.trendOverWindow * 100).rounded()))% over the window: room for the next one")
-            } else if analysis.pattern == .steady && share < idleShare && target < limit.soft {
+            } else if analysis.pattern == .steady && share < idleShare && sized(target).soft < limit.soft {
                 make(
                     .decreaseQuota, sized(target), analysis.confidence,
                     "steady at \(Int((share * 100).rounded()))% of its hard limit (under \(Int(idleShare * 100))%); decaying P90 \(p90) + \(Int(safetyMargin * 100))% → soft \(unit.format(target))"
@@ -233,6 +233,16 @@ public enum Recommender {
         guard let best = groups.filter(fits).min(by: { size($0) < size($1) }), best.name != current else { return nil }
         if let own = groups.first(where: { $0.name == current }), fits(own), size(own) <= size(best) { return nil }
         return best
+    }
+
+    /// The smallest limit ever suggested: 8 MiB, 1% of a CPU, 4 processes (or files, connections), 64 KiB/s.
+    static func floor(for unit: ResourceUnit) -> Double {
+        switch unit {
+        case .bytes: 8 * 1_048_576
+        case .percentOfCPU: 1
+        case .count: 4
+        case .bytesPerSecond: 65_536
+        }
     }
 
     /// Sizes rounded up to a readable figure: memory to MiB, counts to whole, CPU to 0.5%.

@@ -181,10 +181,14 @@ extension Engine {
                 var samples: [(Timestamp, Double)] = []
                 var interval = configuration.intervals.sampling
                 var source = "samples"
-                if let ring = managed?.rings[resource], let oldest = ring.samples().first?.0, oldest <= since || minutes.isEmpty {
+                let ownMinutes = minutes.filter { $0.resource == resource }
+                // The samples, unless the minute history reaches clearly further back (over two minutes more).
+                if let ring = managed?.rings[resource], let oldest = ring.samples().first?.0,
+                    oldest <= since || (ownMinutes.first.map { oldest - $0.minute <= .seconds(120) } ?? true)
+                {
                     samples = ring.samples(since: since)
                 } else {
-                    samples = minutes.filter { $0.resource == resource }.map { ($0.minute, $0.peak) }
+                    samples = ownMinutes.map { ($0.minute, $0.peak) }
                     interval = .seconds(60)
                     source = "minutes (peaks)"
                 }

@@ -4,6 +4,9 @@
  *       wait START_DELAY_SECONDS (default 0), allocate and touch SIZE_MB (in STEP_MB
  *       steps, default all at once), print "allocated N MB" after each step, then
  *       sleep HOLD_SECONDS (default 0)
+ *   corral-stress memramp SIZE_MB SECONDS [HOLD_SECONDS]
+ *       allocate and touch SIZE_MB evenly over SECONDS (1 MB at a time), then sleep
+ *       HOLD_SECONDS (default 600): a steadily growing agent for the analytics tests
  *   corral-stress spin SECONDS     burn one CPU for SECONDS of wall time
  *   corral-stress fork N [HOLD]    fork up to N children that sleep HOLD seconds (default 30);
  *                                  prints "forked K of N, first failure errno E"
@@ -29,7 +32,7 @@ static double now(void) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] [START_DELAY] | spin SECONDS | fork N [HOLD] | tree N SECONDS | spintree N SECONDS\n");
+    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] [START_DELAY] | memramp SIZE_MB SECONDS [HOLD] | spin SECONDS | fork N [HOLD] | tree N SECONDS | spintree N SECONDS\n");
     return 2;
 }
 
@@ -61,6 +64,30 @@ int main(int argc, char **argv) {
             struct timespec ts = {(time_t)hold, (long)((hold - (time_t)hold) * 1e9)};
             nanosleep(&ts, NULL);
         }
+        return 0;
+    }
+    if (strcmp(argv[1], "memramp") == 0) {
+        long total = argc > 2 ? atol(argv[2]) : 0;
+        double seconds = argc > 3 ? atof(argv[3]) : 0;
+        double hold = argc > 4 ? atof(argv[4]) : 600;
+        if (total <= 0 || seconds <= 0 || hold < 0) return usage();
+        long page = sysconf(_SC_PAGESIZE);
+        double start = now();
+        for (long done = 1; done <= total; done++) {
+            volatile char *p = malloc((size_t)1 << 20);
+            if (!p) { printf("malloc failed after %ld MB\n", done - 1); return 1; }
+            for (size_t i = 0; i < ((size_t)1 << 20); i += (size_t)page) p[i] = (char)(i | 1);
+            double due = start + seconds * (double)done / (double)total;
+            double wait = due - now();
+            if (wait > 0) {
+                struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
+                nanosleep(&ts, NULL);
+            }
+        }
+        printf("allocated %ld MB over %.0f s\n", total, seconds);
+        fflush(stdout);
+        struct timespec ts = {(time_t)hold, 0};
+        nanosleep(&ts, NULL);
         return 0;
     }
     if (strcmp(argv[1], "spin") == 0) {

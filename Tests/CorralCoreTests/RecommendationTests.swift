@@ -87,3 +87,18 @@ struct RecommendationTests {
         }
     }
 }
+
+@Suite("Recommendations never suggest absurdly small limits")
+struct RecommendationFloorTests {
+    @Test func floorsPerUnit() {
+        let idle = [Double](repeating: 0, count: 600)
+        let usage = [Resource.memory, .cpu, .processes].map { ResourceUsage(resource: $0, values: idle, interval: .seconds(1)) }
+        let found = Recommender.recommend(
+            agent: "a", group: "standard_agent", limits: QuotaGroup.standard.limits, usage: usage, groups: QuotaGroup.seedGroups,
+            at: Timestamp(milliseconds: 0))
+        let soft = Dictionary(found.compactMap { r in r.suggested.map { (r.resource, $0.soft) } }) { a, _ in a }
+        #expect(soft[.memory] == Double(8 * 1_048_576))
+        #expect(soft[.cpu] == 1)
+        #expect(soft[.processes] == 4)
+    }
+}

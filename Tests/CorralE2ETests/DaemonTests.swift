@@ -20,7 +20,7 @@ struct DaemonTests {
         let root: String
         var process: Subprocess.Running?
 
-        init(name: String, extraConfig: String = "") throws {
+        init(name: String, intervals: String = "{sampling: 500ms}", extraConfig: String = "") throws {
             let (corral, _) = try E2E.binaries()
             guard let daemon = ProcessInfo.processInfo.environment["CORRAL_DAEMON"], FileManager.default.isExecutableFile(atPath: daemon)
             else {
@@ -37,7 +37,7 @@ struct DaemonTests {
             root = E2E.root(name)
             // Delays shortened from the seed's 30 s / 5 min / 10 min.
             try """
-            intervals: {sampling: 500ms}
+            intervals: \(intervals)
             escalation:
               delays: {warn: 0s, throttle: 3s, suspend: 6s, terminate: 9s}
               termination_grace: 1s
@@ -300,5 +300,64 @@ struct DaemonTests {
         let spacing = zip(stages.dropFirst(), stages).map { Double(($0.at - $1.at).milliseconds) / 1000 }
         E2E.report("recovery spacing (configured 5 s): \(spacing)")
         #expect(spacing.count == 2 && spacing.allSatisfy { $0 >= 5 && $0 < 7 })
+    }
+
+    /// Analytics from real samples: an agent whose memory grows steadily gets
+    /// an increase, an idle one a decrease (and a smaller group); the report
+    /// shows their patterns.
+    @Test func recommendationsFromRealSamples() throws {
+        let (_, stress) = try E2E.binaries()
+        let daemon = try Daemon(
+            name: "analytics", intervals: "{sampling: 500ms, analytics: 1h, analytics_window: 100s}")
+        try daemon.start()
+        defer {
+            for agent in ["grower", "idler"] { _ = try? daemon.cli(["agents", "kill", agent]) }
+            _ = E2E.eventually(timeout: 30) { ((try? daemon.json(["agents", "list"], as: [AgentRecord].self)) ?? [AgentRecord]()).isEmpty }
+            _ = daemon.stop()
+            E2E.removeEmptyTree(daemon.root)
+        }
+        // standard_agent: memory soft 200 MB, hard 500 MB. 5 → 150 MB over 100 s; and 1 MB held.
+        try daemon.startAgent(["--name", "grower", "--", stress, "memramp", "150", "100", "600"])
+        try daemon.startAgent(["--name", "idler", "--", stress, "mem", "1", "600"])
+        Thread.sleep(forTimeInterval: 105)
+        let made = try daemon.json(["recommend", "--run"], as: [Recommendation].self)
+        E2E.report(
+            "recommendations: "
+                + made.map { "\($0.agent) \($0.kind.rawValue) \($0.resource.rawValue) (\($0.pattern.rawValue)): \($0.rationale)" }.joined(
+                    separator: " | "))
+        let grower = made.filter { $0.agent == "grower" && $0.resource == .memory }
+        let idler = made.filter { $0.agent == "idler" && $0.resource == .memory }
+        #expect(grower.contains { $0.kind == .increaseQuota && $0.pattern == .growing })
+        #expect(idler.contains { $0.kind == .decreaseQuota })
+        #expect(made.contains { $0.agent == "idler" && $0.kind == .changeGroup && $0.group == "lightweight_agent" })
+        // Stored per agent: asking for one agent returns only its own.
+        let stored = try daemon.json(["recommend", "idler"], as: [Recommendation].self)
+        #expect(!stored.isEmpty && stored.allSatisfy { $0.agent == "idler" })
+        // The report, as JSON, from the same samples.
+        let report = try daemon.json(["report", "--since", "2m"], as: UsageReportShape.self)
+        let patterns = report.agents.map { agent in
+            "\(agent.agent): " + agent.resources.map { "\($0.resource.rawValue) \($0.pattern.rawValue)" }.joined(separator: ", ")
+        }
+        E2E.report("report: " + patterns.joined(separator: "; "))
+        #expect(report.agents.first { $0.agent == "grower" }?.resources.first { $0.resource == .memory }?.pattern == .growing)
+        // Applying the idle agent's decrease rewrites its memory.high.
+        let applied = try daemon.cli(["recommend", "idler", "--apply", "memory"])
+        #expect(applied.status == 0, "\(applied)")
+        let suggested = idler.first { $0.kind == .decreaseQuota }?.suggested?.soft ?? 0
+        let high = E2E.read(daemon.cgroup("standard_agent", "idler") + "/memory.high")?.trimmingCharacters(in: .whitespacesAndNewlines)
+        E2E.report("idler memory.high after apply: \(high ?? "?") (suggested \(Int(suggested)))")
+        #expect(high == String(Int64(suggested)))
+    }
+
+    struct UsageReportShape: Decodable {
+        struct Agent: Decodable {
+            struct Resource: Decodable {
+                var resource: CorralCore.Resource
+                var pattern: UsagePattern
+            }
+            var agent: String
+            var resources: [Resource]
+        }
+        var agents: [Agent]
     }
 }
