@@ -25,7 +25,7 @@ struct Reader {
     static let topKeys = ["cgroup_root", "intervals", "reservation", "escalation", "recovery", "handlers", "groups", "agents"]
     static let recoveryKeys = ["stage_interval", "quiet_period", "usage_below", "thaw_suspended"]
     static let handlerKeys = ["migrate", "custom", "timeout"]
-    static let intervalKeys = ["sampling", "analytics", "analytics_window"]
+    static let intervalKeys = ["sampling", "analytics", "analytics_window", "history_retention"]
     static let reservationKeys = ["memory", "cpu", "processes"]
     static let escalationKeys = ["delays", "termination_grace", "degradation_signal"]
     static let groupKeys = ["description", "limits", "totals", "escalation"]
@@ -197,6 +197,7 @@ struct Reader {
                     switch key {
                     case "sampling": configuration.intervals.sampling = duration
                     case "analytics": configuration.intervals.analytics = duration
+                    case "history_retention": configuration.intervals.historyRetention = duration
                     default: configuration.intervals.analyticsWindow = duration
                     }
                 }

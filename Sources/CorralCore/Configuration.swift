@@ -70,6 +70,8 @@ public struct Intervals: Equatable, Codable, Sendable {
     public var sampling: Duration
     public var analytics: Duration
     public var analyticsWindow: Duration
+    /// How long minutes of usage history are kept in the database (7 days).
+    public var historyRetention: Duration = .seconds(7 * 86_400)
 
     public init(sampling: Duration, analytics: Duration, analyticsWindow: Duration) {
         self.sampling = sampling

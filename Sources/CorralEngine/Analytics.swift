@@ -86,14 +86,14 @@ extension Engine {
     }
 
     /// From `tick`: stores finished minutes every 10 s (pruning what is older
-    /// than the history's retention) and runs the analysis when due.
+    /// than `intervals.history_retention`) and runs the analysis when due.
     func analyticsDuties(at now: Timestamp) {
         if !pendingMinutes.isEmpty, lastMinuteFlush.map({ now - $0 >= .seconds(10) }) ?? true {
             let minutes = pendingMinutes
             pendingMinutes.removeAll()
             lastMinuteFlush = now
             do {
-                try store.record(minutes: minutes, pruneBefore: now + (Duration.zero - Self.historyRetention))
+                try store.record(minutes: minutes, pruneBefore: now + (Duration.zero - configuration.intervals.historyRetention))
             } catch {
                 publish(.daemon, agent: nil, "could not store \(minutes.count) minutes of usage history: \(error)")
             }
@@ -107,9 +107,6 @@ extension Engine {
             _ = runAnalytics()
         }
     }
-
-    /// How long minutes of usage are kept (7 days).
-    public static let historyRetention = Duration.seconds(7 * 86_400)
 
     /// Classifies every live agent's usage over the analytics window and
     /// replaces its recommendations (each agent's own only). Returns them all.

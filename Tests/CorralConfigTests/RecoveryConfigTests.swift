@@ -7,6 +7,8 @@ struct RecoveryConfigTests {
     @Test func recoveryPolicyAndSignals() throws {
         let configuration = try ConfigLoader.load(
             """
+            intervals:
+              history_retention: 2d
             escalation:
               degradation_signal: SIGUSR1
             recovery:
@@ -30,6 +32,8 @@ struct RecoveryConfigTests {
             configuration.recovery
                 == RecoveryPolicy(stageInterval: .seconds(5), quietPeriod: .seconds(10), usageBelow: 0.7, thawSuspended: false))
         #expect(configuration.escalation.degradationSignal == 10)
+        #expect(configuration.intervals.historyRetention == .seconds(2 * 86_400))
+        #expect(CorralConfiguration.builtIn.intervals.historyRetention == .seconds(7 * 86_400))
         #expect(configuration.escalation(for: "quiet").degradationSignal == 12)
         #expect(configuration.escalation(for: "silent").degradationSignal == nil)
         #expect(configuration.escalation(for: "standard_agent").degradationSignal == 10)
