@@ -199,6 +199,7 @@ struct HarnessTests {
         let before = Self.openDescriptors()
         for _ in 0..<200 { #expect(try Subprocess.run("/bin/true", []).status == 0) }
         let after = Self.openDescriptors()
-        #expect(after - before < 20, "\(before) descriptors before 200 commands, \(after) after")
+        // A leak of even one descriptor per command shows as 200; other tests running meanwhile open a few.
+        #expect(after - before < 100, "\(before) descriptors before 200 commands, \(after) after")
     }
 }
