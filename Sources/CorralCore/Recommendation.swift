@@ -167,7 +167,7 @@ public enum Recommender {
             func sized(_ soft: Double) -> ResourceLimit {
                 var suggested = limit
                 suggested.soft = max(Self.rounded(soft, unit: unit), Self.floor(for: unit))
-                suggested.hard = Self.rounded(max(soft * ratio, analysis.statistics.maximum * (1 + safetyMargin)), unit: unit)
+                suggested.hard = Self.rounded(max(suggested.soft * ratio, analysis.statistics.maximum * (1 + safetyMargin)), unit: unit)
                 if let burst = limit.burst { suggested.burst = max(burst, suggested.soft) }
                 return suggested
             }

@@ -100,5 +100,12 @@ struct RecommendationFloorTests {
         #expect(soft[.memory] == Double(8 * 1_048_576))
         #expect(soft[.cpu] == 1)
         #expect(soft[.processes] == 4)
+        // The hard limit follows the floored soft one (the group's ratio): never below it.
+        for recommendation in found {
+            guard let suggested = recommendation.suggested else { continue }
+            #expect(suggested.hard >= suggested.soft, "\(recommendation.resource): \(suggested)")
+            #expect(suggested.problems(for: recommendation.resource).isEmpty, "\(suggested.problems(for: recommendation.resource))")
+        }
+        #expect(found.first { $0.resource == .memory }?.suggested?.hard == Double(20 * 1_048_576), "8 MiB × 2.5")
     }
 }
