@@ -1,5 +1,6 @@
 import CorralCore
 import CorralEngine
+import Foundation
 import Testing
 
 @Suite("Engine: degradation, staged recovery, thaw on recovery")
@@ -61,5 +62,21 @@ struct DegradationEngineTests {
         await harness.keepObserving("s2", [.processes: 25], for: .seconds(5))
         await harness.keepObserving("s2", [.processes: 1], for: .seconds(60))
         #expect(try await harness.engine.status(of: "s2").agent.state == .suspended)
+    }
+
+    @Test("a program that does not listen gets the group's degradation signal when its level rises, once per rise")
+    func degradationSignal() async throws {
+        let child = try SleepingChild()
+        defer { child.stop() }
+        var configuration = Self.configuration
+        configuration.escalation.degradationSignal = SIGUSR1
+        let harness = try EngineHarness(configuration: configuration)
+        _ = try await harness.start()
+        harness.fs.seed(.anchor, procs: [child.pid])
+        _ = try await harness.engine.adopt(pid: child.pid, id: "plain", group: "standard_agent")
+        await harness.keepObserving("plain", [.memory: 150_000_000], for: .seconds(2))  // 0.75: no level
+        #expect(child.waitForSignal(timeout: .milliseconds(300)) == nil)
+        await harness.keepObserving("plain", [.memory: 190_000_000], for: .seconds(2))  // 0.95: minimal
+        #expect(child.waitForSignal() == SIGUSR1)
     }
 }
