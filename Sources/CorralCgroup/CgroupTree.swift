@@ -315,7 +315,12 @@ public struct CgroupTree: Sendable {
 
     /// Waits until `path` has no live process (cgroup.events `populated 0`).
     public func waitUntilEmpty(_ path: CgroupPath, timeout: Duration) throws(CgroupError) -> Bool {
-        try fs.wait(for: .events, of: path, timeout: timeout) { !CgroupEvents(parsing: $0).populated } != nil
+        do {
+            return try fs.wait(for: .events, of: path, timeout: timeout) { !CgroupEvents(parsing: $0).populated } != nil
+        } catch  where error.code == .removed || error.code == .notFound {
+            // Removed meanwhile (by whoever supervises it): only an empty cgroup can be removed.
+            return true
+        }
     }
 
     /// Removes `path`, retrying while the kernel still reports it busy (dying

@@ -152,6 +152,16 @@ import Testing
         #expect(try h.tree.waitUntilEmpty(leaf, timeout: .milliseconds(10)))
     }
 
+    /// Its supervisor (corral run) may remove the cgroup as soon as the last
+    /// process is gone: reading cgroup.events then fails with ENODEV.
+    @Test func aCgroupRemovedWhileWaitingIsEmpty() throws {
+        let h = populated()
+        h.fs.inject(.operationNotSupportedByDevice, on: .wait, path: leaf)
+        #expect(try h.tree.waitUntilEmpty(leaf, timeout: .milliseconds(10)))
+        h.fs.inject(.permissionDenied, on: .wait, path: leaf)
+        #expect(throws: CgroupError.self) { try h.tree.waitUntilEmpty(leaf, timeout: .milliseconds(10)) }
+    }
+
     // MARK: remove
 
     @Test func removeRetriesBusyWithDoublingSleepsAndGivesUpAfterTenTries() throws {
