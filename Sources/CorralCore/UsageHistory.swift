@@ -32,11 +32,14 @@ public struct UsageRing: Sendable {
 
     /// Moves `base` to the oldest kept sample (or `time`), re-expressing the offsets.
     private mutating func rebase(to time: Timestamp) {
-        let oldest = count > 0 ? samples().first!.0.milliseconds : time.milliseconds
+        let oldest = self.oldest?.milliseconds ?? time.milliseconds
         let shift = oldest - (base ?? oldest)
         for i in offsets.indices { offsets[i] = Int32(clamping: Int64(offsets[i]) - shift) }
         base = oldest
     }
+
+    /// The oldest kept sample's time.
+    public var oldest: Timestamp? { count > 0 ? time(at: (next - count + capacity) % capacity) : nil }
 
     private func time(at index: Int) -> Timestamp { Timestamp(milliseconds: (base ?? 0) + Int64(offsets[index])) }
 

@@ -180,7 +180,7 @@ extension Engine {
                 var source = "samples"
                 let ownMinutes = minutes.filter { $0.resource == resource }
                 // The samples, unless the minute history reaches clearly further back (over two minutes more).
-                if let ring = managed?.rings[resource], let oldest = ring.samples().first?.0,
+                if let ring = managed?.rings[resource], let oldest = ring.oldest,
                     oldest <= since || (ownMinutes.first.map { oldest - $0.minute <= .seconds(120) } ?? true)
                 {
                     samples = ring.samples(since: since)

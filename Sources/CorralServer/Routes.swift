@@ -51,6 +51,15 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         request.uri.queryParameters[Substring(name)].map(String.init)
     }
 
+    /// `?agent=ID`, checked like a path id.
+    @Sendable func agentQuery(_ request: Request) throws -> String? {
+        let agent = query(request, "agent")
+        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
+            throw APIError(.badRequest, "bad_request", problem)
+        }
+        return agent
+    }
+
     let v1 = router.group("v1")
 
     v1.get("health") { _, _ in
@@ -192,34 +201,20 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         return jsonResponse(try await engineCall { try await engine.applyRecommendation(agent: id, resource: body.resource) })
     }
     v1.get("recommendations") { request, _ in
-        let agent = query(request, "agent")
-        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
-            throw APIError(.badRequest, "bad_request", problem)
-        }
+        let agent = try agentQuery(request)
         return jsonResponse(RecommendationList(recommendations: try await engineCall { try await engine.recommendations(agent: agent) }))
     }
     v1.post("analytics/run") { _, _ in
         jsonResponse(RecommendationList(recommendations: await engine.runAnalytics()))
     }
     v1.get("report") { request, _ in
-        let agent = query(request, "agent")
-        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
-            throw APIError(.badRequest, "bad_request", problem)
-        }
-        let since = try query(request, "since").map { text -> Timestamp in
-            guard let time = Timestamp(iso8601: text) else {
-                throw APIError(.badRequest, "bad_request", "since must be an ISO 8601 UTC time like 2026-11-29T09:00:00Z, not '\(text)'")
-            }
-            return time
-        }
+        let agent = try agentQuery(request)
+        let since = try sinceParameter(request)
         return jsonResponse(
             try await engineCall { try await engine.report(agent: agent, since: since ?? Engine.wallClock() + .seconds(-3600)) })
     }
     v1.get("degradation") { request, _ in
-        let agent = query(request, "agent")
-        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
-            throw APIError(.badRequest, "bad_request", problem)
-        }
+        let agent = try agentQuery(request)
         let limit = try limitParameter(request)
         return jsonResponse(
             DegradationList(plans: try await engineCall { try await engine.degradationHistory(agent: agent, limit: limit) }))
@@ -227,10 +222,7 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
 
     // History and events
     v1.get("history") { request, _ in
-        let agent = query(request, "agent")
-        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
-            throw APIError(.badRequest, "bad_request", problem)
-        }
+        let agent = try agentQuery(request)
         return try await history(engine, request, agent: agent)
     }
     v1.get("events/recent") { request, _ in
@@ -240,10 +232,7 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         return jsonResponse(EventList(events: Array(events)))
     }
     v1.get("events") { request, _ in
-        let agent = query(request, "agent")
-        if let agent, let problem = CgroupName.problem(with: agent, what: "agent id") {
-            throw APIError(.badRequest, "bad_request", problem)
-        }
+        let agent = try agentQuery(request)
         let after = try query(request, "after").map { text -> Int64 in
             guard let value = Int64(text), value >= 0 else {
                 throw APIError(.badRequest, "bad_request", "after must be an event sequence number, not '\(text)'")
@@ -278,27 +267,26 @@ func limitParameter(_ request: Request) throws -> Int {
     return value
 }
 
-func history(_ engine: Engine, _ request: Request, agent: String?) async throws -> Response {
-    let parameters = request.uri.queryParameters
-    let since = try parameters["since"].map { text -> Timestamp in
+/// `?since=TIME` (ISO 8601 UTC), nil when absent.
+func sinceParameter(_ request: Request) throws -> Timestamp? {
+    try request.uri.queryParameters["since"].map { text -> Timestamp in
         guard let time = Timestamp(iso8601: String(text)) else {
             throw APIError(.badRequest, "bad_request", "since must be an ISO 8601 UTC time like 2026-11-29T09:00:00Z, not '\(text)'")
         }
         return time
     }
+}
+
+func history(_ engine: Engine, _ request: Request, agent: String?) async throws -> Response {
+    let parameters = request.uri.queryParameters
+    let since = try sinceParameter(request)
     let after = try parameters["after"].map { text -> Int64 in
         guard let value = Int64(String(text)), value >= 0 else {
             throw APIError(.badRequest, "bad_request", "after must be a record id, not '\(text)'")
         }
         return value
     }
-    let limit =
-        try parameters["limit"].map { text -> Int in
-            guard let value = Int(String(text)), (1...10000).contains(value) else {
-                throw APIError(.badRequest, "bad_request", "limit must be between 1 and 10000, not '\(text)'")
-            }
-            return value
-        } ?? 1000
+    let limit = try limitParameter(request)
     let records = try await engineCall { try await engine.history(agent: agent, since: since, afterID: after, limit: limit) }
     return jsonResponse(HistoryList(records: records))
 }
