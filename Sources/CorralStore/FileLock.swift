@@ -29,10 +29,22 @@ final class FileLock: Sendable {
                 message: "state database \(databasePath): cannot create its lock file \(path): \(String(cString: strerror(code)))",
                 fix: "check that \((databasePath as NSString).deletingLastPathComponent) exists and is writable by this user")
         }
-        var result: Int32
-        repeat { result = flock(fd, LOCK_EX | LOCK_NB) } while result < 0 && errno == EINTR
+        // A refusal is retried for a moment: the lock belongs to the open file
+        // description, and a child forked by any thread of the last holder's
+        // process (a test binary, a daemon spawning agents) shares it until
+        // that child execs — a window of microseconds to a few milliseconds.
+        var result: Int32 = -1
+        var code: Int32 = 0
+        let deadline = ContinuousClock.now.advanced(by: Self.patience)
+        while true {
+            repeat {
+                result = flock(fd, LOCK_EX | LOCK_NB)
+                code = result < 0 ? errno : 0
+            } while code == EINTR
+            guard code == EWOULDBLOCK, ContinuousClock.now < deadline else { break }
+            usleep(10_000)
+        }
         guard result == 0 else {
-            let code = errno
             let holder = Self.readHolder(fd)
             close(fd)
             guard code == EWOULDBLOCK else {
@@ -52,6 +64,9 @@ final class FileLock: Sendable {
         }
         descriptor = Mutex(fd)
     }
+
+    /// How long a held lock is waited for before `.locked` is thrown.
+    static let patience = Duration.milliseconds(500)
 
     deinit { release() }
 

@@ -76,6 +76,27 @@ struct FileTests {
         try second.close()
     }
 
+    /// A lock held for a moment (a child forked by another thread of the
+    /// holder's process shares it until it execs) is waited for, not refused.
+    @Test func aLockHeldForAMomentIsWaitedFor() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let fd = open(directory.database + "-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        try #require(fd >= 0)
+        try #require(flock(fd, LOCK_EX | LOCK_NB) == 0)
+        let releaser = Thread {
+            usleep(100_000)
+            close(fd)
+        }
+        releaser.start()
+        let started = ContinuousClock.now
+        let store = try CorralStore(path: directory.database)
+        try store.close()
+        let waited = ContinuousClock.now - started
+        #expect(waited >= .milliseconds(90))
+        #expect(waited < .seconds(5))
+    }
+
     @Test func aClosedStoreSaysSo() throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -171,7 +192,7 @@ struct FileTests {
         try bytes.write(to: URL(fileURLWithPath: directory.database))
 
         let error = #expect(throws: StoreError.self) { try CorralStore(path: directory.database) }
-        #expect(error?.code == .notCorral)
+        #expect(error?.code == .notCorral, "\(error.map(String.init(describing:)) ?? "no error")")
         #expect(error?.message.contains("application id 12345678") == true)
         #expect(FileManager.default.contents(atPath: directory.database) == bytes)
     }
