@@ -92,7 +92,7 @@ let package = Package(
         // Durable state in SQLite (WAL) through GRDB: agents, enforcement history, ladders.
         .target(
             name: "CorralStore",
-            dependencies: ["CorralCore", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["CorralCore", "CCorralLinux", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
 
@@ -148,8 +148,8 @@ let package = Package(
         .executableTarget(
             name: "corral-bench",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CorralEngine", "CorralRuntime", "CorralServer", "CorralStore", "CorralTestSupport",
-                "CorralWatcher",
+                "CCorralLinux", "CorralCore", "CorralCgroup", "CorralEngine", "CorralRuntime", "CorralServer", "CorralStore",
+                "CorralTestSupport", "CorralWatcher",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict

@@ -6,6 +6,9 @@
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int corral_eventfd(void) {
@@ -35,4 +38,17 @@ int corral_inotify_init(void) {
 
 int corral_set_thread_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
+}
+
+int corral_set_thread_nice(int nice) {
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    return setpriority(PRIO_PROCESS, (id_t)tid, nice) == 0 ? 0 : errno;
+}
+
+#ifndef MCL_ONFAULT
+#define MCL_ONFAULT 4
+#endif
+
+int corral_lock_memory(void) {
+    return mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0 ? 0 : errno;
 }

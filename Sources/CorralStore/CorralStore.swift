@@ -16,7 +16,8 @@ internal import GRDB
 ///     }
 ///
 /// Calls block the calling thread for the time of one SQLite transaction
-/// (about 0.1 ms; milliseconds when SQLite checkpoints the WAL).
+/// (about 0.1 ms). WAL checkpoints run on a thread of their own, never in a
+/// commit (see `Checkpointer`).
 /// Readers do not wait for the writer: a reader sees the last committed state.
 ///
 /// Durability: `synchronous = NORMAL` with WAL. A commit is in the WAL file
@@ -37,6 +38,7 @@ public final class CorralStore: Sendable {
 
     private let database: any DatabaseWriter
     private let lock: FileLock?
+    private let checkpointer: Checkpointer?
 
     /// Opens (creating when missing) the database at `path`, after taking the
     /// `<path>-lock` file so no other `corral serve` uses it, and migrates it
@@ -46,17 +48,26 @@ public final class CorralStore: Sendable {
     /// `.notCorral`, `.newerSchema`, `.corrupt`, `.permissionDenied`, …
     /// A file that is not Corral's is never modified (only the lock file is
     /// created beside it).
-    public convenience init(path: String) throws {
+    ///
+    /// `checkpointInterval`: how often a thread of the store copies the WAL
+    /// back into the database file (see `Checkpointer`), off the commit path.
+    public convenience init(path: String, checkpointInterval: Duration = .seconds(1)) throws {
         let lock = try FileLock(databasePath: path)
         let pool: DatabasePool
+        let checkpointer: Checkpointer
         do {
-            pool = try DatabasePool(path: path, configuration: Self.configuration(path: path))
+            var configuration = Self.configuration(path: path)
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Checkpointer.backstopPages)")
+            }
+            pool = try DatabasePool(path: path, configuration: configuration)
             try Schema.migrator.migrate(pool)
+            checkpointer = try Checkpointer(path: path, interval: checkpointInterval)
         } catch {
             lock.release()
             throw StoreError.explain(error, path: path, operation: "opening")
         }
-        self.init(path: path, database: pool, lock: lock)
+        self.init(path: path, database: pool, lock: lock, checkpointer: checkpointer)
     }
 
     /// A private database in memory, for tests.
@@ -65,17 +76,20 @@ public final class CorralStore: Sendable {
         do {
             let queue = try DatabaseQueue(configuration: configuration(path: path))
             try Schema.migrator.migrate(queue)
-            return CorralStore(path: path, database: queue, lock: nil)
+            return CorralStore(path: path, database: queue, lock: nil, checkpointer: nil)
         } catch {
             throw StoreError.explain(error, path: path, operation: "opening")
         }
     }
 
-    private init(path: String, database: any DatabaseWriter, lock: FileLock?) {
+    private init(path: String, database: any DatabaseWriter, lock: FileLock?, checkpointer: Checkpointer?) {
         self.path = path
         self.database = database
         self.lock = lock
+        self.checkpointer = checkpointer
     }
+
+    deinit { checkpointer?.stop() }
 
     private static func configuration(path: String) -> Configuration {
         var configuration = Configuration()
@@ -93,7 +107,19 @@ public final class CorralStore: Sendable {
     /// `StoreError.Code.closed`. Dropping the last reference closes too.
     public func close() throws {
         defer { lock?.release() }
+        checkpointer?.stop()
         try perform("closing") { try database.close() }
+    }
+
+    /// Copies the WAL into the database file now, on the checkpoint thread,
+    /// and returns the WAL's frame count and how many of them are copied.
+    /// (It happens every `checkpointInterval` anyway.)
+    @discardableResult
+    public func checkpointNow() -> (walFrames: Int, checkpointed: Int, error: String?) {
+        guard let checkpointer else { return (0, 0, nil) }
+        checkpointer.checkpointNow()
+        let progress = checkpointer.progress
+        return (progress.walFrames, progress.checkpointedFrames, progress.lastError)
     }
 
     // MARK: - Transactions

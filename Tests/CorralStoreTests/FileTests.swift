@@ -236,3 +236,56 @@ struct FileTests {
         #expect(error?.fix?.contains("/nonexistent-corral-") == true)
     }
 }
+
+@Suite("WAL checkpoints off the commit path")
+struct CheckpointTests {
+    func size(_ path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? -1
+    }
+
+    /// Commits only append to the WAL, past SQLite's usual 1,000-page
+    /// checkpoint; the store's checkpoint thread copies it back.
+    @Test func commitsNeverCheckpointTheCheckpointThreadDoes() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try CorralStore(path: directory.database, checkpointInterval: .seconds(3600))
+        defer { try? store.close() }
+        let before = size(directory.database)
+        #expect(try store.unsafeFetch("PRAGMA wal_autocheckpoint") == "\(Checkpointer.backstopPages)")
+        for index in 0..<600 {
+            _ = try store.write { try $0.append(Sample.record(index: index)) }
+        }
+        // Each transaction writes two or three pages to the WAL: past SQLite's
+        // default 1,000 (below the store's backstop), yet no page reached the
+        // database file.
+        #expect(size(directory.database + "-wal") > 1000 * 4096)
+        #expect(size(directory.database) == before)
+
+        let result = store.checkpointNow()
+        #expect(result.error == nil)
+        #expect(result.walFrames > 1000)
+        #expect(result.checkpointed == result.walFrames)
+        #expect(size(directory.database) > before)
+        #expect(try store.history(limit: 10_000).count == 600)
+    }
+
+    /// Left alone, the thread checkpoints every interval; closing stops it
+    /// and leaves no WAL behind.
+    @Test func theThreadCheckpointsByItselfAndStopsAtClose() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let store = try CorralStore(path: directory.database, checkpointInterval: .milliseconds(20))
+        let before = size(directory.database)
+        for index in 0..<200 {
+            _ = try store.write { try $0.append(Sample.record(index: index)) }
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while size(directory.database) == before, ContinuousClock.now < deadline { usleep(5000) }
+        #expect(size(directory.database) > before)
+        try store.close()
+        #expect(!FileManager.default.fileExists(atPath: directory.database + "-wal"))
+        let reopened = try CorralStore(path: directory.database)
+        defer { try? reopened.close() }
+        #expect(try reopened.history(limit: 10_000).count == 200)
+    }
+}

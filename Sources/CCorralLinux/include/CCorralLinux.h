@@ -136,4 +136,14 @@ int corral_inotify_init(void);
 /* Names the calling thread (at most 15 bytes) for ps/top; 0 or an errno value. */
 int corral_set_thread_name(const char *name);
 
+/* Sets the calling thread's nice value (this thread only: setpriority on its
+ * tid); lowering it needs CAP_SYS_NICE. 0 or an errno value. */
+int corral_set_thread_nice(int nice);
+
+/* mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT): every page of the process
+ * stays in memory once touched (no prefaulting), so that a host short of
+ * memory cannot evict the daemon's code or data while it must act.
+ * Needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK. 0 or an errno value. */
+int corral_lock_memory(void);
+
 #endif
