@@ -313,6 +313,10 @@ public struct AgentLadder: Equatable, Codable, Sendable {
     /// waits for the next observation showing the violation, at the latest
     /// the one at the clear time; it is not reported again, so an engine that
     /// samples at `nextDue` does not spin on a time already past.
+    /// No violation and no pending request: nothing is ever due
+    /// (`nextDue` is nil), whatever the limits and settings.
+    public var isQuiet: Bool { episodes.isEmpty && scaleDowns.isEmpty }
+
     public func nextDue(limits: LimitSet, settings: LadderSettings) -> Timestamp? {
         func rechecked(_ due: Timestamp) -> Bool { lastObserved.map { $0 >= due } ?? false }
         var times: [Timestamp] = []

@@ -87,16 +87,11 @@ extension Engine {
 
     /// From `tick`: stores finished minutes every 10 s (pruning what is older
     /// than `intervals.history_retention`) and runs the analysis when due.
+    /// Both run on the background queue: the engine never waits for them.
     func analyticsDuties(at now: Timestamp) {
         if !pendingMinutes.isEmpty, lastMinuteFlush.map({ now - $0 >= .seconds(10) }) ?? true {
-            let minutes = pendingMinutes
-            pendingMinutes.removeAll()
             lastMinuteFlush = now
-            do {
-                try store.record(minutes: minutes, pruneBefore: now + (Duration.zero - configuration.intervals.historyRetention))
-            } catch {
-                publish(.daemon, agent: nil, "could not store \(minutes.count) minutes of usage history: \(error)")
-            }
+            storePendingMinutes(at: now)
         }
         guard let due = nextAnalytics else {
             nextAnalytics = now + configuration.intervals.analytics
@@ -104,41 +99,79 @@ extension Engine {
         }
         if now >= due {
             nextAnalytics = now + configuration.intervals.analytics
-            _ = runAnalytics()
+            let job = analyticsJob(at: now)
+            background.async { _ = job.run() }
         }
+    }
+
+    static let minutesPerTransaction = 20
+
+    /// Hands the finished minutes to the background queue.
+    func storePendingMinutes(at now: Timestamp) {
+        guard !pendingMinutes.isEmpty else { return }
+        let minutes = pendingMinutes
+        pendingMinutes.removeAll()
+        let store = store
+        let hub = hub
+        let pruneBefore = now + (Duration.zero - configuration.intervals.historyRetention)
+        // Small transactions: the engine's commits wait for SQLite's write
+        // lock while one runs (a minute of 200 agents is 600 rows).
+        let chunks = stride(from: 0, to: minutes.count, by: Self.minutesPerTransaction).map {
+            Array(minutes[$0..<min($0 + Self.minutesPerTransaction, minutes.count)])
+        }
+        for (index, chunk) in chunks.enumerated() {
+            let last = index == chunks.count - 1
+            background.async {
+                do {
+                    try store.record(minutes: chunk, pruneBefore: last ? pruneBefore : nil)
+                } catch {
+                    hub.publish(
+                        CorralEvent(
+                            at: now, kind: .daemon, agent: nil, message: "could not store \(chunk.count) minutes of usage history: \(error)"
+                        ))
+                }
+            }
+        }
+    }
+
+    /// Waits until every queued step is committed, stores the finished
+    /// minutes and waits until everything handed to the background queue is
+    /// done (graceful stop, before the store closes; tests).
+    public func settle() async {
+        committer.drain()
+        storePendingMinutes(at: clock())
+        let background = background
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in background.async { done.resume() } }
     }
 
     /// Classifies every live agent's usage over the analytics window and
     /// replaces its recommendations (each agent's own only). Returns them all.
+    /// The engine only copies the samples (copy-on-write: no bytes move); the
+    /// analysis runs on the background queue while the engine goes on.
     @discardableResult
-    public func runAnalytics() -> [Recommendation] {
-        let now = clock()
-        let since = now + (Duration.zero - configuration.intervals.analyticsWindow)
-        var all: [Recommendation] = []
-        for id in agents.keys.sorted() {
-            guard let agent = agents[id], agent.record.state.isLive else { continue }
-            let usage = agent.rings.sorted { $0.key < $1.key }.map { resource, ring in
-                ResourceUsage(
-                    resource: resource, values: ring.values(since: since), interval: configuration.intervals.sampling,
-                    hardLimitEvents: agent.hardHits[resource]?.count ?? 0)
-            }
-            let recommendations = Recommender.recommend(
-                agent: id, group: agent.record.group, limits: agent.record.limits, usage: usage,
-                groups: configuration.groups.values.sorted { $0.name < $1.name }, at: now)
-            do {
-                try store.replaceRecommendations(agent: id, with: recommendations)
-            } catch {
-                publish(.daemon, agent: id, "could not store the recommendations of \(id): \(error)")
-            }
-            if !recommendations.isEmpty {
-                publish(
-                    .recommendation, agent: id,
-                    "recommendations for \(id): "
-                        + recommendations.map { "\($0.kind.rawValue) \($0.resource.rawValue)" }.joined(separator: ", "))
-            }
-            all += recommendations
+    public func runAnalytics() async -> [Recommendation] {
+        let job = analyticsJob(at: clock())
+        let background = background
+        return await withCheckedContinuation { (done: CheckedContinuation<[Recommendation], Never>) in
+            background.async { done.resume(returning: job.run()) }
         }
-        return all
+    }
+
+    /// What the analysis needs, taken from the live agents at `now`.
+    func analyticsJob(at now: Timestamp) -> AnalyticsJob {
+        var agents: [AnalyticsJob.Agent] = []
+        for id in self.agents.keys.sorted() {
+            guard let agent = self.agents[id], agent.record.state.isLive else { continue }
+            agents.append(
+                AnalyticsJob.Agent(
+                    id: id, group: agent.record.group, limits: agent.record.limits,
+                    rings: agent.rings.sorted { $0.key < $1.key },
+                    hardHits: agent.hardHits.mapValues(\.count)))
+        }
+        return AnalyticsJob(
+            agents: agents, groups: configuration.groups.values.sorted { $0.name < $1.name },
+            interval: configuration.intervals.sampling, since: now + (Duration.zero - configuration.intervals.analyticsWindow),
+            now: now, store: store, hub: hub)
     }
 
     public func recommendations(agent: String?) throws -> [Recommendation] {
@@ -222,5 +255,56 @@ extension Engine {
             let slice = samples[start..<min(start + stride, samples.count)]
             return ReportPoint(at: slice.first!.0, value: slice.map(\.1).max() ?? 0)
         }
+    }
+}
+
+/// One analysis run, detached from the engine: the samples (rings shared
+/// copy-on-write), the groups, and where the results go.
+struct AnalyticsJob: Sendable {
+    struct Agent: Sendable {
+        var id: String
+        var group: String
+        var limits: LimitSet
+        var rings: [(key: Resource, value: UsageRing)]
+        var hardHits: [Resource: Int]
+    }
+
+    var agents: [Agent]
+    var groups: [QuotaGroup]
+    var interval: Duration
+    var since: Timestamp
+    var now: Timestamp
+    var store: any EngineStore
+    var hub: EventHub
+
+    /// Classifies, recommends, stores each agent's recommendations (replacing
+    /// only its own) and publishes them. Returns them all.
+    func run() -> [Recommendation] {
+        var all: [Recommendation] = []
+        for agent in agents {
+            let usage = agent.rings.map { resource, ring in
+                ResourceUsage(
+                    resource: resource, values: ring.values(since: since), interval: interval,
+                    hardLimitEvents: agent.hardHits[resource] ?? 0)
+            }
+            let recommendations = Recommender.recommend(
+                agent: agent.id, group: agent.group, limits: agent.limits, usage: usage, groups: groups, at: now)
+            do {
+                try store.replaceRecommendations(agent: agent.id, with: recommendations)
+            } catch {
+                hub.publish(
+                    CorralEvent(
+                        at: now, kind: .daemon, agent: agent.id, message: "could not store the recommendations of \(agent.id): \(error)"))
+            }
+            if !recommendations.isEmpty {
+                hub.publish(
+                    CorralEvent(
+                        at: now, kind: .recommendation, agent: agent.id,
+                        message: "recommendations for \(agent.id): "
+                            + recommendations.map { "\($0.kind.rawValue) \($0.resource.rawValue)" }.joined(separator: ", ")))
+            }
+            all += recommendations
+        }
+        return all
     }
 }

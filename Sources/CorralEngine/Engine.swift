@@ -24,13 +24,19 @@ public struct AgentObservation: Sendable {
     public var sample: CgroupSample?
     /// When the watcher saw the kernel's signal (for latency figures).
     public var seen: ContinuousClock.Instant
+    /// A periodic sample (not a kernel event, a PSI trigger or a requested
+    /// read): the engine's queue takes these after the others.
+    public var routine: Bool
 
-    public init(agent: String, at: Timestamp, readings: [UsageReading], sample: CgroupSample?, seen: ContinuousClock.Instant) {
+    public init(
+        agent: String, at: Timestamp, readings: [UsageReading], sample: CgroupSample?, seen: ContinuousClock.Instant, routine: Bool = false
+    ) {
         self.agent = agent
         self.at = at
         self.readings = readings
         self.sample = sample
         self.seen = seen
+        self.routine = routine
     }
 }
 
@@ -140,7 +146,19 @@ public actor Engine {
 
     nonisolated public let tree: CgroupTree
     nonisolated public let hub: EventHub
-    let store: any EngineStore
+    /// The store, once every step queued for commit is committed (so what
+    /// the engine reads or writes here follows its steps, in order).
+    var store: any EngineStore {
+        committer.drain()
+        return backingStore
+    }
+    private let backingStore: any EngineStore
+
+    /// Blocks until every step queued for commit is stored and its records
+    /// are published (tests; the daemon's graceful stop uses `settle`).
+    public nonisolated func waitForCommits() { committer.drain() }
+    /// Commits the steps' records off the actor (see `Committer`).
+    let committer: Committer
     let clock: @Sendable () -> Timestamp
     var configuration: CorralConfiguration
     private var handlers: ActionHandlers
@@ -152,6 +170,14 @@ public actor Engine {
     /// Put into agents' environment as CORRAL_SOCKET.
     private let socketPath: String?
     /// Analytics: minutes waiting to be stored, and when analysis runs next.
+    /// Store work that need not hold up the engine (usage minutes, analysis
+    /// and recommendations): in order, one at a time, on a thread of its own.
+    let background = BackgroundWorker(name: "corral-bg")
+
+    deinit {
+        background.stop()
+        committer.stop()
+    }
     var pendingMinutes: [UsageMinute] = []
     var lastMinuteFlush: Timestamp?
     var nextAnalytics: Timestamp?
@@ -165,7 +191,8 @@ public actor Engine {
     ) {
         self.configuration = configuration
         self.tree = tree
-        self.store = store
+        self.backingStore = store
+        self.committer = Committer(store: store)
         self.hub = hub
         self.handlers = handlers ?? configuration.handlers
         self.logDirectory = logDirectory
@@ -742,6 +769,7 @@ public actor Engine {
         guard var agent = agents[id] else { return }
         let now = clock()
         let before = agent.ladder
+        let recordBefore = agent.record
         let stateBefore = agent.record.state
         let known = Set(agent.ladder.episodes.keys)
         agent.ladder.observe(violations, usage: usage, at: now)
@@ -766,16 +794,30 @@ public actor Engine {
             || current.ladder.episodes.values.map(\.fired) != before.episodes.values.map(\.fired)
             || !records.isEmpty || !plans.isEmpty || current.record.state != stateBefore
         if ladderChanged {
-            do {
-                let stored = try store.commit(records: records, plans: plans, ladder: current.ladder, agent: current.record)
-                for record in stored {
-                    publish(
-                        .enforcement, agent: id,
-                        "\(record.action.rawValue) on \(record.resource.rawValue) (\(record.kind.rawValue)): \(record.succeeded ? "ok" : "failed: \(record.error ?? "")") — \(record.details)",
-                        record: record)
+            // Committed off the actor; the records are published once stored.
+            // The agent's row only when this step changed it (JSON encoding
+            // is most of a commit's cost).
+            let request = CommitRequest(
+                records: records, plans: plans, ladder: current.ladder, agent: current.record == recordBefore ? nil : current.record)
+            let hub = hub
+            let clock = clock
+            let count = records.count
+            committer.enqueue(request) { result in
+                switch result {
+                case .success(let stored):
+                    for record in stored {
+                        hub.publish(
+                            CorralEvent(
+                                at: clock(), kind: .enforcement, agent: id,
+                                message:
+                                    "\(record.action.rawValue) on \(record.resource.rawValue) (\(record.kind.rawValue)): \(record.succeeded ? "ok" : "failed: \(record.error ?? "")") — \(record.details)",
+                                record: record))
+                    }
+                case .failure(let error):
+                    hub.publish(
+                        CorralEvent(
+                            at: clock(), kind: .daemon, agent: id, message: "could not store \(count) enforcement records: \(error)"))
                 }
-            } catch {
-                publish(.daemon, agent: id, "could not store \(records.count) enforcement records: \(error)")
             }
         }
     }
@@ -872,6 +914,7 @@ public actor Engine {
                 finishTermination(id)
                 continue
             }
+            guard !agent.ladder.isQuiet else { continue }
             if let due = agent.ladder.nextDue(limits: agent.record.limits, settings: settings(for: agent.record.group)), due <= now {
                 watcher?.sampleNow(agent: id)
             }
@@ -889,6 +932,10 @@ public actor Engine {
     /// Collects the exit status of agents this process started (only
     /// those: handler processes are reaped by their runner).
     func reapChildren() {
+        // One syscall to learn whether any child has exited (WNOWAIT: nothing
+        // is reaped here), instead of one waitpid per agent on every tick.
+        var info = siginfo_t()
+        guard waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0, info._sifields._sigchld.si_pid != 0 else { return }
         for agent in agents.values where agent.record.origin == .launched {
             guard let pid = agent.record.pid, exited[pid] == nil else { continue }
             var status: Int32 = 0

@@ -12,6 +12,9 @@ public protocol EngineStore: Sendable {
     /// Degradation plans are part of the same transaction.
     func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
         -> [EnforcementRecord]
+    /// Several steps' writes in one transaction (group commit); the stored
+    /// records of each, in order. All or nothing.
+    func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]]
     func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord]
     /// Degradation plans and recovery stages, oldest first (the latest `limit`).
     func degradation(agent: String?, limit: Int) throws -> [DegradationPlan]
@@ -28,6 +31,12 @@ public protocol EngineStore: Sendable {
 }
 
 extension EngineStore {
+    /// One commit per step: for stores without transactions of their own
+    /// (in memory, each commit is atomic already).
+    public func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
+        try batch.map { try commit(records: $0.records, plans: $0.plans, ladder: $0.ladder, agent: $0.agent) }
+    }
+
     public func commit(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord?) throws -> [EnforcementRecord] {
         try commit(records: records, plans: [], ladder: ladder, agent: agent)
     }

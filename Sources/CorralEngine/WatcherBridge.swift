@@ -36,7 +36,8 @@ public struct WatcherBridge: AgentWatching {
             guard let agent = observation.subject.agent else { return nil }
             return .observed(
                 AgentObservation(
-                    agent: agent, at: observation.at, readings: observation.readings, sample: observation.sample, seen: observation.seenAt))
+                    agent: agent, at: observation.at, readings: observation.readings, sample: observation.sample, seen: observation.seenAt,
+                    routine: observation.trigger == .sample))
         case .emptied(let subject, _):
             return subject.agent.map { .emptied(agent: $0) }
         case .vanished(let subject, _):

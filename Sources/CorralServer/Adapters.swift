@@ -19,12 +19,18 @@ public struct SQLiteEngineStore: EngineStore {
     public func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
         -> [EnforcementRecord]
     {
+        try commit(batch: [CommitRequest(records: records, plans: plans, ladder: ladder, agent: agent)])[0]
+    }
+
+    public func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
         try store.write { transaction in
-            let stored = try records.map { try transaction.append($0) }
-            for plan in plans { try transaction.append(plan: plan) }
-            if let ladder { try transaction.save(ladder: ladder) }
-            if let agent { try transaction.save(agent) }
-            return stored
+            try batch.map { request in
+                let stored = try request.records.map { try transaction.append($0) }
+                for plan in request.plans { try transaction.append(plan: plan) }
+                if let ladder = request.ladder { try transaction.save(ladder: ladder) }
+                if let agent = request.agent { try transaction.save(agent) }
+                return stored
+            }
         }
     }
 

@@ -145,6 +145,9 @@ final class WatchLoop: Sendable {
         }
     }
 
+    /// The watcher thread's nice value, when the process may raise it.
+    static let threadNice: Int32 = -10
+
     func start() {
         state.withLock { state in
             guard case .idle = state.lifecycle else { return }
@@ -154,6 +157,10 @@ final class WatchLoop: Sendable {
                 &thread, nil,
                 { raw in
                     let loop = Unmanaged<WatchLoop>.fromOpaque(raw!).takeRetainedValue()
+                    // The watcher should not wait behind the agents it watches, nor
+                    // behind the daemon's own bookkeeping: nice -10 for this thread
+                    // alone, when allowed (root, CAP_SYS_NICE); else as it is.
+                    _ = corral_set_thread_nice(WatchLoop.threadNice)
                     loop.run()
                     return nil
                 }, box)

@@ -134,14 +134,14 @@ struct EmbeddedRun {
         var configuration = configuration
         configuration.groups[request.group.name] = request.group
         let engine = Engine(configuration: configuration, tree: tree, store: MemoryStore())
-        let (signals, continuation) = AsyncStream.makeStream(of: WatchSignal.self)
+        let signals = SignalQueue()
         let watcher: CgroupWatcher
         do {
             watcher = try CgroupWatcher(
                 filesystem: tree.fs, configuration: CgroupWatcher.Configuration(samplingInterval: configuration.intervals.sampling),
                 clock: Engine.wallClock
             ) { event in
-                if let signal = WatcherBridge.signal(event) { continuation.yield(signal) }
+                if let signal = WatcherBridge.signal(event) { signals.push(signal) }
             }
         } catch {
             throw fail("cannot watch the agent's cgroup: \(error.description)")
@@ -155,12 +155,12 @@ struct EmbeddedRun {
         } catch {
             throw fail("\(error)")
         }
-        let bridge = WatcherBridge(watcher: watcher, deliver: { continuation.yield($0) })
+        let bridge = WatcherBridge(watcher: watcher, deliver: { signals.push($0) })
         let events = engine.hub.subscribe(agent: agent)
         let loop = Task {
             await engine.attach(watcher: bridge)
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { for await signal in signals { await engine.handle(signal) } }
+                group.addTask { while let signal = await signals.next() { await engine.handle(signal) } }
                 group.addTask {
                     while !Task.isCancelled {
                         await engine.tick()
@@ -177,7 +177,7 @@ struct EmbeddedRun {
         watcher.start()
         defer {
             watcher.stop()
-            continuation.finish()
+            signals.finish()
             engine.hub.finishAll()
             loop.cancel()
         }

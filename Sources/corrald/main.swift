@@ -47,6 +47,13 @@ struct Corrald: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Flag(
+        name: .customLong("no-memory-lock"),
+        help:
+            "Do not lock the daemon's pages in memory (by default they stay resident once touched, so that it can act when the host is out of memory)."
+    )
+    var noMemoryLock = false
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level '\(logLevel)': use trace, debug, info, notice, warning, error or critical")
@@ -68,7 +75,7 @@ struct Corrald: AsyncParsableCommand {
             try await Daemon.run(
                 DaemonOptions(
                     socketPath: socket, stateDirectory: stateDirectory, configPath: config, cgroupRoot: cgroupRoot,
-                    adminGroup: adminGroup, version: Self.configuration.version),
+                    adminGroup: adminGroup, version: Self.configuration.version, lockMemory: !noMemoryLock),
                 logger: logger)
         } catch let error as DaemonError {
             var text = "corrald: \(error.description)\n"

@@ -58,6 +58,7 @@ struct AnalyticsEngineTests {
 
         // Finished minutes are stored (the engine flushes them on its tick).
         await harness.engine.tick()
+        await harness.engine.settle()
         let minutes = try harness.store.usageMinutes(agent: "grow", since: Timestamp(milliseconds: 0))
         #expect(minutes.count >= 9)
         #expect(minutes.allSatisfy { $0.resource == .memory && $0.samples <= 60 && $0.peak >= $0.mean })

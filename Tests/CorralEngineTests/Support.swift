@@ -126,7 +126,10 @@ struct EngineHarness {
         try await engine.history(agent: agent, since: nil, afterID: nil, limit: 10_000)
     }
 
-    func events(_ agent: String) -> [CorralEvent] { engine.hub.recent(agent: agent) }
+    func events(_ agent: String) -> [CorralEvent] {
+        engine.waitForCommits()  // enforcement records are published once committed
+        return engine.hub.recent(agent: agent)
+    }
 
     /// The values written to `file` of `path`, in order.
     func written(_ file: CgroupFile, at path: CgroupPath) -> [String] {

@@ -23,7 +23,9 @@ struct AgentChannelTests {
 
             let listener = Task { () throws -> [ChannelEvent] in
                 var seen: [ChannelEvent] = []
-                for try await event in channel.messages() {
+                // after: 0 replays the recent events: the report below may
+                // be handled before this stream reaches the server.
+                for try await event in channel.messages(after: 0) {
                     seen.append(event)
                     if case .scaleDown = event.content { try channel.acknowledge(event, note: "closing idle files") }
                     if seen.contains(where: { $0.kind == "acknowledged" }), seen.contains(where: { $0.kind == "degradation_strategy" }) {
@@ -32,8 +34,6 @@ struct AgentChannelTests {
                 }
                 return seen
             }
-            // The stream is subscribed before the report (it replays nothing older than its start otherwise).
-            try await Task.sleep(for: .milliseconds(300))
             try await offPool { try channel.report(usage: [.files: 25]) }
 
             let seen = try await withThrowingTaskGroup(of: [ChannelEvent].self) { group in

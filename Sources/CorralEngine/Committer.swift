@@ -1,0 +1,128 @@
+public import CorralCore
+import Foundation
+import Synchronization
+
+/// What one step of the engine stores together: its records, its degradation
+/// plans, the agent's ladder and the agent (nil: unchanged).
+public struct CommitRequest: Sendable {
+    public var records: [EnforcementRecord]
+    public var plans: [DegradationPlan]
+    public var ladder: AgentLadder?
+    public var agent: AgentRecord?
+
+    public init(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) {
+        self.records = records
+        self.plans = plans
+        self.ladder = ladder
+        self.agent = agent
+    }
+}
+
+/// Commits the engine's steps on a thread of its own, so that the engine
+/// goes on with the next observation while SQLite writes (a commit costs
+/// milliseconds under emulation, and an agent crossing its limit should not
+/// wait behind another one's commit). What queues up while a transaction runs
+/// goes into the next one together — a group commit: each step's writes stay
+/// in one transaction, and a burst of steps costs one WAL append, not one per
+/// step. `done` runs after the commit, in order (the engine publishes the
+/// records then); a batch that fails is retried step by step, so one bad step
+/// (an error) does not lose the others.
+///
+/// Readers that must see every step so far call `drain()` first: the engine
+/// does so before any other use of the store.
+final class Committer: Sendable {
+    struct Pending: Sendable {
+        var request: CommitRequest
+        var done: @Sendable (Result<[EnforcementRecord], any Error>) -> Void
+    }
+
+    private struct Queue {
+        var pending: [Pending] = []
+        var busy = false
+        var stopped = false
+    }
+
+    private final class Shared: Sendable {
+        let queue = Mutex(Queue())
+        let condition = NSCondition()
+        let store: any EngineStore
+
+        init(store: any EngineStore) { self.store = store }
+
+        func run() {
+            while true {
+                condition.lock()
+                while queue.withLock({ $0.pending.isEmpty && !$0.stopped }) { condition.wait() }
+                let batch = queue.withLock { queue in
+                    defer { queue.pending.removeAll() }
+                    queue.busy = !queue.pending.isEmpty
+                    return queue.pending
+                }
+                condition.unlock()
+                if batch.isEmpty { return }  // stopped, nothing left
+                commit(batch)
+                condition.lock()
+                queue.withLock { $0.busy = false }
+                condition.broadcast()
+                condition.unlock()
+            }
+        }
+
+        func commit(_ batch: [Pending]) {
+            do {
+                let stored = try store.commit(batch: batch.map(\.request))
+                for (pending, records) in zip(batch, stored) { pending.done(.success(records)) }
+            } catch {
+                // One step's failure (say, a ladder whose agent is gone) fails
+                // the whole transaction: commit the steps one by one instead.
+                for pending in batch {
+                    let request = pending.request
+                    pending.done(
+                        Result {
+                            try store.commit(records: request.records, plans: request.plans, ladder: request.ladder, agent: request.agent)
+                        })
+                }
+            }
+        }
+    }
+
+    private let shared: Shared
+
+    init(store: any EngineStore) {
+        let shared = Shared(store: store)
+        self.shared = shared
+        let thread = Thread { shared.run() }
+        thread.name = "corral-commit"
+        thread.start()
+    }
+
+    /// Queues a step's writes; `done` gets the stored records (with ids) or
+    /// the error, on the committer's thread. After `stop`, commits at once.
+    func enqueue(_ request: CommitRequest, done: @escaping @Sendable (Result<[EnforcementRecord], any Error>) -> Void) {
+        let pending = Pending(request: request, done: done)
+        shared.condition.lock()
+        let accepted = shared.queue.withLock { queue in
+            guard !queue.stopped else { return false }
+            queue.pending.append(pending)
+            return true
+        }
+        shared.condition.broadcast()
+        shared.condition.unlock()
+        if !accepted { shared.commit([pending]) }
+    }
+
+    /// Returns once every step queued so far is committed and its `done` ran.
+    func drain() {
+        shared.condition.lock()
+        while shared.queue.withLock({ !$0.pending.isEmpty || $0.busy }) { shared.condition.wait() }
+        shared.condition.unlock()
+    }
+
+    /// Commits what is queued, then ends the thread.
+    func stop() {
+        shared.condition.lock()
+        shared.queue.withLock { $0.stopped = true }
+        shared.condition.broadcast()
+        shared.condition.unlock()
+    }
+}
