@@ -7,9 +7,10 @@
 //   corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS]
 //       Reaction latency: AGENTS agents (default 120) each cross memory.high
 //       once; for every kernel event, the time from the watcher's wake-up
-//       (inotify on memory.events) to the engine's recorded action (stored in
+//       (inotify on memory.events) to the engine's recorded action (committed to
 //       SQLite), beside a 1 s polling loop (what systemd-oomd and oomd do)
 //       watching the same files in the same run.
+import CCorralLinux
 import CorralCgroup
 import CorralCore
 import CorralEngine
@@ -18,6 +19,7 @@ import CorralServer
 import CorralStore
 import CorralTestSupport
 import CorralWatcher
+import Foundation
 import Synchronization
 import SystemPackage
 
@@ -46,9 +48,12 @@ func ProcessInfo_isVerbose() -> Bool { getenv("CORRAL_BENCH_VERBOSE") != nil }
 /// `hold`: how long each agent keeps its memory after crossing. 0: it exits
 /// at once, so crossings do not pile up (the reaction path alone); longer: the
 /// agents stay throttled at memory.high and keep the kernel and the watcher busy.
-func reaction(agents count: Int, stress: String, hold: Int) async throws {
+func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 10) async throws {
     let holdSeconds = String(hold)
     FileLimit.raise()
+    // As corrald does: pages stay resident once touched.
+    let locked = corral_lock_memory()
+    if locked != 0 { say("(could not lock memory as corrald does: errno \(locked))") }
     let rootName = "corral-bench-reaction"
     let fs = try DirectoryCgroupFilesystem(anchorPath: "/sys/fs/cgroup")
     let tree = CgroupTree(fs: fs, root: CgroupPath([rootName]))
@@ -58,14 +63,15 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
     let store = try CorralStore(path: directory + "/corral.db")
     var configuration = CorralConfiguration.builtIn
     configuration.intervals.sampling = .seconds(1)
-    let engine = Engine(configuration: configuration, tree: tree, store: SQLiteEngineStore(store: store))
+    let timed = TimedStore(SQLiteEngineStore(store: store))
+    let engine = Engine(configuration: configuration, tree: tree, store: timed)
 
     // When the watcher first saw each agent's memory.events change.
     let seen = Mutex<[String: ContinuousClock.Instant]>([:])
     let handed = Mutex<[String: ContinuousClock.Instant]>([:])
     let timeline = Mutex<[String: [String]]>([:])
     let origin = ContinuousClock.now
-    let (signals, continuation) = AsyncStream.makeStream(of: WatchSignal.self)
+    let signals = SignalQueue()
     let watcher = try CgroupWatcher(filesystem: fs, configuration: .init(samplingInterval: .seconds(1))) { event in
         if case .observation(let observation) = event, let agent = observation.subject.agent,
             let memory = observation.reading(.memory), memory.usage > 8 * 1_048_576 || memory.hitSoft
@@ -80,13 +86,43 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
             seen.withLock { if $0[agent] == nil { $0[agent] = observation.seenAt } }
             handed.withLock { if $0[agent] == nil { $0[agent] = handedAt } }
         }
-        if let signal = WatcherBridge.signal(event) { continuation.yield(signal) }
+        if let signal = WatcherBridge.signal(event) { signals.push(signal) }
     }
-    await engine.attach(watcher: WatcherBridge(watcher: watcher, deliver: { continuation.yield($0) }))
+    await engine.attach(watcher: WatcherBridge(watcher: watcher, deliver: { signals.push($0) }))
     watcher.start()
-    let pump = Task { for await signal in signals { await engine.handle(signal) } }
+    // When the pump took each agent's first crossing observation off the stream.
+    let dequeued = Mutex<[String: ContinuousClock.Instant]>([:])
+    let pump = Task {
+        while let signal = await signals.next() {
+            let start = ContinuousClock.now
+            if case .observed(let observation) = signal, observation.readings.contains(where: { $0.resource == .memory && $0.hitSoft }) {
+                dequeued.withLock { if $0[observation.agent] == nil { $0[observation.agent] = start } }
+            }
+            await engine.handle(signal)
+            let kind =
+                switch signal {
+                case .observed: "(engine.handle)"
+                case .emptied: "(engine.handle emptied)"
+                case .vanished: "(engine.handle vanished)"
+                }
+            timed.note(kind, from: start)
+        }
+    }
+    // The daemon's timers, as EngineService runs them (reaping, delayed
+    // ladder steps, usage minutes into SQLite, periodic analytics).
+    let ticker = Task {
+        while !Task.isCancelled {
+            let start = ContinuousClock.now
+            await engine.tick()
+            timed.note("(engine.tick)", from: start)
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
 
-    // Recorded actions, as the engine publishes them after committing to SQLite.
+    // Recorded actions: when the transaction holding the warning returned
+    // (timed.committed), and when a subscriber of the event stream got the
+    // event the engine publishes right after (`recorded`: adds the hop to
+    // this process's listener task).
     let recorded = Mutex<[String: ContinuousClock.Instant]>([:])
     let events = engine.hub.subscribe(agent: nil)
     let listener = Task {
@@ -99,8 +135,17 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
     // The baseline: a 1 s polling loop over the same memory.events files.
     let polled = Mutex<[String: ContinuousClock.Instant]>([:])
     let names = (0..<count).map { "r\($0)" }
-    let poller = Task.detached {
-        while !Task.isCancelled {
+    // The first crossings of a fresh process (and VM) pay one-time costs:
+    // code and data touched for the first time, SQLite's first pages, the
+    // kernel's first reclaim. WARMUP agents cross first and are reported
+    // apart, not counted in the figures.
+    let warmupNames = (0..<warmupCount).map { "w\($0)" }
+    let allNames = warmupNames + names
+    // On a thread of its own, as a separate daemon would be: its blocking
+    // reads must not occupy the Swift task pool the engine runs on.
+    let pollerStop = Mutex(false)
+    let poller = Thread {
+        while !pollerStop.withLock({ $0 }) {
             for name in names where polled.withLock({ $0[name] == nil }) {
                 let leaf = tree.agentPath(group: "standard_agent", agent: name)
                 if let text = try? fs.read(.memoryEvents, of: leaf), MemoryEvents(parsing: text).high > 0 {
@@ -108,9 +153,10 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
                     polled.withLock { $0[name] = now }
                 }
             }
-            try? await Task.sleep(for: .seconds(1))
+            usleep(1_000_000)
         }
     }
+    poller.start()
 
     var overrides: [Resource: LimitOverride] = [:]
     overrides[.memory] = LimitOverride(soft: 8 * 1_048_576, hard: 256 * 1_048_576)
@@ -122,8 +168,8 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
     // Crossings start once every agent runs, so the engine is not busy
     // creating cgroups meanwhile: agent i crosses at first + i × 250 ms.
     let registrationStart = ContinuousClock.now
-    let first = ContinuousClock.now + .milliseconds(Int64(count) * 500 + 10000)
-    for (index, name) in names.enumerated() {
+    let first = ContinuousClock.now + .milliseconds(Int64(allNames.count) * 500 + 10000)
+    for (index, name) in allNames.enumerated() {
         let delay = max(0, (first + .milliseconds(Int64(index) * 250) - ContinuousClock.now).seconds)
         let record = try await engine.register(id: name, group: "standard_agent", command: [stress], overrides: overrides)
         let leaf = tree.agentPath(group: record.group, agent: name)
@@ -140,18 +186,25 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
         _ = try await engine.attach(id: name, pid: child.pid)
     }
     say(
-        "  \(count) agents registered and running in \(fmt((ContinuousClock.now - registrationStart).seconds)) s; crossings start \(fmt((first - ContinuousClock.now).seconds)) s later"
+        "  \(allNames.count) agents (\(warmupCount) of them warm-up) registered and running in \(fmt((ContinuousClock.now - registrationStart).seconds)) s; crossings start \(fmt((first - ContinuousClock.now).seconds)) s later"
     )
     let deadline = ContinuousClock.now + .seconds(Int64(count) + 180)
     while ContinuousClock.now < deadline {
-        let done = recorded.withLock { $0.count } >= count && polled.withLock { $0.count } >= count
+        let done =
+            recorded.withLock { $0.count } >= allNames.count && polled.withLock { $0.count } >= count
+            && timed.committed.withLock { $0.count } >= allNames.count
         if done { break }
         try await Task.sleep(for: .milliseconds(200))
     }
     try await Task.sleep(for: .seconds(2))
 
     let seenAt = seen.withLock { $0 }
-    let recordedAt = recorded.withLock { $0 }
+    let deliveredAt = recorded.withLock { $0 }
+    let recordedAt = timed.committed.withLock { $0 }
+    var delivered: [Double] = []
+    for name in names {
+        if let start = seen.withLock({ $0[name] }), let end = deliveredAt[name] { delivered.append(ms(end - start)) }
+    }
     let polledAt = polled.withLock { $0 }
     var corral: [Double] = []
     var polling: [Double] = []
@@ -175,8 +228,36 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
             for line in timeline.withLock({ $0[name] ?? [] }).prefix(6) { say("   \(line)") }
         }
     }
-    say("reaction latency, kernel memory.events change (watcher wake-up) → action recorded in SQLite:")
+    // The engine's part, split: stream and actor queue, the step on the actor
+    // (ladder, actions), the committer's queue, the transaction.
+    var queued: [Double] = []
+    var stepped: [Double] = []
+    var committing: [Double] = []
+    let dequeuedAt = dequeued.withLock { $0 }
+    let commitStartedAt = timed.commitStarted.withLock { $0 }
+    for name in names {
+        guard let handedAt = handedAt[name], let pulled = dequeuedAt[name], let begun = commitStartedAt[name], let end = recordedAt[name]
+        else { continue }
+        queued.append(ms(pulled - handedAt))
+        stepped.append(ms(begun - pulled))
+        committing.append(ms(end - begun))
+        if ProcessInfo_isVerbose(), ms(end - handedAt) > 40 {
+            say(
+                "  split \(name): stream+actor \(fmt(ms(pulled - handedAt))) ms, step+committer queue \(fmt(ms(begun - pulled))) ms, transaction \(fmt(ms(end - begun))) ms"
+            )
+        }
+    }
+    if ProcessInfo_isVerbose() {
+        for (start, name, elapsed) in timed.slow.withLock({ $0 }) where start > first - .seconds(2) {
+            say("  slow call: \(name) at \(fmt(ms(start - origin)))ms took \(fmt(ms(elapsed))) ms")
+        }
+    }
+    say("reaction latency, kernel memory.events change (watcher wake-up) → action recorded in SQLite (transaction committed):")
     say("  events: \(corral.count) of \(count) agents (polling loop saw \(polling.count))")
+    let warmupLatencies = warmupNames.compactMap { name in seenAt[name].flatMap { start in recordedAt[name].map { ms($0 - start) } } }
+    say(
+        "  (warm-up, not counted: \(warmupLatencies.count) crossings, max \(fmt(warmupLatencies.max() ?? .nan)) ms: \(warmupLatencies.map(fmt).joined(separator: ", ")))"
+    )
     say(
         "  corral (inotify → ladder → SQLite)  p50 \(fmt(percentile(corral, 0.5))) ms  p99 \(fmt(percentile(corral, 0.99))) ms  max \(fmt(corral.max() ?? .nan)) ms"
     )
@@ -184,7 +265,19 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
         "    of which the watcher (wake-up → observation handed over)  p50 \(fmt(percentile(watcherPart, 0.5))) ms  p99 \(fmt(percentile(watcherPart, 0.99))) ms"
     )
     say(
-        "    and the engine (observation → record committed, event out)  p50 \(fmt(percentile(enginePart, 0.5))) ms  p99 \(fmt(percentile(enginePart, 0.99))) ms"
+        "    and the engine (observation → ladder → record committed)  p50 \(fmt(percentile(enginePart, 0.5))) ms  p99 \(fmt(percentile(enginePart, 0.99))) ms"
+    )
+    say(
+        "      split: to the engine (stream, actor) p50 \(fmt(percentile(queued, 0.5))) p99 \(fmt(percentile(queued, 0.99))); step and commit queue p50 \(fmt(percentile(stepped, 0.5))) p99 \(fmt(percentile(stepped, 0.99))); transaction p50 \(fmt(percentile(committing, 0.5))) p99 \(fmt(percentile(committing, 0.99))) ms"
+    )
+    for (name, durations) in timed.durations.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
+        let values = durations.map(ms)
+        say(
+            "    store.\(name): \(values.count) calls  p50 \(fmt(percentile(values, 0.5))) ms  p99 \(fmt(percentile(values, 0.99))) ms  max \(fmt(values.max() ?? .nan)) ms"
+        )
+    }
+    say(
+        "  (the event out of the engine's stream, received by a task of this process: p50 \(fmt(percentile(delivered, 0.5))) ms  p99 \(fmt(percentile(delivered, 0.99))) ms)"
     )
     say(
         "  1 s polling loop (detection only)   p50 \(fmt(percentile(polling, 0.5))) ms  p99 \(fmt(percentile(polling, 0.99))) ms  max \(fmt(polling.max() ?? .nan)) ms"
@@ -193,21 +286,22 @@ func reaction(agents count: Int, stress: String, hold: Int) async throws {
         "  ratio p99 polling / corral: \(fmt(percentile(polling, 0.99) / percentile(corral, 0.99)))x; target p99 < 50 ms: \(percentile(corral, 0.99) < 50 ? "met" : "MISSED")"
     )
 
-    poller.cancel()
+    pollerStop.withLock { $0 = true }
     for pid in children { kill(pid, SIGKILL) }
     for pid in children {
         var status: Int32 = 0
         waitpid(pid, &status, 0)
     }
     try await Task.sleep(for: .seconds(1))
-    for name in names { await engine.handle(.emptied(agent: name)) }
+    for name in allNames { await engine.handle(.emptied(agent: name)) }
     watcher.stop()
-    continuation.finish()
+    signals.finish()
     engine.hub.finishAll()
     pump.cancel()
+    ticker.cancel()
     listener.cancel()
     try await Task.sleep(for: .seconds(2))
-    for name in names { try? tree.remove(tree.agentPath(group: "standard_agent", agent: name)) }
+    for name in allNames { try? tree.remove(tree.agentPath(group: "standard_agent", agent: name)) }
     tree.removeIfUnused(tree.groupPath("standard_agent"))
     tree.removeIfUnused(tree.root)
     try? store.close()
@@ -273,4 +367,75 @@ case "reaction":
 default:
     say("usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS] | corral-bench analytics [AGENTS] [SAMPLES]")
     exit(2)
+}
+
+/// The daemon's store, timing the calls the engine makes while it runs.
+final class TimedStore: EngineStore {
+    let base: SQLiteEngineStore
+    let durations = Mutex<[String: [Duration]]>([:])
+    /// When the transaction holding each agent's first memory warning began.
+    let commitStarted = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// When each agent's memory warning was committed (the first time).
+    let committed = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    func noteCommitted(_ records: [EnforcementRecord]) {
+        let now = ContinuousClock.now
+        for record in records where record.action == .warn && record.resource == .memory {
+            committed.withLock { if $0[record.agent] == nil { $0[record.agent] = now } }
+        }
+    }
+    /// Calls over 20 ms: (start, name, duration), for CORRAL_BENCH_VERBOSE.
+    let slow = Mutex<[(ContinuousClock.Instant, String, Duration)]>([])
+
+    func note(_ name: String, from start: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - start
+        durations.withLock { $0[name, default: []].append(elapsed) }
+        if elapsed > .milliseconds(20) { slow.withLock { $0.append((start, name, elapsed)) } }
+    }
+
+    init(_ base: SQLiteEngineStore) { self.base = base }
+
+    func timed<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+        let start = ContinuousClock.now
+        defer { note(name, from: start) }
+        return try body()
+    }
+
+    func save(_ agent: AgentRecord) throws { try timed("save") { try base.save(agent) } }
+    func agents() throws -> [AgentRecord] { try timed("agents") { try base.agents() } }
+    func delete(agent: String) throws { try timed("delete") { try base.delete(agent: agent) } }
+    func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
+        -> [EnforcementRecord]
+    {
+        let stored = try timed(records.isEmpty && plans.isEmpty ? "commit(state only)" : "commit(records)") {
+            try base.commit(records: records, plans: plans, ladder: ladder, agent: agent)
+        }
+        noteCommitted(stored)
+        return stored
+    }
+    func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
+        let start = ContinuousClock.now
+        for request in batch where request.records.contains(where: { $0.action == .warn && $0.resource == .memory }) {
+            commitStarted.withLock { if $0[request.records[0].agent] == nil { $0[request.records[0].agent] = start } }
+        }
+        let stored = try timed("commit(batch of \(batch.count > 1 ? "several" : "one"))") { try base.commit(batch: batch) }
+        noteCommitted(stored.flatMap { $0 })
+        return stored
+    }
+    func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
+        try base.history(agent: agent, since: since, afterID: afterID, limit: limit)
+    }
+    func degradation(agent: String?, limit: Int) throws -> [DegradationPlan] { try base.degradation(agent: agent, limit: limit) }
+    func record(minutes: [UsageMinute], pruneBefore: Timestamp?) throws {
+        try timed("record(minutes:)") { try base.record(minutes: minutes, pruneBefore: pruneBefore) }
+    }
+    func usageMinutes(agent: String, since: Timestamp) throws -> [UsageMinute] { try base.usageMinutes(agent: agent, since: since) }
+    func replaceRecommendations(agent: String, with recommendations: [Recommendation]) throws {
+        try timed("replaceRecommendations") { try base.replaceRecommendations(agent: agent, with: recommendations) }
+    }
+    func recommendations(agent: String?) throws -> [Recommendation] { try base.recommendations(agent: agent) }
+    func ladders() throws -> [AgentLadder] { try base.ladders() }
+    func deleteLadder(agent: String) throws { try timed("deleteLadder") { try base.deleteLadder(agent: agent) } }
+    func save(group: QuotaGroup) throws { try base.save(group: group) }
+    func groupOverrides() throws -> [String: QuotaGroup] { try base.groupOverrides() }
 }
