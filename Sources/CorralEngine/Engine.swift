@@ -169,7 +169,6 @@ public actor Engine {
     private let logDirectory: String?
     /// Put into agents' environment as CORRAL_SOCKET.
     private let socketPath: String?
-    /// Analytics: minutes waiting to be stored, and when analysis runs next.
     /// Store work that need not hold up the engine (usage minutes, analysis
     /// and recommendations): in order, one at a time, on a thread of its own.
     let background = BackgroundWorker(name: "corral-bg")
@@ -178,6 +177,8 @@ public actor Engine {
         background.stop()
         committer.stop()
     }
+
+    /// Analytics: minutes waiting to be stored, and when analysis runs next.
     var pendingMinutes: [UsageMinute] = []
     var lastMinuteFlush: Timestamp?
     var nextAnalytics: Timestamp?
