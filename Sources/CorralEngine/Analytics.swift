@@ -111,7 +111,7 @@ extension Engine {
         guard !pendingMinutes.isEmpty else { return }
         let minutes = pendingMinutes
         pendingMinutes.removeAll()
-        let store = store
+        let store = backingStore  // minutes never wait for the steps' commits
         let hub = hub
         let pruneBefore = now + (Duration.zero - configuration.intervals.historyRetention)
         // Small transactions: the engine's commits wait for SQLite's write
@@ -171,7 +171,7 @@ extension Engine {
         return AnalyticsJob(
             agents: agents, groups: configuration.groups.values.sorted { $0.name < $1.name },
             interval: configuration.intervals.sampling, since: now + (Duration.zero - configuration.intervals.analyticsWindow),
-            now: now, store: store, hub: hub)
+            now: now, store: backingStore, hub: hub)
     }
 
     public func recommendations(agent: String?) throws -> [Recommendation] {

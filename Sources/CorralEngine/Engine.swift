@@ -152,7 +152,9 @@ public actor Engine {
         committer.drain()
         return backingStore
     }
-    private let backingStore: any EngineStore
+    /// The store without draining: only for writes that do not touch what
+    /// the steps commit (usage minutes, recommendations).
+    let backingStore: any EngineStore
 
     /// Blocks until every step queued for commit is stored and its records
     /// are published (tests; the daemon's graceful stop uses `settle`).
