@@ -1,6 +1,4 @@
 public import CorralCore
-import Foundation
-import Synchronization
 
 /// What one step of the engine stores together: its records, its degradation
 /// plans, the agent's ladder and the agent (nil: unchanged).
@@ -36,93 +34,38 @@ final class Committer: Sendable {
         var done: @Sendable (Result<[EnforcementRecord], any Error>) -> Void
     }
 
-    private struct Queue {
-        var pending: [Pending] = []
-        var busy = false
-        var stopped = false
-    }
-
-    private final class Shared: Sendable {
-        let queue = Mutex(Queue())
-        let condition = NSCondition()
-        let store: any EngineStore
-
-        init(store: any EngineStore) { self.store = store }
-
-        func run() {
-            while true {
-                condition.lock()
-                while queue.withLock({ $0.pending.isEmpty && !$0.stopped }) { condition.wait() }
-                let batch = queue.withLock { queue in
-                    defer { queue.pending.removeAll() }
-                    queue.busy = !queue.pending.isEmpty
-                    return queue.pending
-                }
-                condition.unlock()
-                if batch.isEmpty { return }  // stopped, nothing left
-                commit(batch)
-                condition.lock()
-                queue.withLock { $0.busy = false }
-                condition.broadcast()
-                condition.unlock()
-            }
-        }
-
-        func commit(_ batch: [Pending]) {
-            do {
-                let stored = try store.commit(batch: batch.map(\.request))
-                for (pending, records) in zip(batch, stored) { pending.done(.success(records)) }
-            } catch {
-                // One step's failure (say, a ladder whose agent is gone) fails
-                // the whole transaction: commit the steps one by one instead.
-                for pending in batch {
-                    let request = pending.request
-                    pending.done(
-                        Result {
-                            try store.commit(records: request.records, plans: request.plans, ladder: request.ladder, agent: request.agent)
-                        })
-                }
-            }
-        }
-    }
-
-    private let shared: Shared
+    private let thread: BatchingThread<Pending>
 
     init(store: any EngineStore) {
-        let shared = Shared(store: store)
-        self.shared = shared
-        let thread = Thread { shared.run() }
-        thread.name = "corral-commit"
-        thread.start()
+        thread = BatchingThread(name: "corral-commit") { batch in Self.commit(batch, to: store) }
+    }
+
+    private static func commit(_ batch: [Pending], to store: any EngineStore) {
+        do {
+            let stored = try store.commit(batch: batch.map(\.request))
+            for (pending, records) in zip(batch, stored) { pending.done(.success(records)) }
+        } catch {
+            // One step's failure (say, a ladder whose agent is gone) fails
+            // the whole transaction: commit the steps one by one instead.
+            for pending in batch {
+                let request = pending.request
+                pending.done(
+                    Result {
+                        try store.commit(records: request.records, plans: request.plans, ladder: request.ladder, agent: request.agent)
+                    })
+            }
+        }
     }
 
     /// Queues a step's writes; `done` gets the stored records (with ids) or
     /// the error, on the committer's thread. After `stop`, commits at once.
     func enqueue(_ request: CommitRequest, done: @escaping @Sendable (Result<[EnforcementRecord], any Error>) -> Void) {
-        let pending = Pending(request: request, done: done)
-        shared.condition.lock()
-        let accepted = shared.queue.withLock { queue in
-            guard !queue.stopped else { return false }
-            queue.pending.append(pending)
-            return true
-        }
-        shared.condition.broadcast()
-        shared.condition.unlock()
-        if !accepted { shared.commit([pending]) }
+        thread.enqueue(Pending(request: request, done: done))
     }
 
     /// Returns once every step queued so far is committed and its `done` ran.
-    func drain() {
-        shared.condition.lock()
-        while shared.queue.withLock({ !$0.pending.isEmpty || $0.busy }) { shared.condition.wait() }
-        shared.condition.unlock()
-    }
+    func drain() { thread.drain() }
 
     /// Commits what is queued, then ends the thread.
-    func stop() {
-        shared.condition.lock()
-        shared.queue.withLock { $0.stopped = true }
-        shared.condition.broadcast()
-        shared.condition.unlock()
-    }
+    func stop() { thread.stop() }
 }
