@@ -260,6 +260,37 @@ int corral_signalfd_read(int fd, int *code, pid_t *sender) {
     return (int)info.ssi_signo;
 }
 
+int corral_block_signals(const int *signals, int count, int *were_blocked) {
+    sigset_t set, old;
+    sigemptyset(&set);
+    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
+    int rc = pthread_sigmask(SIG_BLOCK, &set, &old);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    if (were_blocked) {
+        *were_blocked = 1;
+        for (int i = 0; i < count; i++)
+            if (!sigismember(&old, signals[i])) *were_blocked = 0;
+    }
+    return 0;
+}
+
+int corral_block_async_signals(void) {
+    sigset_t set;
+    sigfillset(&set);
+    /* Faults are delivered to the faulting thread whatever its mask. */
+    static const int synchronous[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+    for (unsigned i = 0; i < sizeof synchronous / sizeof synchronous[0]; i++) sigdelset(&set, synchronous[i]);
+    int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
 int corral_unblock_signals(const int *signals, int count) {
     sigset_t set;
     sigemptyset(&set);

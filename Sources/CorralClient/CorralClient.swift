@@ -292,6 +292,7 @@ final class Thread: @unchecked Sendable {
             &thread, nil,
             { raw in
                 let me = Unmanaged<Thread>.fromOpaque(raw!).takeRetainedValue()
+                _ = corral_block_async_signals()  // signals are for the thread that waits for them
                 me.body()
                 return nil
             }, box.toOpaque())

@@ -49,6 +49,7 @@ final class BatchingThread<Item: Sendable>: Sendable {
         self.shared = shared
         let thread = Thread {
             _ = name.withCString { corral_set_thread_name($0) }
+            _ = corral_block_async_signals()
             shared.run()
         }
         thread.start()

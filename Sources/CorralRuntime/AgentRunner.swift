@@ -115,14 +115,18 @@ public struct AgentRunner: Sendable {
     ) throws(RunError) -> RunSummary {
         // Block the forwarded signals before the child exists, so none is lost
         // or acted on by default between spawn and the wait loop.
+        // A caller that blocked them already (corral run does, before it starts
+        // any thread) keeps them blocked afterwards.
         let signals = Self.forwardedSignals
+        var wereBlocked: Int32 = 0
+        _ = signals.withUnsafeBufferPointer { corral_block_signals($0.baseAddress, Int32($0.count), &wereBlocked) }
         let signalFD = signals.withUnsafeBufferPointer { corral_signalfd($0.baseAddress, Int32($0.count)) }
         guard signalFD >= 0 else {
             throw .system(message: "cannot create a signalfd", errno: Errno(rawValue: errno))
         }
         defer {
             close(signalFD)
-            _ = signals.withUnsafeBufferPointer { corral_unblock_signals($0.baseAddress, Int32($0.count)) }
+            if wereBlocked == 0 { _ = signals.withUnsafeBufferPointer { corral_unblock_signals($0.baseAddress, Int32($0.count)) } }
         }
 
         let start = ContinuousClock.now
@@ -184,11 +188,8 @@ public struct AgentRunner: Sendable {
         guard let lock = try? tree.fs.lockTree() else { return }
         defer { withExtendedLifetime(lock) {} }
         tree.removeIfUnused(tree.groupPath(group))
-        if !tree.root.components.isEmpty, !tree.rootIsHierarchyRoot,
-            (try? tree.fs.children(of: tree.root))?.isEmpty == true
-        {
-            tree.removeIfUnused(tree.root)
-        }
+        // Only a root Corral made goes (a --cgroup-root the user made stays).
+        tree.removeRootIfUnused()
     }
 
     /// Polls the child's pidfd and the signalfd; samples usage every `interval` (nil: never).

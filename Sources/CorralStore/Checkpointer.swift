@@ -43,7 +43,10 @@ final class Checkpointer: Sendable {
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
         connection = try DatabaseQueue(path: path, configuration: configuration)
         self.interval = interval
-        let thread = Thread { [self] in loop() }
+        let thread = Thread { [self] in
+            _ = corral_block_async_signals()
+            loop()
+        }
         thread.name = "corral-checkpoint"
         thread.start()
     }

@@ -89,7 +89,17 @@ int corral_signalfd(const int *signals, int count);
    pending), sets *code to ssi_code and *sender to ssi_pid. -1 with errno. */
 int corral_signalfd_read(int fd, int *code, pid_t *sender);
 
-/* Unblocks all signals in the calling thread. */
+/* Blocks `signals` in the calling thread (threads it creates afterwards
+   inherit the mask). *were_blocked (may be NULL) is set to 1 when all of them
+   were blocked already. 0, or -1 with errno. */
+int corral_block_signals(const int *signals, int count, int *were_blocked);
+
+/* Blocks every asynchronous signal in the calling thread, for helper threads:
+   a process-directed signal must reach the thread that waits for it (a
+   signalfd, a handler), never a helper whose default action ends the process. */
+int corral_block_async_signals(void);
+
+/* Unblocks `signals` in the calling thread. */
 int corral_unblock_signals(const int *signals, int count);
 
 /* SI_KERNEL and SI_USER, which Swift cannot see as macros. */
