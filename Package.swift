@@ -138,10 +138,15 @@ let package = Package(
             name: "corral",
             dependencies: [
                 "CorralCore", "CorralConfig", "CorralCgroup", "CorralRuntime", "CorralEngine", "CorralClient",
-                "CorralWatcher", "CorralSystemd", "CorralSeccomp",
+                "CorralWatcher", "CorralSystemd", "CorralSeccomp", "CCorralLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strict
+            swiftSettings: strict,
+            // A position-dependent executable: a PIE of this size starts by
+            // applying ~81,000 relative relocations, which under emulation cost
+            // `corral run` a third of its start-up (README "Launch latency").
+            // Shared libraries are still loaded at random addresses.
+            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"])]
         ),
 
         // Benchmarks that need a real cgroup v2 kernel (scripts/bench-reaction).

@@ -69,6 +69,13 @@ public final class CgroupWatcher: Sendable {
     /// Idempotent. Called from the sink, it returns before the thread ends.
     public func stop() { loop.stop() }
 
+    /// Tells the thread to stop and returns at once; the thread closes every
+    /// descriptor on its way out. For a process about to end: closing an
+    /// inotify instance waits for the kernel to retire its watches (an SRCU
+    /// grace period, tens of milliseconds under emulation), which then
+    /// overlaps whatever the process still does.
+    public func stopWithoutWaiting() { loop.stop(wait: false) }
+
     /// Watches an agent's cgroup: events, PSI triggers, periodic samples.
     /// Takes the baseline sample the first observation is compared with, so
     /// counters that grew before this call are history, not news. Watch a

@@ -171,7 +171,7 @@ final class WatchLoop: Sendable {
         }
     }
 
-    func stop() {
+    func stop(wait: Bool = true) {
         let joinable: pthread_t? = state.withLock { state in
             switch state.lifecycle {
             case .idle:
@@ -187,8 +187,8 @@ final class WatchLoop: Sendable {
         }
         guard let thread = joinable else { return }
         wake()
-        if pthread_equal(thread, pthread_self()) != 0 {
-            // Called from the sink: the loop ends after this batch and cleans up itself.
+        if !wait || pthread_equal(thread, pthread_self()) != 0 {
+            // Called from the sink, or not waiting: the loop ends after this batch and cleans up itself.
             let detached = pthread_detach(thread)
             assert(detached == 0, "pthread_detach on the watcher thread returned \(detached)")
         } else {

@@ -11,6 +11,7 @@ struct ConfigCommand: ParsableCommand {
 
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "validate",
             abstract: "Check a configuration file; print OK or every error with line:column.",
             discussion: """
                 Every error names the line and column, the key, the bad value and what is accepted.

@@ -1,5 +1,9 @@
 import ArgumentParser
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @main
 struct Corral: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,4 +27,24 @@ struct Corral: ParsableCommand {
             DegradationCommand.self, RecommendCommand.self, ReportCommand.self, Doctor.self, ConfigCommand.self,
         ]
     )
+
+    /// `corral run` is parsed by its own command first: building the whole
+    /// command tree costs a start-up that every run pays (swift-argument-parser
+    /// reflects over every subcommand; see README "Launch latency"). Help,
+    /// completion and every parse error go through the full tree, so they
+    /// read exactly as they would without this shortcut.
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "run", let run = try? Run.parseAsRoot(Array(arguments.dropFirst())) as? Run {
+            do {
+                try run.run()
+                Corral.exit()
+            } catch let status as ExitCode {
+                Glibc.exit(status.rawValue)  // the command's status: nothing to print
+            } catch {
+                Corral.exit(withError: error)
+            }
+        }
+        Corral.main(nil)
+    }
 }

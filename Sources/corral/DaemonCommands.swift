@@ -98,7 +98,7 @@ struct AgentsCommand: ParsableCommand {
     )
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List agents: state, usage, limits.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List agents: state, usage, limits.")
         @OptionGroup var options: ClientOptions
         @Flag(name: .long, help: "Include agents that have ended.") var all = false
 
@@ -120,7 +120,8 @@ struct AgentsCommand: ParsableCommand {
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "One agent: limits, live usage, violations, escalation state.")
+        static let configuration = CommandConfiguration(
+            commandName: "show", abstract: "One agent: limits, live usage, violations, escalation state.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Agent id.") var id: String
 
@@ -176,6 +177,7 @@ struct AgentsCommand: ParsableCommand {
 
     struct Start: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "start",
             abstract: "Start a command as an agent managed by the daemon.",
             discussion: "Example: corral agents start --name crawler --group lightweight_agent -- python3 crawl.py")
         @OptionGroup var options: ClientOptions
@@ -217,7 +219,7 @@ struct AgentsCommand: ParsableCommand {
     }
 
     struct Adopt: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Move an existing process into a new agent cgroup.")
+        static let configuration = CommandConfiguration(commandName: "adopt", abstract: "Move an existing process into a new agent cgroup.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "The process id.") var pid: Int32
         @Option(name: .long, help: "Agent id.") var name: String?
@@ -236,7 +238,8 @@ struct AgentsCommand: ParsableCommand {
     }
 
     struct Stop: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "SIGTERM the agent's processes; cgroup.kill after the grace period.")
+        static let configuration = CommandConfiguration(
+            commandName: "stop", abstract: "SIGTERM the agent's processes; cgroup.kill after the grace period.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Agent id.") var id: String
         func validate() throws { try ensureValidID(id) }
@@ -244,7 +247,8 @@ struct AgentsCommand: ParsableCommand {
     }
 
     struct Freeze: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Freeze the agent (cgroup.freeze, confirmed by cgroup.events).")
+        static let configuration = CommandConfiguration(
+            commandName: "freeze", abstract: "Freeze the agent (cgroup.freeze, confirmed by cgroup.events).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Agent id.") var id: String
         func validate() throws { try ensureValidID(id) }
@@ -252,7 +256,7 @@ struct AgentsCommand: ParsableCommand {
     }
 
     struct Thaw: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Thaw a frozen agent.")
+        static let configuration = CommandConfiguration(commandName: "thaw", abstract: "Thaw a frozen agent.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Agent id.") var id: String
         func validate() throws { try ensureValidID(id) }
@@ -260,7 +264,7 @@ struct AgentsCommand: ParsableCommand {
     }
 
     struct Kill: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "SIGKILL every process of the agent (cgroup.kill).")
+        static let configuration = CommandConfiguration(commandName: "kill", abstract: "SIGKILL every process of the agent (cgroup.kill).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Agent id.") var id: String
         func validate() throws { try ensureValidID(id) }
@@ -268,7 +272,8 @@ struct AgentsCommand: ParsableCommand {
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Forget an agent that has ended (its history stays).")
+        static let configuration = CommandConfiguration(
+            commandName: "remove", abstract: "Forget an agent that has ended (its history stays).")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Agent id.") var id: String
         @Flag(name: .long, help: "Kill it first if it still runs.") var force = false
@@ -285,6 +290,7 @@ struct AgentsCommand: ParsableCommand {
 
     struct Limits: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "limits",
             abstract: "Override an agent's limits (rewrites its cgroup files).",
             discussion: "Example: corral agents limits crawler --memory-max 1G --cpu 50%")
         @OptionGroup var options: ClientOptions
@@ -362,7 +368,8 @@ struct GroupsCommand: ParsableCommand {
     )
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List groups with their per-agent limits and totals.")
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "List groups with their per-agent limits and totals.")
         @OptionGroup var options: ClientOptions
 
         func run() throws {
@@ -385,7 +392,7 @@ struct GroupsCommand: ParsableCommand {
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "One group.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "One group.")
         @OptionGroup var options: ClientOptions
         @Argument(help: "Group name.") var name: String
 
@@ -408,6 +415,7 @@ struct GroupsCommand: ParsableCommand {
 
     struct Set: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "set",
             abstract: "Change a group live: its agents' cgroup files and the group totals are rewritten.",
             discussion: "Example: corral groups set standard_agent --memory-max 800MB --total-memory 6GB")
         @OptionGroup var options: ClientOptions
@@ -593,6 +601,7 @@ struct DegradationCommand: ParsableCommand {
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "serve",
         abstract: "Run the daemon (corrald) that manages many agents; see corrald --help.",
         discussion: "corral serve execs the corrald binary installed next to corral, with the same arguments.")
 

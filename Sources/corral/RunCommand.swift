@@ -1,4 +1,5 @@
 import ArgumentParser
+internal import CCorralLinux
 import CorralCgroup
 import CorralClient
 import CorralCore
@@ -10,6 +11,7 @@ import CorralRuntime
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Run one command as an agent under a quota, without a daemon.",
         discussion: """
             Creates <cgroup-root>/<group>/<agent>, writes the group's limits (flags override them),
@@ -130,6 +132,11 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        // Before any thread exists: threads inherit the mask, so a SIGTERM or
+        // ^C sent to Corral waits for the signalfd that forwards it to the
+        // command instead of ending Corral on some helper thread (and leaving
+        // the command and its cgroup behind).
+        _ = AgentRunner.forwardedSignals.withUnsafeBufferPointer { corral_block_signals($0.baseAddress, Int32($0.count), nil) }
         let configuration = try loadConfiguration(config)
 
         // Everything that can be wrong with the input is checked before anything is created.
@@ -138,8 +145,8 @@ struct Run: ParsableCommand {
         let groupName = group ?? configuration.agents[agent]?.group ?? QuotaGroup.defaultGroupName
         guard let quotaGroup = configuration.groups[groupName] else {
             throw fail(
-                "unknown group '\(groupName)'; known groups: \(configuration.groupNames.joined(separator: ", ")) (define more in a --config file)"
-            )
+                "unknown group '\(groupName)'; known groups: \(configuration.groupNames.joined(separator: ", ")) (define more in a --config file)",
+                status: ExitStatus.usage)
         }
         guard let limits = configuration.limits(agent: agent, group: groupName, flags: try flagOverrides()) else {
             throw fail("unknown group '\(groupName)'")

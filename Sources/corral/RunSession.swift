@@ -5,6 +5,7 @@ import CorralCore
 import CorralEngine
 import CorralRuntime
 import CorralWatcher
+import Synchronization
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -34,7 +35,7 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) thr
 /// Prints the ladder's doings to stderr while an agent runs.
 func narrate(_ event: CorralEvent) {
     switch event.kind {
-    case .enforcement, .terminationNotice, .scaleDownRequest, .suspended, .throttleRestored:
+    case .enforcement, .terminationNotice, .scaleDownRequest, .suspendNotice, .suspended, .throttleRestored:
         printError("corral: [\(event.agent ?? "-")] \(event.message)")
     default:
         break
@@ -114,6 +115,11 @@ struct DaemonRun {
 
 /// `corral run` without a daemon: the same engine, embedded for one agent,
 /// with the watcher on its own thread and the history in memory.
+///
+/// The engine starts on a task of its own while the command is being
+/// spawned: nothing the ladder does can be due before its first observation,
+/// which comes once the command runs, and a short command (the launch
+/// benchmark's `/bin/true`) no longer waits for the engine to start first.
 struct EmbeddedRun {
     let tree: CgroupTree
     let configuration: CorralConfiguration
@@ -133,6 +139,68 @@ struct EmbeddedRun {
 
         var configuration = configuration
         configuration.groups[request.group.name] = request.group
+        let started = OneShot<Int32?>()
+        let gate = EngineGate()
+        let startup = Task { [tree, configuration] in
+            try await EmbeddedEngine.start(
+                request: request, leaf: leaf, tree: tree, configuration: configuration, quiet: quiet, pid: started, gate: gate)
+        }
+
+        var summary: RunSummary
+        do {
+            summary = try runner.supervise(request, in: tree, leaf: leaf) { pid in
+                started.deliver(pid)
+            }
+        } catch {
+            started.deliver(nil)
+            if !gate.abandon() { _ = try? blocking { try await startup.value.stop() } }
+            throw fail(error.description, status: error.exitStatus)
+        }
+        summary.engine = "embedded"
+        // An engine that had not yet begun to watch the agent when it ended
+        // has nothing to report (the ladder acts on observations only): it is
+        // left to stop by itself rather than waited for.
+        guard !gate.abandon() else { return summary }
+        let agent = request.agent
+        do {
+            summary.enforcement = try blocking {
+                let running = try await startup.value
+                // The command ended: nothing more to watch. The watcher winds
+                // down while the history is read and the cgroup removed.
+                running.stop(waitForWatcher: false)
+                return try await running.engine.history(agent: agent, since: nil, afterID: nil, limit: 10000)
+            }
+        } catch {
+            // The kernel enforced the limits all the same; only the ladder was missing.
+            printError("corral: warning: the escalation ladder did not run for \(agent): \(error)")
+            summary.engine = "none"
+        }
+        return summary
+    }
+}
+
+/// The embedded engine of one `corral run`: engine, watcher and the loop
+/// that feeds one to the other.
+final class EmbeddedEngine: Sendable {
+    let engine: Engine
+    let watcher: CgroupWatcher
+    let signals: SignalQueue
+    let loop: Task<Void, Never>
+
+    private init(engine: Engine, watcher: CgroupWatcher, signals: SignalQueue, loop: Task<Void, Never>) {
+        self.engine = engine
+        self.watcher = watcher
+        self.signals = signals
+        self.loop = loop
+    }
+
+    /// Starts the engine for the agent in `leaf` and attaches the agent's
+    /// process once `pid` is delivered (nil: it never started).
+    static func start(
+        request: RunRequest, leaf: CgroupPath, tree: CgroupTree, configuration: CorralConfiguration, quiet: Bool,
+        pid: OneShot<Int32?>, gate: EngineGate
+    ) async throws -> EmbeddedEngine {
+        guard !gate.isAbandoned else { throw CancellationError() }
         let engine = Engine(configuration: configuration, tree: tree, store: MemoryStore())
         let signals = SignalQueue()
         let watcher: CgroupWatcher
@@ -144,17 +212,11 @@ struct EmbeddedRun {
                 if let signal = WatcherBridge.signal(event) { signals.push(signal) }
             }
         } catch {
-            throw fail("cannot watch the agent's cgroup: \(error.description)")
+            throw RunSessionError("cannot watch the agent's cgroup: \(error.description)")
         }
         let agent = request.agent
-        do {
-            _ = try blocking {
-                try await engine.adoptCreated(
-                    id: agent, group: request.group.name, command: request.command, limits: request.limits, leaf: leaf)
-            }
-        } catch {
-            throw fail("\(error)")
-        }
+        _ = try await engine.adoptCreated(
+            id: agent, group: request.group.name, command: request.command, limits: request.limits, leaf: leaf)
         let bridge = WatcherBridge(watcher: watcher, deliver: { signals.push($0) })
         let events = engine.hub.subscribe(agent: agent)
         let loop = Task {
@@ -175,25 +237,101 @@ struct EmbeddedRun {
             }
         }
         watcher.start()
-        defer {
-            watcher.stop()
-            signals.finish()
-            engine.hub.finishAll()
-            loop.cancel()
+        let running = EmbeddedEngine(engine: engine, watcher: watcher, signals: signals, loop: loop)
+        guard let pid = await pid.value, !gate.isAbandoned else {
+            running.stop(waitForWatcher: false)
+            throw CancellationError()
         }
-
-        var summary: RunSummary
         do {
-            summary = try runner.supervise(request, in: tree, leaf: leaf) { pid in
-                _ = try? blocking { try await engine.attach(id: agent, pid: pid) }
-            }
+            _ = try await engine.attach(id: agent, pid: pid)
         } catch {
-            throw fail(error.description, status: error.exitStatus)
+            running.stop(waitForWatcher: false)
+            throw error
         }
-        let exitStatus = summary.exitStatus
-        _ = try? blocking { try await engine.finished(agent, exitStatus: exitStatus, reason: nil) }
-        summary.enforcement = (try? blocking { try await engine.history(agent: agent, since: nil, afterID: nil, limit: 10000) }) ?? []
-        summary.engine = "embedded"
-        return summary
+        guard gate.attached() else {
+            running.stop(waitForWatcher: false)
+            throw CancellationError()
+        }
+        return running
+    }
+
+    func stop(waitForWatcher: Bool = true) {
+        if waitForWatcher { watcher.stop() } else { watcher.stopWithoutWaiting() }
+        signals.finish()
+        engine.hub.finishAll()
+        loop.cancel()
+    }
+}
+
+/// Whether the embedded engine watched the agent before it ended.
+///
+/// The ladder acts on observations compared with the baseline sample taken
+/// when the engine attaches, so an engine that had not finished attaching
+/// when the command ended has nothing to report: `corral run` does not wait
+/// for it. (A command that ends within its first few tens of milliseconds
+/// still gets its kernel counters in the summary; only the ladder, which
+/// acts over seconds, never saw it.)
+final class EngineGate: Sendable {
+    private enum State { case starting, watching, abandoned }
+    private let state = Mutex(State.starting)
+
+    var isAbandoned: Bool { state.withLock { $0 == .abandoned } }
+
+    /// The engine has attached: false when the command ended meanwhile.
+    func attached() -> Bool {
+        state.withLock { state in
+            guard state == .starting else { return false }
+            state = .watching
+            return true
+        }
+    }
+
+    /// The command ended: true when the engine had not attached (and now will not be waited for).
+    func abandon() -> Bool {
+        state.withLock { state in
+            guard state == .starting else { return state == .abandoned }
+            state = .abandoned
+            return true
+        }
+    }
+}
+
+struct RunSessionError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A value handed over once, from a thread to whoever awaits it.
+final class OneShot<Value: Sendable>: Sendable {
+    private struct State {
+        var value: Value?
+        var delivered = false
+        var waiters: [CheckedContinuation<Value, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    /// The first delivery counts; later ones are ignored.
+    func deliver(_ value: Value) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Value, Never>] in
+            guard !state.delivered else { return [] }
+            state.value = value
+            state.delivered = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: value) }
+    }
+
+    var value: Value {
+        get async {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state -> Value?? in
+                    if state.delivered { return .some(state.value) }
+                    state.waiters.append(continuation)
+                    return .none
+                }
+                if case .some(let value) = ready { continuation.resume(returning: value!) }
+            }
+        }
     }
 }

@@ -92,7 +92,7 @@ struct CLITests {
 
     @Test func unknownGroupAndCommandFailBeforeTouchingCgroups() throws {
         let group = try CLI.run(["run", "--group", "nope", "--", "true"])
-        #expect(group.exitStatus == 125)
+        #expect(group.exitStatus == 64)  // a bad --group is a usage error
         #expect(group.stderr.contains("unknown group 'nope'; known groups: heavy_computation_agent, lightweight_agent, standard_agent"))
         let command = try CLI.run(["run", "--", "definitely-no-such-command"])
         #expect(command.exitStatus == 127)

@@ -111,6 +111,59 @@ struct RunTests {
         #expect(!E2E.exists(root))
     }
 
+    /// As a shell user would: `corral run … &` then `kill -TERM`. Every thread
+    /// of Corral (the embedded engine's included) must leave the signal to the
+    /// signalfd that forwards it; a helper thread that took it would end Corral
+    /// with status 143 and leave the command and its cgroup behind.
+    @Test func aSignalFromTheShellIsForwardedWhateverThreadItLandsOn() throws {
+        let (corral, _) = try E2E.binaries()
+        let root = E2E.root("shell-signal")
+        let script = """
+            "$0" run --name trapper2 --cgroup-root "$1" -- /bin/sh -c "trap 'exit 42' TERM; while :; do sleep 0.1; done" 2>/dev/null &
+            corral=$!
+            i=0; until [ -s "$1/standard_agent/trapper2/cgroup.procs" ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
+            sleep 1
+            kill -TERM $corral
+            wait $corral
+            echo "corral-status=$?"
+            """
+        let result = try Subprocess.start("/bin/sh", ["-c", script, corral, root]).wait(timeout: 90)
+        #expect(result.stdout.contains("corral-status=42"), "\(result)")
+        #expect(!E2E.exists(root), "the command and its cgroup must not be left behind")
+    }
+
+    /// Without a daemon the engine runs embedded: a spinner held at the
+    /// lightweight group's cpu.max (10%) is warned at once and throttled after
+    /// the configured delay (cpu.max lowered by the seed's factor), and the
+    /// summary lists both actions with their outcomes.
+    @Test func theEmbeddedLadderWarnsAndThrottlesASpinner() throws {
+        let (_, stress) = try E2E.binaries()
+        let root = E2E.root("embedded-ladder")
+        let config = "/tmp/corral-e2e-embedded-\(getpid()).yaml"
+        defer { try? FileManager.default.removeItem(atPath: config) }
+        try """
+        intervals: {sampling: 500ms}
+        escalation:
+          delays: {warn: 0s, throttle: 2s, suspend: 5m, terminate: 10m}
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let (result, summary) = try E2E.run(
+            ["--json", "--group", "lightweight_agent", "--config", config, "--cgroup-root", root, "--", stress, "spin", "8"], timeout: 120)
+        let run = try #require(summary, "\(result)")
+        E2E.report("embedded ladder: \(run.enforcement.map { "\($0.action.rawValue) succeeded=\($0.succeeded) \($0.details)" })")
+        #expect(result.exitStatus == 0, "\(result)")
+        #expect(run.engine == "embedded")
+        let actions = run.enforcement.filter { $0.resource == .cpu }.map(\.action)
+        #expect(actions.contains(.warn), "\(run.enforcement)")
+        #expect(actions.contains(.throttle), "\(run.enforcement)")
+        #expect(run.enforcement.allSatisfy { $0.succeeded }, "\(run.enforcement)")
+        if let warn = run.enforcement.first(where: { $0.action == .warn }),
+            let throttle = run.enforcement.first(where: { $0.action == .throttle })
+        {
+            #expect(throttle.at.milliseconds - warn.at.milliseconds >= 1900, "throttle comes after the configured 2 s delay")
+        }
+        #expect(!E2E.exists(root))
+    }
+
     @Test func processesLeftBehindAreKilledWithTheCgroup() throws {
         let root = E2E.root("strays")
         let (result, summary) = try E2E.run(
@@ -144,7 +197,7 @@ struct RunTests {
         #expect(missing.exitStatus == 127, "\(missing)")
         #expect(missing.stderr.contains("command not found"))
         let (group, _) = try E2E.run(["--group", "no_such_group", "--cgroup-root", root, "--", "/bin/true"])
-        #expect(group.exitStatus == 125, "\(group)")
+        #expect(group.exitStatus == 64, "\(group)")
         #expect(group.stderr.contains("unknown group 'no_such_group'"))
         #expect(!E2E.exists(root), "failed runs must not create anything")
     }
