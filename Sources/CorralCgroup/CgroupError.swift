@@ -42,7 +42,7 @@ public struct CgroupError: Error, Equatable, Sendable, CustomStringConvertible {
     public var errno: Errno?
     /// What happened, naming the path and value.
     public var message: String
-    /// What the user can do about it.
+    /// What the user can do about it (always set by `explain`).
     public var fix: String?
 
     public init(
@@ -103,6 +103,8 @@ extension CgroupError {
     /// Turns an errno from `operation` on `file` (nil: the directory itself)
     /// at `path` into the error a user can act on. Follows KERNEL-FACTS:
     /// EBUSY/ENOENT/EINVAL/EOPNOTSUPP/EAGAIN mean different things per file.
+    /// Every message names the path (and the value, when one was written);
+    /// every error carries a fix.
     public static func explain(
         _ errno: Errno, operation: Operation, path: String, file: CgroupFile?, value: String? = nil
     ) -> CgroupError {
@@ -111,13 +113,19 @@ extension CgroupError {
         let writing = quoted.map { "writing \($0) to \(target)" } ?? "\(operation.rawValue) \(target)"
         // "writing 'v' to <target> failed: " before a cause, when there is a value.
         let failedWrite = value == nil ? "" : "\(writing) failed: "
-        func make(_ code: Code, _ message: String, fix: String? = nil) -> CgroupError {
+        func make(_ code: Code, _ message: String, fix: String) -> CgroupError {
             CgroupError(
                 code: code, operation: operation, path: target, value: value, errno: errno, message: message, fix: fix)
         }
 
         switch (errno, file) {
-        case (.permissionDenied, _), (.notPermitted, _), (.readOnlyFileSystem, _):
+        case (.readOnlyFileSystem, _):
+            return make(
+                .permissionDenied, "\(writing) failed: the cgroup filesystem is mounted read-only",
+                fix:
+                    "run Corral where cgroupfs is writable: on the host, or in a container with a private, writable cgroup namespace (docker run --cgroupns=private with a writable /sys/fs/cgroup, or a systemd unit with Delegate=yes)"
+            )
+        case (.permissionDenied, _), (.notPermitted, _):
             if file == .procs {
                 return make(
                     .permissionDenied,
@@ -133,7 +141,11 @@ extension CgroupError {
                 fix: "cgroup roots and names must be real directories beneath the root; remove the link")
 
         case (.operationNotSupportedByDevice, _):
-            return make(.removed, "\(failedWrite)\(target) belongs to a cgroup that has been removed")
+            return make(
+                .removed, "\(failedWrite)\(target) belongs to a cgroup that has been removed",
+                fix:
+                    "nothing to undo: the cgroup is gone (its agent ended, or another program removed \(path)); start the agent again if it should still run"
+            )
 
         case (.resourceBusy, .subtreeControl?):
             return make(
@@ -151,8 +163,16 @@ extension CgroupError {
             return make(
                 .busy, "cannot remove \(path): it still has processes or child cgroups",
                 fix: "stop what runs there (corral kill, or write 1 to \(path)/cgroup.kill) and retry")
+        case (.resourceBusy, .memoryPressure?), (.resourceBusy, .cpuPressure?), (.resourceBusy, .ioPressure?):
+            return make(
+                .busy, "\(writing) failed: a pressure trigger is already registered on this open file (one trigger per descriptor)",
+                fix: "open \(target) again for each additional trigger")
         case (.resourceBusy, _):
-            return make(.busy, "\(writing) failed: the kernel reports the cgroup busy")
+            return make(
+                .busy, "\(writing) failed: the kernel reports \(path) busy (another change to it is in progress)",
+                fix:
+                    "retry in a moment; if it persists, check whether another program (a second corrald, systemd, a container runtime) manages \(path)"
+            )
 
         case (.noSuchFileOrDirectory, .subtreeControl?):
             return make(
@@ -169,8 +189,32 @@ extension CgroupError {
                 fix:
                     "add +\(controller) to the parent's cgroup.subtree_control (Corral does this when it creates the tree; check that \(controller) is listed in the parent's cgroup.controllers)"
             )
-        case (.noSuchFileOrDirectory, _):
-            return make(.notFound, "\(failedWrite)\(target) does not exist")
+        case (.noSuchFileOrDirectory, .kill?):
+            return make(
+                .notFound, "\(failedWrite)\(target) does not exist: this kernel has no cgroup.kill (it came with Linux 5.14)",
+                fix: "use a 5.14 or newer kernel; until then Corral kills by freezing the cgroup and signalling each process")
+        case (.noSuchFileOrDirectory, .freeze?):
+            return make(
+                .notFound,
+                "\(failedWrite)\(target) does not exist: this kernel has no cgroup freezer for cgroup v2 (it came with Linux 5.2)",
+                fix: "use a 5.2 or newer kernel to suspend agents")
+        case (.noSuchFileOrDirectory, let file?)
+        where file == .memoryPressure || file == .cpuPressure || file == .ioPressure:
+            return make(
+                .notFound, "\(failedWrite)\(target) does not exist: this kernel does not report pressure stall information (PSI)",
+                fix: "boot with psi=1 (the kernel must be built with CONFIG_PSI)")
+        case (.noSuchFileOrDirectory, _?):
+            return make(
+                .notFound, "\(failedWrite)\(target) does not exist: \(path) was removed, or is not a cgroup v2 directory",
+                fix: "check that \(path) exists and lies inside the cgroup2 mount (stat -f -c %T \(path) prints cgroup2)")
+        case (.noSuchFileOrDirectory, nil) where operation == .makeDirectory:
+            return make(
+                .notFound, "cannot create \(path): its parent cgroup does not exist",
+                fix: "create the parent first, or check --cgroup-root (the root's parent must exist inside the cgroup2 mount)")
+        case (.noSuchFileOrDirectory, nil):
+            return make(
+                .notFound, "\(operation.rawValue) \(path) failed: \(path) does not exist",
+                fix: "check the path; an agent's cgroup exists only while it runs (corral ps lists them)")
 
         case (.invalidArgument, .subtreeControl?):
             return make(
@@ -197,12 +241,25 @@ extension CgroupError {
                 .limitReached,
                 "cannot create \(path): an ancestor's cgroup.max.descendants or cgroup.max.depth is reached",
                 fix: "remove unused cgroups, or raise cgroup.max.descendants/cgroup.max.depth on the ancestors")
+        case (.resourceTemporarilyUnavailable, _):
+            return make(
+                .io, "\(writing) failed: the kernel asked to try again (a process being moved was exiting or changing its threads)",
+                fix: "retry; if it keeps failing, check what else is changing \(path)")
 
         case (.fileExists, nil):
-            return make(.alreadyExists, "\(path) already exists")
+            return make(
+                .alreadyExists, "\(path) already exists",
+                fix: "choose another name, or remove \(path) (rmdir) when nothing runs there any more")
+
+        case (.noSuchProcess, _):
+            return make(
+                .io, "\(writing) failed: \(quoted.map { "process \($0)" } ?? "the process") no longer exists",
+                fix: "nothing to move: the process has exited")
 
         default:
-            return make(.io, "\(writing) failed: \(errno.description)")
+            return make(
+                .io, "\(writing) failed: \(errno.description)",
+                fix: "check the kernel log (dmesg) for messages about \(path) and retry")
         }
     }
 }

@@ -79,6 +79,13 @@ public protocol CgroupFilesystem: Sendable {
     /// Takes an exclusive advisory lock serialising changes to the tree's
     /// shared levels (root and groups) between Corral processes.
     func lockTree() throws(CgroupError) -> TreeLock
+    /// Marks `path` as created by Corral, so that any later Corral process
+    /// can tell a root it may rewrite and remove from a user's (cgroupfs:
+    /// the `user.corral.created` extended attribute, Linux 5.7+).
+    func markCreatedByCorral(_ path: CgroupPath) throws(CgroupError)
+    /// Whether `path` carries that mark; false when it does not, or the
+    /// filesystem cannot say.
+    func isMarkedCreatedByCorral(_ path: CgroupPath) -> Bool
 }
 
 /// Holds the tree lock until released (or deallocated).
@@ -93,11 +100,23 @@ public final class TreeLock: Sendable {
 }
 
 extension CgroupFilesystem {
+    /// Filesystems without extended attributes keep no mark: only the
+    /// process that created a root knows it is Corral's.
+    public func markCreatedByCorral(_ path: CgroupPath) throws(CgroupError) {
+        throw CgroupError(
+            code: .notSupported, operation: .write, path: absolutePath(path),
+            message: "\(absolutePath(path)) cannot carry Corral's creation mark on this filesystem",
+            fix: "nothing to do: Corral removes a root it created only from the process that created it")
+    }
+
+    public func isMarkedCreatedByCorral(_ path: CgroupPath) -> Bool { false }
+
     /// Filesystems without real descriptors (the test fake) say so; callers read instead.
     public func openForReading(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
         throw CgroupError(
             code: .notSupported, operation: .open, path: absolutePath(path) + "/" + file.rawValue,
-            message: "\(absolutePath(path))/\(file.rawValue) cannot be held open on this filesystem")
+            message: "\(absolutePath(path))/\(file.rawValue) cannot be held open on this filesystem",
+            fix: "read the file each time instead of holding it open")
     }
 }
 

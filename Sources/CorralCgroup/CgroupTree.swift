@@ -1,4 +1,5 @@
 public import CorralCore
+import Synchronization
 
 #if canImport(Glibc)
     internal import Glibc
@@ -19,6 +20,8 @@ public struct CgroupTree: Sendable {
     /// The root is the hierarchy's root cgroup: it has no limit files and is
     /// exempt from the no-internal-process rule.
     public let rootIsHierarchyRoot: Bool
+    /// Whether this process created the root (shared by copies of the tree).
+    private let ownership = RootOwnership()
     /// Sleeps between retries (injected so tests do not wait).
     public var sleep: @Sendable (Duration) -> Void
     /// Sends a signal to a pid (injected so tests do not signal real processes).
@@ -57,33 +60,55 @@ public struct CgroupTree: Sendable {
     /// What `prepareRoot` did.
     public struct RootPreparation: Equatable, Sendable {
         public var createdRoot = false
+        /// The root is Corral's own: created now, or carrying the mark of a
+        /// Corral process that created it (see `ownsRoot`).
+        public var rootIsCorrals = false
         public var movedSelfToSupervisor = false
         public var enabledInParent: [Controller] = []
         public var enabledInRoot: [Controller] = []
         public var reservationApplied = false
+        /// A reservation was asked for but the root is not Corral's: its own
+        /// limits were left as they are.
+        public var keptExistingLimits = false
         /// Optional controllers (io) that are not available here.
         public var unavailableOptional: [Controller] = []
     }
 
-    /// Makes the root ready for groups: creates it when missing, enables the
-    /// required controllers (in the parent too, when the root does not have
-    /// them), moves this process into `supervisor/` when it lives in the root
-    /// (no-internal-process rule), and applies the system reservation.
+    /// Whether the root is Corral's to rewrite and remove: this process
+    /// created it, or the Corral process that did marked it so
+    /// (`markCreatedByCorral`). A directory the user or systemd made (an
+    /// existing --cgroup-root, a `Delegate=yes` unit's cgroup) is not, and
+    /// neither is the hierarchy root.
+    public var ownsRoot: Bool {
+        guard !root.components.isEmpty, !rootIsHierarchyRoot else { return false }
+        return ownership.createdHere || fs.isMarkedCreatedByCorral(root)
+    }
+
+    /// Makes the root ready for groups: creates (and marks) it when missing,
+    /// enables the required controllers (in the parent too, when the root
+    /// does not have them), moves this process into `supervisor/` when it
+    /// lives in the root (no-internal-process rule), and applies the system
+    /// reservation — only to a root that is Corral's own (`ownsRoot`): the
+    /// limits of a root someone else made are theirs, and stay.
     /// A root it created is removed again when a later step fails.
     @discardableResult
     public func prepareRoot(selfPID: Int32?, reservation: CgroupSettings?) throws(CgroupError) -> RootPreparation {
         var report = RootPreparation()
-        if !root.components.isEmpty, try !fs.exists(root) {
+        if !root.components.isEmpty, !rootIsHierarchyRoot, try !fs.exists(root) {
             do {
                 try fs.makeDirectory(root)
                 report.createdRoot = true
+                ownership.createdHere = true
+                // Without the mark (old kernel, no xattrs) only this process knows.
+                try? fs.markCreatedByCorral(root)
             } catch  where error.code == .alreadyExists {}
         }
+        report.rootIsCorrals = ownsRoot
         do {
             try prepareExistingRoot(selfPID: selfPID, reservation: reservation, report: &report)
         } catch {
             // A root created here is still empty: do not leave it behind.
-            if report.createdRoot { try? fs.removeDirectory(root) }
+            if report.createdRoot, (try? fs.removeDirectory(root)) != nil { ownership.createdHere = false }
             throw error
         }
         return report
@@ -136,8 +161,12 @@ public struct CgroupTree: Sendable {
         report.enabledInRoot = try enable(wanted, in: root)
 
         if let reservation, !rootIsHierarchyRoot {
-            try apply(reservation, to: root)
-            report.reservationApplied = true
+            if report.rootIsCorrals {
+                try apply(reservation, to: root)
+                report.reservationApplied = true
+            } else {
+                report.keptExistingLimits = true
+            }
         }
     }
 
@@ -206,7 +235,8 @@ public struct CgroupTree: Sendable {
 
     // MARK: Reading
 
-    /// Reads usage and event counters of `path`; files a kernel lacks are nil.
+    /// Reads usage, the memory.stat breakdown and event counters of `path`;
+    /// files a kernel (or a disabled controller) lacks are nil.
     public func sample(_ path: CgroupPath) throws(CgroupError) -> CgroupSample {
         func optional(_ file: CgroupFile) throws(CgroupError) -> String? {
             do { return try fs.read(file, of: path) } catch  where error.code == .notFound || error.code == .controllerUnavailable {
@@ -214,12 +244,13 @@ public struct CgroupTree: Sendable {
             }
         }
         var sample = CgroupSample()
-        sample.memoryCurrent = try optional(.memoryCurrent).flatMap { Int64($0.trimmingSpaces()) }
-        sample.memoryPeak = try optional(.memoryPeak).flatMap { Int64($0.trimmingSpaces()) }
+        sample.memoryCurrent = try optional(.memoryCurrent).flatMap(CgroupCounter.parse)
+        sample.memoryPeak = try optional(.memoryPeak).flatMap(CgroupCounter.parse)
         sample.memoryEvents = try optional(.memoryEvents).map(MemoryEvents.init(parsing:)) ?? MemoryEvents()
+        sample.memoryStat = try optional(.memoryStat).map(MemoryStat.init(parsing:))
         sample.cpu = try optional(.cpuStat).map(CPUStat.init(parsing:)) ?? CPUStat()
-        sample.pidsCurrent = try optional(.pidsCurrent).flatMap { Int64($0.trimmingSpaces()) }
-        sample.pidsPeak = try optional(.pidsPeak).flatMap { Int64($0.trimmingSpaces()) }
+        sample.pidsCurrent = try optional(.pidsCurrent).flatMap(CgroupCounter.parse)
+        sample.pidsPeak = try optional(.pidsPeak).flatMap(CgroupCounter.parse)
         sample.pidsEvents = try optional(.pidsEvents).map(PidsEvents.init(parsing:)) ?? PidsEvents()
         sample.events = CgroupEvents(parsing: try fs.read(.events, of: path))
         return sample
@@ -261,7 +292,8 @@ public struct CgroupTree: Sendable {
         guard thawed != nil else {
             throw CgroupError(
                 code: .timedOut, operation: .wait, path: fs.absolutePath(path) + "/cgroup.events",
-                message: "\(fs.absolutePath(path)) did not report 'frozen 0' within \(Quantity.formatDuration(timeout))")
+                message: "\(fs.absolutePath(path)) did not report 'frozen 0' within \(Quantity.formatDuration(timeout))",
+                fix: "retry the resume; if it stays frozen, check cat \(fs.absolutePath(path))/cgroup.freeze says 0, or kill the agent")
         }
         return ContinuousClock.now - start
     }
@@ -340,6 +372,17 @@ public struct CgroupTree: Sendable {
         }
     }
 
+    /// Removes the root when it is Corral's own (`ownsRoot`) and has no
+    /// child cgroup left; a root someone else made is never removed. Call it
+    /// holding the tree lock. Returns whether the root is gone.
+    @discardableResult
+    public func removeRootIfUnused() -> Bool {
+        guard ownsRoot, (try? fs.children(of: root))?.isEmpty == true else { return false }
+        guard removeIfUnused(root) else { return false }
+        ownership.createdHere = false
+        return true
+    }
+
     /// Removes `path` if nothing lives in it any more; false when it is in use.
     @discardableResult
     public func removeIfUnused(_ path: CgroupPath) -> Bool {
@@ -349,5 +392,16 @@ public struct CgroupTree: Sendable {
         } catch {
             return error.code == .notFound
         }
+    }
+}
+
+/// Whether this process created the tree's root; a class so that copies of
+/// a `CgroupTree` (the runner's, the daemon's) share what one of them did.
+final class RootOwnership: Sendable {
+    private let created = Mutex(false)
+
+    var createdHere: Bool {
+        get { created.withLock { $0 } }
+        set { created.withLock { $0 = newValue } }
     }
 }

@@ -123,7 +123,9 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
 
     public func makeDirectory(_ path: CgroupPath) throws(CgroupError) {
         guard let parent = path.parent, let name = path.name else {
-            throw CgroupError(code: .alreadyExists, operation: .makeDirectory, path: anchorPath, message: "\(anchorPath) already exists")
+            throw CgroupError(
+                code: .alreadyExists, operation: .makeDirectory, path: anchorPath, message: "\(anchorPath) already exists",
+                fix: "nothing to create: \(anchorPath) is the directory Corral works in")
         }
         let parentFD = openBeneath(parent.components, flags: corral_o_path() | O_DIRECTORY)
         guard parentFD >= 0 else { throw fail(.makeDirectory, parent, nil) }
@@ -134,7 +136,8 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
     public func removeDirectory(_ path: CgroupPath) throws(CgroupError) {
         guard let parent = path.parent, let name = path.name else {
             throw CgroupError(
-                code: .notSupported, operation: .removeDirectory, path: anchorPath, message: "refusing to remove the anchor \(anchorPath)")
+                code: .notSupported, operation: .removeDirectory, path: anchorPath, message: "refusing to remove the anchor \(anchorPath)",
+                fix: "Corral never removes the directory it works in; rmdir \(anchorPath) yourself if it is no longer wanted")
         }
         let parentFD = openBeneath(parent.components, flags: corral_o_path() | O_DIRECTORY)
         guard parentFD >= 0 else { throw fail(.removeDirectory, parent, nil) }
@@ -211,7 +214,10 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
         if written != bytes.count {
             throw CgroupError(
                 code: .io, operation: .write, path: absolutePath(file, path), value: value,
-                message: "short write to \(absolutePath(file, path)): \(written) of \(bytes.count) bytes of '\(value)'")
+                message: "short write to \(absolutePath(file, path)): \(written) of \(bytes.count) bytes of '\(value)'",
+                fix:
+                    "retry; cgroupfs takes a value in one write, so a short write that repeats means \(absolutePath(file, path)) is not a cgroup file"
+            )
         }
         bytes.removeAll()
     }
@@ -254,6 +260,64 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
         guard fd >= 0 else { throw fail(.open, path, file) }
         return FileDescriptor(rawValue: fd)
     }
+
+    /// The extended attribute that marks a cgroup Corral created.
+    public static let creationMark = "user.corral.created"
+
+    public func markCreatedByCorral(_ path: CgroupPath) throws(CgroupError) {
+        let fd = openBeneath(path.components, flags: O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { throw fail(.open, path, nil) }
+        defer { close(fd) }
+        guard let setAttribute = Self.extendedAttributes.set else {
+            throw CgroupError(
+                code: .notSupported, operation: .write, path: absolutePath(path), value: Self.creationMark,
+                message: "cannot mark \(absolutePath(path)) as Corral's: this C library has no fsetxattr",
+                fix: "nothing to do: Corral removes a root it created only from the process that created it")
+        }
+        if setAttribute(fd, Self.creationMark, "1", 1, 0) < 0 {
+            let error = Errno(rawValue: errno)
+            throw CgroupError(
+                code: error == .notSupported ? .notSupported : .io, operation: .write, path: absolutePath(path), value: Self.creationMark,
+                errno: error,
+                message: "cannot set the extended attribute '\(Self.creationMark)' on \(absolutePath(path)): \(error.description)",
+                fix:
+                    "nothing to do for this run; cgroupfs keeps user.* attributes from Linux 5.7 on, without them only the process that created the root removes it"
+            )
+        }
+    }
+
+    public func isMarkedCreatedByCorral(_ path: CgroupPath) -> Bool {
+        guard let getAttribute = Self.extendedAttributes.get else { return false }
+        let fd = openBeneath(path.components, flags: O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var value: UInt8 = 0
+        return getAttribute(fd, Self.creationMark, &value, 1) == 1 && value == UInt8(ascii: "1")
+    }
+
+    /// Whether the directory at `path` (absolute; a final symlink is not
+    /// followed) carries the creation mark; for `corral doctor`.
+    public static func hasCreationMark(atPath path: String) -> Bool {
+        guard let getAttribute = extendedAttributes.getByPath else { return false }
+        var value: UInt8 = 0
+        return getAttribute(path, creationMark, &value, 1) == 1 && value == UInt8(ascii: "1")
+    }
+
+    private typealias SetAttribute = @convention(c) (Int32, UnsafePointer<CChar>, UnsafeRawPointer?, Int, Int32) -> Int32
+    private typealias GetAttribute = @convention(c) (Int32, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
+    private typealias GetAttributeByPath = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
+
+    /// fsetxattr(2), fgetxattr(2) and lgetxattr(2) from the C library:
+    /// Glibc's Swift module does not import <sys/xattr.h>, so they are looked
+    /// up once by name.
+    private static let extendedAttributes: (set: SetAttribute?, get: GetAttribute?, getByPath: GetAttributeByPath?) = {
+        let handle = dlopen(nil, RTLD_NOW)
+        return (
+            dlsym(handle, "fsetxattr").map { unsafeBitCast($0, to: SetAttribute.self) },
+            dlsym(handle, "fgetxattr").map { unsafeBitCast($0, to: GetAttribute.self) },
+            dlsym(handle, "lgetxattr").map { unsafeBitCast($0, to: GetAttributeByPath.self) }
+        )
+    }()
 
     public func lockTree() throws(CgroupError) -> TreeLock {
         // A new open file description, so the lock also excludes other

@@ -34,20 +34,75 @@ public enum HostProbe {
         return HostFacts(cgroupMount: mount, unifiedMount: unified, v1Controllers: v1, v2RootControllers: controllers)
     }
 
-    /// Total memory (the smaller of /proc/meminfo and this process's own
-    /// cgroup limits, so a container sees its share), online CPUs, pid_max.
+    /// What the agents may use all together at most: total memory, CPUs and
+    /// pid_max of the host, each lowered to the tightest limit on this
+    /// process's own cgroup v2 path (memory.max, cpu.max rounded up to whole
+    /// CPUs, pids.max, from its cgroup up to the hierarchy root), so that in a
+    /// container or a limited slice the reservation is a share of what is
+    /// really there. Files that do not exist or cannot be read are skipped.
+    /// Corral's own root is not counted: when this process lives in
+    /// `<root>/supervisor`, the walk starts above `<root>`, whose limits are
+    /// the reservation computed from this very capacity.
     public static func capacity() -> HostCapacity {
+        capacity(
+            files: .system, hierarchyRoot: v2Hierarchy(mountPoint: mountPoint),
+            onlineCPUs: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }
+
+    /// The cgroup2 mount: `mountPoint` itself (unified), its `unified/` (hybrid), or nil.
+    public static func v2Hierarchy(mountPoint: String) -> String? {
+        if filesystem(at: mountPoint) == .cgroup2 { return mountPoint }
+        if filesystem(at: mountPoint + "/unified") == .cgroup2 { return mountPoint + "/unified" }
+        return nil
+    }
+
+    /// `capacity()` with its inputs given: files read through `files`
+    /// (/proc/meminfo, /proc/sys/kernel/pid_max, /proc/self/cgroup and the
+    /// cgroup files below `hierarchyRoot`).
+    public static func capacity(files: HostFiles, hierarchyRoot: String?, onlineCPUs: Int) -> HostCapacity {
         var memory: Int64 = 0
-        if let meminfo = readFile("/proc/meminfo") {
+        if let meminfo = files.read("/proc/meminfo") {
             for line in meminfo.split(separator: "\n") where line.hasPrefix("MemTotal:") {
                 let fields = line.split(separator: " ")
                 if fields.count >= 2, let kib = Int64(fields[1]) { memory = kib * 1024 }
             }
         }
-        var cpus = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        if cpus < 1 { cpus = 1 }
-        let pidMax = readFile("/proc/sys/kernel/pid_max").flatMap { Int64($0.trimmingSpaces()) } ?? 32768
+        var cpus = max(1, onlineCPUs)
+        var pidMax = files.read("/proc/sys/kernel/pid_max").flatMap { Int64($0.trimmingSpaces()) } ?? 32768
+
+        for directory in limitDirectories(files: files, hierarchyRoot: hierarchyRoot) {
+            if let limit = files.read(directory + "/memory.max").flatMap(CgroupValue.init(parsing:))?.value, limit > 0 {
+                memory = memory > 0 ? min(memory, limit) : limit
+            }
+            if let cpuMax = files.read(directory + "/cpu.max").flatMap(CPUMax.init(parsing:)), let quota = cpuMax.quota {
+                let whole = Int((Double(quota) / Double(cpuMax.period)).rounded(.up))
+                cpus = min(cpus, max(1, whole))
+            }
+            if let limit = files.read(directory + "/pids.max").flatMap(CgroupValue.init(parsing:))?.value, limit > 0 {
+                pidMax = min(pidMax, limit)
+            }
+        }
         return HostCapacity(memoryBytes: memory, cpus: cpus, pidMax: pidMax)
+    }
+
+    /// The directories whose limits bound this process: its cgroup and every
+    /// ancestor up to and including the hierarchy root (inside a cgroup
+    /// namespace the mount's top is the container's cgroup, with limits),
+    /// starting above Corral's root when this process is in its supervisor/.
+    static func limitDirectories(files: HostFiles, hierarchyRoot: String?) -> [String] {
+        guard let hierarchyRoot, let own = files.read("/proc/self/cgroup").flatMap(ProcCgroup.unifiedPath) else { return [] }
+        var components = own.split(separator: "/").map(String.init)
+        // "/../.." outside the namespace's root, or anything odd: no walk.
+        guard components.allSatisfy(CgroupPath.isSafeComponent) else { return [] }
+        if let supervisor = components.lastIndex(of: CgroupTree.supervisorName), supervisor > 0 {
+            components = Array(components[..<(supervisor - 1)])
+        }
+        var directories: [String] = []
+        for count in stride(from: components.count, through: 0, by: -1) {
+            let relative = components[..<count].joined(separator: "/")
+            directories.append(relative.isEmpty ? hierarchyRoot : hierarchyRoot + "/" + relative)
+        }
+        return directories
     }
 
     /// `uname -r`.
@@ -61,11 +116,6 @@ public enum HostProbe {
     public static var kernelVersion: (major: Int, minor: Int) {
         let parts = kernelRelease.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
         return (parts.first ?? 0, parts.count > 1 ? parts[1] : 0)
-    }
-
-    /// Whether the kernel has PSI (/proc/pressure).
-    public static var hasPressureStallInformation: Bool {
-        access("/proc/pressure/memory", R_OK) == 0
     }
 
     /// This process's cgroup v2 path (from /proc/self/cgroup), e.g. "/user.slice/…".
@@ -99,6 +149,13 @@ public struct CgroupRootLocation: Equatable, Sendable {
     public var isHierarchyRoot: Bool
     /// The full path of the root.
     public var rootPath: String
+
+    public init(anchor: String, root: CgroupPath, isHierarchyRoot: Bool, rootPath: String) {
+        self.anchor = anchor
+        self.root = root
+        self.isHierarchyRoot = isHierarchyRoot
+        self.rootPath = rootPath
+    }
 
     /// The default for `corral run` and `corral serve` outside systemd.
     public static let defaultRootPath = "/sys/fs/cgroup/corral"

@@ -290,7 +290,8 @@ struct Reader {
                 continue
             }
             if name == "degradation_signal" {
-                let accepted = "none, or one of SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGURG (a notice that does not stop the program)"
+                let accepted =
+                    "none, or SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGURG (the program must handle it: the first three end it by default)"
                 guard let text = scalar(value, "\(key).degradation_signal", accepted: accepted) else { continue }
                 if text.lowercased() == "none" {
                     policy.degradationSignal = nil

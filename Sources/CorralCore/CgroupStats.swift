@@ -47,6 +47,71 @@ public struct MemoryEvents: Equatable, Codable, Sendable {
     }
 }
 
+/// Single-number counter files: `memory.current`, `memory.peak`,
+/// `pids.current`, `pids.peak`.
+public enum CgroupCounter {
+    /// The non-negative integer in `text` (a trailing newline is allowed), nil otherwise.
+    public static func parse(_ text: String) -> Int64? {
+        guard let value = Int64(text.trimmingSpaces()), value >= 0 else { return nil }
+        return value
+    }
+}
+
+/// `memory.stat`: a breakdown of the cgroup's memory by kind, in bytes, and
+/// event counters. Every field is looked up by name: kernels add fields (in
+/// the middle of the file) and drop some, so each accessor is nil when this
+/// kernel does not report it, and `fields` keeps every key, known or not.
+public struct MemoryStat: Equatable, Codable, Sendable {
+    /// Every `key value` line of the file.
+    public var fields: [String: Int64]
+
+    public init(fields: [String: Int64] = [:]) {
+        self.fields = fields
+    }
+
+    public init(parsing text: String) {
+        self.init(fields: FlatKeyed.parse(text))
+    }
+
+    /// Any field by its kernel name ("pgscan", "zswap", …).
+    public subscript(key: String) -> Int64? { fields[key] }
+
+    /// Anonymous memory (heap, stack, private mappings), bytes.
+    public var anon: Int64? { fields["anon"] }
+    /// Page cache, including tmpfs/shmem, bytes.
+    public var file: Int64? { fields["file"] }
+    /// All kernel memory charged to the cgroup (stacks, page tables, slab, …), bytes; newer kernels only.
+    public var kernel: Int64? { fields["kernel"] }
+    /// Kernel stacks, bytes.
+    public var kernelStack: Int64? { fields["kernel_stack"] }
+    /// Page tables, bytes.
+    public var pageTables: Int64? { fields["pagetables"] }
+    /// Network socket buffers, bytes.
+    public var sock: Int64? { fields["sock"] }
+    /// tmpfs and shared memory (part of `file`), bytes.
+    public var shmem: Int64? { fields["shmem"] }
+    /// Page cache mapped into processes, bytes.
+    public var fileMapped: Int64? { fields["file_mapped"] }
+    /// Page cache modified and not yet written back, bytes.
+    public var fileDirty: Int64? { fields["file_dirty"] }
+    /// Page cache being written back, bytes.
+    public var fileWriteback: Int64? { fields["file_writeback"] }
+    /// Slab allocations (reclaimable and not), bytes.
+    public var slab: Int64? { fields["slab"] }
+    /// Page faults (count).
+    public var pageFaults: Int64? { fields["pgfault"] }
+    /// Page faults that needed I/O (count).
+    public var majorPageFaults: Int64? { fields["pgmajfault"] }
+    /// Evicted anonymous pages faulted back in: thrashing under a too-small limit (count).
+    public var workingsetRefaultAnon: Int64? { fields["workingset_refault_anon"] }
+    /// Evicted page-cache pages read back in (count).
+    public var workingsetRefaultFile: Int64? { fields["workingset_refault_file"] }
+    /// Pages scanned by reclaim (count).
+    public var pagesScanned: Int64? { fields["pgscan"] }
+    /// Pages reclaimed (count).
+    public var pagesStolen: Int64? { fields["pgsteal"] }
+}
+
 /// `cpu.stat`. The throttling fields exist only where the cpu controller is enabled.
 public struct CPUStat: Equatable, Codable, Sendable {
     public var usageUsec: Int64

@@ -1,4 +1,6 @@
 internal import CCorralLinux
+internal import CorralCgroup
+internal import CorralCore
 public import SystemPackage
 
 #if canImport(Glibc)
@@ -111,6 +113,9 @@ public enum Spawner {
         public var newSession: Bool
         /// RLIMIT_NOFILE for the child (default: what this process started with, see `FileLimit`).
         public var fileLimit: FileLimit.Limit? = FileLimit.inherited
+        /// Skip clone3(CLONE_INTO_CGROUP) and place the child through the
+        /// `cgroupProcs` write, as on kernels before 5.7 (for tests of that path).
+        public var forceProcsWrite = false
 
         public init(
             executable: String, arguments: [String], environment: [String], cgroupDirectory: FileDescriptor?,
@@ -165,7 +170,8 @@ public enum Spawner {
                     spec.path = UnsafePointer(path)
                     spec.argv = argvBuffer.baseAddress
                     spec.envp = envpBuffer.baseAddress
-                    spec.cgroup_fd = request.cgroupDirectory?.rawValue ?? -1
+                    // Without a directory fd clone3 is not tried (EBADF) and the fallback runs.
+                    spec.cgroup_fd = request.forceProcsWrite ? -1 : request.cgroupDirectory?.rawValue ?? -1
                     spec.cgroup_procs_fd = request.cgroupProcs?.rawValue ?? -1
                     spec.allow_fallback = 1
                     spec.cwd = UnsafePointer(cwd)
@@ -197,6 +203,8 @@ public enum Spawner {
                     message:
                         "cannot start \(request.executable): the kernel refused a new process (EAGAIN: a pids.max limit or RLIMIT_NPROC is reached)",
                     fix: "raise the processes limit of the group or the agent", exitStatus: 125, errno: error)
+            case (2, _):
+                throw procsWriteError(error, procs: request.cgroupProcs, pid: result.pid, executable: request.executable)
             case (1, .resourceBusy):
                 throw SpawnError(
                     message:
@@ -213,5 +221,34 @@ public enum Spawner {
             pidfd: result.pidfd >= 0 ? FileDescriptor(rawValue: result.pidfd) : nil,
             method: result.method == 1 ? .clone3 : result.method == 2 ? .cgroupProcs : .none,
             clone3Error: result.clone3_errno == 0 ? nil : Errno(rawValue: result.clone3_errno))
+    }
+
+    /// The child could not write itself ("0") into its cgroup's cgroup.procs
+    /// before exec (the fallback placement): the cgroup layer's explanation
+    /// of the errno, naming the cgroup.procs path (found through
+    /// /proc/self/fd), the process and the fix.
+    static func procsWriteError(_ error: Errno, procs: FileDescriptor?, pid: Int32, executable: String) -> SpawnError {
+        let procsPath = procs.flatMap { descriptorPath($0.rawValue) }
+        let suffix = "/" + CgroupFile.procs.rawValue
+        let value = pid > 0 ? String(pid) : "0"
+        let explained =
+            if let procsPath, procsPath.hasSuffix(suffix) {
+                CgroupError.explain(error, operation: .write, path: String(procsPath.dropLast(suffix.count)), file: .procs, value: value)
+            } else {
+                CgroupError.explain(
+                    error, operation: .write, path: procsPath ?? "cgroup.procs (descriptor \(procs?.rawValue ?? -1))", file: nil,
+                    value: value)
+            }
+        return SpawnError(
+            message: "cannot start \(executable): joining the cgroup before exec failed: \(explained.message) (\(error.name))",
+            fix: explained.fix, exitStatus: 125, errno: error)
+    }
+
+    /// What an open descriptor refers to (readlink of /proc/self/fd/N), nil when unknown.
+    static func descriptorPath(_ fd: Int32) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink("/proc/self/fd/\(fd)", &buffer, buffer.count - 1)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

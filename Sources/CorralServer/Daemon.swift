@@ -143,6 +143,11 @@ public enum Daemon {
             if preparation.movedSelfToSupervisor {
                 logger.info("moved the daemon into \(rootPath)/supervisor (no-internal-process rule)")
             }
+            if preparation.keptExistingLimits {
+                logger.info(
+                    "\(rootPath) was not created by Corral: its own memory.max, cpu.max and pids.max stay (the system reservation is not written to it)"
+                )
+            }
         } catch {
             throw DaemonError(error.description)
         }
@@ -182,7 +187,10 @@ public enum Daemon {
         }
         await engine.attach(watcher: WatcherBridge(watcher: watcher, deliver: { signals.push($0) }))
 
-        // The socket: a fresh file, mode 0660, group = the admin group.
+        // The socket: a fresh file, mode 0666. Anyone may connect because every
+        // request is authorized from SO_PEERCRED (AccessPolicy): agents, which may
+        // run as any user, must reach their own channel; a peer that is neither an
+        // agent, root nor in the admin group gets 403 for every endpoint.
         let socketDirectory = String(
             options.socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
         if !socketDirectory.isEmpty { try makeDirectory(socketDirectory, mode: 0o755) }
@@ -200,7 +208,6 @@ public enum Daemon {
         let hierarchyRoot =
             location.rootPath.hasPrefix(HostProbe.mountPoint)
             ? String(location.rootPath.dropFirst(HostProbe.mountPoint.count)) : location.rootPath
-        let adminGroupID = adminGID
         let settings = APISettings(
             version: options.version, socketPath: options.socketPath, cgroupRoot: location.rootPath,
             policy: AccessPolicy(adminGID: adminGID, cgroupRootInHierarchy: hierarchyRoot.isEmpty ? "/" : hierarchyRoot))
@@ -209,8 +216,11 @@ public enum Daemon {
         var app = Application(
             router: router, configuration: ApplicationConfiguration(address: .unixDomainSocket(path: socketPath), serverName: "corral"),
             onServerRunning: { _ in
-                chmod(socketPath, 0o660)
-                if let adminGroupID { _ = chown(socketPath, 0, adminGroupID) }
+                if chmod(socketPath, 0o666) != 0 {
+                    logger.warning(
+                        "cannot make the socket connectable for agents (chmod 0666)",
+                        metadata: ["socket": "\(socketPath)", "errno": "\(errno)"])
+                }
                 let status = Systemd.notify("READY=1\nSTATUS=managing agents; API on \(socketPath)")
                 logger.info("ready", metadata: ["socket": "\(socketPath)", "sd_notify": "\(status)"])
             }, logger: logger)

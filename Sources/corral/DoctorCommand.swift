@@ -10,12 +10,18 @@ import CorralSystemd
 
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "doctor",
         abstract: "Check whether this host can run agents under cgroup v2 quotas, and say how to fix what is missing.",
         discussion: """
             Checks the cgroup mode (unified, hybrid, legacy), the memory, cpu, pids and io controllers,
-            access to the cgroup root, the kernel features Corral uses (clone3 into a cgroup, cgroup.kill,
-            memory.peak, pids.peak, PSI) and the libsystemd and libseccomp libraries. Exits 0 when
-            `corral run` can work here, 1 otherwise. Changes nothing.
+            the cgroup root (exists or can be created; cgroup.procs and cgroup.subtree_control writable;
+            memory, cpu and pids enabled for it or enableable in its parent; no foreign processes in it),
+            the kernel features Corral uses, and the libsystemd and libseccomp libraries.
+            cgroup.kill, cgroup.freeze, memory.peak, pids.peak and PSI (memory.pressure) are looked up as
+            files in the cgroup v2 hierarchy (the root, its children, this process's cgroup); a feature
+            with no cgroup to look in is reported as not checked. clone3 into a cgroup has no
+            side-effect-free probe and is judged from the kernel version, and says so.
+            Exits 0 when `corral run` can work here, 1 otherwise. Changes nothing.
             """
     )
 
@@ -28,11 +34,14 @@ struct Doctor: ParsableCommand {
     var json = false
 
     struct Check: Codable {
-        enum Status: String, Codable { case ok, warning, failed }
+        /// `unchecked`: there was nothing to look at; neither confirmed nor ruled out.
+        enum Status: String, Codable { case ok, warning, failed, unchecked }
         var name: String
         var status: Status
         var detail: String
         var fix: String?
+        /// How a kernel feature was decided: "file" or "kernel version".
+        var basis: String?
     }
 
     struct Report: Codable {
@@ -61,6 +70,7 @@ struct Doctor: ParsableCommand {
                     case .ok: "ok  "
                     case .warning: "warn"
                     case .failed: "FAIL"
+                    case .unchecked: "?   "
                     }
                 lines.append("  \(mark)  \(check.name.padding(to: width))  \(check.detail)")
                 if let fix = check.fix { lines.append("        \(String(repeating: " ", count: width))  fix: \(fix)") }
@@ -106,20 +116,42 @@ struct Doctor: ParsableCommand {
 
         let release = HostProbe.kernelRelease
         let version = HostProbe.kernelVersion
-        func atLeast(_ major: Int, _ minor: Int) -> Bool { (version.major, version.minor) >= (major, minor) }
+        let modern = (version.major, version.minor) >= (5, 7)
         checks.append(
             Check(
-                name: "kernel", status: atLeast(5, 7) ? .ok : .warning,
-                detail: "\(release)" + (atLeast(5, 7) ? "" : ": older than 5.7, agents are placed through cgroup.procs instead of clone3"),
-                fix: atLeast(5, 7) ? nil : "use a 5.14 or newer kernel"))
-        let features: [(String, Bool, String)] = [
-            ("clone3 into cgroup", atLeast(5, 7), "needs 5.7: agents join their cgroup through cgroup.procs before exec"),
-            ("cgroup.kill", atLeast(5, 14), "needs 5.14: kills freeze the cgroup and signal each process"),
-            ("memory.peak", atLeast(5, 19), "needs 5.19: peak memory is sampled instead"),
-            ("PSI", HostProbe.hasPressureStallInformation, "no /proc/pressure: boot with psi=1 (CONFIG_PSI)"),
-        ]
-        for (name, available, consequence) in features {
-            checks.append(Check(name: name, status: available ? .ok : .warning, detail: available ? "available" : consequence))
+                name: "kernel", status: modern ? .ok : .warning,
+                detail: release + (modern ? "" : ": older than 5.7, agents are placed through cgroup.procs instead of clone3"),
+                fix: modern ? nil : "use a 5.14 or newer kernel"))
+
+        // Features are looked up as files in the cgroup v2 hierarchy there is
+        // (on a hybrid host the controller-less one at /sys/fs/cgroup/unified).
+        let hierarchyRoot: String? =
+            switch mode {
+            case .unified: HostProbe.mountPoint
+            case .hybrid: HostProbe.mountPoint + "/unified"
+            case .legacy, .unavailable: nil
+            }
+        let files = HostFiles.system
+        let candidates = hierarchyRoot.map {
+            KernelFeatureProbe.candidates(hierarchyRoot: $0, cgroupRoot: rootPath, ownCgroup: HostProbe.ownCgroup, files: files)
+        }
+        let features = KernelFeatureProbe.probe(
+            hierarchyRoot: hierarchyRoot, candidates: candidates ?? [], kernel: version, release: release, files: files)
+        for feature in features {
+            switch feature.availability {
+            case .available:
+                checks.append(Check(name: feature.name, status: .ok, detail: feature.evidence, basis: feature.basis.rawValue))
+            case .absent:
+                checks.append(
+                    Check(
+                        name: feature.name, status: .warning, detail: "absent: \(feature.evidence); \(feature.consequence)",
+                        basis: feature.basis.rawValue))
+            case .unchecked:
+                checks.append(
+                    Check(
+                        name: feature.name, status: .unchecked, detail: "\(feature.evidence); without it \(feature.consequence)",
+                        basis: feature.basis.rawValue))
+            }
         }
 
         let euid = geteuid()
@@ -129,13 +161,17 @@ struct Doctor: ParsableCommand {
                 detail: euid == 0 ? "running as root" : "running as uid \(euid): the cgroup root must be delegated to this user"))
 
         if mode == .unified && missing.isEmpty {
-            checks.append(rootCheck(rootPath, facts: facts, euid: euid))
+            checks += rootChecks(rootPath, facts: facts, files: files)
         } else {
             checks.append(
                 Check(name: "cgroup root", status: .failed, detail: "\(rootPath): not usable until the host problems above are fixed"))
         }
 
-        let systemdLibrary = Systemd.loadedLibrary ?? "libsystemd (version unknown)"
+        // libsystemd has no call that reports the systemd version: show the
+        // library file that was loaded, labelled as what it is.
+        let systemdLibrary =
+            Systemd.loadedLibrary.map { "\($0) (library file name; libsystemd reports no systemd version)" }
+            ?? "libsystemd (library file not found in /proc/self/maps)"
         checks.append(
             Check(
                 name: "libsystemd", status: .ok,
@@ -154,39 +190,26 @@ struct Doctor: ParsableCommand {
             cgroupRoot: rootPath, checks: checks)
     }
 
-    /// Can Corral use `rootPath`: exists or can be created, writable, controllers reachable.
-    static func rootCheck(_ rootPath: String, facts: HostFacts, euid: uid_t) -> Check {
+    /// Can Corral use `rootPath`: exists or can be created, its cgroup.procs
+    /// and cgroup.subtree_control writable, controllers reachable, no foreign
+    /// processes. Judged from files; nothing is created or enabled.
+    static func rootChecks(_ rootPath: String, facts: HostFacts, files: HostFiles) -> [Check] {
         let location: CgroupRootLocation
         do {
             location = try CgroupRootLocation.resolve(rootPath, facts: facts)
         } catch {
-            return Check(name: "cgroup root", status: .failed, detail: error.message, fix: error.fix)
+            return [Check(name: "cgroup root", status: .failed, detail: error.message, fix: error.fix)]
         }
-        let exists = access(location.rootPath, F_OK) == 0
-        let target = exists ? location.rootPath : location.anchor
-        guard access(target, W_OK) == 0 else {
-            return Check(
-                name: "cgroup root", status: .failed,
-                detail: "\(target) is not writable by uid \(euid)" + (exists ? "" : " (needed to create \(location.rootPath))"),
-                fix: "run as root, or point --cgroup-root at a cgroup delegated to you (systemd-run --user --scope -p Delegate=yes …)")
+        return CgroupRootReadiness.assess(location, selfPID: getpid(), files: files).map { finding in
+            let status: Check.Status =
+                switch finding.status {
+                case .ok: .ok
+                case .warning: .warning
+                case .failed: .failed
+                }
+            return Check(name: finding.name, status: status, detail: finding.detail, fix: finding.fix)
         }
-        let controllersFile = (exists ? location.rootPath : location.anchor) + "/cgroup.controllers"
-        var detail = "\(location.rootPath) " + (exists ? "exists and is writable" : "will be created in \(location.anchor)")
-        if let text = readSmallFile(controllersFile) {
-            let available = ControllerList.parse(text)
-            let lacking = Controller.required.filter { !available.contains($0.rawValue) }.map(\.rawValue)
-            if !lacking.isEmpty {
-                detail +=
-                    "; \(lacking.joined(separator: ", ")) not yet enabled for it (Corral enables them in \(location.anchor)/cgroup.subtree_control)"
-            }
-        }
-        return Check(name: "cgroup root", status: .ok, detail: detail)
     }
-}
-
-func readSmallFile(_ path: String) -> String? {
-    guard case .success(let text) = readTextFile(path) else { return nil }
-    return text
 }
 
 extension String {

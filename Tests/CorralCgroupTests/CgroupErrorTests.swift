@@ -111,7 +111,7 @@ struct ExplainCase: Sendable, CustomTestStringConvertible {
             says: ["rmdir"], fix: ["sudo"]),
         ExplainCase(
             errno: .readOnlyFileSystem, operation: .write, file: .cpuMax, value: "10000 100000",
-            code: .permissionDenied, says: ["permission denied"], fix: ["sudo"]),
+            code: .permissionDenied, says: ["read-only"], fix: ["writable"]),
         // Leaving the root.
         ExplainCase(
             errno: .tooManySymbolicLinkLevels, operation: .read, file: .procs, value: nil, code: .outsideRoot,
@@ -132,8 +132,48 @@ struct ExplainCase: Sendable, CustomTestStringConvertible {
         ExplainCase(
             errno: .fileExists, operation: .makeDirectory, file: nil, value: nil, code: .alreadyExists,
             says: ["already exists"]),
+        // Cases that used to end without a fix.
         ExplainCase(
-            errno: .ioError, operation: .read, file: .memoryStat, value: nil, code: .io, says: ["failed"]),
+            errno: .resourceBusy, operation: .write, file: .freeze, value: "1", code: .busy,
+            says: ["busy", "in progress"], fix: ["retry", "another program"]),
+        ExplainCase(
+            errno: .resourceBusy, operation: .write, file: .memoryPressure, value: "some 150000 1000000", code: .busy,
+            says: ["pressure trigger is already registered"], fix: ["open", "memory.pressure again"]),
+        ExplainCase(
+            errno: .operationNotSupportedByDevice, operation: .read, file: .memoryCurrent, value: nil, code: .removed,
+            says: ["memory.current belongs to a cgroup that has been removed"], fix: ["the cgroup is gone", "start the agent again"]),
+        ExplainCase(
+            errno: .noSuchFileOrDirectory, operation: .read, file: .procs, value: nil, code: .notFound,
+            says: ["cgroup.procs does not exist", "not a cgroup v2 directory"], fix: ["stat -f -c %T", "cgroup2"]),
+        ExplainCase(
+            errno: .noSuchFileOrDirectory, operation: .write, file: .kill, value: "1", code: .notFound,
+            says: ["Linux 5.14"], fix: ["5.14", "freezing the cgroup"]),
+        ExplainCase(
+            errno: .noSuchFileOrDirectory, operation: .write, file: .freeze, value: "1", code: .notFound,
+            says: ["Linux 5.2"], fix: ["5.2"]),
+        ExplainCase(
+            errno: .noSuchFileOrDirectory, operation: .read, file: .cpuPressure, value: nil, code: .notFound,
+            says: ["PSI"], fix: ["psi=1"]),
+        ExplainCase(
+            errno: .noSuchFileOrDirectory, operation: .makeDirectory, file: nil, value: nil, code: .notFound,
+            says: ["its parent cgroup does not exist"], fix: ["--cgroup-root"]),
+        ExplainCase(
+            errno: .noSuchFileOrDirectory, operation: .list, file: nil, value: nil, code: .notFound,
+            says: ["list", "does not exist"], fix: ["check the path"]),
+        ExplainCase(
+            errno: .resourceTemporarilyUnavailable, operation: .write, file: .procs, value: "4242", code: .io,
+            says: ["try again"], fix: ["retry"]),
+        ExplainCase(
+            errno: .noSuchProcess, operation: .write, file: .procs, value: "4242", code: .io,
+            says: ["process '4242' no longer exists"], fix: ["exited"]),
+        ExplainCase(
+            errno: .readOnlyFileSystem, operation: .makeDirectory, file: nil, value: nil, code: .permissionDenied,
+            says: ["read-only"], fix: ["Delegate=yes", "cgroupns"]),
+        ExplainCase(
+            errno: .fileExists, operation: .makeDirectory, file: nil, value: nil, code: .alreadyExists,
+            says: ["already exists"], fix: ["another name", "rmdir"]),
+        ExplainCase(
+            errno: .ioError, operation: .read, file: .memoryStat, value: nil, code: .io, says: ["failed"], fix: ["dmesg"]),
         ExplainCase(
             errno: .ioError, operation: .write, file: .cpuWeight, value: "100", code: .io, says: ["failed"]),
     ]
@@ -153,14 +193,42 @@ struct ExplainCase: Sendable, CustomTestStringConvertible {
         for phrase in c.says {
             #expect(error.message.contains(phrase), "message: \(error.message)")
         }
+        #expect(error.fix?.isEmpty == false, "every error says what to do: \(error.message)")
         if let fix = c.fix {
-            #expect(error.fix != nil)
             for phrase in fix {
                 #expect(error.fix?.contains(phrase) == true, "fix: \(error.fix ?? "none")")
             }
         }
         #expect(error.description.contains("(\(c.errno.name))"))
         #expect(!error.message.contains("\n"), "values are trimmed into one line")
+    }
+
+    /// Every errno KERNEL-FACTS names (and the ones around them), on every
+    /// kind of operation Corral performs: the message names the path and the
+    /// value written, and there is a fix.
+    static let kernelErrnos: [Errno] = [
+        .resourceBusy, .noSuchFileOrDirectory, .invalidArgument, .notSupported, .resourceTemporarilyUnavailable, .noSpace,
+        .permissionDenied, .notPermitted, .operationNotSupportedByDevice, .fileExists, .readOnlyFileSystem, .outOfRange,
+        .noSuchProcess, .tooManySymbolicLinkLevels, .improperLink, .ioError, .badFileDescriptor,
+    ]
+    static let operations: [(CgroupError.Operation, CgroupFile?, String?)] = [
+        (.makeDirectory, nil, nil), (.removeDirectory, nil, nil), (.open, nil, nil), (.list, nil, nil),
+        (.write, .subtreeControl, "+memory +cpu +pids"), (.write, .procs, "4242"), (.write, .memoryMax, "104857600"),
+        (.write, .cpuMax, "20000 100000"), (.write, .kill, "1"), (.write, .freeze, "1"),
+        (.write, .memoryPressure, "some 150000 1000000"), (.read, .events, nil), (.read, .memoryStat, nil),
+        (.wait, .events, nil), (.read, .pidsPeak, nil),
+    ]
+
+    @Test(arguments: kernelErrnos)
+    func everyErrnoNamesPathValueAndFix(errno: Errno) {
+        for (operation, file, value) in Self.operations {
+            let error = CgroupError.explain(errno, operation: operation, path: Self.path, file: file, value: value)
+            let context = "\(errno.name) \(operation.rawValue) \(file?.rawValue ?? "<dir>"): \(error.description)"
+            #expect(error.message.contains(Self.path), "\(context)")
+            if let value { #expect(error.message.contains("'\(value)'"), "\(context)") }
+            #expect(error.fix?.isEmpty == false, "\(context)")
+            #expect(error.errno == errno)
+        }
     }
 
     @Test func descriptionShowsErrnoAndFix() {

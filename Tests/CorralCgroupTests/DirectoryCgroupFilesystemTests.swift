@@ -67,6 +67,31 @@ struct TemporaryTree {
         try DirectoryCgroupFilesystem(anchorPath: path, allowOpenat2: !walk)
     }
 
+    /// The creation mark is a real extended attribute (/tmp's filesystem
+    /// keeps user.* attributes, as cgroupfs does from 5.7 on): a second
+    /// filesystem object, as in another Corral process, sees it.
+    @Test(arguments: modes)
+    func theCreationMarkIsAnExtendedAttribute(walk: Bool) throws {
+        let temp = try TemporaryTree()
+        defer { temp.remove() }
+        let fs = try filesystem(temp.tree, walk: walk)
+        try fs.makeDirectory(a)
+        try fs.makeDirectory(CgroupPath(["user-made"]))
+        #expect(!fs.isMarkedCreatedByCorral(a))
+        try fs.markCreatedByCorral(a)
+        #expect(fs.isMarkedCreatedByCorral(a))
+        let other = try filesystem(temp.tree, walk: walk)
+        #expect(other.isMarkedCreatedByCorral(a))
+        #expect(!other.isMarkedCreatedByCorral(CgroupPath(["user-made"])))
+        #expect(!other.isMarkedCreatedByCorral(CgroupPath(["missing"])))
+        var value = [UInt8](repeating: 0, count: 4)
+        #expect(getxattrForTest(temp.tree + "/a", DirectoryCgroupFilesystem.creationMark, &value) == 1)
+        #expect(value[0] == UInt8(ascii: "1"))
+        // A mark cannot be set on a path outside the anchor.
+        try temp.symlink("tree/escape", to: temp.outside)
+        #expect(throws: CgroupError.self) { try fs.markCreatedByCorral(CgroupPath(["escape"])) }
+    }
+
     @Test(arguments: modes)
     func directoriesFilesAndChildren(walk: Bool) throws {
         let temp = try TemporaryTree()
@@ -370,4 +395,12 @@ struct TemporaryTree {
         #expect(CgroupPath.anchor.relative == ".")
         #expect(CgroupPath(["corral"]).appending("g") == CgroupPath(["corral", "g"]))
     }
+}
+
+/// getxattr(2), looked up by name as the filesystem does (Glibc's Swift module lacks it).
+func getxattrForTest(_ path: String, _ name: String, _ buffer: inout [UInt8]) -> Int {
+    typealias GetAttribute = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
+    guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "getxattr") else { return -1 }
+    let count = buffer.count
+    return buffer.withUnsafeMutableBytes { unsafeBitCast(symbol, to: GetAttribute.self)(path, name, $0.baseAddress, count) }
 }

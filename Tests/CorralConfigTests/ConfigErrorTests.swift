@@ -428,3 +428,24 @@ struct ConfigErrorTests {
         #expect(found.map { "\($0.line):\($0.column) \($0.key)" } == ["3:3 intervals.sampling", "3:13 intervals.sampling"])
     }
 }
+
+/// Group names and agent ids become cgroup directories: a name that clashes
+/// with a kernel interface file (memory.max, cgroup.procs…) is refused where
+/// it is written, before anything is created.
+@Suite struct KernelFileNameTests {
+    @Test(arguments: [
+        ("groups:\n  cgroup.procs:\n    limits:\n      memory: {hard: 100MB}\n", 2, "groups.cgroup.procs"),
+        ("agents:\n  memory.max:\n    group: standard_agent\n", 2, "agents.memory.max"),
+    ])
+    func namesThatClashWithKernelFilesAreRefused(text: String, line: Int, key: String) throws {
+        do {
+            _ = try ConfigLoader.load(text, file: "c.yaml")
+            Issue.record("accepted a name that clashes with a kernel file: \(key)")
+        } catch {
+            let issue = try #require(error.issues.first { $0.key == key }, "\(error.description)")
+            #expect(issue.line == line)
+            #expect(issue.column == 3)
+            #expect(issue.message.contains("clash"), "\(issue.message)")
+        }
+    }
+}

@@ -210,13 +210,49 @@ struct NameTests {
         #expect(CgroupName.problem(with: name) != nil)
     }
 
+    /// `--name memory.max` passed validation and then failed at mkdir (the
+    /// kernel's file is already there), reported as "agent id in use".
+    @Test(arguments: [
+        ("memory.max", "memory.", "memory-max"), ("cgroup.procs", "cgroup.", "cgroup-procs"), ("cpu.stat", "cpu.", "cpu-stat"),
+        ("cpuset.cpus", "cpuset.", "cpuset-cpus"), ("io.max", "io.", "io-max"), ("pids.max", "pids.", "pids-max"),
+        ("hugetlb.2MB.max", "hugetlb.", "hugetlb-2MB.max"), ("rdma.max", "rdma.", "rdma-max"), ("misc.max", "misc.", "misc-max"),
+        ("memory.my-agent", "memory.", "memory-my-agent"),
+    ])
+    func kernelFilePrefixesAreRefused(name: String, prefix: String, suggestion: String) throws {
+        for what in ["agent id", "group name"] {
+            let problem = try #require(CgroupName.problem(with: name, what: what))
+            #expect(problem.hasPrefix("\(what) '\(name)' starts with '\(prefix)'"), "\(problem)")
+            #expect(problem.contains("clash"), "\(problem)")
+            #expect(problem.contains("e.g. '\(suggestion)'"), "\(problem)")
+            #expect(CgroupName.isValid(suggestion), "\(suggestion)")
+        }
+    }
+
+    @Test func theRuleNamesEveryPrefixAndTheReservedName() {
+        for prefix in ["cgroup.", "memory.", "cpu.", "cpuset.", "io.", "pids.", "hugetlb.", "rdma.", "misc."] {
+            #expect(CgroupName.ruleDescription.contains(prefix))
+        }
+        #expect(CgroupName.ruleDescription.contains("'supervisor'"))
+        #expect(CgroupName.ruleDescription.contains(CgroupName.pattern))
+    }
+
+    /// Only the prefix with its dot is taken: names that merely begin with a
+    /// controller's name, or carry a dot later, stay valid.
+    @Test(arguments: [
+        "memory", "memoryhog", "memory-hog", "cpu_bound", "io-heavy", "cgroups", "Memory.max", "agent.memory.max", "pidsx.max",
+    ])
+    func namesThatOnlyResembleAPrefixAreValid(name: String) {
+        #expect(CgroupName.problem(with: name) == nil)
+    }
+
     @Test func generatedIDsAreValid() {
         var generator = SystemRandomNumberGenerator()
-        for command in ["python3", "/usr/bin/env", "./my script.sh", "..", "-", "supervisor", "ü"] {
+        for command in ["python3", "/usr/bin/env", "./my script.sh", "..", "-", "supervisor", "ü", "memory.hog", "/opt/cgroup.procs"] {
             let id = AgentIDGenerator.make(command: command, using: &generator)
             #expect(CgroupName.isValid(id), "\(command) -> \(id)")
         }
         #expect(AgentIDGenerator.make(command: "/usr/bin/python3", using: &generator).hasPrefix("python3-"))
+        #expect(AgentIDGenerator.make(command: "memory.hog", using: &generator).hasPrefix("memory-hog-"))
     }
 }
 

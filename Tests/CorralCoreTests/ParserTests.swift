@@ -82,6 +82,58 @@ struct ParserTests {
         #expect(stat.count > 20)
     }
 
+    /// The fixture is the memory.stat of a cgroup that read a file (page cache, no anon).
+    @Test func memoryStatFromARealKernel() throws {
+        let stat = MemoryStat(parsing: try Fixture.text("debian-6.1/fx.memory.stat"))
+        #expect(stat.anon == 0)
+        #expect(stat.file == 7_520_256)
+        #expect(stat.kernel == 73728)
+        #expect(stat.kernelStack == 0)
+        #expect(stat.pageTables == 0)
+        #expect(stat.sock == 0)
+        #expect(stat.shmem == 0)
+        #expect(stat.fileMapped == 0)
+        #expect(stat.fileDirty == 0)
+        #expect(stat.fileWriteback == 0)
+        #expect(stat.slab == 62472)
+        #expect(stat.pageFaults == 1864)
+        #expect(stat.majorPageFaults == 64)
+        #expect(stat.workingsetRefaultAnon == 0)
+        #expect(stat.workingsetRefaultFile == 2024)
+        #expect(stat.pagesScanned == 2814)
+        #expect(stat.pagesStolen == 2024)
+        // Fields without an accessor are kept and found by their kernel name.
+        #expect(stat["inactive_file"] == 4_222_976)
+        #expect(stat["thp_fault_alloc"] == 46)
+        #expect(stat.fields.count == 51)
+    }
+
+    /// Kernels add fields mid-file and older ones lack some: lookups are by
+    /// name, a missing field is nil (not 0), an unknown one is kept.
+    @Test func memoryStatToleratesNewAndMissingFields() {
+        let stat = MemoryStat(parsing: "anon 4096\nzswap_new_field 9\nfile 8192\nbogus line here\npgfault x\n")
+        #expect(stat.anon == 4096)
+        #expect(stat.file == 8192)
+        #expect(stat["zswap_new_field"] == 9)
+        #expect(stat.kernel == nil)
+        #expect(stat.pageFaults == nil)
+        #expect(stat.fields.count == 3)
+        #expect(MemoryStat(parsing: "") == MemoryStat())
+    }
+
+    @Test func counterFiles() throws {
+        #expect(CgroupCounter.parse(try Fixture.text("debian-6.1/fx.memory.current")) == 7_925_760)
+        #expect(CgroupCounter.parse(try Fixture.text("debian-6.1/fx.memory.peak")) == 99_999_744)
+        // The fork storm's cgroup: pids.max 20 was reached.
+        #expect(CgroupCounter.parse(try Fixture.text("debian-6.1/fx.pids.peak")) == 20)
+        // A subshell with two sleeps and a cat, read in the VM.
+        #expect(CgroupCounter.parse(try Fixture.text("debian-6.1/fx.pids.current")) == 4)
+        #expect(CgroupCounter.parse("3\n") == 3)
+        #expect(CgroupCounter.parse("max") == nil)
+        #expect(CgroupCounter.parse("-1") == nil)
+        #expect(CgroupCounter.parse("") == nil)
+    }
+
     @Test func procCgroup() throws {
         #expect(ProcCgroup.unifiedPath(try Fixture.text("debian-6.1/proc.self.cgroup")) == "/")
         #expect(ProcCgroup.unifiedPath(try Fixture.text("hybrid-host/proc.self.cgroup")) == "/")
