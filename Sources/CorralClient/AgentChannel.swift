@@ -13,7 +13,9 @@ public enum AgentMessage: Equatable, Sendable {
     case throttle(resource: Resource, factor: Double)
     /// The throttle of `resource` was lifted: the configured limit applies again.
     case throttleRestored
-    /// The agent was frozen (it reads this once thawed).
+    /// The agent is about to be frozen (sent before the freeze).
+    case suspendNotice
+    /// The freeze is confirmed (the agent reads this once thawed).
     case suspended
     case thawed
     /// SIGTERM now, cgroup.kill after `graceSeconds`.
@@ -80,8 +82,60 @@ public struct AgentChannel: Sendable {
 
     /// The agent's events as they happen (after `after`, replaying the recent
     /// ones with a higher sequence first).
-    public func messages(after: Int64? = nil) -> AsyncThrowingMapSequence<AsyncThrowingStream<ServerSentEvent, any Error>, ChannelEvent> {
-        client.events(agent: agent, after: after).map { try Self.decode($0) }
+    ///
+    /// The sequence outlives the daemon: when the stream ends or the daemon
+    /// is unreachable (a restart), it reconnects after `retryDelay` (doubling
+    /// up to `maxRetryDelay`) and resumes after the last sequence seen. A
+    /// restarted daemon numbers its events from 1 again: an event with a lower
+    /// sequence than the last is taken as such, and what that daemon published
+    /// before the reconnection is not replayed. It ends when the task is
+    /// cancelled, or throws when the daemon refuses the agent (an `api` error
+    /// below 500: unknown agent, not inside its cgroup) or sends an event
+    /// that is not JSON.
+    public func messages(
+        after: Int64? = nil, retryDelay: Duration = .milliseconds(250), maxRetryDelay: Duration = .seconds(5)
+    ) -> AsyncThrowingStream<ChannelEvent, any Error> {
+        let client = client
+        let agent = agent
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                var last = after
+                var delay = retryDelay
+                while !Task.isCancelled {
+                    do {
+                        for try await event in client.events(agent: agent, after: last) {
+                            let message = try Self.decode(event)
+                            last = message.sequence
+                            delay = retryDelay
+                            continuation.yield(message)
+                        }
+                    } catch let error as ClientError where !Self.isTransient(error) {
+                        continuation.finish(throwing: error)
+                        return
+                    } catch let error as DecodingError {
+                        continuation.finish(throwing: error)
+                        return
+                    } catch {
+                        // Unreachable, cut off mid-stream: the daemon is restarting.
+                    }
+                    do {
+                        try await Task.sleep(for: delay)
+                    } catch {
+                        break
+                    }
+                    delay = min(delay * 2, maxRetryDelay)
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// Whether following the stream again may work: the daemon is away or
+    /// failed, as opposed to refusing this agent.
+    static func isTransient(_ error: ClientError) -> Bool {
+        if case .api(let status, _, _) = error { return status >= 500 }
+        return true
     }
 
     /// Usage of resources without a cgroup controller (files, connections, network, disk).
@@ -126,6 +180,7 @@ public struct AgentChannel: Sendable {
             case "throttle_notice" where wire.resource != nil && wire.factor != nil:
                 .throttle(resource: wire.resource!, factor: wire.factor!)
             case "throttle_restored": .throttleRestored
+            case "suspend_notice": .suspendNotice
             case "suspended": .suspended
             case "thawed": .thawed
             case "termination_notice" where wire.graceSeconds != nil: .termination(graceSeconds: wire.graceSeconds!)

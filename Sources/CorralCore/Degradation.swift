@@ -297,10 +297,12 @@ extension Duration {
 /// level's (a superset: the lists are cumulative) and cancels any recovery.
 /// Once usage is below `usageBelow` × limit and no violation has been seen
 /// for `quietPeriod`, recovery removes the newest strategy, one stage per
-/// `stageInterval`; usage back at or above the threshold (or a violation)
-/// during recovery rolls one stage back. Levels only fall through recovery,
-/// so an agent that relieved pressure keeps its strategies until it has
-/// stayed quiet.
+/// `stageInterval`. Usage back at or above the threshold (or a violation)
+/// during recovery is a relapse: it rolls back to the previous stage, once;
+/// no further rollback until usage has fallen below the threshold and risen
+/// again (a climb across a level boundary still raises the level). Levels
+/// only fall through recovery, so an agent that relieved pressure keeps its
+/// strategies until it has stayed quiet.
 public struct DegradationTracker: Equatable, Codable, Sendable {
     public let resource: Resource
     public private(set) var level: DegradationLevel = .none
@@ -312,6 +314,10 @@ public struct DegradationTracker: Equatable, Codable, Sendable {
     /// The last level change (climb, stage or rollback) and why.
     public private(set) var lastChange: Timestamp?
     public private(set) var lastReason: DegradationPlan.Reason?
+    /// A relapse rolled a stage back and usage has not fallen below the
+    /// threshold since: no further rollback until it has (nil: none held,
+    /// also in states saved before this existed).
+    public private(set) var relapseHeld: Bool?
 
     public init(resource: Resource) {
         self.resource = resource
@@ -329,6 +335,9 @@ public struct DegradationTracker: Equatable, Codable, Sendable {
         let measured = DegradationLevel(usage: usage, limit: limit)
         let pressing = violating || usage > limit
         if pressing { lastViolation = now }
+        let above = usage >= limit * policy.usageBelow || pressing
+        // Back below the threshold: the next rise may relapse again.
+        if !above { relapseHeld = nil }
         let previous = level
         let reason: DegradationPlan.Reason
 
@@ -336,14 +345,16 @@ public struct DegradationTracker: Equatable, Codable, Sendable {
             active = DegradationStrategy.plan(for: resource, at: measured)
             removed = []
             level = measured
+            relapseHeld = nil
             reason = .pressure
         } else if level == .none {
             return nil
-        } else if !removed.isEmpty, usage >= limit * policy.usageBelow || pressing {
-            // A relapse rolls back one stage at once; a further one only after an interval.
-            if lastReason == .relapse, let last = lastChange, now - last < policy.stageInterval { return nil }
+        } else if !removed.isEmpty, above {
+            // One relapse rolls back one stage; staying up does not roll back further.
+            if relapseHeld == true { return nil }
             active.append(removed.removeLast())
             level = DegradationLevel(strategyCount: active.count)
+            relapseHeld = true
             reason = .relapse
         } else if usage < limit * policy.usageBelow, !pressing,
             lastViolation.map({ now - $0 >= policy.quietPeriod }) ?? true,

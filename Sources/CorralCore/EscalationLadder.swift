@@ -73,9 +73,11 @@ public enum LadderCommand: Equatable, Sendable {
 /// ladder (seed: warn 0, throttle 30 s, suspend 5 min, terminate 10 min).
 /// A violation that reaches a more severe kind is warned about again (rate-limited).
 /// A scale-down is judged by observations at or after its deadline: usage at
-/// most the target has met it; usage over it while the violation is still
-/// seen has missed it, which escalates to suspend, and terminate after the
-/// policy's gap between the two (seed: 5 min). A violation unseen for
+/// most the target has met it, which ends the episode as a clear does (its
+/// throttle restored; going over again starts a new episode and a new
+/// request); usage over it while the violation is still seen has missed it,
+/// which escalates to suspend, and terminate after the policy's gap between
+/// the two (seed: 5 min). A violation unseen for
 /// `clearAfter` has cleared: its throttle is restored and the ladder starts
 /// over next time. Warnings are rate-limited per resource and kind.
 public struct AgentLadder: Equatable, Codable, Sendable {
@@ -230,7 +232,14 @@ public struct AgentLadder: Equatable, Codable, Sendable {
             scaleDowns[resource] = nil
             let current = usage[resource]
             commands.append(.scaleDownResolved(agent: agent, request: request, usage: current, met: met))
-            if !met, let episode = episodes[resource] {
+            if met {
+                // The agent relieved the pressure: the episode ends as a clear does,
+                // so a new crossing starts afresh (warn, throttle, a new request).
+                episodes[resource] = nil
+                if throttled.removeValue(forKey: resource) != nil {
+                    commands.append(.restore(agent: agent, resource: resource))
+                }
+            } else if let episode = episodes[resource] {
                 episodes[resource]?.fired.append(.suspend)
                 episodes[resource]?.escalated = now
                 if !suspended, !terminating {

@@ -81,8 +81,9 @@ public struct EscalationPolicy: Equatable, Codable, Sendable {
     public var delays: [EnforcementAction: Duration]
     /// Time between SIGTERM and `cgroup.kill` when terminating.
     public var terminationGrace: Duration
-    /// Sent to every process of an agent when its degradation level rises
-    /// (for programs that do not follow the event stream); nil: none.
+    /// Sent to every process of an agent when its degradation level rises or
+    /// relapses and it has no listener on its event stream (for programs that
+    /// do not follow it; they must handle the signal); nil: none.
     public var degradationSignal: Int32?
 
     public init(delays: [EnforcementAction: Duration], terminationGrace: Duration, degradationSignal: Int32? = nil) {

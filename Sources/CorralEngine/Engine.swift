@@ -138,10 +138,9 @@ public actor Engine {
         var violations: [Violation] = []
         /// A terminate in progress: when its grace ends.
         var terminationDeadline: Timestamp?
-        /// Analytics: recent samples, minutes being folded, hard-limit hits (by resource).
+        /// Analytics: recent samples (with the kernel's hard-limit events per minute) and minutes being folded, by resource.
         var rings: [Resource: UsageRing] = [:]
         var minutes: [Resource: MinuteAccumulator] = [:]
-        var hardHits: [Resource: [Timestamp]] = [:]
     }
 
     nonisolated public let tree: CgroupTree
@@ -568,6 +567,7 @@ public actor Engine {
 
     public func freeze(_ id: String) throws -> AgentRecord {
         var agent = try live(id)
+        publish(.suspendNotice, agent: id, "suspend notice: agent \(id) is being frozen by request")
         let took: Duration
         do {
             took = try tree.freeze(agent.leaf)
@@ -617,7 +617,8 @@ public actor Engine {
         agents[id] = agent
         publish(
             .terminationNotice, agent: id,
-            "agent \(id) stopping: SIGTERM to \(signalled) processes, cgroup.kill in \(Quantity.formatDuration(grace))")
+            "agent \(id) stopping: SIGTERM to \(signalled) processes, cgroup.kill in \(Quantity.formatDuration(grace))",
+            graceSeconds: Double(grace.milliseconds) / 1000)
         return agent.record
     }
 
@@ -691,11 +692,14 @@ public actor Engine {
         try store.save(group: group)
         for (id, var agent) in agents where agent.record.group == name && agent.record.state.isLive {
             guard let updated = configuration.limits(agent: id, group: name, flags: agent.record.overrides) else { continue }
+            let before = agent.record.limits
             do {
                 try tree.apply(CgroupSettings(agentLimits: updated), to: agent.leaf)
                 agent.record.limits = updated
                 agents[id] = agent
                 _ = try store.commit(records: [], ladder: nil, agent: agent.record)
+                // The agent hears of its new limits as it does of an override.
+                if updated != before { publish(.quotaChanged, agent: id, "limits of \(id) changed with group \(name)", limits: updated) }
             } catch {
                 publish(.groupChanged, agent: id, "could not apply the new limits of \(name) to \(id): \(error)")
             }
@@ -847,8 +851,10 @@ public actor Engine {
         return plans
     }
 
-    /// Publishes level changes to the agent's stream; a rise also sends the
-    /// group's degradation signal, if any, to agents that do not listen.
+    /// Publishes level changes to the agent's stream; a rise (by pressure or a
+    /// relapse) also sends the group's degradation signal, if any, to an
+    /// agent that does not follow its stream (a plain program: the signal is
+    /// its only notice).
     func deliver(_ plans: [DegradationPlan], to id: String) {
         guard let agent = agents[id] else { return }
         for plan in plans {
@@ -860,14 +866,16 @@ public actor Engine {
                     .degradationStrategy, agent: id,
                     "\(plan.resource.rawValue) at \(unit.format(plan.usage)) of \(unit.format(plan.limit)): \(plan.level.rawValue) degradation (\(strategies)); target \(unit.format(plan.targetUsage)) within \(Int(plan.timelineSeconds)) s",
                     resource: plan.resource, plan: plan)
-                if let signal = configuration.escalation(for: agent.record.group).degradationSignal {
-                    _ = signalAll(agent, signal)
-                }
             case .recovery, .relapse:
                 publish(
                     .recoveryStage, agent: id,
                     "\(plan.resource.rawValue) \(plan.reason == .recovery ? "recovery stage \(plan.recoveryStage)" : "relapse"): \(plan.previousLevel.rawValue) → \(plan.level.rawValue)\(strategies.isEmpty ? ", no strategy left" : " (\(strategies))")",
                     resource: plan.resource, plan: plan)
+            }
+            if plan.reason != .recovery, let signal = configuration.escalation(for: agent.record.group).degradationSignal,
+                hub.listenerCount(agent: id) == 0
+            {
+                _ = signalAll(agent, signal)
             }
         }
     }
@@ -1087,6 +1095,11 @@ public actor Engine {
             return nil
 
         case .suspend(let violation):
+            // The notice goes out while the agent still runs; the confirmation
+            // after the freeze reaches it only once it is thawed.
+            publish(
+                .suspendNotice, agent: id, "suspend notice: agent \(id) is being frozen for \(violation.resource.rawValue)",
+                violation: violation)
             do {
                 let took = try tree.freeze(agent.leaf)
                 agent.record.state = .suspended

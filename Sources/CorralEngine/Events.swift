@@ -14,6 +14,9 @@ public struct CorralEvent: Equatable, Codable, Sendable {
         case throttleRestored = "throttle_restored"
         case terminationNotice = "termination_notice"
         case scaleDownRequest = "scale_down_request"
+        /// The agent is about to be frozen (sent before cgroup.freeze, with the `violation` or none when by request).
+        case suspendNotice = "suspend_notice"
+        /// The freeze is confirmed (cgroup.events frozen 1); a frozen agent reads it once thawed.
         case suspended
         case thawed
         case quotaChanged = "quota_changed"
@@ -91,9 +94,17 @@ public struct Acknowledgement: Codable, Equatable, Sendable {
 /// Fans events out to subscribers; a slow subscriber loses the oldest events
 /// beyond its buffer instead of slowing the engine.
 public final class EventHub: Sendable {
+    private struct Subscriber {
+        /// nil: every agent's events.
+        var agent: String?
+        /// The agent itself follows its stream (not an operator watching it).
+        var isListener: Bool
+        var continuation: AsyncStream<CorralEvent>.Continuation
+    }
+
     private struct State {
         var next: Int64 = 1
-        var subscribers: [Int: (agent: String?, continuation: AsyncStream<CorralEvent>.Continuation)] = [:]
+        var subscribers: [Int: Subscriber] = [:]
         var nextSubscriber = 0
         var recent: [CorralEvent] = []
     }
@@ -124,7 +135,8 @@ public final class EventHub: Sendable {
     }
 
     /// Events from now on (after the recent ones with a sequence above `after`), for `agent` or all.
-    public func subscribe(agent: String?, after: Int64? = nil) -> AsyncStream<CorralEvent> {
+    /// `isListener`: the subscriber is the agent's own process (counted by `listenerCount`).
+    public func subscribe(agent: String?, after: Int64? = nil, isListener: Bool = false) -> AsyncStream<CorralEvent> {
         let (stream, continuation) = AsyncStream<CorralEvent>.makeStream(bufferingPolicy: .bufferingNewest(bufferSize))
         let id = state.withLock { state in
             let id = state.nextSubscriber
@@ -134,7 +146,7 @@ public final class EventHub: Sendable {
                     continuation.yield(event)
                 }
             }
-            state.subscribers[id] = (agent, continuation)
+            state.subscribers[id] = Subscriber(agent: agent, isListener: isListener && agent != nil, continuation: continuation)
             return id
         }
         continuation.onTermination = { [weak self] _ in
@@ -144,6 +156,12 @@ public final class EventHub: Sendable {
     }
 
     public var subscriberCount: Int { state.withLock { $0.subscribers.count } }
+
+    /// How many streams `agent` itself follows right now: with none it has no
+    /// listener, and signals are its only notice.
+    public func listenerCount(agent: String) -> Int {
+        state.withLock { $0.subscribers.values.count { $0.isListener && $0.agent == agent } }
+    }
 
     /// The last events kept in memory (for `GET /v1/events/recent`).
     public func recent(agent: String?) -> [CorralEvent] {

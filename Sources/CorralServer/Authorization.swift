@@ -7,33 +7,61 @@ import Hummingbird
 
 /// Decides who a peer is and what it may do.
 ///
-/// root or a member of the admin group may do everything. A process inside
-/// an agent's cgroup may read its own agent, its history, compliance and
-/// events, and report usage for it. Anyone else gets 403.
+/// A process inside an agent's cgroup is that agent, whatever its uid: the
+/// agents Corral starts run as root, and must not get administrator rights
+/// by it. Such a peer may read its own agent, its history, compliance,
+/// degradation and events, and report usage and acknowledgements for it.
+/// Any other peer that is root or a member of the admin group may do
+/// everything (the daemon itself lives in `supervisor/`, not an agent's
+/// cgroup; `corral` runs outside the tree). Anyone else gets 403.
 public struct AccessPolicy: Sendable {
     /// Members of this group are administrators (nil: only root).
     public var adminGID: UInt32?
     /// The cgroup root as /proc/PID/cgroup shows it ("/corral"), to recognise agents.
     public var cgroupRootInHierarchy: String
+    /// The cgroup v2 path of a process as /proc/PID/cgroup shows it (nil: unknown).
+    var cgroupOf: @Sendable (Int32) -> String?
+    /// The supplementary group ids of a process.
+    var groupsOf: @Sendable (Int32) -> [UInt32]
 
     public init(adminGID: UInt32?, cgroupRootInHierarchy: String) {
-        self.adminGID = adminGID
-        self.cgroupRootInHierarchy = cgroupRootInHierarchy
+        self.init(
+            adminGID: adminGID, cgroupRootInHierarchy: cgroupRootInHierarchy, cgroupOf: Self.procCgroup,
+            groupsOf: Self.supplementaryGroups)
     }
 
+    /// A policy that learns a peer's cgroup and groups from these functions
+    /// instead of /proc (tests).
+    init(
+        adminGID: UInt32?, cgroupRootInHierarchy: String, cgroupOf: @escaping @Sendable (Int32) -> String?,
+        groupsOf: @escaping @Sendable (Int32) -> [UInt32]
+    ) {
+        self.adminGID = adminGID
+        self.cgroupRootInHierarchy = cgroupRootInHierarchy
+        self.cgroupOf = cgroupOf
+        self.groupsOf = groupsOf
+    }
+
+    /// Who `peer` is: its agent first (an agent stays an agent as root),
+    /// then root or the admin group, else nobody.
     public func identify(_ peer: PeerCredentials) -> Caller {
+        if let agent = agent(of: peer.pid) { return .agent(agent, peer) }
         if peer.uid == 0 { return .administrator(peer) }
-        if let adminGID, peer.gid == adminGID || Self.supplementaryGroups(of: peer.pid).contains(adminGID) {
+        if let adminGID, peer.gid == adminGID || groupsOf(peer.pid).contains(adminGID) {
             return .administrator(peer)
         }
-        if let agent = agent(of: peer.pid) { return .agent(agent, peer) }
         return .anonymous
     }
 
     /// The agent whose cgroup (or a cgroup below it) holds `pid`.
     func agent(of pid: Int32) -> String? {
-        guard let text = Self.read("/proc/\(pid)/cgroup"), let path = ProcCgroup.unifiedPath(text) else { return nil }
+        guard let path = cgroupOf(pid) else { return nil }
         return Self.agent(inCgroup: path, root: cgroupRootInHierarchy)
+    }
+
+    /// The unified (v2) cgroup path of `pid` from /proc/PID/cgroup.
+    static func procCgroup(of pid: Int32) -> String? {
+        read("/proc/\(pid)/cgroup").flatMap(ProcCgroup.unifiedPath)
     }
 
     /// "/corral/standard_agent/a1/sub" under root "/corral" → "a1".

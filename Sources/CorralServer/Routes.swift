@@ -231,15 +231,19 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         let events = engine.hub.recent(agent: agent).suffix(max(1, min(limit, 1000)))
         return jsonResponse(EventList(events: Array(events)))
     }
-    v1.get("events") { request, _ in
+    v1.get("events") { request, context in
         let agent = try agentQuery(request)
+        // The agent's own process following its stream is its listener (the
+        // degradation signal is for agents without one); an operator is not.
+        var isListener = false
+        if case .agent(let caller, _) = context.caller, caller == agent { isListener = true }
         let after = try query(request, "after").map { text -> Int64 in
             guard let value = Int64(text), value >= 0 else {
                 throw APIError(.badRequest, "bad_request", "after must be an event sequence number, not '\(text)'")
             }
             return value
         }
-        let stream = engine.hub.subscribe(agent: agent, after: after)
+        let stream = engine.hub.subscribe(agent: agent, after: after, isListener: isListener)
         let encoder = APIJSON.encoder
         let body = ResponseBody { writer in
             var buffer = ByteBuffer(string: ": corral events\(agent.map { " for \($0)" } ?? "")\n\n")

@@ -9,8 +9,9 @@
 // never crosses the limit: pressing on the hard limit without being OOM-killed.
 //
 // Started by Corral (corral run, corral agents start) it has CORRAL_SOCKET and
-// CORRAL_AGENT_ID in its environment. With --uncooperative it listens but does
-// nothing, like a program that ignores its notices (the e2e's other twin).
+// CORRAL_AGENT_ID in its environment, and keeps listening across a daemon
+// restart. With --uncooperative it listens but does nothing, like a program
+// that ignores its notices (the e2e's other twin).
 import CorralClient
 import CorralCore
 import Foundation
@@ -145,6 +146,8 @@ let deadline = Task {
     exit(0)
 }
 
+// The channel reconnects on its own when the daemon restarts (and resumes
+// after the last event seen); it ends only if the daemon refuses this agent.
 do {
     for try await event in channel.messages(after: 0) {
         guard options.cooperative else {
@@ -169,11 +172,13 @@ do {
             try channel.acknowledge(event, note: "level \(plan.level.rawValue)")
         case .termination(let grace):
             log("termination notice: \(grace) s to finish")
+        case .suspendNotice:
+            log("suspend notice: about to be frozen")
         default:
             break
         }
     }
 } catch {
-    log("event stream ended: \(error)")
+    log("the daemon refused the event stream: \(error)")
 }
 deadline.cancel()

@@ -133,16 +133,65 @@ struct DegradationTests {
         run.hold(0.85, for: 1)
         #expect(run.plans.last?.reason == .relapse)
         #expect(run.plans.last?.level == .moderate)
+        #expect(run.plans.last?.previousLevel == .minimal)
         #expect(run.plans.last?.strategies.map(\.strategy) == [.cacheAggressively, .batchOperations])
-        // The next rollback only after an interval.
-        run.hold(0.85, for: 29)
+        // Staying up there, however long, rolls back no further.
+        run.hold(0.85, for: 200)
         #expect(run.plans.count == 4)
-        run.hold(0.85, for: 2)
-        #expect(run.plans.last?.level == .aggressive)
+        #expect(run.tracker.level == .moderate)
+        #expect(run.tracker.recoveryStage == 1)
+    }
+
+    @Test func aSecondRelapseNeedsADropBelowTheThresholdFirst() {
+        var run = Run()
+        run.hold(1.6, for: 1)
+        run.hold(0.5, for: 92)
+        #expect(run.plans.map(\.level) == [.emergency, .aggressive, .moderate])
+        run.hold(0.85, for: 1)
+        #expect(run.plans.map(\.level) == [.emergency, .aggressive, .moderate, .aggressive])
+        #expect(run.plans.last?.reason == .relapse)
+        // A dip below the threshold, too short for a recovery stage, re-arms the rollback …
+        run.hold(0.5, for: 5)
+        #expect(run.plans.count == 4)
+        // … so rising again rolls back one more stage (to the level it had reached, no further).
+        run.hold(0.85, for: 1)
+        #expect(run.plans.last?.reason == .relapse)
+        #expect(run.plans.last?.level == .emergency)
         #expect(run.plans.count == 5)
-        // And it never rolls back past the level it had reached.
-        run.hold(0.85, for: 100)
-        #expect(run.plans.count == 5)
+        run.hold(0.5, for: 5)
+        run.hold(0.85, for: 30)
+        #expect(run.plans.count == 5, "nothing left to roll back")
+        #expect(run.tracker.recoveryStage == 0)
+    }
+
+    @Test func aClimbAcrossALevelBoundaryAfterARelapseStillRaisesTheLevel() {
+        var run = Run()
+        run.hold(1.3, for: 2)
+        run.hold(0.5, for: 95)
+        run.hold(0.85, for: 1)
+        #expect(run.plans.map(\.level) == [.aggressive, .moderate, .minimal, .moderate])
+        run.hold(0.85, for: 10)
+        run.hold(1.6, for: 1)
+        #expect(run.plans.last?.reason == .pressure)
+        #expect(run.plans.last?.level == .emergency)
+        #expect(run.tracker.relapseHeld == nil)
+    }
+
+    @Test func aRelapseHeldSurvivesARestart() throws {
+        var run = Run()
+        run.hold(1.3, for: 2)
+        run.hold(0.5, for: 95)
+        run.hold(0.85, for: 1)
+        let restored = try LadderJSON.roundTrip(run.tracker)
+        #expect(restored == run.tracker)
+        #expect(restored.relapseHeld == true)
+        // A state saved before the field existed decodes as not held.
+        let old = try LadderJSON.encode(run.tracker)
+        var object = try #require(try JSONSerialization.jsonObject(with: old) as? [String: Any])
+        object["relapse_held"] = nil
+        let decoded = try LadderJSON.decode(DegradationTracker.self, from: JSONSerialization.data(withJSONObject: object))
+        #expect(decoded.relapseHeld == nil)
+        #expect(decoded.level == .moderate)
     }
 
     @Test func aClimbDuringRecoveryCancelsIt() {

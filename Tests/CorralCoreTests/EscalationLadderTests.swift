@@ -360,20 +360,60 @@ struct EscalationLadderTests {
         #expect(!run.actions.contains { $0.hasSuffix("terminate") })
     }
 
+    /// Met: the episode ends as a clear does (the throttle is restored); the
+    /// soft violation that remains is a new episode with its own warning.
     @Test func scaleDownMet() {
         var run = LadderRun(limits: Self.standard)
         run.hold([.processes: 130], from: 0, through: 45)
         run.hold([.processes: 70], from: 46, through: 120)  // still a soft violation, but at most the target
-        #expect(run.actions == ["0 warn", "30 throttle", "30 scale_down", "60 scale_down met"])
-        #expect(run.log.last?.command == .scaleDownResolved(agent: Self.agent, request: Self.request(), usage: 70, met: true))
-        #expect(!run.ladder.suspended)
+        #expect(run.actions == ["0 warn", "30 throttle", "30 scale_down", "60 scale_down met", "60 restore", "61 warn"])
+        #expect(run.log[3].command == .scaleDownResolved(agent: Self.agent, request: Self.request(), usage: 70, met: true))
+        #expect(run.log[5].command == .warn(run.violation(.processes, 70)))
+        #expect(!run.ladder.suspended && run.ladder.throttled.isEmpty && run.ladder.scaleDowns.isEmpty)
+        #expect(run.ladder.episodes[.processes]?.since == .fake(61))
+        #expect(run.ladder.episodes[.processes]?.fired == [.warn])
+    }
+
+    /// An agent that met its scale-down and goes back over the hard limit is
+    /// escalated again: warned, throttled and asked anew, and suspended when
+    /// it misses the new request.
+    @Test func overTheHardLimitAgainAfterAMetScaleDownIsEscalatedAgain() {
+        var run = LadderRun(limits: Self.standard)
+        run.hold([.processes: 130], from: 0, through: 45)
+        run.hold([.processes: 30], from: 46, through: 70)  // met (and cleared: no violation at all)
+        run.hold([.processes: 130], from: 71, through: 140)
+        #expect(
+            run.actions == [
+                "0 warn", "30 throttle", "30 scale_down", "48 restore", "48 scale_down met", "71 warn", "101 throttle", "101 scale_down",
+                "131 scale_down missed", "131 suspend",
+            ])
+        let second = ScaleDownRequest(resource: .processes, current: 130, target: 80, deadline: .fake(131))
+        #expect(run.log[7].command == .scaleDown(run.violation(.processes, 130), second))
+        #expect(run.log[8].command == .scaleDownResolved(agent: Self.agent, request: second, usage: 130, met: false))
+        #expect(run.ladder.episodes[.processes]?.since == .fake(71))
+    }
+
+    /// The same with the usage between target and soft limit in between: the
+    /// met request ends the episode, so the return over the hard limit is a
+    /// new crossing (warned again once the alert interval has passed).
+    @Test func metThenOverTheHardLimitWithinTheSameViolationIsEscalatedAgain() {
+        var run = LadderRun(limits: Self.standard)
+        run.hold([.processes: 130], from: 0, through: 45)
+        run.hold([.processes: 70], from: 46, through: 70)
+        run.hold([.processes: 130], from: 71, through: 140)
+        #expect(
+            run.actions == [
+                "0 warn", "30 throttle", "30 scale_down", "60 scale_down met", "60 restore", "61 warn", "71 warn", "101 throttle",
+                "101 scale_down", "131 scale_down missed", "131 suspend",
+            ])
+        #expect(run.ladder.suspended)
     }
 
     @Test func scaleDownExactlyAtTheTargetIsMet() {
         var run = LadderRun(limits: Self.standard)
         run.hold([.processes: 130], from: 0, through: 45)
         run.hold([.processes: 80], from: 46, through: 120)
-        #expect(run.log.last?.command == .scaleDownResolved(agent: Self.agent, request: Self.request(), usage: 80, met: true))
+        #expect(run.log[3] == Fired(60, .scaleDownResolved(agent: Self.agent, request: Self.request(), usage: 80, met: true)))
     }
 
     @Test func scaleDownClearedBeforeTheDeadline() {
@@ -420,7 +460,9 @@ struct EscalationLadderTests {
         for time in stride(from: 0.0, through: 45, by: 1) { run.observe(time, violations: [run.violation(.files, 260)]) }
         for time in stride(from: 46.0, through: 70, by: 1) { run.observe(time, violations: [run.violation(.files, 150)]) }
         let request = ScaleDownRequest(resource: .files, current: 260, target: 160, deadline: .fake(60))
-        #expect(run.log.last == Fired(60, .scaleDownResolved(agent: Self.agent, request: request, usage: 150, met: true)))
+        #expect(run.log[3] == Fired(60, .scaleDownResolved(agent: Self.agent, request: request, usage: 150, met: true)))
+        // The episode ended; the soft violation that remains is a new one.
+        #expect(run.actions == ["0 warn", "30 throttle", "30 scale_down", "60 scale_down met", "60 restore", "61 warn"])
         #expect(!run.ladder.suspended)
     }
 

@@ -194,9 +194,17 @@ struct DaemonTests {
     }
 
     struct Event: Decodable {
+        struct Ack: Decodable {
+            var sequence: Int64
+            var kind: String
+            var note: String?
+        }
+        var sequence: Int64?
         var kind: String
         var agent: String?
         var message: String
+        /// `acknowledged` events: which event the agent answered.
+        var ack: Ack?
     }
 
     /// `corral events --agent ID --json`: one event per line.
@@ -257,6 +265,7 @@ struct DaemonTests {
         let uncoop = daemon.cgroup("twins", "uncoop")
         #expect(E2E.eventually(timeout: 240) { ((try? daemon.actions("uncoop", .memory)) ?? []).contains(.suspend) })
         let frozen = CgroupEvents(parsing: E2E.read(uncoop + "/cgroup.events") ?? "").frozen
+        #expect(frozen, "the recorded suspend left the uncooperative twin frozen (cgroup.events)")
         #expect(E2E.eventually(timeout: 120) { !E2E.exists(uncoop) }, "terminate ended the uncooperative twin")
         let uncoopHistory = try daemon.history("uncoop").filter { $0.resource == .memory }
         E2E.report(
@@ -267,6 +276,15 @@ struct DaemonTests {
         #expect(missed?.error == "deadline missed")
         #expect(uncoopHistory.contains { $0.action == .suspend && $0.succeeded })
         #expect(uncoopHistory.contains { $0.action == .terminate })
+        // In that order: the missed deadline, then the suspend (same step), then
+        // terminate no sooner than the policy's suspend → terminate gap (9 s - 6 s).
+        let missedRecord = try #require(missed)
+        let suspendRecord = try #require(uncoopHistory.first { $0.action == .suspend && $0.succeeded })
+        let terminateRecord = try #require(uncoopHistory.first { $0.action == .terminate })
+        #expect(missedRecord.at <= suspendRecord.at && suspendRecord.at < terminateRecord.at)
+        #expect(terminateRecord.at - suspendRecord.at >= .seconds(3))
+        let ids = [missedRecord.id, suspendRecord.id, terminateRecord.id].map { $0 ?? -1 }
+        #expect(ids[0] >= 0 && ids[0] < ids[1] && ids[1] < ids[2], "history ids \(ids)")
 
         // The cooperative twin: the request met, never suspended or terminated, still running.
         let coopHistory = try daemon.history("coop").filter { $0.resource == .memory }
@@ -280,9 +298,16 @@ struct DaemonTests {
             E2E.read(daemon.cgroup("twins", "coop") + "/memory.current")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
         E2E.report("coop memory.current now \(current.map { Int($0) >> 20 } ?? -1) MiB of 96 MiB")
         #expect((current ?? .infinity) <= 0.8 * 96 * 1_048_576)
-        let acks = try events(daemon, agent: "coop").filter { $0.kind == "acknowledged" }
+        let coopEvents = try events(daemon, agent: "coop")
+        let acks = coopEvents.filter { $0.kind == "acknowledged" }
         E2E.report("coop acks: " + acks.map(\.message).joined(separator: " | "))
         #expect(acks.contains { $0.message.contains("scale_down_request") })
+        // It answered a scale-down request or degradation plan it was sent: the
+        // ack names the sequence and kind of an event on its own stream.
+        let sent = coopEvents.filter { $0.kind == "scale_down_request" || $0.kind == "degradation_strategy" }
+        let answered = acks.compactMap(\.ack).filter { $0.kind == "scale_down_request" || $0.kind == "degradation_strategy" }
+        #expect(!answered.isEmpty, "\(acks.map(\.message))")
+        #expect(answered.contains { ack in sent.contains { $0.sequence == ack.sequence && $0.kind == ack.kind } })
 
         // Degradation of the counted agent, then recovery one stage per 5 s.
         #expect(

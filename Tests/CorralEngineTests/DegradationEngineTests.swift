@@ -74,9 +74,54 @@ struct DegradationEngineTests {
         _ = try await harness.start()
         harness.fs.seed(.anchor, procs: [child.pid])
         _ = try await harness.engine.adopt(pid: child.pid, id: "plain", group: "standard_agent")
+        // An operator (or `corral run`) following the agent's events is not its listener.
+        let watching = harness.engine.hub.subscribe(agent: "plain", isListener: false)
+        #expect(harness.engine.hub.listenerCount(agent: "plain") == 0)
         await harness.keepObserving("plain", [.memory: 150_000_000], for: .seconds(2))  // 0.75: no level
         #expect(child.waitForSignal(timeout: .milliseconds(300)) == nil)
         await harness.keepObserving("plain", [.memory: 190_000_000], for: .seconds(2))  // 0.95: minimal
+        #expect(child.waitForSignal() == SIGUSR1)
+        _ = watching
+    }
+
+    @Test("an agent that follows its stream gets no degradation signal; without a listener a relapse sends it")
+    func degradationSignalOnlyWithoutAListener() async throws {
+        let child = try SleepingChild()
+        defer { child.stop() }
+        var configuration = Self.configuration
+        configuration.escalation.degradationSignal = SIGUSR1
+        let harness = try EngineHarness(configuration: configuration)
+        _ = try await harness.start()
+        harness.fs.seed(.anchor, procs: [child.pid])
+        _ = try await harness.engine.adopt(pid: child.pid, id: "heard", group: "standard_agent")
+        let hub = harness.engine.hub
+        let stream = hub.subscribe(agent: "heard", isListener: true)
+        let listening = Task { for await _ in stream {} }
+        #expect(hub.listenerCount(agent: "heard") == 1)
+        #expect(hub.listenerCount(agent: "other") == 0)
+
+        // It listens: the rises reach it on the stream, and no signal comes (SIGUSR1 would end `sleep`).
+        await harness.keepObserving("heard", [.memory: 190_000_000], for: .seconds(2))  // 0.95: minimal
+        await harness.keepObserving("heard", [.memory: 230_000_000], for: .seconds(2))  // 1.15: moderate
+        #expect(child.waitForSignal(timeout: .milliseconds(300)) == nil)
+        #expect(
+            harness.events("heard").filter { $0.kind == .degradationStrategy }.compactMap(\.plan?.level) == [.minimal, .moderate])
+
+        // It stops listening; usage falls and recovery takes a stage back …
+        listening.cancel()
+        let deadline = ContinuousClock.now + .seconds(5)
+        while hub.listenerCount(agent: "heard") > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(hub.listenerCount(agent: "heard") == 0)
+        await harness.keepObserving("heard", [.memory: 100_000_000], for: .seconds(7))  // one stage (quiet 5 s, stages 5 s apart)
+        let recovered = try await harness.engine.degradationHistory(agent: "heard", limit: 100)
+        #expect(recovered.map(\.reason) == [.pressure, .pressure, .recovery])
+        #expect(child.waitForSignal(timeout: .milliseconds(300)) == nil, "a recovery stage sends no signal")
+
+        // … and a relapse (0.85 of the limit) is a rise: now the signal is its only notice.
+        await harness.keepObserving("heard", [.memory: 170_000_000], for: .seconds(1))
+        let relapsed = try await harness.engine.degradationHistory(agent: "heard", limit: 100)
+        #expect(relapsed.last?.reason == .relapse)
+        #expect(relapsed.last?.level == .moderate)
         #expect(child.waitForSignal() == SIGUSR1)
     }
 }

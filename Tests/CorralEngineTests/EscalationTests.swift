@@ -3,6 +3,8 @@ import CorralCore
 import CorralEngine
 import CorralTestSupport
 import Foundation
+import Synchronization
+import SystemPackage
 import Testing
 
 /// The ladder carried out on a fake cgroup tree, with a clock moved by hand.
@@ -120,6 +122,47 @@ struct EscalationTests {
         #expect(harness.fs.value(.events, at: leaf)?.contains("frozen 1") == true)
         #expect(try await harness.engine.status(of: "s1").agent.state == .suspended)
         #expect(harness.events("s1").contains { $0.kind == .suspended })
+    }
+
+    @Test("the suspend notice goes out before cgroup.freeze, the confirmation after")
+    func suspendNoticePrecedesTheFreeze() async throws {
+        let fake = FakeCgroupFilesystem()
+        fake.seed(EngineHarness.root)
+        let hub = EventHub()
+        let spy = FreezeSpy(fake, hub: hub)
+        let tree = CgroupTree(fs: spy, root: EngineHarness.root)
+        try tree.prepareRoot(selfPID: nil, reservation: nil)
+        let clock = TestClock()
+        let engine = Engine(
+            configuration: EngineHarness.quickConfiguration, tree: tree, store: MemoryStore(), hub: hub, clock: { clock.now })
+        _ = try await engine.restore()
+        _ = try await engine.register(id: "n1", group: "lightweight_agent", command: ["worker"], overrides: [:])
+        fake.seed(tree.agentPath(group: "lightweight_agent", agent: "n1"), procs: [ghostPID])
+        _ = try await engine.attach(id: "n1", pid: ghostPID)
+        for _ in 0...5 {
+            await engine.handle(
+                .observed(
+                    AgentObservation(
+                        agent: "n1", at: clock.now, readings: [UsageReading(resource: .processes, usage: 25)], sample: nil, seen: .now)))
+            clock.advance(.seconds(1))
+        }
+        // When cgroup.freeze was written, the notice was out and the confirmation was not.
+        let atFreeze = try #require(spy.eventsAtFreeze.first)
+        #expect(spy.eventsAtFreeze.count == 1)
+        #expect(atFreeze.last?.kind == .suspendNotice, "\(atFreeze.map(\.kind))")
+        #expect(atFreeze.last?.violation?.resource == .processes)
+        #expect(!atFreeze.contains { $0.kind == .suspended })
+        let kinds = hub.recent(agent: "n1").map(\.kind)
+        let notice = try #require(kinds.firstIndex(of: .suspendNotice))
+        let confirmed = try #require(kinds.firstIndex(of: .suspended))
+        #expect(notice < confirmed)
+
+        // An operator's freeze sends the notice first too.
+        _ = try await engine.thaw("n1")
+        _ = try await engine.freeze("n1")
+        #expect(spy.eventsAtFreeze.count == 2)
+        #expect(spy.eventsAtFreeze.last?.last?.kind == .suspendNotice)
+        #expect(spy.eventsAtFreeze.last?.last?.message.contains("by request") == true)
     }
 
     @Test("a freeze that never completes is a failed record; the ladder suspends again later")
@@ -265,4 +308,50 @@ struct EscalationTests {
         await harness.engine.tick()
         #expect(harness.watcher.calls.contains(.sampleNow("k1")))
     }
+}
+
+/// A fake cgroup tree that notes the agent events published so far each
+/// time cgroup.freeze is set to 1 (to check what the agent heard before).
+final class FreezeSpy: CgroupFilesystem {
+    let fake: FakeCgroupFilesystem
+    let hub: EventHub
+    private let seen = Mutex<[[CorralEvent]]>([])
+
+    init(_ fake: FakeCgroupFilesystem, hub: EventHub) {
+        self.fake = fake
+        self.hub = hub
+    }
+
+    var eventsAtFreeze: [[CorralEvent]] { seen.withLock { $0 } }
+
+    func absolutePath(_ path: CgroupPath) -> String { fake.absolutePath(path) }
+    func exists(_ path: CgroupPath) throws(CgroupError) -> Bool { try fake.exists(path) }
+    func makeDirectory(_ path: CgroupPath) throws(CgroupError) { try fake.makeDirectory(path) }
+    func removeDirectory(_ path: CgroupPath) throws(CgroupError) { try fake.removeDirectory(path) }
+    func children(of path: CgroupPath) throws(CgroupError) -> [String] { try fake.children(of: path) }
+    func contains(_ file: CgroupFile, in path: CgroupPath) -> Bool { fake.contains(file, in: path) }
+    func read(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> String { try fake.read(file, of: path) }
+
+    func write(_ value: String, to file: CgroupFile, of path: CgroupPath) throws(CgroupError) {
+        if file == .freeze, value == "1" {
+            let events = hub.recent(agent: nil)
+            seen.withLock { $0.append(events) }
+        }
+        try fake.write(value, to: file, of: path)
+    }
+
+    func wait(
+        for file: CgroupFile, of path: CgroupPath, timeout: Duration, until condition: (String) -> Bool
+    ) throws(CgroupError) -> String? {
+        try fake.wait(for: file, of: path, timeout: timeout, until: condition)
+    }
+
+    func openDirectory(_ path: CgroupPath) throws(CgroupError) -> FileDescriptor { try fake.openDirectory(path) }
+    func openForWriting(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
+        try fake.openForWriting(file, of: path)
+    }
+    func openForReading(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
+        try fake.openForReading(file, of: path)
+    }
+    func lockTree() throws(CgroupError) -> TreeLock { try fake.lockTree() }
 }

@@ -29,6 +29,14 @@ struct ManagementTests {
         #expect(try harness.store.groupOverrides()["standard_agent"]?.limits[.cpu]?.hard == 40)
         #expect(try harness.store.agents().first { $0.id == "u1" }?.limits[.cpu]?.hard == 40)
         #expect(harness.engine.hub.recent(agent: nil).contains { $0.kind == .groupChanged && $0.message.contains("standard_agent") })
+        // Each agent whose limits changed hears it on its own stream, with its limits now;
+        // one whose override covers the change, and other groups' agents, do not.
+        let notices = harness.events("u1").filter { $0.kind == .quotaChanged }
+        #expect(notices.count == 1)
+        #expect(notices.first?.limits?[.cpu]?.hard == 40)
+        #expect(notices.first?.limits == (try await harness.engine.status(of: "u1").agent.limits))
+        #expect(!harness.events("u2").contains { $0.kind == .quotaChanged })
+        #expect(!harness.events("l1").contains { $0.kind == .quotaChanged })
 
         // Refused changes write nothing.
         let before = harness.fs.writes.count

@@ -2,7 +2,10 @@ import CorralClient
 import CorralCore
 import CorralEngine
 import Foundation
+import Synchronization
 import Testing
+
+@testable import CorralServer
 
 /// The agent's side of the channel (CorralClient's AgentChannel) against a
 /// live server: typed messages as an AsyncSequence, usage reports, acks.
@@ -68,6 +71,101 @@ struct AgentChannelTests {
         }
     }
 
+    /// The degradation signal goes to agents without a listener: only the
+    /// agent's own process following its stream counts, not an operator.
+    @Test func onlyTheAgentsOwnStreamCountsAsItsListener() async throws {
+        let inAgent = Mutex(false)
+        let policy = AccessPolicy(
+            adminGID: nil, cgroupRootInHierarchy: "/corral",
+            cgroupOf: { _ in inAgent.withLock { $0 } ? "/corral/standard_agent/l1" : "/user.slice" }, groupsOf: { _ in [] })
+        try await withLiveServer(policy: policy) { server in
+            let registered = try await server.send("POST", "/v1/agents/register", json: #"{"id":"l1","command":["worker"]}"#)
+            #expect(registered.status == 201)
+            let hub = server.engine.hub
+            let channel = AgentChannel(agent: "l1", client: server.client)
+
+            func follow() -> Task<Void, any Error> {
+                Task { for try await _ in channel.messages() {} }
+            }
+            /// Waits for the count; the server notices a closed stream when it
+            /// next writes to it, so an event is published while waiting for fewer.
+            func waitFor(subscribers: Int) async throws {
+                let deadline = ContinuousClock.now + .seconds(10)
+                while hub.subscriberCount != subscribers, ContinuousClock.now < deadline {
+                    if hub.subscriberCount > subscribers {
+                        hub.publish(CorralEvent(at: Timestamp(milliseconds: 0), kind: .daemon, agent: "l1", message: "probe"))
+                    }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                #expect(hub.subscriberCount == subscribers)
+            }
+
+            let operator_ = follow()  // an administrator (this process, outside any agent's cgroup)
+            try await waitFor(subscribers: 1)
+            #expect(hub.listenerCount(agent: "l1") == 0)
+
+            inAgent.withLock { $0 = true }
+            let agent = follow()  // the agent itself
+            try await waitFor(subscribers: 2)
+            #expect(hub.listenerCount(agent: "l1") == 1)
+
+            agent.cancel()
+            operator_.cancel()
+            try await waitFor(subscribers: 0)
+            #expect(hub.listenerCount(agent: "l1") == 0)
+        }
+    }
+
+    /// Across a daemon restart the channel reconnects (also while nothing
+    /// answers), resumes after the last sequence, takes the restarted
+    /// daemon's lower sequences, and ends only when the daemon refuses it.
+    @Test func messagesReconnectAcrossADaemonRestart() async throws {
+        func event(_ sequence: Int, _ kind: String) -> String {
+            let json = #"{"sequence":\#(sequence),"at":"2026-11-29T10:00:00.000Z","kind":"\#(kind)","agent":"r1","message":"m"}"#
+            return "id: \(sequence)\nevent: \(kind)\ndata: \(json)\n\n"
+        }
+        let stream = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n: corral events for r1\n\n"
+        let refusal = #"{"error":{"code":"forbidden","message":"agent r1 may only read and report for itself"}}"#
+        let daemon = try ScriptedDaemon(
+            before: [stream + event(5, "suspend_notice") + event(6, "suspended")],
+            pause: .milliseconds(600),  // longer than the first retry delays: the channel finds nobody and retries
+            after: [
+                stream + event(1, "thawed") + event(2, "quota_changed"),
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: \(refusal.utf8.count)\r\n\r\n\(refusal)",
+            ])
+        defer { daemon.remove() }
+        let channel = AgentChannel(agent: "r1", client: CorralClient(socketPath: daemon.path, timeout: 5))
+        var received: [ChannelEvent] = []
+        var failure: (any Error)?
+        do {
+            for try await message in channel.messages(after: 0, retryDelay: .milliseconds(100)) { received.append(message) }
+        } catch {
+            failure = error
+        }
+        #expect(received.map(\.sequence) == [5, 6, 1, 2])
+        #expect(received.map(\.kind) == ["suspend_notice", "suspended", "thawed", "quota_changed"])
+        #expect(received.first?.content == .suspendNotice)
+        #expect(
+            daemon.requests.map { $0.split(separator: " ").dropFirst().first.map(String.init) ?? "" } == [
+                "/v1/events?agent=r1&after=0", "/v1/events?agent=r1&after=6", "/v1/events?agent=r1&after=2",
+            ])
+        #expect((failure as? ClientError) == .api(status: 403, code: "forbidden", message: "agent r1 may only read and report for itself"))
+    }
+
+    @Test func messagesEndWhenCancelled() async throws {
+        let daemon = try ScriptedDaemon(before: [], pause: .seconds(30), after: [])
+        defer { daemon.remove() }
+        let channel = AgentChannel(agent: "r2", client: CorralClient(socketPath: daemon.path + ".nothing", timeout: 5))
+        let following = Task { () throws -> Int in
+            var count = 0
+            for try await _ in channel.messages(retryDelay: .milliseconds(20)) { count += 1 }
+            return count
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        following.cancel()
+        #expect(try await following.value == 0)
+    }
+
     @Test func eventsDecodeIntoTypedMessages() throws {
         func decode(_ json: String) throws -> AgentMessage {
             try AgentChannel.decode(ServerSentEvent(id: "1", event: nil, data: json)).content
@@ -81,6 +179,9 @@ struct AgentChannelTests {
                 == .termination(graceSeconds: 5))
         #expect(try decode(#"{"sequence":3,"at":"2026-11-29T10:00:00.000Z","kind":"suspended","message":"m"}"#) == .suspended)
         #expect(
+            try decode(#"{"sequence":3,"at":"2026-11-29T10:00:00.000Z","kind":"suspend_notice","message":"m","agent":"a"}"#)
+                == .suspendNotice)
+        #expect(
             try decode(#"{"sequence":4,"at":"2026-11-29T10:00:00.000Z","kind":"violation","message":"m"}"#)
                 == .other(kind: "violation", message: "m"))
         // A kind without its fields is not mistaken for the typed message.
@@ -88,5 +189,79 @@ struct AgentChannelTests {
             try decode(#"{"sequence":5,"at":"2026-11-29T10:00:00.000Z","kind":"throttle_notice","message":"m"}"#)
                 == .other(kind: "throttle_notice", message: "m"))
         #expect(throws: (any Error).self) { try decode("not json") }
+    }
+}
+
+/// A stand-in daemon on a Unix socket that answers each connection with a
+/// scripted response and closes it; between `before` and `after` it goes
+/// away for `pause` (socket removed, as during a restart).
+final class ScriptedDaemon: Sendable {
+    let path: String
+    private let directory: String
+    private let seen = Mutex<[String]>([])
+
+    /// The request line of each connection, in order.
+    var requests: [String] { seen.withLock { $0 } }
+
+    init(before: [String], pause: Duration, after: [String]) throws {
+        var template = Array("/tmp/corral-chan-XXXXXX".utf8CString)
+        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        path = directory + "/corral.sock"
+        let first = try Self.listen(path)
+        Thread.detachNewThread { [self] in
+            answer(first, before)
+            close(first)
+            unlink(path)
+            Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18)
+            guard let second = try? Self.listen(path) else { return }
+            answer(second, after)
+            close(second)
+        }
+    }
+
+    func remove() {
+        unlink(path)
+        rmdir(directory)
+    }
+
+    static func listen(_ path: String) throws -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SpawnFailure(errno: errno) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in raw.copyBytes(from: Array(path.utf8) + [0]) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0, Glibc.listen(fd, 8) == 0 else {
+            let saved = errno
+            close(fd)
+            throw SpawnFailure(errno: saved)
+        }
+        return fd
+    }
+
+    /// Accepts one connection per response: reads the request head, writes the response, closes.
+    func answer(_ listener: Int32, _ responses: [String]) {
+        for response in responses {
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            var head: [UInt8] = []
+            var byte: UInt8 = 0
+            while read(connection, &byte, 1) == 1 {
+                head.append(byte)
+                if head.suffix(4) == Array("\r\n\r\n".utf8) { break }
+            }
+            let requestLine = String(decoding: head, as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? ""
+            seen.withLock { $0.append(requestLine) }
+            let bytes = Array(response.utf8)
+            var written = 0
+            while written < bytes.count {
+                let count = bytes[written...].withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }
+                written += count
+            }
+            close(connection)
+        }
     }
 }

@@ -1,6 +1,7 @@
 import CorralTestSupport
 import Foundation
 import Hummingbird
+import Synchronization
 import Testing
 
 @testable import CorralServer
@@ -74,6 +75,9 @@ struct AuthorizationTests {
         RequestCase(method: .get, target: "/v1/agents/a1/history?limit=5", agentMay: true),
         RequestCase(method: .get, target: "/v1/agents/a1/compliance", agentMay: true),
         RequestCase(method: .post, target: "/v1/agents/a1/usage", agentMay: true),
+        RequestCase(method: .post, target: "/v1/agents/a1/acks", agentMay: true),
+        RequestCase(method: .get, target: "/v1/agents/a1/degradation", agentMay: true),
+        RequestCase(method: .get, target: "/v1/agents/a1/recommendations", agentMay: true),
         RequestCase(method: .get, target: "/v1/events?agent=a1", agentMay: true),
         RequestCase(method: .get, target: "/v1/events?agent=a1&after=3", agentMay: true),
         RequestCase(method: .get, target: "/v1/events/recent?agent=a1", agentMay: true),
@@ -82,6 +86,11 @@ struct AuthorizationTests {
         RequestCase(method: .get, target: "/v1/agents/a2/history", agentMay: false),
         RequestCase(method: .get, target: "/v1/agents/a2/compliance", agentMay: false),
         RequestCase(method: .post, target: "/v1/agents/a2/usage", agentMay: false),
+        RequestCase(method: .post, target: "/v1/agents/a2/acks", agentMay: false),
+        RequestCase(method: .get, target: "/v1/agents/a2/degradation", agentMay: false),
+        RequestCase(method: .get, target: "/v1/agents/a1/acks", agentMay: false),
+        RequestCase(method: .post, target: "/v1/agents/a1/degradation", agentMay: false),
+        RequestCase(method: .post, target: "/v1/agents/a1/recommendations/apply", agentMay: false),
         RequestCase(method: .get, target: "/v1/agents/a1x", agentMay: false),
         RequestCase(method: .get, target: "/v1/agents/a%31", agentMay: false),
         RequestCase(method: .get, target: "/v1/events", agentMay: false),
@@ -150,6 +159,99 @@ struct AuthorizationTests {
         // A pid that does not exist has no cgroup and no groups.
         let gone = PeerCredentials(pid: 99_999_999, uid: 1000, gid: 1000)
         #expect(AccessPolicy(adminGID: 4242, cgroupRootInHierarchy: "/").identify(gone) == .anonymous)
+    }
+
+    /// A policy that sees pid 10 in agent a1's cgroup, pid 20 in the
+    /// supervisor, pid 30 outside the tree; pid 40 is in group 4242.
+    static func fakePolicy(adminGID: UInt32?) -> AccessPolicy {
+        AccessPolicy(
+            adminGID: adminGID, cgroupRootInHierarchy: "/corral",
+            cgroupOf: { pid in
+                switch pid {
+                case 10: "/corral/standard_agent/a1/worker"
+                case 20: "/corral/supervisor"
+                case 30, 40: "/user.slice/user-1000.slice/session-2.scope"
+                default: nil
+                }
+            },
+            groupsOf: { $0 == 40 || $0 == 10 ? [4242] : [] })
+    }
+
+    static let identities: [(peer: PeerCredentials, caller: Caller)] = [
+        // Inside an agent's cgroup: that agent, even as root or in the admin group.
+        (PeerCredentials(pid: 10, uid: 0, gid: 0), .agent("a1", PeerCredentials(pid: 10, uid: 0, gid: 0))),
+        (PeerCredentials(pid: 10, uid: 1000, gid: 4242), .agent("a1", PeerCredentials(pid: 10, uid: 1000, gid: 4242))),
+        (PeerCredentials(pid: 10, uid: 1000, gid: 1000), .agent("a1", PeerCredentials(pid: 10, uid: 1000, gid: 1000))),
+        // The daemon in supervisor/ and `corral` outside the tree: root and the admin group administer.
+        (PeerCredentials(pid: 20, uid: 0, gid: 0), .administrator(PeerCredentials(pid: 20, uid: 0, gid: 0))),
+        (PeerCredentials(pid: 30, uid: 0, gid: 0), .administrator(PeerCredentials(pid: 30, uid: 0, gid: 0))),
+        (PeerCredentials(pid: 30, uid: 1000, gid: 4242), .administrator(PeerCredentials(pid: 30, uid: 1000, gid: 4242))),
+        (PeerCredentials(pid: 40, uid: 1000, gid: 1000), .administrator(PeerCredentials(pid: 40, uid: 1000, gid: 1000))),
+        (PeerCredentials(pid: 50, uid: 0, gid: 0), .administrator(PeerCredentials(pid: 50, uid: 0, gid: 0))),
+        // Anyone else: nobody.
+        (PeerCredentials(pid: 20, uid: 1000, gid: 1000), .anonymous),
+        (PeerCredentials(pid: 30, uid: 1000, gid: 1000), .anonymous),
+        (PeerCredentials(pid: 50, uid: 1000, gid: 1000), .anonymous),
+    ]
+
+    @Test("identify: an agent's cgroup comes first (an agent running as root is still only that agent)")
+    func identifyOrder() {
+        let policy = Self.fakePolicy(adminGID: 4242)
+        for (peer, caller) in Self.identities {
+            #expect(policy.identify(peer) == caller, "\(peer)")
+        }
+        // Without an admin group only root administers; the agent is still the agent.
+        let onlyRoot = Self.fakePolicy(adminGID: nil)
+        #expect(onlyRoot.identify(PeerCredentials(pid: 40, uid: 1000, gid: 1000)) == .anonymous)
+        #expect(onlyRoot.identify(PeerCredentials(pid: 10, uid: 0, gid: 0)) == .agent("a1", PeerCredentials(pid: 10, uid: 0, gid: 0)))
+    }
+
+    @Test("identify reads the peer's own cgroup from /proc (this process is outside any Corral tree)")
+    func identifyFromProc() {
+        let me = getpid()
+        let path = AccessPolicy.procCgroup(of: me)
+        #expect(path != nil)
+        let here = PeerCredentials(pid: me, uid: 0, gid: 0)
+        #expect(AccessPolicy(adminGID: nil, cgroupRootInHierarchy: "/corral-test-nowhere").identify(here) == .administrator(here))
+    }
+
+    @Test("a live server: a caller inside agent a1's cgroup (as root) may only reach a1's endpoints")
+    func agentScopedCallerOnALiveServer() async throws {
+        let inAgent = Mutex(false)
+        let policy = AccessPolicy(
+            adminGID: nil, cgroupRootInHierarchy: "/corral",
+            cgroupOf: { _ in inAgent.withLock { $0 } ? "/corral/standard_agent/a1" : "/user.slice" }, groupsOf: { _ in [] })
+        let document = OpenAPIDocument.shared
+        try await withLiveServer(policy: policy) { server in
+            for id in ["a1", "a2"] {
+                let registered = try await server.send("POST", "/v1/agents/register", json: #"{"id":"\#(id)","command":["worker"]}"#)
+                #expect(registered.status == 201, "\(registered.text)")
+            }
+            inAgent.withLock { $0 = true }
+            // Whatever this process's uid (root here), inside a1's cgroup it is only agent a1.
+            for (method, path, json) in [
+                ("GET", "/v1/agents", nil), ("GET", "/v1/agents/a2", nil), ("GET", "/v1/agents/a2/degradation", nil),
+                ("POST", "/v1/agents/a2/usage", #"{"usage":{"files":1}}"#), ("POST", "/v1/agents/a2/acks", #"{"sequence":1}"#),
+                ("POST", "/v1/agents/a2/kill", nil), ("POST", "/v1/agents/a1/kill", nil), ("GET", "/v1/events?agent=a2", nil),
+                ("PATCH", "/v1/groups/standard_agent", #"{"limits":{}}"#),
+            ] as [(String, String, String?)] {
+                let reply = try await server.send(method, path, body: json.map { Array($0.utf8) })
+                #expect(reply.status == 403, "\(method) \(path): \(reply.text)")
+                #expect(reply.json?["error"]?["code"]?.string == "forbidden")
+                #expect(reply.json?["error"]?["message"]?.string?.contains("agent a1") == true, "\(reply.text)")
+                #expect(document.problems(with: reply).isEmpty, "\(document.problems(with: reply))")
+            }
+            for path in ["/v1/agents/a1", "/v1/agents/a1/degradation", "/v1/agents/a1/history", "/v1/agents/a1/compliance"] {
+                let reply = try await server.send("GET", path)
+                #expect(reply.status == 200, "GET \(path): \(reply.text)")
+                #expect(document.problems(with: reply).isEmpty, "\(document.problems(with: reply))")
+            }
+            let report = try await server.send("POST", "/v1/agents/a1/usage", json: #"{"usage":{"files":3}}"#)
+            #expect(report.status == 200, "\(report.text)")
+            // Both agents are still there: the agent could not kill either.
+            inAgent.withLock { $0 = false }
+            #expect(try await server.engine.list().map(\.id).sorted() == ["a1", "a2"])
+        }
     }
 
     static let canSwitchUser = getuid() == 0 && access("/usr/bin/setpriv", X_OK) == 0 && access("/usr/bin/curl", X_OK) == 0

@@ -102,6 +102,18 @@ struct ContractTests {
         missing["details"] = nil
         #expect(checker.problems(.object(missing), record).contains { $0.contains("required field 'details'") })
         #expect(checker.problems(.number(1, integral: true), .object(["type": .string("string"), "oneOf": .array([])])).count == 2)
+        // allOf applies each schema; const pins a value.
+        let pinned = JSON.object([
+            "allOf": .array([
+                .object(["type": .string("object"), "required": .array([.string("kind")])]),
+                .object(["properties": .object(["kind": .object(["const": .string("suspended")])])]),
+            ])
+        ])
+        #expect(checker.problems(.object(["kind": .string("suspended")]), pinned).isEmpty)
+        #expect(
+            checker.problems(.object(["kind": .string("thawed")]), pinned).contains { $0.contains("is not the constant \"suspended\"") })
+        #expect(checker.problems(.object([:]), pinned).contains { $0.contains("required field 'kind'") })
+        #expect(checker.problems(.null, .object(["allOf": .array([])])).contains { $0.contains("non-empty") })
         #expect(throws: JSONParseError.self) { try JSON.parse(#"{"a":1,"a":2}"#) }
         #expect(throws: JSONParseError.self) { try JSON.parse("[1,]") }
         #expect(document.template(for: "/v1/agents/register") == "/v1/agents/register")
@@ -396,6 +408,58 @@ struct ContractTests {
             "POST /v1/agents/register 422", "GET /v1/agents/{id} 404", "PATCH /v1/groups/{name} 413",
         ] {
             #expect(coverage.all.contains(required), "\(required) never seen")
+        }
+    }
+
+    /// The schema of each typed message of the agent channel, by kind.
+    static let messageSchemas: [String: String] = [
+        "throttle_notice": "ThrottleNotice", "suspend_notice": "SuspendNotice", "suspended": "SuspendedMessage",
+        "termination_notice": "TerminationNotice", "scale_down_request": "ScaleDownRequestMessage",
+        "degradation_strategy": "DegradationStrategyMessage", "recovery_stage": "RecoveryStageMessage",
+        "quota_changed": "QuotaChangedMessage",
+    ]
+
+    @Test("every message kind of the agent channel, as emitted, matches its schema and no other message's")
+    func channelMessagesMatchTheirSchemas() async throws {
+        var configuration = CorralConfiguration.builtIn
+        configuration.escalation = EscalationPolicy(delays: [:], terminationGrace: .seconds(30))  // every step at once
+        configuration.recovery = RecoveryPolicy(stageInterval: .milliseconds(100), quietPeriod: .milliseconds(100))
+        try await withLiveServer(configuration: configuration) { server in
+            let collector = EventCollector(server.client.events(agent: "msg1", after: 0))
+            defer { collector.stop() }
+            try await server.send(
+                "POST", "/v1/agents/register",
+                json: #"{"id":"msg1","command":["worker"],"limits":{"files":{"soft":10,"hard":20,"action":"scale_down"}}}"#
+            ).expectStatus(201)
+            try await server.send("POST", "/v1/agents/msg1/attach", json: #"{"pid":\#(ghostPID)}"#).expectStatus(200)
+            // Over the hard limit: throttle notice, scale-down request, degradation plan.
+            try await server.send("POST", "/v1/agents/msg1/usage", json: #"{"usage":{"files":25}}"#).expectStatus(200)
+            // Back down: once the violation has cleared, recovery stages.
+            let deadline = ContinuousClock.now + .seconds(15)
+            while !collector.events.contains(where: { $0.event == "recovery_stage" }), ContinuousClock.now < deadline {
+                try await server.send("POST", "/v1/agents/msg1/usage", json: #"{"usage":{"files":1}}"#).expectStatus(200)
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await server.send("PUT", "/v1/agents/msg1/limits", json: #"{"limits":{"files":{"soft":12}}}"#).expectStatus(200)
+            try await server.send("POST", "/v1/agents/msg1/freeze").expectStatus(200)
+            try await server.send("POST", "/v1/agents/msg1/thaw").expectStatus(200)
+            try await server.send("POST", "/v1/agents/msg1/stop").expectStatus(200)
+            _ = await collector.first { $0.event == "termination_notice" }
+
+            var seen: Set<String> = []
+            for event in collector.events {
+                guard let kind = event.event, let name = Self.messageSchemas[kind] else { continue }
+                seen.insert(kind)
+                let value = try JSON.parse(event.data)
+                let own = JSON.object(["$ref": .string("#/components/schemas/\(name)")])
+                #expect(document.checker.problems(value, own).isEmpty, "\(kind) vs \(name): \(document.checker.problems(value, own))")
+                // The pinned kind tells the messages apart: no other message schema accepts it.
+                for (otherKind, other) in Self.messageSchemas where otherKind != kind {
+                    let schema = JSON.object(["$ref": .string("#/components/schemas/\(other)")])
+                    #expect(!document.checker.problems(value, schema).isEmpty, "\(kind) passes as \(other)")
+                }
+            }
+            #expect(seen == Set(Self.messageSchemas.keys), "missing: \(Set(Self.messageSchemas.keys).subtracting(seen).sorted())")
         }
     }
 

@@ -285,7 +285,7 @@ struct SchemaChecker {
 
     static let keywords: Set<String> = [
         "type", "properties", "required", "additionalProperties", "items", "enum", "$ref", "format", "description",
-        "minItems", "minimum", "maximum", "pattern",
+        "minItems", "minimum", "maximum", "pattern", "allOf", "const",
     ]
 
     /// Problems of `value` under `schema`, each naming where; empty when it conforms.
@@ -298,6 +298,14 @@ struct SchemaChecker {
         var found: [String] = []
         for keyword in rules.keys where !Self.keywords.contains(keyword) {
             found.append("\(path): the checker does not know the keyword '\(keyword)'")
+        }
+        // Every schema of an allOf applies to the whole value.
+        if let all = rules["allOf"] {
+            guard let schemas = all.array, !schemas.isEmpty else { return found + ["\(path): allOf must be a non-empty list"] }
+            for schema in schemas { found += problems(value, schema, at: path) }
+        }
+        if let expected = rules["const"], value != expected {
+            found.append("\(path): \(value) is not the constant \(expected)")
         }
         if let type = rules["type"]?.string, let problem = Self.typeProblem(value, type) {
             return found + ["\(path): \(problem)"]
