@@ -34,74 +34,96 @@ public struct PatternAnalysis: Codable, Equatable, Sendable {
     /// 0…1: how clearly the series shows its pattern.
     public var confidence: Double
     public var statistics: SeriesStatistics
-    /// Least-squares slope relative to the mean, per minute (0.01: 1% of the mean per minute).
-    /// The seed compared a raw slope in bytes with 0.1; this is normalised.
+    /// Least-squares slope relative to the mean, per minute (0.01: 1% of the mean per minute):
+    /// what growing and declining are decided on. The seed compared a raw slope in bytes with 0.1.
     public var trendPerMinute: Double
-    /// The trend's change over the whole window, relative to the mean.
+    /// The trend's change over the whole window, relative to the mean (for rationales).
     public var trendOverWindow: Double
-    /// Share of the variance the linear trend explains (R²).
+    /// Share of the variance of the series' stretch means (about 60 stretches) the
+    /// linear trend explains (R²): the averaging keeps sample-to-sample noise from
+    /// hiding a clear trend.
     public var trendFit: Double
-    /// Standard deviation of the detrended series relative to the mean.
+    /// Standard deviation of the detrended series relative to the mean (coefficient of variation).
     public var variation: Double
     /// Share of samples that are spikes (far above the detrended median).
     public var spikeShare: Double
     /// Autocorrelation of the detrended series at the seed's lags.
     public var autocorrelation: [LagCorrelation]
-    /// How periodic (0…1): the best lag's correlation against the one at half of it.
+    /// How periodic (0…1): the best autocorrelation peak against the trough before it.
     public var periodicity: Double
+    /// The lag (in samples) of that peak: the cycle's length; 0 when there is none.
+    public var period: Int
 }
 
 public enum PatternClassifier {
-    /// The seed's lags (in samples of the analysed series).
+    /// The seed's lags (in samples of the analysed series), reported in `autocorrelation`.
+    /// Periodicity looks at every lag up to `maximumLag`: cycles between and around these.
     public static let lags = [4, 6, 8, 12]
+    /// The longest lag searched for a cycle: twice the seed's longest.
+    public static let maximumLag = 24
     /// Fewer samples than this tell nothing: steady with confidence 0.
     public static let minimumSamples = 24
 
     /// Thresholds, each on a normalised figure.
     public struct Thresholds: Sendable {
-        /// |trend over the window| at least this (0.15: 15% of the mean) …
-        public var trend = 0.15
-        /// … with a linear fit at least this good.
+        /// |trend| at least this share of the mean per minute (0.0025: 0.25% per minute,
+        /// 15% over a 1 h window) …
+        public var trendPerMinute = 0.0025
+        /// … with a linear fit (R² on the stretch means) at least this good.
         public var trendFit = 0.3
-        /// Periodicity at least this.
-        public var periodicity = 0.35
+        /// Periodicity at least this …
+        public var periodicity = 0.3
+        /// … in a series that varies by at least this share of the mean (a cycle
+        /// of a few kilobytes on megabytes is steady usage).
+        public var cycleVariation = 0.03
         /// Spikes: samples above the median by more than this share of the mean …
         public var spikeHeight = 0.5
         /// … and by more than this many median absolute deviations …
         public var spikeDeviations = 6.0
-        /// … on at least this share of the samples.
+        /// … on at least this share of the samples make the series bursty;
         public var spikeShare = 0.004
+        /// so does a standard deviation of the detrended series of at least this
+        /// share of the mean (the seed's "high variance", made relative: it compared
+        /// a variance in bytes² with half the mean in bytes).
+        public var variation = 0.2
         public init() {}
     }
 
-    /// Classifies `values` sampled every `interval`.
+    /// Classifies `values` sampled every `interval`: growing or declining when
+    /// the trend per minute is large and fits; else periodic when the
+    /// autocorrelation has a clear cycle; else bursty when there are spikes or
+    /// the variation is high; else steady.
     public static func analyze(_ values: [Double], interval: Duration, thresholds: Thresholds = Thresholds()) -> PatternAnalysis {
         let n = values.count
         let statistics = describe(values)
         let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
         var analysis = PatternAnalysis(
             pattern: .steady, confidence: 0, statistics: statistics, trendPerMinute: 0, trendOverWindow: 0, trendFit: 0,
-            variation: 0, spikeShare: 0, autocorrelation: [], periodicity: 0)
+            variation: 0, spikeShare: 0, autocorrelation: [], periodicity: 0, period: 0)
         guard n >= minimumSamples, statistics.mean > 0, seconds > 0 else { return analysis }
         let mean = statistics.mean
 
-        // Least squares against the sample index: slope, intercept, R².
+        // Least squares against the sample index: the slope, and the sums of
+        // each stretch (about 60 of them) for the fit.
         let indexMean = Double(n - 1) / 2
+        let stretch = max(1, n / 60)
+        let stretches = n / stretch
+        var sums = [Double](repeating: 0, count: stretches)
         var sxy = 0.0
-        var sxx = 0.0
-        var syy = 0.0
-        for (i, value) in values.enumerated() {
-            let dx = Double(i) - indexMean
-            let dy = value - mean
-            sxy += dx * dy
-            sxx += dx * dx
-            syy += dy * dy
+        for (i, value) in values.enumerated() { sxy += (Double(i) - indexMean) * (value - mean) }
+        values.withUnsafeBufferPointer { v in
+            for index in 0..<stretches {
+                var sum = 0.0
+                for i in index * stretch..<(index + 1) * stretch { sum += v[i] }
+                sums[index] = sum
+            }
         }
+        // Σ (i - mean index)² over 0..<n, in closed form.
+        let sxx = Double(n) * (Double(n) * Double(n) - 1) / 12
         let slope = sxx > 0 ? sxy / sxx : 0
-        let fit = syy > 0 ? (sxy * sxy) / (sxx * syy) : 0
         analysis.trendPerMinute = slope * (60 / seconds) / mean
         analysis.trendOverWindow = slope * Double(n - 1) / mean
-        analysis.trendFit = fit
+        analysis.trendFit = fit(stretchSums: sums, stretch: stretch)
 
         // The detrended series.
         var residuals = [Double](repeating: 0, count: n)
@@ -114,77 +136,120 @@ public enum PatternClassifier {
         let residualVariance = residualSquares / Double(n)
         analysis.variation = residualVariance.squareRoot() / mean
 
-        // Autocorrelation at the seed's lags, and at half of each.
-        var computed: [Int: Double] = [:]
-        func autocorrelation(_ lag: Int) -> Double {
-            if let known = computed[lag] { return known }
-            let value = correlation(lag)
-            computed[lag] = value
-            return value
+        // Autocorrelation at every lag up to `maximumLag`; a cycle of L samples
+        // shows as a peak at L with a trough before it (alike a period apart,
+        // opposite half a period apart). A slow wander decays without a peak,
+        // a spike train has neither.
+        let lastLag = min(maximumLag, n / 3)
+        let correlations = autocorrelations(residuals, variance: residualVariance, upTo: lastLag)
+        analysis.autocorrelation = lags.filter { $0 <= lastLag }.map { LagCorrelation(lag: $0, correlation: correlations[$0]) }
+        // The period is the first peak nearly as good as the best (a cycle of
+        // 3.6 samples matches better at 7 than at 4, but is 4 long).
+        var peaks: [(lag: Int, score: Double)] = []
+        var trough = correlations.count > 1 ? correlations[1] : 0
+        for lag in Swift.stride(from: 2, to: lastLag, by: 1) {
+            let peak = correlations[lag]
+            if peak > correlations[lag - 1], peak >= correlations[lag + 1], peak > 0 { peaks.append((lag, (peak - trough) / 2)) }
+            trough = min(trough, peak)
         }
-        func correlation(_ lag: Int) -> Double {
-            guard lag < n, residualSquares > 0 else { return 0 }
-            // Four accumulators: independent additions the compiler can vectorise.
-            let sum = residuals.withUnsafeBufferPointer { r -> Double in
-                var (a, b, c, d) = (0.0, 0.0, 0.0, 0.0)
-                let count = n - lag
-                var i = 0
-                while i + 4 <= count {
-                    a += r[i] * r[i + lag]
-                    b += r[i + 1] * r[i + 1 + lag]
-                    c += r[i + 2] * r[i + 2 + lag]
-                    d += r[i + 3] * r[i + 3 + lag]
-                    i += 4
-                }
-                while i < count {
-                    a += r[i] * r[i + lag]
-                    i += 1
-                }
-                return (a + b) + (c + d)
-            }
-            return (sum / Double(n - lag)) / residualVariance
-        }
-        var best = 0.0
-        for lag in lags {
-            let full = autocorrelation(lag)
-            let half = autocorrelation(lag / 2)
-            analysis.autocorrelation.append(LagCorrelation(lag: lag, correlation: full))
-            // A cycle of `lag` samples: alike a whole period apart, opposite half a period apart.
-            // (A slow wander is alike at both, a spike train at neither.)
-            if full > 0.3 { best = max(best, (full - half) / 2) }
-        }
-        analysis.periodicity = min(1, max(0, best))
+        let best = peaks.map(\.score).max() ?? 0
+        analysis.periodicity = min(1, best)
+        analysis.period = peaks.first { $0.score >= 0.8 * best }?.lag ?? 0
 
         // Spikes: far above the detrended median, by the mean and by the spread.
         // Median and median absolute deviation from an evenly spaced subsample
         // of at most ~512 points: robust to the spikes themselves, and cheap.
-        let stride = max(1, n / 512)
-        var scratch = Swift.stride(from: 0, to: n, by: stride).map { residuals[$0] }
+        let step = max(1, n / 512)
+        var scratch = Swift.stride(from: 0, to: n, by: step).map { residuals[$0] }
         let median = Selection.select(&scratch, rank: scratch.count / 2)
         for i in scratch.indices { scratch[i] = abs(scratch[i] - median) }
         let mad = Selection.select(&scratch, rank: scratch.count / 2)
         let threshold = median + max(thresholds.spikeHeight * mean, thresholds.spikeDeviations * mad)
         analysis.spikeShare = Double(residuals.lazy.filter { $0 > threshold }.count) / Double(n)
 
-        let trending = abs(analysis.trendOverWindow) >= thresholds.trend && fit >= thresholds.trendFit
-        if trending {
-            analysis.pattern = analysis.trendOverWindow > 0 ? .growing : .declining
-            analysis.confidence = min(1, fit) * min(1, abs(analysis.trendOverWindow) / (2 * thresholds.trend))
-        } else if analysis.periodicity >= thresholds.periodicity {
+        let trend = abs(analysis.trendPerMinute) / thresholds.trendPerMinute
+        let fitMargin = analysis.trendFit / thresholds.trendFit
+        let periodic = analysis.periodicity / thresholds.periodicity
+        let spikes = analysis.spikeShare / thresholds.spikeShare
+        let variable = analysis.variation / thresholds.variation
+        // Confidence: how far past its thresholds the deciding figure is
+        // (1 at twice the threshold), or for steady how far below them all.
+        if trend >= 1 && fitMargin >= 1 {
+            analysis.pattern = analysis.trendPerMinute > 0 ? .growing : .declining
+            analysis.confidence = min(1, analysis.trendFit) * min(1, trend / 2)
+        } else if periodic >= 1 && analysis.variation >= thresholds.cycleVariation {
             analysis.pattern = .periodic
             analysis.confidence = min(1, analysis.periodicity)
-        } else if analysis.spikeShare >= thresholds.spikeShare {
+        } else if spikes >= 1 || variable >= 1 {
             analysis.pattern = .bursty
-            analysis.confidence = min(1, analysis.spikeShare / (4 * thresholds.spikeShare))
+            analysis.confidence = min(1, max(spikes / 4, variable / 2))
         } else {
             analysis.pattern = .steady
-            let margins = [
-                abs(analysis.trendOverWindow) / thresholds.trend, analysis.periodicity / thresholds.periodicity,
-                analysis.spikeShare / thresholds.spikeShare,
-            ]
-            analysis.confidence = max(0, 1 - (margins.max() ?? 0))
+            let cycle = min(periodic, analysis.variation / thresholds.cycleVariation)
+            analysis.confidence = max(0, 1 - max(min(trend, fitMargin), cycle, spikes, variable))
         }
         return analysis
+    }
+
+    /// R² of a least-squares line through the stretch means.
+    static func fit(stretchSums sums: [Double], stretch: Int) -> Double {
+        let count = sums.count
+        guard count >= 3 else { return 0 }
+        var total = 0.0
+        for sum in sums { total += sum }
+        let average = total / Double(count * stretch)
+        let centre = Double(count - 1) / 2
+        var sxy = 0.0
+        var sxx = 0.0
+        var syy = 0.0
+        for (index, sum) in sums.enumerated() {
+            let dx = Double(index) - centre
+            let dy = sum / Double(stretch) - average
+            sxy += dx * dy
+            sxx += dx * dx
+            syy += dy * dy
+        }
+        return syy > 0 && sxx > 0 ? (sxy * sxy) / (sxx * syy) : 0
+    }
+
+    /// Autocorrelation of `residuals` (mean zero, `variance`) at lags 0…`last`.
+    /// Long series are sampled: four stretches of 256 products spread over the
+    /// window (an hour at 1 s costs as much as 17 minutes), enough for a cycle
+    /// that repeats, at a quarter of the work.
+    static func autocorrelations(_ residuals: [Double], variance: Double, upTo last: Int) -> [Double] {
+        var result = [Double](repeating: 0, count: last + 1)
+        let n = residuals.count
+        guard variance > 0, last >= 1, n > last else { return result }
+        result[0] = 1
+        let block = 256
+        let blocks = 4
+        let starts: [Int] =
+            n - last <= blocks * block
+            ? [0] : (0..<blocks).map { $0 * (n - last - block) / (blocks - 1) }
+        let length = starts.count == 1 ? n - last : block
+        residuals.withUnsafeBufferPointer { r in
+            for lag in 1...last {
+                // Four accumulators: independent additions the compiler can vectorise.
+                var (a, b, c, d) = (0.0, 0.0, 0.0, 0.0)
+                for start in starts {
+                    var i = start
+                    let end = start + length
+                    while i + 4 <= end {
+                        a += r[i] * r[i + lag]
+                        b += r[i + 1] * r[i + 1 + lag]
+                        c += r[i + 2] * r[i + 2 + lag]
+                        d += r[i + 3] * r[i + 3 + lag]
+                        i += 4
+                    }
+                    while i < end {
+                        a += r[i] * r[i + lag]
+                        i += 1
+                    }
+                }
+                result[lag] = ((a + b) + (c + d)) / Double(length * starts.count) / variance
+            }
+        }
+        return result
     }
 
     /// Mean, spread, extremes and percentiles (nearest rank).

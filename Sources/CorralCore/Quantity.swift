@@ -23,7 +23,7 @@ public enum Quantity {
     public static let maximumCount: Double = 9_007_199_254_740_992
     public static let acceptedPercents = "a percentage of one CPU up to 1000000% (10000 CPUs), e.g. 30%, 250% (two and a half CPUs), 2.5%"
     public static let acceptedCounts = "a whole number up to 9007199254740992, e.g. 100"
-    public static let acceptedDurations = "a number with a unit: ms, s, m, h (e.g. 500ms, 30s, 5m, 1h); a bare number is seconds"
+    public static let acceptedDurations = "a number with a unit: us, ms, s, m, h, d (e.g. 500ms, 30s, 5m, 1h, 2d); a bare number is seconds"
 
     private static let sizeUnits: [String: Double] = {
         var units: [String: Double] = ["": 1, "b": 1]

@@ -116,8 +116,10 @@ public struct ResourceUsage: Sendable {
     /// Samples, oldest first.
     public var values: [Double]
     public var interval: Duration
-    /// Times the kernel stopped the agent at its hard limit in the window
-    /// (memory.events oom_kill or max, pids.events max).
+    /// Times the kernel stopped the agent at its hard limit in the window,
+    /// from its counters' increases: memory.events max + oom_kill for
+    /// memory, pids.events max for processes. Ignored for other resources
+    /// (CPU throttling is cpu.max doing its job, not a sign the limit is too small).
     public var hardLimitEvents: Int
     /// The series' classification, when the caller has it already.
     public var analysis: PatternAnalysis?
@@ -138,6 +140,9 @@ public enum Recommender {
     public static let halfLife = Duration.seconds(1800)
     /// After a hard-limit event the target is at least the hard limit times this (VPA: +20% after an OOM).
     public static let bumpAfterHardLimit = 1.2
+    /// The resources whose kernel hard-limit events bump the target: OOM kills
+    /// and memory.max hits, forks refused at pids.max.
+    public static let bumpedResources: Set<Resource> = [.memory, .processes]
     /// The seed: increase when growing faster than this over the window …
     public static let growthThreshold = 0.2
     /// … decrease when steady and using under this share of the quota.
@@ -150,15 +155,18 @@ public enum Recommender {
     ) -> [Recommendation] {
         var recommendations: [Recommendation] = []
         var targets: [Resource: Double] = [:]
+        var analyses: [Resource: PatternAnalysis] = [:]
         for series in usage.sorted(by: { $0.resource < $1.resource }) {
             guard let limit = limits[series.resource], series.values.count >= PatternClassifier.minimumSamples else { continue }
             let analysis = series.analysis ?? PatternClassifier.analyze(series.values, interval: series.interval)
+            analyses[series.resource] = analysis
             let unit = series.resource.unit
             let histogram = DecayingHistogram.of(
                 series.values, interval: series.interval, halfLife: halfLife, first: max(limit.soft / 1000, 1e-3))
             var target = histogram.percentile(0.9) * (1 + safetyMargin)
             var bumped = false
-            if series.hardLimitEvents > 0 {
+            let hardLimitEvents = bumpedResources.contains(series.resource) ? series.hardLimitEvents : 0
+            if hardLimitEvents > 0 {
                 bumped = target < limit.hard * bumpAfterHardLimit
                 target = max(target, limit.hard * bumpAfterHardLimit)
             }
@@ -179,14 +187,15 @@ public enum Recommender {
                         agent: agent, resource: series.resource, kind: kind, current: limit, suggested: suggested, target: target,
                         pattern: analysis.pattern, confidence: min(1, max(0, confidence)), rationale: rationale, at: now))
             }
-            if bumped || target > limit.soft && (analysis.pattern == .growing || series.hardLimitEvents > 0) {
+            if bumped || target > limit.soft && (analysis.pattern == .growing || hardLimitEvents > 0) {
                 let growth = Int((analysis.trendOverWindow * 100).rounded())
+                let events = series.resource == .memory ? "memory.max hits and OOM kills" : "forks refused at pids.max"
                 let why =
-                    series.hardLimitEvents > 0
-                    ? "hit its hard limit \(series.hardLimitEvents)× in the window: at least \(Int(bumpAfterHardLimit * 100))% of the hard limit"
+                    hardLimitEvents > 0
+                    ? "the kernel stopped it at its hard limit \(hardLimitEvents)× in the window (\(events)): at least \(Int(bumpAfterHardLimit * 100))% of the hard limit"
                     : "growing \(growth)% over the window (\(Quantity.formatDecimal(analysis.trendPerMinute * 100, places: 2))% of the mean per minute)"
                 make(
-                    .increaseQuota, sized(max(target, limit.soft)), series.hardLimitEvents > 0 ? 0.9 : analysis.confidence,
+                    .increaseQuota, sized(max(target, limit.soft)), hardLimitEvents > 0 ? 0.9 : analysis.confidence,
                     "\(why); decaying P90 \(p90) + \(Int(safetyMargin * 100))% → soft \(unit.format(max(target, limit.soft)))")
             } else if analysis.pattern == .growing && analysis.trendOverWindow > growthThreshold {
                 make(
@@ -206,13 +215,21 @@ public enum Recommender {
         }
         if let better = betterGroup(current: group, targets: targets, groups: groups) {
             let resources = targets.keys.sorted().map(\.rawValue).joined(separator: ", ")
+            // Named after the resource that fits the new group most tightly, with its pattern; as sure as the
+            // least certain classification, and less so the closer that resource comes to the new hard limit.
+            let tightest = targets.keys.sorted().max { a, b in
+                targets[a]! / max(better.limits[a]?.hard ?? 1, 1e-9) < targets[b]! / max(better.limits[b]?.hard ?? 1, 1e-9)
+            }!
+            let fill = targets[tightest]! / max(better.limits[tightest]?.hard ?? 1, 1e-9)
+            let certainty = analyses.values.map(\.confidence).min() ?? 0
             recommendations.append(
                 Recommendation(
-                    agent: agent, resource: targets.keys.sorted().first ?? .memory, kind: .changeGroup,
-                    current: limits[targets.keys.sorted().first ?? .memory] ?? ResourceLimit(soft: 0, hard: 0, action: .warn),
-                    group: better.name, pattern: .steady, confidence: 0.7,
+                    agent: agent, resource: tightest, kind: .changeGroup,
+                    current: limits[tightest] ?? ResourceLimit(soft: 0, hard: 0, action: .warn),
+                    group: better.name, target: targets[tightest], pattern: analyses[tightest]?.pattern ?? .steady,
+                    confidence: min(1, max(0, certainty * min(1, 2 * (1 - fill)))),
                     rationale:
-                        "\(better.name) fits its usage of \(resources) (P99 + margin under each hard limit, P90 + margin under each soft) with less reserved than \(group)",
+                        "\(better.name) fits its usage of \(resources) (P99 + margin under each hard limit, P90 + margin under each soft) with less reserved than \(group); \(tightest.rawValue) is the tightest at \(Int((fill * 100).rounded()))% of its hard limit there",
                     at: now))
         }
         return recommendations

@@ -1,6 +1,9 @@
 /// The recent usage of one resource of one agent: a ring of the last
-/// `capacity` samples (default 1 h at 1 s). 8 bytes a sample (a 32-bit
-/// float and a 32-bit millisecond offset): 28 KiB for an hour at 1 s.
+/// `capacity` samples (default 1 h at 1 s), 8 bytes a sample (a 32-bit
+/// float and a 32-bit millisecond offset): 28 KiB for an hour at 1 s. Beside
+/// them, the kernel's hard-limit events as counts per minute, one 12-byte
+/// slot per minute of the window: the size never depends on how often the
+/// limit is hit.
 public struct UsageRing: Sendable {
     public let capacity: Int
     private var storage: [Float]
@@ -11,15 +14,30 @@ public struct UsageRing: Sendable {
     public private(set) var count = 0
     /// The newest sample's time.
     public private(set) var newest: Timestamp?
+    /// Hard-limit events per minute: slot `m % count` holds minute `m`'s count.
+    private var eventMinutes: [Int64]
+    private var eventCounts: [Int32]
+    /// The kernel's cumulative counter as last seen (nil: not yet, the next one is the baseline).
+    private var lastCounter: Int64?
 
-    public init(capacity: Int) {
+    /// `eventMinutes`: how many minutes of hard-limit events to keep (the window's, plus one).
+    public init(capacity: Int, eventMinutes: Int = 61) {
         self.capacity = max(1, capacity)
         storage = [Float](repeating: 0, count: self.capacity)
         offsets = [Int32](repeating: 0, count: self.capacity)
+        self.eventMinutes = [Int64](repeating: .min, count: max(1, eventMinutes))
+        eventCounts = [Int32](repeating: 0, count: max(1, eventMinutes))
     }
 
-    /// Bytes held per ring.
-    public var bytes: Int { capacity * (MemoryLayout<Float>.size + MemoryLayout<Int32>.size) }
+    /// Bytes held per ring: the samples and the event slots.
+    public var bytes: Int { Self.bytes(capacity: capacity, eventMinutes: eventMinutes.count) }
+
+    /// Bytes a ring of `capacity` samples and `eventMinutes` event slots holds
+    /// (the arrays' elements; each array adds a 32-byte header).
+    public static func bytes(capacity: Int, eventMinutes: Int) -> Int {
+        max(1, capacity) * (MemoryLayout<Float>.size + MemoryLayout<Int32>.size)
+            + max(1, eventMinutes) * (MemoryLayout<Int64>.size + MemoryLayout<Int32>.size)
+    }
 
     public mutating func append(_ value: Double, at time: Timestamp) {
         if base == nil || time.milliseconds - base! > Int64(Int32.max) / 2 { rebase(to: time) }
@@ -28,6 +46,37 @@ public struct UsageRing: Sendable {
         next = (next + 1) % capacity
         count = min(count + 1, capacity)
         newest = time
+    }
+
+    /// Takes the kernel's cumulative hard-limit counter (memory.events max +
+    /// oom_kill, pids.events max) as read at `time`: its increase since the
+    /// last reading is counted in `time`'s minute. The first reading is the
+    /// baseline (events before it are history, not news), and so is one
+    /// lower than the last (a new cgroup).
+    public mutating func recordHardLimitCounter(_ counter: Int64, at time: Timestamp) {
+        defer { lastCounter = counter }
+        guard let last = lastCounter, counter > last else { return }
+        let minute = Self.minute(of: time)
+        let slot = Int(((minute % Int64(eventMinutes.count)) + Int64(eventMinutes.count)) % Int64(eventMinutes.count))
+        if eventMinutes[slot] != minute {
+            eventMinutes[slot] = minute
+            eventCounts[slot] = 0
+        }
+        eventCounts[slot] = Int32(clamping: Int64(eventCounts[slot]) + (counter - last))
+    }
+
+    /// Hard-limit events in the minutes from the one holding `since` on (to the
+    /// minute; at most the kept minutes).
+    public func hardLimitEvents(since: Timestamp) -> Int {
+        let first = Self.minute(of: since)
+        var total = 0
+        for (minute, count) in zip(eventMinutes, eventCounts) where minute >= first { total += Int(count) }
+        return total
+    }
+
+    /// Minutes since the epoch, rounded down.
+    private static func minute(of time: Timestamp) -> Int64 {
+        time.milliseconds >= 0 ? time.milliseconds / 60_000 : (time.milliseconds + 1) / 60_000 - 1
     }
 
     /// Moves `base` to the oldest kept sample (or `time`), re-expressing the offsets.

@@ -62,27 +62,55 @@ extension Engine {
         return max(60, Int((window / interval).rounded(.up)))
     }
 
-    /// Keeps readings for analytics: into the ring at most once per sampling
-    /// interval (event storms do not shorten the window), into the minute
-    /// being folded, and hard-limit hits.
+    /// Minutes of hard-limit event counts each ring keeps: the window's, plus one.
+    var eventMinutes: Int { Int((configuration.intervals.analyticsWindow.seconds / 60).rounded(.up)) + 1 }
+
+    /// The most a ring takes (README: bytes per agent are this times the
+    /// agent's limited resources, at most `Resource.allCases.count`).
+    public var ringBytes: Int { UsageRing.bytes(capacity: ringCapacity, eventMinutes: eventMinutes) }
+
+    /// Keeps readings for analytics, of the resources the agent has a limit
+    /// for (the others get no recommendation; their rings would only cost
+    /// memory): into the ring at most once per sampling interval (event
+    /// storms do not shorten the window), into the minute being folded, and
+    /// the kernel's hard-limit counters of memory and processes (counted per
+    /// minute, bounded whatever the rate).
     func remember(_ readings: [UsageReading], of agent: inout Managed, at now: Timestamp) {
         let spacing = Int64(configuration.intervals.sampling.seconds * 900)  // 90% of the interval, in ms
-        let capacity = ringCapacity
-        for reading in readings where agent.record.limits[reading.resource] != nil || !reading.resource.hasController {
-            var ring = agent.rings[reading.resource] ?? UsageRing(capacity: capacity)
-            if ring.newest.map({ now.milliseconds - $0.milliseconds >= spacing }) ?? true {
-                ring.append(reading.usage, at: now)
-                agent.rings[reading.resource] = ring
-                var accumulator = agent.minutes[reading.resource] ?? MinuteAccumulator()
-                if let minute = accumulator.add(reading.usage, at: now, agent: agent.record.id, resource: reading.resource) {
+        let limits = agent.record.limits
+        if agent.rings.keys.contains(where: { limits[$0] == nil }) {
+            // A limit was removed: so is what was kept for it.
+            agent.rings = agent.rings.filter { limits[$0.key] != nil }
+            agent.minutes = agent.minutes.filter { limits[$0.key] != nil }
+        }
+        for reading in readings where limits[reading.resource] != nil {
+            let resource = reading.resource
+            // Mutated in place (a copy of the ring would copy its samples).
+            if agent.rings[resource] == nil { agent.rings[resource] = UsageRing(capacity: ringCapacity, eventMinutes: eventMinutes) }
+            if let sample = agent.latest, let counter = Self.hardLimitCounter(resource, in: sample) {
+                agent.rings[resource]!.recordHardLimitCounter(counter, at: now)
+            }
+            if agent.rings[resource]!.newest.map({ now.milliseconds - $0.milliseconds >= spacing }) ?? true {
+                agent.rings[resource]!.append(reading.usage, at: now)
+                if let minute = agent.minutes[resource, default: MinuteAccumulator()].add(
+                    reading.usage, at: now, agent: agent.record.id, resource: resource)
+                {
                     pendingMinutes.append(minute)
                 }
-                agent.minutes[reading.resource] = accumulator
             }
-            if reading.hitHard { agent.hardHits[reading.resource, default: []].append(now) }
         }
-        let horizon = now + (Duration.zero - configuration.intervals.analyticsWindow)
-        for resource in agent.hardHits.keys { agent.hardHits[resource]?.removeAll { $0 < horizon } }
+    }
+
+    /// The kernel's cumulative count of `resource` stopped at its hard limit:
+    /// memory.events max (memory.max reached) plus oom_kill, pids.events max
+    /// (forks refused at pids.max). CPU throttling is the limit working, not
+    /// the limit being too small: none.
+    static func hardLimitCounter(_ resource: Resource, in sample: CgroupSample) -> Int64? {
+        switch resource {
+        case .memory: sample.memoryEvents.max + sample.memoryEvents.oomKill
+        case .processes: sample.pidsEvents.max
+        default: nil
+        }
     }
 
     /// From `tick`: stores finished minutes every 10 s (pruning what is older
@@ -165,8 +193,7 @@ extension Engine {
             agents.append(
                 AnalyticsJob.Agent(
                     id: id, group: agent.record.group, limits: agent.record.limits,
-                    rings: agent.rings.sorted { $0.key < $1.key },
-                    hardHits: agent.hardHits.mapValues(\.count)))
+                    rings: agent.rings.sorted { $0.key < $1.key }))
         }
         return AnalyticsJob(
             agents: agents, groups: configuration.groups.values.sorted { $0.name < $1.name },
@@ -174,8 +201,19 @@ extension Engine {
             now: now, store: backingStore, hub: hub)
     }
 
+    /// The stored recommendations of `agent` (of every agent when nil). Only
+    /// agents the store knows have any: an unknown `agent` is `notFound`, and
+    /// a removed agent's are not shown even if a run racing the removal
+    /// stored some.
     public func recommendations(agent: String?) throws -> [Recommendation] {
-        try store.recommendations(agent: agent)
+        let known = Set(try store.agents().map(\.id))
+        if let agent, !known.contains(agent) { throw Self.noSuchAgent(agent) }
+        return try store.recommendations(agent: agent).filter { known.contains($0.agent) }
+    }
+
+    /// "No such agent", with where to find the agents.
+    static func noSuchAgent(_ id: String) -> EngineError {
+        EngineError(.notFound, "no agent '\(id)'; corral agents list shows the agents (--all: those that ended too)")
     }
 
     /// Applies `agent`'s recommendation for `resource` (an increase or a
@@ -244,7 +282,7 @@ extension Engine {
                     events: history.map { ReportEvent(at: $0.at, resource: $0.resource, action: $0.action, succeeded: $0.succeeded) },
                     recommendations: try store.recommendations(agent: record.id)))
         }
-        if let filter, reports.isEmpty { throw EngineError(.notFound, "no agent '\(filter)'") }
+        if let filter, reports.isEmpty { throw Self.noSuchAgent(filter) }
         return UsageReport(generatedAt: now, since: since, agents: reports)
     }
 
@@ -266,7 +304,6 @@ struct AnalyticsJob: Sendable {
         var group: String
         var limits: LimitSet
         var rings: [(key: Resource, value: UsageRing)]
-        var hardHits: [Resource: Int]
     }
 
     var agents: [Agent]
@@ -285,7 +322,7 @@ struct AnalyticsJob: Sendable {
             let usage = agent.rings.map { resource, ring in
                 ResourceUsage(
                     resource: resource, values: ring.values(since: since), interval: interval,
-                    hardLimitEvents: agent.hardHits[resource] ?? 0)
+                    hardLimitEvents: ring.hardLimitEvents(since: since))
             }
             let recommendations = Recommender.recommend(
                 agent: agent.id, group: agent.group, limits: agent.limits, usage: usage, groups: groups, at: now)

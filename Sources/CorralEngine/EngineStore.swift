@@ -63,7 +63,14 @@ public final class MemoryStore: EngineStore {
 
     public func agents() throws -> [AgentRecord] { state.withLock { $0.agents.values.sorted { $0.id < $1.id } } }
 
-    public func delete(agent: String) throws { state.withLock { _ = $0.agents.removeValue(forKey: agent) } }
+    /// Like the SQLite store: the agent, its recommendations and usage minutes go; its history stays.
+    public func delete(agent: String) throws {
+        state.withLock { state in
+            state.agents.removeValue(forKey: agent)
+            state.recommendations.removeValue(forKey: agent)
+            state.minutes.removeAll { $0.agent == agent }
+        }
+    }
 
     public func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
         -> [EnforcementRecord]

@@ -4,6 +4,19 @@ import CorralCore
 /// SVG chart per resource of usage against its soft and hard limits, with
 /// the enforcement actions marked. No script, no external file.
 public enum ReportHTML {
+    /// The colour of the enforcement markers, and only of them: the legend's
+    /// swatch is a lighter shade, so in a rendering this colour appears
+    /// exactly where a marker is drawn (the report test counts it).
+    public static let markerColour = "#7b3294"
+    /// The legend's enforcement swatch: lighter than `markerColour`, and
+    /// anti-aliasing only blends it further towards the white background.
+    public static let markerLegendColour = "#b995d4"
+    /// Pixels one marker covers: a vertical line `markerWidth` wide at a
+    /// whole-pixel position, without anti-aliasing, from the chart's top
+    /// margin to its bottom margin.
+    public static var markerPixels: Int { markerWidth * Int(height - margin) }
+    public static let markerWidth = 2
+
     public static func render(_ report: UsageReport) -> String {
         var html = """
             <!DOCTYPE html>
@@ -14,7 +27,7 @@ public enum ReportHTML {
             table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
             th { background: #f3f3f3; } td.l, th.l { text-align: left; }
             .chart { margin: 6px 0 18px; } .legend span { margin-right: 14px; }
-            .usage { color: #1f77b4; } .soft { color: #e69f00; } .hard { color: #d62728; } .action { color: #7b3294; }
+            .usage { color: #1f77b4; } .soft { color: #e69f00; } .hard { color: #d62728; } .action { color: \(markerLegendColour); }
             </style></head><body>
             <h1>Corral usage report</h1>
             <p>Since \(report.since.iso8601), generated \(report.generatedAt.iso8601); \(report.agents.count) agents.</p>
@@ -72,7 +85,7 @@ public enum ReportHTML {
         svg += "<div class=\"legend\"><b>\(resource.resource.rawValue)</b> <span class=\"usage\">■ usage</span>"
         svg += "<span class=\"soft\">■ soft \(resource.unit.format(resource.soft))</span>"
         svg +=
-            "<span class=\"hard\">■ hard \(resource.unit.format(resource.hard))</span><span class=\"action\">| enforcement</span></div>\n"
+            "<span class=\"hard\">■ hard \(resource.unit.format(resource.hard))</span><span class=\"action\">▮ enforcement</span></div>\n"
         svg +=
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\">\n"
         svg += "<rect x=\"0\" y=\"0\" width=\"\(Int(width))\" height=\"\(Int(height))\" fill=\"#fafafa\" stroke=\"#ddd\"/>\n"
@@ -81,10 +94,12 @@ public enum ReportHTML {
                 "<line class=\"\(name)\" x1=\"\(format(margin))\" x2=\"\(format(width - margin))\" y1=\"\(format(y(value)))\" y2=\"\(format(y(value)))\" "
             svg += "stroke=\"\(color)\" stroke-width=\"2\" stroke-dasharray=\"6 4\"/>\n"
         }
+        // At a whole pixel and without anti-aliasing: each marker covers exactly `markerPixels`.
         for event in events {
-            svg += "<line class=\"action\" x1=\"\(format(x(event.at)))\" x2=\"\(format(x(event.at)))\" y1=\"\(format(margin / 2))\" "
-            svg +=
-                "y2=\"\(format(height - margin / 2))\" stroke=\"#7b3294\" stroke-width=\"2\"><title>\(event.action.rawValue) at \(event.at.iso8601)</title></line>\n"
+            let at = Int(x(event.at).rounded())
+            svg += "<line class=\"action\" x1=\"\(at)\" x2=\"\(at)\" y1=\"\(Int(margin / 2))\" y2=\"\(Int(height - margin / 2))\" "
+            svg += "stroke=\"\(markerColour)\" stroke-width=\"\(markerWidth)\" shape-rendering=\"crispEdges\">"
+            svg += "<title>\(event.action.rawValue) at \(event.at.iso8601)</title></line>\n"
         }
         svg += "<polyline class=\"usage\" points=\"\(line)\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"3\"/>\n"
         svg += "<text x=\"4\" y=\"14\" font-size=\"11\">\(escape(resource.unit.format(ceiling)))</text>\n"

@@ -167,7 +167,8 @@ public final class CorralStore: Sendable {
         try read { try $0.agents(states: states, group: group) }
     }
 
-    /// Removes the agent and its ladder; its enforcement history stays.
+    /// Removes the agent with its ladder, recommendations and usage history;
+    /// its enforcement history stays.
     @discardableResult
     public func delete(agent id: String) throws -> Bool {
         try write("deleting agent '\(id)'") { try $0.delete(agent: id) }

@@ -199,13 +199,16 @@ public struct StoreWriter {
         }
     }
 
-    /// Removes the agent and its ladder; its enforcement history stays.
-    /// Returns whether there was such an agent.
+    /// Removes the agent with its ladder, recommendations and usage history;
+    /// its enforcement history stays. Returns whether there was such an agent.
     @discardableResult
     public func delete(agent id: String) throws -> Bool {
         try reader.mapping("deleting agent '\(id)'") {
             try db.execute(sql: "DELETE FROM agent WHERE id = ?", arguments: [id])
-            return db.changesCount > 0
+            let existed = db.changesCount > 0
+            try db.execute(sql: "DELETE FROM recommendation WHERE agent = ?", arguments: [id])
+            try db.execute(sql: "DELETE FROM usage_minute WHERE agent = ?", arguments: [id])
+            return existed
         }
     }
 
@@ -239,11 +242,16 @@ public struct StoreWriter {
         }
     }
 
-    /// Records minutes of usage (a minute recorded again replaces the old row).
+    /// Records minutes of usage (a minute recorded again replaces the old
+    /// row). Minutes of an agent not in the store are dropped: it was removed
+    /// while they waited to be written, and nothing would ever delete them.
     public func append(minutes: [UsageMinute]) throws {
         try reader.mapping("recording usage history") {
             let statement = try db.cachedStatement(
-                sql: "INSERT OR REPLACE INTO usage_minute (agent, resource, minute, mean, peak, samples) VALUES (?, ?, ?, ?, ?, ?)")
+                sql: """
+                    INSERT OR REPLACE INTO usage_minute (agent, resource, minute, mean, peak, samples)
+                    SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM agent WHERE id = ?1)
+                    """)
             for minute in minutes {
                 try statement.execute(arguments: [
                     minute.agent, minute.resource.rawValue, minute.minute.milliseconds, minute.mean, minute.peak, minute.samples,
@@ -261,10 +269,16 @@ public struct StoreWriter {
         }
     }
 
-    /// Replaces `agent`'s recommendations (only its own: the seed wiped every agent's).
-    public func replaceRecommendations(agent: String, with recommendations: [Recommendation]) throws {
+    /// Replaces `agent`'s recommendations (only its own: the seed wiped every
+    /// agent's). An agent not in the store gets none (an analysis that raced
+    /// its removal): returns whether it was there.
+    @discardableResult
+    public func replaceRecommendations(agent: String, with recommendations: [Recommendation]) throws -> Bool {
         try reader.mapping("saving the recommendations of agent '\(agent)'") {
             try db.execute(sql: "DELETE FROM recommendation WHERE agent = ?", arguments: [agent])
+            guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM agent WHERE id = ?)", arguments: [agent]) == true else {
+                return false
+            }
             let statement = try db.cachedStatement(
                 sql: "INSERT INTO recommendation (agent, resource, kind, at, body) VALUES (?, ?, ?, ?, ?)")
             for recommendation in recommendations {
@@ -273,6 +287,7 @@ public struct StoreWriter {
                     StoreJSON.encode(recommendation),
                 ])
             }
+            return true
         }
     }
 

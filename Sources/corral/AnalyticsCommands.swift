@@ -48,11 +48,13 @@ struct RecommendCommand: ParsableCommand {
             )
             return
         }
-        var recommendations: [Recommendation]
-        if runNow {
-            recommendations = try options.call("POST", "/v1/analytics/run", as: Body.self).recommendations
-            if let agent { recommendations = recommendations.filter { $0.agent == agent } }
+        let ran = runNow ? try options.call("POST", "/v1/analytics/run", as: Body.self).recommendations : nil
+        let recommendations: [Recommendation]
+        if let ran, agent == nil {
+            recommendations = ran
         } else {
+            // One agent's are asked for by name even after a run: the daemon answers 404 for an agent it does not
+            // know, where the run's list would just have none for it.
             recommendations = try options.call("GET", "/v1/recommendations" + (agent.map { "?agent=\($0)" } ?? ""), as: Body.self)
                 .recommendations
         }
@@ -87,13 +89,21 @@ struct ReportCommand: ParsableCommand {
     }
     @OptionGroup var options: ClientOptions
     @Option(name: .long, help: "Only this agent.") var agent: String?
-    @Option(name: .long, help: ArgumentHelp("The window: the last DURATION (e.g. 30m, 1h, 2d).", valueName: "DURATION")) var since = "1h"
+    @Option(
+        name: .long,
+        help: ArgumentHelp("The window: the last DURATION, more than zero; \(Quantity.acceptedDurations).", valueName: "DURATION"))
+    var since = "1h"
     @Option(name: .long, help: "table (default), json or html (one self-contained page with charts).") var format: Format = .table
     @Option(name: .long, help: ArgumentHelp("Write to FILE instead of standard output.", valueName: "FILE")) var output: String?
 
     func validate() throws {
         if let agent { try ensureValidID(agent) }
-        if case .failure(let error) = Quantity.parseDuration(since) { throw ValidationError("--since '\(since)': \(error.description)") }
+        switch Quantity.parseDuration(since) {
+        case .failure(let error): throw ValidationError("--since '\(since)': \(error.description)")
+        case .success(let window) where window <= .zero:
+            throw ValidationError("--since '\(since)': the window must be longer than zero (e.g. 30m, 1h, 2d)")
+        case .success: break
+        }
     }
 
     func run() throws {

@@ -47,7 +47,8 @@ struct QuantityTests {
 
     @Test(arguments: [
         ("30s", Duration.seconds(30)), ("5m", .seconds(300)), ("10m", .seconds(600)), ("500ms", .milliseconds(500)),
-        ("1h", .seconds(3600)), ("0", .zero), ("2", .seconds(2)), ("1.5s", .milliseconds(1500)),
+        ("1h", .seconds(3600)), ("0", .zero), ("2", .seconds(2)), ("1.5s", .milliseconds(1500)), ("2d", .seconds(172_800)),
+        ("250us", .microseconds(250)),
     ])
     func durations(text: String, duration: Duration) {
         #expect(Quantity.parseDuration(text) == .success(duration))
@@ -56,6 +57,25 @@ struct QuantityTests {
     @Test(arguments: ["-1s", "5 fortnights", "soon", ""])
     func badDurations(text: String) {
         #expect(throws: Quantity.ParseError.self) { try Quantity.parseDuration(text).get() }
+    }
+
+    /// The units the error message and `--since`'s help list are the units the parser takes.
+    @Test func acceptedDurationUnitsAreTheParsedOnes() throws {
+        let text = Quantity.acceptedDurations
+        let list = try #require(
+            text.range(of: "unit: ").flatMap { start in
+                text.range(of: " (", range: start.upperBound..<text.endIndex).map { text[start.upperBound..<$0.lowerBound] }
+            })
+        let units = list.split(separator: ", ").map(String.init)
+        #expect(units == ["us", "ms", "s", "m", "h", "d"])
+        for unit in units {
+            #expect((try? Quantity.parseDuration("2" + unit).get()) != nil, "\(unit) is listed but not parsed")
+        }
+        guard case .failure(let error) = Quantity.parseDuration("3w") else {
+            Issue.record("3w parsed")
+            return
+        }
+        #expect(error.description.contains(text))
     }
 
     @Test func formatting() {

@@ -69,7 +69,46 @@ struct RecommendationTests {
         let killed = Self.recommend(QuotaGroup.lightweight, [Self.memory(values, events: 2)])
         let increase = killed.first { $0.kind == .increaseQuota }
         #expect((increase?.suggested?.soft ?? 0) >= 120 * Self.mb, "at least 120% of the 100 MB hard limit")
-        #expect(increase?.rationale.contains("hit its hard limit 2×") == true)
+        #expect(increase?.rationale.contains("stopped it at its hard limit 2× in the window (memory.max hits and OOM kills)") == true)
+        #expect(increase?.confidence == 0.9)
+    }
+
+    /// Only OOM kills, memory.max hits and pids.max refusals bump a quota:
+    /// CPU throttling is cpu.max working, not a quota too small.
+    @Test func onlyMemoryAndProcessEventsBump() {
+        var random = SeededGenerator(seed: 6)
+        // Steady CPU at 8% against the lightweight 5% / 10%, throttled 500 times: no increase.
+        let cpu = (0..<3600).map { _ in 8 + 0.2 * random.gaussian() }
+        let throttled = ResourceUsage(resource: .cpu, values: cpu, interval: .seconds(1), hardLimitEvents: 500)
+        let found = Self.recommend(QuotaGroup.lightweight, [throttled])
+        #expect(!found.contains { $0.kind == .increaseQuota }, "\(found.map(\.rationale))")
+        // Processes at 12 of 20, with 3 forks refused at pids.max: 120% of the hard limit.
+        let processes = (0..<3600).map { _ in 12 + (random.gaussian() > 1.5 ? 1.0 : 0) }
+        let refused = ResourceUsage(resource: .processes, values: processes, interval: .seconds(1), hardLimitEvents: 3)
+        let increase = Self.recommend(QuotaGroup.lightweight, [refused]).first { $0.kind == .increaseQuota }
+        #expect((increase?.suggested?.soft ?? 0) >= 24, "at least 120% of the hard limit of 20")
+        #expect(increase?.rationale.contains("3× in the window (forks refused at pids.max)") == true)
+    }
+
+    /// change_group carries the pattern of the resource that fits the new
+    /// group most tightly, and a confidence from the classifications.
+    @Test func changeGroupCarriesThePatternAndAConfidence() {
+        var random = SeededGenerator(seed: 7)
+        // Memory cycling 16–24 MB every 10 s: periodic, so no decrease; it fits lightweight (50 / 100 MB).
+        let values = (0..<3600).map {
+            20 * Self.mb + 4 * Self.mb * sin(2 * Double.pi * Double($0) / 10) + 0.2 * Self.mb * random.gaussian()
+        }
+        let analysis = PatternClassifier.analyze(values, interval: .seconds(1))
+        #expect(analysis.pattern == .periodic)
+        let change = Self.recommend(QuotaGroup.standard, [Self.memory(values)]).first { $0.kind == .changeGroup }
+        #expect(change?.group == "lightweight_agent")
+        #expect(change?.resource == .memory)
+        #expect(change?.pattern == .periodic)
+        // The classification's confidence, scaled by the room left: the target (P99 + 15% ≈ 28 MB) fills ~28% of 100 MB.
+        let confidence = change?.confidence ?? 0
+        #expect(confidence > 0 && confidence <= analysis.confidence)
+        #expect(confidence == min(1, analysis.confidence * min(1, 2 * (1 - (change?.target ?? 0) / 100_000_000))))
+        #expect(change?.rationale.contains("memory is the tightest at") == true)
     }
 
     @Test func nothingWithoutDataOrLimit() {

@@ -11,7 +11,35 @@ struct UsageHistoryTests {
         #expect(ring.values() == [3, 4, 5, 6, 7])
         #expect(ring.values(since: Timestamp(milliseconds: 6000)) == [6, 7])
         #expect(ring.samples().first?.0 == Timestamp(milliseconds: 3000))
-        #expect(UsageRing(capacity: 3600).bytes == 3600 * 8)
+        // 8 bytes a sample and 12 a minute of event counts: an hour at 1 s is 29,532 bytes.
+        #expect(UsageRing(capacity: 3600, eventMinutes: 61).bytes == 3600 * 8 + 61 * 12)
+        #expect(UsageRing.bytes(capacity: 3600, eventMinutes: 61) == 29_532)
+    }
+
+    /// Hard-limit events are the kernel counter's increases, counted per
+    /// minute in a fixed number of slots: the first reading is a baseline, a
+    /// counter that goes down (a new cgroup) too, and minutes older than the
+    /// slots fall out.
+    @Test func hardLimitEventsAreCounterIncreasesPerMinute() {
+        let t0 = Timestamp(milliseconds: 1_800_000_000_000)  // a whole minute
+        var ring = UsageRing(capacity: 10, eventMinutes: 3)
+        ring.recordHardLimitCounter(40, at: t0)  // history: the baseline
+        #expect(ring.hardLimitEvents(since: t0) == 0)
+        ring.recordHardLimitCounter(42, at: t0 + .seconds(5))
+        ring.recordHardLimitCounter(42, at: t0 + .seconds(6))
+        ring.recordHardLimitCounter(1042, at: t0 + .seconds(70))  // a storm of 1,000 in one reading: one count, not 1,000 entries
+        #expect(ring.hardLimitEvents(since: t0) == 1002)
+        #expect(ring.hardLimitEvents(since: t0 + .seconds(60)) == 1000, "from the second minute on")
+        ring.recordHardLimitCounter(3, at: t0 + .seconds(80))  // reset: a new baseline, nothing counted
+        ring.recordHardLimitCounter(4, at: t0 + .seconds(130))
+        #expect(ring.hardLimitEvents(since: t0) == 1003)
+        // A fourth minute reuses the first minute's slot: the first minute's 2 events are gone.
+        ring.recordHardLimitCounter(10, at: t0 + .seconds(190))
+        #expect(ring.hardLimitEvents(since: t0) == 1000 + 1 + 6)
+        // However many readings, the slots stay three.
+        for second in 200..<5000 { ring.recordHardLimitCounter(Int64(10 + second), at: t0 + .seconds(Int64(second))) }
+        #expect(ring.bytes == 10 * 8 + 3 * 12)
+        #expect(ring.hardLimitEvents(since: t0) <= 180, "at most the last three minutes' events (one a second)")
     }
 
     @Test func minutesAreMeanAndPeak() {

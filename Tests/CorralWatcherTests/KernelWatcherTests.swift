@@ -199,7 +199,19 @@ extension WatcherSuite {
             Self.report("observations by trigger: \(triggers)")
             if let peak = observations.compactMap(\.sample.memoryPeak).max() { Self.report("memory.peak \(peak >> 20) MiB") }
             #expect(!anyTrigger.isEmpty)
-            #expect(Self.percentile(anyTrigger, 0.99) < 50)
+            // Every notification that raised `high` was observed (none lost):
+            // a burst is read once per 200 ms per cgroup, so a notification
+            // in the middle of one waits for the window to end. How fast the
+            // first crossing is seen is measured by scripts/bench-reaction,
+            // not asserted here.
+            var rising = 0
+            var highest: Int64 = 0
+            for wake in wakes where wake.high > highest {
+                rising += 1
+                highest = wake.high
+            }
+            #expect(anyTrigger.count == rising, "notifications that raised high: \(rising), observed: \(anyTrigger.count)")
+            #expect(Self.percentile(anyTrigger, 1.0) < 1000, "a notification waited longer than any burst window")
 
             // What one reading costs here (8 cgroup files, readings).
             let timing = ContinuousClock.now
