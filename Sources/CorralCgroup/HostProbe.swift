@@ -49,6 +49,17 @@ public enum HostProbe {
             onlineCPUs: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }
 
+    /// What a cgroup root at `rootPath` (absolute, e.g. /sys/fs/cgroup/corral)
+    /// can hand out: the host, bounded by the limits of the root's ancestors
+    /// (not the root's own, which are the reservation itself, nor those of
+    /// whoever runs `corral run` — a login session's `TasksMax` is not the
+    /// agents' business).
+    public static func capacity(forRootAt rootPath: String) -> HostCapacity {
+        capacity(
+            files: .system, hierarchyRoot: v2Hierarchy(mountPoint: mountPoint),
+            onlineCPUs: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), rootPath: rootPath)
+    }
+
     /// The cgroup2 mount: `mountPoint` itself (unified), its `unified/` (hybrid), or nil.
     public static func v2Hierarchy(mountPoint: String) -> String? {
         if filesystem(at: mountPoint) == .cgroup2 { return mountPoint }
@@ -59,7 +70,7 @@ public enum HostProbe {
     /// `capacity()` with its inputs given: files read through `files`
     /// (/proc/meminfo, /proc/sys/kernel/pid_max, /proc/self/cgroup and the
     /// cgroup files below `hierarchyRoot`).
-    public static func capacity(files: HostFiles, hierarchyRoot: String?, onlineCPUs: Int) -> HostCapacity {
+    public static func capacity(files: HostFiles, hierarchyRoot: String?, onlineCPUs: Int, rootPath: String? = nil) -> HostCapacity {
         var memory: Int64 = 0
         if let meminfo = files.read("/proc/meminfo") {
             for line in meminfo.split(separator: "\n") where line.hasPrefix("MemTotal:") {
@@ -70,7 +81,10 @@ public enum HostProbe {
         var cpus = max(1, onlineCPUs)
         var pidMax = files.read("/proc/sys/kernel/pid_max").flatMap { Int64($0.trimmingSpaces()) } ?? 32768
 
-        for directory in limitDirectories(files: files, hierarchyRoot: hierarchyRoot) {
+        let directories =
+            rootPath.map { ancestorDirectories(of: $0, hierarchyRoot: hierarchyRoot) }
+            ?? limitDirectories(files: files, hierarchyRoot: hierarchyRoot)
+        for directory in directories {
             if let limit = files.read(directory + "/memory.max").flatMap(CgroupValue.init(parsing:))?.value, limit > 0 {
                 memory = memory > 0 ? min(memory, limit) : limit
             }
@@ -99,6 +113,20 @@ public enum HostProbe {
         }
         var directories: [String] = []
         for count in stride(from: components.count, through: 0, by: -1) {
+            let relative = components[..<count].joined(separator: "/")
+            directories.append(relative.isEmpty ? hierarchyRoot : hierarchyRoot + "/" + relative)
+        }
+        return directories
+    }
+
+    /// The directories above the cgroup at `rootPath`, up to and including
+    /// the hierarchy root; nothing when `rootPath` is not below it.
+    static func ancestorDirectories(of rootPath: String, hierarchyRoot: String?) -> [String] {
+        guard let hierarchyRoot, rootPath == hierarchyRoot || rootPath.hasPrefix(hierarchyRoot + "/") else { return [] }
+        let components = rootPath.dropFirst(hierarchyRoot.count).split(separator: "/").map(String.init)
+        guard components.allSatisfy(CgroupPath.isSafeComponent), !components.isEmpty else { return [] }
+        var directories: [String] = []
+        for count in stride(from: components.count - 1, through: 0, by: -1) {
             let relative = components[..<count].joined(separator: "/")
             directories.append(relative.isEmpty ? hierarchyRoot : hierarchyRoot + "/" + relative)
         }

@@ -47,6 +47,8 @@ public enum RunError: Error, CustomStringConvertible, Sendable {
     case spawn(SpawnError)
     case agentIDInUse(agent: String, path: String)
     case system(message: String, errno: Errno)
+    /// A forwarded signal (^C, SIGTERM…) arrived before the command started: it is not started.
+    case interrupted(signal: Int32)
 
     public var description: String {
         switch self {
@@ -55,11 +57,13 @@ public enum RunError: Error, CustomStringConvertible, Sendable {
         case .agentIDInUse(let agent, let path):
             "agent id '\(agent)' is in use: \(path) already exists\n  fix: choose another --name, or stop the agent that has it (its cgroup is \(path))"
         case .system(let message, let errno): "\(message) (\(errno.name))"
+        case .interrupted(let signal): "interrupted by \(SignalName.name(signal)) before the command started; nothing was run"
         }
     }
 
     public var exitStatus: Int32 {
         if case .spawn(let error) = self { return error.exitStatus }
+        if case .interrupted(let signal) = self { return 128 + signal }
         return 125
     }
 }
@@ -128,6 +132,13 @@ public struct AgentRunner: Sendable {
             close(signalFD)
             if wereBlocked == 0 { _ = signals.withUnsafeBufferPointer { corral_unblock_signals($0.baseAddress, Int32($0.count)) } }
         }
+
+        // A signal that came while Corral was getting ready (corral run blocks
+        // them from its first moment) is for Corral, not yet for a command.
+        var code: Int32 = 0
+        var sender: pid_t = 0
+        let early = corral_signalfd_read(signalFD, &code, &sender)
+        if early > 0 { throw .interrupted(signal: early) }
 
         let start = ContinuousClock.now
         let child: SpawnedProcess

@@ -23,6 +23,11 @@ public struct AccessPolicy: Sendable {
     var cgroupOf: @Sendable (Int32) -> String?
     /// The supplementary group ids of a process.
     var groupsOf: @Sendable (Int32) -> [UInt32]
+    /// Whether a directory below the root is a quota group. Consulted only
+    /// when the root is the hierarchy's root, where systemd's slices sit
+    /// beside the groups (a root shell in /user.slice/user-0.slice/… is not
+    /// agent "user-0.slice").
+    var isQuotaGroup: @Sendable (String) -> Bool = { _ in true }
 
     public init(adminGID: UInt32?, cgroupRootInHierarchy: String) {
         self.init(
@@ -55,8 +60,12 @@ public struct AccessPolicy: Sendable {
 
     /// The agent whose cgroup (or a cgroup below it) holds `pid`.
     func agent(of pid: Int32) -> String? {
-        guard let path = cgroupOf(pid) else { return nil }
-        return Self.agent(inCgroup: path, root: cgroupRootInHierarchy)
+        guard let path = cgroupOf(pid), let agent = Self.agent(inCgroup: path, root: cgroupRootInHierarchy) else { return nil }
+        if cgroupRootInHierarchy.split(separator: "/").isEmpty {
+            let group = path.split(separator: "/").first.map(String.init) ?? ""
+            guard isQuotaGroup(group) else { return nil }
+        }
+        return agent
     }
 
     /// The unified (v2) cgroup path of `pid` from /proc/PID/cgroup.

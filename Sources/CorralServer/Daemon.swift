@@ -11,6 +11,7 @@ import Hummingbird
 public import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 #if canImport(Glibc)
@@ -139,7 +140,8 @@ public enum Daemon {
             let lock = try tree.fs.lockTree()
             defer { withExtendedLifetime(lock) {} }
             let preparation = try tree.prepareRoot(
-                selfPID: getpid(), reservation: configuration.reservation.rootSettings(for: HostProbe.capacity()))
+                selfPID: getpid(),
+                reservation: configuration.reservation.rootSettings(for: HostProbe.capacity(forRootAt: location.rootPath)))
             if preparation.movedSelfToSupervisor {
                 logger.info("moved the daemon into \(rootPath)/supervisor (no-internal-process rule)")
             }
@@ -208,9 +210,12 @@ public enum Daemon {
         let hierarchyRoot =
             location.rootPath.hasPrefix(HostProbe.mountPoint)
             ? String(location.rootPath.dropFirst(HostProbe.mountPoint.count)) : location.rootPath
+        var policy = AccessPolicy(adminGID: adminGID, cgroupRootInHierarchy: hierarchyRoot.isEmpty ? "/" : hierarchyRoot)
+        let groupNames = QuotaGroupNames()
+        groupNames.set(configuration.groupNames)
+        policy.isQuotaGroup = { name in groupNames.contains(name) }
         let settings = APISettings(
-            version: options.version, socketPath: options.socketPath, cgroupRoot: location.rootPath,
-            policy: AccessPolicy(adminGID: adminGID, cgroupRootInHierarchy: hierarchyRoot.isEmpty ? "/" : hierarchyRoot))
+            version: options.version, socketPath: options.socketPath, cgroupRoot: location.rootPath, policy: policy)
         let router = buildRouter(engine: engine, settings: settings)
         let socketPath = options.socketPath
         var app = Application(
@@ -226,7 +231,7 @@ public enum Daemon {
             }, logger: logger)
         app.addServices(
             EngineService(engine: engine, watcher: watcher, signals: signals, logger: logger),
-            ReloadService(engine: engine, configPath: options.configPath, logger: logger),
+            ReloadService(engine: engine, configPath: options.configPath, logger: logger, groupNames: groupNames),
             WatchdogService(logger: logger))
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
         // Finished minutes of usage and a running analysis reach the store first.
@@ -272,11 +277,21 @@ struct EngineService: Service {
     }
 }
 
+/// The configured quota groups' names, for telling agents from other
+/// cgroups when the root is the hierarchy's root (see `AccessPolicy`);
+/// replaced on reload.
+final class QuotaGroupNames: Sendable {
+    private let names = Mutex(Set<String>())
+    func set(_ new: [String]) { names.withLock { $0 = Set(new) } }
+    func contains(_ name: String) -> Bool { names.withLock { $0.contains(name) } }
+}
+
 /// SIGHUP: reload the configuration; an invalid file changes nothing.
 struct ReloadService: Service {
     let engine: Engine
     let configPath: String?
     let logger: Logger
+    let groupNames: QuotaGroupNames
 
     func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
@@ -285,6 +300,7 @@ struct ReloadService: Service {
                 do {
                     let configuration = try Daemon.loadConfiguration(configPath)
                     await engine.reload(configuration)
+                    groupNames.set(configuration.groupNames)
                     Systemd.notify("STATUS=configuration reloaded")
                     logger.info("configuration reloaded", metadata: ["config": "\(configPath ?? "built-in")"])
                 } catch {

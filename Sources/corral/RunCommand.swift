@@ -181,30 +181,39 @@ struct Run: ParsableCommand {
         environment.append("CORRAL_GROUP=\(groupName)")
         var request = RunRequest(
             agent: agent, group: quotaGroup, limits: limits, command: command, executable: executable,
-            environment: environment,
-            reservation: configuration.reservation.rootSettings(for: HostProbe.capacity()),
-            samplingInterval: configuration.intervals.sampling)
+            environment: environment, reservation: nil, samplingInterval: configuration.intervals.sampling)
         let overrides = try flagOverrides()
 
         // With a daemon on its socket the agent is registered there (it shows
         // in `corral agents list` and the daemon walks its ladder); otherwise
         // the same engine runs embedded for this one agent.
         let client = CorralClient(socketPath: socket ?? CorralClient.configuredSocketPath)
-        let summary: RunSummary
+        var summary: RunSummary?
         if !noDaemon && client.isReachable {
-            request.environment.append("CORRAL_SOCKET=\(client.socketPath)")
-            summary = try DaemonRun(client: client).run(request, overrides: overrides, quiet: quiet || json)
-        } else {
+            var viaDaemon = request
+            viaDaemon.environment.append("CORRAL_SOCKET=\(client.socketPath)")
+            do {
+                summary = try DaemonRun(client: client).run(viaDaemon, overrides: overrides, quiet: quiet || json)
+            } catch let refusal as DaemonRun.NotPermitted {
+                // Anyone may connect (the daemon decides by SO_PEERCRED); one that
+                // may not register agents there runs them itself, as without a daemon.
+                if !(quiet || json) { printError("corral: \(refusal.message); running the agent without the daemon") }
+            }
+        }
+        if summary == nil {
             let tree: CgroupTree
             do {
                 let location = try CgroupRootLocation.resolve(root.resolve(configuration), facts: facts)
                 let filesystem = try DirectoryCgroupFilesystem(anchorPath: location.anchor)
                 tree = CgroupTree(fs: filesystem, root: location.root, rootIsHierarchyRoot: location.isHierarchyRoot)
+                // What the root may hand out: the host within the root's ancestors' limits.
+                request.reservation = configuration.reservation.rootSettings(for: HostProbe.capacity(forRootAt: location.rootPath))
             } catch {
                 throw fail(error.description)
             }
             summary = try EmbeddedRun(tree: tree, configuration: configuration).run(request, overrides: overrides, quiet: quiet || json)
         }
+        guard let summary else { throw fail("no summary") }
         if let summaryFile {
             writeSummary(summary, to: summaryFile)
         }

@@ -47,6 +47,12 @@ func narrate(_ event: CorralEvent) {
 struct DaemonRun {
     let client: CorralClient
 
+    /// The daemon answered but this caller may not register agents there
+    /// (not root, not in its admin group, or inside an agent's cgroup).
+    struct NotPermitted: Error {
+        var message: String
+    }
+
     func run(_ request: RunRequest, overrides: [Resource: LimitOverride], quiet: Bool) throws -> RunSummary {
         struct Register: Encodable {
             var id: String
@@ -62,6 +68,9 @@ struct DaemonRun {
                 as: AgentRecord.self)
         } catch {
             if case .api(409, _, let message) = error { throw fail(message) }
+            if case .api(403, _, let message) = error {
+                throw NotPermitted(message: "the daemon on \(client.socketPath) refused: \(message)")
+            }
             throw fail("the daemon refused to register the agent: \(error.description)")
         }
         // The daemon's tree may live elsewhere (e.g. a systemd-delegated cgroup).
@@ -153,15 +162,24 @@ struct EmbeddedRun {
             }
         } catch {
             started.deliver(nil)
-            if !gate.abandon() { _ = try? blocking { try await startup.value.stop() } }
+            if gate.conclude() == .watching { _ = try? blocking { try await startup.value.stop() } }
             throw fail(error.description, status: error.exitStatus)
         }
         summary.engine = "embedded"
-        // An engine that had not yet begun to watch the agent when it ended
-        // has nothing to report (the ladder acts on observations only): it is
-        // left to stop by itself rather than waited for.
-        guard !gate.abandon() else { return summary }
         let agent = request.agent
+        switch gate.conclude() {
+        case .starting, .abandoned:
+            // The engine had not yet begun to watch the agent when it ended: it
+            // has nothing to report (the ladder acts on observations only) and
+            // is left to stop by itself rather than waited for.
+            return summary
+        case .failed:
+            // Warned when it failed; the kernel enforced the limits all the same.
+            summary.engine = "none"
+            return summary
+        case .watching:
+            break
+        }
         do {
             summary.enforcement = try blocking {
                 let running = try await startup.value
@@ -195,8 +213,27 @@ final class EmbeddedEngine: Sendable {
     }
 
     /// Starts the engine for the agent in `leaf` and attaches the agent's
-    /// process once `pid` is delivered (nil: it never started).
+    /// process once `pid` is delivered (nil: it never started). A failure is
+    /// also left on `gate`, for the run to report.
     static func start(
+        request: RunRequest, leaf: CgroupPath, tree: CgroupTree, configuration: CorralConfiguration, quiet: Bool,
+        pid: OneShot<Int32?>, gate: EngineGate
+    ) async throws -> EmbeddedEngine {
+        do {
+            return try await startEngine(
+                request: request, leaf: leaf, tree: tree, configuration: configuration, quiet: quiet, pid: pid, gate: gate)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // Said at once: the command runs on, under the kernel's limits only.
+            if gate.failed(error) {
+                printError("corral: warning: the escalation ladder is not running for \(request.agent): \(error)")
+            }
+            throw error
+        }
+    }
+
+    private static func startEngine(
         request: RunRequest, leaf: CgroupPath, tree: CgroupTree, configuration: CorralConfiguration, quiet: Bool,
         pid: OneShot<Int32?>, gate: EngineGate
     ) async throws -> EmbeddedEngine {
@@ -272,7 +309,11 @@ final class EmbeddedEngine: Sendable {
 /// still gets its kernel counters in the summary; only the ladder, which
 /// acts over seconds, never saw it.)
 final class EngineGate: Sendable {
-    private enum State { case starting, watching, abandoned }
+    enum State: Equatable {
+        case starting, watching, abandoned
+        /// The engine could not start (the message says why).
+        case failed(String)
+    }
     private let state = Mutex(State.starting)
 
     var isAbandoned: Bool { state.withLock { $0 == .abandoned } }
@@ -286,12 +327,21 @@ final class EngineGate: Sendable {
         }
     }
 
-    /// The command ended: true when the engine had not attached (and now will not be waited for).
-    func abandon() -> Bool {
+    /// The engine could not start; false when the command had ended already.
+    func failed(_ error: any Error) -> Bool {
         state.withLock { state in
-            guard state == .starting else { return state == .abandoned }
-            state = .abandoned
+            guard state == .starting else { return false }
+            state = .failed("\(error)")
             return true
+        }
+    }
+
+    /// The command ended: `.abandoned` when the engine had not attached (and
+    /// now will not be waited for), else what it came to.
+    func conclude() -> State {
+        state.withLock { state in
+            if state == .starting { state = .abandoned }
+            return state
         }
     }
 }

@@ -99,6 +99,18 @@ import Testing
         #expect(capacity == HostCapacity(memoryBytes: 2_147_483_648, cpus: 2, pidMax: 1000))
     }
 
+    /// The reservation of a root is bounded by the root's ancestors, not by
+    /// the cgroup of whoever runs corral (a login session's TasksMax).
+    @Test func aRootsAncestorsBoundItsCapacity() {
+        #expect(
+            HostProbe.ancestorDirectories(of: "/sys/fs/cgroup/system.slice/corral.service", hierarchyRoot: "/sys/fs/cgroup")
+                == ["/sys/fs/cgroup/system.slice", "/sys/fs/cgroup"])
+        #expect(HostProbe.ancestorDirectories(of: "/sys/fs/cgroup/corral", hierarchyRoot: "/sys/fs/cgroup") == ["/sys/fs/cgroup"])
+        #expect(HostProbe.ancestorDirectories(of: "/sys/fs/cgroup", hierarchyRoot: "/sys/fs/cgroup").isEmpty)
+        #expect(HostProbe.ancestorDirectories(of: "/elsewhere/corral", hierarchyRoot: "/sys/fs/cgroup").isEmpty)
+        #expect(HostProbe.ancestorDirectories(of: "/sys/fs/cgroup/../etc", hierarchyRoot: "/sys/fs/cgroup").isEmpty)
+    }
+
     @Test func withoutLimitsTheHostCounts() {
         var contents = Self.host
         contents["/proc/self/cgroup"] = "0::/user.slice\n"

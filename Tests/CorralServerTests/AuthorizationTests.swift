@@ -206,6 +206,20 @@ struct AuthorizationTests {
         #expect(onlyRoot.identify(PeerCredentials(pid: 10, uid: 0, gid: 0)) == .agent("a1", PeerCredentials(pid: 10, uid: 0, gid: 0)))
     }
 
+    /// With the hierarchy's root as Corral's root, systemd's slices sit beside
+    /// the quota groups: a root shell in /user.slice/user-0.slice/session-3.scope
+    /// is an administrator, not agent "user-0.slice".
+    @Test func atTheHierarchyRootOnlyQuotaGroupsHoldAgents() {
+        var policy = AccessPolicy(
+            adminGID: nil, cgroupRootInHierarchy: "/",
+            cgroupOf: { pid in pid == 1 ? "/user.slice/user-0.slice/session-3.scope" : "/standard_agent/a1" }, groupsOf: { _ in [] })
+        policy.isQuotaGroup = { ["standard_agent", "lightweight_agent"].contains($0) }
+        let shell = PeerCredentials(pid: 1, uid: 0, gid: 0)
+        let agent = PeerCredentials(pid: 2, uid: 0, gid: 0)
+        #expect(policy.identify(shell) == .administrator(shell))
+        #expect(policy.identify(agent) == .agent("a1", agent))
+    }
+
     @Test("identify reads the peer's own cgroup from /proc (this process is outside any Corral tree)")
     func identifyFromProc() {
         let me = getpid()
