@@ -141,12 +141,8 @@ let package = Package(
                 "CorralWatcher", "CorralSystemd", "CorralSeccomp", "CCorralLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strict,
-            // A position-dependent executable: a PIE of this size starts by
-            // applying ~81,000 relative relocations, which under emulation cost
-            // `corral run` a third of its start-up (README "Launch latency").
-            // Shared libraries are still loaded at random addresses.
-            linkerSettings: [.unsafeFlags(["-Xclang-linker", "-no-pie"])]
+            // scripts/build-release links it position-dependent (-no-pie): see there.
+            swiftSettings: strict
         ),
 
         // Benchmarks that need a real cgroup v2 kernel (scripts/bench-reaction).
