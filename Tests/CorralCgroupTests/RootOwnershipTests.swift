@@ -8,8 +8,9 @@ import Testing
 
 /// The fake cgroupfs plus the creation mark a real cgroupfs keeps as an
 /// extended attribute: what a second Corral process sees.
-final class MarkingFilesystem: CgroupFilesystem {
+final class MarkingFilesystem: ForwardingCgroupFilesystem {
     let fake: FakeCgroupFilesystem
+    var base: any CgroupFilesystem { fake }
     private let marked = Mutex<Set<CgroupPath>>([])
 
     init(_ fake: FakeCgroupFilesystem) { self.fake = fake }
@@ -20,27 +21,10 @@ final class MarkingFilesystem: CgroupFilesystem {
         (try? fake.exists(path)) == true && marked.withLock { $0.contains(path) }
     }
 
-    func absolutePath(_ path: CgroupPath) -> String { fake.absolutePath(path) }
-    func exists(_ path: CgroupPath) throws(CgroupError) -> Bool { try fake.exists(path) }
-    func makeDirectory(_ path: CgroupPath) throws(CgroupError) { try fake.makeDirectory(path) }
     func removeDirectory(_ path: CgroupPath) throws(CgroupError) {
         try fake.removeDirectory(path)
         _ = marked.withLock { $0.remove(path) }
     }
-    func children(of path: CgroupPath) throws(CgroupError) -> [String] { try fake.children(of: path) }
-    func contains(_ file: CgroupFile, in path: CgroupPath) -> Bool { fake.contains(file, in: path) }
-    func read(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> String { try fake.read(file, of: path) }
-    func write(_ value: String, to file: CgroupFile, of path: CgroupPath) throws(CgroupError) { try fake.write(value, to: file, of: path) }
-    func wait(
-        for file: CgroupFile, of path: CgroupPath, timeout: Duration, until condition: (String) -> Bool
-    ) throws(CgroupError) -> String? {
-        try fake.wait(for: file, of: path, timeout: timeout, until: condition)
-    }
-    func openDirectory(_ path: CgroupPath) throws(CgroupError) -> FileDescriptor { try fake.openDirectory(path) }
-    func openForWriting(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
-        try fake.openForWriting(file, of: path)
-    }
-    func lockTree() throws(CgroupError) -> TreeLock { try fake.lockTree() }
 }
 
 /// A run may only rewrite and remove a root that is Corral's own: created

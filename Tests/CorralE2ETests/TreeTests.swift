@@ -65,7 +65,7 @@ struct TreeTests {
         let leaf = tree.agentPath(group: "standard_agent", agent: "sleepers")
         #expect(E2E.eventually { (try? tree.allProcesses(leaf).count) == 6 })
         // The path kernels before 5.14 take: freeze, SIGKILL each pid, thaw.
-        let fallback = FallbackFilesystem(base: fs)
+        let fallback = FallbackFilesystem(directory: fs)
         let method = try CgroupTree(fs: fallback, root: CgroupPath([rootName])).kill(leaf)
         #expect(method == .freezeAndSignal(processes: 6))
         #expect(try tree.waitUntilEmpty(leaf, timeout: .seconds(10)))
@@ -76,25 +76,9 @@ struct TreeTests {
 }
 
 /// The real filesystem, pretending cgroup.kill does not exist (kernels before 5.14).
-struct FallbackFilesystem: CgroupFilesystem {
-    let base: DirectoryCgroupFilesystem
+struct FallbackFilesystem: ForwardingCgroupFilesystem {
+    let directory: DirectoryCgroupFilesystem
+    var base: any CgroupFilesystem { directory }
 
-    func absolutePath(_ path: CgroupPath) -> String { base.absolutePath(path) }
-    func exists(_ path: CgroupPath) throws(CgroupError) -> Bool { try base.exists(path) }
-    func makeDirectory(_ path: CgroupPath) throws(CgroupError) { try base.makeDirectory(path) }
-    func removeDirectory(_ path: CgroupPath) throws(CgroupError) { try base.removeDirectory(path) }
-    func children(of path: CgroupPath) throws(CgroupError) -> [String] { try base.children(of: path) }
-    func contains(_ file: CgroupFile, in path: CgroupPath) -> Bool { file == .kill ? false : base.contains(file, in: path) }
-    func read(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> String { try base.read(file, of: path) }
-    func write(_ value: String, to file: CgroupFile, of path: CgroupPath) throws(CgroupError) { try base.write(value, to: file, of: path) }
-    func wait(for file: CgroupFile, of path: CgroupPath, timeout: Duration, until condition: (String) -> Bool) throws(CgroupError)
-        -> String?
-    {
-        try base.wait(for: file, of: path, timeout: timeout, until: condition)
-    }
-    func openDirectory(_ path: CgroupPath) throws(CgroupError) -> FileDescriptor { try base.openDirectory(path) }
-    func openForWriting(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
-        try base.openForWriting(file, of: path)
-    }
-    func lockTree() throws(CgroupError) -> TreeLock { try base.lockTree() }
+    func contains(_ file: CgroupFile, in path: CgroupPath) -> Bool { file == .kill ? false : directory.contains(file, in: path) }
 }

@@ -64,16 +64,28 @@ struct DegradationEngineTests {
         #expect(try await harness.engine.status(of: "s2").agent.state == .suspended)
     }
 
+    /// A sleeping process adopted as agent `id` in standard_agent, with
+    /// SIGUSR1 as the degradation signal.
+    static func signalledAgent(_ id: String) async throws -> (SleepingChild, EngineHarness) {
+        let child = try SleepingChild()
+        do {
+            var configuration = Self.configuration
+            configuration.escalation.degradationSignal = SIGUSR1
+            let harness = try EngineHarness(configuration: configuration)
+            _ = try await harness.start()
+            harness.fs.seed(.anchor, procs: [child.pid])
+            _ = try await harness.engine.adopt(pid: child.pid, id: id, group: "standard_agent")
+            return (child, harness)
+        } catch {
+            child.stop()
+            throw error
+        }
+    }
+
     @Test("a program that does not listen gets the group's degradation signal when its level rises, once per rise")
     func degradationSignal() async throws {
-        let child = try SleepingChild()
+        let (child, harness) = try await Self.signalledAgent("plain")
         defer { child.stop() }
-        var configuration = Self.configuration
-        configuration.escalation.degradationSignal = SIGUSR1
-        let harness = try EngineHarness(configuration: configuration)
-        _ = try await harness.start()
-        harness.fs.seed(.anchor, procs: [child.pid])
-        _ = try await harness.engine.adopt(pid: child.pid, id: "plain", group: "standard_agent")
         // An operator (or `corral run`) following the agent's events is not its listener.
         let watching = harness.engine.hub.subscribe(agent: "plain", isListener: false)
         #expect(harness.engine.hub.listenerCount(agent: "plain") == 0)
@@ -86,14 +98,8 @@ struct DegradationEngineTests {
 
     @Test("an agent that follows its stream gets no degradation signal; without a listener a relapse sends it")
     func degradationSignalOnlyWithoutAListener() async throws {
-        let child = try SleepingChild()
+        let (child, harness) = try await Self.signalledAgent("heard")
         defer { child.stop() }
-        var configuration = Self.configuration
-        configuration.escalation.degradationSignal = SIGUSR1
-        let harness = try EngineHarness(configuration: configuration)
-        _ = try await harness.start()
-        harness.fs.seed(.anchor, procs: [child.pid])
-        _ = try await harness.engine.adopt(pid: child.pid, id: "heard", group: "standard_agent")
         let hub = harness.engine.hub
         let stream = hub.subscribe(agent: "heard", isListener: true)
         let listening = Task { for await _ in stream {} }

@@ -312,9 +312,10 @@ struct EscalationTests {
 
 /// A fake cgroup tree that notes the agent events published so far each
 /// time cgroup.freeze is set to 1 (to check what the agent heard before).
-final class FreezeSpy: CgroupFilesystem {
+final class FreezeSpy: ForwardingCgroupFilesystem {
     let fake: FakeCgroupFilesystem
     let hub: EventHub
+    var base: any CgroupFilesystem { fake }
     private let seen = Mutex<[[CorralEvent]]>([])
 
     init(_ fake: FakeCgroupFilesystem, hub: EventHub) {
@@ -324,14 +325,6 @@ final class FreezeSpy: CgroupFilesystem {
 
     var eventsAtFreeze: [[CorralEvent]] { seen.withLock { $0 } }
 
-    func absolutePath(_ path: CgroupPath) -> String { fake.absolutePath(path) }
-    func exists(_ path: CgroupPath) throws(CgroupError) -> Bool { try fake.exists(path) }
-    func makeDirectory(_ path: CgroupPath) throws(CgroupError) { try fake.makeDirectory(path) }
-    func removeDirectory(_ path: CgroupPath) throws(CgroupError) { try fake.removeDirectory(path) }
-    func children(of path: CgroupPath) throws(CgroupError) -> [String] { try fake.children(of: path) }
-    func contains(_ file: CgroupFile, in path: CgroupPath) -> Bool { fake.contains(file, in: path) }
-    func read(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> String { try fake.read(file, of: path) }
-
     func write(_ value: String, to file: CgroupFile, of path: CgroupPath) throws(CgroupError) {
         if file == .freeze, value == "1" {
             let events = hub.recent(agent: nil)
@@ -339,19 +332,4 @@ final class FreezeSpy: CgroupFilesystem {
         }
         try fake.write(value, to: file, of: path)
     }
-
-    func wait(
-        for file: CgroupFile, of path: CgroupPath, timeout: Duration, until condition: (String) -> Bool
-    ) throws(CgroupError) -> String? {
-        try fake.wait(for: file, of: path, timeout: timeout, until: condition)
-    }
-
-    func openDirectory(_ path: CgroupPath) throws(CgroupError) -> FileDescriptor { try fake.openDirectory(path) }
-    func openForWriting(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
-        try fake.openForWriting(file, of: path)
-    }
-    func openForReading(_ file: CgroupFile, of path: CgroupPath) throws(CgroupError) -> FileDescriptor {
-        try fake.openForReading(file, of: path)
-    }
-    func lockTree() throws(CgroupError) -> TreeLock { try fake.lockTree() }
 }
