@@ -34,6 +34,10 @@ let package = Package(
         // Pure domain model: quotas, limits, violations, cgroup file formats.
         .target(name: "CorralCore", swiftSettings: strict),
 
+        // The API's wire types (requests, responses, events, errors) and its
+        // JSON coding, shared by the server, the CLI and CorralClient.
+        .target(name: "CorralAPI", dependencies: ["CorralCore"], swiftSettings: strict),
+
         // YAML configuration (Yams nodes carry line:column for errors).
         .target(
             name: "CorralConfig",
@@ -44,6 +48,10 @@ let package = Package(
         // Syscalls without a Swift surface (clone3, openat2, pidfd) and the
         // async-signal-safe child between fork and exec.
         .target(name: "CCorralLinux"),
+
+        // Corral's helper threads (no Foundation): named pthreads, a worker
+        // thread with a queue, an actor executor on a thread of its own.
+        .target(name: "CorralThreads", dependencies: ["CCorralLinux"], swiftSettings: strict),
 
         .systemLibrary(
             name: "CSystemd",
@@ -72,7 +80,7 @@ let package = Package(
         .target(
             name: "CorralRuntime",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CCorralLinux",
+                "CorralCore", "CorralCgroup", "CorralThreads", "CCorralLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -92,7 +100,7 @@ let package = Package(
         // Durable state in SQLite (WAL) through GRDB: agents, enforcement history, ladders.
         .target(
             name: "CorralStore",
-            dependencies: ["CorralCore", "CCorralLinux", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["CorralCore", "CorralThreads", "CCorralLinux", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
 
@@ -101,7 +109,7 @@ let package = Package(
         .target(
             name: "CorralEngine",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CorralRuntime", "CorralWatcher",
+                "CorralAPI", "CorralCore", "CorralCgroup", "CorralRuntime", "CorralThreads", "CorralWatcher",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -112,7 +120,7 @@ let package = Package(
         .target(
             name: "CorralServer",
             dependencies: [
-                "CorralCore", "CorralConfig", "CorralCgroup", "CorralEngine", "CorralStore", "CorralWatcher",
+                "CorralAPI", "CorralCore", "CorralConfig", "CorralCgroup", "CorralEngine", "CorralStore", "CorralWatcher",
                 "CorralRuntime", "CorralSystemd", "CCorralLinux",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -132,12 +140,13 @@ let package = Package(
         ),
 
         // A client of the daemon's API over its Unix socket (for the CLI and for agents).
-        .target(name: "CorralClient", dependencies: ["CorralCore", "CCorralLinux"], swiftSettings: strict),
+        .target(
+            name: "CorralClient", dependencies: ["CorralAPI", "CorralCore", "CorralThreads", "CCorralLinux"], swiftSettings: strict),
 
         .executableTarget(
             name: "corral",
             dependencies: [
-                "CorralCore", "CorralConfig", "CorralCgroup", "CorralRuntime", "CorralEngine", "CorralClient",
+                "CorralAPI", "CorralCore", "CorralConfig", "CorralCgroup", "CorralRuntime", "CorralEngine", "CorralClient", "CorralThreads",
                 "CorralWatcher", "CorralSystemd", "CorralSeccomp", "CCorralLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -149,7 +158,8 @@ let package = Package(
         .executableTarget(
             name: "corral-bench",
             dependencies: [
-                "CCorralLinux", "CorralCore", "CorralCgroup", "CorralEngine", "CorralRuntime", "CorralServer", "CorralStore",
+                "CCorralLinux", "CorralAPI", "CorralCore", "CorralCgroup", "CorralEngine", "CorralRuntime", "CorralServer", "CorralStore",
+                "CorralThreads",
                 "CorralTestSupport", "CorralWatcher",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -181,13 +191,13 @@ let package = Package(
         ),
         .testTarget(
             name: "CorralEngineTests",
-            dependencies: ["CorralEngine", "CorralCgroup", "CorralCore", "CorralTestSupport"],
+            dependencies: ["CorralAPI", "CorralEngine", "CorralCgroup", "CorralCore", "CorralWatcher", "CorralTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "CorralServerTests",
             dependencies: [
-                "CorralServer", "CorralEngine", "CorralClient", "CorralCgroup", "CorralCore", "CorralTestSupport",
+                "CorralAPI", "CorralServer", "CorralEngine", "CorralClient", "CorralCgroup", "CorralCore", "CorralTestSupport",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,7 @@
 internal import CCorralLinux
 internal import CorralCore
+internal import CorralThreads
+import Synchronization
 
 #if canImport(FoundationEssentials)
     public import FoundationEssentials
@@ -189,7 +191,7 @@ public struct CorralClient: Sendable {
             }
             let box = FDBox(fd: fd)
             continuation.onTermination = { _ in box.shutdown() }
-            let thread = Thread {
+            OSThread.start(name: "corral-events") {
                 defer { box.close() }
                 do {
                     try Self.send(fd, request)
@@ -213,7 +215,6 @@ public struct CorralClient: Sendable {
                     continuation.finish(throwing: error)
                 }
             }
-            thread.start()
         }
     }
 
@@ -247,60 +248,25 @@ public struct CorralClient: Sendable {
 }
 
 /// Closes a descriptor once, from whichever side ends first.
-final class FDBox: @unchecked Sendable {
+final class FDBox: Sendable {
     private let fd: Int32
-    private let lock = NSLockLike()
-    private var closed = false
+    private let closed = Mutex(false)
 
     init(fd: Int32) { self.fd = fd }
 
+    /// Wakes a reader blocked on the socket (the stream's consumer went away).
     func shutdown() {
-        lock.withLock { if !closed { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) } }
+        closed.withLock { closed in
+            if !closed { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+        }
     }
 
     func close() {
-        lock.withLock {
+        closed.withLock { closed in
             if !closed {
                 closed = true
                 _ = Glibc.close(fd)
             }
-        }
-    }
-}
-
-/// A pthread mutex (FoundationEssentials has no NSLock).
-final class NSLockLike: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
-    }
-}
-
-/// Runs a closure on a new pthread.
-final class Thread: @unchecked Sendable {
-    private let body: @Sendable () -> Void
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-
-    func start() {
-        let box = Unmanaged.passRetained(self)
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { raw in
-                let me = Unmanaged<Thread>.fromOpaque(raw!).takeRetainedValue()
-                _ = corral_block_async_signals()  // signals are for the thread that waits for them
-                me.body()
-                return nil
-            }, box.toOpaque())
-        if rc == 0 {
-            pthread_detach(thread)
-        } else {
-            box.release()
-            body()
         }
     }
 }

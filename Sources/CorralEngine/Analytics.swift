@@ -1,58 +1,5 @@
+public import CorralAPI
 public import CorralCore
-
-/// A report on agents' usage over a window (`corral report`).
-public struct UsageReport: Codable, Equatable, Sendable {
-    public var generatedAt: Timestamp
-    public var since: Timestamp
-    public var agents: [AgentReport]
-}
-
-public struct AgentReport: Codable, Equatable, Sendable {
-    public var agent: String
-    public var group: String
-    public var state: AgentState
-    public var resources: [ResourceReport]
-    /// Enforcement actions in the window, by action.
-    public var actions: [String: Int]
-    /// Each enforcement action in the window (chart markers).
-    public var events: [ReportEvent]
-    public var recommendations: [Recommendation]
-}
-
-public struct ResourceReport: Codable, Equatable, Sendable {
-    public var resource: Resource
-    public var unit: ResourceUnit
-    public var soft: Double
-    public var hard: Double
-    public var statistics: SeriesStatistics
-    public var pattern: UsagePattern
-    public var confidence: Double
-    public var secondsOverSoft: Double
-    public var secondsOverHard: Double
-    /// Where the figures come from: the in-memory samples or the minute history.
-    public var source: String
-    /// At most ~240 points for a chart (the peak of each stretch).
-    public var points: [ReportPoint]
-}
-
-public struct ReportPoint: Codable, Equatable, Sendable {
-    public var at: Timestamp
-    public var value: Double
-}
-
-public struct ReportEvent: Codable, Equatable, Sendable {
-    public var at: Timestamp
-    public var resource: Resource
-    public var action: EnforcementAction
-    public var succeeded: Bool
-
-    public init(at: Timestamp, resource: Resource, action: EnforcementAction, succeeded: Bool) {
-        self.at = at
-        self.resource = resource
-        self.action = action
-        self.succeeded = succeeded
-    }
-}
 
 extension Engine {
     /// Samples kept per resource: the analytics window at the sampling interval.
@@ -75,7 +22,7 @@ extension Engine {
     /// storms do not shorten the window), into the minute being folded, and
     /// the kernel's hard-limit counters of memory and processes (counted per
     /// minute, bounded whatever the rate).
-    func remember(_ readings: [UsageReading], of agent: inout Managed, at now: Timestamp) {
+    func remember(_ readings: [UsageReading], of agent: inout ManagedAgent, at now: Timestamp) {
         let spacing = Int64(configuration.intervals.sampling.seconds * 900)  // 90% of the interval, in ms
         let limits = agent.record.limits
         if agent.rings.keys.contains(where: { limits[$0] == nil }) {
@@ -128,7 +75,7 @@ extension Engine {
         if now >= due {
             nextAnalytics = now + configuration.intervals.analytics
             let job = analyticsJob(at: now)
-            background.async { _ = job.run() }
+            writer.later { _ = job.run() }
         }
     }
 
@@ -139,8 +86,8 @@ extension Engine {
         guard !pendingMinutes.isEmpty else { return }
         let minutes = pendingMinutes
         pendingMinutes.removeAll()
-        let store = backingStore  // minutes never wait for the steps' commits
-        let hub = hub
+        let store = writer.store  // minutes never wait for the steps' commits
+        let events = events
         let pruneBefore = now + (Duration.zero - configuration.intervals.historyRetention)
         // Small transactions: the engine's commits wait for SQLite's write
         // lock while one runs (a minute of 200 agents is 600 rows).
@@ -149,14 +96,11 @@ extension Engine {
         }
         for (index, chunk) in chunks.enumerated() {
             let last = index == chunks.count - 1
-            background.async {
+            writer.later {
                 do {
                     try store.record(minutes: chunk, pruneBefore: last ? pruneBefore : nil)
                 } catch {
-                    hub.publish(
-                        CorralEvent(
-                            at: now, kind: .daemon, agent: nil, message: "could not store \(chunk.count) minutes of usage history: \(error)"
-                        ))
+                    events.publish(.daemon, agent: nil, EventText.minutesNotStored(chunk.count, error))
                 }
             }
         }
@@ -166,10 +110,9 @@ extension Engine {
     /// minutes and waits until everything handed to the background queue is
     /// done (graceful stop, before the store closes; tests).
     public func settle() async {
-        committer.drain()
+        writer.drain()
         storePendingMinutes(at: clock())
-        let background = background
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in background.async { done.resume() } }
+        await writer.settle()
     }
 
     /// Classifies every live agent's usage over the analytics window and
@@ -179,17 +122,16 @@ extension Engine {
     @discardableResult
     public func runAnalytics() async -> [Recommendation] {
         let job = analyticsJob(at: clock())
-        let background = background
+        let writer = writer
         return await withCheckedContinuation { (done: CheckedContinuation<[Recommendation], Never>) in
-            background.async { done.resume(returning: job.run()) }
+            writer.later { done.resume(returning: job.run()) }
         }
     }
 
     /// What the analysis needs, taken from the live agents at `now`.
     func analyticsJob(at now: Timestamp) -> AnalyticsJob {
         var agents: [AnalyticsJob.Agent] = []
-        for id in self.agents.keys.sorted() {
-            guard let agent = self.agents[id], agent.record.state.isLive else { continue }
+        for (id, agent) in registry.live {
             agents.append(
                 AnalyticsJob.Agent(
                     id: id, group: agent.record.group, limits: agent.record.limits,
@@ -198,7 +140,7 @@ extension Engine {
         return AnalyticsJob(
             agents: agents, groups: configuration.groups.values.sorted { $0.name < $1.name },
             interval: configuration.intervals.sampling, since: now + (Duration.zero - configuration.intervals.analyticsWindow),
-            now: now, store: backingStore, hub: hub)
+            now: now, store: writer.store, events: events)
     }
 
     /// The stored recommendations of `agent` (of every agent when nil). Only
@@ -206,6 +148,7 @@ extension Engine {
     /// a removed agent's are not shown even if a run racing the removal
     /// stored some.
     public func recommendations(agent: String?) throws -> [Recommendation] {
+        let store = writer.settled
         let known = Set(try store.agents().map(\.id))
         if let agent, !known.contains(agent) { throw Self.noSuchAgent(agent) }
         return try store.recommendations(agent: agent).filter { known.contains($0.agent) }
@@ -219,9 +162,9 @@ extension Engine {
     /// Applies `agent`'s recommendation for `resource` (an increase or a
     /// decrease) as a quota override, through the normal path.
     public func applyRecommendation(agent id: String, resource: Resource) throws -> AgentRecord {
-        let agent = try live(id)
+        let agent = try registry.live(id)
         guard
-            let recommendation = try store.recommendations(agent: id).first(where: {
+            let recommendation = try writer.settled.recommendations(agent: id).first(where: {
                 $0.resource == resource && ($0.kind == .increaseQuota || $0.kind == .decreaseQuota)
             }), let suggested = recommendation.suggested
         else {
@@ -238,9 +181,10 @@ extension Engine {
     public func report(agent filter: String?, since: Timestamp) throws -> UsageReport {
         let now = clock()
         var reports: [AgentReport] = []
+        let store = writer.settled
         let records = try store.agents()
         for record in records where filter == nil || record.id == filter {
-            let managed = agents[record.id]
+            let managed = registry[record.id]
             guard managed != nil || filter != nil || record.state.isLive else { continue }
             var resources: [ResourceReport] = []
             let minutes = try store.usageMinutes(agent: record.id, since: since)
@@ -312,7 +256,7 @@ struct AnalyticsJob: Sendable {
     var since: Timestamp
     var now: Timestamp
     var store: any EngineStore
-    var hub: EventHub
+    var events: EventPublisher
 
     /// Classifies, recommends, stores each agent's recommendations (replacing
     /// only its own) and publishes them. Returns them all.
@@ -329,16 +273,10 @@ struct AnalyticsJob: Sendable {
             do {
                 try store.replaceRecommendations(agent: agent.id, with: recommendations)
             } catch {
-                hub.publish(
-                    CorralEvent(
-                        at: now, kind: .daemon, agent: agent.id, message: "could not store the recommendations of \(agent.id): \(error)"))
+                events.publish(.daemon, agent: agent.id, EventText.recommendationsNotStored(agent.id, error))
             }
             if !recommendations.isEmpty {
-                hub.publish(
-                    CorralEvent(
-                        at: now, kind: .recommendation, agent: agent.id,
-                        message: "recommendations for \(agent.id): "
-                            + recommendations.map { "\($0.kind.rawValue) \($0.resource.rawValue)" }.joined(separator: ", ")))
+                events.publish(.recommendation, agent: agent.id, EventText.recommendations(agent.id, recommendations))
             }
             all += recommendations
         }

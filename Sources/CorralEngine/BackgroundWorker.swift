@@ -1,3 +1,5 @@
+import CorralThreads
+
 /// A thread that runs jobs one at a time, in order: the engine's store work
 /// that need not hold it up — usage minutes, analysis, recommendations.
 ///
@@ -6,10 +8,10 @@
 /// commit wait (measured: a nice-10 worker's 420 ms flush held up a commit
 /// for 330 ms). Jobs keep their transactions short instead.
 final class BackgroundWorker: Sendable {
-    private let thread: BatchingThread<@Sendable () -> Void>
+    private let thread: WorkerThread<@Sendable () -> Void>
 
     init(name: String) {
-        thread = BatchingThread(name: name) { jobs in
+        thread = WorkerThread(name: name) { jobs in
             for job in jobs { job() }
         }
     }

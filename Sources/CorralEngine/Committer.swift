@@ -1,4 +1,5 @@
 public import CorralCore
+import CorralThreads
 
 /// What one step of the engine stores together: its records, its degradation
 /// plans, the agent's ladder and the agent (nil: unchanged).
@@ -34,10 +35,10 @@ final class Committer: Sendable {
         var done: @Sendable (Result<[EnforcementRecord], any Error>) -> Void
     }
 
-    private let thread: BatchingThread<Pending>
+    private let thread: WorkerThread<Pending>
 
     init(store: any EngineStore) {
-        thread = BatchingThread(name: "corral-commit") { batch in Self.commit(batch, to: store) }
+        thread = WorkerThread(name: "corral-commit") { batch in Self.commit(batch, to: store) }
     }
 
     private static func commit(_ batch: [Pending], to store: any EngineStore) {

@@ -1,4 +1,5 @@
-public import CorralCore
+import CorralAPI
+import CorralCore
 import CorralEngine
 public import Hummingbird
 import NIOCore
@@ -8,22 +9,6 @@ import NIOCore
 #else
     import Foundation
 #endif
-
-/// JSON the way the whole API speaks it: snake_case keys, sorted, times as ISO 8601 strings.
-enum APIJSON {
-    static var encoder: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }
-
-    static var decoder: JSONDecoder {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return decoder
-    }
-}
 
 /// An error response: `{"error": {"code": "...", "message": "..."}}`.
 public struct APIError: Error, Sendable {
@@ -37,16 +22,8 @@ public struct APIError: Error, Sendable {
         self.message = message
     }
 
-    struct Body: Encodable {
-        struct Detail: Encodable {
-            var code: String
-            var message: String
-        }
-        var error: Detail
-    }
-
     func response() -> Response {
-        jsonResponse(Body(error: .init(code: code, message: message)), status: status)
+        jsonResponse(ErrorBody(code: code, message: message), status: status)
     }
 
     static func from(_ error: EngineError) -> APIError {
@@ -106,7 +83,14 @@ extension String {
 }
 
 func jsonResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
-    let data = (try? APIJSON.encoder.encode(value)) ?? Data("{}".utf8)
+    let data: Data
+    do {
+        data = try APIJSON.encoder.encode(value)
+    } catch {
+        // A value JSON cannot hold (a non-finite number): said, not sent as an empty success.
+        let body = ErrorBody(code: "failed", message: "the response could not be encoded as JSON: \(error)")
+        return jsonResponse(body, status: .internalServerError)
+    }
     var buffer = ByteBuffer()
     buffer.writeBytes(data)
     buffer.writeString("\n")
@@ -165,86 +149,4 @@ func checkAmounts(limits: [Resource: LimitOverride]? = nil, totals: [Resource: D
             .unprocessableContent, "invalid",
             "totals.processes \(Int64(processes)) is above the kernel's maximum of \(Int64(SystemLimits.maximumProcesses)) (PID_MAX_LIMIT)")
     }
-}
-
-// MARK: Request bodies
-
-/// `POST /v1/agents/register`: a cgroup for a process the caller starts itself.
-public struct RegisterRequest: Codable, Sendable {
-    public var id: String?
-    public var group: String?
-    public var command: [String]
-    public var limits: [Resource: LimitOverride]?
-}
-
-public struct AdoptRequest: Codable, Sendable {
-    public var pid: Int32
-    public var id: String?
-    public var group: String?
-}
-
-public struct AttachRequest: Codable, Sendable {
-    public var pid: Int32
-}
-
-public struct FinishedRequest: Codable, Sendable {
-    public var exitStatus: Int32?
-    public var reason: String?
-}
-
-public struct LimitsRequest: Codable, Sendable {
-    public var limits: [Resource: LimitOverride]
-}
-
-public struct GroupUpdateRequest: Codable, Sendable {
-    public var limits: [Resource: LimitOverride]?
-    public var totals: [Resource: Double]?
-}
-
-public struct UsageRequest: Codable, Sendable {
-    public var usage: [Resource: Double]
-}
-
-// MARK: Response bodies
-
-struct AgentList: Encodable {
-    var agents: [AgentRecord]
-}
-
-struct GroupList: Encodable {
-    var groups: [QuotaGroup]
-}
-
-struct HistoryList: Encodable {
-    var records: [EnforcementRecord]
-}
-
-struct RecommendationList: Encodable {
-    var recommendations: [Recommendation]
-}
-
-public struct ApplyRequest: Codable, Sendable {
-    public var resource: Resource
-}
-
-struct DegradationList: Encodable {
-    var plans: [DegradationPlan]
-}
-
-struct EventList: Encodable {
-    var events: [CorralEvent]
-}
-
-struct ComplianceReport: Encodable {
-    var agent: String
-    var compliant: Bool
-    var violations: [Violation]
-}
-
-struct Health: Encodable {
-    var status: String
-    var version: String
-    var agents: Int
-    var cgroupRoot: String
-    var socket: String
 }

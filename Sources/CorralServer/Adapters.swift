@@ -1,3 +1,4 @@
+import CorralAPI
 import CorralCgroup
 public import CorralCore
 public import CorralEngine

@@ -38,10 +38,16 @@ public struct CorralRequestContext: RequestContext {
     /// The peer's credentials; nil when the transport is not a Unix socket.
     func peerCredentials() async -> PeerCredentials? {
         guard let provider = channel as? any SocketOptionProvider else { return nil }
-        let value: corral_ucred? = try? await provider.unsafeGetSocketOption(
-            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(corral_so_peercred())
-        ).get()
-        return value.map { PeerCredentials(pid: $0.pid, uid: $0.uid, gid: $0.gid) }
+        do {
+            let value: corral_ucred = try await provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(corral_so_peercred())
+            ).get()
+            return PeerCredentials(pid: value.pid, uid: value.uid, gid: value.gid)
+        } catch {
+            // Unknown credentials are nobody's: the caller gets 403, and the log says why.
+            logger.warning("cannot read the caller's SO_PEERCRED; treating it as anonymous", metadata: ["error": "\(error)"])
+            return nil
+        }
     }
 }
 

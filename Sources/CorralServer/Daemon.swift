@@ -175,19 +175,18 @@ public enum Daemon {
                 "agents.ended": "\(reconciliation.ended.count)", "cgroups.removed": "\(reconciliation.removedOrphans.count)",
             ])
 
-        let signals = SignalQueue()
+        let loop = EngineLoop(engine: engine)
+        let queue = loop.queue
         let watcher: CgroupWatcher
         do {
             watcher = try CgroupWatcher(
                 filesystem: tree.fs, configuration: CgroupWatcher.Configuration(samplingInterval: configuration.intervals.sampling),
                 clock: Engine.wallClock
-            ) { event in
-                if let signal = WatcherBridge.signal(event) { signals.push(signal) }
-            }
+            ) { event in queue.push(event) }
         } catch {
             throw DaemonError("cannot start the watcher: \(error.description)")
         }
-        await engine.attach(watcher: WatcherBridge(watcher: watcher, deliver: { signals.push($0) }))
+        await engine.connect(WatcherBridge(watcher: watcher, deliver: { queue.push($0) }))
 
         // The socket: a fresh file, mode 0666. Anyone may connect because every
         // request is authorized from SO_PEERCRED (AccessPolicy): agents, which may
@@ -218,7 +217,7 @@ public enum Daemon {
             version: options.version, socketPath: options.socketPath, cgroupRoot: location.rootPath, policy: policy)
         let router = buildRouter(engine: engine, settings: settings)
         let socketPath = options.socketPath
-        var app = Application(
+        let app = Application(
             router: router, configuration: ApplicationConfiguration(address: .unixDomainSocket(path: socketPath), serverName: "corral"),
             onServerRunning: { _ in
                 if chmod(socketPath, 0o666) != 0 {
@@ -229,51 +228,79 @@ public enum Daemon {
                 let status = Systemd.notify("READY=1\nSTATUS=managing agents; API on \(socketPath)")
                 logger.info("ready", metadata: ["socket": "\(socketPath)", "sd_notify": "\(status)"])
             }, logger: logger)
-        app.addServices(
-            EngineService(engine: engine, watcher: watcher, signals: signals, logger: logger),
-            ReloadService(engine: engine, configPath: options.configPath, logger: logger, groupNames: groupNames),
-            WatchdogService(logger: logger))
-        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
-        // Finished minutes of usage and a running analysis reach the store first.
-        await engine.settle()
-        engine.hub.finishAll()
-        try? store.close()
+        // Started together; on SIGTERM/SIGINT stopped in reverse order: the
+        // API first, then the engine (what is queued is handled, every step
+        // stored), the watcher, and last the store.
+        let services = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: StoreService(store: store, engine: engine, hub: engine.hub, logger: logger)),
+                    .init(service: WatcherService(watcher: watcher)),
+                    .init(service: EngineService(loop: loop, logger: logger)),
+                    .init(service: ReloadService(engine: engine, configPath: options.configPath, logger: logger, groupNames: groupNames)),
+                    .init(service: WatchdogService(logger: logger)),
+                    .init(service: app),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await services.run()
         unlink(socketPath)
         Systemd.notify("STOPPING=1")
         logger.info("stopped; agents keep running")
     }
 }
 
-/// Feeds watcher signals to the engine (most urgent first, see SignalQueue) and runs its timers.
+/// Runs the engine's loop (`EngineLoop`); a graceful shutdown lets it handle
+/// what is queued and stop.
 struct EngineService: Service {
-    let engine: Engine
-    let watcher: CgroupWatcher
-    let signals: SignalQueue
+    let loop: EngineLoop
     let logger: Logger
 
     func run() async throws {
-        watcher.start()
-        let engine = engine
-        let signals = signals
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    while let signal = await signals.next() { await engine.handle(signal) }
-                }
-                group.addTask {
-                    while !Task.isCancelled {
-                        await engine.tick()
-                        try? await Task.sleep(for: .milliseconds(200))
-                    }
-                }
-                await group.next()
-                group.cancelAll()
-            }
-        } onGracefulShutdown: { [signals, watcher] in
-            watcher.stop()
-            signals.finish()
+            await loop.run()
+        } onGracefulShutdown: { [loop] in
+            loop.stop()
         }
         logger.info("engine stopped")
+    }
+}
+
+/// The cgroup watcher's thread: started with the daemon, stopped after the engine.
+struct WatcherService: Service {
+    let watcher: CgroupWatcher
+
+    func run() async throws {
+        watcher.start()
+        await Self.untilShutdown()
+        watcher.stop()
+    }
+}
+
+extension WatcherService {
+    /// Waits for the graceful shutdown; a cancelled wait (the group is
+    /// going down all the same) ends it too.
+    static func untilShutdown() async {
+        do { try await gracefulShutdown() } catch {}
+    }
+}
+
+/// The store: closed last, once the engine has stored its finished usage
+/// minutes and everything queued (`Engine.settle`).
+struct StoreService: Service {
+    let store: CorralStore
+    let engine: Engine
+    let hub: EventHub
+    let logger: Logger
+
+    func run() async throws {
+        await WatcherService.untilShutdown()
+        await engine.settle()
+        hub.finishAll()
+        do {
+            try store.close()
+        } catch {
+            logger.error("the store did not close cleanly; SQLite recovers it at the next start", metadata: ["error": "\(error)"])
+        }
     }
 }
 

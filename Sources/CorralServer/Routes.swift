@@ -1,3 +1,4 @@
+import CorralAPI
 import CorralCore
 public import CorralEngine
 public import Hummingbird
@@ -156,7 +157,7 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
     }
     v1.post("agents/:id/kill") { _, context in
         let id = try agentID(context)
-        return jsonResponse(try await engineCall { try await engine.kill(id) })
+        return jsonResponse(try await engineCall { try await engine.kill(agent: id) })
     }
     v1.put("agents/:id/limits") { request, context in
         let id = try agentID(context)
@@ -249,8 +250,13 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
             var buffer = ByteBuffer(string: ": corral events\(agent.map { " for \($0)" } ?? "")\n\n")
             try await writer.write(buffer)
             for await event in stream {
-                let json = (try? encoder.encode(event)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-                buffer = ByteBuffer(string: "id: \(event.sequence)\nevent: \(event.kind.rawValue)\ndata: \(json)\n\n")
+                do {
+                    let json = String(decoding: try encoder.encode(event), as: UTF8.self)
+                    buffer = ByteBuffer(string: "id: \(event.sequence)\nevent: \(event.kind.rawValue)\ndata: \(json)\n\n")
+                } catch {
+                    // A comment line: clients skip it, and whoever reads the raw stream sees why an event is missing.
+                    buffer = ByteBuffer(string: ": event \(event.sequence) (\(event.kind.rawValue)) could not be encoded: \(error)\n\n")
+                }
                 try await writer.write(buffer)
             }
             try await writer.finish(nil)

@@ -1,5 +1,4 @@
-internal import CCorralLinux
-internal import Foundation
+internal import CorralThreads
 internal import GRDB
 import Synchronization
 
@@ -24,16 +23,18 @@ final class Checkpointer: Sendable {
         var walFrames = 0
         var checkpointedFrames = 0
         var lastError: String?
-        var stopped = false
-        var requested = 0
-        var served = 0
+    }
+
+    private final class Shared: Sendable {
+        let progress = Mutex(Progress())
+        let closed = Mutex(false)
     }
 
     private let connection: DatabaseQueue
-    private let interval: Duration
-    private let condition = NSCondition()
-    private let state = Mutex(Progress())
-    private let finished = Mutex(false)
+    private let shared = Shared()
+    /// Runs a round every `interval`, and at once when one is asked for.
+    /// Bookkeeping: at nice 10, never ahead of the watcher or the engine for the CPU.
+    private let thread: WorkerThread<Void>
 
     init(path: String, interval: Duration) throws {
         var configuration = Configuration()
@@ -41,56 +42,13 @@ final class Checkpointer: Sendable {
         // A connection that only checkpoints: nothing here waits on a lock.
         configuration.busyMode = .immediateError
         configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
-        connection = try DatabaseQueue(path: path, configuration: configuration)
-        self.interval = interval
-        let thread = Thread { [self] in
-            _ = corral_block_async_signals()
-            loop()
-        }
-        thread.name = "corral-checkpoint"
-        thread.start()
-    }
-
-    var progress: Progress { state.withLock { $0 } }
-
-    /// Runs one round now and returns when it is done (tests).
-    func checkpointNow() {
-        condition.lock()
-        let mine = state.withLock { state in
-            state.requested += 1
-            return state.requested
-        }
-        condition.signal()
-        condition.unlock()
-        while state.withLock({ !$0.stopped && $0.served < mine }) { usleep(1000) }
-    }
-
-    /// Stops the thread (after its current round) and closes its connection.
-    func stop() {
-        condition.lock()
-        state.withLock { $0.stopped = true }
-        condition.signal()
-        condition.unlock()
-        while !finished.withLock({ $0 }) { usleep(1000) }
-        try? connection.close()
-    }
-
-    private func loop() {
-        // Bookkeeping: never ahead of the watcher or the engine for the CPU.
-        _ = corral_set_thread_nice(10)
-        _ = corral_set_thread_name("corral-ckpt")
-        let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
-        while true {
-            condition.lock()
-            let deadline = Date(timeIntervalSinceNow: seconds)
-            while state.withLock({ !$0.stopped && $0.requested == $0.served }), condition.wait(until: deadline) {}
-            let serving = state.withLock { $0.requested }
-            condition.unlock()
-            if state.withLock({ $0.stopped }) { break }
+        let connection = try DatabaseQueue(path: path, configuration: configuration)
+        let shared = shared
+        self.connection = connection
+        thread = WorkerThread(name: "corral-ckpt", nice: 10, interval: interval) { _ in
             let result = Result { try connection.inDatabase { db in try db.checkpoint(.passive) } }
-            state.withLock { progress in
+            shared.progress.withLock { progress in
                 progress.rounds += 1
-                progress.served = serving
                 switch result {
                 case .success(let frames):
                     progress.walFrames = frames.walFrameCount
@@ -101,6 +59,26 @@ final class Checkpointer: Sendable {
                 }
             }
         }
-        finished.withLock { $0 = true }
+    }
+
+    var progress: Progress { shared.progress.withLock { $0 } }
+
+    /// Runs one round now and returns when it is done (tests).
+    func checkpointNow() {
+        thread.enqueue(())
+        thread.drain()
+    }
+
+    /// Stops the thread (after its current round) and closes its connection
+    /// (once: later calls do nothing).
+    func stop() throws {
+        thread.stopAndWait()
+        guard
+            shared.closed.withLock({ closed in
+                defer { closed = true }
+                return !closed
+            })
+        else { return }
+        try connection.close()
     }
 }

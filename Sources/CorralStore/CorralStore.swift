@@ -89,7 +89,10 @@ public final class CorralStore: Sendable {
         self.checkpointer = checkpointer
     }
 
-    deinit { checkpointer?.stop() }
+    deinit {
+        // Nothing is left to tell: the connection goes with the object anyway.
+        do { try checkpointer?.stop() } catch {}
+    }
 
     private static func configuration(path: String) -> Configuration {
         var configuration = Configuration()
@@ -107,8 +110,9 @@ public final class CorralStore: Sendable {
     /// `StoreError.Code.closed`. Dropping the last reference closes too.
     public func close() throws {
         defer { lock?.release() }
-        checkpointer?.stop()
+        let checkpointerStopped = Result { try checkpointer?.stop() }
         try perform("closing") { try database.close() }
+        try perform("closing the checkpoint connection") { try checkpointerStopped.get() }
     }
 
     /// Copies the WAL into the database file now, on the checkpoint thread,

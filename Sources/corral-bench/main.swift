@@ -18,6 +18,7 @@ import CorralRuntime
 import CorralServer
 import CorralStore
 import CorralTestSupport
+import CorralThreads
 import CorralWatcher
 import Foundation
 import Synchronization
@@ -71,7 +72,30 @@ func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 1
     let handed = Mutex<[String: ContinuousClock.Instant]>([:])
     let timeline = Mutex<[String: [String]]>([:])
     let origin = ContinuousClock.now
-    let signals = SignalQueue()
+    // When the loop took each agent's first crossing observation off the queue.
+    let dequeued = Mutex<[String: ContinuousClock.Instant]>([:])
+    // The daemon's loop (EngineLoop), with its timers (reaping, delayed
+    // ladder steps, usage minutes into SQLite, periodic analytics), timed.
+    let loop = EngineLoop(
+        engine: engine,
+        instruments: EngineLoop.Instruments(
+            handled: { event, start, done in
+                if case .observation(let observation) = event, let agent = observation.subject.agent,
+                    observation.readings.contains(where: { $0.resource == .memory && $0.hitSoft })
+                {
+                    dequeued.withLock { if $0[agent] == nil { $0[agent] = start } }
+                }
+                let kind =
+                    switch event {
+                    case .observation: "(engine.handle)"
+                    case .emptied: "(engine.handle emptied)"
+                    case .vanished: "(engine.handle vanished)"
+                    case .unreadable: "(engine.handle unreadable)"
+                    }
+                timed.note(kind, from: start, to: done)
+            },
+            ticked: { start, done in timed.note("(engine.tick)", from: start, to: done) }))
+    let queue = loop.queue
     let watcher = try CgroupWatcher(filesystem: fs, configuration: .init(samplingInterval: .seconds(1))) { event in
         if case .observation(let observation) = event, let agent = observation.subject.agent,
             let memory = observation.reading(.memory), memory.usage > 8 * 1_048_576 || memory.hitSoft
@@ -86,38 +110,11 @@ func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 1
             seen.withLock { if $0[agent] == nil { $0[agent] = observation.seenAt } }
             handed.withLock { if $0[agent] == nil { $0[agent] = handedAt } }
         }
-        if let signal = WatcherBridge.signal(event) { signals.push(signal) }
+        queue.push(event)
     }
-    await engine.attach(watcher: WatcherBridge(watcher: watcher, deliver: { signals.push($0) }))
+    await engine.connect(WatcherBridge(watcher: watcher, deliver: { queue.push($0) }))
     watcher.start()
-    // When the pump took each agent's first crossing observation off the stream.
-    let dequeued = Mutex<[String: ContinuousClock.Instant]>([:])
-    let pump = Task {
-        while let signal = await signals.next() {
-            let start = ContinuousClock.now
-            if case .observed(let observation) = signal, observation.readings.contains(where: { $0.resource == .memory && $0.hitSoft }) {
-                dequeued.withLock { if $0[observation.agent] == nil { $0[observation.agent] = start } }
-            }
-            await engine.handle(signal)
-            let kind =
-                switch signal {
-                case .observed: "(engine.handle)"
-                case .emptied: "(engine.handle emptied)"
-                case .vanished: "(engine.handle vanished)"
-                }
-            timed.note(kind, from: start)
-        }
-    }
-    // The daemon's timers, as EngineService runs them (reaping, delayed
-    // ladder steps, usage minutes into SQLite, periodic analytics).
-    let ticker = Task {
-        while !Task.isCancelled {
-            let start = ContinuousClock.now
-            await engine.tick()
-            timed.note("(engine.tick)", from: start)
-            try? await Task.sleep(for: .milliseconds(200))
-        }
-    }
+    let pump = Task { await loop.run() }
 
     // Recorded actions: when the transaction holding the warning returned
     // (timed.committed), and when a subscriber of the event stream got the
@@ -144,7 +141,7 @@ func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 1
     // On a thread of its own, as a separate daemon would be: its blocking
     // reads must not occupy the Swift task pool the engine runs on.
     let pollerStop = Mutex(false)
-    let poller = Thread {
+    OSThread.start(name: "bench-poller") {
         while !pollerStop.withLock({ $0 }) {
             for name in names where polled.withLock({ $0[name] == nil }) {
                 let leaf = tree.agentPath(group: "standard_agent", agent: name)
@@ -156,7 +153,6 @@ func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 1
             usleep(1_000_000)
         }
     }
-    poller.start()
 
     var overrides: [Resource: LimitOverride] = [:]
     overrides[.memory] = LimitOverride(soft: 8 * 1_048_576, hard: 256 * 1_048_576)
@@ -293,12 +289,11 @@ func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 1
         waitpid(pid, &status, 0)
     }
     try await Task.sleep(for: .seconds(1))
-    for name in allNames { await engine.handle(.emptied(agent: name)) }
+    for name in allNames { await engine.handle(.emptied(.agent(name), at: Timestamp.now())) }
     watcher.stop()
-    signals.finish()
+    loop.stop()
     engine.hub.finishAll()
     pump.cancel()
-    ticker.cancel()
     listener.cancel()
     try await Task.sleep(for: .seconds(2))
     for name in allNames { try? tree.remove(tree.agentPath(group: "standard_agent", agent: name)) }
@@ -387,8 +382,8 @@ final class TimedStore: EngineStore {
     /// Calls over 20 ms: (start, name, duration), for CORRAL_BENCH_VERBOSE.
     let slow = Mutex<[(ContinuousClock.Instant, String, Duration)]>([])
 
-    func note(_ name: String, from start: ContinuousClock.Instant) {
-        let elapsed = ContinuousClock.now - start
+    func note(_ name: String, from start: ContinuousClock.Instant, to end: ContinuousClock.Instant = .now) {
+        let elapsed = end - start
         durations.withLock { $0[name, default: []].append(elapsed) }
         if elapsed > .milliseconds(20) { slow.withLock { $0.append((start, name, elapsed)) } }
     }

@@ -1,7 +1,7 @@
 import ArgumentParser
+import CorralAPI
 import CorralClient
 import CorralCore
-import CorralEngine
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -36,11 +36,9 @@ struct RecommendCommand: ParsableCommand {
     }
 
     func run() throws {
-        struct Body: Decodable { var recommendations: [Recommendation] }
-        if let apply, let agent {
-            struct Request: Encodable { var resource: String }
+        if let apply, let agent, let resource = Resource(rawValue: apply) {
             let record = try options.call(
-                "POST", "/v1/agents/\(agent)/recommendations/apply", body: Request(resource: apply), as: AgentRecord.self)
+                "POST", "/v1/agents/\(agent)/recommendations/apply", body: ApplyRequest(resource: resource), as: AgentRecord.self)
             if options.json { return try printJSON(record) }
             let limit = record.limits[Resource(rawValue: apply)!]
             writeOut(
@@ -48,15 +46,17 @@ struct RecommendCommand: ParsableCommand {
             )
             return
         }
-        let ran = runNow ? try options.call("POST", "/v1/analytics/run", as: Body.self).recommendations : nil
+        let ran = runNow ? try options.call("POST", "/v1/analytics/run", as: RecommendationList.self).recommendations : nil
         let recommendations: [Recommendation]
         if let ran, agent == nil {
             recommendations = ran
         } else {
             // One agent's are asked for by name even after a run: the daemon answers 404 for an agent it does not
             // know, where the run's list would just have none for it.
-            recommendations = try options.call("GET", "/v1/recommendations" + (agent.map { "?agent=\($0)" } ?? ""), as: Body.self)
-                .recommendations
+            recommendations = try options.call(
+                "GET", "/v1/recommendations" + (agent.map { "?agent=\($0)" } ?? ""), as: RecommendationList.self
+            )
+            .recommendations
         }
         if options.json { return try printJSON(recommendations) }
         if recommendations.isEmpty {
@@ -108,7 +108,7 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         guard case .success(let window) = Quantity.parseDuration(since) else { return }
-        var query = ["since=\(queryValue((Engine.wallClock() + (Duration.zero - window)).iso8601))"]
+        var query = ["since=\(queryValue((Timestamp.now() + (Duration.zero - window)).iso8601))"]
         if let agent { query.append("agent=\(agent)") }
         let report = try options.call("GET", "/v1/report?" + query.joined(separator: "&"), as: UsageReport.self)
         let text: String

@@ -1,7 +1,8 @@
 import ArgumentParser
+import CorralAPI
 import CorralClient
 import CorralCore
-import CorralEngine
+import CorralThreads
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -74,7 +75,7 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
 }
 
 func age(since: Timestamp, until end: Timestamp? = nil) -> String {
-    let seconds = Double(((end ?? Engine.wallClock()) - since).microseconds) / 1e6
+    let seconds = Double(((end ?? Timestamp.now()) - since).microseconds) / 1e6
     if seconds < 120 { return "\(Int(seconds))s" }
     if seconds < 7200 { return "\(Int(seconds / 60))m" }
     if seconds < 172_800 { return "\(Int(seconds / 3600))h" }
@@ -103,8 +104,7 @@ struct AgentsCommand: ParsableCommand {
         @Flag(name: .long, help: "Include agents that have ended.") var all = false
 
         func run() throws {
-            struct Body: Decodable { var agents: [AgentRecord] }
-            let agents = try options.call("GET", "/v1/agents?state=\(all ? "all" : "live")", as: Body.self).agents
+            let agents = try options.call("GET", "/v1/agents?state=\(all ? "all" : "live")", as: AgentList.self).agents
             if options.json { return try printJSON(agents) }
             let rows = agents.map { agent in
                 [
@@ -226,12 +226,8 @@ struct AgentsCommand: ParsableCommand {
         @Option(name: .long, help: "Quota group.") var group: String?
 
         func run() throws {
-            struct Body: Encodable {
-                var pid: Int32
-                var id: String?
-                var group: String?
-            }
-            let agent = try options.call("POST", "/v1/agents/adopt", body: Body(pid: pid, id: name, group: group), as: AgentRecord.self)
+            let agent = try options.call(
+                "POST", "/v1/agents/adopt", body: AdoptRequest(pid: pid, id: name, group: group), as: AgentRecord.self)
             if options.json { return try printJSON(agent) }
             writeOut("adopted pid \(pid) as \(agent.id) in \(agent.group)\n")
         }
@@ -303,8 +299,8 @@ struct AgentsCommand: ParsableCommand {
         }
 
         func run() throws {
-            struct Body: Encodable { var limits: [Resource: LimitOverride] }
-            let agent = try options.call("PUT", "/v1/agents/\(id)/limits", body: Body(limits: try limits.overrides()), as: AgentRecord.self)
+            let agent = try options.call(
+                "PUT", "/v1/agents/\(id)/limits", body: LimitsRequest(limits: try limits.overrides()), as: AgentRecord.self)
             if options.json { return try printJSON(agent) }
             writeOut("limits of \(id) updated\n")
         }
@@ -373,8 +369,7 @@ struct GroupsCommand: ParsableCommand {
         @OptionGroup var options: ClientOptions
 
         func run() throws {
-            struct Body: Decodable { var groups: [QuotaGroup] }
-            let groups = try options.call("GET", "/v1/groups", as: Body.self).groups
+            let groups = try options.call("GET", "/v1/groups", as: GroupList.self).groups
             if options.json { return try printJSON(groups) }
             let rows = groups.map { group in
                 [group.name]
@@ -450,12 +445,9 @@ struct GroupsCommand: ParsableCommand {
         }
 
         func run() throws {
-            struct Body: Encodable {
-                var limits: [Resource: LimitOverride]
-                var totals: [Resource: Double]
-            }
             let group = try options.call(
-                "PATCH", "/v1/groups/\(name)", body: Body(limits: try limits.overrides(), totals: try totals()), as: QuotaGroup.self)
+                "PATCH", "/v1/groups/\(name)", body: GroupUpdateRequest(limits: try limits.overrides(), totals: try totals()),
+                as: QuotaGroup.self)
             if options.json { return try printJSON(group) }
             writeOut("group \(group.name) updated\n")
         }
@@ -479,13 +471,12 @@ struct EventsCommand: ParsableCommand {
     }
 
     func run() throws {
-        struct Body: Decodable { var events: [CorralEvent] }
         let query = agent.map { "?agent=\($0)" } ?? ""
-        let recent = try options.call("GET", "/v1/events/recent\(query)", as: Body.self).events
+        let recent = try options.call("GET", "/v1/events/recent\(query)", as: EventList.self).events
         for event in recent { writeOut(options.json ? (try encodeJSON(event, pretty: false)) : render(event)) }
         guard follow else { return }
         let stream = options.client.events(agent: agent, after: recent.last?.sequence ?? 0)
-        let done = DispatchSemaphoreLike()
+        let done = Latch()
         let json = options.json
         let renderer = self
         Task {
@@ -500,31 +491,6 @@ struct EventsCommand: ParsableCommand {
             done.signal()
         }
         done.wait()
-    }
-}
-
-/// Blocks the main thread until a task signals (the CLI is synchronous).
-final class DispatchSemaphoreLike: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
-    private var signalled = false
-
-    init() {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
-    }
-
-    func signal() {
-        pthread_mutex_lock(&mutex)
-        signalled = true
-        pthread_cond_signal(&condition)
-        pthread_mutex_unlock(&mutex)
-    }
-
-    func wait() {
-        pthread_mutex_lock(&mutex)
-        while !signalled { pthread_cond_wait(&condition, &mutex) }
-        pthread_mutex_unlock(&mutex)
     }
 }
 
@@ -549,10 +515,10 @@ struct HistoryCommand: ParsableCommand {
         var query = ["limit=\(limit)"]
         if let agent { query.append("agent=\(agent)") }
         if let since, case .success(let duration) = Quantity.parseDuration(since) {
-            query.append("since=\(queryValue((Engine.wallClock() + (Duration.zero - duration)).iso8601))")
+            query.append("since=\(queryValue((Timestamp.now() + (Duration.zero - duration)).iso8601))")
         }
-        struct Body: Decodable { var records: [EnforcementRecord] }
-        let records = try options.call("GET", "/v1/history?" + query.joined(separator: "&"), as: Body.self).records
+
+        let records = try options.call("GET", "/v1/history?" + query.joined(separator: "&"), as: HistoryList.self).records
         if options.json { return try printJSON(records) }
         let rows = records.map { record in
             [
@@ -582,8 +548,8 @@ struct DegradationCommand: ParsableCommand {
     func run() throws {
         var query = ["limit=\(limit)"]
         if let agent { query.append("agent=\(agent)") }
-        struct Body: Decodable { var plans: [DegradationPlan] }
-        let plans = try options.call("GET", "/v1/degradation?" + query.joined(separator: "&"), as: Body.self).plans
+
+        let plans = try options.call("GET", "/v1/degradation?" + query.joined(separator: "&"), as: DegradationList.self).plans
         if options.json { return try printJSON(plans) }
         let rows = plans.map { plan in
             [

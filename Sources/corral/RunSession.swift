@@ -1,9 +1,11 @@
 import ArgumentParser
+import CorralAPI
 import CorralCgroup
 import CorralClient
 import CorralCore
 import CorralEngine
 import CorralRuntime
+import CorralThreads
 import CorralWatcher
 import Synchronization
 
@@ -23,7 +25,7 @@ final class ResultBox<T>: @unchecked Sendable {
 
 func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
     let box = ResultBox<T>()
-    let done = DispatchSemaphoreLike()
+    let done = Latch()
     Task {
         do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
         done.signal()
@@ -54,17 +56,11 @@ struct DaemonRun {
     }
 
     func run(_ request: RunRequest, overrides: [Resource: LimitOverride], quiet: Bool) throws -> RunSummary {
-        struct Register: Encodable {
-            var id: String
-            var group: String
-            var command: [String]
-            var limits: [Resource: LimitOverride]
-        }
         let record: AgentRecord
         do {
             record = try client.call(
                 "POST", "/v1/agents/register",
-                body: Register(id: request.agent, group: request.group.name, command: request.command, limits: overrides),
+                body: RegisterRequest(id: request.agent, group: request.group.name, command: request.command, limits: overrides),
                 as: AgentRecord.self)
         } catch {
             if case .api(409, _, let message) = error { throw fail(message) }
@@ -99,23 +95,17 @@ struct DaemonRun {
         var summary: RunSummary
         do {
             summary = try AgentRunner(tree: tree).supervise(request, in: tree, leaf: leaf) { pid in
-                struct Attach: Encodable { var pid: Int32 }
-                _ = try? client.call("POST", "/v1/agents/\(record.id)/attach", body: Attach(pid: pid), as: AgentRecord.self)
+                _ = try? client.call("POST", "/v1/agents/\(record.id)/attach", body: AttachRequest(pid: pid), as: AgentRecord.self)
             }
         } catch {
             try? client.perform("DELETE", "/v1/agents/\(record.id)?force=true")
             throw fail(error.description, status: error.exitStatus)
         }
-        struct Finished: Encodable {
-            var exitStatus: Int32
-            var reason: String?
-        }
         _ = try? client.call(
             "POST", "/v1/agents/\(record.id)/finished",
-            body: Finished(exitStatus: summary.exitStatus, reason: summary.oomKilled ? "OOM-killed at its memory limit" : nil),
+            body: FinishedRequest(exitStatus: summary.exitStatus, reason: summary.oomKilled ? "OOM-killed at its memory limit" : nil),
             as: AgentRecord.self)
-        struct History: Decodable { var records: [EnforcementRecord] }
-        summary.enforcement = (try? client.call("GET", "/v1/agents/\(record.id)/history", as: History.self).records) ?? []
+        summary.enforcement = (try? client.call("GET", "/v1/agents/\(record.id)/history", as: HistoryList.self).records) ?? []
         summary.engine = "daemon"
         try? tree.remove(leaf)
         return summary
@@ -197,19 +187,19 @@ struct EmbeddedRun {
     }
 }
 
-/// The embedded engine of one `corral run`: engine, watcher and the loop
-/// that feeds one to the other.
+/// The embedded engine of one `corral run`: engine, watcher and the
+/// runtime loop (`EngineLoop`) that feeds one to the other.
 final class EmbeddedEngine: Sendable {
     let engine: Engine
     let watcher: CgroupWatcher
-    let signals: SignalQueue
-    let loop: Task<Void, Never>
+    let loop: EngineLoop
+    let tasks: Task<Void, Never>
 
-    private init(engine: Engine, watcher: CgroupWatcher, signals: SignalQueue, loop: Task<Void, Never>) {
+    private init(engine: Engine, watcher: CgroupWatcher, loop: EngineLoop, tasks: Task<Void, Never>) {
         self.engine = engine
         self.watcher = watcher
-        self.signals = signals
         self.loop = loop
+        self.tasks = tasks
     }
 
     /// Starts the engine for the agent in `leaf` and attaches the agent's
@@ -239,33 +229,26 @@ final class EmbeddedEngine: Sendable {
     ) async throws -> EmbeddedEngine {
         guard !gate.isAbandoned else { throw CancellationError() }
         let engine = Engine(configuration: configuration, tree: tree, store: MemoryStore())
-        let signals = SignalQueue()
+        let loop = EngineLoop(engine: engine)
+        let queue = loop.queue
         let watcher: CgroupWatcher
         do {
             watcher = try CgroupWatcher(
                 filesystem: tree.fs, configuration: CgroupWatcher.Configuration(samplingInterval: configuration.intervals.sampling),
                 clock: Engine.wallClock
-            ) { event in
-                if let signal = WatcherBridge.signal(event) { signals.push(signal) }
-            }
+            ) { event in queue.push(event) }
         } catch {
             throw RunSessionError("cannot watch the agent's cgroup: \(error.description)")
         }
         let agent = request.agent
         _ = try await engine.adoptCreated(
             id: agent, group: request.group.name, command: request.command, limits: request.limits, leaf: leaf)
-        let bridge = WatcherBridge(watcher: watcher, deliver: { signals.push($0) })
+        let bridge = WatcherBridge(watcher: watcher, deliver: { queue.push($0) })
         let events = engine.hub.subscribe(agent: agent)
-        let loop = Task {
-            await engine.attach(watcher: bridge)
+        let tasks = Task {
+            await engine.connect(bridge)
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { while let signal = await signals.next() { await engine.handle(signal) } }
-                group.addTask {
-                    while !Task.isCancelled {
-                        await engine.tick()
-                        try? await Task.sleep(for: .milliseconds(200))
-                    }
-                }
+                group.addTask { await loop.run() }
                 group.addTask {
                     for await event in events where !quiet { narrate(event) }
                 }
@@ -274,7 +257,7 @@ final class EmbeddedEngine: Sendable {
             }
         }
         watcher.start()
-        let running = EmbeddedEngine(engine: engine, watcher: watcher, signals: signals, loop: loop)
+        let running = EmbeddedEngine(engine: engine, watcher: watcher, loop: loop, tasks: tasks)
         guard let pid = await pid.value, !gate.isAbandoned else {
             running.stop(waitForWatcher: false)
             throw CancellationError()
@@ -294,9 +277,9 @@ final class EmbeddedEngine: Sendable {
 
     func stop(waitForWatcher: Bool = true) {
         if waitForWatcher { watcher.stop() } else { watcher.stopWithoutWaiting() }
-        signals.finish()
+        loop.stop()
         engine.hub.finishAll()
-        loop.cancel()
+        tasks.cancel()
     }
 }
 

@@ -1,3 +1,4 @@
+import CorralAPI
 import CorralCore
 import CorralEngine
 import CorralTestSupport
@@ -127,7 +128,7 @@ struct AnalyticsEngineTests {
                 UsageReading(resource: .cpu, usage: 8, hitHard: true),
             ]
             await harness.engine.handle(
-                .observed(AgentObservation(agent: "oom", at: harness.clock.now, readings: readings, sample: sample, seen: .now)))
+                .observed(agent: "oom", at: harness.clock.now, readings: readings, sample: sample))
         }
         _ = await harness.engine.runAnalytics()
         let made = try await harness.engine.recommendations(agent: "oom")

@@ -1,3 +1,4 @@
+import CorralAPI
 import Foundation
 import Synchronization
 import Testing

@@ -1,3 +1,4 @@
+import CorralAPI
 import CorralCore
 import Foundation
 import Synchronization

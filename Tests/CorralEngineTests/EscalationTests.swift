@@ -1,3 +1,4 @@
+import CorralAPI
 import CorralCgroup
 import CorralCore
 import CorralEngine
@@ -140,10 +141,7 @@ struct EscalationTests {
         fake.seed(tree.agentPath(group: "lightweight_agent", agent: "n1"), procs: [ghostPID])
         _ = try await engine.attach(id: "n1", pid: ghostPID)
         for _ in 0...5 {
-            await engine.handle(
-                .observed(
-                    AgentObservation(
-                        agent: "n1", at: clock.now, readings: [UsageReading(resource: .processes, usage: 25)], sample: nil, seen: .now)))
+            await engine.handle(.observed(agent: "n1", at: clock.now, readings: [UsageReading(resource: .processes, usage: 25)]))
             clock.advance(.seconds(1))
         }
         // When cgroup.freeze was written, the notice was out and the confirmation was not.
@@ -231,7 +229,7 @@ struct EscalationTests {
         #expect(kill.action == .terminate && kill.succeeded && kill.details.contains("cgroup.kill"))
         #expect(try await harness.history("x1").count == 5)
 
-        await harness.engine.handle(.emptied(agent: "x1"))
+        await harness.engine.handle(.emptied("x1"))
         let status = try await harness.engine.status(of: "x1")
         #expect(status.agent.state == .terminated)
         #expect(status.agent.endReason?.contains("processes") == true)

@@ -1,3 +1,4 @@
+import CorralAPI
 import CorralCgroup
 import CorralCore
 import CorralEngine
@@ -136,9 +137,9 @@ struct ManagementTests {
         let failed = await #expect(throws: EngineError.self) { try await harness.engine.freeze("op1") }
         #expect(failed?.code == .failed)
         #expect(try await harness.engine.status(of: "op1").agent.state == .running)
-        _ = try await harness.engine.kill("op1")
+        _ = try await harness.engine.kill(agent: "op1")
         #expect(harness.fs.killed == [ghostPID, ghostPID + 1])
-        await harness.engine.handle(.emptied(agent: "op1"))
+        await harness.engine.handle(.emptied("op1"))
         let status = try await harness.engine.status(of: "op1")
         #expect(status.agent.state == .terminated && status.agent.endReason == "killed by request")
         let ended = await #expect(throws: EngineError.self) { try await harness.engine.freeze("op1") }

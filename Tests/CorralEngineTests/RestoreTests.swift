@@ -1,3 +1,4 @@
+import CorralAPI
 import CorralCgroup
 import CorralCore
 import CorralEngine

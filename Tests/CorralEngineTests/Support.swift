@@ -1,7 +1,9 @@
+import CorralAPI
 import CorralCgroup
 import CorralCore
 import CorralEngine
 import CorralTestSupport
+import CorralWatcher
 import Foundation
 import Synchronization
 
@@ -90,7 +92,7 @@ struct EngineHarness {
     /// Starts the engine's life: restore (empty) and the watcher.
     func start() async throws -> Engine.Reconciliation {
         let report = try await engine.restore()
-        await engine.attach(watcher: watcher)
+        await engine.connect(watcher)
         return report
     }
 
@@ -109,7 +111,7 @@ struct EngineHarness {
     /// One observation of `agent` now, with these readings.
     func observe(_ agent: String, _ readings: [Resource: Double]) async {
         let list = readings.sorted { $0.key < $1.key }.map { UsageReading(resource: $0.key, usage: $0.value) }
-        await engine.handle(.observed(AgentObservation(agent: agent, at: clock.now, readings: list, sample: nil, seen: .now)))
+        await engine.handle(.observed(agent: agent, at: clock.now, readings: list))
     }
 
     /// Observes the same readings every `step` for `duration` (the clock moves, then the observation comes).
@@ -195,4 +197,18 @@ final class SleepingChild: Sendable {
     func stop() {
         if kill(pid, SIGKILL) == 0 { _ = waitForSignal() }
     }
+}
+
+extension WatcherEvent {
+    /// A kernel event's observation of `agent` (what the watcher sends when
+    /// memory.events changes), with these readings.
+    static func observed(agent: String, at: Timestamp, readings: [UsageReading], sample: CgroupSample = CgroupSample()) -> WatcherEvent {
+        .observation(
+            Observation(
+                subject: .agent(agent), trigger: .event(.memoryEvents), at: at, seenAt: .now, sample: sample, readings: readings,
+                elapsed: .seconds(1)))
+    }
+
+    /// The agent's cgroup has no live process any more.
+    static func emptied(_ agent: String) -> WatcherEvent { .emptied(.agent(agent), at: Timestamp(milliseconds: 0)) }
 }

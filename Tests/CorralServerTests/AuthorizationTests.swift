@@ -1,3 +1,4 @@
+import CorralAPI
 import CorralTestSupport
 import Foundation
 import Hummingbird

@@ -1,3 +1,4 @@
+import CorralAPI
 import CorralClient
 import CorralCore
 import CorralEngine

@@ -1,3 +1,4 @@
+import CorralAPI
 import Yams
 
 /// A JSON value as the wire has it: numbers remember whether they were

@@ -1,25 +1,28 @@
+import CorralAPI
 import CorralCore
 import CorralEngine
+import CorralWatcher
 import Synchronization
 import Testing
 
-@Suite("The engine's signal queue")
-struct SignalQueueTests {
+@Suite("The engine's observation queue")
+struct ObservationQueueTests {
     static let t0 = ContinuousClock.now
 
-    static func observation(_ agent: String, _ seenMS: Int64, routine: Bool = false) -> WatchSignal {
-        .observed(
-            AgentObservation(
-                agent: agent, at: Timestamp(milliseconds: seenMS), readings: [], sample: nil, seen: t0 + .milliseconds(seenMS),
-                routine: routine))
+    static func observation(_ agent: String, _ seenMS: Int64, routine: Bool = false) -> WatcherEvent {
+        .observation(
+            Observation(
+                subject: .agent(agent), trigger: routine ? .sample : .event(.memoryEvents), at: Timestamp(milliseconds: seenMS),
+                seenAt: t0 + .milliseconds(seenMS), sample: CgroupSample(), readings: [], elapsed: .seconds(1)))
     }
 
-    static func describe(_ signal: WatchSignal?) -> String {
-        switch signal {
-        case .observed(let observation)?:
-            "\(observation.agent)@\((observation.seen - t0).components.seconds * 1000 + (observation.seen - t0).components.attoseconds / 1_000_000_000_000_000)\(observation.routine ? "s" : "")"
-        case .emptied(let agent)?: "\(agent) emptied"
-        case .vanished(let agent)?: "\(agent) vanished"
+    static func describe(_ event: WatcherEvent?) -> String {
+        switch event {
+        case .observation(let observation)?:
+            "\(observation.subject.agent ?? "?")@\((observation.seenAt - t0).components.seconds * 1000 + (observation.seenAt - t0).components.attoseconds / 1_000_000_000_000_000)\(observation.trigger == .sample ? "s" : "")"
+        case .emptied(let subject, _)?: "\(subject.agent ?? "?") emptied"
+        case .vanished(let subject, _)?: "\(subject.agent ?? "?") vanished"
+        case .unreadable(let subject, _, _)?: "\(subject.agent ?? "?") unreadable"
         case nil: "end"
         }
     }
@@ -27,7 +30,7 @@ struct SignalQueueTests {
     /// Lifecycle and a quiet agent's event first, a bursting agent's events
     /// next, periodic samples last; each lane in order.
     @Test func urgentLanesGoFirst() async {
-        let queue = SignalQueue()
+        let queue = ObservationQueue()
         // "busy" had an event handed out just now: it is in a burst.
         queue.push(Self.observation("busy", 1))
         #expect(Self.describe(await queue.next()) == "busy@1")
@@ -36,7 +39,7 @@ struct SignalQueueTests {
         queue.push(Self.observation("b", 12, routine: true))
         queue.push(Self.observation("busy", 13))
         queue.push(Self.observation("new", 14))
-        queue.push(.emptied(agent: "gone"))
+        queue.push(.emptied(.agent("gone"), at: Timestamp(milliseconds: 0)))
         var order: [String] = []
         for _ in 0..<6 { order.append(Self.describe(await queue.next())) }
         #expect(order == ["new@14", "gone emptied", "busy@11", "busy@13", "a@10s", "b@12s"])
@@ -46,7 +49,7 @@ struct SignalQueueTests {
     /// A sample taken before an event already handed out is dropped: each
     /// agent's readings reach the engine in the order they were taken.
     @Test func aSampleOvertakenByAnEventIsDropped() async {
-        let queue = SignalQueue()
+        let queue = ObservationQueue()
         queue.push(Self.observation("a", 100, routine: true))
         queue.push(Self.observation("a", 200))
         queue.push(Self.observation("a", 300, routine: true))
@@ -57,7 +60,7 @@ struct SignalQueueTests {
 
     /// A waiting consumer is woken by a push; finish ends it after what is left.
     @Test func aWaitingConsumerAndFinish() async {
-        let queue = SignalQueue()
+        let queue = ObservationQueue()
         let consumer = Task { () -> [String] in
             var seen: [String] = []
             while let signal = await queue.next() { seen.append(Self.describe(signal)) }
@@ -67,7 +70,7 @@ struct SignalQueueTests {
         try? await Task.sleep(for: .milliseconds(50))
         queue.push(Self.observation("a", 1))
         try? await Task.sleep(for: .milliseconds(50))
-        queue.push(.vanished(agent: "a"))
+        queue.push(.vanished(.agent("a"), at: Timestamp(milliseconds: 0)))
         queue.finish()
         queue.push(Self.observation("late", 2))
         #expect(await consumer.value == ["a@1", "a vanished", "end"])
@@ -75,7 +78,7 @@ struct SignalQueueTests {
 
     /// Cancelling the waiting consumer ends the queue instead of hanging.
     @Test func cancellingTheConsumerEndsIt() async {
-        let queue = SignalQueue()
+        let queue = ObservationQueue()
         let consumer = Task { await queue.next() == nil }
         try? await Task.sleep(for: .milliseconds(50))
         consumer.cancel()
@@ -85,14 +88,14 @@ struct SignalQueueTests {
     /// Many producers, one consumer: every signal arrives once or is counted
     /// as overtaken, and each agent's arrive in the order they were taken.
     @Test func manyProducersLoseNothing() async {
-        let queue = SignalQueue()
+        let queue = ObservationQueue()
         let producers = 8
         let each = 2000
         let consumer = Task { () -> [String: [Int64]] in
             var seen: [String: [Int64]] = [:]
             while let signal = await queue.next() {
-                if case .observed(let observation) = signal {
-                    seen[observation.agent, default: []].append(observation.at.milliseconds)
+                if case .observation(let observation) = signal, let agent = observation.subject.agent {
+                    seen[agent, default: []].append(observation.at.milliseconds)
                 }
             }
             return seen

@@ -1,0 +1,233 @@
+public import CorralCore
+
+// The bodies of the API's requests and responses (openapi/corral.yaml), shared
+// by the server, the CLI and CorralClient. JSON keys are the snake_case of the
+// property names (`APIJSON`).
+
+// MARK: Requests
+
+/// `POST /v1/agents`: start a command as a new agent.
+public struct LaunchRequest: Codable, Equatable, Sendable {
+    public var id: String?
+    public var group: String?
+    public var command: [String]
+    public var environment: [String: String]?
+    public var workingDirectory: String?
+    public var limits: [Resource: LimitOverride]?
+
+    public init(
+        id: String? = nil, group: String? = nil, command: [String], environment: [String: String]? = nil,
+        workingDirectory: String? = nil, limits: [Resource: LimitOverride]? = nil
+    ) {
+        self.id = id
+        self.group = group
+        self.command = command
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.limits = limits
+    }
+}
+
+/// `POST /v1/agents/register`: a cgroup for a process the caller starts itself.
+public struct RegisterRequest: Codable, Sendable {
+    public var id: String?
+    public var group: String?
+    public var command: [String]
+    public var limits: [Resource: LimitOverride]?
+
+    public init(id: String?, group: String?, command: [String], limits: [Resource: LimitOverride]?) {
+        self.id = id
+        self.group = group
+        self.command = command
+        self.limits = limits
+    }
+}
+
+/// `POST /v1/agents/adopt`: move a running process into a new agent.
+public struct AdoptRequest: Codable, Sendable {
+    public var pid: Int32
+    public var id: String?
+    public var group: String?
+
+    public init(pid: Int32, id: String?, group: String?) {
+        self.pid = pid
+        self.id = id
+        self.group = group
+    }
+}
+
+/// `POST /v1/agents/{id}/attach`: the registered agent's process runs.
+public struct AttachRequest: Codable, Sendable {
+    public var pid: Int32
+
+    public init(pid: Int32) { self.pid = pid }
+}
+
+/// `POST /v1/agents/{id}/finished`: the registered agent's process ended.
+public struct FinishedRequest: Codable, Sendable {
+    public var exitStatus: Int32?
+    public var reason: String?
+
+    public init(exitStatus: Int32?, reason: String?) {
+        self.exitStatus = exitStatus
+        self.reason = reason
+    }
+}
+
+/// `PUT /v1/agents/{id}/limits`: per-agent overrides.
+public struct LimitsRequest: Codable, Sendable {
+    public var limits: [Resource: LimitOverride]
+
+    public init(limits: [Resource: LimitOverride]) { self.limits = limits }
+}
+
+/// `PATCH /v1/groups/{name}`: a group's limits and totals, live.
+public struct GroupUpdateRequest: Codable, Sendable {
+    public var limits: [Resource: LimitOverride]?
+    public var totals: [Resource: Double]?
+
+    public init(limits: [Resource: LimitOverride]?, totals: [Resource: Double]?) {
+        self.limits = limits
+        self.totals = totals
+    }
+}
+
+/// `POST /v1/agents/{id}/usage`: usage of resources without a controller.
+public struct UsageRequest: Codable, Sendable {
+    public var usage: [Resource: Double]
+
+    public init(usage: [Resource: Double]) { self.usage = usage }
+}
+
+/// `POST /v1/agents/{id}/recommendations/apply`.
+public struct ApplyRequest: Codable, Sendable {
+    public var resource: Resource
+
+    public init(resource: Resource) { self.resource = resource }
+}
+
+// MARK: Responses
+
+public struct AgentList: Codable, Sendable {
+    public var agents: [AgentRecord]
+
+    public init(agents: [AgentRecord]) { self.agents = agents }
+}
+
+public struct GroupList: Codable, Sendable {
+    public var groups: [QuotaGroup]
+
+    public init(groups: [QuotaGroup]) { self.groups = groups }
+}
+
+public struct HistoryList: Codable, Sendable {
+    public var records: [EnforcementRecord]
+
+    public init(records: [EnforcementRecord]) { self.records = records }
+}
+
+public struct RecommendationList: Codable, Sendable {
+    public var recommendations: [Recommendation]
+
+    public init(recommendations: [Recommendation]) { self.recommendations = recommendations }
+}
+
+public struct DegradationList: Codable, Sendable {
+    public var plans: [DegradationPlan]
+
+    public init(plans: [DegradationPlan]) { self.plans = plans }
+}
+
+public struct EventList: Codable, Sendable {
+    public var events: [CorralEvent]
+
+    public init(events: [CorralEvent]) { self.events = events }
+}
+
+public struct ComplianceReport: Codable, Sendable {
+    public var agent: String
+    public var compliant: Bool
+    public var violations: [Violation]
+
+    public init(agent: String, compliant: Bool, violations: [Violation]) {
+        self.agent = agent
+        self.compliant = compliant
+        self.violations = violations
+    }
+}
+
+public struct Health: Codable, Sendable {
+    public var status: String
+    public var version: String
+    public var agents: Int
+    public var cgroupRoot: String
+    public var socket: String
+
+    public init(status: String, version: String, agents: Int, cgroupRoot: String, socket: String) {
+        self.status = status
+        self.version = version
+        self.agents = agents
+        self.cgroupRoot = cgroupRoot
+        self.socket = socket
+    }
+}
+
+/// An agent with its live usage, as the API shows it.
+public struct AgentStatus: Codable, Equatable, Sendable {
+    public var agent: AgentRecord
+    public var usage: [Resource: Double]
+    public var sample: CgroupSample?
+    public var violations: [Violation]
+    public var ladder: AgentLadder?
+    /// Degraded resources: level, active strategies, recovery stage.
+    public var degradation: [DegradationSummary]
+    /// Scale-down requests awaiting their deadline.
+    public var pendingRequests: [ScaleDownRequest]
+
+    public init(
+        agent: AgentRecord, usage: [Resource: Double], sample: CgroupSample?, violations: [Violation], ladder: AgentLadder?,
+        degradation: [DegradationSummary] = [], pendingRequests: [ScaleDownRequest] = []
+    ) {
+        self.agent = agent
+        self.usage = usage
+        self.sample = sample
+        self.violations = violations
+        self.ladder = ladder
+        self.degradation = degradation
+        self.pendingRequests = pendingRequests
+    }
+}
+
+/// Where one resource of an agent stands in degradation and recovery.
+public struct DegradationSummary: Codable, Equatable, Sendable {
+    public var resource: Resource
+    public var level: DegradationLevel
+    public var strategies: [DegradationStrategy]
+    public var recoveryStage: Int
+    public var since: Timestamp?
+
+    public init(_ tracker: DegradationTracker) {
+        resource = tracker.resource
+        level = tracker.level
+        strategies = tracker.active
+        recoveryStage = tracker.recoveryStage
+        since = tracker.lastChange
+    }
+}
+
+/// An error response: `{"error": {"code": "...", "message": "..."}}`.
+public struct ErrorBody: Codable, Sendable {
+    public struct Detail: Codable, Sendable {
+        public var code: String
+        public var message: String
+
+        public init(code: String, message: String) {
+            self.code = code
+            self.message = message
+        }
+    }
+
+    public var error: Detail
+
+    public init(code: String, message: String) { error = Detail(code: code, message: message) }
+}

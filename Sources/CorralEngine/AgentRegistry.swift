@@ -1,0 +1,102 @@
+import CorralAPI
+import CorralCgroup
+import CorralCore
+
+/// One agent the engine manages: its record, ladder, cgroup and latest usage.
+struct ManagedAgent {
+    var record: AgentRecord
+    var ladder: AgentLadder
+    var leaf: CgroupPath
+    var latest: CgroupSample?
+    var usage: [Resource: Double] = [:]
+    /// Usage of resources without a controller, reported through the API.
+    var reported: [Resource: Double] = [:]
+    var violations: [Violation] = []
+    /// A terminate in progress: when its grace ends.
+    var terminationDeadline: Timestamp?
+    /// An operator asked it to end (`stop`, `kill`): it ends `terminated`,
+    /// and the kill after a stop's grace is no ladder action to record.
+    var endRequested: EndRequest?
+    /// Analytics: recent samples (with the kernel's hard-limit events per minute) and minutes being folded, by resource.
+    var rings: [Resource: UsageRing] = [:]
+    var minutes: [Resource: MinuteAccumulator] = [:]
+
+    init(record: AgentRecord, ladder: AgentLadder? = nil, leaf: CgroupPath) {
+        self.record = record
+        self.ladder = ladder ?? AgentLadder(agent: record.id)
+        self.leaf = leaf
+    }
+
+    /// The agent's current violations: from its latest observation, and from
+    /// the usage it reported itself.
+    var currentViolations: [Violation] {
+        var found = violations.filter { !reported.keys.contains($0.resource) }
+        for (resource, usage) in reported.sorted(by: { $0.key < $1.key }) {
+            guard let limit = record.limits[resource],
+                let violation = Violation.classify(agent: record.id, resource: resource, usage: usage, limit: limit)
+            else { continue }
+            found.append(violation)
+        }
+        return found
+    }
+
+    /// How the API shows it.
+    var status: AgentStatus {
+        AgentStatus(
+            agent: record, usage: usage.merging(reported) { _, reported in reported }, sample: latest, violations: currentViolations,
+            ladder: ladder,
+            degradation: (ladder.degradation ?? [:]).values.filter { $0.level != .none }.sorted { $0.resource < $1.resource }
+                .map(DegradationSummary.init),
+            pendingRequests: ladder.scaleDowns.values.sorted { $0.resource < $1.resource })
+    }
+
+    /// Whether the ladder or an operator ended it (else it went by itself).
+    var endedByCorral: Bool { ladder.terminating || endRequested != nil }
+}
+
+/// What an operator asked of a live agent.
+enum EndRequest {
+    case stop, kill
+}
+
+/// The end reasons the engine gives (in the agent's record, for people).
+enum EndReason {
+    static let killedByRequest = "killed by request"
+    static let stoppedByRequest = "stopped by request"
+    static let terminatedByLadder = "terminated by the escalation ladder"
+    static let oomKilled = "OOM-killed at its memory limit"
+    static let cgroupRemoved = "its cgroup was removed"
+    static let goneWhileDown = "its cgroup disappeared while Corral was not watching"
+    static let endedWhileDown = "it ended while Corral was not watching (exit status unknown)"
+}
+
+/// The table of agents the engine manages. Owned by the `Engine` actor
+/// (a value inside it: only the engine's executor touches it).
+struct AgentRegistry {
+    private(set) var agents: [String: ManagedAgent] = [:]
+
+    subscript(id: String) -> ManagedAgent? {
+        get { agents[id] }
+        set { agents[id] = newValue }
+    }
+
+    var ids: [String] { agents.keys.sorted() }
+
+    var live: [(key: String, value: ManagedAgent)] { agents.filter { $0.value.record.state.isLive }.sorted { $0.key < $1.key } }
+
+    /// The agent if it is running (or starting, or suspended).
+    func live(_ id: String) throws(EngineError) -> ManagedAgent {
+        guard let agent = agents[id], agent.record.state.isLive else {
+            if agents[id] != nil { throw EngineError(.conflict, "agent '\(id)' is not running") }
+            throw EngineError(.notFound, "no running agent '\(id)'")
+        }
+        return agent
+    }
+
+    /// Every agent: the stored ones, with the live state of those managed now.
+    func list(stored: [AgentRecord], includeEnded: Bool) -> [AgentRecord] {
+        var records = Dictionary(stored.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
+        for (id, agent) in agents { records[id] = agent.record }
+        return records.values.filter { includeEnded || $0.state.isLive }.sorted { $0.id < $1.id }
+    }
+}

@@ -1,0 +1,260 @@
+public import CorralAPI
+public import CorralCgroup
+public import CorralCore
+import CorralRuntime
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// How agents come and go: launched, registered (`corral run` with a
+/// daemon), adopted, attached; ended, finished.
+extension Engine {
+    /// Validates a request and resolves the agent's id, group and limits.
+    func resolve(id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride]) throws(EngineError) -> (
+        String, QuotaGroup, LimitSet
+    ) {
+        let agentID: String
+        if let id {
+            if let problem = CgroupName.problem(with: id, what: "agent id") { throw EngineError(.invalid, problem) }
+            agentID = id
+        } else {
+            var generator = SystemRandomNumberGenerator()
+            agentID = AgentIDGenerator.make(command: command.first ?? "agent", using: &generator)
+        }
+        if let existing = registry[agentID], existing.record.state.isLive {
+            throw EngineError(.conflict, "agent id '\(agentID)' is in use (state \(existing.record.state.rawValue))")
+        }
+        let groupName = group ?? configuration.agents[agentID]?.group ?? QuotaGroup.defaultGroupName
+        guard let quotaGroup = configuration.groups[groupName],
+            let limits = configuration.limits(agent: agentID, group: groupName, flags: overrides)
+        else {
+            throw EngineError(.invalid, "unknown group '\(groupName)'; groups: \(configuration.groupNames.joined(separator: ", "))")
+        }
+        for resource in overrides.keys.sorted() where limits[resource] == nil {
+            throw EngineError(.invalid, "group \(groupName) has no \(resource.rawValue) limit to adjust: give soft, hard and action")
+        }
+        try Self.check(limits)
+        return (agentID, quotaGroup, limits)
+    }
+
+    /// Refuses limits that make no sense (soft above hard, …), naming them.
+    static func check(_ limits: LimitSet) throws(EngineError) {
+        for resource in limits.resources {
+            let problems = limits[resource]!.problems(for: resource)
+            if !problems.isEmpty {
+                throw EngineError(.invalid, "invalid \(resource.rawValue) limits: \(problems.joined(separator: "; "))")
+            }
+        }
+    }
+
+    /// Creates the agent's cgroup with its limits.
+    func createCgroup(id: String, group: QuotaGroup, limits: LimitSet) throws(EngineError) -> CgroupPath {
+        do {
+            let lock = try tree.fs.lockTree()
+            defer { withExtendedLifetime(lock) {} }
+            try tree.prepareGroup(group)
+            return try tree.createAgent(id, in: group.name, settings: CgroupSettings(agentLimits: limits))
+        } catch {
+            if error.code == .alreadyExists {
+                throw EngineError(.conflict, "agent id '\(id)' is in use: \(error.path) exists")
+            }
+            throw EngineError(.failed, error.description)
+        }
+    }
+
+    /// Removes a cgroup made for an agent that then did not start; a failure is said.
+    func discard(_ leaf: CgroupPath, of id: String) {
+        do {
+            try tree.remove(leaf)
+        } catch {
+            events.publish(.daemon, agent: id, EventText.notRemoved(tree.fs.absolutePath(leaf), error))
+        }
+    }
+
+    /// Starts `request.command` as a new agent.
+    public func launch(_ request: LaunchRequest) throws -> AgentRecord {
+        guard let program = request.command.first, !program.isEmpty else {
+            throw EngineError(.invalid, "command is empty: give the program and its arguments, e.g. [\"python3\", \"agent.py\"]")
+        }
+        let (id, group, limits) = try resolve(
+            id: request.id, group: request.group, command: request.command, overrides: request.limits ?? [:])
+        let environment = request.environment ?? [:]
+        let executable: String
+        do {
+            executable = try launcher.executable(for: program, path: environment["PATH"])
+        } catch {
+            throw EngineError(.invalid, error.description)
+        }
+        let leaf = try createCgroup(id: id, group: group, limits: limits)
+        let started: Launcher.Started
+        do {
+            started = try launcher.start(
+                Launcher.Launch(
+                    agent: id, group: group.name, executable: executable, command: request.command, environment: environment,
+                    workingDirectory: request.workingDirectory), in: leaf, of: tree)
+        } catch {
+            discard(leaf, of: id)
+            if let error = error as? SpawnError { throw EngineError(.invalid, error.description) }
+            throw EngineError(.failed, "\(error)")
+        }
+        if let problem = started.logProblem { events.publish(.daemon, agent: id, EventText.logProblem(id, problem)) }
+        let record = AgentRecord(
+            id: id, group: group.name, state: .running, origin: .launched, pid: started.pid, command: request.command,
+            limits: limits, overrides: request.limits ?? [:], cgroup: tree.fs.absolutePath(leaf), createdAt: clock())
+        try begin(record, leaf: leaf)
+        return record
+    }
+
+    /// Creates an agent's cgroup for a process the caller will start in it
+    /// (`corral run` with a daemon); `attach` names the process afterwards.
+    public func register(id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride]) throws -> AgentRecord {
+        let (id, group, limits) = try resolve(id: id, group: group, command: command, overrides: overrides)
+        let leaf = try createCgroup(id: id, group: group, limits: limits)
+        let record = AgentRecord(
+            id: id, group: group.name, state: .starting, origin: .registered, pid: nil, command: command, limits: limits,
+            overrides: overrides, cgroup: tree.fs.absolutePath(leaf), createdAt: clock())
+        registry[id] = ManagedAgent(record: record, leaf: leaf)
+        try writer.saveOrThrow(record)
+        return record
+    }
+
+    /// Takes in an agent whose cgroup was created by the caller (the engine
+    /// embedded in `corral run`); `attach` names its process.
+    public func adoptCreated(id: String, group: String, command: [String], limits: LimitSet, leaf: CgroupPath) throws -> AgentRecord {
+        let record = AgentRecord(
+            id: id, group: group, state: .starting, origin: .registered, pid: nil, command: command, limits: limits,
+            cgroup: tree.fs.absolutePath(leaf), createdAt: clock())
+        registry[id] = ManagedAgent(record: record, leaf: leaf)
+        try writer.saveOrThrow(record)
+        return record
+    }
+
+    /// The registered agent's process is running in its cgroup.
+    public func attach(id: String, pid: Int32) throws -> AgentRecord {
+        guard var agent = registry[id] else { throw EngineError(.notFound, "no agent '\(id)'") }
+        guard agent.record.state == .starting else {
+            throw EngineError(.conflict, "agent '\(id)' is \(agent.record.state.rawValue), not starting")
+        }
+        agent.record.pid = pid
+        agent.record.state = .running
+        registry[id] = agent
+        try begin(agent.record, leaf: agent.leaf)
+        return agent.record
+    }
+
+    /// Moves an existing process (and its threads) into a new agent cgroup.
+    public func adopt(pid: Int32, id: String?, group: String?) throws -> AgentRecord {
+        guard pid > 1, Launcher.processExists(pid) else { throw EngineError(.invalid, "no process \(pid)") }
+        let command = Launcher.commandLine(of: pid)
+        let (id, group, limits) = try resolve(id: id, group: group, command: command, overrides: [:])
+        let leaf = try createCgroup(id: id, group: group, limits: limits)
+        do {
+            try tree.fs.write(String(pid), to: .procs, of: leaf)
+        } catch {
+            discard(leaf, of: id)
+            throw EngineError(.failed, "cannot move process \(pid) into \(tree.fs.absolutePath(leaf)): \(error.description)")
+        }
+        let record = AgentRecord(
+            id: id, group: group.name, state: .running, origin: .adopted, pid: pid, command: command, limits: limits,
+            cgroup: tree.fs.absolutePath(leaf), createdAt: clock())
+        try begin(record, leaf: leaf)
+        return record
+    }
+
+    private func begin(_ record: AgentRecord, leaf: CgroupPath) throws {
+        registry[record.id] = ManagedAgent(record: record, ladder: registry[record.id]?.ladder, leaf: leaf)
+        try writer.saveOrThrow(record)
+        watcher?.watch(agent: record.id, path: leaf)
+        events.publish(.agentStarted, agent: record.id, EventText.started(record))
+    }
+
+    /// The agent's processes are gone (or its cgroup is).
+    func ended(_ id: String, vanished: Bool) {
+        guard var agent = registry[id], agent.record.state.isLive else { return }
+        if agent.record.state == .starting, !vanished { return }
+        reapChildren()
+        let termination = agent.record.pid.flatMap { reaper.take($0) }
+        var oomKills: Int64 = 0
+        if !vanished {
+            do {
+                oomKills = try tree.sample(agent.leaf).memoryEvents.oomKill
+            } catch {
+                // Gone meanwhile: it ended all the same, and how is unknown.
+            }
+        }
+        let oomKilled = oomKills > 0 && termination == .signaled(signal: SIGKILL)
+        agent.record.state = agent.endedByCorral ? .terminated : (vanished ? .lost : .exited)
+        agent.record.endedAt = clock()
+        agent.record.exitStatus = termination?.exitStatus
+        if agent.record.endReason == nil {
+            agent.record.endReason =
+                vanished
+                ? EndReason.cgroupRemoved
+                : oomKilled ? EndReason.oomKilled : agent.ladder.terminating ? EndReason.terminatedByLadder : nil
+        }
+        if agent.ladder.terminating, agent.record.endReason == nil { agent.record.endReason = EndReason.terminatedByLadder }
+        watcher?.unwatch(agent: id)
+        if agent.record.origin != .registered, !vanished { removeInBackground(agent.leaf, id: id) }
+        agent.terminationDeadline = nil
+        registry[id] = agent
+        writer.save(agent.record, what: "the end")
+        writer.deleteLadder(of: id)
+        events.publish(.agentExited, agent: id, EventText.ended(agent.record, termination))
+    }
+
+    /// A registered agent (`corral run`) ended: the caller knows its exit
+    /// status. The daemon removes the cgroup once the caller has read it.
+    public func finished(_ id: String, exitStatus: Int32?, reason: String?) throws -> AgentRecord {
+        guard registry[id] != nil else { throw EngineError(.notFound, "no agent '\(id)'") }
+        // Never attached (its command did not start): it ends all the same.
+        if registry[id]?.record.state == .starting { registry[id]?.record.state = .running }
+        if registry[id]?.record.state.isLive == true { ended(id, vanished: false) }
+        guard var agent = registry[id] else { throw EngineError(.notFound, "no agent '\(id)'") }
+        if let exitStatus { agent.record.exitStatus = exitStatus }
+        if let reason { agent.record.endReason = reason }
+        if agent.record.origin == .registered { removeInBackground(agent.leaf, id: id) }
+        registry[id] = agent
+        try writer.saveOrThrow(agent.record)
+        return agent.record
+    }
+
+    /// Removes an ended agent's cgroup without holding up the engine: a
+    /// cgroup whose last tasks are still dying answers EBUSY for a while, and
+    /// the retries (1 ms doubling, 10 tries, as runc) sleep off the actor.
+    nonisolated func removeInBackground(_ leaf: CgroupPath, id: String) {
+        let tree = tree
+        let events = events
+        func failed(_ error: CgroupError) {
+            events.publish(.daemon, agent: id, EventText.notRemoved(tree.fs.absolutePath(leaf), error))
+        }
+        // Mostly it goes at once; only a busy cgroup is retried in the background.
+        do {
+            try tree.fs.removeDirectory(leaf)
+            return
+        } catch  where error.code == .busy {
+        } catch  where error.code == .notFound {
+            return
+        } catch {
+            failed(error)
+            return
+        }
+        Task.detached {
+            var delay = Duration.milliseconds(1)
+            for attempt in 1...10 {
+                do throws(CgroupError) {
+                    try tree.fs.removeDirectory(leaf)
+                    return
+                } catch  where error.code == .notFound {
+                    return
+                } catch  where error.code == .busy && attempt < 10 {
+                    do { try await Task.sleep(for: delay) } catch { return }  // cancelled: the daemon is stopping
+                    delay *= 2
+                } catch {
+                    failed(error)
+                    return
+                }
+            }
+        }
+    }
+}

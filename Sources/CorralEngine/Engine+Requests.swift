@@ -1,0 +1,233 @@
+public import CorralAPI
+import CorralCgroup
+public import CorralCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What the API asks of the engine: queries, and operators' actions on agents and groups.
+extension Engine {
+    // MARK: Queries
+
+    public func list(includeEnded: Bool = true) throws -> [AgentRecord] {
+        registry.list(stored: try writer.settled.agents(), includeEnded: includeEnded)
+    }
+
+    public func status(of id: String) throws -> AgentStatus {
+        if let agent = registry[id] { return agent.status }
+        guard let record = try writer.settled.agents().first(where: { $0.id == id }) else {
+            throw EngineError(.notFound, "no agent '\(id)'")
+        }
+        return AgentStatus(agent: record, usage: [:], sample: nil, violations: [], ladder: nil)
+    }
+
+    public func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
+        try writer.settled.history(agent: agent, since: since, afterID: afterID, limit: limit)
+    }
+
+    public func groups() -> [QuotaGroup] {
+        configuration.groupNames.compactMap { configuration.groups[$0] }
+    }
+
+    public func group(_ name: String) throws -> QuotaGroup {
+        guard let group = configuration.groups[name] else {
+            throw EngineError(.notFound, "no group '\(name)'; groups: \(configuration.groupNames.joined(separator: ", "))")
+        }
+        return group
+    }
+
+    /// The agent's current violations, from its latest observation and reported usage.
+    public func compliance(of id: String) throws -> [Violation] {
+        guard let agent = registry[id] else { throw EngineError(.notFound, "no running agent '\(id)'") }
+        return agent.currentViolations
+    }
+
+    /// Degradation plans and recovery stages, oldest first.
+    public func degradationHistory(agent: String?, limit: Int) throws -> [DegradationPlan] {
+        try writer.settled.degradation(agent: agent, limit: limit)
+    }
+
+    // MARK: Operators' actions
+
+    public func freeze(_ id: String) throws -> AgentRecord {
+        var agent = try registry.live(id)
+        events.publish(.suspendNotice, agent: id, EventText.freezingByRequest(id))
+        let took: Duration
+        do {
+            took = try tree.freeze(agent.leaf)
+        } catch {
+            throw EngineError(.failed, error.description)
+        }
+        agent.record.state = .suspended
+        registry[id] = agent
+        try writer.saveOrThrow(agent.record)
+        events.publish(.suspended, agent: id, EventText.frozenByRequest(id, took: took))
+        return agent.record
+    }
+
+    public func thaw(_ id: String) throws -> AgentRecord {
+        var agent = try registry.live(id)
+        do {
+            try tree.thaw(agent.leaf)
+        } catch {
+            throw EngineError(.failed, error.description)
+        }
+        agent.record.state = .running
+        agent.ladder.noteThawed()
+        registry[id] = agent
+        try writer.saveOrThrow(agent.record, ladder: agent.ladder)
+        events.publish(.thawed, agent: id, EventText.thawedByRequest(id))
+        return agent.record
+    }
+
+    /// SIGKILL to every process of the agent now (`cgroup.kill`).
+    public func kill(agent id: String) throws -> AgentRecord {
+        let agent = try registry.live(id)
+        do {
+            try tree.kill(agent.leaf)
+        } catch {
+            throw EngineError(.failed, error.description)
+        }
+        registry[id]?.record.endReason = EndReason.killedByRequest
+        registry[id]?.endRequested = .kill
+        return agent.record
+    }
+
+    /// SIGTERM to every process, cgroup.kill after the group's grace period.
+    public func stop(_ id: String) throws -> AgentRecord {
+        var agent = try registry.live(id)
+        let grace = configuration.escalation(for: agent.record.group).terminationGrace
+        let signalled = tree.signalAll(agent.leaf, SIGTERM)
+        agent.terminationDeadline = clock() + grace
+        agent.record.endReason = EndReason.stoppedByRequest
+        agent.endRequested = .stop
+        registry[id] = agent
+        events.publish(
+            .terminationNotice, agent: id, EventText.stopping(id, signalled: signalled, grace: grace),
+            graceSeconds: Double(grace.milliseconds) / 1000)
+        return agent.record
+    }
+
+    /// Forgets an agent that has ended (its history stays); a live one only
+    /// with `force`: killed first, and its cgroup removed once empty.
+    public func remove(_ id: String, force: Bool) throws {
+        if let agent = registry[id], agent.record.state.isLive {
+            guard force else {
+                throw EngineError(.conflict, "agent '\(id)' is \(agent.record.state.rawValue): stop it first or remove with force")
+            }
+            do {
+                try tree.kill(agent.leaf)
+                if try !tree.waitUntilEmpty(agent.leaf, timeout: .seconds(5)) {
+                    events.publish(.daemon, agent: id, "\(id) was killed but its processes had not exited after 5 s")
+                }
+            } catch  where error.code == .notFound || error.code == .removed {
+                // Gone already: nothing left to kill.
+            } catch {
+                throw EngineError(.failed, "cannot kill agent '\(id)': \(error.description)")
+            }
+            watcher?.unwatch(agent: id)
+            removeInBackground(agent.leaf, id: id)
+        } else if registry[id] == nil, try writer.settled.agents().contains(where: { $0.id == id }) == false {
+            throw EngineError(.notFound, "no agent '\(id)'")
+        }
+        registry[id] = nil
+        try writer.settled.delete(agent: id)
+        try writer.settled.deleteLadder(agent: id)
+        events.publish(.agentRemoved, agent: id, EventText.removed(id))
+    }
+
+    /// Sets per-agent overrides and rewrites the agent's cgroup files.
+    public func setOverrides(_ id: String, _ overrides: [Resource: LimitOverride]) throws -> AgentRecord {
+        var agent = try registry.live(id)
+        guard let limits = configuration.limits(agent: id, group: agent.record.group, flags: overrides) else {
+            throw EngineError(.invalid, "unknown group '\(agent.record.group)'")
+        }
+        try Self.check(limits)
+        do {
+            try tree.apply(CgroupSettings(agentLimits: limits), to: agent.leaf)
+        } catch {
+            throw EngineError(.failed, error.description)
+        }
+        agent.record.limits = limits
+        agent.record.overrides = overrides
+        registry[id] = agent
+        try writer.saveOrThrow(agent.record)
+        events.publish(.quotaChanged, agent: id, EventText.limitsChanged(id), limits: limits)
+        return agent.record
+    }
+
+    /// Live update of a group: totals and default limits; rewrites the group's
+    /// cgroup and the files of its agents that have no override for a resource.
+    public func updateGroup(_ name: String, limits: [Resource: LimitOverride], totals: [Resource: Double]) throws -> QuotaGroup {
+        guard var group = configuration.groups[name] else { throw EngineError(.notFound, "no group '\(name)'") }
+        group.limits = group.limits.applying(limits)
+        for resource in limits.keys.sorted() where group.limits[resource] == nil {
+            throw EngineError(.invalid, "group \(name) has no \(resource.rawValue) limit: give soft, hard and action")
+        }
+        try Self.check(group.limits)
+        for (resource, amount) in totals {
+            guard resource.hasController, amount > 0 else {
+                throw EngineError(
+                    .invalid, "totals exist for memory, cpu and processes and must be above zero (\(resource.rawValue): \(amount))")
+            }
+            group.totals[resource] = amount
+        }
+        do {
+            if try tree.fs.exists(tree.groupPath(name)) { try tree.apply(group.totalsSettings, to: tree.groupPath(name)) }
+        } catch {
+            throw EngineError(.failed, error.description)
+        }
+        configuration.groups[name] = group
+        try writer.settled.save(group: group)
+        for (id, var agent) in registry.live where agent.record.group == name {
+            guard let updated = configuration.limits(agent: id, group: name, flags: agent.record.overrides) else { continue }
+            let before = agent.record.limits
+            do {
+                try tree.apply(CgroupSettings(agentLimits: updated), to: agent.leaf)
+            } catch {
+                events.publish(.groupChanged, agent: id, EventText.limitsNotApplied(id, group: name, error))
+                continue
+            }
+            agent.record.limits = updated
+            registry[id] = agent
+            writer.save(agent.record, what: "the new limits")
+            // The agent hears of its new limits as it does of an override.
+            if updated != before { events.publish(.quotaChanged, agent: id, EventText.limitsChanged(id, group: name), limits: updated) }
+        }
+        events.publish(.groupChanged, agent: nil, EventText.groupUpdated(name))
+        return group
+    }
+
+    /// Usage of resources without a cgroup controller, reported by the agent (the seed's update_resource_usage).
+    public func report(usage: [Resource: Double], for id: String) throws -> [Violation] {
+        var agent = try registry.live(id)
+        for (resource, amount) in usage {
+            guard !resource.hasController else {
+                throw EngineError(
+                    .invalid,
+                    "\(resource.rawValue) is measured by the kernel and cannot be reported; report files, connections, network or disk")
+            }
+            guard amount >= 0, amount.isFinite else {
+                throw EngineError(.invalid, "\(resource.rawValue) usage must be a non-negative number")
+            }
+            agent.reported[resource] = amount
+            remember([UsageReading(resource: resource, usage: amount)], of: &agent, at: clock())
+        }
+        registry[id] = agent
+        events.publish(.usageReported, agent: id, EventText.usageReported(usage))
+        let violations = agent.currentViolations
+        step(id, violations: violations, usage: usage)
+        return violations
+    }
+
+    /// An agent acknowledges an event of its stream.
+    public func acknowledge(_ ack: Acknowledgement, from id: String) throws {
+        _ = try registry.live(id)
+        guard ack.sequence > 0 else { throw EngineError(.invalid, "sequence must be the positive number of an event") }
+        guard !ack.kind.isEmpty, ack.kind.count <= 64, (ack.note?.count ?? 0) <= 1024 else {
+            throw EngineError(.invalid, "kind must be 1–64 characters and note at most 1024")
+        }
+        events.publish(.acknowledged, agent: id, EventText.acknowledged(id, ack), ack: ack)
+    }
+}

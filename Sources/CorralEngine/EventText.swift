@@ -1,0 +1,186 @@
+import CorralAPI
+import CorralCgroup
+import CorralCore
+
+/// Every human message the engine publishes, in one place: the engine and
+/// the enforcer decide what happened, this says it.
+enum EventText {
+    // MARK: Agents
+
+    static func started(_ record: AgentRecord) -> String {
+        "agent \(record.id) started in \(record.group) (pid \(record.pid.map(String.init) ?? "?"))"
+    }
+
+    static func ended(_ record: AgentRecord, _ termination: Termination?) -> String {
+        "agent \(record.id) \(record.state.rawValue)" + (termination.map { ", status \($0.exitStatus)" } ?? "")
+            + (record.endReason.map { " (\($0))" } ?? "")
+    }
+
+    static func removed(_ id: String) -> String { "agent \(id) removed" }
+
+    static func restored(_ report: Engine.Reconciliation) -> String {
+        "restored: \(report.reattached.count) re-attached, \(report.discovered.count) discovered, \(report.ended.count) ended while down, \(report.removedOrphans.count) orphan cgroups removed"
+    }
+
+    static func reloaded(groups: Int) -> String { "configuration reloaded (\(groups) groups)" }
+
+    static func logProblem(_ id: String, _ problem: String) -> String { "agent \(id): \(problem)" }
+
+    // MARK: Operator requests
+
+    static func freezingByRequest(_ id: String) -> String { "suspend notice: agent \(id) is being frozen by request" }
+
+    static func frozenByRequest(_ id: String, took: Duration) -> String {
+        "agent \(id) frozen by request (confirmed in \(Quantity.formatSeconds(took.seconds)))"
+    }
+
+    static func thawedByRequest(_ id: String) -> String { "agent \(id) thawed by request" }
+
+    static func stopping(_ id: String, signalled: Int, grace: Duration) -> String {
+        "agent \(id) stopping: SIGTERM to \(signalled) processes, cgroup.kill in \(Quantity.formatDuration(grace))"
+    }
+
+    static func limitsChanged(_ id: String) -> String { "limits of \(id) changed" }
+
+    static func limitsChanged(_ id: String, group: String) -> String { "limits of \(id) changed with group \(group)" }
+
+    static func limitsNotApplied(_ id: String, group: String, _ error: any Error) -> String {
+        "could not apply the new limits of \(group) to \(id): \(error)"
+    }
+
+    static func groupUpdated(_ name: String) -> String { "group \(name) updated" }
+
+    static func usageReported(_ usage: [Resource: Double]) -> String {
+        "usage reported: " + usage.sorted { $0.key < $1.key }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")
+    }
+
+    static func acknowledged(_ id: String, _ ack: Acknowledgement) -> String {
+        "\(id) acknowledged \(ack.kind) #\(ack.sequence)\(ack.note.map { ": \($0)" } ?? "")"
+    }
+
+    // MARK: The ladder
+
+    static func violation(_ violation: Violation) -> String {
+        "\(violation.kind.rawValue) violation of \(violation.resource.rawValue)"
+    }
+
+    static func enforcement(_ record: EnforcementRecord) -> String {
+        "\(record.action.rawValue) on \(record.resource.rawValue) (\(record.kind.rawValue)): \(record.succeeded ? "ok" : "failed: \(record.error ?? "")") — \(record.details)"
+    }
+
+    static func warned(_ violation: Violation) -> String {
+        let unit = violation.resource.unit
+        return
+            "\(violation.resource.rawValue) at \(unit.format(violation.current)), over its \(violation.kind.rawValue) limit \(unit.format(violation.limit)); warning published"
+    }
+
+    static func throttleNotice(_ resource: Resource, factor: Double) -> String {
+        "throttle notice: \(resource.rawValue) limit × \(factor)"
+    }
+
+    static func throttled(factor: Double, cumulative: Double, _ details: String) -> String {
+        "factor \(factor) (cumulative \(Quantity.formatDecimal(cumulative, places: 3))): \(details)"
+    }
+
+    static func throttleFailed(_ resource: Resource) -> String { "could not lower the \(resource.rawValue) limit" }
+
+    static func restored(_ resource: Resource, _ details: String) -> String { "\(resource.rawValue) limit restored: \(details)" }
+
+    static func restoreFailed(_ resource: Resource, _ error: any Error) -> String {
+        "could not restore the \(resource.rawValue) limit: \(error)"
+    }
+
+    static func suspendNotice(_ id: String, _ violation: Violation) -> String {
+        "suspend notice: agent \(id) is being frozen for \(violation.resource.rawValue)"
+    }
+
+    static func suspended(_ id: String, _ violation: Violation) -> String {
+        "agent \(id) suspended for \(violation.resource.rawValue)"
+    }
+
+    static func frozen(took: Duration) -> String {
+        "cgroup.freeze 1, cgroup.events frozen 1 after \(Quantity.formatSeconds(took.seconds))"
+    }
+
+    static let freezeFailed = "freeze failed; the agent runs on"
+
+    static func terminationNotice(grace: Duration) -> String {
+        "termination notice: SIGTERM now, cgroup.kill in \(Quantity.formatDuration(grace))"
+    }
+
+    static func terminating(signalled: Int, grace: Duration) -> String {
+        "SIGTERM sent to \(signalled) processes; cgroup.kill after \(Quantity.formatDuration(grace)) unless they exit"
+    }
+
+    static func terminateReason(_ violation: Violation) -> String {
+        "terminated for \(violation.resource.rawValue) (\(violation.kind.rawValue) limit)"
+    }
+
+    static func killedAfterGrace(_ method: CgroupTree.KillMethod) -> String {
+        "grace ended with processes alive: \(method == .cgroupKill ? "cgroup.kill" : "SIGKILL to every process")"
+    }
+
+    static func scaleDownRequest(_ request: ScaleDownRequest) -> String {
+        let unit = request.resource.unit
+        return
+            "scale down \(request.resource.rawValue) from \(unit.format(request.current)) to \(unit.format(request.target)) by \(request.deadline)"
+    }
+
+    static func scaleDownRequested(_ request: ScaleDownRequest) -> String {
+        "requested \(request.resource.rawValue) ≤ \(request.resource.unit.format(request.target)) by \(request.deadline)"
+    }
+
+    static func scaleDownResolved(_ request: ScaleDownRequest, usage: Double?, met: Bool) -> String {
+        let unit = request.resource.unit
+        return met
+            ? "met: \(request.resource.rawValue) at \(usage.map { unit.format($0) } ?? "below its limits") ≤ \(unit.format(request.target))"
+            : "missed: \(request.resource.rawValue) still \(usage.map { unit.format($0) } ?? "unknown") > \(unit.format(request.target)); escalating to suspend"
+    }
+
+    static func migrateFellBack(suspended: Bool) -> String { "fell back to suspend: \(suspended ? "frozen" : "freeze failed")" }
+
+    static func handlerRan(_ command: [String], _ summary: String) -> String { "\(command.joined(separator: " ")): \(summary)" }
+
+    static func handlerRecord(_ record: EnforcementRecord) -> String { "\(record.action.rawValue): \(record.details)" }
+
+    static func recoveryThawed(_ id: String) -> String { "agent \(id) thawed: its violations cleared (recovery)" }
+
+    static func recoveryThawFailed(_ id: String, _ error: any Error) -> String { "could not thaw \(id) on recovery: \(error)" }
+
+    // MARK: Degradation
+
+    static func degradation(_ plan: DegradationPlan) -> String {
+        let strategies = plan.strategies.map(\.strategy.rawValue).joined(separator: ", ")
+        let unit = plan.resource.unit
+        switch plan.reason {
+        case .pressure:
+            return
+                "\(plan.resource.rawValue) at \(unit.format(plan.usage)) of \(unit.format(plan.limit)): \(plan.level.rawValue) degradation (\(strategies)); target \(unit.format(plan.targetUsage)) within \(Int(plan.timelineSeconds)) s"
+        case .recovery, .relapse:
+            return
+                "\(plan.resource.rawValue) \(plan.reason == .recovery ? "recovery stage \(plan.recoveryStage)" : "relapse"): \(plan.previousLevel.rawValue) → \(plan.level.rawValue)\(strategies.isEmpty ? ", no strategy left" : " (\(strategies))")"
+        }
+    }
+
+    // MARK: The daemon's own trouble
+
+    static func notStored(records: Int, _ error: any Error) -> String { "could not store \(records) enforcement records: \(error)" }
+
+    static func notRemoved(_ path: String, _ error: any Error) -> String { "could not remove \(path): \(error)" }
+
+    static func notRecorded(_ id: String, _ what: String, _ error: any Error) -> String {
+        "could not record \(what) of \(id): \(error)"
+    }
+
+    static func minutesNotStored(_ count: Int, _ error: any Error) -> String {
+        "could not store \(count) minutes of usage history: \(error)"
+    }
+
+    static func recommendationsNotStored(_ id: String, _ error: any Error) -> String {
+        "could not store the recommendations of \(id): \(error)"
+    }
+
+    static func recommendations(_ id: String, _ recommendations: [Recommendation]) -> String {
+        "recommendations for \(id): " + recommendations.map { "\($0.kind.rawValue) \($0.resource.rawValue)" }.joined(separator: ", ")
+    }
+}

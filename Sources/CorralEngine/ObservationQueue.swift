@@ -1,0 +1,179 @@
+public import CorralWatcher
+import Synchronization
+
+/// The watcher's events on their way to the engine, most urgent first.
+///
+/// The engine handles one event at a time; under load (dozens of agents at
+/// their limits, each sending kernel events, beside the periodic samples of
+/// every agent) a plain FIFO makes a new violation wait behind all of them.
+/// Three lanes, each in order:
+/// 1. lifecycle events (emptied, vanished), and kernel events of agents quiet for the last
+///    second — a new violation starts here;
+/// 2. kernel events of agents already sending them (a burst goes on);
+/// 3. periodic samples.
+///
+/// An observation older than one of the same agent already handed out is
+/// dropped (a sample overtaken by an event): the engine sees each agent's
+/// readings in the order they were taken. Only agents' events come in (a
+/// group's, and failed reads, which the next good read decides, stay out).
+public final class ObservationQueue: Sendable {
+    /// A FIFO that pops from the front in O(1).
+    struct Lane {
+        private var items: [WatcherEvent] = []
+        private var head = 0
+
+        var isEmpty: Bool { head == items.count }
+        var count: Int { items.count - head }
+
+        mutating func append(_ event: WatcherEvent) { items.append(event) }
+
+        mutating func popFirst() -> WatcherEvent? {
+            guard head < items.count else { return nil }
+            let first = items[head]
+            head += 1
+            if head >= 1024, head * 2 >= items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return first
+        }
+    }
+
+    struct State {
+        var lanes = [Lane(), Lane(), Lane()]
+        var waiter: CheckedContinuation<Wait, Never>?
+        /// Tells a waiter's timeout from an older one's.
+        var generation = 0
+        var finished = false
+        /// When each agent last had an urgent event handed out.
+        var lastUrgent: [String: ContinuousClock.Instant] = [:]
+        /// The `seen` of each agent's last observation handed out.
+        var lastSeen: [String: ContinuousClock.Instant] = [:]
+        var dropped = 0
+
+        mutating func lane(of event: WatcherEvent, now: ContinuousClock.Instant) -> Int {
+            guard case .observation(let observation) = event, let agent = observation.subject.agent else { return 0 }
+            if observation.trigger == .sample { return 2 }
+            let busy = lastUrgent[agent].map { now - $0 < ObservationQueue.burstWindow } ?? false
+            return busy ? 1 : 0
+        }
+
+        /// The next event to hand out, if any.
+        mutating func pop() -> WatcherEvent? {
+            for index in lanes.indices {
+                while let event = lanes[index].popFirst() {
+                    guard let agent = event.subject.agent else { continue }
+                    switch event {
+                    case .observation(let observation):
+                        if let last = lastSeen[agent], observation.seenAt < last {
+                            dropped += 1
+                            continue
+                        }
+                        lastSeen[agent] = observation.seenAt
+                        if observation.trigger != .sample { lastUrgent[agent] = ContinuousClock.now }
+                    case .emptied, .vanished, .unreadable:
+                        lastSeen[agent] = nil
+                        lastUrgent[agent] = nil
+                    }
+                    return event
+                }
+            }
+            return nil
+        }
+    }
+
+    /// An agent whose kernel events came within this window is in a burst.
+    static let burstWindow = Duration.seconds(1)
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Queues `event` (any thread; never blocks). Ignored after `finish`, and
+    /// when it is not an agent's or a read failed.
+    public func push(_ event: WatcherEvent) {
+        if case .unreadable = event { return }
+        guard event.subject.agent != nil else { return }
+        let handOver: (CheckedContinuation<Wait, Never>, WatcherEvent)? = state.withLock { state in
+            guard !state.finished else { return nil }
+            let lane = state.lane(of: event, now: .now)
+            state.lanes[lane].append(event)
+            guard let waiter = state.waiter, let next = state.pop() else { return nil }
+            state.waiter = nil
+            return (waiter, next)
+        }
+        if let (waiter, next) = handOver { waiter.resume(returning: .event(next)) }
+    }
+
+    /// Ends the queue: `next` returns what is left, then nil.
+    public func finish() {
+        let waiter = state.withLock { state in
+            state.finished = true
+            defer { state.waiter = nil }
+            return state.lanes.allSatisfy(\.isEmpty) ? state.waiter : nil
+        }
+        waiter?.resume(returning: .finished)
+    }
+
+    /// What waiting for the next event ended with.
+    public enum Wait: Sendable {
+        case event(WatcherEvent)
+        /// The deadline passed with nothing queued.
+        case timedOut
+        /// `finish` was called and nothing is left.
+        case finished
+    }
+
+    /// The next event, waiting for one; nil once finished and empty (or the
+    /// waiting task is cancelled: that finishes the queue). One consumer.
+    public func next() async -> WatcherEvent? {
+        if case .event(let event) = await next(until: nil) { return event }
+        return nil
+    }
+
+    /// The next event, waiting for one until `deadline` (nil: for ever).
+    /// Cancelling the waiting task finishes the queue. One consumer.
+    public func next(until deadline: ContinuousClock.Instant?) async -> Wait {
+        var timer: Task<Void, Never>?
+        let result = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Wait, Never>) in
+                let ready: Wait? = state.withLock { state in
+                    if let event = state.pop() { return .event(event) }
+                    if state.finished { return .finished }
+                    if let deadline, deadline <= .now { return .timedOut }
+                    state.waiter = continuation
+                    state.generation += 1
+                    return nil
+                }
+                if let ready {
+                    continuation.resume(returning: ready)
+                } else if let deadline {
+                    let generation = state.withLock { $0.generation }
+                    timer = Task { [weak self] in
+                        do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return }
+                        self?.timeOut(generation)
+                    }
+                }
+            }
+        } onCancel: {
+            finish()
+        }
+        timer?.cancel()
+        return result
+    }
+
+    /// Wakes the waiter of `generation`, if it still waits, with `.timedOut`.
+    private func timeOut(_ generation: Int) {
+        let waiter = state.withLock { state -> CheckedContinuation<Wait, Never>? in
+            guard state.generation == generation, let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume(returning: .timedOut)
+    }
+
+    /// Events waiting, by lane; observations dropped as overtaken.
+    public var depth: (lanes: [Int], dropped: Int) {
+        state.withLock { state in (state.lanes.map(\.count), state.dropped) }
+    }
+}

@@ -1,0 +1,117 @@
+import CorralCgroup
+import CorralCore
+
+extension Engine {
+    /// What `restore` found.
+    public struct Reconciliation: Equatable, Sendable {
+        public var reattached: [String] = []
+        public var ended: [String] = []
+        public var discovered: [String] = []
+        public var removedOrphans: [String] = []
+        /// Cgroups that could not be read or removed, with why (said, not fatal).
+        public var problems: [String] = []
+    }
+}
+
+/// Start-up: reconciles the stored agents with the cgroup tree. Live agents
+/// are re-attached with their ladders; agents that ended while nobody watched
+/// are marked; populated leaves nobody knows are taken in; empty ones removed.
+struct Reconciler {
+    let tree: CgroupTree
+    let store: any EngineStore
+    let configuration: CorralConfiguration
+    let now: Timestamp
+
+    /// The agents to manage, and the report.
+    func run() throws -> (agents: [String: ManagedAgent], report: Engine.Reconciliation) {
+        var report = Engine.Reconciliation()
+        var agents: [String: ManagedAgent] = [:]
+        let stored = try store.agents()
+        let ladders = Dictionary(try store.ladders().map { ($0.agent, $0) }, uniquingKeysWith: { _, last in last })
+        for var record in stored where record.state.isLive {
+            let leaf = tree.agentPath(group: record.group, agent: record.id)
+            let populated: Bool?
+            do {
+                populated = try tree.isPopulated(leaf)
+            } catch {
+                if error.code != .notFound && error.code != .removed {
+                    report.problems.append("\(tree.fs.absolutePath(leaf)): \(error.description)")
+                }
+                populated = nil
+            }
+            guard populated == true else {
+                record.state = .lost
+                record.endedAt = now
+                record.endReason = populated == nil ? EndReason.goneWhileDown : EndReason.endedWhileDown
+                remove(leaf, &report)
+                _ = try store.commit(records: [], ladder: nil, agent: record)
+                try store.deleteLadder(agent: record.id)
+                report.ended.append(record.id)
+                continue
+            }
+            var ladder = ladders[record.id] ?? AgentLadder(agent: record.id)
+            ladder.resume(at: now)
+            var managed = ManagedAgent(record: record, ladder: ladder, leaf: leaf)
+            if ladder.terminating {
+                managed.terminationDeadline = now + configuration.escalation(for: record.group).terminationGrace
+            }
+            agents[record.id] = managed
+            report.reattached.append(record.id)
+        }
+        let known = Dictionary(stored.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
+        for group in children(of: tree.root, &report) where group != CgroupTree.supervisorName && CgroupName.isValid(group) {
+            for name in children(of: tree.groupPath(group), &report) where agents[name] == nil && CgroupName.isValid(name) {
+                let leaf = tree.agentPath(group: group, agent: name)
+                let populated: Bool
+                do {
+                    populated = try tree.isPopulated(leaf)
+                } catch {
+                    report.problems.append("\(tree.fs.absolutePath(leaf)): \(error.description)")
+                    continue
+                }
+                guard populated else {
+                    remove(leaf, &report)
+                    report.removedOrphans.append("\(group)/\(name)")
+                    continue
+                }
+                let record = AgentRecord(
+                    id: name, group: group, state: .running, origin: .discovered, pid: firstProcess(leaf),
+                    command: known[name]?.command ?? [],
+                    limits: configuration.limits(agent: name, group: group) ?? known[name]?.limits ?? LimitSet(),
+                    cgroup: tree.fs.absolutePath(leaf), createdAt: now)
+                agents[name] = ManagedAgent(record: record, leaf: leaf)
+                _ = try store.commit(records: [], ladder: nil, agent: record)
+                report.discovered.append(name)
+            }
+        }
+        return (agents, report)
+    }
+
+    private func children(of path: CgroupPath, _ report: inout Engine.Reconciliation) -> [String] {
+        do {
+            return try tree.fs.children(of: path)
+        } catch  where error.code == .notFound {
+            return []
+        } catch {
+            report.problems.append("\(tree.fs.absolutePath(path)): \(error.description)")
+            return []
+        }
+    }
+
+    private func remove(_ leaf: CgroupPath, _ report: inout Engine.Reconciliation) {
+        do {
+            try tree.remove(leaf)
+        } catch {
+            report.problems.append("\(tree.fs.absolutePath(leaf)): \(error.description)")
+        }
+    }
+
+    /// The agent's first process, as its pid (a discovered agent has no other).
+    private func firstProcess(_ leaf: CgroupPath) -> Int32? {
+        do {
+            return try tree.allProcesses(leaf).first
+        } catch {
+            return nil
+        }
+    }
+}

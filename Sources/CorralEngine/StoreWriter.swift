@@ -1,0 +1,129 @@
+import CorralAPI
+import CorralCore
+import Synchronization
+
+/// The engine's one way to its store. It owns the two threads that write off
+/// the engine — the group committer (the ladder's steps, in order) and the
+/// background worker (usage minutes, analysis) — and the agent rows that
+/// could not be stored yet, which it retries until they are (an exit record
+/// is never lost to a full disk or a busy database).
+final class StoreWriter: Sendable {
+    /// The store as is: for work that does not depend on the steps' commits
+    /// (usage minutes, recommendations).
+    let store: any EngineStore
+    private let committer: Committer
+    private let background = BackgroundWorker(name: "corral-bg")
+    private let events: EventPublisher
+    /// Agent rows whose commit failed, newest per agent.
+    private let unsaved = Mutex<[String: AgentRecord]>([:])
+
+    init(store: any EngineStore, events: EventPublisher) {
+        self.store = store
+        self.committer = Committer(store: store)
+        self.events = events
+    }
+
+    deinit {
+        background.stop()
+        committer.stop()
+    }
+
+    /// The store once every step queued so far is committed: what the engine
+    /// reads or writes there follows its steps, in order.
+    var settled: any EngineStore {
+        committer.drain()
+        return store
+    }
+
+    /// Blocks until every queued step is stored and its records published.
+    func drain() { committer.drain() }
+
+    /// Commits one step off the engine; its records are published once stored.
+    func commit(_ request: CommitRequest, agent id: String) {
+        let events = events
+        let count = request.records.count
+        committer.enqueue(request) { result in
+            switch result {
+            case .success(let stored):
+                for record in stored {
+                    events.publish(.enforcement, agent: id, EventText.enforcement(record), record: record)
+                }
+            case .failure(let error):
+                events.publish(.daemon, agent: id, EventText.notStored(records: count, error))
+            }
+        }
+    }
+
+    /// Stores records with the agent's ladder and row now (after the queued
+    /// steps) and publishes them with `message`; a failure is published.
+    func commitNow(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord, message: (EnforcementRecord) -> String) {
+        do {
+            for record in try settled.commit(records: records, ladder: ladder, agent: agent) {
+                events.publish(.enforcement, agent: agent.id, message(record), record: record)
+            }
+        } catch {
+            events.publish(.daemon, agent: agent.id, EventText.notStored(records: records.count, error))
+            remember(agent)
+        }
+    }
+
+    /// Saves an agent's row after the queued steps. A failure is published
+    /// and the row kept for `retryUnsaved`; `throwing` also hands it to the caller.
+    func save(_ agent: AgentRecord, what: String) {
+        do {
+            _ = try settled.commit(records: [], ladder: nil, agent: agent)
+            unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
+        } catch {
+            events.publish(.daemon, agent: agent.id, EventText.notRecorded(agent.id, what, error))
+            remember(agent)
+        }
+    }
+
+    /// Saves an agent's row; the caller (an API request) hears of a failure.
+    func saveOrThrow(_ agent: AgentRecord, ladder: AgentLadder? = nil) throws {
+        _ = try settled.commit(records: [], ladder: ladder, agent: agent)
+        unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
+    }
+
+    /// Forgets an ended agent's ladder; a failure is published (a stale ladder
+    /// row is harmless: restore ignores ladders of agents that are not live).
+    func deleteLadder(of id: String) {
+        do {
+            try settled.deleteLadder(agent: id)
+        } catch {
+            events.publish(.daemon, agent: id, EventText.notRecorded(id, "the ladder's removal", error))
+        }
+    }
+
+    private func remember(_ agent: AgentRecord) { unsaved.withLock { $0[agent.id] = agent } }
+
+    /// Tries again to store the rows that failed (from the engine's tick).
+    func retryUnsaved() {
+        let pending = unsaved.withLock { $0 }
+        guard !pending.isEmpty else { return }
+        for (id, agent) in pending.sorted(by: { $0.key < $1.key }) {
+            do {
+                _ = try settled.commit(records: [], ladder: nil, agent: agent)
+                unsaved.withLock { rows in
+                    if rows[id] == agent { rows[id] = nil }
+                }
+            } catch {
+                // Still failing: kept, tried again on the next tick (said once, when it first failed).
+            }
+        }
+    }
+
+    /// Agent rows waiting to be stored.
+    var unsavedCount: Int { unsaved.withLock { $0.count } }
+
+    /// Runs `job` on the background thread, in order with the others.
+    func later(_ job: @escaping @Sendable () -> Void) { background.async(job) }
+
+    /// Waits until every queued step is committed and every background job
+    /// queued so far has run.
+    func settle() async {
+        committer.drain()
+        let background = background
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in background.async { done.resume() } }
+    }
+}

@@ -1,0 +1,118 @@
+import CorralCore
+import CorralThreads
+import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Runs a migrate or custom handler command: `input` on its stdin, killed
+/// after `timeout`; success is exit status 0. The wait is on the process's
+/// pidfd, on a thread of its own: nothing polls, nothing blocks the
+/// cooperative pool.
+public enum HandlerRunner {
+    public struct Outcome: Sendable {
+        public var succeeded: Bool
+        public var summary: String
+    }
+
+    public static func run(_ command: [String], input: [UInt8], timeout: Duration) async -> Outcome {
+        guard let program = command.first else { return Outcome(succeeded: false, summary: "empty handler command") }
+        let executable: String
+        do {
+            executable = try ExecutableLookup.resolve(program, path: getenv("PATH").map { String(cString: $0) })
+        } catch {
+            return Outcome(succeeded: false, summary: error.description)
+        }
+        let pipe: (readEnd: FileDescriptor, writeEnd: FileDescriptor)
+        do {
+            pipe = try FileDescriptor.pipe()
+        } catch {
+            return Outcome(succeeded: false, summary: "cannot create a pipe: \(error)")
+        }
+        let child: SpawnedProcess
+        do {
+            child = try Spawner.spawn(
+                Spawner.Request(
+                    executable: executable, arguments: command, environment: currentEnvironment(), cgroupDirectory: nil,
+                    cgroupProcs: nil, standardInput: pipe.readEnd, newSession: true))
+        } catch {
+            close(pipe.readEnd)
+            close(pipe.writeEnd)
+            return Outcome(succeeded: false, summary: error.description)
+        }
+        close(pipe.readEnd)
+        var note = ""
+        do {
+            // A handler that exits without reading its input closes the pipe: EPIPE, not a failure of the run.
+            _ = try pipe.writeEnd.writeAll(input)
+        } catch  where (error as? Errno) == .brokenPipe {
+        } catch {
+            note = " (its input could not be written: \(error))"
+        }
+        close(pipe.writeEnd)
+        let exited = await exit(of: child, within: timeout)
+        defer { close(child.pidfd) }
+        var status: Int32 = 0
+        guard exited else {
+            _ = kill(child.pid, SIGKILL)
+            _ = waitpid(child.pid, &status, 0)
+            return Outcome(succeeded: false, summary: "timed out after \(Quantity.formatDuration(timeout)) and was killed" + note)
+        }
+        var result: Int32
+        repeat { result = waitpid(child.pid, &status, 0) } while result < 0 && errno == EINTR
+        guard result == child.pid else { return Outcome(succeeded: false, summary: "lost track of the handler" + note) }
+        let signal = status & 0x7f
+        if signal != 0 { return Outcome(succeeded: false, summary: "killed by \(SignalName.name(signal))" + note) }
+        let code = (status >> 8) & 0xff
+        return Outcome(succeeded: code == 0, summary: "exit status \(code)" + note)
+    }
+
+    /// Waits until `child` has exited (true) or `timeout` passed (false):
+    /// poll(2) on its pidfd, which becomes readable when the process exits.
+    /// Without a pidfd (kernels before 5.3) the wait is on waitid(WNOWAIT).
+    static func exit(of child: SpawnedProcess, within timeout: Duration) async -> Bool {
+        let pid = child.pid
+        let pidfd = child.pidfd?.rawValue
+        return await withCheckedContinuation { (done: CheckedContinuation<Bool, Never>) in
+            OSThread.start(name: "corral-handler") {
+                let deadline = ContinuousClock.now + timeout
+                while true {
+                    let left = deadline - ContinuousClock.now
+                    guard left > .zero else { return done.resume(returning: false) }
+                    let milliseconds = Int32(
+                        clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+                    if let pidfd {
+                        var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+                        let ready = poll(&entry, 1, milliseconds)
+                        if ready > 0 { return done.resume(returning: true) }
+                        if ready < 0 && errno != EINTR { return done.resume(returning: true) }  // the reap says what happened
+                    } else {
+                        var info = siginfo_t()
+                        if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0, info._sifields._sigchld.si_pid == pid {
+                            return done.resume(returning: true)
+                        }
+                        usleep(20_000)
+                    }
+                }
+            }
+        }
+    }
+
+    static func currentEnvironment() -> [String] {
+        var result: [String] = []
+        var pointer = environ
+        while let entry = pointer.pointee {
+            result.append(String(cString: entry))
+            pointer += 1
+        }
+        return result
+    }
+
+    /// Closes a descriptor opened here; a failed close of a pipe end or
+    /// pidfd loses nothing.
+    private static func close(_ fd: FileDescriptor?) {
+        guard let fd else { return }
+        do { try fd.close() } catch {}
+    }
+}

@@ -1,0 +1,152 @@
+public import CorralCgroup
+public import CorralCore
+import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Starts agents' commands for the engine: finds the executable, builds the
+/// environment, opens the log, spawns straight into the agent's cgroup;
+/// and what the engine asks of processes (is it there, what is its command
+/// line). Owned by the engine; holds no mutable state.
+public struct Launcher: Sendable {
+    /// Where launched agents' stdout and stderr go (`<id>.log`); nil: where Corral's go.
+    public var logDirectory: String?
+    /// Put into agents' environment as CORRAL_SOCKET.
+    public var socketPath: String?
+
+    public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    public init(logDirectory: String? = nil, socketPath: String? = nil) {
+        self.logDirectory = logDirectory
+        self.socketPath = socketPath
+    }
+
+    /// The executable `program` names, on `path` (the request's PATH, else
+    /// the default); checked before a cgroup is made, so a typo creates nothing.
+    public func executable(for program: String, path: String?) throws(SpawnError) -> String {
+        try ExecutableLookup.resolve(program, path: path ?? Self.defaultPath)
+    }
+
+    /// The agent's environment: the request's, with Corral's variables.
+    public func environment(_ base: [String: String], agent: String, group: String) -> [String] {
+        var environment = base
+        environment["CORRAL_AGENT_ID"] = agent
+        environment["CORRAL_GROUP"] = group
+        if let socketPath { environment["CORRAL_SOCKET"] = socketPath }
+        if environment["PATH"] == nil { environment["PATH"] = Self.defaultPath }
+        return environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    }
+
+    /// A command to start in a cgroup.
+    public struct Launch: Sendable {
+        public var agent: String
+        public var group: String
+        public var executable: String
+        public var command: [String]
+        public var environment: [String: String]
+        public var workingDirectory: String?
+
+        public init(
+            agent: String, group: String, executable: String, command: [String], environment: [String: String], workingDirectory: String?
+        ) {
+            self.agent = agent
+            self.group = group
+            self.executable = executable
+            self.command = command
+            self.environment = environment
+            self.workingDirectory = workingDirectory
+        }
+    }
+
+    /// What starting a command left to say: where its output went, if not to the log.
+    public struct Started: Sendable {
+        public var pid: Int32
+        /// The log could not be opened (the reason): output goes where Corral's does.
+        public var logProblem: String?
+    }
+
+    /// Spawns `launch` into `leaf` (clone3 into the cgroup, or cgroup.procs
+    /// before exec) in a session of its own, stdin from /dev/null, stdout and
+    /// stderr to its log.
+    public func start(_ launch: Launch, in leaf: CgroupPath, of tree: CgroupTree) throws -> Started {
+        var logProblem: String?
+        var output: FileDescriptor?
+        if let logDirectory {
+            let path = logDirectory + "/" + launch.agent + ".log"
+            do {
+                output = try FileDescriptor.open(
+                    path, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite, .groupRead])
+            } catch {
+                logProblem = "cannot open \(path) (\(error)); its output goes where the daemon's does"
+            }
+        }
+        let nullInput = try FileDescriptor.open("/dev/null", .readOnly, options: [.closeOnExec])
+        defer {
+            Self.close(output)
+            Self.close(nullInput)
+        }
+        let directory = try tree.fs.openDirectory(leaf)
+        defer { Self.close(directory) }
+        let procs = try tree.fs.openForWriting(.procs, of: leaf)
+        defer { Self.close(procs) }
+        let child = try Spawner.spawn(
+            Spawner.Request(
+                executable: launch.executable, arguments: launch.command,
+                environment: environment(launch.environment, agent: launch.agent, group: launch.group), cgroupDirectory: directory,
+                cgroupProcs: procs, workingDirectory: launch.workingDirectory, standardInput: nullInput, standardOutput: output,
+                standardError: output, newSession: true))
+        // The engine learns of the exit from the cgroup and reaps by pid.
+        Self.close(child.pidfd)
+        return Started(pid: child.pid, logProblem: logProblem)
+    }
+
+    /// Whether `pid` names a process (one Corral may not signal counts).
+    public static func processExists(_ pid: Int32) -> Bool {
+        pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)
+    }
+
+    /// The command line of `pid` from /proc (empty when it cannot be read:
+    /// a kernel thread, or gone).
+    public static func commandLine(of pid: Int32) -> [String] {
+        guard let fd = try? FileDescriptor.open("/proc/\(pid)/cmdline", .readOnly, options: [.closeOnExec]) else { return [] }
+        defer { Self.close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = (try? buffer.withUnsafeMutableBytes { try fd.read(into: $0, retryOnInterrupt: true) }) ?? 0
+        guard count > 0 else { return [] }
+        return buffer[0..<count].split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Closes a descriptor this type opened; a failed close of a descriptor
+    /// only read or written here loses nothing.
+    private static func close(_ fd: FileDescriptor?) {
+        guard let fd else { return }
+        do { try fd.close() } catch {}
+    }
+}
+
+/// Exit statuses of the agents this process started. Owned by the engine.
+public struct ChildReaper: Sendable {
+    private var exited: [Int32: Termination] = [:]
+
+    public init() {}
+
+    /// Collects the exit status of those of `pids` that have exited (only
+    /// these: handler processes are reaped by their runner).
+    public mutating func reap(_ pids: [Int32]) {
+        // One syscall to learn whether any child has exited (WNOWAIT: nothing
+        // is reaped here), instead of one waitpid per agent on every tick.
+        var info = siginfo_t()
+        guard waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0, info._sifields._sigchld.si_pid != 0 else { return }
+        for pid in pids where exited[pid] == nil {
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { continue }
+            let signal = status & 0x7f
+            exited[pid] = signal == 0 ? .exited(code: (status >> 8) & 0xff) : .signaled(signal: signal)
+        }
+    }
+
+    /// How `pid` ended, once (nil: not reaped, not ours).
+    public mutating func take(_ pid: Int32) -> Termination? { exited.removeValue(forKey: pid) }
+}
