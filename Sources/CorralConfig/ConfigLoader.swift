@@ -49,7 +49,7 @@ public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Reads Corral's YAML configuration. Every problem is collected (not just
 /// the first), each with line:column, key, value and what is accepted.
 public enum ConfigLoader {
-    /// Parses `text` (the contents of `file`) on top of the built-in seed configuration.
+    /// Parses `text` (the contents of `file`) on top of the built-in configuration.
     ///
     /// Throws every problem, sorted by position, when there is any; nothing of
     /// an invalid file is returned. An empty file (or one with only comments)

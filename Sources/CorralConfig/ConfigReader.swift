@@ -318,7 +318,7 @@ struct Reader {
     }
 
     static func actionHint(_ text: String) -> String {
-        text == "custom_handler" ? " (the seed's custom_handler is called custom)" : ""
+        text == "custom_handler" ? " (custom_handler is called custom in Corral)" : ""
     }
 
     // MARK: Groups

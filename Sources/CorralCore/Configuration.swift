@@ -1,6 +1,6 @@
-/// Everything a configuration file can set, with the seed's values as defaults.
+/// Everything a configuration file can set, with the built-in defaults.
 public struct CorralConfiguration: Equatable, Sendable {
-    /// Quota groups by name (the seed's three unless redefined; more may be added).
+    /// Quota groups by name (the three built-in ones unless redefined; more may be added).
     public var groups: [String: QuotaGroup]
     /// Per-agent overrides by agent id.
     public var agents: [String: AgentOverride]
@@ -11,7 +11,7 @@ public struct CorralConfiguration: Equatable, Sendable {
     public var cgroupRoot: String?
     /// Commands run by the migrate and custom actions.
     public var handlers: HandlerCommands = HandlerCommands()
-    /// When degradation strategies are taken back (DESIGN §4).
+    /// When degradation strategies are taken back, stage by stage.
     public var recovery: RecoveryPolicy = .seed
 
     public init(

@@ -1,4 +1,4 @@
-/// Graceful degradation (DESIGN §4, the seed's §4.1): how hard an agent is
+/// Graceful degradation: how hard an agent is
 /// pressing on a limit, what it is asked to shed, and the staged way back.
 ///
 /// Pure: fed usage figures and a clock; the engine delivers what it returns.
@@ -91,8 +91,8 @@ public enum ParameterValue: Codable, Equatable, Sendable {
     }
 }
 
-/// What an agent is asked to do to use less (the seed's vocabulary, plus
-/// two for resources the seed left undefined).
+/// What an agent is asked to do to use less: memory and cpu have four
+/// strategies each; processes, files and connections start with their own.
 public enum DegradationStrategy: String, Codable, CaseIterable, Sendable {
     case cacheAggressively = "cache_aggressively"
     case batchOperations = "batch_operations"
@@ -104,7 +104,7 @@ public enum DegradationStrategy: String, Codable, CaseIterable, Sendable {
     /// Close idle files and connections, shrink pools (files, connections).
     case releaseHandles = "release_handles"
 
-    /// The seed's parameters for the strategies it defines; ours for the rest.
+    /// The parameters each strategy comes with (README: degradation).
     public var parameters: [String: ParameterValue] {
         switch self {
         case .reducePrecision:
@@ -129,7 +129,7 @@ public enum DegradationStrategy: String, Codable, CaseIterable, Sendable {
     }
 
     /// Strategies for `resource` at `level`, cumulative: each level keeps the
-    /// lower levels' strategies and adds one (memory and cpu as in the seed).
+    /// lower levels' strategies and adds one.
     public static func plan(for resource: Resource, at level: DegradationLevel) -> [DegradationStrategy] {
         Array(ladder(for: resource).prefix(level.rank))
     }
@@ -235,8 +235,8 @@ public struct DegradationPlan: Codable, Equatable, Sendable {
     }
 }
 
-/// When recovery may take a strategy away (DESIGN §4, seed: every 30 s,
-/// usage below 0.8 of the limit, no violation for 60 s).
+/// When recovery may take a strategy away (defaults: one stage every 30 s,
+/// while usage is below 0.8 of the limit and no violation was seen for 60 s).
 public struct RecoveryPolicy: Equatable, Codable, Sendable {
     public var stageInterval: Duration
     public var quietPeriod: Duration

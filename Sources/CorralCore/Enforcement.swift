@@ -89,7 +89,7 @@ public struct EnforcementRecord: Equatable, Codable, Sendable {
     }
 }
 
-/// Throttle factor by how far usage is over the limit (seed): excess > 1.0 → 0.5,
+/// Throttle factor by how far usage is over the limit: excess > 1.0 → 0.5,
 /// > 0.5 → 0.7, > 0.2 → 0.85, else 0.9.
 public enum ThrottleFactor {
     public static func forExcess(_ excessRatio: Double) -> Double {
@@ -100,7 +100,7 @@ public enum ThrottleFactor {
     }
 }
 
-/// A request to an agent to shrink, with its deadline (seed: 80% of the limit, 30 s).
+/// A request to an agent to shrink, with its deadline (defaults: 80% of the limit, 30 s).
 public struct ScaleDownRequest: Equatable, Codable, Sendable {
     public var resource: Resource
     public var current: Double

@@ -1,8 +1,8 @@
 /// What the escalation ladder may do about a violation.
 ///
 /// One closed vocabulary for configuration, API, history and the ladder
-/// (the seed mixed `:custom_handler`/`:custom` and left `:migrate` out of the
-/// quota's action type).
+/// (closed and total: `custom` is the one name for a handler's action, and
+/// `migrate` is an action like the others).
 public enum EnforcementAction: String, CaseIterable, Codable, CodingKeyRepresentable, Sendable, Comparable {
     /// Record and publish a warning.
     case warn

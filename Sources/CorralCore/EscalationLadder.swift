@@ -1,13 +1,13 @@
 /// Settings of the escalation ladder (from the configuration).
 public struct LadderSettings: Equatable, Codable, Sendable {
     public var policy: EscalationPolicy
-    /// A warning for the same resource and violation kind is not repeated within this time (seed: 60 s).
+    /// A warning for the same resource and violation kind is not repeated within this time (default: 60 s).
     public var alertInterval: Duration
     /// A violation not observed for this long has cleared (default: 2.5 sampling intervals).
     public var clearAfter: Duration
-    /// A scale-down request asks for this share of the violated limit (seed: 0.8).
+    /// A scale-down request asks for this share of the violated limit (default: 0.8).
     public var scaleDownTarget: Double
-    /// … within this time (seed: 30 s).
+    /// … within this time (default: 30 s).
     public var scaleDownDeadline: Duration
 
     public init(
@@ -60,7 +60,8 @@ public enum LadderCommand: Equatable, Sendable {
 ///
 /// A violation that persists walks up its ladder of steps, each firing when
 /// its delay since the violation began has passed *and* an observation at or
-/// after that moment still shows the violation (the re-check the seed lacked):
+/// after that moment still shows the violation (a violation that cleared while
+/// its delay ran is never acted on):
 ///
 ///     soft  → warn
 ///     burst → warn, throttle
@@ -70,14 +71,14 @@ public enum LadderCommand: Equatable, Sendable {
 /// A step's delay is measured from when the violation first reached a kind
 /// that takes that step (a soft violation that turns hard starts the clock of
 /// suspend and terminate only then), and due times never decrease along the
-/// ladder (seed: warn 0, throttle 30 s, suspend 5 min, terminate 10 min).
+/// ladder (defaults: warn 0, throttle 30 s, suspend 5 min, terminate 10 min).
 /// A violation that reaches a more severe kind is warned about again (rate-limited).
 /// A scale-down is judged by observations at or after its deadline: usage at
 /// most the target has met it, which ends the episode as a clear does (its
 /// throttle restored; going over again starts a new episode and a new
 /// request); usage over it while the violation is still seen has missed it,
 /// which escalates to suspend, and terminate after the policy's gap between
-/// the two (seed: 5 min). A violation unseen for
+/// the two (default: 5 min). A violation unseen for
 /// `clearAfter` has cleared: its throttle is restored and the ladder starts
 /// over next time. Warnings are rate-limited per resource and kind.
 public struct AgentLadder: Equatable, Codable, Sendable {

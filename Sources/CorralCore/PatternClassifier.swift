@@ -1,5 +1,7 @@
-/// Usage pattern classification (DESIGN §6, the seed's §2.2 with its
-/// defects fixed): pure, on a series of samples taken at a fixed interval.
+/// Usage pattern classification: steady, periodic, bursty, growing or
+/// declining, with a confidence; pure, on a series of samples taken at a
+/// fixed interval. The trend is relative to the mean and per minute, so that
+/// bytes and megabytes of the same growth classify alike.
 
 /// How a resource's usage behaves over a window.
 public enum UsagePattern: String, Codable, CaseIterable, Sendable {
@@ -35,7 +37,7 @@ public struct PatternAnalysis: Codable, Equatable, Sendable {
     public var confidence: Double
     public var statistics: SeriesStatistics
     /// Least-squares slope relative to the mean, per minute (0.01: 1% of the mean per minute):
-    /// what growing and declining are decided on. The seed compared a raw slope in bytes with 0.1.
+    /// what growing and declining are decided on.
     public var trendPerMinute: Double
     /// The trend's change over the whole window, relative to the mean (for rationales).
     public var trendOverWindow: Double
@@ -47,7 +49,7 @@ public struct PatternAnalysis: Codable, Equatable, Sendable {
     public var variation: Double
     /// Share of samples that are spikes (far above the detrended median).
     public var spikeShare: Double
-    /// Autocorrelation of the detrended series at the seed's lags.
+    /// Autocorrelation of the detrended series at the reported `lags`.
     public var autocorrelation: [LagCorrelation]
     /// How periodic (0…1): the best autocorrelation peak against the trough before it.
     public var periodicity: Double
@@ -56,10 +58,10 @@ public struct PatternAnalysis: Codable, Equatable, Sendable {
 }
 
 public enum PatternClassifier {
-    /// The seed's lags (in samples of the analysed series), reported in `autocorrelation`.
+    /// The lags (in samples of the analysed series) reported in `autocorrelation`.
     /// Periodicity looks at every lag up to `maximumLag`: cycles between and around these.
     public static let lags = [4, 6, 8, 12]
-    /// The longest lag searched for a cycle: twice the seed's longest.
+    /// The longest lag searched for a cycle: twice the longest reported lag.
     public static let maximumLag = 24
     /// Fewer samples than this tell nothing: steady with confidence 0.
     public static let minimumSamples = 24
@@ -83,8 +85,8 @@ public enum PatternClassifier {
         /// … on at least this share of the samples make the series bursty;
         public var spikeShare = 0.004
         /// so does a standard deviation of the detrended series of at least this
-        /// share of the mean (the seed's "high variance", made relative: it compared
-        /// a variance in bytes² with half the mean in bytes).
+        /// share of the mean (relative, so that the unit of the resource does
+        /// not decide: a variance in bytes² says nothing against a mean in bytes).
         public var variation = 0.2
         public init() {}
     }

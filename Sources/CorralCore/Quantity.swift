@@ -3,7 +3,7 @@
 ///
 /// Sizes: a bare number is bytes; `K M G T P` and `KiB MiB GiB TiB PiB` are
 /// powers of 1024 (as systemd and Docker read them); `kB KB MB GB TB PB` are
-/// powers of 1000 (the seed's numbers: 50 MB is 50_000_000). Underscores may
+/// powers of 1000 (the built-in groups' numbers: 50 MB is 50_000_000). Underscores may
 /// group digits (`50_000_000`).
 public enum Quantity {
     /// Why a text is not a valid quantity. `description` names the value and what is accepted.
@@ -165,7 +165,7 @@ public enum Quantity {
     // MARK: Formatting
 
     /// "100 MB", "512 MiB", "95.4 MiB", "812 B": the largest binary unit, whole
-    /// when exact; the seed's decimal sizes (50 MB) stay decimal.
+    /// when exact; decimal sizes (50 MB) stay decimal.
     public static func formatBytes(_ bytes: Double) -> String {
         let names = ["KiB", "MiB", "GiB", "TiB", "PiB"]
         let siNames = ["kB", "MB", "GB", "TB", "PB"]

@@ -34,8 +34,8 @@ public struct QuotaGroup: Equatable, Codable, Sendable {
 }
 
 extension QuotaGroup {
-    /// The seed's three groups, with its exact numbers (bytes are decimal:
-    /// 50 MB = 50_000_000; cpu in percent of one CPU).
+    /// The three built-in groups: lightweight, standard and heavy computation
+    /// (bytes are decimal: 50 MB = 50_000_000; cpu in percent of one CPU).
     public static let seedGroups: [QuotaGroup] = [lightweight, standard, heavyComputation]
 
     public static let lightweight = QuotaGroup(

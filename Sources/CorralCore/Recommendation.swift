@@ -2,9 +2,9 @@
     import Glibc  // log, pow
 #endif
 
-/// Quota recommendations (DESIGN §6, the seed's rules with their defects
-/// fixed, plus percentile sizing in the spirit of Kubernetes' VPA
-/// recommender). Pure: fed a usage series per resource and the limits.
+/// Quota recommendations (increase, decrease, optimize code, change group;
+/// each agent's own, never another's), with percentile sizing in the spirit
+/// of Kubernetes' VPA recommender). Pure: fed a usage series per resource and the limits.
 
 /// Usage samples in exponentially growing buckets whose weights decay with
 /// age (VPA's decaying histogram): recent usage counts more.

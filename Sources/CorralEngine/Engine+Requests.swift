@@ -199,7 +199,7 @@ extension Engine {
         return group
     }
 
-    /// Usage of resources without a cgroup controller, reported by the agent (the seed's update_resource_usage).
+    /// Usage of resources without a cgroup controller, reported by the agent itself.
     public func report(usage: [Resource: Double], for id: String) throws -> [Violation] {
         var agent = try registry.live(id)
         for (resource, amount) in usage {

@@ -269,7 +269,7 @@ public struct StoreWriter {
         }
     }
 
-    /// Replaces `agent`'s recommendations (only its own: the seed wiped every
+    /// Replaces `agent`'s recommendations (only its own: never another
     /// agent's). An agent not in the store gets none (an analysis that raced
     /// its removal): returns whether it was there.
     @discardableResult

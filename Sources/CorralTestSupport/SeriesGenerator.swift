@@ -46,8 +46,8 @@ public enum SeriesGenerator {
                 values[i] = base + change * pow(t, curve) + noise * random.gaussian()
             }
         case .periodic:
-            // A cycle of 3.5 to 14 samples, not a whole number (around and between the seed's
-            // lags of 4, 6, 8, 12): a sine or an on/off duty cycle, 20–100% of the baseline.
+            // A cycle of 3.5 to 14 samples, not a whole number (around and between the
+            // classifier's reported lags of 4, 6, 8, 12): a sine or an on/off duty cycle, 20–100% of the baseline.
             let period = Double.random(in: 3.5...14, using: &random)
             let amplitude = Double.random(in: 0.2...1.0, using: &random) * base
             let square = Bool.random(using: &random)

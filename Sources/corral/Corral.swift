@@ -1,4 +1,5 @@
 import ArgumentParser
+import CorralCore
 
 #if canImport(Glibc)
     import Glibc
@@ -16,12 +17,12 @@ struct Corral: ParsableCommand {
             Start with `corral doctor` to see whether this host can do it, then
             `corral run -- COMMAND` to run one command under the standard_agent quota.
 
-            Built-in groups (the seed's numbers; a --config file can redefine or add groups):
+            Built-in groups (a --config file can redefine them or add groups):
               lightweight_agent        memory 50 MB soft / 100 MB hard, cpu 5% / 10%, processes 10 / 20
               standard_agent           memory 200 MB / 500 MB, cpu 15% / 30%, processes 50 / 100
               heavy_computation_agent  memory 1 GB / 2 GB, cpu 40% / 80%, processes 100 / 200
             """,
-        version: "0.1.0",
+        version: CorralVersion.current,
         subcommands: [
             Run.self, Serve.self, AgentsCommand.self, GroupsCommand.self, EventsCommand.self, HistoryCommand.self,
             DegradationCommand.self, RecommendCommand.self, ReportCommand.self, Doctor.self, ConfigCommand.self,

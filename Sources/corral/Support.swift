@@ -85,7 +85,7 @@ func readTextFile(_ path: String) -> Result<String, ConfigError> {
     return .success(text)
 }
 
-/// The configuration to use: the file's, or the built-in seed groups.
+/// The configuration to use: the file's, or the built-in groups.
 func loadConfiguration(_ path: String?) throws -> CorralConfiguration {
     guard let path else { return .builtIn }
     switch readTextFile(path) {

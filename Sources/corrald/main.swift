@@ -1,4 +1,5 @@
 import ArgumentParser
+import CorralCore
 import CorralServer
 import Logging
 
@@ -23,7 +24,7 @@ struct Corrald: AsyncParsableCommand {
             SIGHUP: reload the configuration (an invalid file is refused, the old one stays).
             Under systemd (deploy/corral.service, Delegate=yes) it manages its own cgroup.
             """,
-        version: "0.2.0"
+        version: CorralVersion.current
     )
 
     @Option(name: .long, help: ArgumentHelp("The API socket.", valueName: "PATH"))
@@ -35,7 +36,7 @@ struct Corrald: AsyncParsableCommand {
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "YAML configuration (default: /etc/corral/corral.yaml when it exists, else the built-in seed groups).", valueName: "FILE"))
+            "YAML configuration (default: /etc/corral/corral.yaml when it exists, else the built-in groups).", valueName: "FILE"))
     var config: String?
 
     @Option(name: .customLong("cgroup-root"), help: ArgumentHelp("The cgroup directory to manage.", valueName: "DIR"))
