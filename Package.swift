@@ -201,7 +201,16 @@ let package = Package(
         ),
         .testTarget(
             name: "CorralCgroupTests",
-            dependencies: ["CorralCgroup", "CorralCore", "CorralRuntime", "CorralTestSupport"],
+            dependencies: ["CorralCgroup", "CorralCore", "CorralTestSupport"],
+            swiftSettings: strict
+        ),
+        // Spawning (the cgroup.procs fallback against a stand-in directory) and supervising on this host.
+        .testTarget(
+            name: "CorralRuntimeTests",
+            dependencies: [
+                "CorralRuntime", "CorralCgroup", "CorralCore",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict
         ),
         // Drives the real `corral` binary against a real cgroup v2 kernel;
