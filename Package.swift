@@ -5,8 +5,9 @@ import PackageDescription
 ///
 /// Layering (see README "Layout"): `CorralCore` is pure (no I/O, no C);
 /// `CorralCgroup` is the only code that touches cgroupfs; `CCorralLinux` holds
-/// the syscalls Swift cannot express and the fork-to-exec child; each system
-/// C library has exactly one Swift importer (`CorralSystemd`, `CorralSeccomp`).
+/// the syscalls Swift cannot express and the fork-to-exec child, and
+/// `CorralLinux` wraps them and libc's calls for Swift (`Errno`, EINTR); each
+/// system C library has exactly one Swift importer (`CorralSystemd`, `CorralSeccomp`).
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
@@ -45,6 +46,15 @@ let package = Package(
         // async-signal-safe child between fork and exec.
         .target(name: "CCorralLinux"),
 
+        // The Swift side of CCorralLinux and libc's system calls: each wrapped
+        // once, -1 and errno turned into `Errno`, EINTR retried in one place,
+        // one whole-file reader.
+        .target(
+            name: "CorralLinux",
+            dependencies: ["CCorralLinux", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
+
         .systemLibrary(
             name: "CSystemd",
             pkgConfig: "libsystemd",
@@ -62,7 +72,7 @@ let package = Package(
         .target(
             name: "CorralCgroup",
             dependencies: [
-                "CorralCore", "CCorralLinux",
+                "CorralCore", "CorralLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -72,7 +82,7 @@ let package = Package(
         .target(
             name: "CorralRuntime",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CCorralLinux",
+                "CorralCore", "CorralCgroup", "CorralLinux", "CCorralLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -83,7 +93,7 @@ let package = Package(
         .target(
             name: "CorralWatcher",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CCorralLinux",
+                "CorralCore", "CorralCgroup", "CorralLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -92,7 +102,7 @@ let package = Package(
         // Durable state in SQLite (WAL) through GRDB: agents, enforcement history, ladders.
         .target(
             name: "CorralStore",
-            dependencies: ["CorralCore", "CCorralLinux", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["CorralCore", "CorralLinux", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
 

@@ -1,4 +1,4 @@
-internal import CCorralLinux
+internal import CorralLinux
 internal import Foundation
 internal import GRDB
 import Synchronization
@@ -44,7 +44,8 @@ final class Checkpointer: Sendable {
         connection = try DatabaseQueue(path: path, configuration: configuration)
         self.interval = interval
         let thread = Thread { [self] in
-            _ = corral_block_async_signals()
+            // Signals are for the thread that waits for them; this one runs on without.
+            try? Signals.blockAsynchronous()
             loop()
         }
         thread.name = "corral-checkpoint"
@@ -77,8 +78,9 @@ final class Checkpointer: Sendable {
 
     private func loop() {
         // Bookkeeping: never ahead of the watcher or the engine for the CPU.
-        _ = corral_set_thread_nice(10)
-        _ = corral_set_thread_name("corral-ckpt")
+        // Both best effort: the thread works the same at nice 0 and unnamed.
+        try? CurrentThread.setNice(10)
+        try? CurrentThread.setName("corral-ckpt")
         let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
         while true {
             condition.lock()

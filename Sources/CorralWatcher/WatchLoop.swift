@@ -1,6 +1,6 @@
-internal import CCorralLinux
 internal import CorralCgroup
 internal import CorralCore
+internal import CorralLinux
 internal import Synchronization
 internal import SystemPackage
 
@@ -18,8 +18,8 @@ final class WatchLoop: Sendable {
     private let configuration: CgroupWatcher.Configuration
     private let clock: @Sendable () -> Timestamp
     private let sink: @Sendable (WatcherEvent) -> Void
-    private let inotifyFD: Int32
-    private let wakeFD: Int32
+    private let inotify: FileDescriptor
+    private let wakeFD: FileDescriptor
     private let state: Mutex<State>
 
     private enum Lifecycle {
@@ -103,20 +103,25 @@ final class WatchLoop: Sendable {
         filesystem: any CgroupFilesystem, configuration: CgroupWatcher.Configuration, clock: @escaping @Sendable () -> Timestamp,
         sink: @escaping @Sendable (WatcherEvent) -> Void
     ) throws(CgroupError) {
-        let inotifyFD = corral_inotify_init()
-        guard inotifyFD >= 0 else { throw CgroupError.inotify(Errno(rawValue: errno), path: filesystem.absolutePath(.anchor)) }
-        let wakeFD = corral_eventfd()
-        guard wakeFD >= 0 else {
-            let error = CgroupError.inotify(Errno(rawValue: errno), path: filesystem.absolutePath(.anchor))
-            close(inotifyFD)
-            throw error
+        let inotify: FileDescriptor
+        let wakeFD: FileDescriptor
+        do {
+            inotify = try InotifyInstance.open()
+        } catch {
+            throw CgroupError.inotify(error, path: filesystem.absolutePath(.anchor))
+        }
+        do {
+            wakeFD = try WakeEvent.open()
+        } catch {
+            try? inotify.close()
+            throw CgroupError.inotify(error, path: filesystem.absolutePath(.anchor))
         }
         self.fs = filesystem
         self.tree = CgroupTree(fs: filesystem, root: .anchor)
         self.configuration = configuration
         self.clock = clock
         self.sink = sink
-        self.inotifyFD = inotifyFD
+        self.inotify = inotify
         self.wakeFD = wakeFD
         self.state = Mutex(State(pressure: configuration.pressureThreshold == nil ? .disabled : .untried))
     }
@@ -134,7 +139,7 @@ final class WatchLoop: Sendable {
     var pressureStatus: PressureTriggerStatus { state.withLock { $0.pressure } }
 
     /// The inotify and wake-up fds, for tests that count watches and descriptors.
-    var descriptors: (inotify: Int32, wake: Int32) { (inotifyFD, wakeFD) }
+    var descriptors: (inotify: Int32, wake: Int32) { (inotify.rawValue, wakeFD.rawValue) }
 
     var subjects: Set<WatchSubject> { state.withLock { Set($0.subjects.keys) } }
 
@@ -160,7 +165,7 @@ final class WatchLoop: Sendable {
                     // The watcher should not wait behind the agents it watches, nor
                     // behind the daemon's own bookkeeping: nice -10 for this thread
                     // alone, when allowed (root, CAP_SYS_NICE); else as it is.
-                    _ = corral_set_thread_nice(WatchLoop.threadNice)
+                    try? CurrentThread.setNice(WatchLoop.threadNice)
                     loop.run()
                     return nil
                 }, box)
@@ -212,7 +217,7 @@ final class WatchLoop: Sendable {
                 populated: sample.events.populated)
             for file in notifyingFiles {
                 let target = fs.absolutePath(path) + "/" + file.rawValue
-                switch Inotify.add(inotifyFD, path: target) {
+                switch Inotify.add(inotify.rawValue, path: target) {
                 case .success(let wd):
                     watched.descriptors[file] = wd
                     state.descriptors[wd, default: Descriptor(file: file, subjects: [])].subjects.insert(subject)
@@ -275,7 +280,7 @@ final class WatchLoop: Sendable {
             state.descriptors[wd]?.subjects.remove(subject)
             if state.descriptors[wd]?.subjects.isEmpty ?? false {
                 state.descriptors[wd] = nil
-                Inotify.remove(inotifyFD, wd)
+                Inotify.remove(inotify.rawValue, wd)
             }
         }
         for fd in watched.triggers.values { retire(fd, &state) }
@@ -296,8 +301,8 @@ final class WatchLoop: Sendable {
         for subject in Array(state.subjects.keys) { remove(subject, &state) }
         for fd in state.retired { close(fd) }
         state.retired = []
-        close(inotifyFD)
-        close(wakeFD)
+        try? inotify.close()
+        try? wakeFD.close()
     }
 
     /// Arms the PSI triggers of an agent; the first failure turns them off for good.
@@ -399,7 +404,7 @@ final class WatchLoop: Sendable {
         }
         guard let reader = watched.readers[file] else { return try fs.read(file, of: watched.path) }
         do {
-            return try readWhole(reader)
+            return try reader.readToEnd(fromAbsoluteOffset: 0)
         } catch {
             throw CgroupError.explain(error, operation: .read, path: fs.absolutePath(watched.path), file: file)
         }
@@ -486,7 +491,7 @@ final class WatchLoop: Sendable {
         if watched.populated && !populated { events.append(.emptied(subject, at: clock())) }
         watched.populated = populated
         for file in watched.lost {
-            if case .success(let wd) = Inotify.add(inotifyFD, path: fs.absolutePath(watched.path) + "/" + file.rawValue) {
+            if case .success(let wd) = Inotify.add(inotify.rawValue, path: fs.absolutePath(watched.path) + "/" + file.rawValue) {
                 watched.lost.remove(file)
                 watched.descriptors[file] = wd
                 state.descriptors[wd, default: Descriptor(file: file, subjects: [])].subjects.insert(subject)
@@ -503,8 +508,7 @@ final class WatchLoop: Sendable {
     private func wake() {
         state.withLock { state in
             if case .stopped = state.lifecycle { return }
-            let woken = corral_eventfd_signal(wakeFD) == 0
-            assert(woken, "eventfd write: errno \(errno)")
+            do throws(Errno) { try WakeEvent.signal(wakeFD) } catch { assertionFailure("eventfd write: \(error.name)") }
         }
     }
 
@@ -521,7 +525,7 @@ final class WatchLoop: Sendable {
         sigfillset(&all)
         let masked = pthread_sigmask(SIG_BLOCK, &all, nil)
         assert(masked == 0, "pthread_sigmask: \(masked)")
-        _ = corral_set_thread_name("corral-watcher")  // cosmetic: fails only for names over 15 bytes
+        try? CurrentThread.setName("corral-watcher")  // cosmetic: fails only for names over 15 bytes
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
         defer { buffer.deallocate() }
         let interval = configuration.samplingInterval
@@ -552,7 +556,10 @@ final class WatchLoop: Sendable {
                         watched.triggers.map { PolledTrigger(subject: subject, resource: $0.key, fd: $0.value) }
                     }
                     pollSet =
-                        [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)]
+                        [
+                            pollfd(fd: wakeFD.rawValue, events: Int16(POLLIN), revents: 0),
+                            pollfd(fd: inotify.rawValue, events: Int16(POLLIN), revents: 0),
+                        ]
                         + polledTriggers.map { pollfd(fd: $0.fd, events: Int16(POLLPRI), revents: 0) }
                 }
                 let outbox = state.outbox
@@ -570,11 +577,15 @@ final class WatchLoop: Sendable {
             let remaining = ContinuousClock.now.duration(to: wakeAt)
             let timeout = remaining <= .zero || !sampleQueue.isEmpty ? 0 : Int32(clamping: (remaining.microseconds + 999) / 1000)
             for index in pollSet.indices { pollSet[index].revents = 0 }
-            let ready = poll(&pollSet, nfds_t(pollSet.count), timeout)
+            let polled = valueOrErrno(poll(&pollSet, nfds_t(pollSet.count), timeout))
             let seenAt = ContinuousClock.now
-            if ready < 0 {
-                // EINTR: go round. ENOMEM: back off rather than spin.
-                if errno != EINTR { usleep(10_000) }
+            let ready: Int32
+            switch polled {
+            case .success(let count): ready = count
+            case .failure(.interrupted): continue
+            case .failure:
+                // ENOMEM: back off rather than spin.
+                usleep(10_000)
                 continue
             }
 
@@ -586,10 +597,9 @@ final class WatchLoop: Sendable {
             }
             if ready > 0 {
                 if pollSet[0].revents != 0 {
-                    let drained = corral_eventfd_drain(wakeFD) == 0
-                    assert(drained, "eventfd read: errno \(errno)")
+                    do throws(Errno) { try WakeEvent.drain(wakeFD) } catch { assertionFailure("eventfd read: \(error.name)") }
                 }
-                let inotifyEvents = pollSet[1].revents != 0 ? Inotify.drain(inotifyFD, buffer: buffer) : []
+                let inotifyEvents = pollSet[1].revents != 0 ? Inotify.drain(inotify.rawValue, buffer: buffer) : []
                 var failedTriggers: [PolledTrigger] = []
                 for (index, polled) in polledTriggers.enumerated() {
                     let revents = Int32(pollSet[index + 2].revents)
