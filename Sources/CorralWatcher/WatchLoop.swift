@@ -17,6 +17,7 @@ final class WatchLoop: Sendable {
     private let tree: CgroupTree
     private let configuration: CgroupWatcher.Configuration
     private let clock: @Sendable () -> Timestamp
+    private let time: WatchTimeSource
     private let sink: @Sendable (WatcherEvent) -> Void
     private let inotify: FileDescriptor
     private let wakeFD: FileDescriptor
@@ -69,6 +70,8 @@ final class WatchLoop: Sendable {
         var retired: [Int32] = []
         /// The poll set must be rebuilt.
         var triggersChanged = true
+        /// When `start()` was called: the first sampling tick is one interval later.
+        var startedAt: ContinuousClock.Instant?
     }
 
     /// What one loop iteration must do for one subject.
@@ -101,7 +104,7 @@ final class WatchLoop: Sendable {
 
     init(
         filesystem: any CgroupFilesystem, configuration: CgroupWatcher.Configuration, clock: @escaping @Sendable () -> Timestamp,
-        sink: @escaping @Sendable (WatcherEvent) -> Void
+        time: WatchTimeSource = .continuous, sink: @escaping @Sendable (WatcherEvent) -> Void
     ) throws(CgroupError) {
         let inotify: FileDescriptor
         let wakeFD: FileDescriptor
@@ -120,6 +123,7 @@ final class WatchLoop: Sendable {
         self.tree = CgroupTree(fs: filesystem, root: .anchor)
         self.configuration = configuration
         self.clock = clock
+        self.time = time
         self.sink = sink
         self.inotify = inotify
         self.wakeFD = wakeFD
@@ -173,6 +177,8 @@ final class WatchLoop: Sendable {
             // process is out of threads, which nothing downstream survives.
             precondition(created == 0, "cannot start the watcher thread: pthread_create returned \(created)")
             state.lifecycle = .running(thread)
+            state.startedAt = time.now
+            time.manual?.attach(self) { [weak self] in self?.wake() }
         }
     }
 
@@ -211,7 +217,7 @@ final class WatchLoop: Sendable {
             // between is then caught by the counters at the next reading,
             // rather than absorbed into the baseline.
             let sample = try tree.sample(path)
-            let now = ContinuousClock.now
+            let now = time.now
             var watched = Watched(
                 path: path, previous: sample, previousAt: now, cpuBaseline: sample, cpuBaselineAt: now,
                 populated: sample.events.populated)
@@ -250,7 +256,7 @@ final class WatchLoop: Sendable {
     }
 
     func sampleNow(_ subject: WatchSubject) throws(CgroupError) -> Observation? {
-        let seenAt = ContinuousClock.now
+        let seenAt = time.now
         let outcome = state.withLock { state in
             let outcome = observe(subject, trigger: .requested, seenAt: seenAt, &state)
             switch outcome {
@@ -357,7 +363,7 @@ final class WatchLoop: Sendable {
         } catch {
             return .failed(error, failure(error, of: subject, &state))
         }
-        let now = ContinuousClock.now
+        let now = time.now
         let at = clock()
         // Counter signals against the previous observation; the CPU rate
         // against the last one that had a CPU reading, so that events
@@ -529,7 +535,7 @@ final class WatchLoop: Sendable {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
         defer { buffer.deallocate() }
         let interval = configuration.samplingInterval
-        var nextTick = ContinuousClock.now.advanced(by: interval)
+        var nextTick = (state.withLock { $0.startedAt } ?? time.now).advanced(by: interval)
         var pollSet: [pollfd] = []
         var polledTriggers: [PolledTrigger] = []
         // Subjects still to sample this tick: a few at a time between polls, so
@@ -574,11 +580,20 @@ final class WatchLoop: Sendable {
             for subject in deferred.keys {
                 if let last = lastEventRead[subject] { wakeAt = min(wakeAt, last + eventCooldown) }
             }
-            let remaining = ContinuousClock.now.duration(to: wakeAt)
-            let timeout = remaining <= .zero || !sampleQueue.isEmpty ? 0 : Int32(clamping: (remaining.microseconds + 999) / 1000)
+            let generation = time.manual?.generation ?? 0
+            let remaining = time.now.duration(to: wakeAt)
+            let pending = remaining <= .zero || !sampleQueue.isEmpty
+            // Manual time: nothing comes due until a test advances it (which wakes the loop).
+            let timeout: Int32 =
+                pending ? 0 : time.manual != nil ? -1 : Int32(clamping: (remaining.microseconds + 999) / 1000)
             for index in pollSet.indices { pollSet[index].revents = 0 }
-            let polled = valueOrErrno(poll(&pollSet, nfds_t(pollSet.count), timeout))
-            let seenAt = ContinuousClock.now
+            var polled = valueOrErrno(poll(&pollSet, nfds_t(pollSet.count), timeout < 0 ? 0 : timeout))
+            if timeout < 0, case .success(0) = polled {
+                // Nothing due, nothing queued: idle until time moves or the kernel reports.
+                time.manual?.idle(self, at: generation)
+                polled = valueOrErrno(poll(&pollSet, nfds_t(pollSet.count), -1))
+            }
+            let seenAt = time.now
             let ready: Int32
             switch polled {
             case .success(let count): ready = count
@@ -643,7 +658,7 @@ final class WatchLoop: Sendable {
 
             // Event path first: read each changed cgroup once, report at once;
             // subjects still cooling down wait, those whose cooldown ended go now.
-            let roundStart = ContinuousClock.now
+            let roundStart = time.now
             var due: [WatchSubject] = []
             for subject in order {
                 guard let item = work[subject] else { continue }
@@ -667,7 +682,7 @@ final class WatchLoop: Sendable {
             let busy = current.filter { subject in !quiet.contains(subject) }
             for subject in quiet + busy + due {
                 guard let item = work[subject] else { continue }
-                if item.trigger != nil { lastEventRead[subject] = ContinuousClock.now }
+                if item.trigger != nil { lastEventRead[subject] = time.now }
                 let found: [WatcherEvent] = state.withLock { state in
                     var found: [WatcherEvent] = []
                     if let trigger = item.trigger {
@@ -684,7 +699,7 @@ final class WatchLoop: Sendable {
             }
 
             // The periodic sample, when due, a few subjects per round.
-            let now = ContinuousClock.now
+            let now = time.now
             if now >= nextTick {
                 nextTick = nextTick.advanced(by: interval)
                 if nextTick < now { nextTick = now.advanced(by: interval) }
@@ -714,5 +729,6 @@ final class WatchLoop: Sendable {
             closeAll(&state)
             state.lifecycle = .stopped
         }
+        time.manual?.detach(self)
     }
 }
