@@ -218,7 +218,7 @@ let package = Package(
         .testTarget(
             name: "CorralRuntimeTests",
             dependencies: [
-                "CorralRuntime", "CorralCgroup", "CorralCore",
+                "CorralRuntime", "CorralCgroup", "CorralCore", "CorralLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -242,7 +242,7 @@ let package = Package(
         // Runs the built `corral` binary on this host: bad input, help, doctor, config validate.
         .testTarget(
             name: "CorralCLITests",
-            dependencies: ["CorralCore", "CorralTestSupport"],
+            dependencies: ["CorralCore", "CorralLinux", "CorralTestSupport"],
             swiftSettings: strict
         ),
     ]
