@@ -214,6 +214,11 @@ let package = Package(
             dependencies: ["CorralCgroup", "CorralCore", "CorralTestSupport"],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "CorralLinuxTests",
+            dependencies: ["CorralLinux", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
         // Spawning (the cgroup.procs fallback against a stand-in directory) and supervising on this host.
         .testTarget(
             name: "CorralRuntimeTests",

@@ -8,8 +8,9 @@ public import SystemPackage
 extension FileDescriptor {
     /// Reads to the end of a small file: from the current position, or with
     /// pread(2) from `offset` (which also re-arms kernfs' change notification
-    /// of a held cgroup file).
-    public func readToEnd(fromAbsoluteOffset offset: Int64? = nil) throws(Errno) -> String {
+    /// of a held cgroup file). More than `maximumBytes` throws EFBIG, for
+    /// files a user names (a configuration that turns out to be a disk image).
+    public func readToEnd(fromAbsoluteOffset offset: Int64? = nil, maximumBytes: Int = .max) throws(Errno) -> String {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 8192)
         var position = offset ?? 0
@@ -23,6 +24,7 @@ extension FileDescriptor {
             }.get()
             if count == 0 { break }
             bytes.append(contentsOf: chunk[0..<count])
+            if bytes.count > maximumBytes { throw .fileTooLarge }
             position += Int64(count)
         }
         return String(decoding: bytes, as: UTF8.self)
@@ -63,11 +65,12 @@ extension FileDescriptor {
     }
 }
 
-/// Opens and reads a whole small file (/proc, cgroupfs, a pid file).
-public func readWholeFile(atPath path: String) throws(Errno) -> String {
+/// Opens and reads a whole small file (/proc, cgroupfs, a configuration);
+/// EFBIG past `maximumBytes`.
+public func readWholeFile(atPath path: String, maximumBytes: Int = .max) throws(Errno) -> String {
     let descriptor = FileDescriptor(rawValue: try retryOnInterrupt { open(path, O_RDONLY | O_CLOEXEC) }.get())
-    defer { _ = close(descriptor.rawValue) }
-    return try descriptor.readToEnd()
+    defer { try? descriptor.close() }
+    return try descriptor.readToEnd(maximumBytes: maximumBytes)
 }
 
 /// lgetxattr(2) of `path` (a final symlink is not followed) into `capacity` bytes.
