@@ -5,8 +5,9 @@ import PackageDescription
 ///
 /// Layering (see README "Layout"): `CorralCore` is pure (no I/O, no C);
 /// `CorralCgroup` is the only code that touches cgroupfs; `CCorralLinux` holds
-/// the syscalls Swift cannot express and the fork-to-exec child; each system
-/// C library has exactly one Swift importer (`CorralSystemd`, `CorralSeccomp`).
+/// the syscalls Swift cannot express and the fork-to-exec child, and
+/// `CorralLinux` wraps them and libc's calls for Swift (`Errno`, EINTR); each
+/// system C library has exactly one Swift importer (`CorralSystemd`, `CorralSeccomp`).
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
@@ -49,9 +50,18 @@ let package = Package(
         // async-signal-safe child between fork and exec.
         .target(name: "CCorralLinux"),
 
+        // The Swift side of CCorralLinux and libc's system calls: each wrapped
+        // once, -1 and errno turned into `Errno`, EINTR retried in one place,
+        // one whole-file reader.
+        .target(
+            name: "CorralLinux",
+            dependencies: ["CCorralLinux", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
+
         // Corral's helper threads (no Foundation): named pthreads, a worker
         // thread with a queue, an actor executor on a thread of its own.
-        .target(name: "CorralThreads", dependencies: ["CCorralLinux"], swiftSettings: strict),
+        .target(name: "CorralThreads", dependencies: ["CorralLinux"], swiftSettings: strict),
 
         .systemLibrary(
             name: "CSystemd",
@@ -70,7 +80,7 @@ let package = Package(
         .target(
             name: "CorralCgroup",
             dependencies: [
-                "CorralCore", "CCorralLinux",
+                "CorralCore", "CorralLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -80,7 +90,7 @@ let package = Package(
         .target(
             name: "CorralRuntime",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CorralThreads", "CCorralLinux",
+                "CorralCore", "CorralCgroup", "CorralLinux", "CorralThreads", "CCorralLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -91,7 +101,7 @@ let package = Package(
         .target(
             name: "CorralWatcher",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CCorralLinux",
+                "CorralCore", "CorralCgroup", "CorralLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -100,7 +110,7 @@ let package = Package(
         // Durable state in SQLite (WAL) through GRDB: agents, enforcement history, ladders.
         .target(
             name: "CorralStore",
-            dependencies: ["CorralCore", "CorralThreads", "CCorralLinux", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["CorralCore", "CorralLinux", "CorralThreads", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
 
@@ -121,7 +131,7 @@ let package = Package(
             name: "CorralServer",
             dependencies: [
                 "CorralAPI", "CorralCore", "CorralConfig", "CorralCgroup", "CorralEngine", "CorralStore", "CorralWatcher",
-                "CorralRuntime", "CorralSystemd", "CCorralLinux",
+                "CorralRuntime", "CorralSystemd", "CorralLinux", "CCorralLinux",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -141,14 +151,15 @@ let package = Package(
 
         // A client of the daemon's API over its Unix socket (for the CLI and for agents).
         .target(
-            name: "CorralClient", dependencies: ["CorralAPI", "CorralCore", "CorralThreads", "CCorralLinux"], swiftSettings: strict),
+            name: "CorralClient", dependencies: ["CorralAPI", "CorralCore", "CorralLinux", "CorralThreads"], swiftSettings: strict),
 
         .executableTarget(
             name: "corral",
             dependencies: [
                 "CorralAPI", "CorralCore", "CorralConfig", "CorralCgroup", "CorralRuntime", "CorralEngine", "CorralClient", "CorralThreads",
-                "CorralWatcher", "CorralSystemd", "CorralSeccomp", "CCorralLinux",
+                "CorralWatcher", "CorralSystemd", "CorralSeccomp", "CorralLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
             // scripts/build-release links it position-dependent (-no-pie): see there.
             swiftSettings: strict
@@ -158,7 +169,7 @@ let package = Package(
         .executableTarget(
             name: "corral-bench",
             dependencies: [
-                "CCorralLinux", "CorralAPI", "CorralCore", "CorralCgroup", "CorralEngine", "CorralRuntime", "CorralServer", "CorralStore",
+                "CorralAPI", "CorralCore", "CorralCgroup", "CorralEngine", "CorralLinux", "CorralRuntime", "CorralServer", "CorralStore",
                 "CorralThreads",
                 "CorralTestSupport", "CorralWatcher",
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -211,7 +222,21 @@ let package = Package(
         ),
         .testTarget(
             name: "CorralCgroupTests",
-            dependencies: ["CorralCgroup", "CorralCore", "CorralRuntime", "CorralTestSupport"],
+            dependencies: ["CorralCgroup", "CorralCore", "CorralTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CorralLinuxTests",
+            dependencies: ["CorralLinux", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
+        // Spawning (the cgroup.procs fallback against a stand-in directory) and supervising on this host.
+        .testTarget(
+            name: "CorralRuntimeTests",
+            dependencies: [
+                "CorralRuntime", "CorralCgroup", "CorralCore", "CorralLinux",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: strict
         ),
         // Drives the real `corral` binary against a real cgroup v2 kernel;
@@ -233,7 +258,7 @@ let package = Package(
         // Runs the built `corral` binary on this host: bad input, help, doctor, config validate.
         .testTarget(
             name: "CorralCLITests",
-            dependencies: ["CorralCore", "CorralTestSupport"],
+            dependencies: ["CorralCore", "CorralLinux", "CorralTestSupport"],
             swiftSettings: strict
         ),
     ]

@@ -1,3 +1,7 @@
+/* The child between clone and exec, and nothing else: everything here runs
+ * in a process that shares the parent's memory image and may only make
+ * async-signal-safe calls until execve. The other shims live in files.c,
+ * process.c, socket.c and watch.c. */
 #define _GNU_SOURCE
 #include "CCorralLinux.h"
 
@@ -5,36 +9,24 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
-#include <linux/openat2.h>
+#include <linux/close_range.h>
+#include <linux/filter.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <linux/close_range.h>
-#include <sys/signalfd.h>
 #include <sys/syscall.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 
 #ifndef SYS_clone3
 #define SYS_clone3 435
 #endif
-#ifndef SYS_openat2
-#define SYS_openat2 437
-#endif
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
 #endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
@@ -212,165 +204,4 @@ int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_res
         return -1;
     }
     return 0;
-}
-
-int corral_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve) {
-    struct open_how how;
-    memset(&how, 0, sizeof how);
-    how.flags = (uint64_t)flags;
-    how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
-    how.resolve = resolve;
-    long fd;
-    do { fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (fd < 0 && errno == EINTR);
-    return (int)fd;
-}
-
-uint64_t corral_resolve_strict(void) {
-    return RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-}
-
-int corral_pidfd_open(pid_t pid) {
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-int corral_pidfd_send_signal(int pidfd, int sig) {
-    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
-}
-
-int corral_signalfd(const int *signals, int count) {
-    sigset_t set;
-    sigemptyset(&set);
-    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
-    int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (rc != 0) {
-        errno = rc;
-        return -1;
-    }
-    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-}
-
-int corral_signalfd_read(int fd, int *code, pid_t *sender) {
-    struct signalfd_siginfo info;
-    ssize_t n;
-    do { n = read(fd, &info, sizeof info); } while (n < 0 && errno == EINTR);
-    if (n < 0) return errno == EAGAIN ? 0 : -1;
-    if (n != (ssize_t)sizeof info) return 0;
-    *code = info.ssi_code;
-    *sender = (pid_t)info.ssi_pid;
-    return (int)info.ssi_signo;
-}
-
-int corral_block_signals(const int *signals, int count, int *were_blocked) {
-    sigset_t set, old;
-    sigemptyset(&set);
-    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
-    int rc = pthread_sigmask(SIG_BLOCK, &set, &old);
-    if (rc != 0) {
-        errno = rc;
-        return -1;
-    }
-    if (were_blocked) {
-        *were_blocked = 1;
-        for (int i = 0; i < count; i++)
-            if (!sigismember(&old, signals[i])) *were_blocked = 0;
-    }
-    return 0;
-}
-
-int corral_block_async_signals(void) {
-    sigset_t set;
-    sigfillset(&set);
-    /* Faults are delivered to the faulting thread whatever its mask. */
-    static const int synchronous[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
-    for (unsigned i = 0; i < sizeof synchronous / sizeof synchronous[0]; i++) sigdelset(&set, synchronous[i]);
-    int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (rc != 0) {
-        errno = rc;
-        return -1;
-    }
-    return 0;
-}
-
-int corral_unblock_signals(const int *signals, int count) {
-    sigset_t set;
-    sigemptyset(&set);
-    for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
-    int rc = pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    if (rc != 0) {
-        errno = rc;
-        return -1;
-    }
-    return 0;
-}
-
-int corral_si_kernel(void) { return SI_KERNEL; }
-
-pid_t corral_wait(pid_t pid, int *exited, int *code, int *signaled, int *signal, struct rusage *usage) {
-    int status = 0;
-    pid_t ret;
-    do { ret = wait4(pid, &status, 0, usage); } while (ret < 0 && errno == EINTR);
-    if (ret < 0) return -1;
-    *exited = WIFEXITED(status);
-    *code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-    *signaled = WIFSIGNALED(status);
-    *signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    return ret;
-}
-
-long corral_statfs_type(const char *path) {
-    struct statfs info;
-    if (statfs(path, &info) < 0) return -1;
-    return (long)info.f_type;
-}
-
-long corral_fstatfs_type(int fd) {
-    struct statfs info;
-    if (fstatfs(fd, &info) < 0) return -1;
-    return (long)info.f_type;
-}
-
-int corral_lock_exclusive(int fd) {
-    int rc;
-    do { rc = flock(fd, LOCK_EX); } while (rc < 0 && errno == EINTR);
-    return rc;
-}
-
-int corral_unlock(int fd) {
-    return flock(fd, LOCK_UN);
-}
-
-int corral_o_path(void) { return O_PATH; }
-
-int corral_so_peercred(void) { return SO_PEERCRED; }
-
-int corral_peer_credentials(int fd, struct corral_ucred *out) {
-    struct ucred credentials;
-    socklen_t length = sizeof credentials;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) < 0) return -1;
-    out->pid = credentials.pid;
-    out->uid = credentials.uid;
-    out->gid = credentials.gid;
-    return 0;
-}
-
-int corral_connect_unix(const char *path) {
-    struct sockaddr_un address;
-    memset(&address, 0, sizeof address);
-    address.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof address.sun_path) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    int rc;
-    do { rc = connect(fd, (struct sockaddr *)&address, sizeof address); } while (rc < 0 && errno == EINTR);
-    if (rc < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
 }

@@ -119,24 +119,3 @@ extension CgroupFilesystem {
             fix: "read the file each time instead of holding it open")
     }
 }
-
-/// Reads a whole small file from offset 0 of an open descriptor.
-public func readWhole(_ fd: FileDescriptor) throws(Errno) -> String {
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    var offset: Int64 = 0
-    while true {
-        let count: Int
-        do {
-            count = try chunk.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: offset, into: $0) }
-        } catch let error as Errno {
-            throw error
-        } catch {
-            throw Errno.ioError
-        }
-        if count == 0 { break }
-        bytes.append(contentsOf: chunk[0..<count])
-        offset += Int64(count)
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}

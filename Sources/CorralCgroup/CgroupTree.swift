@@ -1,4 +1,5 @@
 public import CorralCore
+internal import CorralLinux
 import Synchronization
 
 #if canImport(Glibc)
@@ -44,7 +45,12 @@ public struct CgroupTree: Sendable {
     public static let realSleep: @Sendable (Duration) -> Void = { duration in
         var request = timespec(tv_sec: Int(duration.components.seconds), tv_nsec: Int(duration.components.attoseconds / 1_000_000_000))
         var remaining = timespec()
-        while nanosleep(&request, &remaining) < 0 && errno == EINTR { request = remaining }
+        // An interrupted sleep goes on for what remains of it.
+        _ = retryOnInterrupt {
+            let result = nanosleep(&request, &remaining)
+            if result < 0 { request = remaining }
+            return result
+        }
     }
 
     public static let realSignal: @Sendable (Int32, Int32) -> Int32 = { pid, signal in Glibc.kill(pid, signal) }

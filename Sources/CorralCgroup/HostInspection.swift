@@ -1,4 +1,5 @@
 internal import CorralCore
+internal import CorralLinux
 
 #if canImport(Glibc)
     internal import Glibc
@@ -34,7 +35,7 @@ public struct HostFiles: Sendable {
     public static let system = HostFiles(
         exists: { access($0, F_OK) == 0 },
         isWritable: { faccessat(AT_FDCWD, $0, W_OK, AT_EACCESS) == 0 },
-        read: { HostProbe.readFile($0) },
+        read: { try? readWholeFile(atPath: $0) },
         directories: { path in
             guard let dir = opendir(path) else { return [] }
             defer { closedir(dir) }

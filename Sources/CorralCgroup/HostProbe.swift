@@ -1,5 +1,5 @@
-internal import CCorralLinux
 public import CorralCore
+internal import CorralLinux
 
 #if canImport(Glibc)
     internal import Glibc
@@ -12,8 +12,7 @@ public enum HostProbe {
 
     /// statfs type of `path`, `.missing` when it does not exist.
     public static func filesystem(at path: String) -> FilesystemKind {
-        let magic = corral_statfs_type(path)
-        return magic < 0 ? .missing : FilesystemKind(magic: Int(magic))
+        (try? filesystemType(atPath: path)).map(FilesystemKind.init(magic:)) ?? .missing
     }
 
     /// The facts `HostFacts` judges: mount types, v1-bound controllers, v2 root controllers.
@@ -21,7 +20,7 @@ public enum HostProbe {
         let mount = filesystem(at: mountPoint)
         let unified = filesystem(at: mountPoint + "/unified")
         var v1: Set<String> = []
-        if let table = readFile("/proc/cgroups") {
+        if let table = try? readWholeFile(atPath: "/proc/cgroups") {
             for line in table.split(separator: "\n") where !line.hasPrefix("#") {
                 let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
                 if fields.count >= 4, let hierarchy = Int(fields[1]), hierarchy != 0, fields[3] == "1" {
@@ -30,7 +29,7 @@ public enum HostProbe {
             }
         }
         let v2Root = mount == .cgroup2 ? mountPoint : (unified == .cgroup2 ? mountPoint + "/unified" : nil)
-        let controllers = v2Root.flatMap { readFile($0 + "/cgroup.controllers") }.map(ControllerList.parse) ?? []
+        let controllers = v2Root.flatMap { try? readWholeFile(atPath: $0 + "/cgroup.controllers") }.map(ControllerList.parse) ?? []
         return HostFacts(cgroupMount: mount, unifiedMount: unified, v1Controllers: v1, v2RootControllers: controllers)
     }
 
@@ -148,22 +147,7 @@ public enum HostProbe {
 
     /// This process's cgroup v2 path (from /proc/self/cgroup), e.g. "/user.slice/…".
     public static var ownCgroup: String? {
-        readFile("/proc/self/cgroup").flatMap(ProcCgroup.unifiedPath)
-    }
-
-    static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        (try? readWholeFile(atPath: "/proc/self/cgroup")).flatMap(ProcCgroup.unifiedPath)
     }
 }
 

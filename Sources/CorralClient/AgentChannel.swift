@@ -152,7 +152,12 @@ public struct AgentChannel: Sendable {
             var kind: String
             var note: String?
         }
-        let data = (try? CorralClient.encoder.encode(Body(sequence: event.sequence, kind: event.kind, note: note))) ?? Data()
+        let data: Data
+        do {
+            data = try CorralClient.encoder.encode(Body(sequence: event.sequence, kind: event.kind, note: note))
+        } catch {
+            throw .protocolError("cannot encode the acknowledgement: \(error)")
+        }
         let response = try client.send("POST", "/v1/agents/\(agent)/acks", body: [UInt8](data))
         try CorralClient.check(response)
     }

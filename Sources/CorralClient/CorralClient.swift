@@ -1,5 +1,5 @@
-internal import CCorralLinux
 internal import CorralCore
+internal import CorralLinux
 internal import CorralThreads
 import Synchronization
 
@@ -87,19 +87,27 @@ public struct CorralClient: Sendable {
 
     /// Whether a daemon answers on the socket (connect only; fast).
     public var isReachable: Bool {
-        let fd = corral_connect_unix(socketPath)
-        if fd >= 0 { close(fd) }
-        return fd >= 0
+        do {
+            let socket = try UnixSocket.connect(to: socketPath)
+            do { try socket.close() } catch {}
+            return true
+        } catch {
+            return false
+        }
     }
 
     func connect() throws(ClientError) -> Int32 {
-        let fd = corral_connect_unix(socketPath)
-        guard fd >= 0 else {
-            let reason = String(cString: strerror(errno))
-            throw .unreachable(socket: socketPath, reason: reason)
+        let fd: Int32
+        do {
+            fd = try UnixSocket.connect(to: socketPath).rawValue
+        } catch {
+            throw .unreachable(socket: socketPath, reason: "\(error)")
         }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
-        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        if case .failure(let error) = nothingOrErrno(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))) {
+            close(fd)
+            throw .protocolError("cannot set the socket's timeout: \(error)")
+        }
         return fd
     }
 
@@ -118,12 +126,13 @@ public struct CorralClient: Sendable {
         var offset = 0
         while offset < bytes.count {
             // MSG_NOSIGNAL: a daemon that closed early is an error, not a SIGPIPE.
-            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw .protocolError("cannot send the request: \(String(cString: strerror(errno)))")
+            let result = bytes[offset...].withUnsafeBytes { buffer in
+                retryOnInterrupt { Glibc.send(fd, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL)) }
             }
-            offset += written
+            switch result {
+            case .success(let written): offset += written
+            case .failure(let error): throw .protocolError("cannot send the request: \(error)")
+            }
         }
     }
 
@@ -184,9 +193,11 @@ public struct CorralClient: Sendable {
         let socketPath = socketPath
         let request = Self.requestBytes("GET", path, body: nil)
         return AsyncThrowingStream(ServerSentEvent.self) { (continuation: AsyncThrowingStream<ServerSentEvent, any Error>.Continuation) in
-            let fd = corral_connect_unix(socketPath)
-            guard fd >= 0 else {
-                continuation.finish(throwing: ClientError.unreachable(socket: socketPath, reason: String(cString: strerror(errno))))
+            let fd: Int32
+            do {
+                fd = try UnixSocket.connect(to: socketPath).rawValue
+            } catch {
+                continuation.finish(throwing: ClientError.unreachable(socket: socketPath, reason: "\(error)"))
                 return
             }
             let box = FDBox(fd: fd)
@@ -286,16 +297,16 @@ struct ResponseReader {
     /// Reads more bytes; false at end of stream.
     mutating func fill() throws(ClientError) -> Bool {
         var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { throw .protocolError("the daemon did not answer in time") }
-                throw .protocolError(String(cString: strerror(errno)))
-            }
-            if count == 0 { return false }
+        switch chunk.withUnsafeMutableBytes({ bytes in retryOnInterrupt { read(fd, bytes.baseAddress, bytes.count) } }) {
+        case .success(0):
+            return false
+        case .success(let count):
             buffer.append(contentsOf: chunk[0..<count])
             return true
+        case .failure(.resourceTemporarilyUnavailable), .failure(.wouldBlock):
+            throw .protocolError("the daemon did not answer in time")
+        case .failure(let error):
+            throw .protocolError("\(error)")
         }
     }
 

@@ -1,6 +1,6 @@
-internal import CCorralLinux
 public import CorralCgroup
 public import CorralCore
+internal import CorralLinux
 public import SystemPackage
 
 #if canImport(Glibc)
@@ -122,23 +122,21 @@ public struct AgentRunner: Sendable {
         // A caller that blocked them already (corral run does, before it starts
         // any thread) keeps them blocked afterwards.
         let signals = Self.forwardedSignals
-        var wereBlocked: Int32 = 0
-        _ = signals.withUnsafeBufferPointer { corral_block_signals($0.baseAddress, Int32($0.count), &wereBlocked) }
-        let signalFD = signals.withUnsafeBufferPointer { corral_signalfd($0.baseAddress, Int32($0.count)) }
-        guard signalFD >= 0 else {
-            throw .system(message: "cannot create a signalfd", errno: Errno(rawValue: errno))
+        let wereBlocked = (try? Signals.block(signals)) ?? false
+        let signalFD: FileDescriptor
+        do {
+            signalFD = try Signals.descriptor(for: signals)
+        } catch {
+            throw .system(message: "cannot create a signalfd", errno: error)
         }
         defer {
-            close(signalFD)
-            if wereBlocked == 0 { _ = signals.withUnsafeBufferPointer { corral_unblock_signals($0.baseAddress, Int32($0.count)) } }
+            try? signalFD.close()
+            if !wereBlocked { try? Signals.unblock(signals) }
         }
 
         // A signal that came while Corral was getting ready (corral run blocks
         // them from its first moment) is for Corral, not yet for a command.
-        var code: Int32 = 0
-        var sender: pid_t = 0
-        let early = corral_signalfd_read(signalFD, &code, &sender)
-        if early > 0 { throw .interrupted(signal: early) }
+        if let early = (try? Signals.next(from: signalFD)) ?? nil { throw .interrupted(signal: early.signal) }
 
         let start = ContinuousClock.now
         let child: SpawnedProcess
@@ -205,12 +203,11 @@ public struct AgentRunner: Sendable {
 
     /// Polls the child's pidfd and the signalfd; samples usage every `interval` (nil: never).
     private func waitForExit(
-        _ child: SpawnedProcess, tree: CgroupTree, signalFD: Int32, leaf: CgroupPath, interval: Duration?,
+        _ child: SpawnedProcess, tree: CgroupTree, signalFD: FileDescriptor, leaf: CgroupPath, interval: Duration?,
         peaks: inout PeakTracker, forwarded: inout [String]
     ) -> Termination {
         let clock = ContinuousClock()
         var nextSample = clock.now
-        let siKernel = corral_si_kernel()
         while true {
             var timeout: Int32 = -1
             if let interval {
@@ -220,24 +217,25 @@ public struct AgentRunner: Sendable {
                 }
                 timeout = max(1, Int32(clock.now.duration(to: nextSample).microseconds / 1000) + 1)
             }
-            var fds = [pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)]
+            var fds = [pollfd(fd: signalFD.rawValue, events: Int16(POLLIN), revents: 0)]
             if let pidfd = child.pidfd { fds.append(pollfd(fd: pidfd.rawValue, events: Int16(POLLIN), revents: 0)) }
             if child.pidfd == nil { timeout = timeout < 0 ? 20 : min(timeout, 20) }
-            let ready = poll(&fds, nfds_t(fds.count), timeout)
-            if ready < 0 && errno != EINTR { break }
+            // Interrupted: the revents are all 0 and the loop goes round.
+            if case .failure(let error) = valueOrErrno(poll(&fds, nfds_t(fds.count), timeout)), error != .interrupted { break }
 
             if fds[0].revents & Int16(POLLIN) != 0 {
-                var code: Int32 = 0
-                var sender: pid_t = 0
-                while true {
-                    let signal = corral_signalfd_read(signalFD, &code, &sender)
-                    if signal <= 0 { break }
+                while let received = (try? Signals.next(from: signalFD)) ?? nil {
                     // A terminal's ^C already reached the agent (same process
                     // group); forward only what was sent to Corral itself.
-                    guard code != siKernel else { continue }
+                    guard received.code != Signals.kernelCode else { continue }
+                    let signal = received.signal
                     let delivered =
-                        child.pidfd.map { corral_pidfd_send_signal($0.rawValue, signal) } ?? Glibc.kill(child.pid, signal)
-                    if delivered == 0 { forwarded.append(SignalName.name(signal)) }
+                        if let pidfd = child.pidfd {
+                            (try? Signals.send(signal, toPidFD: pidfd)) != nil
+                        } else {
+                            (try? nothingOrErrno(Glibc.kill(child.pid, signal)).get()) != nil
+                        }
+                    if delivered { forwarded.append(SignalName.name(signal)) }
                 }
             }
             let exited = child.pidfd == nil || (fds.count > 1 && fds[1].revents != 0)
@@ -249,15 +247,8 @@ public struct AgentRunner: Sendable {
     }
 
     private func reap(_ pid: Int32, block: Bool) -> Termination? {
-        var status: Int32 = 0
-        var result: pid_t
-        repeat {
-            result = waitpid(pid, &status, block ? 0 : WNOHANG)
-        } while result < 0 && errno == EINTR
-        guard result == pid else { return nil }
-        let signal = status & 0x7f
-        if signal == 0 { return .exited(code: (status >> 8) & 0xff) }
-        return .signaled(signal: signal)
+        guard let status = (try? ChildStatus.wait(for: pid, block: block)) ?? nil else { return nil }
+        return Termination(waitStatus: status)
     }
 }
 

@@ -1,4 +1,5 @@
 import CorralCore
+import CorralLinux
 import CorralThreads
 import SystemPackage
 
@@ -53,19 +54,28 @@ public enum HandlerRunner {
         close(pipe.writeEnd)
         let exited = await exit(of: child, within: timeout)
         defer { close(child.pidfd) }
-        var status: Int32 = 0
+        if !exited {
+            // Killed through the pidfd where there is one: it cannot hit a recycled pid.
+            if let pidfd = child.pidfd {
+                do { try Signals.send(SIGKILL, toPidFD: pidfd) } catch {}
+            } else {
+                _ = kill(child.pid, SIGKILL)
+            }
+        }
+        let status: Int32?
+        do {
+            status = try ChildStatus.wait(for: child.pid, block: true)
+        } catch {
+            return Outcome(succeeded: false, summary: "lost track of the handler: \(error)" + note)
+        }
         guard exited else {
-            _ = kill(child.pid, SIGKILL)
-            _ = waitpid(child.pid, &status, 0)
             return Outcome(succeeded: false, summary: "timed out after \(Quantity.formatDuration(timeout)) and was killed" + note)
         }
-        var result: Int32
-        repeat { result = waitpid(child.pid, &status, 0) } while result < 0 && errno == EINTR
-        guard result == child.pid else { return Outcome(succeeded: false, summary: "lost track of the handler" + note) }
-        let signal = status & 0x7f
-        if signal != 0 { return Outcome(succeeded: false, summary: "killed by \(SignalName.name(signal))" + note) }
-        let code = (status >> 8) & 0xff
-        return Outcome(succeeded: code == 0, summary: "exit status \(code)" + note)
+        switch status.map(Termination.init(waitStatus:)) {
+        case .exited(let code)?: return Outcome(succeeded: code == 0, summary: "exit status \(code)" + note)
+        case .signaled(let signal)?: return Outcome(succeeded: false, summary: "killed by \(SignalName.name(signal))" + note)
+        case nil: return Outcome(succeeded: false, summary: "lost track of the handler" + note)
+        }
     }
 
     /// Waits until `child` has exited (true) or `timeout` passed (false):
@@ -84,12 +94,16 @@ public enum HandlerRunner {
                         clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
                     if let pidfd {
                         var entry = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
-                        let ready = poll(&entry, 1, milliseconds)
-                        if ready > 0 { return done.resume(returning: true) }
-                        if ready < 0 && errno != EINTR { return done.resume(returning: true) }  // the reap says what happened
+                        switch valueOrErrno(poll(&entry, 1, milliseconds)) {
+                        case .success(let ready) where ready > 0: return done.resume(returning: true)
+                        case .success, .failure(.interrupted): continue  // timed out (checked above), or a signal
+                        case .failure: return done.resume(returning: true)  // the reap says what happened
+                        }
                     } else {
                         var info = siginfo_t()
-                        if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0, info._sifields._sigchld.si_pid == pid {
+                        if case .success = nothingOrErrno(waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT)),
+                            info._sifields._sigchld.si_pid == pid
+                        {
                             return done.resume(returning: true)
                         }
                         usleep(20_000)

@@ -1,5 +1,6 @@
 public import CorralCgroup
 public import CorralCore
+import CorralLinux
 import SystemPackage
 
 #if canImport(Glibc)
@@ -104,18 +105,23 @@ public struct Launcher: Sendable {
 
     /// Whether `pid` names a process (one Corral may not signal counts).
     public static func processExists(_ pid: Int32) -> Bool {
-        pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)
+        guard pid > 0 else { return false }
+        switch nothingOrErrno(kill(pid, 0)) {
+        case .success, .failure(.notPermitted): return true
+        case .failure: return false
+        }
     }
 
     /// The command line of `pid` from /proc (empty when it cannot be read:
     /// a kernel thread, or gone).
     public static func commandLine(of pid: Int32) -> [String] {
-        guard let fd = try? FileDescriptor.open("/proc/\(pid)/cmdline", .readOnly, options: [.closeOnExec]) else { return [] }
-        defer { Self.close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let count = (try? buffer.withUnsafeMutableBytes { try fd.read(into: $0, retryOnInterrupt: true) }) ?? 0
-        guard count > 0 else { return [] }
-        return buffer[0..<count].split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        let text: String
+        do {
+            text = try readWholeFile(atPath: "/proc/\(pid)/cmdline", maximumBytes: 1 << 20)
+        } catch {
+            return []
+        }
+        return text.utf8.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Closes a descriptor this type opened; a failed close of a descriptor
@@ -138,15 +144,28 @@ public struct ChildReaper: Sendable {
         // One syscall to learn whether any child has exited (WNOWAIT: nothing
         // is reaped here), instead of one waitpid per agent on every tick.
         var info = siginfo_t()
-        guard waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0, info._sifields._sigchld.si_pid != 0 else { return }
+        guard case .success = nothingOrErrno(waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT)), info._sifields._sigchld.si_pid != 0
+        else { return }
         for pid in pids where exited[pid] == nil {
-            var status: Int32 = 0
-            guard waitpid(pid, &status, WNOHANG) == pid else { continue }
-            let signal = status & 0x7f
-            exited[pid] = signal == 0 ? .exited(code: (status >> 8) & 0xff) : .signaled(signal: signal)
+            let status: Int32?
+            do {
+                status = try ChildStatus.wait(for: pid, block: false)
+            } catch {
+                continue  // ECHILD: not ours (an adopted or re-attached agent), nothing to collect
+            }
+            guard let status else { continue }
+            exited[pid] = Termination(waitStatus: status)
         }
     }
 
     /// How `pid` ended, once (nil: not reaped, not ours).
     public mutating func take(_ pid: Int32) -> Termination? { exited.removeValue(forKey: pid) }
+}
+
+extension Termination {
+    /// From a wait(2) status: exited with a code, or killed by a signal.
+    public init(waitStatus status: Int32) {
+        let signal = status & 0x7f
+        self = signal == 0 ? .exited(code: (status >> 8) & 0xff) : .signaled(signal: signal)
+    }
 }

@@ -1,6 +1,7 @@
 internal import CCorralLinux
 internal import CorralCgroup
 internal import CorralCore
+internal import CorralLinux
 public import SystemPackage
 
 #if canImport(Glibc)
@@ -62,15 +63,14 @@ public enum ExecutableLookup {
 
     private static func check(_ path: String, named command: String) throws(SpawnError) {
         var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw SpawnError(
-                message: "command not found: \(path) does not exist", fix: "check the path", exitStatus: 127, errno: Errno(rawValue: errno))
+        if case .failure(let error) = nothingOrErrno(stat(path, &info)) {
+            throw SpawnError(message: "command not found: \(path) does not exist", fix: "check the path", exitStatus: 127, errno: error)
         }
         if (info.st_mode & S_IFMT) == S_IFDIR {
             throw SpawnError(message: "\(path) is a directory, not a program", exitStatus: 126)
         }
-        guard access(path, X_OK) == 0 else {
-            throw SpawnError(message: "\(path) is not executable", fix: "chmod +x \(path)", exitStatus: 126, errno: Errno(rawValue: errno))
+        if case .failure(let error) = nothingOrErrno(access(path, X_OK)) {
+            throw SpawnError(message: "\(path) is not executable", fix: "chmod +x \(path)", exitStatus: 126, errno: error)
         }
     }
 }

@@ -1,4 +1,5 @@
 import CorralCore
+import CorralLinux
 import Hummingbird
 
 #if canImport(Glibc)
@@ -92,13 +93,13 @@ public struct AccessPolicy: Sendable {
         return []
     }
 
+    /// A small /proc file (nil when it cannot be read: the process is gone).
     static func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 8192)
-        let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : nil
+        do {
+            return try readWholeFile(atPath: path, maximumBytes: 1 << 20)
+        } catch {
+            return nil
+        }
     }
 
     /// The query parameters as the routes read them: of a repeated name the

@@ -1,8 +1,8 @@
-import CCorralLinux
 import CorralCgroup
 import CorralConfig
 public import CorralCore
 import CorralEngine
+import CorralLinux
 import CorralRuntime
 import CorralStore
 import CorralSystemd
@@ -57,29 +57,18 @@ public enum Daemon {
     /// Loads and validates the configuration file (or the built-in one).
     public static func loadConfiguration(_ path: String?) throws -> CorralConfiguration {
         guard let path else { return .builtIn }
-        guard let text = readFile(path) else {
-            throw DaemonError("cannot read the configuration \(path): \(String(cString: strerror(errno)))")
+        let text: String
+        do {
+            // A configuration file is small: anything past 4 MiB is not one.
+            text = try readWholeFile(atPath: path, maximumBytes: 4 << 20)
+        } catch {
+            throw DaemonError("cannot read the configuration \(path): \(error)")
         }
         do {
             return try ConfigLoader.load(text, file: path)
         } catch {
             throw DaemonError(error.description)
         }
-    }
-
-    static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The cgroup root the daemon manages.
@@ -96,8 +85,9 @@ public enum Daemon {
         var built = ""
         for component in path.split(separator: "/") {
             built += "/" + component
-            if mkdir(built, mode) < 0 && errno != EEXIST {
-                throw DaemonError("cannot create \(built): \(String(cString: strerror(errno)))")
+            switch nothingOrErrno(mkdir(built, mode)) {
+            case .success, .failure(.fileExists): continue
+            case .failure(let error): throw DaemonError("cannot create \(built): \(error)")
             }
         }
     }
@@ -116,12 +106,12 @@ public enum Daemon {
             // Under memory pressure the kernel evicts file pages, code included: a daemon whose
             // next step faults its code back in from disk reacts in hundreds of milliseconds
             // (measured in the VM before this: 250–490 ms stalls on first crossings).
-            let result = corral_lock_memory()
-            if result == 0 {
+            do {
+                try Memory.lockAll()
                 logger.info("memory locked: pages stay resident once touched (mlockall, MCL_ONFAULT)")
-            } else {
+            } catch {
                 logger.warning(
-                    "could not lock memory (mlockall: \(String(cString: strerror(result)))); going on without",
+                    "could not lock memory (mlockall: \(error)); going on without",
                     metadata: ["fix": "run as root or with CAP_IPC_LOCK, or raise LimitMEMLOCK; --no-memory-lock silences this"])
             }
         }
@@ -195,9 +185,15 @@ public enum Daemon {
         let socketDirectory = String(
             options.socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
         if !socketDirectory.isEmpty { try makeDirectory(socketDirectory, mode: 0o755) }
-        if corral_connect_unix(options.socketPath) >= 0 {
-            throw DaemonError("another daemon answers on \(options.socketPath); stop it first (or use --socket)")
+        var answered = false
+        do {
+            let other = try UnixSocket.connect(to: options.socketPath)
+            answered = true
+            do { try other.close() } catch {}
+        } catch {
+            // Nobody answers there: the socket is ours to make.
         }
+        if answered { throw DaemonError("another daemon answers on \(options.socketPath); stop it first (or use --socket)") }
         unlink(options.socketPath)
         var adminGID: UInt32?
         if let adminGroup = options.adminGroup {
@@ -220,10 +216,10 @@ public enum Daemon {
         let app = Application(
             router: router, configuration: ApplicationConfiguration(address: .unixDomainSocket(path: socketPath), serverName: "corral"),
             onServerRunning: { _ in
-                if chmod(socketPath, 0o666) != 0 {
+                if case .failure(let error) = nothingOrErrno(chmod(socketPath, 0o666)) {
                     logger.warning(
                         "cannot make the socket connectable for agents (chmod 0666)",
-                        metadata: ["socket": "\(socketPath)", "errno": "\(errno)"])
+                        metadata: ["socket": "\(socketPath)", "error": "\(error)"])
                 }
                 let status = Systemd.notify("READY=1\nSTATUS=managing agents; API on \(socketPath)")
                 logger.info("ready", metadata: ["socket": "\(socketPath)", "sd_notify": "\(status)"])

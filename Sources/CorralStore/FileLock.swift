@@ -1,5 +1,7 @@
+internal import CorralLinux
 internal import Foundation
 internal import Synchronization
+internal import SystemPackage
 
 #if canImport(Glibc)
     internal import Glibc
@@ -20,37 +22,35 @@ final class FileLock: Sendable {
     init(databasePath: String) throws {
         let path = databasePath + "-lock"
         self.path = path
-        let fd = path.withCString { open($0, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }
-        guard fd >= 0 else {
-            let code = errno
+        let fd: Int32
+        switch retryOnInterrupt({ open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600) }) {
+        case .success(let opened): fd = opened
+        case .failure(let error):
             throw StoreError(
-                code: code == EACCES || code == EROFS || code == EPERM ? .permissionDenied : .cannotOpen,
+                code: error == .permissionDenied || error == .readOnlyFileSystem || error == .notPermitted
+                    ? .permissionDenied : .cannotOpen,
                 path: databasePath, operation: "opening",
-                message: "state database \(databasePath): cannot create its lock file \(path): \(String(cString: strerror(code)))",
+                message: "state database \(databasePath): cannot create its lock file \(path): \(error.description)",
                 fix: "check that \((databasePath as NSString).deletingLastPathComponent) exists and is writable by this user")
         }
         // A refusal is retried for a moment: the lock belongs to the open file
         // description, and a child forked by any thread of the last holder's
         // process (a test binary, a daemon spawning agents) shares it until
         // that child execs — a window of microseconds to a few milliseconds.
-        var result: Int32 = -1
-        var code: Int32 = 0
+        var result: Result<Int32, Errno>
         let deadline = ContinuousClock.now.advanced(by: Self.patience)
         while true {
-            repeat {
-                result = flock(fd, LOCK_EX | LOCK_NB)
-                code = result < 0 ? errno : 0
-            } while code == EINTR
-            guard code == EWOULDBLOCK, ContinuousClock.now < deadline else { break }
+            result = retryOnInterrupt { flock(fd, LOCK_EX | LOCK_NB) }
+            guard case .failure(.wouldBlock) = result, ContinuousClock.now < deadline else { break }
             usleep(10_000)
         }
-        guard result == 0 else {
+        if case .failure(let error) = result {
             let holder = Self.readHolder(fd)
             close(fd)
-            guard code == EWOULDBLOCK else {
+            guard error == .wouldBlock else {
                 throw StoreError(
                     code: .io, path: databasePath, operation: "opening",
-                    message: "state database \(databasePath): cannot lock \(path): \(String(cString: strerror(code)))")
+                    message: "state database \(databasePath): cannot lock \(path): \(error.description)")
             }
             throw StoreError(
                 code: .locked, path: databasePath, operation: "opening",

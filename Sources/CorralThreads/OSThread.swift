@@ -1,4 +1,4 @@
-internal import CCorralLinux
+internal import CorralLinux
 
 #if canImport(Glibc)
     import Glibc
@@ -42,12 +42,14 @@ public enum OSThread {
             self.body = body
         }
 
-        /// Best effort, each: a thread without its name, its nice value or its
-        /// mask runs all the same (the mask can only fail for invalid input).
+        /// Best effort, each: a thread without its name or its nice value
+        /// works the same, and blocking signals fails only for invalid input.
         func prepare() {
-            _ = corral_block_async_signals()
-            _ = name.withCString { corral_set_thread_name($0) }
-            if let nice { _ = corral_set_thread_nice(nice) }
+            do { try Signals.blockAsynchronous() } catch {}
+            do { try CurrentThread.setName(name) } catch {}
+            if let nice {
+                do { try CurrentThread.setNice(nice) } catch {}
+            }
         }
     }
 }

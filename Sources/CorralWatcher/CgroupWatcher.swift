@@ -52,12 +52,14 @@ public final class CgroupWatcher: Sendable {
 
     /// Creates the inotify instance and the wake-up fd; nothing runs until `start()`.
     /// Throws when the process is out of inotify instances or file descriptors.
+    /// `clock` stamps events with wall-clock time; `time` paces sampling and
+    /// cooldowns (`.manual` for tests that drive it).
     public init(
         filesystem: any CgroupFilesystem, configuration: Configuration = Configuration(),
-        clock: @escaping @Sendable () -> Timestamp = CgroupWatcher.systemClock,
+        clock: @escaping @Sendable () -> Timestamp = CgroupWatcher.systemClock, time: WatchTimeSource = .continuous,
         sink: @escaping @Sendable (WatcherEvent) -> Void
     ) throws(CgroupError) {
-        loop = try WatchLoop(filesystem: filesystem, configuration: configuration, clock: clock, sink: sink)
+        loop = try WatchLoop(filesystem: filesystem, configuration: configuration, clock: clock, time: time, sink: sink)
     }
 
     deinit { loop.stop() }

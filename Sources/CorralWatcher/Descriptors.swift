@@ -1,6 +1,6 @@
-internal import CCorralLinux
 internal import CorralCgroup
 internal import CorralCore
+internal import CorralLinux
 internal import SystemPackage
 
 #if canImport(Glibc)
@@ -27,15 +27,15 @@ enum Inotify {
 
     /// Adds a watch; the watch descriptor or the errno.
     static func add(_ fd: Int32, path: String) -> Result<Int32, Errno> {
-        let wd = inotify_add_watch(fd, path, watchMask)
-        return wd >= 0 ? .success(wd) : .failure(Errno(rawValue: errno))
+        valueOrErrno(inotify_add_watch(fd, path, watchMask))
     }
 
     /// Removes a watch. Its only failure, EINVAL, means the kernel already
     /// dropped it (its IN_IGNORED is queued), which is what was wanted.
     static func remove(_ fd: Int32, _ wd: Int32) {
-        let removed = inotify_rm_watch(fd, wd) == 0
-        assert(removed || errno == EINVAL, "inotify_rm_watch(\(wd)): errno \(errno)")
+        if case .failure(let error) = nothingOrErrno(inotify_rm_watch(fd, wd)) {
+            assert(error == .invalidArgument, "inotify_rm_watch(\(wd)): \(error.name)")
+        }
     }
 
     /// Reads every queued event from the non-blocking inotify fd.
@@ -43,14 +43,11 @@ enum Inotify {
         var events: [InotifyEvent] = []
         let header = MemoryLayout<inotify_event>.size
         while true {
-            let count = read(fd, buffer.baseAddress, buffer.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                // EAGAIN: drained. Anything else cannot be retried usefully;
-                // the next poll reports the fd again if something is pending.
+            // EAGAIN: drained. Anything else cannot be retried usefully;
+            // the next poll reports the fd again if something is pending.
+            guard case .success(let count) = retryOnInterrupt({ read(fd, buffer.baseAddress, buffer.count) }), count > 0 else {
                 break
             }
-            if count == 0 { break }
             var offset = 0
             while offset + header <= count {
                 let wd = buffer.loadUnaligned(fromByteOffset: offset, as: Int32.self)
@@ -106,18 +103,18 @@ enum PressureTriggers {
     static func arm(
         _ file: CgroupFile, of path: CgroupPath, fs: any CgroupFilesystem, threshold: PressureThreshold, checkFilesystem: Bool
     ) -> Outcome {
-        let fd: Int32
+        let descriptor: FileDescriptor
         do {
-            fd = try fs.openForWriting(file, of: path).rawValue
+            descriptor = try fs.openForWriting(file, of: path)
         } catch {
             if error.code == .removed { return .gone }
             return .unavailable(error.message)
         }
         let where_ = "\(fs.absolutePath(path))/\(file.rawValue)"
         if checkFilesystem {
-            let kind = FilesystemKind(magic: Int(corral_fstatfs_type(fd)))
+            let kind = FilesystemKind(magic: (try? descriptor.filesystemType()) ?? -1)
             guard kind == .cgroup2 else {
-                close(fd)
+                try? descriptor.close()
                 return .unavailable("\(where_) is not on a cgroup2 filesystem (\(kind.rawValue))")
             }
         }
@@ -127,16 +124,15 @@ enum PressureTriggers {
         for candidate in candidates {
             // A failed write leaves no trigger on the fd, so the next one may try again.
             let text = Array(candidate.triggerText.utf8)
-            var written: Int
-            repeat {
-                written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            } while written < 0 && errno == EINTR
-            if written == text.count { return .armed(fd, candidate) }
-            failure = Errno(rawValue: written < 0 ? errno : EIO)
+            switch Result(catching: { () throws(Errno) in try descriptor.writeOnce(text) }) {
+            case .success(text.count): return .armed(descriptor.rawValue, candidate)
+            case .success: failure = .ioError
+            case .failure(let error): failure = error
+            }
             // Only EINVAL (unprivileged window, 6.4+) and EPERM are worth the 2 s variant.
             if failure != .invalidArgument && failure != .notPermitted { break }
         }
-        close(fd)
+        try? descriptor.close()
         if failure == .operationNotSupportedByDevice { return .gone }
         return .unavailable("writing '\(threshold.triggerText)' to \(where_) failed: \(failure.name) (\(failure.description))")
     }

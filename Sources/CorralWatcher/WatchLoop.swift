@@ -1,6 +1,6 @@
-internal import CCorralLinux
 internal import CorralCgroup
 internal import CorralCore
+internal import CorralLinux
 internal import Synchronization
 internal import SystemPackage
 
@@ -17,9 +17,10 @@ final class WatchLoop: Sendable {
     private let tree: CgroupTree
     private let configuration: CgroupWatcher.Configuration
     private let clock: @Sendable () -> Timestamp
+    private let time: WatchTimeSource
     private let sink: @Sendable (WatcherEvent) -> Void
-    private let inotifyFD: Int32
-    private let wakeFD: Int32
+    private let inotify: FileDescriptor
+    private let wakeFD: FileDescriptor
     private let state: Mutex<State>
 
     private enum Lifecycle {
@@ -69,6 +70,8 @@ final class WatchLoop: Sendable {
         var retired: [Int32] = []
         /// The poll set must be rebuilt.
         var triggersChanged = true
+        /// When `start()` was called: the first sampling tick is one interval later.
+        var startedAt: ContinuousClock.Instant?
     }
 
     /// What one loop iteration must do for one subject.
@@ -101,22 +104,28 @@ final class WatchLoop: Sendable {
 
     init(
         filesystem: any CgroupFilesystem, configuration: CgroupWatcher.Configuration, clock: @escaping @Sendable () -> Timestamp,
-        sink: @escaping @Sendable (WatcherEvent) -> Void
+        time: WatchTimeSource = .continuous, sink: @escaping @Sendable (WatcherEvent) -> Void
     ) throws(CgroupError) {
-        let inotifyFD = corral_inotify_init()
-        guard inotifyFD >= 0 else { throw CgroupError.inotify(Errno(rawValue: errno), path: filesystem.absolutePath(.anchor)) }
-        let wakeFD = corral_eventfd()
-        guard wakeFD >= 0 else {
-            let error = CgroupError.inotify(Errno(rawValue: errno), path: filesystem.absolutePath(.anchor))
-            close(inotifyFD)
-            throw error
+        let inotify: FileDescriptor
+        let wakeFD: FileDescriptor
+        do {
+            inotify = try InotifyInstance.open()
+        } catch {
+            throw CgroupError.inotify(error, path: filesystem.absolutePath(.anchor))
+        }
+        do {
+            wakeFD = try WakeEvent.open()
+        } catch {
+            try? inotify.close()
+            throw CgroupError.inotify(error, path: filesystem.absolutePath(.anchor))
         }
         self.fs = filesystem
         self.tree = CgroupTree(fs: filesystem, root: .anchor)
         self.configuration = configuration
         self.clock = clock
+        self.time = time
         self.sink = sink
-        self.inotifyFD = inotifyFD
+        self.inotify = inotify
         self.wakeFD = wakeFD
         self.state = Mutex(State(pressure: configuration.pressureThreshold == nil ? .disabled : .untried))
     }
@@ -134,7 +143,7 @@ final class WatchLoop: Sendable {
     var pressureStatus: PressureTriggerStatus { state.withLock { $0.pressure } }
 
     /// The inotify and wake-up fds, for tests that count watches and descriptors.
-    var descriptors: (inotify: Int32, wake: Int32) { (inotifyFD, wakeFD) }
+    var descriptors: (inotify: Int32, wake: Int32) { (inotify.rawValue, wakeFD.rawValue) }
 
     var subjects: Set<WatchSubject> { state.withLock { Set($0.subjects.keys) } }
 
@@ -160,7 +169,7 @@ final class WatchLoop: Sendable {
                     // The watcher should not wait behind the agents it watches, nor
                     // behind the daemon's own bookkeeping: nice -10 for this thread
                     // alone, when allowed (root, CAP_SYS_NICE); else as it is.
-                    _ = corral_set_thread_nice(WatchLoop.threadNice)
+                    try? CurrentThread.setNice(WatchLoop.threadNice)
                     loop.run()
                     return nil
                 }, box)
@@ -168,6 +177,8 @@ final class WatchLoop: Sendable {
             // process is out of threads, which nothing downstream survives.
             precondition(created == 0, "cannot start the watcher thread: pthread_create returned \(created)")
             state.lifecycle = .running(thread)
+            state.startedAt = time.now
+            time.manual?.attach(self) { [weak self] in self?.wake() }
         }
     }
 
@@ -206,13 +217,13 @@ final class WatchLoop: Sendable {
             // between is then caught by the counters at the next reading,
             // rather than absorbed into the baseline.
             let sample = try tree.sample(path)
-            let now = ContinuousClock.now
+            let now = time.now
             var watched = Watched(
                 path: path, previous: sample, previousAt: now, cpuBaseline: sample, cpuBaselineAt: now,
                 populated: sample.events.populated)
             for file in notifyingFiles {
                 let target = fs.absolutePath(path) + "/" + file.rawValue
-                switch Inotify.add(inotifyFD, path: target) {
+                switch Inotify.add(inotify.rawValue, path: target) {
                 case .success(let wd):
                     watched.descriptors[file] = wd
                     state.descriptors[wd, default: Descriptor(file: file, subjects: [])].subjects.insert(subject)
@@ -245,7 +256,7 @@ final class WatchLoop: Sendable {
     }
 
     func sampleNow(_ subject: WatchSubject) throws(CgroupError) -> Observation? {
-        let seenAt = ContinuousClock.now
+        let seenAt = time.now
         let outcome = state.withLock { state in
             let outcome = observe(subject, trigger: .requested, seenAt: seenAt, &state)
             switch outcome {
@@ -275,7 +286,7 @@ final class WatchLoop: Sendable {
             state.descriptors[wd]?.subjects.remove(subject)
             if state.descriptors[wd]?.subjects.isEmpty ?? false {
                 state.descriptors[wd] = nil
-                Inotify.remove(inotifyFD, wd)
+                Inotify.remove(inotify.rawValue, wd)
             }
         }
         for fd in watched.triggers.values { retire(fd, &state) }
@@ -296,8 +307,8 @@ final class WatchLoop: Sendable {
         for subject in Array(state.subjects.keys) { remove(subject, &state) }
         for fd in state.retired { close(fd) }
         state.retired = []
-        close(inotifyFD)
-        close(wakeFD)
+        try? inotify.close()
+        try? wakeFD.close()
     }
 
     /// Arms the PSI triggers of an agent; the first failure turns them off for good.
@@ -352,7 +363,7 @@ final class WatchLoop: Sendable {
         } catch {
             return .failed(error, failure(error, of: subject, &state))
         }
-        let now = ContinuousClock.now
+        let now = time.now
         let at = clock()
         // Counter signals against the previous observation; the CPU rate
         // against the last one that had a CPU reading, so that events
@@ -399,7 +410,7 @@ final class WatchLoop: Sendable {
         }
         guard let reader = watched.readers[file] else { return try fs.read(file, of: watched.path) }
         do {
-            return try readWhole(reader)
+            return try reader.readToEnd(fromAbsoluteOffset: 0)
         } catch {
             throw CgroupError.explain(error, operation: .read, path: fs.absolutePath(watched.path), file: file)
         }
@@ -486,7 +497,7 @@ final class WatchLoop: Sendable {
         if watched.populated && !populated { events.append(.emptied(subject, at: clock())) }
         watched.populated = populated
         for file in watched.lost {
-            if case .success(let wd) = Inotify.add(inotifyFD, path: fs.absolutePath(watched.path) + "/" + file.rawValue) {
+            if case .success(let wd) = Inotify.add(inotify.rawValue, path: fs.absolutePath(watched.path) + "/" + file.rawValue) {
                 watched.lost.remove(file)
                 watched.descriptors[file] = wd
                 state.descriptors[wd, default: Descriptor(file: file, subjects: [])].subjects.insert(subject)
@@ -503,8 +514,7 @@ final class WatchLoop: Sendable {
     private func wake() {
         state.withLock { state in
             if case .stopped = state.lifecycle { return }
-            let woken = corral_eventfd_signal(wakeFD) == 0
-            assert(woken, "eventfd write: errno \(errno)")
+            do throws(Errno) { try WakeEvent.signal(wakeFD) } catch { assertionFailure("eventfd write: \(error.name)") }
         }
     }
 
@@ -521,11 +531,11 @@ final class WatchLoop: Sendable {
         sigfillset(&all)
         let masked = pthread_sigmask(SIG_BLOCK, &all, nil)
         assert(masked == 0, "pthread_sigmask: \(masked)")
-        _ = corral_set_thread_name("corral-watcher")  // cosmetic: fails only for names over 15 bytes
+        try? CurrentThread.setName("corral-watcher")  // cosmetic: fails only for names over 15 bytes
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
         defer { buffer.deallocate() }
         let interval = configuration.samplingInterval
-        var nextTick = ContinuousClock.now.advanced(by: interval)
+        var nextTick = (state.withLock { $0.startedAt } ?? time.now).advanced(by: interval)
         var pollSet: [pollfd] = []
         var polledTriggers: [PolledTrigger] = []
         // Subjects still to sample this tick: a few at a time between polls, so
@@ -552,7 +562,10 @@ final class WatchLoop: Sendable {
                         watched.triggers.map { PolledTrigger(subject: subject, resource: $0.key, fd: $0.value) }
                     }
                     pollSet =
-                        [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0), pollfd(fd: inotifyFD, events: Int16(POLLIN), revents: 0)]
+                        [
+                            pollfd(fd: wakeFD.rawValue, events: Int16(POLLIN), revents: 0),
+                            pollfd(fd: inotify.rawValue, events: Int16(POLLIN), revents: 0),
+                        ]
                         + polledTriggers.map { pollfd(fd: $0.fd, events: Int16(POLLPRI), revents: 0) }
                 }
                 let outbox = state.outbox
@@ -567,14 +580,27 @@ final class WatchLoop: Sendable {
             for subject in deferred.keys {
                 if let last = lastEventRead[subject] { wakeAt = min(wakeAt, last + eventCooldown) }
             }
-            let remaining = ContinuousClock.now.duration(to: wakeAt)
-            let timeout = remaining <= .zero || !sampleQueue.isEmpty ? 0 : Int32(clamping: (remaining.microseconds + 999) / 1000)
+            let generation = time.manual?.generation ?? 0
+            let remaining = time.now.duration(to: wakeAt)
+            let pending = remaining <= .zero || !sampleQueue.isEmpty
+            // Manual time: nothing comes due until a test advances it (which wakes the loop).
+            let timeout: Int32 =
+                pending ? 0 : time.manual != nil ? -1 : Int32(clamping: (remaining.microseconds + 999) / 1000)
             for index in pollSet.indices { pollSet[index].revents = 0 }
-            let ready = poll(&pollSet, nfds_t(pollSet.count), timeout)
-            let seenAt = ContinuousClock.now
-            if ready < 0 {
-                // EINTR: go round. ENOMEM: back off rather than spin.
-                if errno != EINTR { usleep(10_000) }
+            var polled = valueOrErrno(poll(&pollSet, nfds_t(pollSet.count), timeout < 0 ? 0 : timeout))
+            if timeout < 0, case .success(0) = polled {
+                // Nothing due, nothing queued: idle until time moves or the kernel reports.
+                time.manual?.idle(self, at: generation)
+                polled = valueOrErrno(poll(&pollSet, nfds_t(pollSet.count), -1))
+            }
+            let seenAt = time.now
+            let ready: Int32
+            switch polled {
+            case .success(let count): ready = count
+            case .failure(.interrupted): continue
+            case .failure:
+                // ENOMEM: back off rather than spin.
+                usleep(10_000)
                 continue
             }
 
@@ -586,10 +612,9 @@ final class WatchLoop: Sendable {
             }
             if ready > 0 {
                 if pollSet[0].revents != 0 {
-                    let drained = corral_eventfd_drain(wakeFD) == 0
-                    assert(drained, "eventfd read: errno \(errno)")
+                    do throws(Errno) { try WakeEvent.drain(wakeFD) } catch { assertionFailure("eventfd read: \(error.name)") }
                 }
-                let inotifyEvents = pollSet[1].revents != 0 ? Inotify.drain(inotifyFD, buffer: buffer) : []
+                let inotifyEvents = pollSet[1].revents != 0 ? Inotify.drain(inotify.rawValue, buffer: buffer) : []
                 var failedTriggers: [PolledTrigger] = []
                 for (index, polled) in polledTriggers.enumerated() {
                     let revents = Int32(pollSet[index + 2].revents)
@@ -633,7 +658,7 @@ final class WatchLoop: Sendable {
 
             // Event path first: read each changed cgroup once, report at once;
             // subjects still cooling down wait, those whose cooldown ended go now.
-            let roundStart = ContinuousClock.now
+            let roundStart = time.now
             var due: [WatchSubject] = []
             for subject in order {
                 guard let item = work[subject] else { continue }
@@ -657,7 +682,7 @@ final class WatchLoop: Sendable {
             let busy = current.filter { subject in !quiet.contains(subject) }
             for subject in quiet + busy + due {
                 guard let item = work[subject] else { continue }
-                if item.trigger != nil { lastEventRead[subject] = ContinuousClock.now }
+                if item.trigger != nil { lastEventRead[subject] = time.now }
                 let found: [WatcherEvent] = state.withLock { state in
                     var found: [WatcherEvent] = []
                     if let trigger = item.trigger {
@@ -674,7 +699,7 @@ final class WatchLoop: Sendable {
             }
 
             // The periodic sample, when due, a few subjects per round.
-            let now = ContinuousClock.now
+            let now = time.now
             if now >= nextTick {
                 nextTick = nextTick.advanced(by: interval)
                 if nextTick < now { nextTick = now.advanced(by: interval) }
@@ -704,5 +729,6 @@ final class WatchLoop: Sendable {
             closeAll(&state)
             state.lifecycle = .stopped
         }
+        time.manual?.detach(self)
     }
 }

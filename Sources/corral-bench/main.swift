@@ -10,10 +10,10 @@
 //       (inotify on memory.events) to the engine's recorded action (committed to
 //       SQLite), beside a 1 s polling loop (what systemd-oomd and oomd do)
 //       watching the same files in the same run.
-import CCorralLinux
 import CorralCgroup
 import CorralCore
 import CorralEngine
+import CorralLinux
 import CorralRuntime
 import CorralServer
 import CorralStore
@@ -53,8 +53,11 @@ func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 1
     let holdSeconds = String(hold)
     FileLimit.raise()
     // As corrald does: pages stay resident once touched.
-    let locked = corral_lock_memory()
-    if locked != 0 { say("(could not lock memory as corrald does: errno \(locked))") }
+    do {
+        try Memory.lockAll()
+    } catch {
+        say("(could not lock memory as corrald does: \(error))")
+    }
     let rootName = "corral-bench-reaction"
     let fs = try DirectoryCgroupFilesystem(anchorPath: "/sys/fs/cgroup")
     let tree = CgroupTree(fs: fs, root: CgroupPath([rootName]))

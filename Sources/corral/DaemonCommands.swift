@@ -2,6 +2,7 @@ import ArgumentParser
 import CorralAPI
 import CorralClient
 import CorralCore
+import CorralLinux
 import CorralThreads
 
 #if canImport(FoundationEssentials)
@@ -582,8 +583,9 @@ struct Serve: ParsableCommand {
         }
         let argv = [daemon] + arguments
         var cArguments = argv.map { strdup($0) } + [nil]
-        execv(daemon, &cArguments)
-        throw fail("cannot run \(daemon): \(String(cString: strerror(errno)))")
+        // execv returns only when it failed.
+        if case .failure(let error) = nothingOrErrno(execv(daemon, &cArguments)) { throw fail("cannot run \(daemon): \(error)") }
+        throw fail("cannot run \(daemon)")
     }
 }
 

@@ -1,9 +1,10 @@
 import ArgumentParser
-internal import CCorralLinux
 import CorralCgroup
 import CorralClient
 import CorralCore
+import CorralLinux
 import CorralRuntime
+import SystemPackage
 
 #if canImport(Glibc)
     import Glibc
@@ -136,7 +137,12 @@ struct Run: ParsableCommand {
         // ^C sent to Corral waits for the signalfd that forwards it to the
         // command instead of ending Corral on some helper thread (and leaving
         // the command and its cgroup behind).
-        _ = AgentRunner.forwardedSignals.withUnsafeBufferPointer { corral_block_signals($0.baseAddress, Int32($0.count), nil) }
+        do {
+            try Signals.block(AgentRunner.forwardedSignals)
+        } catch {
+            // Only invalid signal numbers fail; say it all the same, the run goes on without forwarding guarantees.
+            printError("corral: warning: cannot block the forwarded signals: \(error)")
+        }
         let configuration = try loadConfiguration(config)
 
         // Everything that can be wrong with the input is checked before anything is created.
@@ -231,15 +237,12 @@ struct Run: ParsableCommand {
 func writeSummary(_ summary: RunSummary, to path: String) {
     do {
         let text = try encodeJSON(summary)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            printError("corral: cannot write the summary to \(path): \(String(cString: strerror(errno)))")
-            return
-        }
-        defer { close(fd) }
-        writeOut(text, to: fd)
+        let file = try FileDescriptor.open(
+            path, .writeOnly, options: [.create, .truncate, .closeOnExec], permissions: [.ownerReadWrite, .groupRead, .otherRead])
+        defer { do { try file.close() } catch {} }
+        _ = try file.writeAll(text.utf8)
     } catch {
-        printError("corral: cannot encode the summary: \(error)")
+        printError("corral: cannot write the summary to \(path): \(error)")
     }
 }
 

@@ -2,6 +2,8 @@ import ArgumentParser
 import CorralCgroup
 import CorralConfig
 import CorralCore
+import CorralLinux
+import SystemPackage
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -20,17 +22,10 @@ enum ExitStatus {
     static let usage: Int32 = 64
 }
 
-/// Writes all of `text` to file descriptor `fd` (1: stdout, 2: stderr).
+/// Writes all of `text` to file descriptor `fd` (1: stdout, 2: stderr). A
+/// closed pipe or a full disk loses the text: there is nowhere left to say so.
 func writeOut(_ text: String, to fd: Int32 = 1) {
-    var bytes = Array(text.utf8)[...]
-    while !bytes.isEmpty {
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if written < 0 {
-            if errno == EINTR { continue }
-            return
-        }
-        bytes = bytes.dropFirst(written)
-    }
+    do { _ = try FileDescriptor(rawValue: fd).writeAll(text.utf8) } catch {}
 }
 
 /// Writes a message for people to stderr.
@@ -59,25 +54,23 @@ func printJSON<T: Encodable>(_ value: T) throws {
 
 /// Reads a whole text file, or says why not.
 func readTextFile(_ path: String) -> Result<String, ConfigError> {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
     func problem(_ message: String) -> ConfigError {
         ConfigError(file: path, issues: [ConfigIssue(line: 1, column: 1, key: "", value: nil, message: message, accepted: nil)])
     }
-    guard fd >= 0 else {
-        return .failure(problem("cannot open: \(String(cString: strerror(errno)))"))
+    let file: FileDescriptor
+    do {
+        file = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec])
+    } catch {
+        return .failure(problem("cannot open: \(error)"))
     }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if count < 0 {
-            if errno == EINTR { continue }
-            return .failure(problem("cannot read: \(String(cString: strerror(errno)))"))
-        }
-        if count == 0 { break }
-        bytes.append(contentsOf: chunk[0..<count])
-        if bytes.count > 4 << 20 { return .failure(problem("larger than 4 MiB; this is not a Corral configuration")) }
+    defer { do { try file.close() } catch {} }
+    let bytes: [UInt8]
+    do {
+        bytes = try file.readBytesToEnd(maximumBytes: 4 << 20)
+    } catch .fileTooLarge {
+        return .failure(problem("larger than 4 MiB; this is not a Corral configuration"))
+    } catch {
+        return .failure(problem("cannot read: \(error)"))
     }
     guard let text = String(validating: bytes, as: UTF8.self) else {
         return .failure(problem("not UTF-8 text"))

@@ -1,4 +1,5 @@
 import CorralCore
+import CorralLinux
 import CorralTestSupport
 import Foundation
 import Synchronization
@@ -103,8 +104,7 @@ final class FakeDaemon: Sendable {
 
     init(answer: @escaping @Sendable (String) -> (Int, String)) throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("corral-fake-\(UUID().uuidString.prefix(8)).sock").path
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        let fd = try valueOrErrno(Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)).get()
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { buffer in
@@ -113,9 +113,9 @@ final class FakeDaemon: Sendable {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard bound == 0, listen(fd, 8) == 0 else {
+        if case .failure(let error) = nothingOrErrno(bound).flatMap({ nothingOrErrno(listen(fd, 8)) }) {
             close(fd)
-            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+            throw error
         }
         self.fd = fd
         socket = path
@@ -125,11 +125,7 @@ final class FakeDaemon: Sendable {
 
     private func serve(_ answer: (String) -> (Int, String)) {
         while true {
-            let client = accept(fd, nil, nil)
-            if client < 0 {
-                if errno == EINTR { continue }
-                return  // stopped
-            }
+            guard case .success(let client) = retryOnInterrupt({ accept(fd, nil, nil) }) else { return }  // stopped
             var head: [UInt8] = []
             var byte: UInt8 = 0
             while !head.suffix(4).elementsEqual("\r\n\r\n".utf8), read(client, &byte, 1) == 1 { head.append(byte) }

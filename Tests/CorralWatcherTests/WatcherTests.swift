@@ -12,16 +12,22 @@ extension WatcherSuite {
     struct FakeTreeTests {
         let tree: FakeTree
         let log = EventLog()
+        /// Time for the tests about sampling, cooldowns and quiet spells: they
+        /// move it and settle the loop instead of sleeping.
+        let time = ManualWatchTime()
 
         init() throws {
             tree = try FakeTree()
         }
 
-        func makeWatcher(interval: Duration = .seconds(60), pressure: PressureThreshold? = .standard) throws -> CgroupWatcher {
+        /// `manualTime`: the watcher runs on `time`, which only the test moves.
+        func makeWatcher(
+            interval: Duration = .seconds(60), pressure: PressureThreshold? = .standard, manualTime: Bool = false
+        ) throws -> CgroupWatcher {
             let log = self.log
             return try CgroupWatcher(
                 filesystem: tree.fs, configuration: .init(samplingInterval: interval, pressureThreshold: pressure),
-                sink: { log.record($0) })
+                time: manualTime ? .manual(time) : .continuous, sink: { log.record($0) })
         }
 
         @Test("a memory.events change is reported at once, as a soft-limit hit")
@@ -95,7 +101,7 @@ extension WatcherSuite {
         @Test("the last process leaving is reported once, after the observation that saw it")
         func emptiedOnce() throws {
             let agent = try tree.makeCgroup("g/a", populated: false)
-            let watcher = try makeWatcher()
+            let watcher = try makeWatcher(manualTime: true)
             try watcher.watch(agent: "a", path: agent)
             watcher.start()
             defer { watcher.stop() }
@@ -104,6 +110,7 @@ extension WatcherSuite {
             tree.set(.events, of: agent, tree.events(populated: true))
             _ = try #require(log.first { $0.observation?.populated == true })
             tree.set(.events, of: agent, tree.events(populated: false))
+            time.advance(by: .milliseconds(200), step: .milliseconds(50))  // a second change waits for the cooldown
             let emptied = try #require(log.first { $0.isEmptied })
             let index = try #require(log.all.firstIndex { $0.event.isEmptied })
             #expect(log.events[index - 1].observation?.populated == false)
@@ -111,7 +118,7 @@ extension WatcherSuite {
 
             tree.set(.events, of: agent, tree.events(populated: false))
             tree.set(.memoryEvents, of: agent, tree.memoryEvents())
-            usleep(200_000)
+            time.advance(by: .milliseconds(200), step: .milliseconds(50))
             #expect(log.events.filter(\.isEmptied).count == 1)
         }
 
@@ -119,7 +126,7 @@ extension WatcherSuite {
         func removedCgroup() throws {
             let agent = try tree.makeCgroup("g/a")
             let other = try tree.makeCgroup("g/b")
-            let watcher = try makeWatcher()
+            let watcher = try makeWatcher(manualTime: true)
             try watcher.watch(agent: "a", path: agent)
             try watcher.watch(agent: "b", path: other)
             watcher.start()
@@ -137,37 +144,41 @@ extension WatcherSuite {
             // Still alive and watching the other one.
             tree.set(.memoryEvents, of: other, tree.memoryEvents(high: 1))
             _ = try #require(log.first { $0.observation?.subject == .agent("b") })
-            usleep(100_000)
+            time.advance(by: .milliseconds(100), step: .milliseconds(50))
             #expect(log.events.filter(\.isVanished).count == 1)
         }
 
         @Test("a cgroup gone without an inotify event (as on cgroupfs) is found by the next sample")
         func vanishedBySampling() throws {
             let agent = try tree.makeCgroup("g/a", populated: false)
-            let watcher = try makeWatcher(interval: .milliseconds(50))
+            let watcher = try makeWatcher(interval: .milliseconds(50), manualTime: true)
             try watcher.watch(agent: "a", path: agent)
             watcher.start()
             defer { watcher.stop() }
 
             // A rename leaves the watched files in place: no IN_IGNORED, reads fail with ENOENT.
             try FileManager.default.moveItem(atPath: tree.path("g/a"), toPath: tree.path("g/moved"))
+            time.settle()
+            #expect(!log.events.contains { $0.isVanished }, "found before the next sample")
+            time.advance(by: .milliseconds(50), step: .milliseconds(50))
             let vanished = try #require(log.first { $0.isVanished })
             #expect(vanished.event.subject == .agent("a"))
             #expect(!log.events.contains { $0.isEmptied })
             let count = log.count
-            usleep(200_000)
+            time.advance(by: .milliseconds(200), step: .milliseconds(50))
             #expect(log.count == count)
         }
 
         @Test("samples come every interval, and not more often")
         func periodicSampling() throws {
             let agent = try tree.makeCgroup("g/a")
-            let watcher = try makeWatcher(interval: .milliseconds(50))
+            let watcher = try makeWatcher(interval: .milliseconds(50), manualTime: true)
             try watcher.watch(agent: "a", path: agent)
             watcher.start()
-            usleep(330_000)
+            time.advance(by: .milliseconds(330), step: .milliseconds(10))
             watcher.stop()
             let samples = log.observations(of: .agent("a")).filter { $0.trigger == .sample }
+            #expect(samples.count == 6, "one at each 50 ms of 330 ms")
             #expect(samples.count >= 3)
             #expect(samples.count <= 8)
             if let first = samples.first, let last = samples.last, samples.count > 1 {
@@ -179,15 +190,17 @@ extension WatcherSuite {
         @Test("CPU rate is the usage_usec delta over wall time")
         func cpuRate() throws {
             let agent = try tree.makeCgroup("g/a")
-            let watcher = try makeWatcher(interval: .milliseconds(300))
+            let watcher = try makeWatcher(interval: .milliseconds(300), manualTime: true)
             try watcher.watch(agent: "a", path: agent)
             watcher.start()
             defer { watcher.stop() }
 
             tree.set(.cpuStat, of: agent, tree.cpuStat(usage: 150_000, throttled: 2))
+            time.advance(by: .milliseconds(300), step: .milliseconds(100))
             let sample = try #require(log.first { $0.observation?.reading(.cpu) != nil }?.event.observation)
             let cpu = try #require(sample.reading(.cpu))
             let expected = 150_000 * 100 / Double(sample.elapsed.microseconds)
+            #expect(sample.elapsed == .milliseconds(300))
             #expect(abs(cpu.usage - expected) < 1)
             #expect(cpu.hitHard)
             #expect(sample.readings.map(\.resource) == [.memory, .cpu, .processes])
@@ -196,7 +209,7 @@ extension WatcherSuite {
         @Test("events faster than the CPU window do not starve the CPU rate")
         func cpuRateUnderEventStorm() throws {
             let agent = try tree.makeCgroup("g/a")
-            let watcher = try makeWatcher(interval: .milliseconds(300))
+            let watcher = try makeWatcher(interval: .milliseconds(300), manualTime: true)
             try watcher.watch(agent: "a", path: agent)
             watcher.start()
             defer { watcher.stop() }
@@ -204,8 +217,10 @@ extension WatcherSuite {
             for step in 1...40 {
                 tree.set(.cpuStat, of: agent, tree.cpuStat(usage: Int64(step) * 10_000))
                 tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: step))
-                usleep(20_000)
+                time.settle()
+                time.advance(by: .milliseconds(20))
             }
+            time.settle()
             let observations = log.observations(of: .agent("a"))
             // A storm is read at most once per 200 ms cooldown (merged, never lost):
             // 40 changes in 800 ms make a handful of event observations.
@@ -214,7 +229,7 @@ extension WatcherSuite {
             #expect(events.last?.sample.memoryEvents.high == 40, "the last change is not lost")
             let rates = observations.compactMap { $0.reading(.cpu)?.usage }
             #expect(rates.count >= 2)
-            // 10 ms of CPU every 20 ms of wall time or more: 50 %, less on a busy machine.
+            // 10 ms of CPU every 20 ms: 50 %.
             #expect(rates.allSatisfy { $0 > 0 && $0 < 60 })
         }
 
@@ -222,7 +237,7 @@ extension WatcherSuite {
         func unwatch() throws {
             let first = try tree.makeCgroup("g/a")
             let second = try tree.makeCgroup("g/b")
-            let watcher = try makeWatcher(interval: .milliseconds(50))
+            let watcher = try makeWatcher(interval: .milliseconds(50), manualTime: true)
             try watcher.watch(agent: "a", path: first)
             try watcher.watch(agent: "b", path: second)
             watcher.start()
@@ -231,10 +246,10 @@ extension WatcherSuite {
             tree.set(.memoryEvents, of: first, tree.memoryEvents(high: 1))
             _ = try #require(log.first { $0.observation?.subject == .agent("a") && $0.observation?.trigger == .event(.memoryEvents) })
             watcher.unwatch(agent: "a")
-            usleep(50_000)  // an observation already on its way may still arrive
+            time.settle()  // an observation already on its way may still arrive
             let count = log.observations(of: .agent("a")).count
             tree.set(.memoryEvents, of: first, tree.memoryEvents(high: 2))
-            usleep(200_000)
+            time.advance(by: .milliseconds(200), step: .milliseconds(50))
             #expect(log.observations(of: .agent("a")).count == count)
             #expect(log.observations(of: .agent("b")).count >= 2)
             #expect(watcher.subjects == [.agent("b")])
@@ -244,12 +259,12 @@ extension WatcherSuite {
         @Test("groups get events but no periodic observations")
         func groups() throws {
             let group = try tree.makeCgroup("g")
-            let watcher = try makeWatcher(interval: .milliseconds(30))
+            let watcher = try makeWatcher(interval: .milliseconds(30), manualTime: true)
             try watcher.watchGroup(name: "g", path: group)
             watcher.start()
             defer { watcher.stop() }
 
-            usleep(200_000)
+            time.advance(by: .milliseconds(200), step: .milliseconds(10))
             #expect(log.count == 0)
             tree.set(.memoryEvents, of: group, tree.memoryEvents(high: 1))
             let observation = try #require(log.first { $0.observation != nil }?.event.observation)
@@ -258,6 +273,7 @@ extension WatcherSuite {
             #expect(watcher.pressureTriggers == .untried)
             // A group that goes away is still noticed, by the sampling tick.
             try FileManager.default.moveItem(atPath: tree.path("g"), toPath: tree.path("gone"))
+            time.advance(by: .milliseconds(30), step: .milliseconds(10))
             _ = try #require(log.first { $0.isVanished && $0.subject == .group("g") })
         }
 
@@ -283,7 +299,7 @@ extension WatcherSuite {
         @Test("sampleNow returns a fresh observation that becomes the baseline")
         func sampleNow() throws {
             let agent = try tree.makeCgroup("g/a")
-            let watcher = try makeWatcher()
+            let watcher = try makeWatcher(manualTime: true)
             try watcher.watch(agent: "a", path: agent)
             #expect(try watcher.sampleNow(agent: "nobody") == nil)
 
@@ -298,7 +314,7 @@ extension WatcherSuite {
             watcher.start()
             defer { watcher.stop() }
             try tree.remove("g/a")
-            _ = log.first(timeout: .milliseconds(300)) { $0.isVanished }
+            time.settle()  // the loop has read the removal's inotify events
             #expect(try watcher.sampleNow(agent: "a") == nil)
             #expect(log.events.filter(\.isVanished).count == 1)
         }
@@ -422,7 +438,7 @@ extension WatcherSuite {
         @Test("an unreadable cgroup is reported once per streak, and watching goes on")
         func unreadable() throws {
             let agent = try tree.makeCgroup("g/a")
-            let watcher = try makeWatcher(interval: .milliseconds(30))
+            let watcher = try makeWatcher(interval: .milliseconds(30), manualTime: true)
             try watcher.watch(agent: "a", path: agent)
             watcher.start()
             defer { watcher.stop() }
@@ -430,32 +446,34 @@ extension WatcherSuite {
             // A directory where memory.events was: read(2) fails with EISDIR.
             try FileManager.default.removeItem(atPath: tree.path("g/a/memory.events"))
             try FileManager.default.createDirectory(atPath: tree.path("g/a/memory.events"), withIntermediateDirectories: false)
+            time.advance(by: .milliseconds(30), step: .milliseconds(10))
             _ = try #require(log.first { $0.isUnreadable })
-            usleep(200_000)
+            time.advance(by: .milliseconds(200), step: .milliseconds(10))
             #expect(log.events.filter(\.isUnreadable).count == 1)
 
             try FileManager.default.removeItem(atPath: tree.path("g/a/memory.events"))
             tree.set(.memoryEvents, of: agent, tree.memoryEvents())
             let count = log.count
+            time.advance(by: .milliseconds(30), step: .milliseconds(10))
             _ = try #require(log.first(after: count) { $0.observation?.trigger == .sample })
             #expect(watcher.subjects == [.agent("a")])
         }
 
         @Test("stop joins with watches active, is idempotent, and later watches are refused")
         func stop() throws {
-            let watcher = try makeWatcher(interval: .milliseconds(10))
+            let watcher = try makeWatcher(interval: .milliseconds(10), manualTime: true)
             for name in ["a", "b", "c"] {
                 try watcher.watch(agent: name, path: try tree.makeCgroup("g/\(name)"))
             }
             watcher.start()
             watcher.start()
             #expect(watcher.isRunning)
-            usleep(50_000)
+            time.advance(by: .milliseconds(50), step: .milliseconds(10))
             watcher.stop()
             #expect(!watcher.isRunning)
             let count = log.count
             watcher.stop()
-            usleep(50_000)
+            usleep(50_000)  // a thread that outlived stop() would deliver now
             #expect(log.count == count)
             #expect(watcher.subjects.isEmpty)
             #expect(throws: CgroupError.self) { try watcher.watch(agent: "d", path: try tree.makeCgroup("g/d")) }

@@ -1,6 +1,17 @@
 #ifndef CCORRAL_LINUX_H
 #define CCORRAL_LINUX_H
 
+/* What Swift cannot express on Linux: macros and _GNU_SOURCE declarations,
+ * system calls without a libc wrapper, and the child between fork and exec.
+ *
+ * One return convention: a value >= 0 on success, -1 with errno set on
+ * failure, as the system calls themselves (Swift's `valueOrErrno` reads it).
+ * No function retries EINTR, so that Swift retries it in one place
+ * (`retryOnInterrupt`); the exceptions are corral_spawn, whose child cannot
+ * return to Swift, and corral_connect_unix and corral_wait, noted below. */
+
+#include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/resource.h>
@@ -68,30 +79,51 @@ struct corral_spawn_result {
     int stage;                 /* enum corral_spawn_stage of the failure */
 };
 
-/* Starts req->path in the cgroup. Returns 0 and fills res, or -1 with
-   res->error/res->stage set (the child, if any, has been reaped). */
+/* spawn.c. Starts req->path in the cgroup. Returns 0 and fills res, or -1
+   with res->error/res->stage set (the child, if any, has been reaped). */
 int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_result *res);
 
-/* openat2(2) with RESOLVE_* flags; -1 and errno on failure (ENOSYS on old kernels). */
+/* files.c */
+
+/* openat2(2) with RESOLVE_* flags (ENOSYS on kernels before 5.6). */
 int corral_openat2(int dirfd, const char *path, int flags, unsigned int mode, uint64_t resolve);
 
 /* RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV */
 uint64_t corral_resolve_strict(void);
 
+/* O_PATH, which needs _GNU_SOURCE. */
+int corral_o_path(void);
+
+/* statfs(path)->f_type and fstatfs(fd)->f_type. */
+long corral_statfs_type(const char *path);
+long corral_fstatfs_type(int fd);
+
+/* flock(fd, LOCK_EX) and flock(fd, LOCK_UN). */
+int corral_lock_exclusive(int fd);
+int corral_unlock(int fd);
+
+/* fsetxattr(2), fgetxattr(2), lgetxattr(2): Glibc's Swift module does not
+   import <sys/xattr.h>. The getters return the value's size. */
+int corral_fsetxattr(int fd, const char *name, const void *value, size_t size, int flags);
+long corral_fgetxattr(int fd, const char *name, void *value, size_t size);
+long corral_lgetxattr(const char *path, const char *name, void *value, size_t size);
+
+/* process.c */
+
 int corral_pidfd_open(pid_t pid);
 int corral_pidfd_send_signal(int pidfd, int sig);
 
 /* Blocks `signals` in the calling thread and returns a signalfd for them
-   (SFD_CLOEXEC|SFD_NONBLOCK), or -1 with errno. */
+   (SFD_CLOEXEC|SFD_NONBLOCK). */
 int corral_signalfd(const int *signals, int count);
 
 /* Reads one signalfd_siginfo: returns the signal number (0 when none is
-   pending), sets *code to ssi_code and *sender to ssi_pid. -1 with errno. */
+   pending), sets *code to ssi_code and *sender to ssi_pid. */
 int corral_signalfd_read(int fd, int *code, pid_t *sender);
 
 /* Blocks `signals` in the calling thread (threads it creates afterwards
    inherit the mask). *were_blocked (may be NULL) is set to 1 when all of them
-   were blocked already. 0, or -1 with errno. */
+   were blocked already. */
 int corral_block_signals(const int *signals, int count, int *were_blocked);
 
 /* Blocks every asynchronous signal in the calling thread, for helper threads:
@@ -102,16 +134,28 @@ int corral_block_async_signals(void);
 /* Unblocks `signals` in the calling thread. */
 int corral_unblock_signals(const int *signals, int count);
 
-/* SI_KERNEL and SI_USER, which Swift cannot see as macros. */
+/* SI_KERNEL, which Swift cannot see as a macro. */
 int corral_si_kernel(void);
 
-/* wait4 on pid; fills exit status fields. Returns pid, or -1 with errno (EINTR retried). */
+/* wait4 on pid; fills exit status fields and returns pid. Retries EINTR
+   itself (kept for callers outside the Swift syscall layer). */
 pid_t corral_wait(pid_t pid, int *exited, int *code, int *signaled, int *signal,
                   struct rusage *usage);
 
-/* statfs(path)->f_type, or -1 with errno. */
-long corral_statfs_type(const char *path);
-long corral_fstatfs_type(int fd);
+/* Names the calling thread (at most 15 bytes) for ps/top. */
+int corral_set_thread_name(const char *name);
+
+/* Sets the calling thread's nice value (this thread only: setpriority on its
+ * tid); lowering it needs CAP_SYS_NICE. */
+int corral_set_thread_nice(int nice);
+
+/* mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT): every page of the process
+ * stays in memory once touched (no prefaulting), so that a host short of
+ * memory cannot evict the daemon's code or data while it must act.
+ * Needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK. */
+int corral_mlockall_onfault(void);
+
+/* socket.c */
 
 /* SO_PEERCRED's value (struct ucred needs _GNU_SOURCE, so Swift gets this copy). */
 struct corral_ucred {
@@ -120,40 +164,23 @@ struct corral_ucred {
     uint32_t gid;
 };
 int corral_so_peercred(void);
-/* getsockopt(fd, SOL_SOCKET, SO_PEERCRED); -1 with errno on failure. */
+/* getsockopt(fd, SOL_SOCKET, SO_PEERCRED). */
 int corral_peer_credentials(int fd, struct corral_ucred *out);
 
-/* A connected AF_UNIX stream socket to `path` (close-on-exec), or -1 with errno. */
+/* A connected AF_UNIX stream socket to `path` (close-on-exec). Retries an
+   interrupted connect itself (kept for callers outside the syscall layer). */
 int corral_connect_unix(const char *path);
 
-/* O_PATH, which needs _GNU_SOURCE. */
-int corral_o_path(void);
+/* watch.c */
 
-/* flock(fd, LOCK_EX) with EINTR retried. */
-int corral_lock_exclusive(int fd);
-int corral_unlock(int fd);
-
-/* An eventfd (EFD_CLOEXEC|EFD_NONBLOCK) that wakes a poll loop; -1 with errno. */
+/* An eventfd (EFD_CLOEXEC|EFD_NONBLOCK) that wakes a poll loop. */
 int corral_eventfd(void);
-/* Adds 1 to the eventfd (a saturated counter counts as success); EINTR retried. */
+/* Adds 1 to the eventfd (a saturated counter counts as success). */
 int corral_eventfd_signal(int fd);
 /* Resets the eventfd's counter; nothing pending is not an error. */
 int corral_eventfd_drain(int fd);
 
 /* inotify_init1(IN_NONBLOCK | IN_CLOEXEC). */
 int corral_inotify_init(void);
-
-/* Names the calling thread (at most 15 bytes) for ps/top; 0 or an errno value. */
-int corral_set_thread_name(const char *name);
-
-/* Sets the calling thread's nice value (this thread only: setpriority on its
- * tid); lowering it needs CAP_SYS_NICE. 0 or an errno value. */
-int corral_set_thread_nice(int nice);
-
-/* mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT): every page of the process
- * stays in memory once touched (no prefaulting), so that a host short of
- * memory cannot evict the daemon's code or data while it must act.
- * Needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK. 0 or an errno value. */
-int corral_lock_memory(void);
 
 #endif

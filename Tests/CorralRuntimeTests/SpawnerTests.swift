@@ -1,4 +1,5 @@
 import CorralCgroup
+import CorralLinux
 import Foundation
 import SystemPackage
 import Testing
@@ -53,9 +54,7 @@ struct SpawnerTests {
     }
 
     static func waitForExit(_ pid: Int32) -> Int32 {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return status
+        (try? ChildStatus.wait(for: pid, block: true)) ?? nil ?? 0
     }
 
     /// The fallback for kernels before 5.7: fork, the child writes "0" (the
