@@ -37,11 +37,11 @@ final class Committer: Sendable {
 
     private let thread: WorkerThread<Pending>
 
-    init(store: any EngineStore) {
+    init(store: any StepStore) {
         thread = WorkerThread(name: "corral-commit") { batch in Self.commit(batch, to: store) }
     }
 
-    private static func commit(_ batch: [Pending], to store: any EngineStore) {
+    private static func commit(_ batch: [Pending], to store: any StepStore) {
         do {
             let stored = try store.commit(batch: batch.map(\.request))
             for (pending, records) in zip(batch, stored) { pending.done(.success(records)) }
@@ -50,10 +50,7 @@ final class Committer: Sendable {
             // the whole transaction: commit the steps one by one instead.
             for pending in batch {
                 let request = pending.request
-                pending.done(
-                    Result {
-                        try store.commit(records: request.records, plans: request.plans, ladder: request.ladder, agent: request.agent)
-                    })
+                pending.done(Result { try store.commit(batch: [request])[0] })
             }
         }
     }

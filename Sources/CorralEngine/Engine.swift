@@ -68,6 +68,9 @@ public actor Engine {
     var registry = AgentRegistry()
     var reaper = ChildReaper()
     var watcher: (any AgentWatching)?
+    /// Told when something may be due earlier than the runtime loop knows
+    /// (an operator's stop, reported usage, new limits): the loop wakes.
+    var scheduleChanged: (@Sendable () -> Void)?
     /// Analytics: minutes waiting to be stored, and when analysis runs next.
     var pendingMinutes: [UsageMinute] = []
     var lastMinuteFlush: Timestamp?
@@ -101,6 +104,10 @@ public actor Engine {
         self.watcher = watcher
         for (id, agent) in registry.live { watcher.watch(agent: id, path: agent.leaf) }
     }
+
+    /// `body` runs whenever the engine's timers may be due earlier than
+    /// `nextDue()` said last (the runtime loop wakes and asks again).
+    public func onScheduleChange(_ body: @escaping @Sendable () -> Void) { scheduleChanged = body }
 
     // MARK: Configuration
 

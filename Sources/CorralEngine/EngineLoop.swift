@@ -40,6 +40,8 @@ public final class EngineLoop: Sendable {
     /// Runs until `stop` (or the calling task is cancelled); events queued
     /// before `stop` are handled first.
     public func run() async {
+        let queue = queue
+        await engine.onScheduleChange { queue.wake() }
         var deadline = ContinuousClock.now
         while true {
             if ContinuousClock.now >= deadline {
@@ -58,6 +60,8 @@ public final class EngineLoop: Sendable {
                 deadline = min(deadline, self.deadline(for: due, from: done))
             case .timedOut:
                 continue
+            case .woken:
+                deadline = ContinuousClock.now  // the timers run now and say when next
             case .finished:
                 return
             }

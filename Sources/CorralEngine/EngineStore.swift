@@ -1,20 +1,20 @@
 public import CorralCore
 import Synchronization
 
+/// Where the engine's steps are stored: each step's records, plans, ladder
+/// and agent row; several steps in one transaction (group commit), all or
+/// nothing; the stored records of each, with their ids, in order. All the
+/// committer needs (its tests' fakes implement this one call).
+public protocol StepStore: Sendable {
+    func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]]
+}
+
 /// Where the engine keeps what must outlive it. The daemon uses SQLite
 /// (CorralStore); `corral run` without a daemon keeps it in memory.
-public protocol EngineStore: Sendable {
+public protocol EngineStore: StepStore {
     func save(_ agent: AgentRecord) throws
     func agents() throws -> [AgentRecord]
     func delete(agent: String) throws
-    /// Records actions, the ladder and the agent in one transaction: after a
-    /// crash either all of them are there or none is. Returns the records with ids.
-    /// Degradation plans are part of the same transaction.
-    func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
-        -> [EnforcementRecord]
-    /// Several steps' writes in one transaction (group commit); the stored
-    /// records of each, in order. All or nothing.
-    func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]]
     func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord]
     /// Degradation plans and recovery stages, oldest first (the latest `limit`).
     func degradation(agent: String?, limit: Int) throws -> [DegradationPlan]
@@ -30,16 +30,45 @@ public protocol EngineStore: Sendable {
     func groupOverrides() throws -> [String: QuotaGroup]
 }
 
-extension EngineStore {
-    /// One commit per step: for stores without transactions of their own
-    /// (in memory, each commit is atomic already).
-    public func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
-        try batch.map { try commit(records: $0.records, plans: $0.plans, ladder: $0.ladder, agent: $0.agent) }
+extension StepStore {
+    /// One step: records, plans, the ladder and the agent in one transaction
+    /// (after a crash either all of them are there or none is); the records with ids.
+    public func commit(records: [EnforcementRecord], plans: [DegradationPlan] = [], ladder: AgentLadder?, agent: AgentRecord?) throws
+        -> [EnforcementRecord]
+    {
+        try commit(batch: [CommitRequest(records: records, plans: plans, ladder: ladder, agent: agent)])[0]
     }
+}
 
-    public func commit(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord?) throws -> [EnforcementRecord] {
-        try commit(records: records, plans: [], ladder: ladder, agent: agent)
+/// A store that hands every call to `base`: a wrapper (a fault injector, a
+/// timer) declares only the calls it changes.
+public protocol ForwardingEngineStore: EngineStore {
+    var base: any EngineStore { get }
+}
+
+extension ForwardingEngineStore {
+    public func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] { try base.commit(batch: batch) }
+    public func save(_ agent: AgentRecord) throws { try base.save(agent) }
+    public func agents() throws -> [AgentRecord] { try base.agents() }
+    public func delete(agent: String) throws { try base.delete(agent: agent) }
+    public func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
+        try base.history(agent: agent, since: since, afterID: afterID, limit: limit)
     }
+    public func degradation(agent: String?, limit: Int) throws -> [DegradationPlan] { try base.degradation(agent: agent, limit: limit) }
+    public func record(minutes: [UsageMinute], pruneBefore: Timestamp?) throws {
+        try base.record(minutes: minutes, pruneBefore: pruneBefore)
+    }
+    public func usageMinutes(agent: String, since: Timestamp) throws -> [UsageMinute] {
+        try base.usageMinutes(agent: agent, since: since)
+    }
+    public func replaceRecommendations(agent: String, with recommendations: [Recommendation]) throws {
+        try base.replaceRecommendations(agent: agent, with: recommendations)
+    }
+    public func recommendations(agent: String?) throws -> [Recommendation] { try base.recommendations(agent: agent) }
+    public func ladders() throws -> [AgentLadder] { try base.ladders() }
+    public func deleteLadder(agent: String) throws { try base.deleteLadder(agent: agent) }
+    public func save(group: QuotaGroup) throws { try base.save(group: group) }
+    public func groupOverrides() throws -> [String: QuotaGroup] { try base.groupOverrides() }
 }
 
 /// An `EngineStore` in memory (for `corral run` and tests).
@@ -72,21 +101,22 @@ public final class MemoryStore: EngineStore {
         }
     }
 
-    public func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
-        -> [EnforcementRecord]
-    {
+    /// Each commit is atomic already (under the lock): a batch is its steps in turn.
+    public func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
         state.withLock { state in
-            state.plans += plans
-            var stored: [EnforcementRecord] = []
-            for var record in records {
-                record.id = state.nextID
-                state.nextID += 1
-                state.records.append(record)
-                stored.append(record)
+            batch.map { request in
+                state.plans += request.plans
+                var stored: [EnforcementRecord] = []
+                for var record in request.records {
+                    record.id = state.nextID
+                    state.nextID += 1
+                    state.records.append(record)
+                    stored.append(record)
+                }
+                if let ladder = request.ladder { state.ladders[ladder.agent] = ladder }
+                if let agent = request.agent { state.agents[agent.id] = agent }
+                return stored
             }
-            if let ladder { state.ladders[ladder.agent] = ladder }
-            if let agent { state.agents[agent.id] = agent }
-            return stored
         }
     }
 

@@ -17,12 +17,6 @@ public struct SQLiteEngineStore: EngineStore {
     public func agents() throws -> [AgentRecord] { try store.agents() }
     public func delete(agent: String) throws { _ = try store.delete(agent: agent) }
 
-    public func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
-        -> [EnforcementRecord]
-    {
-        try commit(batch: [CommitRequest(records: records, plans: plans, ladder: ladder, agent: agent)])[0]
-    }
-
     public func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
         try store.write { transaction in
             try batch.map { request in

@@ -368,8 +368,9 @@ default:
 }
 
 /// The daemon's store, timing the calls the engine makes while it runs.
-final class TimedStore: EngineStore {
-    let base: SQLiteEngineStore
+final class TimedStore: ForwardingEngineStore {
+    let sqlite: SQLiteEngineStore
+    var base: any EngineStore { sqlite }
     let durations = Mutex<[String: [Duration]]>([:])
     /// When the transaction holding each agent's first memory warning began.
     let commitStarted = Mutex<[String: ContinuousClock.Instant]>([:])
@@ -391,7 +392,7 @@ final class TimedStore: EngineStore {
         if elapsed > .milliseconds(20) { slow.withLock { $0.append((start, name, elapsed)) } }
     }
 
-    init(_ base: SQLiteEngineStore) { self.base = base }
+    init(_ sqlite: SQLiteEngineStore) { self.sqlite = sqlite }
 
     func timed<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
         let start = ContinuousClock.now
@@ -402,15 +403,6 @@ final class TimedStore: EngineStore {
     func save(_ agent: AgentRecord) throws { try timed("save") { try base.save(agent) } }
     func agents() throws -> [AgentRecord] { try timed("agents") { try base.agents() } }
     func delete(agent: String) throws { try timed("delete") { try base.delete(agent: agent) } }
-    func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
-        -> [EnforcementRecord]
-    {
-        let stored = try timed(records.isEmpty && plans.isEmpty ? "commit(state only)" : "commit(records)") {
-            try base.commit(records: records, plans: plans, ladder: ladder, agent: agent)
-        }
-        noteCommitted(stored)
-        return stored
-    }
     func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
         let start = ContinuousClock.now
         for request in batch where request.records.contains(where: { $0.action == .warn && $0.resource == .memory }) {
@@ -420,20 +412,11 @@ final class TimedStore: EngineStore {
         noteCommitted(stored.flatMap { $0 })
         return stored
     }
-    func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
-        try base.history(agent: agent, since: since, afterID: afterID, limit: limit)
-    }
-    func degradation(agent: String?, limit: Int) throws -> [DegradationPlan] { try base.degradation(agent: agent, limit: limit) }
     func record(minutes: [UsageMinute], pruneBefore: Timestamp?) throws {
         try timed("record(minutes:)") { try base.record(minutes: minutes, pruneBefore: pruneBefore) }
     }
-    func usageMinutes(agent: String, since: Timestamp) throws -> [UsageMinute] { try base.usageMinutes(agent: agent, since: since) }
     func replaceRecommendations(agent: String, with recommendations: [Recommendation]) throws {
         try timed("replaceRecommendations") { try base.replaceRecommendations(agent: agent, with: recommendations) }
     }
-    func recommendations(agent: String?) throws -> [Recommendation] { try base.recommendations(agent: agent) }
-    func ladders() throws -> [AgentLadder] { try base.ladders() }
     func deleteLadder(agent: String) throws { try timed("deleteLadder") { try base.deleteLadder(agent: agent) } }
-    func save(group: QuotaGroup) throws { try base.save(group: group) }
-    func groupOverrides() throws -> [String: QuotaGroup] { try base.groupOverrides() }
 }

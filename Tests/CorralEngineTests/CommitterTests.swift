@@ -8,7 +8,7 @@ import Testing
 
 /// A store that counts its transactions, can hold the first one until let
 /// go, and refuses any transaction touching the agent "bad".
-final class CountingStore: EngineStore {
+final class CountingStore: StepStore {
     let base = MemoryStore()
     let batches = Mutex<[Int]>([])
     let gate = Mutex(false)
@@ -24,32 +24,8 @@ final class CountingStore: EngineStore {
         }
         batches.withLock { $0.append(batch.count) }
         if batch.contains(where: { $0.ladder?.agent == "bad" }) { throw EngineError(.invalid, "no agent 'bad'") }
-        return try batch.map { try base.commit(records: $0.records, plans: $0.plans, ladder: $0.ladder, agent: $0.agent) }
+        return try base.commit(batch: batch)
     }
-
-    func commit(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) throws
-        -> [EnforcementRecord]
-    {
-        try commit(batch: [CommitRequest(records: records, plans: plans, ladder: ladder, agent: agent)])[0]
-    }
-
-    func save(_ agent: AgentRecord) throws { try base.save(agent) }
-    func agents() throws -> [AgentRecord] { try base.agents() }
-    func delete(agent: String) throws { try base.delete(agent: agent) }
-    func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
-        try base.history(agent: agent, since: since, afterID: afterID, limit: limit)
-    }
-    func degradation(agent: String?, limit: Int) throws -> [DegradationPlan] { try base.degradation(agent: agent, limit: limit) }
-    func record(minutes: [UsageMinute], pruneBefore: Timestamp?) throws { try base.record(minutes: minutes, pruneBefore: pruneBefore) }
-    func usageMinutes(agent: String, since: Timestamp) throws -> [UsageMinute] { try base.usageMinutes(agent: agent, since: since) }
-    func replaceRecommendations(agent: String, with recommendations: [Recommendation]) throws {
-        try base.replaceRecommendations(agent: agent, with: recommendations)
-    }
-    func recommendations(agent: String?) throws -> [Recommendation] { try base.recommendations(agent: agent) }
-    func ladders() throws -> [AgentLadder] { try base.ladders() }
-    func deleteLadder(agent: String) throws { try base.deleteLadder(agent: agent) }
-    func save(group: QuotaGroup) throws { try base.save(group: group) }
-    func groupOverrides() throws -> [String: QuotaGroup] { try base.groupOverrides() }
 }
 
 @Suite("Group commit off the engine")
@@ -83,7 +59,7 @@ struct CommitterTests {
         committer.drain()
         #expect(done.withLock { $0 } == (0...50).map { "#\($0)" })
         #expect(store.batches.withLock { $0 } == [1, 50])
-        let ids = (try? store.history(agent: "a", since: nil, afterID: nil, limit: 100))?.compactMap(\.id) ?? []
+        let ids = (try? store.base.history(agent: "a", since: nil, afterID: nil, limit: 100))?.compactMap(\.id) ?? []
         #expect(ids == Array(1...51))
     }
 
@@ -106,7 +82,7 @@ struct CommitterTests {
         committer.drain()
         #expect(outcomes.withLock { $0 } == ["b": true, "bad": false, "c": true])
         #expect(store.batches.withLock { $0 } == [1, 3, 1, 1, 1])
-        #expect((try? store.history(agent: nil, since: nil, afterID: nil, limit: 100))?.map(\.agent) == ["a", "b", "c"])
+        #expect((try? store.base.history(agent: nil, since: nil, afterID: nil, limit: 100))?.map(\.agent) == ["a", "b", "c"])
     }
 
     /// After stop, queued steps are still committed, and later ones at once.
@@ -119,6 +95,6 @@ struct CommitterTests {
         let inline = Mutex(false)
         committer.enqueue(Self.request("a", 20)) { result in inline.withLock { $0 = (try? result.get()) != nil } }
         #expect(inline.withLock { $0 })
-        #expect((try? store.history(agent: "a", since: nil, afterID: nil, limit: 100))?.count == 21)
+        #expect((try? store.base.history(agent: "a", since: nil, afterID: nil, limit: 100))?.count == 21)
     }
 }

@@ -1,6 +1,8 @@
 import CorralAPI
+import CorralCgroup
 import CorralCore
 import CorralEngine
+import CorralTestSupport
 import CorralWatcher
 import Synchronization
 import Testing
@@ -116,5 +118,96 @@ struct ObservationQueueTests {
         for (_, times) in seen { #expect(times == times.sorted()) }
         let delivered = seen.values.map(\.count).reduce(0, +)
         #expect(delivered + queue.depth.dropped == producers * each)
+    }
+}
+
+@Suite("The engine's runtime loop")
+struct EngineLoopTests {
+    /// A deadline with nothing queued ends the wait with `.timedOut`, not
+    /// before; an event that comes first ends it with the event.
+    @Test func waitingUntilADeadline() async {
+        let queue = ObservationQueue()
+        let start = ContinuousClock.now
+        guard case .timedOut = await queue.next(until: start + .milliseconds(100)) else {
+            Issue.record("expected a timeout")
+            return
+        }
+        #expect(ContinuousClock.now - start >= .milliseconds(100))
+        let waiter = Task { await queue.next(until: .now + .seconds(30)) }
+        try? await Task.sleep(for: .milliseconds(50))
+        queue.push(ObservationQueueTests.observation("a", 1))
+        guard case .event(let event) = await waiter.value else {
+            Issue.record("expected the event")
+            return
+        }
+        #expect(ObservationQueueTests.describe(event) == "a@1")
+    }
+
+    /// `wake` ends a wait at once (the engine's schedule got earlier), and a
+    /// wake with nobody waiting is kept for the next wait.
+    @Test func aWakeEndsTheWait() async {
+        let queue = ObservationQueue()
+        // Deadlines an hour away: `.woken`, not `.timedOut`, is what ends these waits.
+        let waiter = Task { await queue.next(until: .now + .seconds(3600)) }
+        try? await Task.sleep(for: .milliseconds(50))
+        queue.wake()
+        guard case .woken = await waiter.value else {
+            Issue.record("expected a wake")
+            return
+        }
+        queue.wake()
+        guard case .woken = await queue.next(until: .now + .seconds(3600)) else {
+            Issue.record("expected the kept wake")
+            return
+        }
+    }
+
+    /// Groups' events and failed reads never reach the engine.
+    @Test func onlyAgentsEventsAreQueued() async {
+        let queue = ObservationQueue()
+        queue.push(.emptied(.group("g"), at: Timestamp(milliseconds: 0)))
+        queue.push(
+            .unreadable(
+                .agent("a"), CgroupError(code: .permissionDenied, operation: .read, path: "/x", message: "x"),
+                at: Timestamp(milliseconds: 0)))
+        queue.push(ObservationQueueTests.observation("a", 1))
+        queue.finish()
+        #expect(ObservationQueueTests.describe(await queue.next()) == "a@1")
+        #expect(await queue.next() == nil)
+    }
+
+    /// The loop runs the engine's timers when they are due, without any
+    /// event: a stop's grace ends in cgroup.kill on time, although the loop's
+    /// idle wait is far longer.
+    @Test func theLoopWakesWhenSomethingIsDue() async throws {
+        var configuration = EngineHarness.quickConfiguration
+        configuration.escalation.terminationGrace = .milliseconds(300)
+        let fake = FakeCgroupFilesystem()
+        fake.seed(EngineHarness.root)
+        let tree = CgroupTree(fs: fake, root: EngineHarness.root)
+        try tree.prepareRoot(selfPID: nil, reservation: nil)
+        let engine = Engine(configuration: configuration, tree: tree, store: MemoryStore())
+        _ = try await engine.restore()
+        _ = try await engine.register(id: "s1", group: "standard_agent", command: ["worker"], overrides: [:])
+        let leaf = tree.agentPath(group: "standard_agent", agent: "s1")
+        fake.seed(leaf, procs: [ghostPID])
+        _ = try await engine.attach(id: "s1", pid: ghostPID)
+        let ticks = Mutex(0)
+        let loop = EngineLoop(
+            engine: engine, idle: .seconds(3600),
+            instruments: EngineLoop.Instruments(handled: { _, _, _ in }, ticked: { _, _ in ticks.withLock { $0 += 1 } }))
+        let running = Task { await loop.run() }
+        defer {
+            loop.stop()
+            running.cancel()
+        }
+        // The loop's first tick; then it waits, for an hour unless woken.
+        while ticks.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        let stopped = ContinuousClock.now
+        _ = try await engine.stop("s1")
+        let deadline = ContinuousClock.now + .seconds(120)
+        while !fake.killed.contains(ghostPID), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(fake.killed.contains(ghostPID), "cgroup.kill when the grace ended")
+        #expect(ContinuousClock.now - stopped >= .milliseconds(300), "not before the grace ended")
     }
 }

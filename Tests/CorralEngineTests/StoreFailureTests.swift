@@ -1,0 +1,100 @@
+import CorralAPI
+import CorralCgroup
+import CorralCore
+import CorralEngine
+import CorralTestSupport
+import Synchronization
+import Testing
+
+/// A memory store whose next commits can be made to fail (a full disk, a
+/// busy database), to see what the engine does with a write it could not make.
+final class FailingStore: ForwardingEngineStore {
+    let memory = MemoryStore()
+    var base: any EngineStore { memory }
+    private let failures = Mutex(0)
+
+    /// The next `count` transactions throw.
+    func failCommits(_ count: Int) { failures.withLock { $0 = count } }
+
+    struct Refused: Error, CustomStringConvertible {
+        var description: String { "disk full (injected)" }
+    }
+
+    func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
+        let refuse = failures.withLock { left in
+            guard left > 0 else { return false }
+            left -= 1
+            return true
+        }
+        if refuse { throw Refused() }
+        return try memory.commit(batch: batch)
+    }
+}
+
+@Suite("Writes the store refused")
+struct StoreFailureTests {
+    /// An agent's end that could not be stored is said at once and stored by
+    /// a later tick: the exit record is never lost (it once was, silently).
+    @Test func anExitRecordTheStoreRefusedIsStoredLater() async throws {
+        let fake = FakeCgroupFilesystem()
+        fake.seed(EngineHarness.root)
+        let tree = CgroupTree(fs: fake, root: EngineHarness.root)
+        try tree.prepareRoot(selfPID: nil, reservation: nil)
+        let store = FailingStore()
+        let clock = TestClock()
+        let hub = EventHub()
+        let engine = Engine(configuration: EngineHarness.quickConfiguration, tree: tree, store: store, hub: hub, clock: { clock.now })
+        _ = try await engine.restore()
+        _ = try await engine.register(id: "x1", group: "standard_agent", command: ["worker"], overrides: [:])
+        fake.seed(tree.agentPath(group: "standard_agent", agent: "x1"), procs: [ghostPID])
+        _ = try await engine.attach(id: "x1", pid: ghostPID)
+
+        store.failCommits(2)  // the end, and the first retry
+        await engine.handle(.emptied("x1"))
+        #expect(try store.memory.agents().first { $0.id == "x1" }?.state == .running, "not stored yet")
+        let said = hub.recent(agent: "x1").filter { $0.kind == .daemon }.map(\.message)
+        #expect(said.contains { $0.contains("could not record the end of x1") && $0.contains("disk full") }, "\(said)")
+        // The engine itself knows it ended, whatever the store says.
+        #expect(try await engine.status(of: "x1").agent.state == .exited)
+
+        await engine.tick()  // refused again: kept
+        #expect(try store.memory.agents().first { $0.id == "x1" }?.state == .running)
+        await engine.tick()
+        let stored = try #require(try store.memory.agents().first { $0.id == "x1" })
+        #expect(stored.state == .exited)
+        #expect(stored.endedAt != nil)
+        // Said once, not on every retry.
+        #expect(hub.recent(agent: "x1").filter { $0.message.contains("could not record") }.count == 1)
+    }
+
+    /// A step whose commit fails is said; the next step commits as usual.
+    @Test func aStepTheStoreRefusedIsSaid() async throws {
+        let fake = FakeCgroupFilesystem()
+        fake.seed(EngineHarness.root)
+        let tree = CgroupTree(fs: fake, root: EngineHarness.root)
+        try tree.prepareRoot(selfPID: nil, reservation: nil)
+        let store = FailingStore()
+        let clock = TestClock()
+        let hub = EventHub()
+        let engine = Engine(configuration: EngineHarness.quickConfiguration, tree: tree, store: store, hub: hub, clock: { clock.now })
+        _ = try await engine.restore()
+        _ = try await engine.register(id: "w1", group: "standard_agent", command: ["worker"], overrides: [:])
+        fake.seed(tree.agentPath(group: "standard_agent", agent: "w1"), procs: [ghostPID])
+        _ = try await engine.attach(id: "w1", pid: ghostPID)
+
+        // The committer retries a failed batch step by step: two refusals fail this step.
+        store.failCommits(2)
+        await engine.handle(.observed(agent: "w1", at: clock.now, readings: [UsageReading(resource: .memory, usage: 300_000_000)]))
+        engine.waitForCommits()
+        #expect(try store.memory.history(agent: "w1", since: nil, afterID: nil, limit: 10).isEmpty)
+        let said = hub.recent(agent: "w1").filter { $0.kind == .daemon }.map(\.message)
+        #expect(said.contains { $0.contains("could not store 1 enforcement records") }, "\(said)")
+
+        // Past the hard limit: a more severe kind is warned about again.
+        clock.advance(.seconds(1))
+        await engine.handle(.observed(agent: "w1", at: clock.now, readings: [UsageReading(resource: .memory, usage: 600_000_000)]))
+        engine.waitForCommits()
+        let later = try store.memory.history(agent: "w1", since: nil, afterID: nil, limit: 10)
+        #expect(!later.isEmpty, "the next step's records are stored")
+    }
+}
