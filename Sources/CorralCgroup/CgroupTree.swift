@@ -336,7 +336,10 @@ public struct CgroupTree: Sendable {
         }
         defer { if frozen { try? fs.write("0", to: .freeze, of: path) } }
         var count = 0
-        for pid in try allProcesses(path) where signal(pid, SIGKILL) == 0 {
+        // Newest first (children before the parents that forked them): when
+        // the freeze did not hold, a parent killed first lets its supervisor
+        // (corral run) kill the rest before this loop reaches them.
+        for pid in try allProcesses(path).reversed() where signal(pid, SIGKILL) == 0 {
             count += 1
         }
         return .freezeAndSignal(processes: count)

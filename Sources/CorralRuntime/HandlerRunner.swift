@@ -35,7 +35,7 @@ public enum HandlerRunner {
         do {
             child = try Spawner.spawn(
                 Spawner.Request(
-                    executable: executable, arguments: command, environment: currentEnvironment(), cgroupDirectory: nil,
+                    executable: executable, arguments: command, environment: Spawner.currentEnvironment(), cgroupDirectory: nil,
                     cgroupProcs: nil, standardInput: pipe.readEnd, newSession: true))
         } catch {
             close(pipe.readEnd)
@@ -111,16 +111,6 @@ public enum HandlerRunner {
                 }
             }
         }
-    }
-
-    static func currentEnvironment() -> [String] {
-        var result: [String] = []
-        var pointer = environ
-        while let entry = pointer.pointee {
-            result.append(String(cString: entry))
-            pointer += 1
-        }
-        return result
     }
 
     /// Closes a descriptor opened here; a failed close of a pipe end or

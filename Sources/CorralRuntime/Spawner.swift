@@ -97,6 +97,17 @@ public struct SpawnedProcess: Sendable {
 /// on kernels before 5.7 fork and a write to cgroup.procs before exec. The
 /// code between fork and exec is C (`corral_spawn`), async-signal-safe.
 public enum Spawner {
+    /// This process's environment as "NAME=value" strings (what a child inherits).
+    public static func currentEnvironment() -> [String] {
+        var result: [String] = []
+        var pointer = environ
+        while let entry = pointer.pointee {
+            result.append(String(cString: entry))
+            pointer += 1
+        }
+        return result
+    }
+
     public struct Request: Sendable {
         public var executable: String
         public var arguments: [String]

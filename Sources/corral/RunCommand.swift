@@ -182,7 +182,7 @@ struct Run: ParsableCommand {
                 "cannot run agents on this host: \(problem.message)\n  fix: \(problem.fix)\n  (corral doctor shows everything it checked)")
         }
 
-        var environment = currentEnvironment().filter { !$0.hasPrefix("CORRAL_AGENT_ID=") && !$0.hasPrefix("CORRAL_GROUP=") }
+        var environment = Spawner.currentEnvironment().filter { !$0.hasPrefix("CORRAL_AGENT_ID=") && !$0.hasPrefix("CORRAL_GROUP=") }
         environment.append("CORRAL_AGENT_ID=\(agent)")
         environment.append("CORRAL_GROUP=\(groupName)")
         var request = RunRequest(
@@ -244,15 +244,4 @@ func writeSummary(_ summary: RunSummary, to path: String) {
     } catch {
         printError("corral: cannot write the summary to \(path): \(error)")
     }
-}
-
-/// This process's environment as "NAME=value" strings.
-func currentEnvironment() -> [String] {
-    var result: [String] = []
-    var pointer = environ
-    while let entry = pointer.pointee {
-        result.append(String(cString: entry))
-        pointer += 1
-    }
-    return result
 }

@@ -80,14 +80,15 @@ import Testing
         #expect(h.fs.value(.events, at: leaf) == "populated 0\nfrozen 0")
     }
 
+    /// Newest first: children before the parents that forked them.
     @Test func killWithoutCgroupKillFreezesSignalsEveryPidAndThaws() throws {
         let h = populated(missingFiles: [.kill])
         #expect(try h.tree.kill(leaf) == .freezeAndSignal(processes: 3))
         #expect(
             h.signals.all == [
-                SentSignal(pid: 100, signal: SIGKILL, whileFrozen: true),
-                SentSignal(pid: 101, signal: SIGKILL, whileFrozen: true),
                 SentSignal(pid: 102, signal: SIGKILL, whileFrozen: true),
+                SentSignal(pid: 101, signal: SIGKILL, whileFrozen: true),
+                SentSignal(pid: 100, signal: SIGKILL, whileFrozen: true),
             ])
         #expect(h.fs.writes == [.write(leafName, .freeze, "1"), .write(leafName, .freeze, "0")])
     }
@@ -97,7 +98,7 @@ import Testing
         let h = populated()
         h.fs.inject(.notSupported, on: .write, path: leaf, file: .kill)
         #expect(try h.tree.kill(leaf) == .freezeAndSignal(processes: 3))
-        #expect(h.signals.all.map(\.pid) == [100, 101, 102])
+        #expect(h.signals.all.map(\.pid) == [102, 101, 100])
         #expect(
             h.fs.log == [
                 .failed(.notSupported, .write, leafName, .kill),
@@ -109,14 +110,14 @@ import Testing
     @Test func killCountsOnlyProcessesThatWereSignalled() throws {
         let h = populated(missingFiles: [.kill], deadPIDs: [101])
         #expect(try h.tree.kill(leaf) == .freezeAndSignal(processes: 2))
-        #expect(h.signals.all.map(\.pid) == [100, 101, 102])
+        #expect(h.signals.all.map(\.pid) == [102, 101, 100])
     }
 
     @Test func killSignalsEvenWhenTheFreezeTimesOut() throws {
         let h = populated(missingFiles: [.kill])
         h.fs.freezeCompletes = false
         #expect(try h.tree.kill(leaf) == .freezeAndSignal(processes: 3))
-        #expect(h.signals.all.map(\.pid) == [100, 101, 102])
+        #expect(h.signals.all.map(\.pid) == [102, 101, 100])
         // The timed-out freeze was rolled back once, and not thawed again.
         #expect(h.fs.writes == [.write(leafName, .freeze, "1"), .write(leafName, .freeze, "0")])
     }
@@ -125,7 +126,7 @@ import Testing
         // Before 5.2 there is neither cgroup.freeze nor cgroup.kill.
         let h = populated(missingFiles: [.kill, .freeze])
         #expect(try h.tree.kill(leaf) == .freezeAndSignal(processes: 3))
-        #expect(h.signals.all.map(\.pid) == [100, 101, 102])
+        #expect(h.signals.all.map(\.pid) == [102, 101, 100])
         #expect(h.fs.writes == [])
     }
 

@@ -33,9 +33,8 @@ final class FailingStore: ForwardingEngineStore {
 
 @Suite("Writes the store refused")
 struct StoreFailureTests {
-    /// An agent's end that could not be stored is said at once and stored by
-    /// a later tick: the exit record is never lost (it once was, silently).
-    @Test func anExitRecordTheStoreRefusedIsStoredLater() async throws {
+    /// An engine on a fake tree and a failing store, with `agent` running.
+    static func engine(with agent: String) async throws -> (Engine, FailingStore, EventHub, TestClock) {
         let fake = FakeCgroupFilesystem()
         fake.seed(EngineHarness.root)
         let tree = CgroupTree(fs: fake, root: EngineHarness.root)
@@ -45,9 +44,16 @@ struct StoreFailureTests {
         let hub = EventHub()
         let engine = Engine(configuration: EngineHarness.quickConfiguration, tree: tree, store: store, hub: hub, clock: { clock.now })
         _ = try await engine.restore()
-        _ = try await engine.register(id: "x1", group: "standard_agent", command: ["worker"], overrides: [:])
-        fake.seed(tree.agentPath(group: "standard_agent", agent: "x1"), procs: [ghostPID])
-        _ = try await engine.attach(id: "x1", pid: ghostPID)
+        _ = try await engine.register(id: agent, group: "standard_agent", command: ["worker"], overrides: [:])
+        fake.seed(tree.agentPath(group: "standard_agent", agent: agent), procs: [ghostPID])
+        _ = try await engine.attach(id: agent, pid: ghostPID)
+        return (engine, store, hub, clock)
+    }
+
+    /// An agent's end that could not be stored is said at once and stored by
+    /// a later tick: the exit record is never lost (it once was, silently).
+    @Test func anExitRecordTheStoreRefusedIsStoredLater() async throws {
+        let (engine, store, hub, _) = try await Self.engine(with: "x1")
 
         store.failCommits(2)  // the end, and the first retry
         await engine.handle(.emptied("x1"))
@@ -69,18 +75,7 @@ struct StoreFailureTests {
 
     /// A step whose commit fails is said; the next step commits as usual.
     @Test func aStepTheStoreRefusedIsSaid() async throws {
-        let fake = FakeCgroupFilesystem()
-        fake.seed(EngineHarness.root)
-        let tree = CgroupTree(fs: fake, root: EngineHarness.root)
-        try tree.prepareRoot(selfPID: nil, reservation: nil)
-        let store = FailingStore()
-        let clock = TestClock()
-        let hub = EventHub()
-        let engine = Engine(configuration: EngineHarness.quickConfiguration, tree: tree, store: store, hub: hub, clock: { clock.now })
-        _ = try await engine.restore()
-        _ = try await engine.register(id: "w1", group: "standard_agent", command: ["worker"], overrides: [:])
-        fake.seed(tree.agentPath(group: "standard_agent", agent: "w1"), procs: [ghostPID])
-        _ = try await engine.attach(id: "w1", pid: ghostPID)
+        let (engine, store, hub, clock) = try await Self.engine(with: "w1")
 
         // The committer retries a failed batch step by step: two refusals fail this step.
         store.failCommits(2)
