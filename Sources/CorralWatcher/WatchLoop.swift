@@ -400,7 +400,9 @@ final class WatchLoop: Sendable {
 
     /// Reads `file` of a watched cgroup through a descriptor held open for it
     /// (pread at offset 0: one syscall instead of open, read and close).
+    /// cgroup.events is never held: its IN_IGNORED is how a removal is seen.
     private func text(_ file: CgroupFile, _ watched: inout Watched) throws(CgroupError) -> String {
+        if file == .events { return try fs.read(file, of: watched.path) }
         if watched.readers[file] == nil {
             do {
                 watched.readers[file] = try fs.openForReading(file, of: watched.path)
@@ -461,7 +463,10 @@ final class WatchLoop: Sendable {
         default:
             break
         }
-        sample.events = CgroupEvents(parsing: try text(.events))
+        // Opened afresh, as in `fullSample`: a descriptor held on cgroup.events
+        // keeps its inode, and the removal of the cgroup then sends no
+        // IN_IGNORED (that waits for the last close), so it went unnoticed.
+        sample.events = CgroupEvents(parsing: try fs.read(.events, of: watched.path))
         return sample
     }
 

@@ -273,8 +273,10 @@ struct AuthorizationTests {
 
     @Test("identify: a supplementary group of the peer process counts", .enabled(if: canSwitchUser))
     func supplementaryAdminGroup() async throws {
+        // The child lives until the defer kills it: in the full run this task can
+        // wait longer than 30 s for a thread of the cooperative pool.
         let child = try Subprocess.start(
-            "/usr/bin/setpriv", ["--reuid=1000", "--regid=1000", "--groups=4242,4343", "/usr/bin/sleep", "30"])
+            "/usr/bin/setpriv", ["--reuid=1000", "--regid=1000", "--groups=4242,4343", "/usr/bin/sleep", "3600"])
         defer {
             child.signal(SIGKILL)
             _ = child.wait(timeout: 10)

@@ -319,6 +319,24 @@ extension WatcherSuite {
             #expect(log.events.filter(\.isVanished).count == 1)
         }
 
+        @Test("a cgroup removed after an event was read is reported: the event path holds no cgroup.events open")
+        func removalAfterEvent() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let watcher = try makeWatcher(manualTime: true)
+            try watcher.watch(agent: "a", path: agent)
+            watcher.start()
+            defer { watcher.stop() }
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 1))
+            time.settle()
+            #expect(log.events.contains { $0.observation?.trigger == .event(.memoryEvents) })
+            // An open cgroup.events keeps its inode: its removal would send no IN_IGNORED until the close.
+            #expect(OpenFiles.targets().filter { $0.hasPrefix(tree.root + "/") && $0.hasSuffix("/cgroup.events") } == [])
+            try tree.remove("g/a")
+            time.settle()
+            #expect(log.events.filter(\.isVanished).count == 1)
+            #expect(try watcher.sampleNow(agent: "a") == nil)
+        }
+
         @Test("sampleNow on a cgroup removed unnoticed throws, and the sink gets .vanished")
         func sampleNowVanished() throws {
             let agent = try tree.makeCgroup("g/a")
