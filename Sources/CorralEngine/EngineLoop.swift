@@ -5,13 +5,19 @@ public import CorralWatcher
 /// in `corral run` and the benchmarks: hands the watcher's events to the
 /// engine, most urgent first (`ObservationQueue`), and runs its timers. It
 /// sleeps until the next event or until something is due — a delayed ladder
-/// step, the end of a termination's grace — and at least every `idle` (usage
-/// minutes, analysis, retries of unsaved rows).
+/// step, the end of a termination's grace — and runs the timers at least
+/// every `idle` (usage minutes, analysis, retries of unsaved rows) and at
+/// most every `spacing`.
 public final class EngineLoop: Sendable {
     public let engine: Engine
     public let queue: ObservationQueue
     /// The longest the loop waits without running the engine's timers.
     public let idle: Duration
+    /// The shortest time between two runs of the timers. A ladder step that
+    /// is due stays due until a fresh observation confirms it, and `tick`
+    /// asks the watcher for one: without a spacing the loop would tick
+    /// after every event while any step is due, and the events would wait.
+    public let spacing: Duration
     private let instruments: Instruments?
 
     /// Hooks for benchmarks: when each event was taken off the queue and
@@ -29,11 +35,14 @@ public final class EngineLoop: Sendable {
         }
     }
 
-    public init(engine: Engine, queue: ObservationQueue = ObservationQueue(), idle: Duration = .seconds(1), instruments: Instruments? = nil)
-    {
+    public init(
+        engine: Engine, queue: ObservationQueue = ObservationQueue(), idle: Duration = .seconds(1), spacing: Duration = .milliseconds(200),
+        instruments: Instruments? = nil
+    ) {
         self.engine = engine
         self.queue = queue
         self.idle = idle
+        self.spacing = spacing
         self.instruments = instruments
     }
 
@@ -43,13 +52,15 @@ public final class EngineLoop: Sendable {
         let queue = queue
         await engine.onScheduleChange { queue.wake() }
         var deadline = ContinuousClock.now
+        var lastTick = ContinuousClock.now - spacing
         while true {
             if ContinuousClock.now >= deadline {
                 let started = ContinuousClock.now
                 let due = await engine.tick()
                 let done = ContinuousClock.now
                 instruments?.ticked(started, done)
-                deadline = self.deadline(for: due, from: done)
+                lastTick = started
+                deadline = self.deadline(for: due, from: done, lastTick: lastTick)
             }
             switch await queue.next(until: deadline) {
             case .event(let event):
@@ -57,11 +68,11 @@ public final class EngineLoop: Sendable {
                 let due = await engine.handle(event)
                 let done = ContinuousClock.now
                 instruments?.handled(event, dequeued, done)
-                deadline = min(deadline, self.deadline(for: due, from: done))
+                deadline = min(deadline, self.deadline(for: due, from: done, lastTick: lastTick))
             case .timedOut:
                 continue
             case .woken:
-                deadline = ContinuousClock.now  // the timers run now and say when next
+                deadline = max(ContinuousClock.now, lastTick + spacing)  // the timers run (soon) and say when next
             case .finished:
                 return
             }
@@ -71,11 +82,15 @@ public final class EngineLoop: Sendable {
     /// Ends `run` once what is queued has been handled.
     public func stop() { queue.finish() }
 
-    /// The monotonic moment for the engine's `due` (wall clock), capped at `idle` from `now`.
-    private func deadline(for due: Timestamp?, from now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+    /// The monotonic moment for the engine's `due` (wall clock): at most
+    /// `idle` from `now`, at least `spacing` after the last tick.
+    private func deadline(
+        for due: Timestamp?, from now: ContinuousClock.Instant, lastTick: ContinuousClock.Instant
+    ) -> ContinuousClock.Instant {
+        let earliest = lastTick + spacing
         let latest = now + idle
-        guard let due else { return latest }
+        guard let due else { return max(earliest, latest) }
         let wait = due - engine.clock()
-        return wait <= .zero ? now : min(latest, now + wait)
+        return max(earliest, min(latest, now + max(wait, .zero)))
     }
 }

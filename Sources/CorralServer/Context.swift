@@ -1,6 +1,6 @@
 import CCorralLinux
 public import Hummingbird
-import Logging
+public import Logging
 public import NIOCore
 
 #if canImport(Glibc)
@@ -27,16 +27,30 @@ public struct CorralRequestContext: RequestContext {
     public let channel: (any Channel)?
     /// Set by the authorization middleware.
     public var caller: Caller = .anonymous
+    /// The credentials of a request made in process (no socket, no peer to
+    /// ask the kernel about); nil for every request from the socket.
+    let inProcessCredentials: PeerCredentials?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.channel = source.channel
+        self.inProcessCredentials = nil
+    }
+
+    /// A request handed to the router in process (the server tests that
+    /// need no socket): `credentials` stand for SO_PEERCRED and are
+    /// authorized by the same policy.
+    public init(inProcess credentials: PeerCredentials, logger: Logger) {
+        self.coreContext = .init(source: InProcessSource(logger: logger))
+        self.channel = nil
+        self.inProcessCredentials = credentials
     }
 
     public var maxUploadSize: Int { maximumBodySize }
 
     /// The peer's credentials; nil when the transport is not a Unix socket.
     func peerCredentials() async -> PeerCredentials? {
+        if let inProcessCredentials { return inProcessCredentials }
         guard let provider = channel as? any SocketOptionProvider else { return nil }
         do {
             let value: corral_ucred = try await provider.unsafeGetSocketOption(
@@ -59,4 +73,9 @@ public enum Caller: Equatable, Sendable {
     case agent(String, PeerCredentials)
     /// Anyone else.
     case anonymous
+}
+
+/// Where an in-process request's context comes from: a logger, no channel.
+struct InProcessSource: RequestContextSource {
+    var logger: Logger
 }

@@ -211,3 +211,38 @@ struct EngineLoopTests {
         #expect(ContinuousClock.now - stopped >= .milliseconds(300), "not before the grace ended")
     }
 }
+
+extension EngineLoopTests {
+    /// A ladder step that is due stays due until a fresh observation confirms
+    /// it; while one is, events must not each run the timers (each run asks
+    /// the watcher for samples): the timers run at most every `spacing`.
+    @Test func aDueStepDoesNotMakeTheLoopTickPerEvent() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("due")
+        try await harness.agent("quiet")
+        // Over the hard limit: warned at once, the throttle due 2 s later (quick policy).
+        await harness.observe("due", [.memory: 600_000_000])
+        harness.clock.advance(.seconds(3))  // due now, and stays due: no observation confirms it
+        #expect(await harness.engine.nextDue().map { $0 <= harness.clock.now } == true)
+        let ticks = Mutex(0)
+        let loop = EngineLoop(
+            engine: harness.engine, spacing: .milliseconds(200),
+            instruments: EngineLoop.Instruments(handled: { _, _, _ in }, ticked: { _, _ in ticks.withLock { $0 += 1 } }))
+        let running = Task { await loop.run() }
+        let start = ContinuousClock.now
+        var pushed = 0
+        while ContinuousClock.now - start < .seconds(1) {
+            loop.queue.push(.observed(agent: "quiet", at: harness.clock.now, readings: [UsageReading(resource: .memory, usage: 1_000_000)]))
+            pushed += 1
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        loop.stop()
+        await running.value
+        let elapsed = ContinuousClock.now - start
+        let ran = ticks.withLock { $0 }
+        // One run per 200 ms at most (plus the first), however many events came.
+        #expect(ran <= Int(elapsed / .milliseconds(200)) + 2, "\(ran) runs of the timers for \(pushed) events in \(elapsed)")
+        #expect(ran >= 2, "the due step keeps the timers running: \(ran)")
+    }
+}

@@ -167,11 +167,41 @@ struct LiveServer: Sendable {
     /// The leaf of an agent in the fake tree.
     func leaf(_ group: String, _ agent: String) -> CgroupPath { tree.agentPath(group: group, agent: agent) }
 
+    /// Set for a server run in process (`withInProcessServer`): requests
+    /// go straight to the router, with this test process's credentials.
+    var responder: RouterResponder<CorralRequestContext>? = nil
+
     func send(_ method: String, _ path: String, body: [UInt8]? = nil) async throws -> Reply {
+        if let responder { return try await Self.send(method, path, body: body, to: responder) }
         let client = client
         let response = try await offPool { try client.send(method, path, body: body) }
         return Reply(method: method, path: path, status: response.status, headers: response.headers, body: response.body)
     }
+
+    /// One request through the router in process: the same middleware
+    /// (errors, authorization from the given credentials) and routes as on
+    /// the socket, without HTTP framing.
+    static func send(
+        _ method: String, _ path: String, body: [UInt8]?, to responder: RouterResponder<CorralRequestContext>
+    ) async throws -> Reply {
+        guard let httpMethod = HTTPRequest.Method(method) else { throw InProcessError.badMethod(method) }
+        let request = Request(
+            head: HTTPRequest(method: httpMethod, scheme: "http", authority: "corral", path: path),
+            body: RequestBody(buffer: ByteBuffer(bytes: body ?? [])))
+        var logger = Logger(label: "corral-api-test")
+        logger.logLevel = .critical
+        let context = CorralRequestContext(inProcess: PeerCredentials(pid: getpid(), uid: getuid(), gid: getgid()), logger: logger)
+        let response = try await responder.respond(to: request, context: context)
+        let sink = BodySink()
+        try await response.body.write(CollectingWriter(sink: sink))
+        var headers: [String: String] = [:]
+        for field in response.headers where headers[field.name.canonicalName.lowercased()] == nil {
+            headers[field.name.canonicalName.lowercased()] = field.value
+        }
+        return Reply(method: method, path: path, status: Int(response.status.code), headers: headers, body: sink.bytes)
+    }
+
+    enum InProcessError: Error { case badMethod(String) }
 
     func send(_ method: String, _ path: String, json: String) async throws -> Reply {
         try await send(method, path, body: Array(json.utf8))
@@ -234,6 +264,41 @@ func withLiveServer(
         }
         try await body(server)
     }
+}
+
+/// The router of a server over an engine on a fake tree, run in process:
+/// no socket, no HTTP framing; `send` hands requests to the router. For the
+/// tests that are about the routes, not the transport.
+func withInProcessServer(configuration: CorralConfiguration = .builtIn, _ body: (LiveServer) async throws -> Void) async throws {
+    let fs = FakeCgroupFilesystem()
+    fs.seed(LiveServer.root)
+    let tree = CgroupTree(fs: fs, root: LiveServer.root)
+    try tree.prepareRoot(selfPID: nil, reservation: nil)
+    let store = MemoryStore()
+    let engine = Engine(configuration: configuration, tree: tree, store: store)
+    _ = try await engine.restore()
+    let settings = APISettings(
+        version: "test", socketPath: "(in process)", cgroupRoot: fs.absolutePath(LiveServer.root),
+        policy: AccessPolicy(adminGID: nil, cgroupRootInHierarchy: "/corral"))
+    var server = LiveServer(
+        fs: fs, tree: tree, engine: engine, store: store, socketPath: "(in process)",
+        client: CorralClient(socketPath: "/nonexistent", timeout: 1))
+    server.responder = buildRouter(engine: engine, settings: settings).buildResponder()
+    defer { engine.hub.finishAll() }
+    try await body(server)
+}
+
+/// Collects a response body written in process.
+final class BodySink: @unchecked Sendable {
+    var bytes: [UInt8] = []
+}
+
+struct CollectingWriter: ResponseBodyWriter {
+    let sink: BodySink
+
+    mutating func write(_ buffer: ByteBuffer) async throws { sink.bytes += buffer.readableBytesView }
+
+    consuming func finish(_ trailingHeaders: HTTPFields?) async throws {}
 }
 
 /// A pid no process can have (above PID_MAX_LIMIT): signals to it fail with ESRCH.
