@@ -49,30 +49,39 @@ public final class EngineLoop: Sendable {
     /// Runs until `stop` (or the calling task is cancelled); events queued
     /// before `stop` are handled first.
     public func run() async {
-        let queue = queue
-        await engine.onScheduleChange { queue.wake() }
+        await Self.drive(self, on: engine)
+    }
+
+    /// The loop itself, on the engine's own executor: an event is handed
+    /// to the engine where its wait resumes, on the engine's thread, with no
+    /// hop to the cooperative pool and back for each one. While it waits,
+    /// the engine serves the API.
+    private static func drive(_ loop: EngineLoop, on engine: isolated Engine) async {
+        let queue = loop.queue
+        let instruments = loop.instruments
+        engine.onScheduleChange { queue.wake() }
         var deadline = ContinuousClock.now
-        var lastTick = ContinuousClock.now - spacing
+        var lastTick = ContinuousClock.now - loop.spacing
         while true {
             if ContinuousClock.now >= deadline {
                 let started = ContinuousClock.now
-                let due = await engine.tick()
+                let due = engine.tick()
                 let done = ContinuousClock.now
                 instruments?.ticked(started, done)
                 lastTick = started
-                deadline = self.deadline(for: due, from: done, lastTick: lastTick)
+                deadline = loop.deadline(for: due, from: done, lastTick: lastTick)
             }
             switch await queue.next(until: deadline) {
             case .event(let event):
                 let dequeued = ContinuousClock.now
-                let due = await engine.handle(event)
+                let due = engine.handle(event)
                 let done = ContinuousClock.now
                 instruments?.handled(event, dequeued, done)
-                deadline = min(deadline, self.deadline(for: due, from: done, lastTick: lastTick))
+                deadline = min(deadline, loop.deadline(for: due, from: done, lastTick: lastTick))
             case .timedOut:
                 continue
             case .woken:
-                deadline = max(ContinuousClock.now, lastTick + spacing)  // the timers run (soon) and say when next
+                deadline = max(ContinuousClock.now, lastTick + loop.spacing)  // the timers run (soon) and say when next
             case .finished:
                 return
             }

@@ -136,8 +136,10 @@ public final class ObservationQueue: Sendable {
     }
 
     /// The next event, waiting for one until `deadline` (nil: for ever).
-    /// Cancelling the waiting task finishes the queue. One consumer.
-    public func next(until deadline: ContinuousClock.Instant?) async -> Wait {
+    /// Cancelling the waiting task finishes the queue. One consumer. Runs
+    /// on the caller's executor (the engine's, for its loop): a pushed event
+    /// resumes the wait there, with no hop through another executor.
+    public func next(until deadline: ContinuousClock.Instant?, isolation: isolated (any Actor)? = #isolation) async -> Wait {
         var timer: Task<Void, Never>?
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Wait, Never>) in
