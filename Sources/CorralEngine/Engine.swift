@@ -1,26 +1,25 @@
 // The engine's rooms and who owns what (ARCHITECTURE.md has the whole picture):
 //
 // - `Engine` (this actor) owns the agent table (`AgentRegistry`), the
-//   configuration, the child reaper and the analytics accumulators. It runs
-//   on a thread of its own (`ThreadExecutor`, "corral-engine"): a freeze
-//   waits up to 2 s for the kernel's confirmation and a forced removal up to
-//   5 s, and those waits must never hold one of the cooperative pool's few
-//   threads, which the API server and every other task share.
+//   configuration, the child reaper and the analytics accumulators, and runs
+//   `EngineLoop`. It runs on the default actor executor (the cooperative
+//   pool): a dedicated thread was measured to make observations wait seconds
+//   in bench-reaction. Its blocking waits — a freeze's confirmation (≤ 2 s), a
+//   forced removal (≤ 5 s), draining the committer — therefore still hold a
+//   pool thread while they last.
 // - `Enforcer` carries out ladder commands through `CgroupTree` (the only
 //   code that touches cgroupfs) and returns what really happened.
 // - `StoreWriter` owns the store's writer threads: the group committer
 //   ("corral-commit") and the background worker ("corral-bg").
 // - `EventHub` fans events out under its own lock; `EventText` words them.
 // - The watcher runs its poll loop on its own thread; its events reach the
-//   engine through `ObservationQueue`, pumped by `EngineService`, which also
-//   runs the timers (`tick` at `nextDue`).
+//   engine through `ObservationQueue`, taken by `EngineLoop`, which also runs
+//   the timers (`tick` when something is due).
 // - `Launcher` (CorralRuntime) starts agents' commands; `Reconciler` re-attaches
 //   agents at start-up.
-import CorralAPI
 public import CorralCgroup
 public import CorralCore
 import CorralRuntime
-import CorralThreads
 public import CorralWatcher
 
 #if canImport(Glibc)
@@ -60,8 +59,6 @@ public actor Engine {
     let events: EventPublisher
     let writer: StoreWriter
     let launcher: Launcher
-    private let executor = ThreadExecutor(name: "corral-engine")
-    nonisolated public var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     var configuration: CorralConfiguration
     var enforcer: Enforcer
@@ -90,8 +87,6 @@ public actor Engine {
         enforcer = Enforcer(tree: tree, events: events, handlers: handlers ?? configuration.handlers)
         launcher = Launcher(logDirectory: logDirectory, socketPath: socketPath)
     }
-
-    deinit { executor.shutdown() }
 
     public static let wallClock: @Sendable () -> Timestamp = { Timestamp.now() }
 

@@ -5,9 +5,8 @@
 /// without a call (periodic work). After `stop` (which lets the queue empty
 /// first) items are handled on the caller's thread.
 ///
-/// Corral's one way to run work on a thread of its own: the engine's executor,
-/// its committer and background worker, the store's checkpointer, the agent
-/// library's stream readers.
+/// Corral's one way to run queued work on a thread of its own: the engine's
+/// committer and background worker, the store's checkpointer.
 public final class WorkerThread<Item: Sendable>: @unchecked Sendable {
     private let lock = ConditionLock()
     private let handle: @Sendable ([Item]) -> Void
@@ -89,36 +88,6 @@ public final class WorkerThread<Item: Sendable>: @unchecked Sendable {
             while !finished { lock.wait() }
         }
     }
-}
-
-/// Runs an actor's jobs on a thread of its own: an actor whose work blocks
-/// (waits for the kernel, SQLite) runs there, never on the cooperative pool's
-/// few threads, which the server and every other task share.
-public final class ThreadExecutor: SerialExecutor, @unchecked Sendable {
-    private final class Target: @unchecked Sendable {
-        // Set once, before any job can be queued (the enqueue that follows
-        // takes the thread's lock, which publishes it).
-        var executor: UnownedSerialExecutor?
-    }
-
-    private let thread: WorkerThread<UnownedJob>
-
-    public init(name: String, nice: Int32? = nil) {
-        let target = Target()
-        thread = WorkerThread(name: name, nice: nice) { jobs in
-            for job in jobs { job.runSynchronously(on: target.executor!) }
-        }
-        target.executor = asUnownedSerialExecutor()
-    }
-
-    public func enqueue(_ job: consuming ExecutorJob) {
-        thread.enqueue(UnownedJob(job))
-    }
-
-    public func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
-
-    /// Ends the thread once the jobs queued so far have run.
-    public func shutdown() { thread.stop() }
 }
 
 /// A one-time signal a thread can wait for (the synchronous CLI waiting for a
