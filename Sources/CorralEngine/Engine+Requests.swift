@@ -106,7 +106,6 @@ extension Engine {
         events.publish(
             .terminationNotice, agent: id, EventText.stopping(id, signalled: signalled, grace: grace),
             graceSeconds: Double(grace.milliseconds) / 1000)
-        scheduleChanged?()
         return agent.record
     }
 
@@ -155,7 +154,6 @@ extension Engine {
         registry[id] = agent
         try writer.saveOrThrow(agent.record)
         events.publish(.quotaChanged, agent: id, EventText.limitsChanged(id), limits: limits)
-        scheduleChanged?()
         return agent.record
     }
 
@@ -198,7 +196,6 @@ extension Engine {
             if updated != before { events.publish(.quotaChanged, agent: id, EventText.limitsChanged(id, group: name), limits: updated) }
         }
         events.publish(.groupChanged, agent: nil, EventText.groupUpdated(name))
-        scheduleChanged?()
         return group
     }
 
@@ -221,7 +218,6 @@ extension Engine {
         events.publish(.usageReported, agent: id, EventText.usageReported(usage))
         let violations = agent.currentViolations
         step(id, violations: violations, usage: usage)
-        scheduleChanged?()
         return violations
     }
 

@@ -1,8 +1,8 @@
 // The engine's rooms and who owns what (ARCHITECTURE.md has the whole picture):
 //
 // - `Engine` (this actor) owns the agent table (`AgentRegistry`), the
-//   configuration, the child reaper and the analytics accumulators, and runs
-//   `EngineLoop`. It runs on the default actor executor (the cooperative
+//   configuration, the child reaper and the analytics accumulators. It runs
+//   on the default actor executor (the cooperative
 //   pool): a dedicated thread was measured to make observations wait seconds
 //   in bench-reaction. Its blocking waits — a freeze's confirmation (≤ 2 s), a
 //   forced removal (≤ 5 s), draining the committer — therefore still hold a
@@ -14,7 +14,7 @@
 // - `EventHub` fans events out under its own lock; `EventText` words them.
 // - The watcher runs its poll loop on its own thread; its events reach the
 //   engine through `ObservationQueue`, taken by `EngineLoop`, which also runs
-//   the timers (`tick` when something is due).
+//   the timers (`tick` every 200 ms).
 // - `Launcher` (CorralRuntime) starts agents' commands; `Reconciler` re-attaches
 //   agents at start-up.
 public import CorralCgroup
@@ -65,9 +65,6 @@ public actor Engine {
     var registry = AgentRegistry()
     var reaper = ChildReaper()
     var watcher: (any AgentWatching)?
-    /// Told when something may be due earlier than the runtime loop knows
-    /// (an operator's stop, reported usage, new limits): the loop wakes.
-    var scheduleChanged: (@Sendable () -> Void)?
     /// Analytics: minutes waiting to be stored, and when analysis runs next.
     var pendingMinutes: [UsageMinute] = []
     var lastMinuteFlush: Timestamp?
@@ -99,10 +96,6 @@ public actor Engine {
         self.watcher = watcher
         for (id, agent) in registry.live { watcher.watch(agent: id, path: agent.leaf) }
     }
-
-    /// `body` runs whenever the engine's timers may be due earlier than
-    /// `nextDue()` said last (the runtime loop wakes and asks again).
-    public func onScheduleChange(_ body: @escaping @Sendable () -> Void) { scheduleChanged = body }
 
     // MARK: Configuration
 

@@ -44,8 +44,7 @@ public final class ObservationQueue: Sendable {
         var waiter: CheckedContinuation<Wait, Never>?
         /// Tells a waiter's timeout from an older one's.
         var generation = 0
-        /// A wake that came while nobody waited, for the next wait.
-        var woken = false
+
         var finished = false
         /// When each agent last had an urgent event handed out.
         var lastUrgent: [String: ContinuousClock.Instant] = [:]
@@ -122,8 +121,7 @@ public final class ObservationQueue: Sendable {
         case event(WatcherEvent)
         /// The deadline passed with nothing queued.
         case timedOut
-        /// `wake` was called: the engine's schedule changed.
-        case woken
+
         /// `finish` was called and nothing is left.
         case finished
     }
@@ -146,10 +144,6 @@ public final class ObservationQueue: Sendable {
                 let ready: Wait? = state.withLock { state in
                     if let event = state.pop() { return .event(event) }
                     if state.finished { return .finished }
-                    if state.woken {
-                        state.woken = false
-                        return .woken
-                    }
                     if let deadline, deadline <= .now { return .timedOut }
                     state.waiter = continuation
                     state.generation += 1
@@ -170,20 +164,6 @@ public final class ObservationQueue: Sendable {
         }
         timer?.cancel()
         return result
-    }
-
-    /// Ends the current wait with `.woken` (or the next one, when nobody
-    /// waits): something became due earlier than the waiter's deadline.
-    public func wake() {
-        let waiter = state.withLock { state -> CheckedContinuation<Wait, Never>? in
-            guard let waiter = state.waiter else {
-                state.woken = true
-                return nil
-            }
-            state.waiter = nil
-            return waiter
-        }
-        waiter?.resume(returning: .woken)
     }
 
     /// Wakes the waiter of `generation`, if it still waits, with `.timedOut`.

@@ -143,25 +143,6 @@ struct EngineLoopTests {
         #expect(ObservationQueueTests.describe(event) == "a@1")
     }
 
-    /// `wake` ends a wait at once (the engine's schedule got earlier), and a
-    /// wake with nobody waiting is kept for the next wait.
-    @Test func aWakeEndsTheWait() async {
-        let queue = ObservationQueue()
-        // Deadlines an hour away: `.woken`, not `.timedOut`, is what ends these waits.
-        let waiter = Task { await queue.next(until: .now + .seconds(3600)) }
-        try? await Task.sleep(for: .milliseconds(50))
-        queue.wake()
-        guard case .woken = await waiter.value else {
-            Issue.record("expected a wake")
-            return
-        }
-        queue.wake()
-        guard case .woken = await queue.next(until: .now + .seconds(3600)) else {
-            Issue.record("expected the kept wake")
-            return
-        }
-    }
-
     /// Groups' events and failed reads never reach the engine.
     @Test func onlyAgentsEventsAreQueued() async {
         let queue = ObservationQueue()
@@ -176,9 +157,8 @@ struct EngineLoopTests {
         #expect(await queue.next() == nil)
     }
 
-    /// The loop runs the engine's timers when they are due, without any
-    /// event: a stop's grace ends in cgroup.kill on time, although the loop's
-    /// idle wait is far longer.
+    /// The loop runs the engine's timers without any event: a stop's grace
+    /// ends in cgroup.kill on time.
     @Test func theLoopWakesWhenSomethingIsDue() async throws {
         var configuration = EngineHarness.quickConfiguration
         configuration.escalation.terminationGrace = .milliseconds(300)
@@ -194,14 +174,14 @@ struct EngineLoopTests {
         _ = try await engine.attach(id: "s1", pid: ghostPID)
         let ticks = Mutex(0)
         let loop = EngineLoop(
-            engine: engine, idle: .seconds(3600),
+            engine: engine,
             instruments: EngineLoop.Instruments(handled: { _, _, _ in }, ticked: { _, _ in ticks.withLock { $0 += 1 } }))
         let running = Task { await loop.run() }
         defer {
             loop.stop()
             running.cancel()
         }
-        // The loop's first tick; then it waits, for an hour unless woken.
+        // The loop's first tick.
         while ticks.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
         let stopped = ContinuousClock.now
         _ = try await engine.stop("s1")
@@ -215,7 +195,8 @@ struct EngineLoopTests {
 extension EngineLoopTests {
     /// A ladder step that is due stays due until a fresh observation confirms
     /// it; while one is, events must not each run the timers (each run asks
-    /// the watcher for samples): the timers run at most every `spacing`.
+    /// the watcher for samples): the timers run every `spacing`, however many
+    /// events come.
     @Test func aDueStepDoesNotMakeTheLoopTickPerEvent() async throws {
         let harness = try EngineHarness()
         _ = try await harness.start()
