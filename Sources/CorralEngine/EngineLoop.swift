@@ -6,11 +6,9 @@ public import CorralWatcher
 /// the engine, most urgent first (`ObservationQueue`); another runs its timers
 /// every `spacing` (delayed ladder steps, the end of a termination's grace,
 /// usage minutes, analysis, retries of unsaved rows).
-///
-/// Measured in `scripts/bench-reaction` against a single loop that slept until
-/// the next event or the next due step: with the timers between events in one
-/// task, observations waited seconds in the queue (p99 2–3 s, against
-/// 0.15–0.2 s here).
+/// (The structure the daemon had before it was written once; a single task
+/// that slept until the next event or due step was tried and measured no
+/// better.)
 public final class EngineLoop: Sendable {
     public let engine: Engine
     public let queue: ObservationQueue
