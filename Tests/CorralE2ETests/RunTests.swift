@@ -94,15 +94,17 @@ struct RunTests {
     @Test func signalsReachTheAgent() throws {
         let (corral, _) = try E2E.binaries()
         let root = E2E.root("signal")
+        // The shell says when its trap is set (it runs under the group's CPU
+        // limit: on a loaded machine that can take longer than any fixed wait).
+        let ready = "/tmp/corral-e2e-trapper-ready"
+        unlink(ready)
         let running = try Subprocess.start(
             corral,
             [
                 "run", "--json", "--name", "trapper", "--cgroup-root", root, "--", "/bin/sh", "-c",
-                "trap 'exit 42' TERM; while :; do sleep 0.1; done",
+                "trap 'exit 42' TERM; : > \(ready); while :; do sleep 0.1; done",
             ])
-        let procs = "\(root)/standard_agent/trapper/cgroup.procs"
-        #expect(E2E.eventually { (E2E.read(procs) ?? "").split(separator: "\n").count >= 1 })
-        usleep(300_000)
+        #expect(E2E.eventually { access(ready, F_OK) == 0 })
         running.signal(SIGTERM)
         let result = running.wait(timeout: 60)
         let run = try #require(try? CorralJSON.decodeLastLine(RunSummary.self, from: result.stdout), "\(result)")
@@ -119,11 +121,12 @@ struct RunTests {
         let (corral, _) = try E2E.binaries()
         let root = E2E.root("shell-signal")
         let script = """
-            "$0" run --name trapper2 --cgroup-root "$1" -- /bin/sh -c "trap 'exit 42' TERM; while :; do sleep 0.1; done" 2>/dev/null &
+            ready=/tmp/corral-e2e-trapper2-ready
+            rm -f $ready
+            "$0" run --name trapper2 --cgroup-root "$1" -- /bin/sh -c "trap 'exit 42' TERM; : > $ready; while :; do sleep 0.1; done" 2>/dev/null &
             corral=$!
-            # (cgroupfs files have size 0: test -s would never be true)
-            i=0; until grep -q . "$1/standard_agent/trapper2/cgroup.procs" 2>/dev/null || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
-            sleep 1
+            # The command's trap is set (it says so) before the shell signals Corral.
+            i=0; until [ -e $ready ] || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done
             kill -TERM $corral
             wait $corral
             echo "corral-status=$?"
