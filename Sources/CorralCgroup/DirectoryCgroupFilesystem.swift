@@ -183,7 +183,7 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
         let fd = try openCgroup(path, file, flags: O_RDONLY, for: .read)
         defer { try? fd.close() }
         do {
-            return try fd.readToEnd()
+            return try fd.readToEnd(shortReadIsEnd: true)
         } catch {
             throw fail(error, .read, path, file)
         }
@@ -219,7 +219,7 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
         while true {
             // Reading re-arms kernfs' change notification for this fd.
             let text: String
-            do { text = try fd.readToEnd(fromAbsoluteOffset: 0) } catch { throw fail(error, .wait, path, file) }
+            do { text = try fd.readToEnd(fromAbsoluteOffset: 0, shortReadIsEnd: true) } catch { throw fail(error, .wait, path, file) }
             if condition(text) { return text }
             let remaining = clock.now.duration(to: deadline)
             if remaining <= .zero { return nil }
