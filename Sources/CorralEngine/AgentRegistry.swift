@@ -80,9 +80,27 @@ struct AgentRegistry {
         set { agents[id] = newValue }
     }
 
+    /// Changes the agent in place: its rings are not copied (a copy taken
+    /// out and written back shares their storage, so the first append
+    /// copies every sample). Nil when there is no such agent.
+    @discardableResult
+    mutating func update<Result>(_ id: String, _ body: (inout ManagedAgent) -> Result) -> Result? {
+        guard agents[id] != nil else { return nil }
+        return body(&agents[id]!)
+    }
+
     var ids: [String] { agents.keys.sorted() }
 
-    var live: [(key: String, value: ManagedAgent)] { agents.filter { $0.value.record.state.isLive }.sorted { $0.key < $1.key } }
+    /// The live agents, by id. Built without an intermediate dictionary: each
+    /// agent is copied once (a copy retains every reference it holds, which
+    /// under emulation made a tick over 130 agents cost milliseconds).
+    var live: [(key: String, value: ManagedAgent)] {
+        var result: [(key: String, value: ManagedAgent)] = []
+        result.reserveCapacity(agents.count)
+        for entry in agents where entry.value.record.state.isLive { result.append(entry) }
+        result.sort { $0.key < $1.key }
+        return result
+    }
 
     /// The agent if it is running (or starting, or suspended).
     func live(_ id: String) throws(EngineError) -> ManagedAgent {

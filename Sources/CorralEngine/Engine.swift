@@ -65,6 +65,9 @@ public actor Engine {
     var registry = AgentRegistry()
     var reaper = ChildReaper()
     var watcher: (any AgentWatching)?
+    /// When a fresh reading was last asked for, by agent (a due step waits
+    /// for one; asked again after a second if none came).
+    var sampleRequests: [String: Timestamp] = [:]
     /// Analytics: minutes waiting to be stored, and when analysis runs next.
     var pendingMinutes: [UsageMinute] = []
     var lastMinuteFlush: Timestamp?
@@ -152,28 +155,35 @@ public actor Engine {
     }
 
     func observe(_ observation: Observation, of id: String) {
-        guard var agent = registry[id], agent.record.state.isLive else { return }
-        agent.latest = observation.sample
+        if let asked = sampleRequests[id], observation.at >= asked { sampleRequests[id] = nil }
+        guard let limits = registry[id].flatMap({ $0.record.state.isLive ? $0.record.limits : nil }) else { return }
         var violations: [Violation] = []
         var usage: [Resource: Double] = [:]
         for reading in observation.readings {
             usage[reading.resource] = reading.usage
-            if let limit = agent.record.limits[reading.resource], let violation = reading.violation(agent: id, limit: limit) {
+            if let limit = limits[reading.resource], let violation = reading.violation(agent: id, limit: limit) {
                 violations.append(violation)
             }
         }
-        agent.usage.merge(usage) { _, new in new }
-        remember(observation.readings, of: &agent, at: clock())
-        agent.violations = violations
-        registry[id] = agent
-        for (resource, amount) in agent.reported {
-            if let limit = agent.record.limits[resource],
+        let now = clock()
+        let found = violations
+        // In place: the agent's rings take the sample without being copied.
+        let reported: [Resource: Double] =
+            registry.update(id) { agent in
+                agent.latest = observation.sample
+                agent.usage.merge(usage) { _, new in new }
+                remember(observation.readings, of: &agent, at: now)
+                agent.violations = found
+                return agent.reported
+            } ?? [:]
+        for (resource, amount) in reported {
+            if let limit = limits[resource],
                 let violation = Violation.classify(agent: id, resource: resource, usage: amount, limit: limit)
             {
                 violations.append(violation)
             }
         }
-        step(id, violations: violations, usage: usage.merging(agent.reported) { kernel, _ in kernel })
+        step(id, violations: violations, usage: usage.merging(reported) { kernel, _ in kernel })
     }
 
     /// Feeds the ladder, has the enforcer carry out what it asks, and queues
@@ -217,9 +227,8 @@ public actor Engine {
 
     /// Periodic duties: children to reap, rows to store again, analytics,
     /// terminations whose grace ended, ladders that are due (a fresh sample
-    /// is requested for the re-check). Returns `nextDue()`.
-    @discardableResult
-    public func tick() -> Timestamp? {
+    /// is requested for the re-check).
+    public func tick() {
         reapChildren()
         writer.retryUnsaved()
         let now = clock()
@@ -230,12 +239,18 @@ public actor Engine {
                 finishTermination(id)
                 continue
             }
-            guard !agent.ladder.isQuiet else { continue }
-            if let due = agent.ladder.nextDue(limits: agent.record.limits, settings: settings(for: agent.record.group)), due <= now {
-                watcher?.sampleNow(agent: id)
+            guard !agent.ladder.isQuiet,
+                let due = agent.ladder.nextDue(limits: agent.record.limits, settings: settings(for: agent.record.group)), due <= now
+            else {
+                sampleRequests[id] = nil
+                continue
             }
+            // The watcher's thread takes the reading; while it is on its way
+            // (behind other observations in the queue) it is not asked again.
+            if let asked = sampleRequests[id], now - asked < .seconds(1) { continue }
+            sampleRequests[id] = now
+            watcher?.requestSample(agent: id)
         }
-        return nextDue()
     }
 
     /// The earliest moment `tick` has a ladder step or a termination to do.

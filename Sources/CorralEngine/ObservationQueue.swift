@@ -9,7 +9,8 @@ import Synchronization
 /// Three lanes, each in order:
 /// 1. lifecycle events (emptied, vanished), and kernel events of agents quiet for the last
 ///    second — a new violation starts here;
-/// 2. kernel events of agents already sending them (a burst goes on);
+/// 2. kernel events of agents already sending them (a burst goes on), and
+///    readings the engine asked for (a due step's re-check);
 /// 3. periodic samples.
 ///
 /// An observation older than one of the same agent already handed out is
@@ -55,6 +56,9 @@ public final class ObservationQueue: Sendable {
         mutating func lane(of event: WatcherEvent, now: ContinuousClock.Instant) -> Int {
             guard case .observation(let observation) = event, let agent = observation.subject.agent else { return 0 }
             if observation.trigger == .sample { return 2 }
+            // A reading the engine asked for (a due step's re-check) goes
+            // behind a quiet agent's kernel event, and makes no agent busy.
+            if observation.trigger == .requested { return 1 }
             let busy = lastUrgent[agent].map { now - $0 < ObservationQueue.burstWindow } ?? false
             return busy ? 1 : 0
         }
@@ -71,7 +75,7 @@ public final class ObservationQueue: Sendable {
                             continue
                         }
                         lastSeen[agent] = observation.seenAt
-                        if observation.trigger != .sample { lastUrgent[agent] = ContinuousClock.now }
+                        if observation.trigger != .sample, observation.trigger != .requested { lastUrgent[agent] = ContinuousClock.now }
                     case .emptied, .vanished, .unreadable:
                         lastSeen[agent] = nil
                         lastUrgent[agent] = nil

@@ -5,13 +5,15 @@ public import CorralWatcher
 public protocol AgentWatching: Sendable {
     func watch(agent: String, path: CgroupPath)
     func unwatch(agent: String)
-    /// Asks for a fresh observation of `agent` soon (before a delayed action).
-    func sampleNow(agent: String)
+    /// Asks for a fresh observation of `agent` soon (before a delayed action);
+    /// it comes the way of every observation. Must not block.
+    func requestSample(agent: String)
 }
 
 /// The real watcher behind `AgentWatching`: what it cannot watch is reported
-/// as vanished, and requested samples take the way of every observation
-/// (the engine's queue), so the engine sees each agent's readings in order.
+/// as vanished, and requested samples are read on the watcher's thread and
+/// take the way of every observation (the engine's queue), so the engine sees
+/// each agent's readings in order.
 public struct WatcherBridge: AgentWatching {
     public let watcher: CgroupWatcher
     public let deliver: @Sendable (WatcherEvent) -> Void
@@ -31,11 +33,6 @@ public struct WatcherBridge: AgentWatching {
 
     public func unwatch(agent: String) { watcher.unwatch(agent: agent) }
 
-    public func sampleNow(agent: String) {
-        do {
-            if let observation = try watcher.sampleNow(agent: agent) { deliver(.observation(observation)) }
-        } catch {
-            // The next periodic sample or kernel event decides; a cgroup that is gone is reported by the watcher itself.
-        }
-    }
+    /// The watcher's thread reads the cgroup (never the engine's executor).
+    public func requestSample(agent: String) { watcher.requestSample(agent: agent) }
 }

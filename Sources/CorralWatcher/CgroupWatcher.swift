@@ -21,6 +21,8 @@ public import CorralCore
 ///
 /// `watch`, `unwatch` and `sampleNow` are synchronous and cheap (a few
 /// cgroup file reads); they may be called from any thread, also from the sink.
+/// `requestSample` reads nothing on its caller's thread: the watcher's thread
+/// takes the reading (for callers that must not block, like the engine).
 public final class CgroupWatcher: Sendable {
     public struct Configuration: Sendable {
         /// How often every agent is sampled (memory.current/peak, cpu.stat, pids.current).
@@ -100,6 +102,12 @@ public final class CgroupWatcher: Sendable {
     public func unwatch(agent: String) { loop.unwatch(.agent(agent)) }
 
     public func unwatchGroup(name: String) { loop.unwatch(.group(name)) }
+
+    /// Asks the watcher's thread for a fresh observation of the agent (trigger
+    /// `.requested`), sent to the sink like every other: returns at once, reads
+    /// nothing on the caller's thread. Requests made before the thread gets to
+    /// them are one reading. Nothing happens when the agent is not watched.
+    public func requestSample(agent: String) { loop.request(.agent(agent)) }
 
     /// Reads the agent's cgroup now and returns the observation (trigger
     /// `.requested`) without sending it to the sink. It becomes the baseline

@@ -66,6 +66,8 @@ final class WatchLoop: Sendable {
         var pressure: PressureTriggerStatus
         /// Events found outside the loop thread (by `sampleNow`), emitted by the loop.
         var outbox: [WatcherEvent] = []
+        /// Subjects whose fresh reading was asked for (`request`), in order, once each.
+        var requested: [WatchSubject] = []
         /// Trigger fds of unwatched agents, closed by the loop once it is out of poll(2).
         var retired: [Int32] = []
         /// The poll set must be rebuilt.
@@ -80,17 +82,21 @@ final class WatchLoop: Sendable {
         var pressure: Set<Resource> = []
         /// Only check that it still exists (a watch was dropped, a trigger failed).
         var check = false
+        /// A reading was asked for (`request`).
+        var requested = false
 
         mutating func merge(_ other: Work) {
             files.formUnion(other.files)
             pressure.formUnion(other.pressure)
             check = check || other.check
+            requested = requested || other.requested
         }
 
         var trigger: ObservationTrigger? {
             if let file = notifyingFiles.first(where: files.contains) { return .event(file) }
             if pressure.contains(.memory) { return .pressure(.memory) }
             if pressure.contains(.cpu) { return .pressure(.cpu) }
+            if requested { return .requested }
             return nil
         }
     }
@@ -255,6 +261,16 @@ final class WatchLoop: Sendable {
         if hadTriggers { wake() }
     }
 
+    /// Asks the loop for a reading of `subject`; it goes to the sink.
+    func request(_ subject: WatchSubject) {
+        let added = state.withLock { state in
+            guard state.subjects[subject] != nil, !state.requested.contains(subject) else { return false }
+            state.requested.append(subject)
+            return true
+        }
+        if added { wake() }
+    }
+
     func sampleNow(_ subject: WatchSubject) throws(CgroupError) -> Observation? {
         let seenAt = time.now
         let outcome = state.withLock { state in
@@ -412,7 +428,7 @@ final class WatchLoop: Sendable {
         }
         guard let reader = watched.readers[file] else { return try fs.read(file, of: watched.path) }
         do {
-            return try reader.readToEnd(fromAbsoluteOffset: 0)
+            return try reader.readToEnd(fromAbsoluteOffset: 0, shortReadIsEnd: true)
         } catch {
             throw CgroupError.explain(error, operation: .read, path: fs.absolutePath(watched.path), file: file)
         }
@@ -558,7 +574,7 @@ final class WatchLoop: Sendable {
 
         while true {
             // Close what was retired, rebuild the poll set, take the outbox.
-            let (stopping, outbox) = state.withLock { state -> (Bool, [WatcherEvent]) in
+            let (stopping, outbox, requested) = state.withLock { state -> (Bool, [WatcherEvent], [WatchSubject]) in
                 for fd in state.retired { close(fd) }
                 state.retired = []
                 if state.triggersChanged {
@@ -575,8 +591,10 @@ final class WatchLoop: Sendable {
                 }
                 let outbox = state.outbox
                 state.outbox = []
-                if case .stopping = state.lifecycle { return (true, outbox) }
-                return (false, outbox)
+                let requested = state.requested
+                state.requested = []
+                if case .stopping = state.lifecycle { return (true, outbox, requested) }
+                return (false, outbox, requested)
             }
             for event in outbox { sink(event) }
             if stopping { break }
@@ -587,7 +605,7 @@ final class WatchLoop: Sendable {
             }
             let generation = time.manual?.generation ?? 0
             let remaining = time.now.duration(to: wakeAt)
-            let pending = remaining <= .zero || !sampleQueue.isEmpty
+            let pending = remaining <= .zero || !sampleQueue.isEmpty || !requested.isEmpty
             // Manual time: nothing comes due until a test advances it (which wakes the loop).
             let timeout: Int32 =
                 pending ? 0 : time.manual != nil ? -1 : Int32(clamping: (remaining.microseconds + 999) / 1000)
@@ -615,6 +633,7 @@ final class WatchLoop: Sendable {
                 if work[subject] == nil { order.append(subject) }
                 change(&work[subject, default: Work()])
             }
+            for subject in requested { note(subject) { $0.requested = true } }
             if ready > 0 {
                 if pollSet[0].revents != 0 {
                     do throws(Errno) { try WakeEvent.drain(wakeFD) } catch { assertionFailure("eventfd read: \(error.name)") }
@@ -687,7 +706,8 @@ final class WatchLoop: Sendable {
             let busy = current.filter { subject in !quiet.contains(subject) }
             for subject in quiet + busy + due {
                 guard let item = work[subject] else { continue }
-                if item.trigger != nil { lastEventRead[subject] = time.now }
+                // A requested reading is no kernel event: it starts no cooldown.
+                if let trigger = item.trigger, trigger != .requested { lastEventRead[subject] = time.now }
                 let found: [WatcherEvent] = state.withLock { state in
                     var found: [WatcherEvent] = []
                     if let trigger = item.trigger {

@@ -31,7 +31,7 @@ public enum ObservationTrigger: Hashable, Sendable {
     case pressure(Resource)
     /// The periodic sample.
     case sample
-    /// `CgroupWatcher.sampleNow(agent:)`.
+    /// `CgroupWatcher.requestSample(agent:)` or `sampleNow(agent:)`.
     case requested
 }
 

@@ -301,10 +301,22 @@ struct EscalationTests {
         try await harness.agent("k1")
         await harness.observe("k1", [.cpu: 32])
         await harness.engine.tick()
-        #expect(!harness.watcher.calls.contains(.sampleNow("k1")))
+        #expect(!harness.watcher.calls.contains(.requestSample("k1")))
         harness.clock.advance(.seconds(2))
         await harness.engine.tick()
-        #expect(harness.watcher.calls.contains(.sampleNow("k1")))
+        #expect(harness.watcher.calls.filter { $0 == .requestSample("k1") }.count == 1)
+        // While the reading is on its way, ticks do not ask again (once a second at most).
+        harness.clock.advance(.milliseconds(200))
+        await harness.engine.tick()
+        #expect(harness.watcher.calls.filter { $0 == .requestSample("k1") }.count == 1)
+        harness.clock.advance(.seconds(1))
+        await harness.engine.tick()
+        #expect(harness.watcher.calls.filter { $0 == .requestSample("k1") }.count == 2)
+        // A reading taken after the request arrives: the next due tick asks afresh.
+        await harness.observe("k1", [.cpu: 32])
+        harness.clock.advance(.milliseconds(200))
+        await harness.engine.tick()
+        #expect(harness.watcher.calls.filter { $0 == .requestSample("k1") }.count <= 3)
     }
 }
 

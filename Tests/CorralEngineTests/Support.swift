@@ -26,7 +26,7 @@ final class RecordingWatcher: AgentWatching {
     enum Call: Hashable, Sendable {
         case watch(String, CgroupPath)
         case unwatch(String)
-        case sampleNow(String)
+        case requestSample(String)
     }
 
     private let recorded = Mutex<[Call]>([])
@@ -35,7 +35,7 @@ final class RecordingWatcher: AgentWatching {
 
     func watch(agent: String, path: CgroupPath) { recorded.withLock { $0.append(.watch(agent, path)) } }
     func unwatch(agent: String) { recorded.withLock { $0.append(.unwatch(agent)) } }
-    func sampleNow(agent: String) { recorded.withLock { $0.append(.sampleNow(agent)) } }
+    func requestSample(agent: String) { recorded.withLock { $0.append(.requestSample(agent)) } }
 }
 
 /// Short escalation delays so a ladder climbs in a few observations:

@@ -319,6 +319,30 @@ extension WatcherSuite {
             #expect(log.events.filter(\.isVanished).count == 1)
         }
 
+        @Test("requestSample: the loop's thread reads the agent and sends the observation to the sink, once per batch of requests")
+        func requestSample() throws {
+            let agent = try tree.makeCgroup("g/a")
+            let watcher = try makeWatcher(manualTime: true)
+            try watcher.watch(agent: "a", path: agent)
+            watcher.requestSample(agent: "nobody")  // not watched: nothing
+            // memory.current is no *.events file: only a reading sees the change.
+            tree.set(.memoryCurrent, of: agent, "123456")
+            // Asked twice before the thread takes the requests: one reading.
+            watcher.requestSample(agent: "a")
+            watcher.requestSample(agent: "a")
+            watcher.start()
+            defer { watcher.stop() }
+            let observation = try #require(log.first { $0.observation?.trigger == .requested }?.event.observation)
+            #expect(observation.subject == .agent("a"))
+            #expect(observation.sample.memoryCurrent == 123456)
+            time.settle()
+            #expect(log.observations(of: .agent("a")).filter { $0.trigger == .requested }.count == 1)
+            #expect(log.observations(of: .agent("nobody")).isEmpty)
+            // A requested reading starts no event cooldown: a kernel event right after is read at once.
+            tree.set(.memoryEvents, of: agent, tree.memoryEvents(high: 3))
+            _ = try #require(log.first { $0.observation?.trigger == .event(.memoryEvents) })
+        }
+
         @Test("a cgroup removed after an event was read is reported: the event path holds no cgroup.events open")
         func removalAfterEvent() throws {
             let agent = try tree.makeCgroup("g/a")
