@@ -280,13 +280,37 @@ public struct CgroupTree: Sendable {
         }
         guard frozen != nil else {
             try? fs.write("0", to: .freeze, of: path)
-            throw CgroupError(
-                code: .timedOut, operation: .wait, path: fs.absolutePath(path) + "/cgroup.events",
-                message:
-                    "\(fs.absolutePath(path)) did not report 'frozen 1' within \(Quantity.formatDuration(timeout)) (a task may be stuck in the kernel); the freeze was rolled back",
-                fix: "retry later, or use kill instead of suspend")
+            throw freezeTimedOut(path, after: timeout)
         }
         return ContinuousClock.now - start
+    }
+
+    /// Writes `cgroup.freeze` 1 and says whether `cgroup.events` reports
+    /// `frozen 1` already, without waiting: the kernel freezes each task on
+    /// its way back to user space, so the confirmation may come later, with
+    /// the next change of cgroup.events (for callers that must not block).
+    public func requestFreeze(_ path: CgroupPath) throws(CgroupError) -> Bool {
+        try fs.write("1", to: .freeze, of: path)
+        return try isFrozen(path)
+    }
+
+    /// Whether `cgroup.events` reports `frozen 1`.
+    public func isFrozen(_ path: CgroupPath) throws(CgroupError) -> Bool {
+        CgroupEvents(parsing: try fs.read(.events, of: path)).frozen
+    }
+
+    /// Rolls back a freeze that was not confirmed in time (`cgroup.freeze` 0).
+    public func cancelFreeze(_ path: CgroupPath) throws(CgroupError) {
+        try fs.write("0", to: .freeze, of: path)
+    }
+
+    /// What a freeze not confirmed within `timeout` (and rolled back) is.
+    public func freezeTimedOut(_ path: CgroupPath, after timeout: Duration) -> CgroupError {
+        CgroupError(
+            code: .timedOut, operation: .wait, path: fs.absolutePath(path) + "/cgroup.events",
+            message:
+                "\(fs.absolutePath(path)) did not report 'frozen 1' within \(Quantity.formatDuration(timeout)) (a task may be stuck in the kernel); the freeze was rolled back",
+            fix: "retry later, or use kill instead of suspend")
     }
 
     /// Thaws `path` and waits for `frozen 0`.

@@ -14,6 +14,8 @@ struct ManagedAgent {
     var violations: [Violation] = []
     /// A terminate in progress: when its grace ends.
     var terminationDeadline: Timestamp?
+    /// A suspend whose freeze is written but not yet confirmed by cgroup.events.
+    var pendingFreeze: PendingFreeze?
     /// An operator asked it to end (`stop`, `kill`): it ends `terminated`,
     /// and the kill after a stop's grace is no ladder action to record.
     var endRequested: EndRequest?
@@ -52,6 +54,17 @@ struct ManagedAgent {
 
     /// Whether the ladder or an operator ended it (else it went by itself).
     var endedByCorral: Bool { ladder.terminating || endRequested != nil }
+}
+
+/// A freeze written to `cgroup.freeze` whose `frozen 1` has not been seen yet:
+/// confirmed when the watcher reports cgroup.events changed (or by the next
+/// step or tick that finds it), failed and rolled back at `deadline`.
+struct PendingFreeze {
+    var violation: Violation
+    /// When the ladder asked (the record's time).
+    var at: Timestamp
+    var started: ContinuousClock.Instant
+    var deadline: Timestamp
 }
 
 /// What an operator asked of a live agent.

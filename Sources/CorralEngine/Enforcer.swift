@@ -38,8 +38,9 @@ struct HandlerJob: Sendable {
 /// `CgroupTree` only, and says what really happened: the records of each
 /// command's outcome, the notices the agent gets on its stream, and the
 /// changes to the agent (its state, its ladder's notes, a termination
-/// deadline). Holds no state of its own; runs on the engine's executor, where
-/// a freeze may wait up to 2 s for the kernel's confirmation.
+/// deadline). Holds no state of its own; runs on the engine's executor and
+/// never waits there: a freeze the kernel has not confirmed at once is left
+/// pending (`settleFreeze`).
 struct Enforcer: Sendable {
     let tree: CgroupTree
     let events: EventPublisher
@@ -92,11 +93,12 @@ struct Enforcer: Sendable {
             return Outcome()
 
         case .suspend(let violation):
-            return Outcome(records: [suspend(&agent, for: violation, at: now)])
+            return Outcome(records: suspend(&agent, for: violation, at: now).map { [$0] } ?? [])
 
         case .terminate(let violation, let grace):
             var thawProblem = ""
-            if agent.record.state == .suspended {
+            if agent.record.state == .suspended || agent.pendingFreeze != nil {
+                agent.pendingFreeze = nil
                 // Frozen processes cannot act on SIGTERM; cgroup.kill after the grace works either way.
                 do {
                     try tree.thaw(agent.leaf)
@@ -128,12 +130,13 @@ struct Enforcer: Sendable {
 
         case .migrate(let violation):
             guard let command = handlers.migrate else {
+                // Pending (nil) counts as suspended until its confirmation says otherwise.
                 let fallback = suspend(&agent, for: violation, at: now)
-                if fallback.succeeded { agent.ladder.noteSuspended() }
+                if fallback?.succeeded ?? true { agent.ladder.noteSuspended() }
                 var outcome = record(
                     violation, .migrate, ok: false, error: "no migrate handler is configured",
-                    EventText.migrateFellBack(suspended: fallback.succeeded))
-                outcome.records.insert(fallback, at: 0)
+                    EventText.migrateFellBack(suspended: fallback?.succeeded ?? true))
+                if let fallback { outcome.records.insert(fallback, at: 0) }
                 return outcome
             }
             return Outcome(
@@ -150,23 +153,62 @@ struct Enforcer: Sendable {
         }
     }
 
+    /// How long a freeze may take to be confirmed before it is rolled back.
+    static let freezeConfirmation = Duration.seconds(2)
+
     /// Freezes the agent: the notice goes out while it still runs, the
     /// confirmation (cgroup.events frozen 1) after, which it reads once thawed.
-    func suspend(_ agent: inout ManagedAgent, for violation: Violation, at now: Timestamp) -> EnforcementRecord {
+    /// Nil: written but not confirmed yet (`pendingFreeze`); its record comes
+    /// from `settleFreeze`.
+    func suspend(_ agent: inout ManagedAgent, for violation: Violation, at now: Timestamp) -> EnforcementRecord? {
         let id = agent.record.id
         events.publish(.suspendNotice, agent: id, EventText.suspendNotice(id, violation), violation: violation)
+        let started = ContinuousClock.now
         do {
-            let took = try tree.freeze(agent.leaf)
-            agent.record.state = .suspended
-            events.publish(.suspended, agent: id, EventText.suspended(id, violation), violation: violation)
-            return EnforcementRecord(
-                violation: violation, action: .suspend, at: now, succeeded: true, details: EventText.frozen(took: took))
+            if try tree.requestFreeze(agent.leaf) {
+                return frozen(&agent, violation, at: now, took: ContinuousClock.now - started)
+            }
+            agent.pendingFreeze = PendingFreeze(violation: violation, at: now, started: started, deadline: now + Self.freezeConfirmation)
+            return nil
         } catch {
-            agent.ladder.noteSuspendFailed()
-            return EnforcementRecord(
-                violation: violation, action: .suspend, at: now, succeeded: false, error: error.description, details: EventText.freezeFailed
-            )
+            try? tree.cancelFreeze(agent.leaf)
+            return notFrozen(&agent, violation, at: now, error)
         }
+    }
+
+    /// Settles a pending freeze: confirmed when cgroup.events says `frozen 1`,
+    /// failed and rolled back once its deadline passed; nil while it is still
+    /// pending (or there is none).
+    func settleFreeze(_ agent: inout ManagedAgent, at now: Timestamp) -> EnforcementRecord? {
+        guard let pending = agent.pendingFreeze else { return nil }
+        do {
+            if try tree.isFrozen(agent.leaf) {
+                agent.pendingFreeze = nil
+                return frozen(&agent, pending.violation, at: pending.at, took: ContinuousClock.now - pending.started)
+            }
+            guard now >= pending.deadline else { return nil }
+            agent.pendingFreeze = nil
+            try tree.cancelFreeze(agent.leaf)
+            return notFrozen(&agent, pending.violation, at: pending.at, tree.freezeTimedOut(agent.leaf, after: Self.freezeConfirmation))
+        } catch {
+            agent.pendingFreeze = nil
+            return notFrozen(&agent, pending.violation, at: pending.at, error)
+        }
+    }
+
+    private func frozen(_ agent: inout ManagedAgent, _ violation: Violation, at now: Timestamp, took: Duration) -> EnforcementRecord {
+        let id = agent.record.id
+        agent.record.state = .suspended
+        events.publish(.suspended, agent: id, EventText.suspended(id, violation), violation: violation)
+        return EnforcementRecord(violation: violation, action: .suspend, at: now, succeeded: true, details: EventText.frozen(took: took))
+    }
+
+    private func notFrozen(_ agent: inout ManagedAgent, _ violation: Violation, at now: Timestamp, _ error: CgroupError)
+        -> EnforcementRecord
+    {
+        agent.ladder.noteSuspendFailed()
+        return EnforcementRecord(
+            violation: violation, action: .suspend, at: now, succeeded: false, error: error.description, details: EventText.freezeFailed)
     }
 
     /// The grace after SIGTERM has passed with processes alive: cgroup.kill.

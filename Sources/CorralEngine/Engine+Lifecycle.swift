@@ -198,6 +198,7 @@ extension Engine {
         watcher?.unwatch(agent: id)
         if agent.record.origin != .registered, !vanished { removeInBackground(agent.leaf, id: id) }
         agent.terminationDeadline = nil
+        agent.pendingFreeze = nil
         registry[id] = agent
         writer.save(agent.record, what: "the end")
         writer.deleteLadder(of: id)

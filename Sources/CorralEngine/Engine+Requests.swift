@@ -50,15 +50,28 @@ extension Engine {
 
     // MARK: Operators' actions
 
-    public func freeze(_ id: String) throws -> AgentRecord {
-        var agent = try registry.live(id)
+    /// Freezes the agent and waits for the kernel's confirmation (≤ 2 s)
+    /// without holding the engine: other work runs between the checks.
+    public func freeze(_ id: String) async throws -> AgentRecord {
+        let leaf = try registry.live(id).leaf
         events.publish(.suspendNotice, agent: id, EventText.freezingByRequest(id))
-        let took: Duration
-        do {
-            took = try tree.freeze(agent.leaf)
+        let started = ContinuousClock.now
+        do throws(CgroupError) {
+            var frozen = try tree.requestFreeze(leaf)
+            while !frozen && ContinuousClock.now - started < Enforcer.freezeConfirmation {
+                try? await Task.sleep(for: .milliseconds(5))
+                frozen = try tree.isFrozen(leaf)
+            }
+            if !frozen {
+                try? tree.cancelFreeze(leaf)
+                throw tree.freezeTimedOut(leaf, after: Enforcer.freezeConfirmation)
+            }
         } catch {
             throw EngineError(.failed, error.description)
         }
+        let took = ContinuousClock.now - started
+        // Read again: the agent may have changed (or ended) while this waited.
+        var agent = try registry.live(id)
         agent.record.state = .suspended
         registry[id] = agent
         try writer.saveOrThrow(agent.record)
@@ -111,14 +124,21 @@ extension Engine {
 
     /// Forgets an agent that has ended (its history stays); a live one only
     /// with `force`: killed first, and its cgroup removed once empty.
-    public func remove(_ id: String, force: Bool) throws {
+    public func remove(_ id: String, force: Bool) async throws {
         if let agent = registry[id], agent.record.state.isLive {
             guard force else {
                 throw EngineError(.conflict, "agent '\(id)' is \(agent.record.state.rawValue): stop it first or remove with force")
             }
             do {
                 try tree.kill(agent.leaf)
-                if try !tree.waitUntilEmpty(agent.leaf, timeout: .seconds(5)) {
+                // Waited for without holding the engine: other work runs between the checks.
+                let deadline = ContinuousClock.now + .seconds(5)
+                var populated = try tree.isPopulated(agent.leaf)
+                while populated && ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(10))
+                    populated = try tree.isPopulated(agent.leaf)
+                }
+                if populated {
                     events.publish(.daemon, agent: id, "\(id) was killed but its processes had not exited after 5 s")
                 }
             } catch  where error.code == .notFound || error.code == .removed {

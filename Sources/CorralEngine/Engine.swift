@@ -4,9 +4,12 @@
 //   configuration, the child reaper and the analytics accumulators. It runs
 //   on the default actor executor (the cooperative
 //   pool): a dedicated thread was measured to make observations wait seconds
-//   in bench-reaction. Its blocking waits — a freeze's confirmation (≤ 2 s), a
-//   forced removal (≤ 5 s), draining the committer — therefore still hold a
-//   pool thread while they last.
+//   in bench-reaction. It does not wait for the kernel: a ladder's freeze is
+//   confirmed by a later step or tick (`PendingFreeze`), an operator's freeze
+//   and a forced removal poll with `Task.sleep` (the engine runs other work
+//   meanwhile), a due step's re-check is read by the watcher's thread. What
+//   still holds a pool thread: draining the committer before a read of the
+//   store, and a thaw's confirmation (the kernel thaws at once in practice).
 // - `Enforcer` carries out ladder commands through `CgroupTree` (the only
 //   code that touches cgroupfs) and returns what really happened.
 // - `StoreWriter` owns the store's writer threads: the group committer
@@ -193,6 +196,8 @@ public actor Engine {
         let now = clock()
         let before = agent.ladder
         let recordBefore = agent.record
+        // A freeze still waiting for its confirmation: this step may be it.
+        var records: [EnforcementRecord] = enforcer.settleFreeze(&agent, at: now).map { [$0] } ?? []
         let known = Set(agent.ladder.episodes.keys)
         agent.ladder.observe(violations, usage: usage, at: now)
         for violation in violations where !known.contains(violation.resource) {
@@ -200,7 +205,6 @@ public actor Engine {
         }
         let commands = agent.ladder.advance(to: now, limits: agent.record.limits, settings: settings(for: agent.record.group))
         let plans = degrade(&agent, usage: usage, at: now)
-        var records: [EnforcementRecord] = []
         for command in commands {
             let outcome = enforcer.execute(command, on: &agent, at: now)
             records += outcome.records
@@ -227,8 +231,11 @@ public actor Engine {
 
     /// Periodic duties: children to reap, rows to store again, analytics,
     /// terminations whose grace ended, ladders that are due (a fresh sample
-    /// is requested for the re-check).
-    public func tick() {
+    /// is requested for the re-check). Returns how long its own work took
+    /// (on the engine: the caller's wait for the actor is not in it).
+    @discardableResult
+    public func tick() -> Duration {
+        let started = ContinuousClock.now
         reapChildren()
         writer.retryUnsaved()
         let now = clock()
@@ -239,6 +246,7 @@ public actor Engine {
                 finishTermination(id)
                 continue
             }
+            if agent.pendingFreeze != nil { settlePendingFreeze(id, at: now) }
             guard !agent.ladder.isQuiet,
                 let due = agent.ladder.nextDue(limits: agent.record.limits, settings: settings(for: agent.record.group)), due <= now
             else {
@@ -251,6 +259,7 @@ public actor Engine {
             sampleRequests[id] = now
             watcher?.requestSample(agent: id)
         }
+        return ContinuousClock.now - started
     }
 
     /// The earliest moment `tick` has a ladder step or a termination to do.
@@ -264,6 +273,14 @@ public actor Engine {
         let step =
             agent.ladder.isQuiet ? nil : agent.ladder.nextDue(limits: agent.record.limits, settings: settings(for: agent.record.group))
         return [agent.terminationDeadline, step].compactMap { $0 }.min()
+    }
+
+    /// Confirms or fails a freeze that no observation settled (an agent
+    /// whose cgroup.events change was missed, or not seen yet).
+    func settlePendingFreeze(_ id: String, at now: Timestamp) {
+        guard var agent = registry[id], let record = enforcer.settleFreeze(&agent, at: now) else { return }
+        registry[id] = agent
+        writer.commit(CommitRequest(records: [record], plans: [], ladder: agent.ladder, agent: agent.record), agent: id)
     }
 
     /// Collects the exit status of agents this process started.
@@ -305,9 +322,10 @@ public actor Engine {
                 error: outcome.succeeded ? nil : outcome.summary, details: EventText.handlerRan(job.command, outcome.summary))
         ]
         if !outcome.succeeded, job.fallbackToSuspend, agent.record.state.isLive {
+            // Nil: the freeze awaits its confirmation; its record follows then.
             let suspend = enforcer.suspend(&agent, for: job.violation, at: clock())
-            records.append(suspend)
-            if suspend.succeeded { agent.ladder.noteSuspended() }
+            if let suspend { records.append(suspend) }
+            if suspend?.succeeded ?? true { agent.ladder.noteSuspended() }
             registry[id] = agent
         }
         writer.commitNow(records: records, ladder: agent.ladder, agent: agent.record, message: EventText.handlerRecord)

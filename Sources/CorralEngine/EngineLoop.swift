@@ -18,14 +18,15 @@ public final class EngineLoop: Sendable {
     private let instruments: Instruments?
 
     /// Hooks for benchmarks: when each event was taken off the queue and
-    /// handled, and how long each `tick` took.
+    /// handled, and how long each `tick` took: from the call to its return
+    /// (with the wait for the engine), and its own work.
     public struct Instruments: Sendable {
         public var handled: @Sendable (WatcherEvent, _ dequeued: ContinuousClock.Instant, _ done: ContinuousClock.Instant) -> Void
-        public var ticked: @Sendable (_ started: ContinuousClock.Instant, _ done: ContinuousClock.Instant) -> Void
+        public var ticked: @Sendable (_ started: ContinuousClock.Instant, _ done: ContinuousClock.Instant, _ work: Duration) -> Void
 
         public init(
             handled: @escaping @Sendable (WatcherEvent, ContinuousClock.Instant, ContinuousClock.Instant) -> Void,
-            ticked: @escaping @Sendable (ContinuousClock.Instant, ContinuousClock.Instant) -> Void
+            ticked: @escaping @Sendable (ContinuousClock.Instant, ContinuousClock.Instant, Duration) -> Void
         ) {
             self.handled = handled
             self.ticked = ticked
@@ -60,8 +61,8 @@ public final class EngineLoop: Sendable {
             group.addTask {
                 while !Task.isCancelled {
                     let started = ContinuousClock.now
-                    await engine.tick()
-                    instruments?.ticked(started, .now)
+                    let work = await engine.tick()
+                    instruments?.ticked(started, .now, work)
                     do { try await Task.sleep(for: spacing) } catch { return }
                 }
             }

@@ -112,6 +112,14 @@ public final class FakeCgroupFilesystem: CgroupFilesystem {
         }
     }
 
+    /// The kernel finishes a freeze that `freezeCompletes = false` left
+    /// pending: cgroup.events says `frozen 1` from now on.
+    public func completeFreeze(at path: CgroupPath) {
+        state.withLock { state in
+            if state.nodes[path]?.freezeRequested == true { state.nodes[path]!.frozen = true }
+        }
+    }
+
     public var freezeCompletes: Bool {
         get { state.withLock { $0.freezeCompletes } }
         set { state.withLock { $0.freezeCompletes = newValue } }

@@ -97,7 +97,10 @@ func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 1
                     }
                 timed.note(kind, from: start, to: done)
             },
-            ticked: { start, done in timed.note("(engine.tick)", from: start, to: done) }))
+            ticked: { start, done, work in
+                timed.note("(engine.tick)", from: start, to: done)
+                timed.note("(engine.tick, its own work)", from: start, to: start + work)
+            }))
     let queue = loop.queue
     let watcher = try CgroupWatcher(filesystem: fs, configuration: .init(samplingInterval: .seconds(1))) { event in
         if case .observation(let observation) = event, let agent = observation.subject.agent,
@@ -272,7 +275,7 @@ func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 1
     for (name, durations) in timed.durations.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
         let values = durations.map(ms)
         say(
-            "    store.\(name): \(values.count) calls  p50 \(fmt(percentile(values, 0.5))) ms  p99 \(fmt(percentile(values, 0.99))) ms  max \(fmt(values.max() ?? .nan)) ms"
+            "    store.\(name): \(values.count) calls  p50 \(fmt(percentile(values, 0.5))) ms  p99 \(fmt(percentile(values, 0.99))) ms  max \(fmt(values.max() ?? .nan)) ms  total \(fmt(values.reduce(0, +) / 1000)) s"
         )
     }
     say(

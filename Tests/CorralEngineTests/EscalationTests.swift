@@ -125,6 +125,29 @@ struct EscalationTests {
         #expect(harness.events("s1").contains { $0.kind == .suspended })
     }
 
+    @Test("a freeze the kernel confirms later is recorded when cgroup.events says so, by the next step or tick")
+    func suspendConfirmedLater() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("s3", group: "lightweight_agent")
+        let leaf = harness.leaf("lightweight_agent", "s3")
+        harness.fs.freezeCompletes = false
+        await harness.observe("s3", [.processes: 25])
+        await harness.keepObserving("s3", [.processes: 25], for: .seconds(4))
+        #expect(try await harness.history("s3").last?.action == .throttle)
+        #expect(harness.fs.value(.freeze, at: leaf) == "1")
+        // The kernel reports the freeze done (as the watcher would see cgroup.events change).
+        harness.fs.completeFreeze(at: leaf)
+        harness.clock.advance(.milliseconds(200))
+        await harness.engine.tick()
+        harness.engine.waitForCommits()
+        let suspend = try #require(try await harness.history("s3").last)
+        #expect(suspend.action == .suspend && suspend.succeeded)
+        #expect(suspend.details.contains("cgroup.events frozen 1"))
+        #expect(try await harness.engine.status(of: "s3").agent.state == .suspended)
+        #expect(harness.events("s3").contains { $0.kind == .suspended })
+    }
+
     @Test("the suspend notice goes out before cgroup.freeze, the confirmation after")
     func suspendNoticePrecedesTheFreeze() async throws {
         let fake = FakeCgroupFilesystem()
@@ -163,7 +186,7 @@ struct EscalationTests {
         #expect(spy.eventsAtFreeze.last?.last?.message.contains("by request") == true)
     }
 
-    @Test("a freeze that never completes is a failed record; the ladder suspends again later")
+    @Test("a freeze not confirmed within 2 s is a failed record, rolled back, without the engine waiting; the ladder suspends again later")
     func suspendThatFails() async throws {
         let harness = try EngineHarness()
         _ = try await harness.start()
@@ -171,7 +194,16 @@ struct EscalationTests {
         let leaf = harness.leaf("lightweight_agent", "s2")
         harness.fs.freezeCompletes = false
         await harness.observe("s2", [.processes: 25])
+        let asked = ContinuousClock.now
         await harness.keepObserving("s2", [.processes: 25], for: .seconds(4))
+        // The suspend is written and waits for its confirmation; the engine did not wait.
+        #expect(ContinuousClock.now - asked < .seconds(1))
+        #expect(try await harness.history("s2").last?.action == .throttle)
+        #expect(harness.fs.value(.freeze, at: leaf) == "1")
+        #expect(try await harness.engine.status(of: "s2").agent.state == .running)
+
+        // Two seconds on, still not frozen: failed, and rolled back.
+        await harness.keepObserving("s2", [.processes: 5], for: .seconds(2))
         let failed = try #require(try await harness.history("s2").last)
         #expect(failed.action == .suspend)
         #expect(!failed.succeeded)
@@ -183,7 +215,7 @@ struct EscalationTests {
 
         // The violation clears, comes back, and this time the freeze works.
         harness.fs.freezeCompletes = true
-        await harness.keepObserving("s2", [.processes: 5], for: .seconds(4))
+        await harness.keepObserving("s2", [.processes: 5], for: .seconds(2))
         #expect(try await harness.engine.status(of: "s2").ladder?.episodes.isEmpty == true)
         await harness.observe("s2", [.processes: 25])
         await harness.keepObserving("s2", [.processes: 25], for: .seconds(4))

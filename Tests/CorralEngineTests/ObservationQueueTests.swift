@@ -175,7 +175,7 @@ struct EngineLoopTests {
         let ticks = Mutex(0)
         let loop = EngineLoop(
             engine: engine,
-            instruments: EngineLoop.Instruments(handled: { _, _, _ in }, ticked: { _, _ in ticks.withLock { $0 += 1 } }))
+            instruments: EngineLoop.Instruments(handled: { _, _, _ in }, ticked: { _, _, _ in ticks.withLock { $0 += 1 } }))
         let running = Task { await loop.run() }
         defer {
             loop.stop()
@@ -209,7 +209,7 @@ extension EngineLoopTests {
         let ticks = Mutex(0)
         let loop = EngineLoop(
             engine: harness.engine, spacing: .milliseconds(200),
-            instruments: EngineLoop.Instruments(handled: { _, _, _ in }, ticked: { _, _ in ticks.withLock { $0 += 1 } }))
+            instruments: EngineLoop.Instruments(handled: { _, _, _ in }, ticked: { _, _, _ in ticks.withLock { $0 += 1 } }))
         let running = Task { await loop.run() }
         let start = ContinuousClock.now
         var pushed = 0
