@@ -240,7 +240,8 @@ public actor Engine {
         writer.retryUnsaved()
         let now = clock()
         analyticsDuties(at: now)
-        for (id, agent) in registry.live {
+        for id in registry.liveIDs {
+            guard let agent = registry[id], agent.record.state.isLive else { continue }
             if let deadline = agent.terminationDeadline, now >= deadline {
                 registry[id]?.terminationDeadline = nil
                 finishTermination(id)
@@ -285,7 +286,7 @@ public actor Engine {
 
     /// Collects the exit status of agents this process started.
     func reapChildren() {
-        reaper.reap(registry.live.filter { $0.value.record.origin == .launched }.compactMap(\.value.record.pid))
+        reaper.reap(registry.launchedPIDs)
     }
 
     /// The grace after SIGTERM has passed: processes still there are killed.
