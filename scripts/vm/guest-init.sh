@@ -105,6 +105,55 @@ BASH=/bin/bash
 [ -x $R$BASH ] || BASH=/usr/bin/bash
 [ -x $R$BASH ] || die "no bash in the host root"
 
+# corral.systemd=1: boot the host's systemd as PID 1 on the overlay root and run the command as
+# a oneshot unit once multi-user.target is up (its stdout on the console, its stderr on ERRDEV);
+# the unit writes /out/rc and powers the VM off. Everything written here lands in the tmpfs
+# upper layer: nothing reaches the host.
+case " $(cat /proc/cmdline) " in *" corral.systemd=1 "*) SYSTEMD=1 ;; *) SYSTEMD=0 ;; esac
+if [ "$SYSTEMD" = 1 ]; then
+    [ -x $R/lib/systemd/systemd ] || die "corral.systemd=1 but the host has no /lib/systemd/systemd"
+    # The host may itself be a container: its markers would make systemd treat the VM as one
+    # (skipping the kernel command line and every ConditionVirtualization=!container unit).
+    rm -f $R/.dockerenv $R/run/.containerenv
+    U=$R/etc/systemd/system
+    mkdir -p $U/multi-user.target.wants
+    # What cannot work or must not run here: cleaning /tmp through 9p takes minutes, there is no
+    # network, clock source or terminal to serve, and the host's own services (a database, timers)
+    # are not under test.
+    for unit in systemd-tmpfiles-setup.service systemd-tmpfiles-clean.timer systemd-tmpfiles-clean.service \
+        systemd-timesyncd.service systemd-networkd.service systemd-networkd-wait-online.service \
+        getty@tty1.service serial-getty@ttyS0.service serial-getty@ttyS1.service console-getty.service \
+        apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer man-db.timer fstrim.timer \
+        e2scrub_all.timer e2scrub_reap.service postgresql.service systemd-pstore.service \
+        remote-fs.target systemd-remount-fs.service systemd-firstboot.service systemd-random-seed.service \
+        systemd-update-utmp.service systemd-update-utmp-runlevel.service; do
+        ln -sf /dev/null "$U/$unit"
+    done
+    OUTDEV=/dev/ttyS0
+    [ "$ERRDEV" = /dev/console ] && ERRDEV=/dev/ttyS0
+    cat >$U/run-in-vm-command.service <<UNIT
+[Unit]
+Description=run-in-vm: the command
+After=multi-user.target
+[Service]
+Type=oneshot
+TimeoutStartSec=infinity
+ExecStart=/usr/bin/env -i /bin/bash /out/cmd.sh
+StandardInput=null
+StandardOutput=file:$OUTDEV
+StandardError=file:$ERRDEV
+ExecStopPost=/bin/sh -c 'echo 0 >/proc/sys/kernel/printk; echo "\$\${EXIT_STATUS:-125}" >/out/rc.tmp && mv /out/rc.tmp /out/rc; dmesg >/out/dmesg 2>/dev/null; sync'
+ExecStopPost=/bin/systemctl --no-block poweroff --force
+[Install]
+WantedBy=multi-user.target
+UNIT
+    ln -sf ../run-in-vm-command.service $U/multi-user.target.wants/run-in-vm-command.service
+    # systemd mounts these itself; what is already mounted stays.
+    say "switching to systemd"
+    [ "$VERBOSE" = 1 ] || echo 3 >/proc/sys/kernel/printk 2>/dev/null || true
+    exec switch_root $R /lib/systemd/systemd systemd.unit=multi-user.target
+fi
+
 # Run the command in its own session (no controlling terminal: no SIGHUP/SIGINT from the
 # console), stdin from /dev/null, stdout live on the serial console, stderr on the second
 # serial port (the host's stderr) when there is one.
