@@ -76,6 +76,14 @@ let package = Package(
         .target(name: "CorralSystemd", dependencies: ["CSystemd"], swiftSettings: strict),
         .target(name: "CorralSeccomp", dependencies: ["CSeccomp"], swiftSettings: strict),
 
+        // The daemon's swift-log handler for the systemd journal (native fields
+        // through CorralSystemd's sd_journal_sendv).
+        .target(
+            name: "CorralJournal",
+            dependencies: ["CorralSystemd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+
         // cgroupfs access rooted at a directory fd, host probing, the tree.
         .target(
             name: "CorralCgroup",
@@ -142,7 +150,7 @@ let package = Package(
         .executableTarget(
             name: "corrald",
             dependencies: [
-                "CorralServer", "CorralCore", "CorralConfig", "CorralCgroup",
+                "CorralServer", "CorralCore", "CorralConfig", "CorralCgroup", "CorralJournal", "CorralSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -213,6 +221,11 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CorralJournalTests",
+            dependencies: ["CorralJournal", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

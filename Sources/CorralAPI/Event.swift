@@ -6,6 +6,8 @@ public struct CorralEvent: Equatable, Codable, Sendable {
         case agentStarted = "agent_started"
         case agentExited = "agent_exited"
         case agentRemoved = "agent_removed"
+        /// A restarted daemon found the agent still running and watches it again.
+        case agentReattached = "agent_reattached"
         case violation
         /// An enforcement action and its outcome (`record`).
         case enforcement

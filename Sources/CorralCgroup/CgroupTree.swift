@@ -70,6 +70,8 @@ public struct CgroupTree: Sendable {
         /// Corral process that created it (see `ownsRoot`).
         public var rootIsCorrals = false
         public var movedSelfToSupervisor = false
+        /// Keeper processes moved to `supervisor/` (see `prepareRoot`).
+        public var movedKeepers: [Int32] = []
         public var enabledInParent: [Controller] = []
         public var enabledInRoot: [Controller] = []
         public var reservationApplied = false
@@ -98,7 +100,11 @@ public struct CgroupTree: Sendable {
     /// limits of a root someone else made are theirs, and stay.
     /// A root it created is removed again when a later step fails.
     @discardableResult
-    public func prepareRoot(selfPID: Int32?, reservation: CgroupSettings?) throws(CgroupError) -> RootPreparation {
+    /// `keeperPIDs`: other processes of Corral's own that may sit in the root
+    /// (the keeper of a systemd scope); they move to `supervisor/` with this one.
+    public func prepareRoot(selfPID: Int32?, keeperPIDs: [Int32] = [], reservation: CgroupSettings?) throws(CgroupError)
+        -> RootPreparation
+    {
         var report = RootPreparation()
         if !root.components.isEmpty, !rootIsHierarchyRoot, try !fs.exists(root) {
             do {
@@ -111,7 +117,7 @@ public struct CgroupTree: Sendable {
         }
         report.rootIsCorrals = ownsRoot
         do {
-            try prepareExistingRoot(selfPID: selfPID, reservation: reservation, report: &report)
+            try prepareExistingRoot(selfPID: selfPID, keeperPIDs: keeperPIDs, reservation: reservation, report: &report)
         } catch {
             // A root created here is still empty: do not leave it behind.
             if report.createdRoot, (try? fs.removeDirectory(root)) != nil { ownership.createdHere = false }
@@ -121,7 +127,7 @@ public struct CgroupTree: Sendable {
     }
 
     private func prepareExistingRoot(
-        selfPID: Int32?, reservation: CgroupSettings?, report: inout RootPreparation
+        selfPID: Int32?, keeperPIDs: [Int32], reservation: CgroupSettings?, report: inout RootPreparation
     ) throws(CgroupError) {
         var available = try controllers(available: root)
         let requiredMissing = Controller.required.filter { !available.contains($0) }
@@ -144,7 +150,8 @@ public struct CgroupTree: Sendable {
         if !rootIsHierarchyRoot {
             let processes = ProcessList.parse(try fs.read(.procs, of: root))
             if !processes.isEmpty {
-                let others = processes.filter { $0 != selfPID }
+                let ours = Set(keeperPIDs + (selfPID.map { [$0] } ?? []))
+                let others = processes.filter { !ours.contains($0) }
                 guard others.isEmpty else {
                     throw CgroupError(
                         code: .internalProcesses, operation: .write, path: fs.absolutePath(root),
@@ -152,12 +159,14 @@ public struct CgroupTree: Sendable {
                             "\(fs.absolutePath(root)) has processes of its own (\(others.prefix(8).map(String.init).joined(separator: ", "))\(others.count > 8 ? ", …" : "")), so cgroup v2 will not enable controllers for its children (the no-internal-process rule)",
                         fix: "move them into a child cgroup, or choose an empty --cgroup-root")
                 }
-                if let selfPID {
+                let moving = processes.filter { ours.contains($0) }
+                if !moving.isEmpty {
                     if try !fs.exists(supervisorPath) {
                         do { try fs.makeDirectory(supervisorPath) } catch  where error.code == .alreadyExists {}
                     }
-                    try fs.write(String(selfPID), to: .procs, of: supervisorPath)
-                    report.movedSelfToSupervisor = true
+                    for pid in moving { try fs.write(String(pid), to: .procs, of: supervisorPath) }
+                    report.movedSelfToSupervisor = moving.contains { $0 == selfPID }
+                    report.movedKeepers = moving.filter { $0 != selfPID }
                 }
             }
         }

@@ -14,6 +14,11 @@ extension Engine {
         registry.list(stored: try writer.settled.agents(), includeEnded: includeEnded)
     }
 
+    /// The agents in the table (live ones), without reading the store.
+    public func liveAgents() -> [AgentRecord] {
+        registry.list(stored: [], includeEnded: false)
+    }
+
     public func status(of id: String) throws -> AgentStatus {
         if let agent = registry[id] { return agent.status }
         guard let record = try writer.settled.agents().first(where: { $0.id == id }) else {

@@ -1,5 +1,6 @@
 import CorralCore
 public import CorralWatcher
+import Synchronization
 
 /// The engine's one runtime loop, the same for `corrald`, the engine embedded
 /// in `corral run` and the benchmarks: one task hands the watcher's events to
@@ -10,12 +11,20 @@ public import CorralWatcher
 /// that slept until the next event or due step was tried and measured no
 /// better.)
 public final class EngineLoop: Sendable {
-    public let engine: Engine
+    /// What the loop drives: the engine's `handle` and `tick` (a test may drive a stand-in).
+    private let handle: @Sendable (WatcherEvent) async -> Void
+    private let tick: @Sendable () async -> Duration
     public let queue: ObservationQueue
     /// How often the timers run. A ladder step that is due stays due until a
     /// fresh observation confirms it (`tick` asks the watcher for one).
     public let spacing: Duration
     private let instruments: Instruments?
+    /// When the last `tick` returned (timers ran, the engine answered).
+    private let lastTickDone = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// When the engine last finished a tick; nil before the first. The service
+    /// watchdog pings only while this keeps moving (see `WatchdogGate`).
+    public var lastTick: ContinuousClock.Instant? { lastTickDone.withLock { $0 } }
 
     /// Hooks for benchmarks: when each event was taken off the queue and
     /// handled, and how long each `tick` took: from the call to its return
@@ -37,16 +46,30 @@ public final class EngineLoop: Sendable {
         engine: Engine, queue: ObservationQueue = ObservationQueue(), spacing: Duration = .milliseconds(200),
         instruments: Instruments? = nil
     ) {
-        self.engine = engine
+        handle = { await engine.handle($0) }
+        tick = { await engine.tick() }
         self.queue = queue
         self.spacing = spacing
         self.instruments = instruments
     }
 
+    /// A loop over a stand-in for the engine (tests: an engine whose tick never returns).
+    public init(
+        handle: @escaping @Sendable (WatcherEvent) async -> Void, tick: @escaping @Sendable () async -> Duration,
+        spacing: Duration = .milliseconds(200)
+    ) {
+        self.handle = handle
+        self.tick = tick
+        queue = ObservationQueue()
+        self.spacing = spacing
+        instruments = nil
+    }
+
     /// Runs until `stop` (or the calling task is cancelled); events queued
     /// before `stop` are handled first.
     public func run() async {
-        let engine = engine
+        let handle = handle
+        let tick = tick
         let queue = queue
         let spacing = spacing
         let instruments = instruments
@@ -54,15 +77,17 @@ public final class EngineLoop: Sendable {
             group.addTask {
                 while let event = await queue.next() {
                     let dequeued = ContinuousClock.now
-                    await engine.handle(event)
+                    await handle(event)
                     instruments?.handled(event, dequeued, .now)
                 }
             }
-            group.addTask {
+            group.addTask { [self] in
                 while !Task.isCancelled {
                     let started = ContinuousClock.now
-                    let work = await engine.tick()
-                    instruments?.ticked(started, .now, work)
+                    let work = await tick()
+                    let done = ContinuousClock.now
+                    self.lastTickDone.withLock { $0 = done }
+                    instruments?.ticked(started, done, work)
                     do { try await Task.sleep(for: spacing) } catch { return }
                 }
             }
@@ -74,4 +99,33 @@ public final class EngineLoop: Sendable {
 
     /// Ends `run` once what is queued has been handled.
     public func stop() { queue.finish() }
+}
+
+/// Whether the engine is making progress, for systemd's watchdog: the ladder's
+/// tick must have completed within `tickLimit`, and the watcher's loop gone
+/// round within `watcherLimit` (its sampling interval plus slack). A wedged
+/// engine or watcher stops the pings, and systemd restarts the daemon.
+public struct WatchdogGate: Sendable, Equatable {
+    public var tickLimit: Duration
+    public var watcherLimit: Duration
+
+    /// Limits for a watchdog of `interval` (WATCHDOG_USEC) and the watcher's sampling interval.
+    public init(watchdog interval: Duration, sampling: Duration) {
+        tickLimit = interval / 2
+        watcherLimit = sampling + interval / 2
+    }
+
+    /// nil when both made progress in time, else what is stuck.
+    public func stall(
+        now: ContinuousClock.Instant, lastTick: ContinuousClock.Instant?, lastWatcherRound: ContinuousClock.Instant?,
+        startedAt: ContinuousClock.Instant
+    ) -> String? {
+        let tickAge = lastTick.map { $0.duration(to: now) } ?? startedAt.duration(to: now)
+        if tickAge > tickLimit { return "the engine has not completed a tick for \(tickAge.components.seconds) s" }
+        let watcherAge = lastWatcherRound.map { $0.duration(to: now) } ?? startedAt.duration(to: now)
+        if watcherAge > watcherLimit {
+            return "the watcher's loop has not gone round for \(watcherAge.components.seconds) s"
+        }
+        return nil
+    }
 }

@@ -18,6 +18,8 @@ enum EventText {
 
     static func removed(_ id: String) -> String { "agent \(id) removed" }
 
+    static func reattached(_ id: String) -> String { "agent \(id) re-attached: still running after the daemon's restart, watched again" }
+
     static func restored(_ report: Engine.Reconciliation) -> String {
         "restored: \(report.reattached.count) re-attached, \(report.discovered.count) discovered, \(report.ended.count) ended while down, \(report.removedOrphans.count) orphan cgroups removed"
     }

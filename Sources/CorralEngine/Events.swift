@@ -17,6 +17,8 @@ public final class EventHub: Sendable {
         var subscribers: [Int: Subscriber] = [:]
         var nextSubscriber = 0
         var recent: [CorralEvent] = []
+        /// `finishAll` was called: new streams end at once.
+        var closed = false
     }
 
     private let state = Mutex(State())
@@ -48,7 +50,8 @@ public final class EventHub: Sendable {
     /// `isListener`: the subscriber is the agent's own process (counted by `listenerCount`).
     public func subscribe(agent: String?, after: Int64? = nil, isListener: Bool = false) -> AsyncStream<CorralEvent> {
         let (stream, continuation) = AsyncStream<CorralEvent>.makeStream(bufferingPolicy: .bufferingNewest(bufferSize))
-        let id = state.withLock { state in
+        let id = state.withLock { state -> Int? in
+            if state.closed { return nil }
             let id = state.nextSubscriber
             state.nextSubscriber += 1
             if let after {
@@ -58,6 +61,10 @@ public final class EventHub: Sendable {
             }
             state.subscribers[id] = Subscriber(agent: agent, isListener: isListener && agent != nil, continuation: continuation)
             return id
+        }
+        guard let id else {
+            continuation.finish()
+            return stream
         }
         continuation.onTermination = { [weak self] _ in
             self?.state.withLock { _ = $0.subscribers.removeValue(forKey: id) }
@@ -78,9 +85,10 @@ public final class EventHub: Sendable {
         state.withLock { $0.recent.filter { agent == nil || $0.agent == agent } }
     }
 
-    /// Ends every stream (shutdown).
+    /// Ends every stream and refuses new ones (shutdown).
     public func finishAll() {
         let continuations = state.withLock { state in
+            state.closed = true
             let all = state.subscribers.values.map(\.continuation)
             state.subscribers.removeAll()
             return all

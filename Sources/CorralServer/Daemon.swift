@@ -23,8 +23,8 @@ public struct DaemonOptions: Sendable {
     public var socketPath: String
     public var stateDirectory: String
     public var configPath: String?
-    /// nil: the configuration's cgroup_root, else the service's own cgroup under
-    /// systemd (Delegate=yes), else /sys/fs/cgroup/corral.
+    /// nil: the configuration's cgroup_root, else under systemd the agents' own
+    /// scope (`AgentScope`), else /sys/fs/cgroup/corral.
     public var cgroupRoot: String?
     /// Members of this group may use the API like root (nil: only root).
     public var adminGroup: String?
@@ -74,7 +74,8 @@ public enum Daemon {
     /// The cgroup root the daemon manages.
     static func cgroupRoot(_ options: DaemonOptions, _ configuration: CorralConfiguration) -> String {
         if let root = options.cgroupRoot ?? configuration.cgroupRoot { return root }
-        // Under systemd with Delegate=yes the service's own cgroup is ours.
+        // A systemd service that cannot use AgentScope (no /run/systemd/system): a unit
+        // with Delegate=yes hands its own cgroup over.
         if getenv("INVOCATION_ID") != nil, let own = HostProbe.ownCgroup, own.hasSuffix(".service") {
             return HostProbe.mountPoint + own
         }
@@ -119,7 +120,18 @@ public enum Daemon {
         if let problem = facts.problems.first {
             throw DaemonError("cannot manage agents on this host: \(problem.message)\n  fix: \(problem.fix)")
         }
-        let rootPath = cgroupRoot(options, configuration)
+        // Under systemd the agents get a scope of their own (see AgentScope), unless a root is configured.
+        var rootPath = cgroupRoot(options, configuration)
+        var keeperPIDs: [Int32] = []
+        let usesAgentScope =
+            options.cgroupRoot == nil && configuration.cgroupRoot == nil && AgentScope.applies(ownCgroup: HostProbe.ownCgroup)
+        if usesAgentScope {
+            let scopePath = HostProbe.mountPoint + "/system.slice/" + AgentScope.unitName
+            let placement = try AgentScope.ensure(
+                reservation: configuration.reservation.rootSettings(for: HostProbe.capacity(forRootAt: scopePath)), logger: logger)
+            rootPath = placement.rootPath
+            keeperPIDs = placement.keeperPID.map { [$0] } ?? []
+        }
         let tree: CgroupTree
         let location: CgroupRootLocation
         do {
@@ -130,12 +142,16 @@ public enum Daemon {
             let lock = try tree.fs.lockTree()
             defer { withExtendedLifetime(lock) {} }
             let preparation = try tree.prepareRoot(
-                selfPID: getpid(),
+                selfPID: getpid(), keeperPIDs: keeperPIDs,
                 reservation: configuration.reservation.rootSettings(for: HostProbe.capacity(forRootAt: location.rootPath)))
             if preparation.movedSelfToSupervisor {
                 logger.info("moved the daemon into \(rootPath)/supervisor (no-internal-process rule)")
             }
-            if preparation.keptExistingLimits {
+            if usesAgentScope {
+                logger.info(
+                    "agents live in \(AgentScope.unitName); the system reservation is its MemoryMax, TasksMax and CPUQuota (set through systemd)"
+                )
+            } else if preparation.keptExistingLimits {
                 logger.info(
                     "\(rootPath) was not created by Corral: its own memory.max, cpu.max and pids.max stay (the system reservation is not written to it)"
                 )
@@ -157,6 +173,8 @@ public enum Daemon {
         let engine = Engine(
             configuration: configuration, tree: tree, store: SQLiteEngineStore(store: store),
             logDirectory: options.stateDirectory + "/logs", socketPath: options.socketPath)
+        // Subscribed before the restore, so that every re-attachment is logged.
+        let eventLog = EventLogService(engine: engine, events: engine.hub.subscribe(agent: nil), logger: logger)
         let reconciliation = try await engine.restore()
         logger.info(
             "state restored",
@@ -212,6 +230,7 @@ public enum Daemon {
         let settings = APISettings(
             version: options.version, socketPath: options.socketPath, cgroupRoot: location.rootPath, policy: policy)
         let router = buildRouter(engine: engine, settings: settings)
+        let status = ServiceStatusReporter(engine: engine)
         let socketPath = options.socketPath
         let app = Application(
             router: router, configuration: ApplicationConfiguration(address: .unixDomainSocket(path: socketPath), serverName: "corral"),
@@ -221,21 +240,33 @@ public enum Daemon {
                         "cannot make the socket connectable for agents (chmod 0666)",
                         metadata: ["socket": "\(socketPath)", "error": "\(error)"])
                 }
-                let status = Systemd.notify("READY=1\nSTATUS=managing agents; API on \(socketPath)")
-                logger.info("ready", metadata: ["socket": "\(socketPath)", "sd_notify": "\(status)"])
+                let notified = Systemd.notify("READY=1")
+                Task { await status.refresh() }
+                logger.info("ready", metadata: ["socket": "\(socketPath)", "sd_notify": "\(notified)"])
             }, logger: logger)
         // Started together; on SIGTERM/SIGINT stopped in reverse order: the
         // API first, then the engine (what is queued is handled, every step
         // stored), the watcher, and last the store.
+        // STATUS= only matters to systemd.
+        let statusServices: [ServiceGroupConfiguration.ServiceConfiguration] =
+            Systemd.underServiceManager ? [.init(service: StatusService(reporter: status, hub: engine.hub))] : []
         let services = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [
+                services: statusServices + [
+                    .init(service: eventLog),
                     .init(service: StoreService(store: store, engine: engine, hub: engine.hub, logger: logger)),
                     .init(service: WatcherService(watcher: watcher)),
                     .init(service: EngineService(loop: loop, logger: logger)),
-                    .init(service: ReloadService(engine: engine, configPath: options.configPath, logger: logger, groupNames: groupNames)),
-                    .init(service: WatchdogService(logger: logger)),
+                    .init(
+                        service: ReloadService(
+                            engine: engine, configPath: options.configPath, logger: logger, groupNames: groupNames, status: status)),
+                    .init(
+                        service: WatchdogService(
+                            loop: loop, watcher: watcher, sampling: configuration.intervals.sampling, logger: logger)),
                     .init(service: app),
+                    // Shut down first: ends the event streams (`corral run` and agents follow
+                    // theirs), which the API's graceful shutdown would otherwise wait for.
+                    .init(service: EventStreamsService(hub: engine.hub)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await services.run()
@@ -280,6 +311,16 @@ extension WatcherService {
     }
 }
 
+/// Ends every event stream when the shutdown begins, and refuses new ones.
+struct EventStreamsService: Service {
+    let hub: EventHub
+
+    func run() async throws {
+        await WatcherService.untilShutdown()
+        hub.finishAll()
+    }
+}
+
 /// The store: closed last, once the engine has stored its finished usage
 /// minutes and everything queued (`Engine.settle`).
 struct StoreService: Service {
@@ -315,38 +356,64 @@ struct ReloadService: Service {
     let configPath: String?
     let logger: Logger
     let groupNames: QuotaGroupNames
+    let status: ServiceStatusReporter
 
     func run() async throws {
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         await cancelWhenGracefulShutdown {
             for await _ in hangups {
+                // systemd waits for READY=1 after RELOADING=1 (`systemctl reload` returns then).
+                Systemd.notify("RELOADING=1\nMONOTONIC_USEC=\(Systemd.monotonicMicroseconds)")
                 do {
                     let configuration = try Daemon.loadConfiguration(configPath)
                     await engine.reload(configuration)
                     groupNames.set(configuration.groupNames)
-                    Systemd.notify("STATUS=configuration reloaded")
-                    logger.info("configuration reloaded", metadata: ["config": "\(configPath ?? "built-in")"])
+                    await status.reloaded(problem: nil)
+                    logger.notice(
+                        "configuration reloaded",
+                        metadata: ["config": "\(configPath ?? "built-in")", JournalEntryKeys.messageID: "\(EventLog.MessageID.reload)"])
                 } catch {
-                    logger.error("configuration not reloaded; the previous one stays in force", metadata: ["error": "\(error)"])
+                    await status.reloaded(problem: "\(error)")
+                    logger.error(
+                        "configuration not reloaded; the previous one stays in force: \(error)",
+                        metadata: ["config": "\(configPath ?? "built-in")", JournalEntryKeys.messageID: "\(EventLog.MessageID.reload)"])
                 }
+                Systemd.notify("READY=1")
             }
         }
     }
 }
 
-/// Pings systemd's watchdog at half of WATCHDOG_USEC, when it is set.
+/// systemd's watchdog (WATCHDOG_USEC set): pings only while the engine makes
+/// progress, its ladder tick and the watcher's loop both moving
+/// (`WatchdogGate`), so that a wedged engine is restarted, not kept alive by a
+/// timer of its own. Checks four times per interval.
 struct WatchdogService: Service {
+    let loop: EngineLoop
+    let watcher: CgroupWatcher
+    let sampling: Duration
     let logger: Logger
 
     func run() async throws {
-        guard let text = getenv("WATCHDOG_USEC").map({ String(cString: $0) }), let usec = Int64(text), usec > 0 else {
-            try await gracefulShutdown()
+        guard let interval = Systemd.watchdogInterval else {
+            await WatcherService.untilShutdown()
             return
         }
-        try await cancelWhenGracefulShutdown {
+        let gate = WatchdogGate(watchdog: interval, sampling: sampling)
+        let started = ContinuousClock.now
+        await cancelWhenGracefulShutdown {
+            var stalled = false
             while !Task.isCancelled {
-                Systemd.notify("WATCHDOG=1")
-                try await Task.sleep(for: .microseconds(usec / 2))
+                if let stall = gate.stall(
+                    now: .now, lastTick: loop.lastTick, lastWatcherRound: watcher.lastIteration, startedAt: started)
+                {
+                    if !stalled { logger.critical("not pinging systemd's watchdog: \(stall)") }
+                    stalled = true
+                } else {
+                    stalled = false
+                    Systemd.notify("WATCHDOG=1")
+                }
+                do { try await Task.sleep(for: interval / 4) } catch { return }
             }
         }
     }

@@ -26,6 +26,22 @@ public enum Systemd {
         return .failed(errno: -result)
     }
 
+    /// The watchdog interval systemd expects pings within (WatchdogSec=), when
+    /// it set one for this process (`sd_watchdog_enabled`: WATCHDOG_USEC, and
+    /// WATCHDOG_PID naming this process when present).
+    public static var watchdogInterval: Duration? {
+        var usec: UInt64 = 0
+        guard sd_watchdog_enabled(0, &usec) > 0, usec > 0 else { return nil }
+        return .microseconds(Int64(clamping: usec))
+    }
+
+    /// CLOCK_MONOTONIC in microseconds, for RELOADING=1's MONOTONIC_USEC=.
+    public static var monotonicMicroseconds: UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1000
+    }
+
     /// Whether the process runs as a systemd service with a notify socket.
     public static var underServiceManager: Bool {
         getenv("NOTIFY_SOCKET") != nil

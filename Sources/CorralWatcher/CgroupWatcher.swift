@@ -126,4 +126,8 @@ public final class CgroupWatcher: Sendable {
 
     /// Whether the thread is running.
     public var isRunning: Bool { loop.isRunning }
+
+    /// When the watch loop last went round (it does at least once per sampling
+    /// interval); nil before it started. The service watchdog's evidence.
+    public var lastIteration: ContinuousClock.Instant? { loop.lastIteration }
 }

@@ -66,6 +66,8 @@ final class WatchLoop: Sendable {
         var pressure: PressureTriggerStatus
         /// Events found outside the loop thread (by `sampleNow`), emitted by the loop.
         var outbox: [WatcherEvent] = []
+        /// When the loop last went round (the service watchdog's evidence that it runs).
+        var lastIteration: ContinuousClock.Instant?
         /// Subjects whose fresh reading was asked for (`request`), in order, once each.
         var requested: [WatchSubject] = []
         /// Trigger fds of unwatched agents, closed by the loop once it is out of poll(2).
@@ -147,6 +149,9 @@ final class WatchLoop: Sendable {
     // MARK: Public operations
 
     var pressureStatus: PressureTriggerStatus { state.withLock { $0.pressure } }
+
+    /// When the loop last went round; nil before its first round.
+    var lastIteration: ContinuousClock.Instant? { state.withLock { $0.lastIteration } }
 
     /// The inotify and wake-up fds, for tests that count watches and descriptors.
     var descriptors: (inotify: Int32, wake: Int32) { (inotify.rawValue, wakeFD.rawValue) }
@@ -575,6 +580,7 @@ final class WatchLoop: Sendable {
         while true {
             // Close what was retired, rebuild the poll set, take the outbox.
             let (stopping, outbox, requested) = state.withLock { state -> (Bool, [WatcherEvent], [WatchSubject]) in
+                state.lastIteration = .now
                 for fd in state.retired { close(fd) }
                 state.retired = []
                 if state.triggersChanged {

@@ -1,6 +1,8 @@
 import ArgumentParser
 import CorralCore
+import CorralJournal
 import CorralServer
+import CorralSystemd
 import Logging
 
 #if canImport(Glibc)
@@ -22,7 +24,8 @@ struct Corrald: AsyncParsableCommand {
 
             SIGTERM/SIGINT: graceful stop, agents keep running; a restarted daemon re-attaches them.
             SIGHUP: reload the configuration (an invalid file is refused, the old one stays).
-            Under systemd (deploy/corral.service, Delegate=yes) it manages its own cgroup.
+            Under systemd (deploy/corral.service) agents live in a delegated scope of their own,
+            corral-agents.scope, so that the service restarts and upgrades alone.
             """,
         version: CorralVersion.current
     )
@@ -48,6 +51,13 @@ struct Corrald: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(
+        name: .customLong("log-target"),
+        help: ArgumentHelp(
+            "auto, journal or stderr. auto: the systemd journal (native fields: journalctl -u corral CORRAL_AGENT=ID) when stderr is connected to it, else stderr.",
+            valueName: "TARGET"))
+    var logTarget = "auto"
+
     @Flag(
         name: .customLong("no-memory-lock"),
         help:
@@ -55,9 +65,16 @@ struct Corrald: AsyncParsableCommand {
     )
     var noMemoryLock = false
 
+    /// The process that holds the agents' systemd scope open (see AgentScope).
+    @Flag(name: .customLong(String(AgentScope.keeperFlag.dropFirst(2))), help: .hidden)
+    var agentScopeKeeper = false
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level '\(logLevel)': use trace, debug, info, notice, warning, error or critical")
+        }
+        guard ["auto", "journal", "stderr"].contains(logTarget) else {
+            throw ValidationError("--log-target '\(logTarget)': use auto, journal or stderr")
         }
         for (flag, path) in [("--socket", socket), ("--state-dir", stateDirectory)] where !path.hasPrefix("/") {
             throw ValidationError("\(flag) '\(path)' must be an absolute path")
@@ -65,8 +82,15 @@ struct Corrald: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if agentScopeKeeper { AgentScope.keep() }
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        let journal = logTarget == "journal" || (logTarget == "auto" && Systemd.standardErrorIsJournal)
         LoggingSystem.bootstrap { label in
+            if journal {
+                var handler = JournalLogHandler(identifier: "corrald")
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

@@ -170,12 +170,32 @@ struct ShippedFilesTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("corral.service").path
-        try unit.replacingOccurrences(of: "/usr/local/bin/corrald", with: daemon).write(toFile: path, atomically: true, encoding: .utf8)
+        try unit.replacingOccurrences(of: "/usr/bin/corrald", with: daemon).write(toFile: path, atomically: true, encoding: .utf8)
         let result = try Subprocess.run("/usr/bin/systemd-analyze", ["verify", path])
         #expect(result.status == 0, "\(result)")
         #expect(!result.stderr.contains("corral.service:"), "\(result)")
-        #expect(unit.contains("Delegate=yes"))
-        #expect(unit.contains("Type=notify"))
+        // Agents live in corral-agents.scope: this unit's cgroup is not delegated (see AgentScope).
+        #expect(!unit.contains("\nDelegate=yes"))
+        #expect(unit.contains("\nType=notify"))
+        #expect(unit.contains("\nExecStart=/usr/bin/corrald "))
+    }
+
+    /// The unit's sandbox: `systemd-analyze security --offline=yes` scores it
+    /// at most 3.0 ("OK"; containerd.service and docker.service score 9.6,
+    /// systemd-oomd.service 2.0).
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
+    func systemdUnitExposureIsAtMostThree() throws {
+        let unit = try String(contentsOf: Self.repository.appendingPathComponent("deploy/corral.service"), encoding: .utf8)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("corral-unit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("corral.service").path
+        try unit.write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try Subprocess.run("/usr/bin/systemd-analyze", ["security", "--offline=yes", "--no-pager", path])
+        let line = result.stdout.split(separator: "\n").first { $0.contains("Overall exposure level for corral.service:") }
+        let score = line.flatMap { $0.split(separator: ":").last?.split(separator: " ").first }.flatMap { Double($0) }
+        #expect(score != nil, "\(result)")
+        #expect((score ?? 10) <= 3.0, "exposure \(score ?? -1): \(line ?? "")")
     }
 
     @Test func exampleConfigurationIsValid() throws {

@@ -227,3 +227,97 @@ extension EngineLoopTests {
         #expect(ran >= 1, "the timers ran: \(ran)")
     }
 }
+
+extension EngineLoopTests {
+    /// systemd's watchdog is pinged only while the engine makes progress: a
+    /// tick that does not return (a wedged engine) stops the pings, and they
+    /// resume when it moves again. The stand-in's tick waits, without holding a
+    /// thread, until the test lets it go.
+    @Test func aWedgedEngineStopsTheWatchdogPings() async throws {
+        let wedge = Wedge()
+        let loop = EngineLoop(
+            handle: { _ in },
+            tick: {
+                await wedge.pass()
+                return .zero
+            }, spacing: .milliseconds(50))
+        let gate = WatchdogGate(watchdog: .seconds(1), sampling: .seconds(1))
+        let started = ContinuousClock.now
+        let running = Task { await loop.run() }
+        defer {
+            Task { await wedge.release() }
+            loop.stop()
+            running.cancel()
+        }
+        func stall() -> String? {
+            gate.stall(now: .now, lastTick: loop.lastTick, lastWatcherRound: .now, startedAt: started)
+        }
+        while loop.lastTick == nil { try await Task.sleep(for: .milliseconds(10)) }
+        for _ in 0..<4 {
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(stall() == nil, "a ticking engine is healthy")
+        }
+        await wedge.close()
+        let wedgedAt = ContinuousClock.now
+        let deadline = wedgedAt + .seconds(30)
+        while stall() == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        let reason = stall()
+        #expect(reason?.hasPrefix("the engine has not completed a tick for") == true, "\(reason ?? "no stall")")
+        #expect(ContinuousClock.now - wedgedAt >= gate.tickLimit - .milliseconds(100))
+        await wedge.release()
+        let before = loop.lastTick
+        while loop.lastTick == before, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(stall() == nil, "pings resume once the engine moves")
+    }
+
+    /// The watcher's loop counts too: one that stopped going round stalls the
+    /// pings after its sampling interval plus half the watchdog's.
+    @Test func aStoppedWatcherStallsTheWatchdog() {
+        let gate = WatchdogGate(watchdog: .seconds(30), sampling: .seconds(1))
+        let now = ContinuousClock.now
+        #expect(gate.stall(now: now, lastTick: now, lastWatcherRound: now - .seconds(15), startedAt: now - .seconds(60)) == nil)
+        let reason = gate.stall(now: now, lastTick: now, lastWatcherRound: now - .seconds(17), startedAt: now - .seconds(60))
+        #expect(reason == "the watcher's loop has not gone round for 17 s")
+        // Before the first round, the time since start counts.
+        #expect(gate.stall(now: now, lastTick: nil, lastWatcherRound: nil, startedAt: now - .seconds(2)) == nil)
+        #expect(gate.stall(now: now, lastTick: nil, lastWatcherRound: nil, startedAt: now - .seconds(20)) != nil)
+    }
+}
+
+@Suite struct EventHubShutdownTests {
+    /// Once the daemon's shutdown has ended every stream, a stream opened
+    /// late (a request still in flight) ends at once instead of holding the
+    /// API's graceful shutdown open.
+    @Test func streamsOpenedAfterFinishAllEndAtOnce() async {
+        let hub = EventHub()
+        let early = hub.subscribe(agent: nil)
+        hub.finishAll()
+        let late = hub.subscribe(agent: "a1")
+        var earlyCount = 0
+        for await _ in early { earlyCount += 1 }
+        var lateCount = 0
+        for await _ in late { lateCount += 1 }
+        #expect(earlyCount == 0 && lateCount == 0)
+        #expect(hub.subscriberCount == 0)
+    }
+}
+
+/// A gate that ticks pass through while open; closed, they wait (suspended,
+/// holding no thread) until it opens again.
+actor Wedge {
+    private var closed = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func pass() async {
+        guard closed else { return }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func close() { closed = true }
+
+    func release() {
+        closed = false
+        for continuation in waiting { continuation.resume() }
+        waiting = []
+    }
+}
