@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs in the VM whose PID 1 is systemd (scripts/bench-launch --systemd): installs the Debian
+# package, then times, interleaved in this one boot, `systemd-run --scope` with the limits of
+# standard_agent against `corral run -- /bin/true` with the daemon (corral.service) up and
+# with the engine embedded (--no-daemon), and /bin/true alone.
+set -euo pipefail
+DEB=${1:?usage: launch-systemd-inner.sh DEB RUNS}
+RUNS=${2:-21}
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+[[ $(cat /proc/1/comm) == systemd ]] || { echo "bench-launch: PID 1 is not systemd" >&2; exit 2; }
+cp "$DEB" /tmp/
+(cd /tmp && apt-get install -y -q "./${DEB##*/}" >/dev/null 2>&1) || { echo "bench-launch: apt-get install failed" >&2; exit 1; }
+for _ in $(seq 300); do [[ $(systemctl is-active corral) == active ]] && break; sleep 0.2; done
+[[ $(systemctl is-active corral) == active ]] || { echo "bench-launch: corral.service is not active" >&2; exit 1; }
+
+plain() { /bin/true; }
+# The same limits as standard_agent (soft 200 MB, hard 500 MB, CPU 30%, 100 processes).
+scope() { systemd-run --scope --quiet -p MemoryHigh=200M -p MemoryMax=500M -p CPUQuota=30% -p TasksMax=100 /bin/true; }
+corral_daemon() { corral run --name bench -- /bin/true 2>/dev/null; }
+corral_embedded() { corral run --no-daemon --name bench -- /bin/true 2>/dev/null; }
+
+declare -A samples=()
+names=(plain scope corral_daemon corral_embedded)
+for n in "${names[@]}"; do "$n"; done # warm-up: binaries come over 9p
+for ((i = 0; i < RUNS; i++)); do
+    for n in "${names[@]}"; do
+        start=$EPOCHREALTIME
+        "$n"
+        end=$EPOCHREALTIME
+        samples[$n]+="$(((${end/./} - ${start/./}) / 1000)) "
+    done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+p90() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.9+0.5); if(i<1)i=1; print a[i]}'; }
+declare -A med=()
+for n in "${names[@]}"; do med[$n]=$(echo "${samples[$n]}" | median); done
+echo "launch latency under systemd $(systemctl --version | head -1 | cut -d' ' -f2) as PID 1, median of $RUNS interleaved runs each (ms), kernel $(uname -r):"
+printf '  %-58s %6s ms  (p90 %s)\n' "/bin/true alone" "${med[plain]}" "$(echo "${samples[plain]}" | p90)"
+printf '  %-58s %6s ms  (p90 %s)\n' "systemd-run --scope -p MemoryHigh/MemoryMax/CPUQuota/TasksMax" "${med[scope]}" "$(echo "${samples[scope]}" | p90)"
+printf '  %-58s %6s ms  (p90 %s)\n' "corral run -- /bin/true (corral.service up)" "${med[corral_daemon]}" "$(echo "${samples[corral_daemon]}" | p90)"
+printf '  %-58s %6s ms  (p90 %s)\n' "corral run --no-daemon -- /bin/true" "${med[corral_embedded]}" "$(echo "${samples[corral_embedded]}" | p90)"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "  corral (daemon) / systemd-run --scope   = $(ratio "${med[corral_daemon]}" "${med[scope]}")x (target <= 1.0x)"
+echo "  corral (embedded) / systemd-run --scope = $(ratio "${med[corral_embedded]}" "${med[scope]}")x (target <= 1.0x)"
