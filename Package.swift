@@ -139,7 +139,7 @@ let package = Package(
             name: "CorralServer",
             dependencies: [
                 "CorralAPI", "CorralCore", "CorralConfig", "CorralCgroup", "CorralEngine", "CorralStore", "CorralWatcher",
-                "CorralRuntime", "CorralSystemd", "CorralLinux", "CCorralLinux",
+                "CorralRuntime", "CorralSystemd", "CorralJournal", "CorralLinux", "CCorralLinux",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -2,6 +2,7 @@ import CorralCgroup
 import CorralConfig
 public import CorralCore
 import CorralEngine
+import CorralJournal
 import CorralLinux
 import CorralRuntime
 import CorralStore
@@ -371,12 +372,12 @@ struct ReloadService: Service {
                     await status.reloaded(problem: nil)
                     logger.notice(
                         "configuration reloaded",
-                        metadata: ["config": "\(configPath ?? "built-in")", JournalEntryKeys.messageID: "\(EventLog.MessageID.reload)"])
+                        metadata: ["config": "\(configPath ?? "built-in")", JournalEntry.messageIDKey: "\(EventLog.MessageID.reload)"])
                 } catch {
                     await status.reloaded(problem: "\(error)")
                     logger.error(
                         "configuration not reloaded; the previous one stays in force: \(error)",
-                        metadata: ["config": "\(configPath ?? "built-in")", JournalEntryKeys.messageID: "\(EventLog.MessageID.reload)"])
+                        metadata: ["config": "\(configPath ?? "built-in")", JournalEntry.messageIDKey: "\(EventLog.MessageID.reload)"])
                 }
                 Systemd.notify("READY=1")
             }

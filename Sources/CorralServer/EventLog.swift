@@ -1,6 +1,7 @@
 public import CorralAPI
 import CorralCore
 import CorralEngine
+import CorralJournal
 public import Logging
 import ServiceLifecycle
 
@@ -59,15 +60,9 @@ public enum EventLog {
             .groupChanged, .usageReported, .acknowledged, .recommendation, .daemon:
             return nil
         }
-        metadata[JournalEntryKeys.messageID] = .string(id)
+        metadata[JournalEntry.messageIDKey] = .string(id)
         return (level, event.message, metadata)
     }
-}
-
-/// Metadata keys with a meaning to the journal handler.
-public enum JournalEntryKeys {
-    /// Becomes the entry's `MESSAGE_ID` (see CorralJournal's `JournalEntry`).
-    public static let messageID = "message_id"
 }
 
 /// Logs the engine's events (`EventLog`) until shutdown (the stream ends

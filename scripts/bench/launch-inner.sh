@@ -56,8 +56,7 @@ for ((i = 0; i < RUNS; i++)); do
 done
 rmdir "$ROOT/standard_agent" "$ROOT" 2>/dev/null || true
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-p90() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.9+0.5); if(i<1)i=1; print a[i]}'; }
+source "$(dirname "${BASH_SOURCE[0]}")/stats.sh"
 m_plain=$(echo "${samples[plain]}" | median)
 m_floor=$(echo "${samples[floor]}" | median)
 m_cgexec=$(echo "${samples[cgexec]}" | median)
@@ -67,6 +66,5 @@ printf '  %-44s %6s ms  (p90 %s)\n' "/bin/true alone" "$m_plain" "$(echo "${samp
 printf '  %-44s %6s ms  (p90 %s)\n' "shell floor (mkdir, limits, cgroup.procs, rmdir)" "$m_floor" "$(echo "${samples[floor]}" | p90)"
 printf '  %-44s %6s ms  (p90 %s)\n' "cgcreate + cgset + cgexec + cgdelete" "$m_cgexec" "$(echo "${samples[cgexec]}" | p90)"
 printf '  %-44s %6s ms  (p90 %s)\n' "corral run -- /bin/true" "$m_corral" "$(echo "${samples[corral]}" | p90)"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "  corral / floor  = $(ratio "$m_corral" "$m_floor")x (target <= 1.5x)"
 echo "  corral / cgexec = $(ratio "$m_corral" "$m_cgexec")x (target < 1x)"

@@ -31,8 +31,7 @@ for ((i = 0; i < RUNS; i++)); do
     done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-p90() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.9+0.5); if(i<1)i=1; print a[i]}'; }
+source "$(dirname "${BASH_SOURCE[0]}")/stats.sh"
 declare -A med=()
 for n in "${names[@]}"; do med[$n]=$(echo "${samples[$n]}" | median); done
 echo "launch latency under systemd $(systemctl --version | head -1 | cut -d' ' -f2) as PID 1, median of $RUNS interleaved runs each (ms), kernel $(uname -r):"
@@ -40,6 +39,5 @@ printf '  %-58s %6s ms  (p90 %s)\n' "/bin/true alone" "${med[plain]}" "$(echo "$
 printf '  %-58s %6s ms  (p90 %s)\n' "systemd-run --scope -p MemoryHigh/MemoryMax/CPUQuota/TasksMax" "${med[scope]}" "$(echo "${samples[scope]}" | p90)"
 printf '  %-58s %6s ms  (p90 %s)\n' "corral run -- /bin/true (corral.service up)" "${med[corral_daemon]}" "$(echo "${samples[corral_daemon]}" | p90)"
 printf '  %-58s %6s ms  (p90 %s)\n' "corral run --no-daemon -- /bin/true" "${med[corral_embedded]}" "$(echo "${samples[corral_embedded]}" | p90)"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "  corral (daemon) / systemd-run --scope   = $(ratio "${med[corral_daemon]}" "${med[scope]}")x (target <= 1.0x)"
 echo "  corral (embedded) / systemd-run --scope = $(ratio "${med[corral_embedded]}" "${med[scope]}")x (target <= 1.0x)"
