@@ -49,6 +49,9 @@ let package = Package(
         // Syscalls without a Swift surface (clone3, openat2, pidfd) and the
         // async-signal-safe child between fork and exec.
         .target(name: "CCorralLinux"),
+        // corrald as a container's PID 1: forks before main so that an init reaps orphans
+        // (init.c); linked into corrald only.
+        .target(name: "CCorraldInit"),
 
         // The Swift side of CCorralLinux and libc's system calls: each wrapped
         // once, -1 and errno turned into `Errno`, EINTR retried in one place,
@@ -150,7 +153,7 @@ let package = Package(
         .executableTarget(
             name: "corrald",
             dependencies: [
-                "CorralServer", "CorralCore", "CorralConfig", "CorralCgroup", "CorralJournal", "CorralSystemd",
+                "CorralServer", "CorralCore", "CorralConfig", "CorralCgroup", "CorralJournal", "CorralSystemd", "CCorraldInit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

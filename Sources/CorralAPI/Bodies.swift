@@ -162,13 +162,19 @@ public struct Health: Codable, Sendable {
     public var agents: Int
     public var cgroupRoot: String
     public var socket: String
+    /// What the daemon cannot do where it runs (missing capabilities, kernel features), what
+    /// it does instead and the fix; empty when nothing is missing.
+    public var limitations: [Limitation]
 
-    public init(status: String, version: String, agents: Int, cgroupRoot: String, socket: String) {
+    public init(
+        status: String, version: String, agents: Int, cgroupRoot: String, socket: String, limitations: [Limitation] = []
+    ) {
         self.status = status
         self.version = version
         self.agents = agents
         self.cgroupRoot = cgroupRoot
         self.socket = socket
+        self.limitations = limitations
     }
 }
 

@@ -72,6 +72,9 @@ public struct CgroupTree: Sendable {
         public var movedSelfToSupervisor = false
         /// Keeper processes moved to `supervisor/` (see `prepareRoot`).
         public var movedKeepers: [Int32] = []
+        /// Where this process and its keepers were moved: `<root>/supervisor`, or
+        /// `<parent>/supervisor` when the root's parent is a container's cgroup that held them.
+        public var supervisorPath: CgroupPath?
         public var enabledInParent: [Controller] = []
         public var enabledInRoot: [Controller] = []
         public var reservationApplied = false
@@ -143,7 +146,25 @@ public struct CgroupTree: Sendable {
                         "enable \(missingInParent.map { "+" + $0.rawValue }.joined(separator: " ")) in the cgroup.subtree_control of every ancestor of \(fs.absolutePath(root)), or run Corral under a systemd unit with Delegate=yes"
                 )
             }
-            report.enabledInParent = try enable(requiredMissing, in: parent)
+            do {
+                report.enabledInParent = try enable(requiredMissing, in: parent)
+            } catch  where error.code == .internalProcesses {
+                // A container's cgroup (the top of a private cgroup namespace) holds its
+                // init process, this daemon: leave it for `<parent>/supervisor`, a sibling
+                // of the root, as crun's run.oci.delegate-cgroup would have started it.
+                let ours = Set(keeperPIDs + (selfPID.map { [$0] } ?? []))
+                let processes = ProcessList.parse(try fs.read(.procs, of: parent))
+                guard !processes.isEmpty, processes.allSatisfy(ours.contains) else { throw error }
+                let supervisor = parent.appending(Self.supervisorName)
+                if try !fs.exists(supervisor) {
+                    do { try fs.makeDirectory(supervisor) } catch  where error.code == .alreadyExists {}
+                }
+                for pid in processes { try fs.write(String(pid), to: .procs, of: supervisor) }
+                report.movedSelfToSupervisor = processes.contains { $0 == selfPID }
+                report.movedKeepers = processes.filter { $0 != selfPID }
+                report.supervisorPath = supervisor
+                report.enabledInParent = try enable(requiredMissing, in: parent)
+            }
             available = try controllers(available: root)
         }
 
@@ -165,6 +186,7 @@ public struct CgroupTree: Sendable {
                         do { try fs.makeDirectory(supervisorPath) } catch  where error.code == .alreadyExists {}
                     }
                     for pid in moving { try fs.write(String(pid), to: .procs, of: supervisorPath) }
+                    report.supervisorPath = supervisorPath
                     report.movedSelfToSupervisor = moving.contains { $0 == selfPID }
                     report.movedKeepers = moving.filter { $0 != selfPID }
                 }
@@ -185,6 +207,22 @@ public struct CgroupTree: Sendable {
         }
     }
 
+    /// The root's own memory.max, cpu.max and pids.max (the system reservation, or the limits
+    /// of a container's cgroup); none for the hierarchy root, which has no such files.
+    func rootLimits() throws(CgroupError) -> CgroupSettings {
+        var limits = CgroupSettings()
+        guard !rootIsHierarchyRoot else { return limits }
+        func read(_ file: CgroupFile) throws(CgroupError) -> String? {
+            do { return try fs.read(file, of: root) } catch  where error.code == .notFound || error.code == .controllerUnavailable {
+                return nil
+            }
+        }
+        limits.memoryMax = try read(.memoryMax).flatMap(CgroupValue.init(parsing:))
+        limits.cpuMax = try read(.cpuMax).flatMap(CPUMax.init(parsing:))
+        limits.pidsMax = try read(.pidsMax).flatMap(CgroupValue.init(parsing:))
+        return limits
+    }
+
     /// Creates `<root>/<group>` when missing, enables the controllers its
     /// agents need and writes the group totals. Returns whether it was created.
     @discardableResult
@@ -201,7 +239,7 @@ public struct CgroupTree: Sendable {
             var wanted = Controller.required
             if try controllers(available: path).contains(.io) { wanted.append(.io) }
             try enable(wanted, in: path)
-            try apply(group.totalsSettings, to: path)
+            try apply(group.totalsSettings.clamped(to: rootLimits()), to: path)
         } catch {
             if created { try? fs.removeDirectory(path) }
             throw error

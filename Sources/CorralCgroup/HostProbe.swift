@@ -132,6 +132,36 @@ public enum HostProbe {
         return directories
     }
 
+    /// Whether the cgroup2 directory `path`, the top of its mount, is a cgroup below the
+    /// hierarchy's root (a container's cgroup seen through a private cgroup namespace, or a
+    /// subtree mounted on its own): the kernel shows `cgroup.type` in every cgroup but the root.
+    public static func isNamespaceTop(_ path: String) -> Bool {
+        access(path + "/cgroup.type", F_OK) == 0
+    }
+
+    /// The container this process runs in, as far as cgroups are concerned (see ContainerContext).
+    public static func container(mountPoint: String = HostProbe.mountPoint) -> ContainerContext {
+        var runtime: String?
+        if getenv("KUBERNETES_SERVICE_HOST") != nil {
+            runtime = "kubernetes"
+        } else if access("/run/.containerenv", F_OK) == 0 {
+            runtime = "podman"
+        } else if access("/.dockerenv", F_OK) == 0 {
+            runtime = "docker"
+        } else if let value = getenv("container").map({ String(cString: $0) }), !value.isEmpty {
+            runtime = value
+        }
+        var stats = statvfs()
+        let readOnly = statvfs(mountPoint, &stats) == 0 && stats.f_flag & UInt(ST_RDONLY) != 0
+        let namespaceTop = filesystem(at: mountPoint) == .cgroup2 && ownCgroup == "/" && isNamespaceTop(mountPoint)
+        return ContainerContext(runtime: runtime, privateCgroupNamespace: namespaceTop, cgroupMountReadOnly: readOnly)
+    }
+
+    /// This process's effective capabilities (/proc/self/status), nil when unreadable.
+    public static var capabilities: CapabilitySet? {
+        (try? readWholeFile(atPath: "/proc/self/status")).flatMap(CapabilitySet.init(status:))
+    }
+
     /// `uname -r`.
     public static var kernelRelease: String {
         var names = utsname()
@@ -190,7 +220,10 @@ public struct CgroupRootLocation: Equatable, Sendable {
         let parentKind = HostProbe.filesystem(at: parent)
 
         if here == .cgroup2 && parentKind != .cgroup2 {
-            return CgroupRootLocation(anchor: normalized, root: .anchor, isHierarchyRoot: true, rootPath: normalized)
+            // The top of the mount is the hierarchy's root, exempt from the no-internal-process
+            // rule, unless it is a container's cgroup seen through a private cgroup namespace.
+            return CgroupRootLocation(
+                anchor: normalized, root: .anchor, isHierarchyRoot: !HostProbe.isNamespaceTop(normalized), rootPath: normalized)
         }
         guard parentKind == .cgroup2 else {
             if let problem = facts.problems.first {

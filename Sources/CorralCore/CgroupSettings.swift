@@ -203,3 +203,25 @@ public enum CgroupFile: String, CaseIterable, Sendable {
     case pidsPeak = "pids.peak"
     case pidsEvents = "pids.events"
 }
+
+extension CgroupSettings {
+    /// These limits, none above `ceiling`'s (memory.max, cpu.max as a rate, pids.max): a
+    /// group's totals written below a root whose limits are tighter (a container's, the
+    /// system reservation) say what the kernel will really allow. Unlimited values take the
+    /// ceiling's.
+    public func clamped(to ceiling: CgroupSettings) -> CgroupSettings {
+        var clamped = self
+        if let limit = ceiling.memoryMax?.value, let own = memoryMax {
+            clamped.memoryMax = .limit(own.value.map { Swift.min($0, limit) } ?? limit)
+        }
+        if let cpu = ceiling.cpuMax, let ceilingQuota = cpu.quota, let own = cpuMax {
+            let ceilingRate = Double(ceilingQuota) / Double(cpu.period)
+            let ownRate = own.quota.map { Double($0) / Double(own.period) }
+            if ownRate.map({ $0 > ceilingRate }) ?? true { clamped.cpuMax = CPUMax(percent: ceilingRate * 100) }
+        }
+        if let limit = ceiling.pidsMax?.value, let own = pidsMax {
+            clamped.pidsMax = .limit(own.value.map { Swift.min($0, limit) } ?? limit)
+        }
+        return clamped
+    }
+}

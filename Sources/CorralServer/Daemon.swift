@@ -33,12 +33,16 @@ public struct DaemonOptions: Sendable {
     /// Keep every page of the daemon in memory once touched (mlockall with
     /// MCL_ONFAULT), so that it can act when the host runs out of memory.
     public var lockMemory: Bool
+    /// The init corrald forked when it started as a container's PID 1 (CCorraldInit): it
+    /// moves into supervisor/ with the daemon.
+    public var initParentPID: Int32?
 
     public init(
         socketPath: String, stateDirectory: String, configPath: String?, cgroupRoot: String?, adminGroup: String?, version: String,
-        lockMemory: Bool = true
+        lockMemory: Bool = true, initParentPID: Int32? = nil
     ) {
         self.lockMemory = lockMemory
+        self.initParentPID = initParentPID
         self.socketPath = socketPath
         self.stateDirectory = stateDirectory
         self.configPath = configPath
@@ -83,6 +87,39 @@ public enum Daemon {
         return CgroupRootLocation.defaultRootPath
     }
 
+    /// Logs what the daemon cannot do here, what it does instead and the fix.
+    static func log(_ limitation: Limitation, _ logger: Logger) {
+        logger.warning(
+            "\(limitation.feature.rawValue) limited: \(limitation.reason); \(limitation.effect)",
+            metadata: ["fix": "\(limitation.fix)"])
+    }
+
+    /// Creates `path` when missing and checks that this process may write it; errors name
+    /// the directory, its purpose and the fix (a volume, in a container).
+    static func writableDirectory(_ path: String, mode: mode_t, purpose: String, flag: String, container: ContainerContext)
+        throws
+    {
+        func fail(_ reason: String) -> DaemonError {
+            let problem = unwritableDirectoryProblem(
+                path, purpose: purpose, flag: flag, inContainer: container.isContainer, reason: reason)
+            return DaemonError("\(problem.message)\n  fix: \(problem.fix)")
+        }
+        var built = ""
+        for component in path.split(separator: "/") {
+            built += "/" + component
+            switch nothingOrErrno(mkdir(built, mode)) {
+            case .success, .failure(.fileExists): continue
+            case .failure(let error): throw fail("cannot create \(built): \(error)")
+            }
+        }
+        if case .failure(let error) = nothingOrErrno(faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS)) {
+            throw fail("\(error)")
+        }
+        // Root passes access(2) on a read-only mount's permission bits but not its flag.
+        var stats = statvfs()
+        if statvfs(path, &stats) == 0, stats.f_flag & UInt(ST_RDONLY) != 0 { throw fail("it is on a read-only filesystem") }
+    }
+
     static func makeDirectory(_ path: String, mode: mode_t) throws {
         var built = ""
         for component in path.split(separator: "/") {
@@ -102,8 +139,13 @@ public enum Daemon {
         var options = options
         if options.configPath == nil, access(defaultConfigPath, R_OK) == 0 { options.configPath = defaultConfigPath }
         let configuration = try loadConfiguration(options.configPath)
+        let capabilities = HostProbe.capabilities
+        // What this daemon cannot do where it runs: logged now, listed in /v1/health.
+        var limitations: [Limitation] = []
         // Descriptors held per watched agent: raise the soft limit (agents get the original).
-        FileLimit.raise()
+        if let files = FileLimit.raise(), let limitation = Limitation.openFiles(hardLimit: files.hard) {
+            limitations.append(limitation)
+        }
         if options.lockMemory {
             // Under memory pressure the kernel evicts file pages, code included: a daemon whose
             // next step faults its code back in from disk reacts in hundreds of milliseconds
@@ -112,18 +154,42 @@ public enum Daemon {
                 try Memory.lockAll()
                 logger.info("memory locked: pages stay resident once touched (mlockall, MCL_ONFAULT)")
             } catch {
-                logger.warning(
-                    "could not lock memory (mlockall: \(error)); going on without",
-                    metadata: ["fix": "run as root or with CAP_IPC_LOCK, or raise LimitMEMLOCK; --no-memory-lock silences this"])
+                limitations.append(.memoryLock(error: "\(error)", capabilities: capabilities))
             }
         }
+        for limitation in limitations { log(limitation, logger) }
         let facts = HostProbe.facts()
         if let problem = facts.problems.first {
             throw DaemonError("cannot manage agents on this host: \(problem.message)\n  fix: \(problem.fix)")
         }
+        let container = HostProbe.container()
+        if let problem = container.problems.first {
+            throw DaemonError("cannot manage agents here: \(problem.message)\n  fix: \(problem.fix)")
+        }
+        if container.isContainer {
+            logger.info(
+                "in a container",
+                metadata: [
+                    "runtime": "\(container.runtime ?? "unknown")",
+                    "cgroup_namespace": "\(container.privateCgroupNamespace ? "private" : "host")",
+                ])
+        }
+        // The state and socket directories before any cgroup is touched: a read-only root
+        // filesystem (a pod's readOnlyRootFilesystem) needs volumes there, and nothing may be
+        // half set up when they are missing.
+        let socketDirectory = String(
+            options.socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+        // Stored commands and agent logs may hold secrets: the directory is owner-only.
+        try writableDirectory(
+            options.stateDirectory, mode: 0o700, purpose: "the state directory", flag: "--state-dir",
+            container: container)
+        if !socketDirectory.isEmpty {
+            try writableDirectory(
+                socketDirectory, mode: 0o755, purpose: "the socket's directory", flag: "--socket", container: container)
+        }
         // Under systemd the agents get a scope of their own (see AgentScope), unless a root is configured.
         var rootPath = cgroupRoot(options, configuration)
-        var keeperPIDs: [Int32] = []
+        var keeperPIDs: [Int32] = options.initParentPID.map { [$0] } ?? []
         let usesAgentScope =
             options.cgroupRoot == nil && configuration.cgroupRoot == nil && AgentScope.applies(ownCgroup: HostProbe.ownCgroup)
         if usesAgentScope {
@@ -131,7 +197,7 @@ public enum Daemon {
             let placement = try AgentScope.ensure(
                 reservation: configuration.reservation.rootSettings(for: HostProbe.capacity(forRootAt: scopePath)), logger: logger)
             rootPath = placement.rootPath
-            keeperPIDs = placement.keeperPID.map { [$0] } ?? []
+            keeperPIDs += placement.keeperPID.map { [$0] } ?? []
         }
         let tree: CgroupTree
         let location: CgroupRootLocation
@@ -146,7 +212,8 @@ public enum Daemon {
                 selfPID: getpid(), keeperPIDs: keeperPIDs,
                 reservation: configuration.reservation.rootSettings(for: HostProbe.capacity(forRootAt: location.rootPath)))
             if preparation.movedSelfToSupervisor {
-                logger.info("moved the daemon into \(rootPath)/supervisor (no-internal-process rule)")
+                let supervisor = preparation.supervisorPath.map { tree.fs.absolutePath($0) } ?? rootPath + "/supervisor"
+                logger.info("moved the daemon into \(supervisor) (no-internal-process rule)")
             }
             if usesAgentScope {
                 logger.info(
@@ -161,8 +228,6 @@ public enum Daemon {
             throw DaemonError(error.description)
         }
 
-        // Stored commands and agent logs may hold secrets: the directory is owner-only.
-        try makeDirectory(options.stateDirectory, mode: 0o700)
         try makeDirectory(options.stateDirectory + "/logs", mode: 0o700)
         let store: CorralStore
         do {
@@ -201,9 +266,6 @@ public enum Daemon {
         // request is authorized from SO_PEERCRED (AccessPolicy): agents, which may
         // run as any user, must reach their own channel; a peer that is neither an
         // agent, root nor in the admin group gets 403 for every endpoint.
-        let socketDirectory = String(
-            options.socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
-        if !socketDirectory.isEmpty { try makeDirectory(socketDirectory, mode: 0o755) }
         var answered = false
         do {
             let other = try UnixSocket.connect(to: options.socketPath)
@@ -228,8 +290,18 @@ public enum Daemon {
         let groupNames = QuotaGroupNames()
         groupNames.set(configuration.groupNames)
         policy.isQuotaGroup = { name in groupNames.contains(name) }
+        let pressureThreshold = CgroupWatcher.Configuration(samplingInterval: configuration.intervals.sampling).pressureThreshold
+        let startLimitations = limitations
+        let currentLimitations: @Sendable () -> [Limitation] = {
+            var all = startLimitations
+            if let limitation = PressureTriggerReport.limitation(watcher.pressureTriggers, configured: pressureThreshold) {
+                all.append(limitation)
+            }
+            return all
+        }
         let settings = APISettings(
-            version: options.version, socketPath: options.socketPath, cgroupRoot: location.rootPath, policy: policy)
+            version: options.version, socketPath: options.socketPath, cgroupRoot: location.rootPath, policy: policy,
+            limitations: currentLimitations)
         let router = buildRouter(engine: engine, settings: settings)
         let status = ServiceStatusReporter(engine: engine)
         let socketPath = options.socketPath
@@ -255,6 +327,7 @@ public enum Daemon {
             configuration: ServiceGroupConfiguration(
                 services: statusServices + [
                     .init(service: eventLog),
+                    .init(service: PressureTriggerReport(watcher: watcher, configured: pressureThreshold, logger: logger)),
                     .init(service: StoreService(store: store, engine: engine, hub: engine.hub, logger: logger)),
                     .init(service: WatcherService(watcher: watcher)),
                     .init(service: EngineService(loop: loop, logger: logger)),
@@ -290,6 +363,44 @@ struct EngineService: Service {
             loop.stop()
         }
         logger.info("engine stopped")
+    }
+}
+
+/// Says once, in the log, whether the watcher could arm PSI triggers: that is only known
+/// once the first agent is watched (a missing CAP_SYS_RESOURCE fails the first write).
+struct PressureTriggerReport: Service {
+    let watcher: CgroupWatcher
+    let configured: PressureThreshold?
+    let logger: Logger
+
+    /// What the watcher's trigger status costs, if anything.
+    static func limitation(_ status: PressureTriggerStatus, configured: PressureThreshold?) -> Limitation? {
+        switch status {
+        case .unavailable(let reason):
+            return .pressureTriggers(reason: reason)
+        case .active(let used):
+            guard let configured, used != configured else { return nil }
+            return .coarsePressureTriggers(configured: configured.triggerText, used: used.triggerText)
+        case .disabled, .untried:
+            return nil
+        }
+    }
+
+    func run() async throws {
+        while watcher.pressureTriggers == .untried {
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            } catch {
+                return
+            }
+        }
+        let status = watcher.pressureTriggers
+        if let limitation = Self.limitation(status, configured: configured) {
+            Daemon.log(limitation, logger)
+        } else if case .active(let threshold) = status {
+            logger.info("PSI triggers armed on memory.pressure and cpu.pressure", metadata: ["trigger": "\(threshold.triggerText)"])
+        }
+        await WatcherService.untilShutdown()
     }
 }
 

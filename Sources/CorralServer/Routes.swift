@@ -1,5 +1,5 @@
 import CorralAPI
-import CorralCore
+public import CorralCore
 public import CorralEngine
 public import Hummingbird
 import NIOCore
@@ -25,12 +25,18 @@ public struct APISettings: Sendable {
     public var socketPath: String
     public var cgroupRoot: String
     public var policy: AccessPolicy
+    /// What the daemon cannot do where it runs (see `Limitation`), asked at each health check.
+    public var limitations: @Sendable () -> [Limitation]
 
-    public init(version: String, socketPath: String, cgroupRoot: String, policy: AccessPolicy) {
+    public init(
+        version: String, socketPath: String, cgroupRoot: String, policy: AccessPolicy,
+        limitations: @escaping @Sendable () -> [Limitation] = { [] }
+    ) {
         self.version = version
         self.socketPath = socketPath
         self.cgroupRoot = cgroupRoot
         self.policy = policy
+        self.limitations = limitations
     }
 }
 
@@ -67,7 +73,8 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         let agents = try await engineCall { try await engine.list(includeEnded: false) }
         return jsonResponse(
             Health(
-                status: "ok", version: settings.version, agents: agents.count, cgroupRoot: settings.cgroupRoot, socket: settings.socketPath)
+                status: "ok", version: settings.version, agents: agents.count, cgroupRoot: settings.cgroupRoot, socket: settings.socketPath,
+                limitations: settings.limitations())
         )
     }
 

@@ -125,7 +125,7 @@ public struct PressureThreshold: Hashable, Sendable {
 
     /// The same proportion over a window rounded up to a multiple of 2 s,
     /// which writers without CAP_SYS_RESOURCE need (6.4+); nil when it already is one.
-    var unprivilegedVariant: PressureThreshold? {
+    public var unprivilegedVariant: PressureThreshold? {
         let step: Int64 = 2_000_000
         let window = self.window.microseconds
         guard window % step != 0 else { return nil }

@@ -3,6 +3,7 @@ import CorralCgroup
 import CorralCore
 import CorralSeccomp
 import CorralSystemd
+import CorralWatcher
 
 #if canImport(Glibc)
     import Glibc
@@ -17,6 +18,10 @@ struct Doctor: ParsableCommand {
             the cgroup root (exists or can be created; cgroup.procs and cgroup.subtree_control writable;
             memory, cpu and pids enabled for it or enableable in its parent; no foreign processes in it),
             the kernel features Corral uses, and the libsystemd and libseccomp libraries.
+            In a container: the runtime, the cgroup namespace and a read-only cgroup mount (with
+            each runtime's fix). Everywhere: the capabilities Corral's features use (CAP_SYS_RESOURCE
+            for short PSI trigger windows, CAP_IPC_LOCK for locked pages), the open-file limit, and
+            whether the daemon's state directory and socket directory can be written.
             cgroup.kill, cgroup.freeze, memory.peak, pids.peak and PSI (memory.pressure) are looked up as
             files in the cgroup v2 hierarchy (the root, its children, this process's cgroup); a feature
             with no cgroup to look in is reported as not checked. clone3 into a cgroup has no
@@ -29,6 +34,12 @@ struct Doctor: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("YAML configuration (for its cgroup_root).", valueName: "FILE"))
     var config: String?
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("The daemon's state directory, checked for writing.", valueName: "DIR"))
+    var stateDirectory = "/var/lib/corral"
+
+    @Option(name: .long, help: ArgumentHelp("The daemon's socket; its directory is checked for writing.", valueName: "PATH"))
+    var socketPath = "/run/corral/corral.sock"
 
     @Flag(name: .long, help: "Print the report as JSON on stdout.")
     var json = false
@@ -56,7 +67,7 @@ struct Doctor: ParsableCommand {
 
     func run() throws {
         let configuration = try loadConfiguration(config)
-        let report = Self.examine(rootPath: root.resolve(configuration))
+        let report = Self.examine(rootPath: root.resolve(configuration), stateDirectory: stateDirectory, socketPath: socketPath)
         if json {
             try printJSON(report)
         } else {
@@ -81,7 +92,7 @@ struct Doctor: ParsableCommand {
         if !report.ready { throw ExitCode(1) }
     }
 
-    static func examine(rootPath: String) -> Report {
+    static func examine(rootPath: String, stateDirectory: String, socketPath: String) -> Report {
         let facts = HostProbe.facts()
         var checks: [Check] = []
         let mode = facts.mode
@@ -154,6 +165,9 @@ struct Doctor: ParsableCommand {
             }
         }
 
+        checks += containerChecks(HostProbe.container())
+        checks += directoryChecks(stateDirectory: stateDirectory, socketPath: socketPath, inContainer: HostProbe.container().isContainer)
+
         let euid = geteuid()
         checks.append(
             Check(
@@ -188,6 +202,90 @@ struct Doctor: ParsableCommand {
         return Report(
             ready: ready, cgroupMode: mode, kernel: release, controllers: present, missingControllers: missing,
             cgroupRoot: rootPath, checks: checks)
+    }
+
+    /// In a container: the runtime, the cgroup namespace, a read-only cgroup mount (with the
+    /// fix per runtime); everywhere: the capabilities Corral's features need and the open-file
+    /// limit, each missing one with what Corral does without it.
+    static func containerChecks(_ container: ContainerContext) -> [Check] {
+        var checks: [Check] = []
+        if let problem = container.problems.first {
+            checks.append(Check(name: "cgroup mount", status: .failed, detail: problem.message, fix: problem.fix))
+        }
+        if container.isContainer {
+            checks.append(
+                Check(
+                    name: "container", status: .ok,
+                    detail: "\(container.runtime ?? "a container")"
+                        + (container.privateCgroupNamespace
+                            ? ", private cgroup namespace: agents go below this container's cgroup and the daemon moves into /sys/fs/cgroup/supervisor; everything ends with the container"
+                            : ", host cgroup namespace")))
+        }
+        let capabilities = HostProbe.capabilities
+        if let capabilities {
+            var missing: [Limitation] = []
+            let configured = CgroupWatcher.Configuration(samplingInterval: .seconds(1)).pressureThreshold
+            // Whether this kernel refuses short windows without it cannot be known without
+            // arming a trigger (the change was backported to some stable kernels): say "may".
+            if !capabilities.contains(.sysResource), let configured, let coarse = configured.unprivilegedVariant {
+                var limitation = Limitation.coarsePressureTriggers(configured: configured.triggerText, used: coarse.triggerText)
+                limitation.reason =
+                    "no CAP_SYS_RESOURCE: kernels with unprivileged PSI (6.5+, and stable kernels it was backported to) take only 2 s trigger windows"
+                limitation.effect =
+                    "the daemon may arm '\(coarse.triggerText)' instead of '\(configured.triggerText)' (corral serve logs which)"
+                missing.append(limitation)
+            }
+            if !capabilities.contains(.ipcLock), !memoryLockUnlimited() {
+                missing.append(.memoryLock(error: "RLIMIT_MEMLOCK is limited", capabilities: capabilities))
+            }
+            let held = capabilities.names
+            checks.append(
+                Check(
+                    name: "capabilities", status: missing.isEmpty ? .ok : .warning,
+                    detail: (held.isEmpty ? "none of those Corral uses" : held.joined(separator: " "))
+                        + missing.map { "; \($0.feature.rawValue): \($0.reason), so \($0.effect)" }.joined(),
+                    fix: missing.isEmpty ? nil : missing.map(\.fix).joined(separator: "; ")))
+        }
+        var files = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files) == 0 {
+            if let limitation = Limitation.openFiles(hardLimit: UInt64(files.rlim_max)) {
+                checks.append(
+                    Check(name: "open files", status: .warning, detail: "\(limitation.reason): \(limitation.effect)", fix: limitation.fix))
+            }
+        }
+        return checks
+    }
+
+    static func memoryLockUnlimited() -> Bool {
+        var limit = rlimit()
+        return getrlimit(Int32(__RLIMIT_MEMLOCK.rawValue), &limit) == 0 && limit.rlim_cur == rlim_t.max
+    }
+
+    /// The daemon's state directory and socket directory: writable, or creatable.
+    static func directoryChecks(stateDirectory: String, socketPath: String, inContainer: Bool) -> [Check] {
+        let socketDirectory = String(socketPath.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/"))
+        return [
+            ("state directory", stateDirectory, "the state directory", "--state-dir"),
+            ("socket directory", socketDirectory.isEmpty ? "/" : socketDirectory, "the socket's directory", "--socket"),
+        ].map { name, path, purpose, flag in
+            // The nearest existing ancestor decides: the daemon creates what is missing.
+            var existing = path
+            while access(existing, F_OK) != 0, existing != "/" {
+                existing = "/" + existing.split(separator: "/").dropLast().joined(separator: "/")
+            }
+            var stats = statvfs()
+            let readOnly = statvfs(existing, &stats) == 0 && stats.f_flag & UInt(ST_RDONLY) != 0
+            let writable = faccessat(AT_FDCWD, existing, W_OK | X_OK, AT_EACCESS) == 0 && !readOnly
+            if writable {
+                return Check(
+                    name: name, status: .ok, detail: existing == path ? "\(path) is writable" : "\(path) can be created in \(existing)")
+            }
+            let problem = unwritableDirectoryProblem(
+                path, purpose: purpose, flag: flag, inContainer: inContainer,
+                reason: readOnly ? "\(existing) is on a read-only filesystem" : "\(existing) is not writable for uid \(geteuid())")
+            return Check(
+                name: name, status: .warning, detail: problem.message + " (the daemon needs it; corral run does not)", fix: problem.fix)
+        }
     }
 
     /// Can Corral use `rootPath`: exists or can be created, its cgroup.procs

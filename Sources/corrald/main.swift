@@ -1,4 +1,5 @@
 import ArgumentParser
+import CCorraldInit
 import CorralCore
 import CorralJournal
 import CorralServer
@@ -26,6 +27,8 @@ struct Corrald: AsyncParsableCommand {
             SIGHUP: reload the configuration (an invalid file is refused, the old one stays).
             Under systemd (deploy/corral.service) agents live in a delegated scope of their own,
             corral-agents.scope, so that the service restarts and upgrades alone.
+            As a container's PID 1 it forks a minimal init (corrald-init) that reaps orphaned
+            processes and forwards signals to it (CORRALD_NO_INIT=1 turns that off).
             """,
         version: CorralVersion.current
     )
@@ -100,7 +103,8 @@ struct Corrald: AsyncParsableCommand {
             try await Daemon.run(
                 DaemonOptions(
                     socketPath: socket, stateDirectory: stateDirectory, configPath: config, cgroupRoot: cgroupRoot,
-                    adminGroup: adminGroup, version: Self.configuration.version, lockMemory: !noMemoryLock),
+                    adminGroup: adminGroup, version: Self.configuration.version, lockMemory: !noMemoryLock,
+                    initParentPID: corrald_has_init_parent() != 0 ? getppid() : nil),
                 logger: logger)
         } catch let error as DaemonError {
             var text = "corrald: \(error.description)\n"

@@ -157,6 +157,43 @@ import Testing
         #expect(fs.value(.subtreeControl, at: .anchor) == "cpu memory pids")
     }
 
+    @Test func aContainersInitLeavesTheNamespaceRootForASupervisorSibling() throws {
+        // A container with a private cgroup namespace and a writable mount: /sys/fs/cgroup is
+        // the container's cgroup (not the hierarchy root), corrald its only process, and the
+        // default root corral/ below it needs the controllers enabled there.
+        let fs = FakeCgroupFilesystem(anchorIsHierarchyRoot: false, rootControllers: ["cpu", "memory", "pids"])
+        fs.seed(.anchor, procs: [1])
+        let h = Harness(fs: fs)
+        let report = try h.tree.prepareRoot(selfPID: 1, reservation: SystemReservation.seed.rootSettings(for: capacity))
+        #expect(report.movedSelfToSupervisor)
+        #expect(report.supervisorPath == CgroupPath(["supervisor"]))
+        #expect(fs.procs(.anchor) == [])
+        #expect(fs.procs(CgroupPath(["supervisor"])) == [1])
+        #expect(report.reservationApplied)
+        // The kernel's refusal (EBUSY) is what sends it there; then the enabling succeeds.
+        #expect(
+            Array(fs.log.prefix(6)) == [
+                .mkdir("corral"),
+                .failed(.resourceBusy, .write, ".", .subtreeControl),
+                .mkdir("supervisor"),
+                .write("supervisor", .procs, "1"),
+                .write(".", .subtreeControl, "+memory +cpu +pids"),
+                .write("corral", .subtreeControl, "+memory +cpu +pids"),
+            ])
+    }
+
+    @Test func anotherProcessInTheContainersCgroupIsNotMoved() throws {
+        let fs = FakeCgroupFilesystem(anchorIsHierarchyRoot: false, rootControllers: ["cpu", "memory", "pids"])
+        fs.seed(.anchor, procs: [1, 2])
+        let h = Harness(fs: fs)
+        var error: CgroupError?
+        do { try h.tree.prepareRoot(selfPID: 2, reservation: nil) } catch let caught { error = caught }
+        #expect(error?.code == .internalProcesses)
+        #expect(fs.procs(.anchor) == [1, 2])
+        #expect(try !fs.exists(CgroupPath(["supervisor"])))
+        #expect(try !fs.exists(Harness.root))
+    }
+
     @Test func aDelegatedAnchorWithoutAControllerCannotBeFixedFromBelow() throws {
         let fs = FakeCgroupFilesystem(
             anchorPath: "/sys/fs/cgroup/user.slice/corral.scope", anchorIsHierarchyRoot: false,

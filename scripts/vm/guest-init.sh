@@ -105,6 +105,11 @@ BASH=/bin/bash
 [ -x $R$BASH ] || BASH=/usr/bin/bash
 [ -x $R$BASH ] || die "no bash in the host root"
 
+# The host may itself be a container: its markers would make systemd treat the VM as one
+# (skipping the kernel command line and every ConditionVirtualization=!container unit) and
+# Corral name a container runtime that is not there.
+rm -f $R/.dockerenv $R/run/.containerenv
+
 # corral.systemd=1: boot the host's systemd as PID 1 on the overlay root and run the command as
 # a oneshot unit once multi-user.target is up (its stdout on the console, its stderr on ERRDEV);
 # the unit writes /out/rc and powers the VM off. Everything written here lands in the tmpfs
@@ -112,9 +117,6 @@ BASH=/bin/bash
 case " $(cat /proc/cmdline) " in *" corral.systemd=1 "*) SYSTEMD=1 ;; *) SYSTEMD=0 ;; esac
 if [ "$SYSTEMD" = 1 ]; then
     [ -x $R/lib/systemd/systemd ] || die "corral.systemd=1 but the host has no /lib/systemd/systemd"
-    # The host may itself be a container: its markers would make systemd treat the VM as one
-    # (skipping the kernel command line and every ConditionVirtualization=!container unit).
-    rm -f $R/.dockerenv $R/run/.containerenv
     U=$R/etc/systemd/system
     mkdir -p $U/multi-user.target.wants
     # What cannot work or must not run here: cleaning /tmp through 9p takes minutes, there is no
