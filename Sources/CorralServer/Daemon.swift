@@ -104,14 +104,7 @@ public enum Daemon {
                 path, purpose: purpose, flag: flag, inContainer: container.isContainer, reason: reason)
             return DaemonError("\(problem.message)\n  fix: \(problem.fix)")
         }
-        var built = ""
-        for component in path.split(separator: "/") {
-            built += "/" + component
-            switch nothingOrErrno(mkdir(built, mode)) {
-            case .success, .failure(.fileExists): continue
-            case .failure(let error): throw fail("cannot create \(built): \(error)")
-            }
-        }
+        do { try makeDirectory(path, mode: mode) } catch { throw fail(error.description) }
         if case .failure(let error) = nothingOrErrno(faccessat(AT_FDCWD, path, W_OK | X_OK, AT_EACCESS)) {
             throw fail("\(error)")
         }
@@ -120,7 +113,7 @@ public enum Daemon {
         if statvfs(path, &stats) == 0, stats.f_flag & UInt(ST_RDONLY) != 0 { throw fail("it is on a read-only filesystem") }
     }
 
-    static func makeDirectory(_ path: String, mode: mode_t) throws {
+    static func makeDirectory(_ path: String, mode: mode_t) throws(DaemonError) {
         var built = ""
         for component in path.split(separator: "/") {
             built += "/" + component

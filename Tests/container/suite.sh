@@ -24,30 +24,7 @@ work=$(mktemp -d /tmp/corral-container-e2e.XXXXXX)
 tools=$repo/.build-release/release
 [[ -x $tools/corral-stress ]] || { echo "container-e2e: $tools/corral-stress is missing (scripts/build-release)" >&2; exit 2; }
 
-passed=0
-failed=0
-failures=()
-note() { echo "     $*"; }
-check() {
-    local name=$1 started=$SECONDS
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        echo "ok   $name ($((SECONDS - started)) s)"
-    else
-        failed=$((failed + 1))
-        failures+=("$name")
-        echo "FAIL $name ($((SECONDS - started)) s)"
-    fi
-}
-until_true() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" 2>/dev/null; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.2
-    done
-}
+source "$repo/Tests/checks.sh"
 # Every cgroup directory outside the test's own parents, for the "nothing outside" check.
 cgroups_outside() { find /sys/fs/cgroup -mindepth 1 -type d -not -path '/sys/fs/cgroup/corral-e2e*' | sort; }
 before_all=$(cgroups_outside)

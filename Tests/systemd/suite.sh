@@ -12,32 +12,7 @@ cd "$repo"
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 [[ $(cat /proc/1/comm) == systemd ]] || { echo "systemd-e2e: PID 1 is $(cat /proc/1/comm), not systemd" >&2; exit 2; }
 
-passed=0
-failed=0
-failures=()
-note() { echo "     $*"; }
-# check NAME FUNCTION: runs FUNCTION, counts it; a failing check prints what it saw.
-check() {
-    local name=$1 started=$SECONDS
-    shift
-    if "$@"; then
-        passed=$((passed + 1))
-        echo "ok   $name ($((SECONDS - started)) s)"
-    else
-        failed=$((failed + 1))
-        failures+=("$name")
-        echo "FAIL $name ($((SECONDS - started)) s)"
-    fi
-}
-# until_true SECONDS COMMAND...: polls every 0.2 s.
-until_true() {
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" 2>/dev/null; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.2
-    done
-}
+source "$repo/Tests/checks.sh"
 prop() { systemctl show -p "$2" --value "$1"; }
 main_pid() { prop corral.service MainPID; }
 is_active() { [[ $(systemctl is-active corral.service) == active ]]; }
