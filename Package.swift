@@ -42,7 +42,7 @@ let package = Package(
         // YAML configuration (Yams nodes carry line:column for errors).
         .target(
             name: "CorralConfig",
-            dependencies: ["CorralCore", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CorralCore", "CorralSeccomp", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
 
@@ -77,7 +77,7 @@ let package = Package(
             providers: [.apt(["libseccomp-dev"])]
         ),
         .target(name: "CorralSystemd", dependencies: ["CSystemd"], swiftSettings: strict),
-        .target(name: "CorralSeccomp", dependencies: ["CSeccomp"], swiftSettings: strict),
+        .target(name: "CorralSeccomp", dependencies: ["CSeccomp", "CorralCore"], swiftSettings: strict),
 
         // The daemon's swift-log handler for the systemd journal (native fields
         // through CorralSystemd's sd_journal_sendv).
@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "CorralRuntime",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CorralLinux", "CorralThreads", "CCorralLinux",
+                "CorralCore", "CorralCgroup", "CorralLinux", "CorralSeccomp", "CorralThreads", "CCorralLinux",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -250,7 +250,7 @@ let package = Package(
         .testTarget(
             name: "CorralRuntimeTests",
             dependencies: [
-                "CorralRuntime", "CorralCgroup", "CorralCore", "CorralLinux",
+                "CorralRuntime", "CorralCgroup", "CorralCore", "CorralLinux", "CorralSeccomp",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict

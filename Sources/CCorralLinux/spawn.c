@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -84,24 +86,68 @@ static void corral_child(const struct corral_spawn_request *req, int pipe_fd, in
             if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
         }
     }
-    if (req->cwd && chdir(req->cwd) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_CHDIR, errno);
+    /* A cgroup namespace rooted at the cgroup the child was just placed in:
+     * with the cgroup2 mount's nsdelegate it cannot migrate processes out. */
+    if (req->cgroup_namespace && unshare(CLONE_NEWCGROUP) < 0)
+        corral_child_fail(pipe_fd, CORRAL_STAGE_CGROUP_NAMESPACE, errno);
     for (int i = 0; i < req->rlimit_count; i++) {
         if (setrlimit(req->rlimits[i].resource, &req->rlimits[i].limit) < 0)
             corral_child_fail(pipe_fd, CORRAL_STAGE_RLIMIT, errno);
     }
     if (req->set_ids) {
-        if (setgroups(0, NULL) < 0 && errno != EPERM) corral_child_fail(pipe_fd, CORRAL_STAGE_SETGID, errno);
+        if (setgroups((size_t)req->group_count, req->groups) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SETGROUPS, errno);
         if (setgid(req->gid) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SETGID, errno);
         if (setuid(req->uid) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SETUID, errno);
     }
-    if (req->no_new_privs || req->seccomp_filter) {
+    /* After the user change, so that the directory is one the agent may enter. */
+    if (req->cwd && chdir(req->cwd) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_CHDIR, errno);
+    if (req->no_new_privs || req->seccomp_filter || req->seccomp_notify_filter) {
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
             corral_child_fail(pipe_fd, CORRAL_STAGE_NO_NEW_PRIVS, errno);
     }
-    if (req->seccomp_filter) {
-        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, req->seccomp_filter) < 0)
+    int loaded = 0;
+    if (req->seccomp_notify_filter && req->listener_socket >= 0) {
+        struct sock_fprog program = {(unsigned short)req->seccomp_notify_filter_count, (struct sock_filter *)req->seccomp_notify_filter};
+        long listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &program);
+        if (listener >= 0) {
+            /* The listener goes to the supervisor and never reaches the agent,
+             * which could otherwise answer its own denied calls. */
+            char data = 'L';
+            struct iovec iov = {&data, 1};
+            union {
+                char buffer[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+            } control;
+            memset(&control, 0, sizeof control);
+            struct msghdr message;
+            memset(&message, 0, sizeof message);
+            message.msg_iov = &iov;
+            message.msg_iovlen = 1;
+            message.msg_control = control.buffer;
+            message.msg_controllen = sizeof control.buffer;
+            struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+            header->cmsg_level = SOL_SOCKET;
+            header->cmsg_type = SCM_RIGHTS;
+            header->cmsg_len = CMSG_LEN(sizeof(int));
+            int fd = (int)listener;
+            memcpy(CMSG_DATA(header), &fd, sizeof fd);
+            ssize_t sent;
+            do { sent = sendmsg(req->listener_socket, &message, MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+            int send_error = errno;
+            close(fd);
+            /* Without its supervisor every denied call fails with ENOSYS: closed, but unrecorded. */
+            if (sent < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SECCOMP_LISTENER, send_error);
+            loaded = 1;
+        } else if (errno != EBUSY || !req->seccomp_filter) {
+            corral_child_fail(pipe_fd, CORRAL_STAGE_SECCOMP, errno);
+        }
+    }
+    if (!loaded && req->seccomp_filter) {
+        struct sock_fprog program = {(unsigned short)req->seccomp_filter_count, (struct sock_filter *)req->seccomp_filter};
+        if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program) < 0)
             corral_child_fail(pipe_fd, CORRAL_STAGE_SECCOMP, errno);
     }
+    if (req->listener_socket >= 0) close(req->listener_socket);
     sigset_t none;
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SIGNALS, errno);
@@ -109,10 +155,37 @@ static void corral_child(const struct corral_spawn_request *req, int pipe_fd, in
     corral_child_fail(pipe_fd, CORRAL_STAGE_EXEC, errno);
 }
 
+/* The listener the child sent before exec (already queued: exec came after),
+ * or -1 when it loaded the plain filter instead. */
+static int corral_receive_listener(int socket_fd) {
+    if (socket_fd < 0) return -1;
+    char data;
+    struct iovec iov = {&data, 1};
+    union {
+        char buffer[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.buffer;
+    message.msg_controllen = sizeof control.buffer;
+    ssize_t n;
+    do { n = recvmsg(socket_fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    if (n <= 0) return -1;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    if (!header || header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(header), sizeof fd);
+    return fd;
+}
+
 int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_result *res) {
     memset(res, 0, sizeof *res);
     res->pidfd = -1;
     res->pid = -1;
+    res->listener_fd = -1;
 
     int pipe_fds[2];
     if (pipe2(pipe_fds, O_CLOEXEC) < 0) {
@@ -203,5 +276,6 @@ int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_res
         res->stage = report.stage;
         return -1;
     }
+    res->listener_fd = req->listener_socket >= 0 ? corral_receive_listener(req->listener_parent) : -1;
     return 0;
 }

@@ -28,9 +28,9 @@ struct Reader {
     static let intervalKeys = ["sampling", "analytics", "analytics_window", "history_retention"]
     static let reservationKeys = ["memory", "cpu", "processes"]
     static let escalationKeys = ["delays", "termination_grace", "degradation_signal"]
-    static let groupKeys = ["description", "limits", "totals", "escalation"]
+    static let groupKeys = ["description", "limits", "totals", "escalation", "security"]
     static let limitKeys = ["soft", "hard", "burst", "action"]
-    static let agentKeys = ["group", "limits"]
+    static let agentKeys = ["group", "limits", "security"]
     static let resourceNames = Resource.allCases.map(\.rawValue).joined(separator: ", ")
     static let acceptedNames =
         "letters, digits, '.', '_' and '-', starting with a letter or digit, at most \(CgroupName.maximumLength) characters (\(CgroupName.pattern))"
@@ -374,6 +374,8 @@ struct Reader {
                     readTotals(fieldNode, "\(key).totals", into: &group)
                 case "escalation":
                     group.escalation = escalation(fieldNode, "\(key).escalation", base: group.escalation ?? configuration.escalation)
+                case "security":
+                    group.security = security(fieldNode, "\(key).security").apply(to: group.security)
                 default:
                     break
                 }
@@ -558,6 +560,8 @@ struct Reader {
                     } else {
                         agent.group = group
                     }
+                } else if field == "security" {
+                    agent.security = security(fieldNode, "\(key).security")
                 } else {
                     entries += limitEntries(fieldNode, "\(key).limits")
                 }

@@ -41,6 +41,15 @@ public struct CorralConfiguration: Equatable, Sendable {
         groups[group]?.escalation ?? escalation
     }
 
+    /// The security policy of agent `agent` in `group`: the group's, the
+    /// agent's settings from the file, then `flags` (from the command line).
+    public func security(agent: String, group: String, flags: SecurityOverride = SecurityOverride()) -> SecurityPolicy? {
+        guard let quota = groups[group] else { return nil }
+        var policy = quota.security
+        if let override = agents[agent] { policy = override.security.apply(to: policy) }
+        return flags.apply(to: policy)
+    }
+
     /// The limits of agent `agent` in `group`: the group's defaults with the
     /// agent's overrides from the file, then `flags` (from the command line) on top.
     public func limits(
@@ -58,10 +67,13 @@ public struct AgentOverride: Equatable, Sendable {
     /// The group the agent belongs to when started without `--group`.
     public var group: String?
     public var limits: [Resource: LimitOverride]
+    /// Security settings on top of its group's policy.
+    public var security: SecurityOverride
 
-    public init(group: String? = nil, limits: [Resource: LimitOverride] = [:]) {
+    public init(group: String? = nil, limits: [Resource: LimitOverride] = [:], security: SecurityOverride = SecurityOverride()) {
         self.group = group
         self.limits = limits
+        self.security = security
     }
 }
 

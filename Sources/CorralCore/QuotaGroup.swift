@@ -11,16 +11,35 @@ public struct QuotaGroup: Equatable, Codable, Sendable {
     public var totals: [Resource: Double]
     /// Escalation delays for this group (nil: the configuration's defaults).
     public var escalation: EscalationPolicy?
+    /// What its agents may do: syscall filter, user, cgroup namespace, rlimits.
+    public var security: SecurityPolicy
 
     public init(
         name: String, description: String, limits: LimitSet, totals: [Resource: Double],
-        escalation: EscalationPolicy? = nil
+        escalation: EscalationPolicy? = nil, security: SecurityPolicy = .standard
     ) {
         self.name = name
         self.description = description
         self.limits = limits
         self.totals = totals
         self.escalation = escalation
+        self.security = security
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, description, limits, totals, escalation, security
+    }
+
+    /// Groups saved before policies existed decode with the standard policy.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            name: try container.decode(String.self, forKey: .name),
+            description: try container.decode(String.self, forKey: .description),
+            limits: try container.decode(LimitSet.self, forKey: .limits),
+            totals: try container.decode([Resource: Double].self, forKey: .totals),
+            escalation: try container.decodeIfPresent(EscalationPolicy.self, forKey: .escalation),
+            security: try container.decodeIfPresent(SecurityPolicy.self, forKey: .security) ?? .standard)
     }
 
     /// The kernel settings of the group cgroup itself (totals only).

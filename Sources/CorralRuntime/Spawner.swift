@@ -84,6 +84,9 @@ public struct SpawnedProcess: Sendable {
     public var method: Method
     /// Why clone3(CLONE_INTO_CGROUP) was not used, when the fallback was.
     public var clone3Error: Errno?
+    /// The seccomp user-notification listener of the child's filter (the
+    /// caller answers its denied calls); nil without a notifying filter.
+    public var seccompListener: FileDescriptor?
 
     public enum Method: String, Sendable, Codable {
         case clone3
@@ -124,6 +127,8 @@ public enum Spawner {
         public var newSession: Bool
         /// RLIMIT_NOFILE for the child (default: what this process started with, see `FileLimit`).
         public var fileLimit: FileLimit.Limit? = FileLimit.inherited
+        /// Syscall filter, user, cgroup namespace and rlimits (nil: none).
+        public var isolation: Isolation?
         /// Skip clone3(CLONE_INTO_CGROUP) and place the child through the
         /// `cgroupProcs` write, as on kernels before 5.7 (for tests of that path).
         public var forceProcsWrite = false
@@ -152,7 +157,8 @@ public enum Spawner {
         1: "clone", 2: "joining the cgroup (cgroup.procs)", 3: "resetting signals", 4: "changing directory",
         5: "setting rlimits", 6: "setting no_new_privs", 7: "loading the seccomp filter", 8: "exec",
         9: "creating the status pipe", 10: "setgid", 11: "setuid", 12: "redirecting stdin/stdout/stderr",
-        13: "starting a new session",
+        13: "starting a new session", 14: "creating a cgroup namespace", 15: "setting supplementary groups",
+        16: "handing the seccomp listener to the supervisor",
     ]
 
     public static func spawn(_ request: Request) throws(SpawnError) -> SpawnedProcess {
@@ -174,28 +180,66 @@ public enum Spawner {
                     resource: Int32(RLIMIT_NOFILE.rawValue),
                     limit: rlimit(rlim_cur: rlim_t(fileLimit.soft), rlim_max: rlim_t(fileLimit.hard))))
         }
+        let isolation = request.isolation
+        for limit in isolation?.rlimits ?? [] {
+            limits.removeAll { $0.resource == limit.resource }
+            limits.append(
+                corral_rlimit(
+                    resource: limit.resource, limit: rlimit(rlim_cur: limit.soft.map { rlim_t($0) } ?? rlim_t.max, rlim_max: limit.hard.map { rlim_t($0) } ?? rlim_t.max)))
+        }
+        // The child's end of a socketpair carries the listener descriptor back before exec.
+        var pair: [Int32] = [-1, -1]
+        if isolation?.notifyFilter != nil {
+            if case .failure(let error) = nothingOrErrno(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair)) {
+                throw SpawnError(
+                    message: "cannot start \(request.executable): socketpair for the seccomp listener failed: \(error)", exitStatus: 125,
+                    errno: error)
+            }
+        }
+        defer { pair.filter { $0 >= 0 }.forEach { _ = Glibc.close($0) } }
+        let groups = isolation?.identity?.groups ?? []
+        let filter = isolation?.filter?.program ?? []
+        let notifyFilter = isolation?.notifyFilter?.program ?? []
         let rc: Int32 = limits.withUnsafeBufferPointer { limitBuffer in
             argv.withUnsafeBufferPointer { argvBuffer in
                 envp.withUnsafeBufferPointer { envpBuffer in
-                    var spec = corral_spawn_request()
-                    spec.path = UnsafePointer(path)
-                    spec.argv = argvBuffer.baseAddress
-                    spec.envp = envpBuffer.baseAddress
-                    // Without a directory fd clone3 is not tried (EBADF) and the fallback runs.
-                    spec.cgroup_fd = request.forceProcsWrite ? -1 : request.cgroupDirectory?.rawValue ?? -1
-                    spec.cgroup_procs_fd = request.cgroupProcs?.rawValue ?? -1
-                    spec.allow_fallback = 1
-                    spec.cwd = UnsafePointer(cwd)
-                    spec.no_new_privs = request.noNewPrivileges ? 1 : 0
-                    spec.rlimits = limitBuffer.baseAddress
-                    spec.rlimit_count = Int32(limitBuffer.count)
-                    spec.seccomp_filter = nil
-                    spec.set_ids = 0
-                    spec.stdin_fd = request.standardInput?.rawValue ?? -1
-                    spec.stdout_fd = request.standardOutput?.rawValue ?? -1
-                    spec.stderr_fd = request.standardError?.rawValue ?? -1
-                    spec.new_session = request.newSession ? 1 : 0
-                    return corral_spawn(&spec, &result)
+                    groups.withUnsafeBufferPointer { groupBuffer in
+                        filter.withUnsafeBytes { filterBytes in
+                            notifyFilter.withUnsafeBytes { notifyBytes in
+                                var spec = corral_spawn_request()
+                                spec.path = UnsafePointer(path)
+                                spec.argv = argvBuffer.baseAddress
+                                spec.envp = envpBuffer.baseAddress
+                                // Without a directory fd clone3 is not tried (EBADF) and the fallback runs.
+                                spec.cgroup_fd = request.forceProcsWrite ? -1 : request.cgroupDirectory?.rawValue ?? -1
+                                spec.cgroup_procs_fd = request.cgroupProcs?.rawValue ?? -1
+                                spec.allow_fallback = 1
+                                spec.cwd = UnsafePointer(cwd)
+                                spec.no_new_privs = (request.noNewPrivileges || isolation?.noNewPrivileges == true) ? 1 : 0
+                                spec.rlimits = limitBuffer.baseAddress
+                                spec.rlimit_count = Int32(limitBuffer.count)
+                                spec.seccomp_filter = filter.isEmpty ? nil : filterBytes.baseAddress
+                                spec.seccomp_filter_count = Int32(filter.count / 8)
+                                spec.seccomp_notify_filter = notifyFilter.isEmpty ? nil : notifyBytes.baseAddress
+                                spec.seccomp_notify_filter_count = Int32(notifyFilter.count / 8)
+                                spec.listener_socket = pair[1]
+                                spec.listener_parent = pair[0]
+                                spec.cgroup_namespace = isolation?.cgroupNamespace == true ? 1 : 0
+                                if let identity = isolation?.identity {
+                                    spec.set_ids = 1
+                                    spec.uid = identity.uid
+                                    spec.gid = identity.gid
+                                    spec.groups = groupBuffer.baseAddress
+                                    spec.group_count = Int32(groupBuffer.count)
+                                }
+                                spec.stdin_fd = request.standardInput?.rawValue ?? -1
+                                spec.stdout_fd = request.standardOutput?.rawValue ?? -1
+                                spec.stderr_fd = request.standardError?.rawValue ?? -1
+                                spec.new_session = request.newSession ? 1 : 0
+                                return corral_spawn(&spec, &result)
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -216,6 +260,16 @@ public enum Spawner {
                     fix: "raise the processes limit of the group or the agent", exitStatus: 125, errno: error)
             case (2, _):
                 throw procsWriteError(error, procs: request.cgroupProcs, pid: result.pid, executable: request.executable)
+            case (14, .notPermitted):
+                throw SpawnError(
+                    message: "cannot start \(request.executable): creating its cgroup namespace needs CAP_SYS_ADMIN (EPERM)",
+                    fix: "run Corral as root, or set security.cgroup_namespace: false for the group", exitStatus: 125, errno: error)
+            case (10, _), (11, _), (15, _):
+                let who = request.isolation?.identity.map { "uid \($0.uid) gid \($0.gid)" } ?? "the configured user"
+                throw SpawnError(
+                    message: "cannot start \(request.executable) as \(who): \(stage) failed: \(error.description)",
+                    fix: "changing user needs root (CAP_SETUID, CAP_SETGID); run Corral as root or remove security.user", exitStatus: 125,
+                    errno: error)
             case (1, .resourceBusy):
                 throw SpawnError(
                     message:
@@ -231,7 +285,8 @@ public enum Spawner {
             pid: result.pid,
             pidfd: result.pidfd >= 0 ? FileDescriptor(rawValue: result.pidfd) : nil,
             method: result.method == 1 ? .clone3 : result.method == 2 ? .cgroupProcs : .none,
-            clone3Error: result.clone3_errno == 0 ? nil : Errno(rawValue: result.clone3_errno))
+            clone3Error: result.clone3_errno == 0 ? nil : Errno(rawValue: result.clone3_errno),
+            seccompListener: result.listener_fd >= 0 ? FileDescriptor(rawValue: result.listener_fd) : nil)
     }
 
     /// The child could not write itself ("0") into its cgroup's cgroup.procs

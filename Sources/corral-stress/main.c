@@ -16,8 +16,22 @@
  *                                  fork every 100 ms (a process that keeps hitting pids.max)
  *   corral-stress spintree N SECONDS
  *                                  fork N children that each burn CPU for SECONDS, and wait
+ *   corral-stress syscalls NAME...
+ *       make each named call with arguments that fail harmlessly (or do nothing) when
+ *       it is not filtered; print "NAME RC ERRNONAME" per call (the seccomp tests):
+ *       mount, umount2, unshare-user, clone-user, clone3, ptrace, bpf, io_uring_setup,
+ *       kexec_load, perf_event_open, keyctl, setns, personality, socket-netlink, getpid
+ *   corral-stress getpid N          N getpid system calls, then the time per call in ns
+ *   corral-stress write FILE TEXT   write TEXT into FILE; print "write FILE OK" or the errno
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +46,37 @@ static double now(void) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] [START_DELAY] | memramp SIZE_MB SECONDS [HOLD] | spin SECONDS | fork N [HOLD] | tree N SECONDS | spintree N SECONDS\n");
+    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] [START_DELAY] | memramp SIZE_MB SECONDS [HOLD] | spin SECONDS | fork N [HOLD] | tree N SECONDS | spintree N SECONDS | syscalls NAME... | getpid N | write FILE TEXT\n");
     return 2;
+}
+
+static long call(const char *name) {
+    if (strcmp(name, "mount") == 0) return syscall(SYS_mount, "none", "/nonexistent-corral-test", "tmpfs", 0UL, NULL);
+    if (strcmp(name, "umount2") == 0) return syscall(SYS_umount2, "/nonexistent-corral-test", 0);
+    if (strcmp(name, "unshare-user") == 0) return syscall(SYS_unshare, CLONE_NEWUSER);
+    if (strcmp(name, "clone-user") == 0) {
+        long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);
+        if (pid == 0) _exit(0);
+        if (pid > 0) waitpid((pid_t)pid, NULL, 0);
+        return pid > 0 ? 0 : pid;
+    }
+    if (strcmp(name, "clone3") == 0) return syscall(435, NULL, 0);
+    if (strcmp(name, "ptrace") == 0) return syscall(SYS_ptrace, 0 /* PTRACE_TRACEME */, 0, NULL, NULL);
+    if (strcmp(name, "bpf") == 0) return syscall(SYS_bpf, -1, NULL, 0);
+    if (strcmp(name, "io_uring_setup") == 0) return syscall(425, 0, NULL);
+    if (strcmp(name, "kexec_load") == 0) return syscall(SYS_kexec_load, 0UL, 0UL, NULL, 0xdead0000UL);
+    if (strcmp(name, "perf_event_open") == 0) return syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0);
+    if (strcmp(name, "keyctl") == 0) return syscall(SYS_keyctl, -1, 0, 0, 0, 0);
+    if (strcmp(name, "setns") == 0) return syscall(SYS_setns, -1, 0);
+    if (strcmp(name, "personality") == 0) return syscall(SYS_personality, 0x0040000UL /* ADDR_NO_RANDOMIZE */);
+    if (strcmp(name, "socket-netlink") == 0) {
+        long fd = syscall(SYS_socket, 16 /* AF_NETLINK */, SOCK_RAW, 0);
+        if (fd >= 0) close((int)fd);
+        return fd >= 0 ? 0 : fd;
+    }
+    if (strcmp(name, "getpid") == 0) return syscall(SYS_getpid) > 0 ? 0 : -1;
+    errno = EINVAL;
+    return -2;
 }
 
 int main(int argc, char **argv) {
@@ -131,6 +174,32 @@ int main(int argc, char **argv) {
             nanosleep(&ts, NULL);
         }
         printf("forkloop: %d alive, %d forks refused\n", alive, refused);
+        return 0;
+    }
+    if (strcmp(argv[1], "syscalls") == 0) {
+        for (int i = 2; i < argc; i++) {
+            errno = 0;
+            long rc = call(argv[i]);
+            if (rc == -2) {
+                fprintf(stderr, "corral-stress: unknown call %s\n", argv[i]);
+                return 2;
+            }
+            printf("%s %ld %s\n", argv[i], rc < 0 ? -1L : rc > 0 ? 1L : 0L, rc < 0 ? strerrorname_np(errno) : "OK");
+        }
+        return 0;
+    }
+    if (strcmp(argv[1], "getpid") == 0) {
+        long count = atol(argv[2]);
+        double start = now();
+        for (long i = 0; i < count; i++) syscall(SYS_getpid);
+        printf("getpid %.1f ns per call\n", (now() - start) * 1e9 / (double)(count > 0 ? count : 1));
+        return 0;
+    }
+    if (strcmp(argv[1], "write") == 0) {
+        if (argc < 4) return usage();
+        int fd = open(argv[2], O_WRONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? write(fd, argv[3], strlen(argv[3])) : -1;
+        printf("write %s %s\n", argv[2], n >= 0 ? "OK" : strerrorname_np(errno));
         return 0;
     }
     if (strcmp(argv[1], "spintree") == 0) {

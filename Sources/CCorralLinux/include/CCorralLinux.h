@@ -39,7 +39,10 @@ enum corral_spawn_stage {
     CORRAL_STAGE_SETGID = 10,
     CORRAL_STAGE_SETUID = 11,
     CORRAL_STAGE_STDIO = 12,
-    CORRAL_STAGE_SETSID = 13
+    CORRAL_STAGE_SETSID = 13,
+    CORRAL_STAGE_CGROUP_NAMESPACE = 14,
+    CORRAL_STAGE_SETGROUPS = 15,
+    CORRAL_STAGE_SECCOMP_LISTENER = 16
 };
 
 struct corral_rlimit {
@@ -60,10 +63,25 @@ struct corral_spawn_request {
     int no_new_privs;
     const struct corral_rlimit *rlimits;
     int rlimit_count;
-    const void *seccomp_filter; /* struct sock_fprog *, loaded last before exec; NULL: none */
-    int set_ids;               /* when non-zero, setgid(gid) then setuid(uid) */
+    /* Classic BPF (struct sock_filter[], count instructions) loaded last before
+       exec; NULL: none. */
+    const void *seccomp_filter;
+    int seccomp_filter_count;
+    /* The same filter with user notification, loaded with
+       SECCOMP_FILTER_FLAG_NEW_LISTENER; its listener descriptor goes to the
+       parent over listener_socket. If the kernel refuses a listener (EBUSY:
+       one is installed above already), seccomp_filter is loaded instead.
+       NULL: seccomp_filter only. */
+    const void *seccomp_notify_filter;
+    int seccomp_notify_filter_count;
+    int listener_socket;       /* the child's end of an AF_UNIX socketpair, or -1 */
+    int listener_parent;       /* the parent's end, read after exec */
+    int cgroup_namespace;      /* unshare(CLONE_NEWCGROUP) once in the cgroup */
+    int set_ids;               /* when non-zero, setgroups(groups), setgid(gid), setuid(uid) */
     uid_t uid;
     gid_t gid;
+    const gid_t *groups;       /* supplementary groups (set_ids only) */
+    int group_count;
     int stdin_fd;              /* dup2'ed onto 0/1/2 when >= 0; -1 inherits */
     int stdout_fd;
     int stderr_fd;
@@ -77,6 +95,7 @@ struct corral_spawn_result {
     int clone3_errno;          /* why clone3 was not used (0 when it was) */
     int error;                 /* errno of the failure, 0 on success */
     int stage;                 /* enum corral_spawn_stage of the failure */
+    int listener_fd;           /* the seccomp listener received from the child, or -1 */
 };
 
 /* spawn.c. Starts req->path in the cgroup. Returns 0 and fills res, or -1

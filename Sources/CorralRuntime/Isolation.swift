@@ -1,0 +1,137 @@
+public import CorralCore
+public import CorralSeccomp
+import CorralLinux
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What the child applies between fork and exec, all of it prepared here in
+/// the parent: compiled filters, resolved ids and groups, rlimits.
+public struct Isolation: Sendable {
+    /// Loaded when no listener can be had (or none is wanted).
+    public var filter: CompiledFilter?
+    /// The same policy with user notification: denied calls reach the supervisor.
+    public var notifyFilter: CompiledFilter?
+    public var cgroupNamespace: Bool
+    public var noNewPrivileges: Bool
+    public var identity: UserIdentity?
+    public var rlimits: [(resource: Int32, soft: UInt64?, hard: UInt64?)]
+    /// The policy this came from (for summaries and records).
+    public var policy: SecurityPolicy
+
+    /// No filter, no namespace, the caller's user: how agents ran before policies.
+    public static let none = Isolation(
+        filter: nil, notifyFilter: nil, cgroupNamespace: false, noNewPrivileges: false, identity: nil, rlimits: [], policy: .unconfined)
+
+    /// Prepares `policy`: compiles its filter through `cache` (with a
+    /// notifying variant when `supervised`: someone will answer denied calls)
+    /// and resolves its user. Fails with the value at fault and the fix.
+    public static func prepare(_ policy: SecurityPolicy, cache: FilterCache, supervised: Bool) throws(SpawnError) -> Isolation {
+        var filter: CompiledFilter?
+        var notifyFilter: CompiledFilter?
+        if policy.seccomp.filters {
+            guard Seccomp.kernelSupportsFilters else {
+                throw SpawnError(
+                    message: "this kernel has no seccomp filters (libseccomp API level 0), so the '\(policy.seccomp.base.rawValue)' profile cannot be applied",
+                    fix: "use a kernel with CONFIG_SECCOMP_FILTER, or set security.seccomp: none for the group (or corral run --no-seccomp)",
+                    exitStatus: 125)
+            }
+            do {
+                filter = try cache.filter(for: policy.seccomp, notify: false)
+                if supervised && policy.seccomp.action == .errno && Seccomp.supportsNotification {
+                    notifyFilter = try cache.filter(for: policy.seccomp, notify: true)
+                }
+            } catch {
+                throw SpawnError(message: "cannot build the seccomp filter (\(policy.seccomp.summary)): \(error)", exitStatus: 125)
+            }
+        }
+        let identity = try policy.user.map { user throws(SpawnError) in try UserIdentity.resolve(user: user, group: policy.group) }
+        if identity == nil, let group = policy.group {
+            throw SpawnError(
+                message: "security.group '\(group)' is set without security.user", fix: "set security.user as well (the group alone is not changed)",
+                exitStatus: 125)
+        }
+        return Isolation(
+            filter: filter, notifyFilter: notifyFilter, cgroupNamespace: policy.cgroupNamespace, noNewPrivileges: policy.noNewPrivileges,
+            identity: identity,
+            rlimits: policy.rlimits.sorted { $0.key < $1.key }.map { ($0.key.number, $0.value.soft, $0.value.hard) }, policy: policy)
+    }
+
+    /// The agent's environment with HOME, USER and LOGNAME of its user.
+    public func environment(_ base: [String]) -> [String] {
+        guard let identity else { return base }
+        let replaced: Set<String> = ["HOME", "USER", "LOGNAME"]
+        return base.filter { entry in !replaced.contains(String(entry.prefix { $0 != "=" })) } + [
+            "HOME=\(identity.home)", "USER=\(identity.name)", "LOGNAME=\(identity.name)",
+        ]
+    }
+}
+
+/// A user to run an agent as: ids, supplementary groups and home, from the
+/// user database (getpwnam_r, getgrnam_r, getgrouplist).
+public struct UserIdentity: Sendable, Equatable {
+    public var name: String
+    public var uid: UInt32
+    public var gid: UInt32
+    public var groups: [UInt32]
+    public var home: String
+
+    public static func resolve(user: String, group: String?) throws(SpawnError) -> UserIdentity {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16_384)
+        let rc: Int32
+        if let uid = UInt32(user) {
+            rc = getpwuid_r(uid, &entry, &buffer, buffer.count, &result)
+        } else {
+            rc = getpwnam_r(user, &entry, &buffer, buffer.count, &result)
+        }
+        var identity: UserIdentity
+        if rc == 0, result != nil {
+            identity = UserIdentity(
+                name: String(cString: entry.pw_name), uid: entry.pw_uid, gid: entry.pw_gid, groups: [],
+                home: String(cString: entry.pw_dir))
+        } else if let uid = UInt32(user) {
+            // A numeric uid without an entry (as in many containers): its own group, home /.
+            identity = UserIdentity(name: user, uid: uid, gid: uid, groups: [], home: "/")
+        } else {
+            throw SpawnError(
+                message: "security.user '\(user)' does not exist on this host",
+                fix: "create it (useradd --system \(user)), give a numeric uid, or change security.user", exitStatus: 125)
+        }
+        if let group {
+            identity.gid = try resolveGroup(group)
+        }
+        identity.groups = supplementaryGroups(of: identity.name, primary: identity.gid, known: rc == 0 && result != nil)
+        return identity
+    }
+
+    static func resolveGroup(_ group: String) throws(SpawnError) -> UInt32 {
+        if let gid = UInt32(group) { return gid }
+        var entry = Glibc.group()
+        var result: UnsafeMutablePointer<Glibc.group>?
+        var buffer = [CChar](repeating: 0, count: 65_536)
+        guard getgrnam_r(group, &entry, &buffer, buffer.count, &result) == 0, result != nil else {
+            throw SpawnError(
+                message: "security.group '\(group)' does not exist on this host",
+                fix: "create it (groupadd --system \(group)), give a numeric gid, or remove security.group", exitStatus: 125)
+        }
+        return entry.gr_gid
+    }
+
+    /// The user's groups from the group database (just `primary` for a bare uid).
+    static func supplementaryGroups(of name: String, primary: UInt32, known: Bool) -> [UInt32] {
+        guard known else { return [primary] }
+        var count: Int32 = 64
+        while true {
+            var groups = [gid_t](repeating: 0, count: Int(count))
+            var found = count
+            if getgrouplist(name, primary, &groups, &found) >= 0 {
+                return Array(groups.prefix(Int(found)))
+            }
+            guard found > count else { return [primary] }
+            count = found
+        }
+    }
+}
