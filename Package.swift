@@ -130,7 +130,7 @@ let package = Package(
         .target(
             name: "CorralEngine",
             dependencies: [
-                "CorralAPI", "CorralCore", "CorralCgroup", "CorralRuntime", "CorralThreads", "CorralWatcher",
+                "CorralAPI", "CorralCore", "CorralCgroup", "CorralRuntime", "CorralSeccomp", "CorralThreads", "CorralWatcher",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict

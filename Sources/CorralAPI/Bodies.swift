@@ -14,11 +14,17 @@ public struct LaunchRequest: Codable, Equatable, Sendable {
     public var environment: [String: String]?
     public var workingDirectory: String?
     public var limits: [Resource: LimitOverride]?
+    /// Run as this user instead of the group's (name or uid).
+    public var user: String?
+    /// A seccomp profile instead of the group's: default, strict or none.
+    public var seccomp: String?
 
     public init(
         id: String? = nil, group: String? = nil, command: [String], environment: [String: String]? = nil,
-        workingDirectory: String? = nil, limits: [Resource: LimitOverride]? = nil
+        workingDirectory: String? = nil, limits: [Resource: LimitOverride]? = nil, user: String? = nil, seccomp: String? = nil
     ) {
+        self.user = user
+        self.seccomp = seccomp
         self.id = id
         self.group = group
         self.command = command
@@ -34,8 +40,14 @@ public struct RegisterRequest: Codable, Sendable {
     public var group: String?
     public var command: [String]
     public var limits: [Resource: LimitOverride]?
+    public var user: String?
+    public var seccomp: String?
 
-    public init(id: String?, group: String?, command: [String], limits: [Resource: LimitOverride]?) {
+    public init(
+        id: String?, group: String?, command: [String], limits: [Resource: LimitOverride]?, user: String? = nil, seccomp: String? = nil
+    ) {
+        self.user = user
+        self.seccomp = seccomp
         self.id = id
         self.group = group
         self.command = command
@@ -236,4 +248,37 @@ public struct ErrorBody: Codable, Sendable {
     public var error: Detail
 
     public init(code: String, message: String) { error = Detail(code: code, message: message) }
+}
+
+/// A request's `user` and `seccomp` as settings on top of the group's policy.
+public enum SecurityFlags {
+    public static func override(user: String?, seccomp: String?) -> Result<SecurityOverride, SecurityFlagError> {
+        var override = SecurityOverride()
+        if let user {
+            guard !user.isEmpty else { return .failure(SecurityFlagError("user is empty: give a user name or uid")) }
+            override.user = user
+        }
+        if let seccomp {
+            guard let profile = SeccompProfile(rawValue: seccomp) else {
+                return .failure(
+                    SecurityFlagError(
+                        "unknown seccomp profile '\(seccomp)'; profiles: \(SeccompProfile.allCases.map(\.rawValue).joined(separator: ", "))"
+                    ))
+            }
+            override.seccomp = SeccompPolicy(base: profile)
+        }
+        return .success(override)
+    }
+}
+
+public struct SecurityFlagError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// `GET /v1/agents/{id}/denials`, `GET /v1/denials`; `POST /v1/agents/{id}/denials`
+/// (the supervisor of a `corral run` reports its agent's denials).
+public struct DenialList: Codable, Sendable {
+    public var denials: [SyscallDenial]
+    public init(denials: [SyscallDenial]) { self.denials = denials }
 }

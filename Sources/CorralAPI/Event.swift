@@ -31,6 +31,8 @@ public struct CorralEvent: Equatable, Codable, Sendable {
         case acknowledged
         /// Analytics made recommendations for the agent.
         case recommendation
+        /// The agent's seccomp filter refused a syscall (`denial`: name, count so far, first and last time).
+        case seccompDenied = "seccomp_denied"
         case daemon
     }
 
@@ -53,12 +55,16 @@ public struct CorralEvent: Equatable, Codable, Sendable {
     /// Quota changes: the agent's limits now.
     public var limits: LimitSet?
     public var ack: Acknowledgement?
+    /// Seccomp denials: the syscall and its tally.
+    public var denial: SyscallDenial?
 
     public init(
         sequence: Int64 = 0, at: Timestamp, kind: Kind, agent: String?, message: String, violation: Violation? = nil,
         record: EnforcementRecord? = nil, request: ScaleDownRequest? = nil, resource: Resource? = nil, factor: Double? = nil,
-        graceSeconds: Double? = nil, plan: DegradationPlan? = nil, limits: LimitSet? = nil, ack: Acknowledgement? = nil
+        graceSeconds: Double? = nil, plan: DegradationPlan? = nil, limits: LimitSet? = nil, ack: Acknowledgement? = nil,
+        denial: SyscallDenial? = nil
     ) {
+        self.denial = denial
         self.resource = resource
         self.factor = factor
         self.graceSeconds = graceSeconds

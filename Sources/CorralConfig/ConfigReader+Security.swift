@@ -55,7 +55,8 @@ extension Reader {
             }
         }
         if let policy = result.seccomp, !policy.filters, result.seccompAction != nil {
-            report(node, "\(key).seccomp_action", value: result.seccompAction?.rawValue, "has no effect with seccomp: none",
+            report(
+                node, "\(key).seccomp_action", value: result.seccompAction?.rawValue, "has no effect with seccomp: none",
                 accepted: "remove seccomp_action, or choose a profile")
         }
         return result
@@ -139,7 +140,9 @@ extension Reader {
 enum UserName {
     static func problem(with text: String) -> String? {
         if let number = UInt32(text) { return number == UInt32.max ? "uid/gid 4294967295 is reserved (-1)" : nil }
-        let allowed = text.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "._-".unicodeScalars.contains($0) }
+        let allowed = text.unicodeScalars.allSatisfy {
+            ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "._-".unicodeScalars.contains($0)
+        }
         guard allowed, !text.hasPrefix("-"), text.count <= 32 else { return "not a user or group name" }
         return nil
     }

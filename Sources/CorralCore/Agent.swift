@@ -47,12 +47,15 @@ public struct AgentRecord: Equatable, Codable, Sendable {
     public var exitStatus: Int32?
     /// Why it ended, for people ("OOM-killed", "terminated: memory hard limit", …).
     public var endReason: String?
+    /// The isolation it runs under (nil: unknown, an agent from before policies or adopted).
+    public var security: SecurityPolicy?
 
     public init(
         id: String, group: String, state: AgentState, origin: AgentOrigin, pid: Int32?, command: [String], limits: LimitSet,
         overrides: [Resource: LimitOverride] = [:], cgroup: String, createdAt: Timestamp, endedAt: Timestamp? = nil,
-        exitStatus: Int32? = nil, endReason: String? = nil
+        exitStatus: Int32? = nil, endReason: String? = nil, security: SecurityPolicy? = nil
     ) {
+        self.security = security
         self.id = id
         self.group = group
         self.state = state

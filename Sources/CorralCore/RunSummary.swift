@@ -76,13 +76,20 @@ public struct RunSummary: Equatable, Codable, Sendable {
     public var enforcement: [EnforcementRecord] = []
     /// "daemon" when a running `corral serve` managed the agent, else "embedded".
     public var engine: String = "embedded"
+    /// The isolation the agent ran under (nil: none).
+    public var security: SecurityPolicy?
+    /// Syscalls its filter refused, counted.
+    public var denials: [SyscallDenial]
 
     public init(
         agent: String, group: String, cgroup: String, command: [String], limits: LimitSet,
         termination: Termination, wallSeconds: Double, cpu: CPUStat, memoryPeakBytes: Int64?,
         memoryPeakExact: Bool, memoryEvents: MemoryEvents, pidsPeak: Int64?, pidsPeakExact: Bool,
-        pidsEvents: PidsEvents, spawnMethod: String, forwardedSignals: [String], strayProcessesKilled: Bool
+        pidsEvents: PidsEvents, spawnMethod: String, forwardedSignals: [String], strayProcessesKilled: Bool,
+        security: SecurityPolicy? = nil, denials: [SyscallDenial] = []
     ) {
+        self.security = security
+        self.denials = denials
         self.agent = agent
         self.group = group
         self.cgroup = cgroup
@@ -119,6 +126,11 @@ public struct RunSummary: Equatable, Codable, Sendable {
         case .signaled(let signal):
             text += "was killed by \(SignalName.name(signal))"
             if oomKilled { text += ": OOM-killed at its memory limit" }
+            if signal == 31, security?.seccomp.action == .kill {
+                let calls = denials.filter { $0.action == .kill }.map(\.syscall)
+                text +=
+                    ": its seccomp filter (seccomp_action: kill) refused " + (calls.isEmpty ? "a syscall" : calls.joined(separator: ", "))
+            }
         }
         text += " after \(Quantity.formatSeconds(wallSeconds))"
         if pidsLimitHit { text += "; it hit its process limit" }
@@ -158,6 +170,13 @@ public struct RunSummary: Equatable, Codable, Sendable {
         }
         if !forwardedSignals.isEmpty {
             lines.append("  signals    forwarded \(forwardedSignals.joined(separator: ", "))")
+        }
+        if let security {
+            lines.append("  isolation  \(security.summary)")
+        }
+        if !denials.isEmpty {
+            let calls = denials.map { "\($0.syscall) ×\($0.count)" }
+            lines.append("  denied     \(calls.joined(separator: ", ")) (seccomp: EPERM; corral history lists them)")
         }
         return lines.joined(separator: "\n")
     }

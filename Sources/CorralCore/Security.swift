@@ -291,7 +291,8 @@ public struct RlimitValue: Equatable, Hashable, Codable, Sendable, CustomStringC
             } else if let number = UInt64(part) {
                 values.append(number)
             } else {
-                return .failure(Quantity.ParseError(value: text, reason: "'\(part)' is not a whole number or unlimited", accepted: accepted))
+                return .failure(
+                    Quantity.ParseError(value: text, reason: "'\(part)' is not a whole number or unlimited", accepted: accepted))
             }
         }
         let value = RlimitValue(soft: values[0], hard: values.count == 2 ? values[1] : values[0])

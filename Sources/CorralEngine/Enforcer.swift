@@ -15,12 +15,12 @@ struct EventPublisher: Sendable {
     func publish(
         _ kind: CorralEvent.Kind, agent: String?, _ message: String, violation: Violation? = nil, record: EnforcementRecord? = nil,
         request: ScaleDownRequest? = nil, resource: Resource? = nil, factor: Double? = nil, graceSeconds: Double? = nil,
-        plan: DegradationPlan? = nil, limits: LimitSet? = nil, ack: Acknowledgement? = nil
+        plan: DegradationPlan? = nil, limits: LimitSet? = nil, ack: Acknowledgement? = nil, denial: SyscallDenial? = nil
     ) -> CorralEvent {
         hub.publish(
             CorralEvent(
                 at: clock(), kind: kind, agent: agent, message: message, violation: violation, record: record, request: request,
-                resource: resource, factor: factor, graceSeconds: graceSeconds, plan: plan, limits: limits, ack: ack))
+                resource: resource, factor: factor, graceSeconds: graceSeconds, plan: plan, limits: limits, ack: ack, denial: denial))
     }
 }
 

@@ -38,6 +38,20 @@ extension Engine {
         return (agentID, quotaGroup, limits)
     }
 
+    /// The agent's isolation: its group's policy, the configuration's agent
+    /// settings, then the request's user and seccomp profile.
+    func securityPolicy(agent: String, group: String, user: String?, seccomp: String?) throws(EngineError) -> SecurityPolicy {
+        let flags: SecurityOverride
+        switch SecurityFlags.override(user: user, seccomp: seccomp) {
+        case .success(let override): flags = override
+        case .failure(let error): throw EngineError(.invalid, error.description)
+        }
+        guard let policy = configuration.security(agent: agent, group: group, flags: flags) else {
+            throw EngineError(.invalid, "unknown group '\(group)'")
+        }
+        return policy
+    }
+
     /// Refuses limits that make no sense (soft above hard, …), naming them.
     static func check(_ limits: LimitSet) throws(EngineError) {
         for resource in limits.resources {
@@ -79,6 +93,13 @@ extension Engine {
         }
         let (id, group, limits) = try resolve(
             id: request.id, group: request.group, command: request.command, overrides: request.limits ?? [:])
+        let security = try securityPolicy(agent: id, group: group.name, user: request.user, seccomp: request.seccomp)
+        let isolation: Isolation
+        do {
+            isolation = try Isolation.prepare(security, cache: filters, supervised: true)
+        } catch {
+            throw EngineError(.invalid, error.description)
+        }
         let environment = request.environment ?? [:]
         let executable: String
         do {
@@ -92,28 +113,33 @@ extension Engine {
             started = try launcher.start(
                 Launcher.Launch(
                     agent: id, group: group.name, executable: executable, command: request.command, environment: environment,
-                    workingDirectory: request.workingDirectory), in: leaf, of: tree)
+                    workingDirectory: request.workingDirectory, isolation: isolation), in: leaf, of: tree)
         } catch {
             discard(leaf, of: id)
             if let error = error as? SpawnError { throw EngineError(.invalid, error.description) }
             throw EngineError(.failed, "\(error)")
         }
         if let problem = started.logProblem { events.publish(.daemon, agent: id, EventText.logProblem(id, problem)) }
+        if let listener = started.seccompListener { denialSupervisor().supervise(listener, agent: id) }
         let record = AgentRecord(
             id: id, group: group.name, state: .running, origin: .launched, pid: started.pid, command: request.command,
-            limits: limits, overrides: request.limits ?? [:], cgroup: tree.fs.absolutePath(leaf), createdAt: clock())
+            limits: limits, overrides: request.limits ?? [:], cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), security: security)
         try begin(record, leaf: leaf)
         return record
     }
 
     /// Creates an agent's cgroup for a process the caller will start in it
     /// (`corral run` with a daemon); `attach` names the process afterwards.
-    public func register(id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride]) throws -> AgentRecord {
+    /// The record carries the agent's security policy: the caller applies it when it starts the process.
+    public func register(
+        id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride], user: String? = nil, seccomp: String? = nil
+    ) throws -> AgentRecord {
         let (id, group, limits) = try resolve(id: id, group: group, command: command, overrides: overrides)
+        let security = try securityPolicy(agent: id, group: group.name, user: user, seccomp: seccomp)
         let leaf = try createCgroup(id: id, group: group, limits: limits)
         let record = AgentRecord(
             id: id, group: group.name, state: .starting, origin: .registered, pid: nil, command: command, limits: limits,
-            overrides: overrides, cgroup: tree.fs.absolutePath(leaf), createdAt: clock())
+            overrides: overrides, cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), security: security)
         registry[id] = ManagedAgent(record: record, leaf: leaf)
         try writer.saveOrThrow(record)
         return record

@@ -23,6 +23,7 @@
 public import CorralCgroup
 public import CorralCore
 import CorralRuntime
+import CorralSeccomp
 public import CorralWatcher
 
 #if canImport(Glibc)
@@ -75,6 +76,10 @@ public actor Engine {
     var pendingMinutes: [UsageMinute] = []
     var lastMinuteFlush: Timestamp?
     var nextAnalytics: Timestamp?
+    /// Seccomp filters compiled once per policy.
+    let filters = FilterCache()
+    /// Answers and records launched agents' denied syscalls; made with the first filtered launch.
+    var denials: DenialSupervisor?
 
     public init(
         configuration: CorralConfiguration, tree: CgroupTree, store: any EngineStore, hub: EventHub = EventHub(),
@@ -92,6 +97,53 @@ public actor Engine {
     }
 
     public static let wallClock: @Sendable () -> Timestamp = { Timestamp.now() }
+
+    /// The supervisor of launched agents' seccomp listeners: each denial is
+    /// stored (one row per agent and syscall, counted) and published.
+    func denialSupervisor() -> DenialSupervisor {
+        if let denials { return denials }
+        let writer = writer
+        let events = events
+        let supervisor: DenialSupervisor
+        do {
+            supervisor = try DenialSupervisor(clock: clock) { denial in Self.record(denial, writer: writer, events: events) }
+        } catch {
+            // No eventfd: this process is out of descriptors; the agent's calls fail with ENOSYS.
+            fatalError("cannot create the seccomp supervisor's eventfd: \(error)")
+        }
+        denials = supervisor
+        return supervisor
+    }
+
+    /// Stores a denial's tally off the engine and publishes it.
+    nonisolated static func record(_ denial: SyscallDenial, writer: StoreWriter, events: EventPublisher) {
+        events.publish(.seccompDenied, agent: denial.agent, EventText.denied(denial), denial: denial)
+        writer.later {
+            do {
+                try writer.store.save(denial: denial)
+            } catch {
+                events.publish(
+                    .daemon, agent: denial.agent, EventText.notRecorded(denial.agent, "a denied syscall (\(denial.syscall))", error))
+            }
+        }
+    }
+
+    /// Records denials reported by the supervisor of a `corral run` through the API.
+    public func recordDenials(_ list: [SyscallDenial], agent: String) throws(EngineError) {
+        guard registry[agent] != nil else { throw EngineError(.notFound, "no agent '\(agent)'") }
+        for denial in list where denial.agent == agent { Self.record(denial, writer: writer, events: events) }
+    }
+
+    /// Denied syscalls from the store (of one agent or all), most recent first.
+    public func denialHistory(agent: String?, limit: Int) throws -> [SyscallDenial] {
+        try writer.settled.denials(agent: agent, limit: limit)
+    }
+
+    /// Stops answering seccomp listeners (the daemon stops; its agents' denied calls then fail with ENOSYS).
+    public func stopSupervising() {
+        denials?.stop()
+        denials = nil
+    }
 
     /// Blocks until every step queued for commit is stored and its records
     /// are published (tests; the daemon's graceful stop uses `settle`).

@@ -28,6 +28,10 @@ public protocol EngineStore: StepStore {
     func deleteLadder(agent: String) throws
     func save(group: QuotaGroup) throws
     func groupOverrides() throws -> [String: QuotaGroup]
+    /// Stores a denial's latest tally (one per agent and syscall).
+    func save(denial: SyscallDenial) throws
+    /// Denied syscalls, the most recent first.
+    func denials(agent: String?, limit: Int) throws -> [SyscallDenial]
 }
 
 extension StepStore {
@@ -69,6 +73,8 @@ extension ForwardingEngineStore {
     public func deleteLadder(agent: String) throws { try base.deleteLadder(agent: agent) }
     public func save(group: QuotaGroup) throws { try base.save(group: group) }
     public func groupOverrides() throws -> [String: QuotaGroup] { try base.groupOverrides() }
+    public func save(denial: SyscallDenial) throws { try base.save(denial: denial) }
+    public func denials(agent: String?, limit: Int) throws -> [SyscallDenial] { try base.denials(agent: agent, limit: limit) }
 }
 
 /// An `EngineStore` in memory (for `corral run` and tests).
@@ -81,6 +87,7 @@ public final class MemoryStore: EngineStore {
         var recommendations: [String: [Recommendation]] = [:]
         var ladders: [String: AgentLadder] = [:]
         var groups: [String: QuotaGroup] = [:]
+        var denials: [String: SyscallDenial] = [:]
         var nextID: Int64 = 1
     }
 
@@ -168,4 +175,16 @@ public final class MemoryStore: EngineStore {
     public func save(group: QuotaGroup) throws { state.withLock { $0.groups[group.name] = group } }
 
     public func groupOverrides() throws -> [String: QuotaGroup] { state.withLock { $0.groups } }
+
+    public func save(denial: SyscallDenial) throws {
+        state.withLock { $0.denials[denial.agent + "\u{0}" + denial.syscall] = denial }
+    }
+
+    public func denials(agent: String?, limit: Int) throws -> [SyscallDenial] {
+        state.withLock { state in
+            Array(
+                state.denials.values.filter { agent == nil || $0.agent == agent }
+                    .sorted { ($0.lastAt, $1.syscall) > ($1.lastAt, $0.syscall) }.prefix(max(limit, 0)))
+        }
+    }
 }

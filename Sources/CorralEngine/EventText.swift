@@ -185,4 +185,10 @@ enum EventText {
     static func recommendations(_ id: String, _ recommendations: [Recommendation]) -> String {
         "recommendations for \(id): " + recommendations.map { "\($0.kind.rawValue) \($0.resource.rawValue)" }.joined(separator: ", ")
     }
+
+    static func denied(_ denial: SyscallDenial) -> String {
+        let what = denial.action == .kill ? "killed by SIGSYS for calling" : "refused"
+        let times = denial.count == 1 ? "" : " (\(denial.count) times since \(denial.firstAt))"
+        return "seccomp \(what) \(denial.syscall)\(times)" + (denial.pid.map { ", last by pid \($0)" } ?? "")
+    }
 }

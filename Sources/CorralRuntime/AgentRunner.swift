@@ -23,6 +23,10 @@ public struct RunRequest: Sendable {
     public var samplingInterval: Duration
     /// How long stray processes may take to die after cgroup.kill.
     public var killTimeout: Duration
+    /// Syscall filter, user, cgroup namespace and rlimits (nil: none).
+    public var isolation: Isolation?
+    /// Answers and counts the agent's denied syscalls (nil: they fail unrecorded).
+    public var denials: DenialSupervisor?
 
     public init(
         agent: String, group: QuotaGroup, limits: LimitSet, command: [String], executable: String,
@@ -145,16 +149,22 @@ public struct AgentRunner: Sendable {
             defer { try? directory.close() }
             let procs = try tree.fs.openForWriting(.procs, of: leaf)
             defer { try? procs.close() }
-            child = try Spawner.spawn(
-                Spawner.Request(
-                    executable: request.executable, arguments: request.command,
-                    environment: request.environment, cgroupDirectory: directory, cgroupProcs: procs))
+            var spawn = Spawner.Request(
+                executable: request.executable, arguments: request.command,
+                environment: request.isolation?.environment(request.environment) ?? request.environment, cgroupDirectory: directory,
+                cgroupProcs: procs)
+            spawn.environment.append("CORRAL_CGROUP=\(tree.fs.absolutePath(leaf))")
+            spawn.isolation = request.isolation
+            child = try Spawner.spawn(spawn)
         } catch let error as SpawnError {
             throw .spawn(error)
         } catch let error as CgroupError {
             throw .cgroup(error)
         } catch {
             throw .system(message: "cannot start \(request.executable): \(error)", errno: .ioError)
+        }
+        if let listener = child.seccompListener {
+            if let denials = request.denials { denials.supervise(listener, agent: request.agent) } else { try? listener.close() }
         }
         onStarted(child.pid)
 
@@ -187,7 +197,7 @@ public struct AgentRunner: Sendable {
             memoryEvents: final.memoryEvents,
             pidsPeak: final.pidsPeak ?? peaks.pids, pidsPeakExact: final.pidsPeak != nil,
             pidsEvents: final.pidsEvents, spawnMethod: child.method.rawValue, forwardedSignals: forwarded,
-            strayProcessesKilled: strays)
+            strayProcessesKilled: strays, security: request.isolation?.policy, denials: request.denials?.denials(of: request.agent) ?? [])
     }
 
     /// Removes the group and the root when no other agent uses them, so a

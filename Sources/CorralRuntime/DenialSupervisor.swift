@@ -2,8 +2,8 @@ public import CorralCore
 import CorralLinux
 import CorralSeccomp
 import CorralThreads
-public import SystemPackage
 import Synchronization
+public import SystemPackage
 
 #if canImport(Glibc)
     import Glibc

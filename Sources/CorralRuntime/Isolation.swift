@@ -1,6 +1,6 @@
 public import CorralCore
-public import CorralSeccomp
 import CorralLinux
+public import CorralSeccomp
 
 #if canImport(Glibc)
     import Glibc
@@ -33,8 +33,10 @@ public struct Isolation: Sendable {
         if policy.seccomp.filters {
             guard Seccomp.kernelSupportsFilters else {
                 throw SpawnError(
-                    message: "this kernel has no seccomp filters (libseccomp API level 0), so the '\(policy.seccomp.base.rawValue)' profile cannot be applied",
-                    fix: "use a kernel with CONFIG_SECCOMP_FILTER, or set security.seccomp: none for the group (or corral run --no-seccomp)",
+                    message:
+                        "this kernel has no seccomp filters (libseccomp API level 0), so the '\(policy.seccomp.base.rawValue)' profile cannot be applied",
+                    fix:
+                        "use a kernel with CONFIG_SECCOMP_FILTER, or set security.seccomp: none for the group (or corral run --no-seccomp)",
                     exitStatus: 125)
             }
             do {
@@ -49,7 +51,8 @@ public struct Isolation: Sendable {
         let identity = try policy.user.map { user throws(SpawnError) in try UserIdentity.resolve(user: user, group: policy.group) }
         if identity == nil, let group = policy.group {
             throw SpawnError(
-                message: "security.group '\(group)' is set without security.user", fix: "set security.user as well (the group alone is not changed)",
+                message: "security.group '\(group)' is set without security.user",
+                fix: "set security.user as well (the group alone is not changed)",
                 exitStatus: 125)
         }
         return Isolation(

@@ -1,7 +1,7 @@
 public import CorralCgroup
 public import CorralCore
 import CorralLinux
-import SystemPackage
+public import SystemPackage
 
 #if canImport(Glibc)
     import Glibc
@@ -48,10 +48,14 @@ public struct Launcher: Sendable {
         public var command: [String]
         public var environment: [String: String]
         public var workingDirectory: String?
+        /// Filter, user, cgroup namespace and rlimits (nil: none).
+        public var isolation: Isolation?
 
         public init(
-            agent: String, group: String, executable: String, command: [String], environment: [String: String], workingDirectory: String?
+            agent: String, group: String, executable: String, command: [String], environment: [String: String], workingDirectory: String?,
+            isolation: Isolation? = nil
         ) {
+            self.isolation = isolation
             self.agent = agent
             self.group = group
             self.executable = executable
@@ -66,6 +70,8 @@ public struct Launcher: Sendable {
         public var pid: Int32
         /// The log could not be opened (the reason): output goes where Corral's does.
         public var logProblem: String?
+        /// The listener of the agent's notifying seccomp filter (the caller answers its denials).
+        public var seccompListener: FileDescriptor?
     }
 
     /// Spawns `launch` into `leaf` (clone3 into the cgroup, or cgroup.procs
@@ -92,15 +98,18 @@ public struct Launcher: Sendable {
         defer { Self.close(directory) }
         let procs = try tree.fs.openForWriting(.procs, of: leaf)
         defer { Self.close(procs) }
-        let child = try Spawner.spawn(
-            Spawner.Request(
-                executable: launch.executable, arguments: launch.command,
-                environment: environment(launch.environment, agent: launch.agent, group: launch.group), cgroupDirectory: directory,
-                cgroupProcs: procs, workingDirectory: launch.workingDirectory, standardInput: nullInput, standardOutput: output,
-                standardError: output, newSession: true))
+        var environment = environment(launch.environment, agent: launch.agent, group: launch.group)
+        environment.append("CORRAL_CGROUP=\(tree.fs.absolutePath(leaf))")
+        var request = Spawner.Request(
+            executable: launch.executable, arguments: launch.command,
+            environment: launch.isolation?.environment(environment) ?? environment,
+            cgroupDirectory: directory, cgroupProcs: procs, workingDirectory: launch.workingDirectory, standardInput: nullInput,
+            standardOutput: output, standardError: output, newSession: true)
+        request.isolation = launch.isolation
+        let child = try Spawner.spawn(request)
         // The engine learns of the exit from the cgroup and reaps by pid.
         Self.close(child.pidfd)
-        return Started(pid: child.pid, logProblem: logProblem)
+        return Started(pid: child.pid, logProblem: logProblem, seccompListener: child.seccompListener)
     }
 
     /// Whether `pid` names a process (one Corral may not signal counts).

@@ -185,12 +185,16 @@ public enum Spawner {
             limits.removeAll { $0.resource == limit.resource }
             limits.append(
                 corral_rlimit(
-                    resource: limit.resource, limit: rlimit(rlim_cur: limit.soft.map { rlim_t($0) } ?? rlim_t.max, rlim_max: limit.hard.map { rlim_t($0) } ?? rlim_t.max)))
+                    resource: limit.resource,
+                    limit: rlimit(
+                        rlim_cur: limit.soft.map { rlim_t($0) } ?? rlim_t.max, rlim_max: limit.hard.map { rlim_t($0) } ?? rlim_t.max)))
         }
         // The child's end of a socketpair carries the listener descriptor back before exec.
         var pair: [Int32] = [-1, -1]
         if isolation?.notifyFilter != nil {
-            if case .failure(let error) = nothingOrErrno(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair)) {
+            if case .failure(let error) = nothingOrErrno(
+                socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair))
+            {
                 throw SpawnError(
                     message: "cannot start \(request.executable): socketpair for the seccomp listener failed: \(error)", exitStatus: 125,
                     errno: error)

@@ -55,4 +55,6 @@ public struct SQLiteEngineStore: EngineStore {
     public func deleteLadder(agent: String) throws { _ = try store.deleteLadder(agent: agent) }
     public func save(group: QuotaGroup) throws { try store.save(group: group) }
     public func groupOverrides() throws -> [String: QuotaGroup] { try store.groupOverrides() }
+    public func save(denial: SyscallDenial) throws { try store.save(denial: denial) }
+    public func denials(agent: String?, limit: Int) throws -> [SyscallDenial] { try store.denials(agent: agent, limit: limit) }
 }

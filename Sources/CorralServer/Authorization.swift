@@ -121,7 +121,7 @@ public struct AccessPolicy: Sendable {
             guard parts.count >= 3, parts[0] == "v1", parts[1] == "agents", parts[2] == agent else { return false }
             switch (method, Array(parts.dropFirst(3))) {
             case (.get, []), (.get, ["history"]), (.get, ["compliance"]), (.get, ["degradation"]), (.get, ["recommendations"]),
-                (.post, ["usage"]), (.post, ["acks"]):
+                (.get, ["denials"]), (.post, ["usage"]), (.post, ["acks"]):
                 return true
             default: return false
             }

@@ -323,7 +323,7 @@ public enum Daemon {
                     .init(service: PressureTriggerReport(watcher: watcher, configured: pressureThreshold, logger: logger)),
                     .init(service: StoreService(store: store, engine: engine, hub: engine.hub, logger: logger)),
                     .init(service: WatcherService(watcher: watcher)),
-                    .init(service: EngineService(loop: loop, logger: logger)),
+                    .init(service: EngineService(loop: loop, engine: engine, logger: logger)),
                     .init(
                         service: ReloadService(
                             engine: engine, configPath: options.configPath, logger: logger, groupNames: groupNames, status: status)),
@@ -347,6 +347,7 @@ public enum Daemon {
 /// what is queued and stop.
 struct EngineService: Service {
     let loop: EngineLoop
+    let engine: Engine
     let logger: Logger
 
     func run() async throws {
@@ -355,6 +356,8 @@ struct EngineService: Service {
         } onGracefulShutdown: { [loop] in
             loop.stop()
         }
+        // Agents outlive the daemon; their denied calls fail with ENOSYS until it is back.
+        await engine.stopSupervising()
         logger.info("engine stopped")
     }
 }

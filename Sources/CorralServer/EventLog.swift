@@ -24,6 +24,7 @@ public enum EventLog {
         public static let reload = "48c463a1e4064487961275d505cddcdc"
         public static let degradation = "3e229a8c9d6f48cb8b8b21720ba18369"
         public static let suspension = "9a3b0d4ce7a04b56b856aab5d5eb5aef"
+        public static let seccompDenied = "7be930787e0243c5922aa2179f03ee53"
     }
 
     /// What to log for `event`, or nil for the chatty kinds (usage reports,
@@ -56,6 +57,11 @@ public enum EventLog {
             (level, id) = (.notice, MessageID.degradation)
         case .suspended, .thawed:
             (level, id) = (.info, MessageID.suspension)
+        case .seccompDenied:
+            guard let denial = event.denial else { return nil }
+            metadata["syscall"] = .string(denial.syscall)
+            metadata["count"] = .stringConvertible(denial.count)
+            (level, id) = (.warning, MessageID.seccompDenied)
         case .throttleNotice, .throttleRestored, .terminationNotice, .scaleDownRequest, .suspendNotice, .quotaChanged,
             .groupChanged, .usageReported, .acknowledged, .recommendation, .daemon:
             return nil

@@ -115,7 +115,9 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         try checkAmounts(limits: body.limits)
         return jsonResponse(
             try await engineCall {
-                try await engine.register(id: body.id, group: body.group, command: body.command, overrides: body.limits ?? [:])
+                try await engine.register(
+                    id: body.id, group: body.group, command: body.command, overrides: body.limits ?? [:], user: body.user,
+                    seccomp: body.seccomp)
             },
             status: .created)
     }
@@ -198,6 +200,23 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         let id = try agentID(context)
         let limit = try limitParameter(request)
         return jsonResponse(DegradationList(plans: try await engineCall { try await engine.degradationHistory(agent: id, limit: limit) }))
+    }
+    v1.get("agents/:id/denials") { request, context in
+        let id = try agentID(context)
+        let limit = try limitParameter(request)
+        return jsonResponse(DenialList(denials: try await engineCall { try await engine.denialHistory(agent: id, limit: limit) }))
+    }
+    // The supervisor of a `corral run` (which holds its agent's seccomp listener) reports its denials; administrators only.
+    v1.post("agents/:id/denials") { request, context in
+        let id = try agentID(context)
+        let body = try await decodeBody(DenialList.self, from: request)
+        try await engineCall { try await engine.recordDenials(body.denials, agent: id) }
+        return Response(status: .noContent)
+    }
+    v1.get("denials") { request, _ in
+        let agent = try agentQuery(request)
+        let limit = try limitParameter(request)
+        return jsonResponse(DenialList(denials: try await engineCall { try await engine.denialHistory(agent: agent, limit: limit) }))
     }
     v1.get("agents/:id/recommendations") { _, context in
         let id = try agentID(context)

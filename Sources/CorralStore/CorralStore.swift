@@ -207,6 +207,14 @@ public final class CorralStore: Sendable {
         try read { try $0.recommendations(agent: agent) }
     }
 
+    public func save(denial: SyscallDenial) throws {
+        try write { try $0.save(denial: denial) }
+    }
+
+    public func denials(agent: String? = nil, limit: Int = 1000) throws -> [SyscallDenial] {
+        try read { try $0.denials(agent: agent, limit: limit) }
+    }
+
     public func pruneHistory(before time: Timestamp) throws -> Int {
         try write("pruning enforcement history") { try $0.pruneHistory(before: time) }
     }

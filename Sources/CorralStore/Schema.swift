@@ -10,7 +10,7 @@ internal import GRDB
 /// is refused rather than misread.
 enum Schema {
     /// The schema this binary writes and understands.
-    static let version = 3
+    static let version = 4
 
     /// "CRRL" in the SQLite header (`PRAGMA application_id`).
     static let applicationID: Int32 = 0x4352_524C
@@ -121,6 +121,27 @@ enum Schema {
                     );
                     CREATE INDEX recommendation_by_agent ON recommendation(agent);
                     PRAGMA user_version = 3;
+                    """)
+        }
+        migrator.registerMigration("v4") { db in
+            // Agent isolation (issue 12): the policy an agent runs under (JSON,
+            // NULL for agents from before), and its denied syscalls, one row
+            // per agent and syscall, counted.
+            try db.execute(
+                sql: """
+                    ALTER TABLE agent ADD COLUMN security TEXT;
+                    CREATE TABLE seccomp_denial (
+                        agent TEXT NOT NULL,
+                        syscall TEXT NOT NULL,
+                        action TEXT NOT NULL,
+                        count INTEGER NOT NULL,
+                        first_at INTEGER NOT NULL,
+                        last_at INTEGER NOT NULL,
+                        pid INTEGER,
+                        PRIMARY KEY (agent, syscall)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX seccomp_denial_by_time ON seccomp_denial(last_at);
+                    PRAGMA user_version = 4;
                     """)
         }
         return migrator

@@ -122,6 +122,27 @@ public struct StoreReader {
     }
 
     /// The id of the latest enforcement record, nil when there is none.
+    /// Denied syscalls, the most recent first (of one agent or all).
+    public func denials(agent: String? = nil, limit: Int = 1000) throws -> [SyscallDenial] {
+        let filter = agent == nil ? "" : " WHERE agent = ?"
+        var arguments: StatementArguments = agent.map { [$0] } ?? []
+        arguments += [limit]
+        return try mapping("reading denied syscalls") {
+            try Row.fetchAll(
+                db,
+                sql:
+                    "SELECT agent, syscall, action, count, first_at, last_at, pid FROM seccomp_denial\(filter) ORDER BY last_at DESC, syscall LIMIT ?",
+                arguments: arguments
+            ).map { row in
+                let agent: String = row[0]
+                return SyscallDenial(
+                    agent: agent, syscall: row[1], count: row[3], firstAt: Timestamp(milliseconds: row[4]),
+                    lastAt: Timestamp(milliseconds: row[5]), action: try enumValue(row[2], "action", of: "a denial of agent '\(agent)'"),
+                    pid: row[6])
+            }
+        }
+    }
+
     public func lastHistoryID() throws -> Int64? {
         try mapping("reading enforcement history") {
             try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM enforcement")
@@ -188,12 +209,13 @@ public struct StoreWriter {
         try reader.mapping("saving agent '\(agent.id)'") {
             let statement = try db.cachedStatement(
                 sql: """
-                    INSERT INTO agent (\(AgentRow.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO agent (\(AgentRow.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET
                         group_name = excluded.group_name, state = excluded.state, origin = excluded.origin,
                         pid = excluded.pid, command = excluded.command, limits = excluded.limits,
                         overrides = excluded.overrides, cgroup = excluded.cgroup, created_at = excluded.created_at,
-                        ended_at = excluded.ended_at, exit_status = excluded.exit_status, end_reason = excluded.end_reason
+                        ended_at = excluded.ended_at, exit_status = excluded.exit_status, end_reason = excluded.end_reason,
+                        security = excluded.security
                     """)
             try statement.execute(arguments: AgentRow.arguments(agent))
         }
@@ -228,6 +250,22 @@ public struct StoreWriter {
             var stored = record
             stored.id = db.lastInsertedRowID
             return stored
+        }
+    }
+
+    /// Stores a denial's latest count (one row per agent and syscall).
+    public func save(denial: SyscallDenial) throws {
+        try reader.mapping("recording a denied syscall of agent '\(denial.agent)'") {
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO seccomp_denial (agent, syscall, action, count, first_at, last_at, pid) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (agent, syscall) DO UPDATE SET action = excluded.action, count = excluded.count,
+                        last_at = excluded.last_at, pid = excluded.pid
+                    """
+            ).execute(arguments: [
+                denial.agent, denial.syscall, denial.action.rawValue, denial.count, denial.firstAt.milliseconds, denial.lastAt.milliseconds,
+                denial.pid,
+            ])
         }
     }
 
@@ -296,7 +334,9 @@ public struct StoreWriter {
     public func pruneHistory(before time: Timestamp) throws -> Int {
         try reader.mapping("pruning enforcement history") {
             try db.execute(sql: "DELETE FROM enforcement WHERE at < ?", arguments: [time.milliseconds])
-            return db.changesCount
+            let records = db.changesCount
+            try db.execute(sql: "DELETE FROM seccomp_denial WHERE last_at < ?", arguments: [time.milliseconds])
+            return records + db.changesCount
         }
     }
 
@@ -349,13 +389,14 @@ extension StoreWriter: Sendable {}
 /// The `agent` table's columns and their mapping to `AgentRecord`.
 enum AgentRow {
     static let columns =
-        "id, group_name, state, origin, pid, command, limits, overrides, cgroup, created_at, ended_at, exit_status, end_reason"
+        "id, group_name, state, origin, pid, command, limits, overrides, cgroup, created_at, ended_at, exit_status, end_reason, security"
 
     static func arguments(_ agent: AgentRecord) throws -> StatementArguments {
         [
             agent.id, agent.group, agent.state.rawValue, agent.origin.rawValue, agent.pid,
             try StoreJSON.encode(agent.command), try StoreJSON.encode(agent.limits), try StoreJSON.encode(agent.overrides),
             agent.cgroup, agent.createdAt.milliseconds, agent.endedAt?.milliseconds, agent.exitStatus, agent.endReason,
+            try agent.security.map { try StoreJSON.encode($0) },
         ]
     }
 
@@ -374,7 +415,8 @@ enum AgentRow {
             createdAt: Timestamp(milliseconds: try row.decode(atIndex: 9)),
             endedAt: try row.decode(Int64?.self, atIndex: 10).map { Timestamp(milliseconds: $0) },
             exitStatus: try row.decode(Int32?.self, atIndex: 11),
-            endReason: try row.decode(atIndex: 12))
+            endReason: try row.decode(atIndex: 12),
+            security: try row.decode(String?.self, atIndex: 13).map { try StoreJSON.decode(SecurityPolicy.self, from: $0) })
     }
 }
 

@@ -1,9 +1,11 @@
 import ArgumentParser
+import CorralAPI
 import CorralCgroup
 import CorralClient
 import CorralCore
 import CorralLinux
 import CorralRuntime
+import CorralSeccomp
 import SystemPackage
 
 #if canImport(Glibc)
@@ -32,6 +34,12 @@ struct Run: ParsableCommand {
               corral run --memory-max 256M --cpu 50% --pids-max 64 -- make -j8
               corral run --summary-file run.json -- ./batch-job
               corral run --json -- ./batch-job | tail -n 1 | jq .exit_status
+              corral run --user nobody --seccomp strict -- ./untrusted-tool
+
+            Isolation: each group's security policy applies (see the README, "Agent isolation"):
+            by default the 'default' seccomp profile (denied calls fail with EPERM and are
+            counted in the summary and in corral history), no_new_privs and a cgroup namespace.
+            --user, --seccomp and --no-seccomp override it for this run.
             """
     )
 
@@ -64,6 +72,17 @@ struct Run: ParsableCommand {
     var config: String?
 
     @OptionGroup var root: CgroupRootOption
+
+    @Option(name: .long, help: ArgumentHelp("Run COMMAND as this user (name or uid; needs root).", valueName: "USER"))
+    var user: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp("Seccomp profile instead of the group's: default, strict or none.", valueName: "PROFILE"))
+    var seccomp: String?
+
+    @Flag(name: .customLong("no-seccomp"), help: "Run COMMAND without a syscall filter (the same as --seccomp none).")
+    var noSeccomp = false
 
     @Flag(
         name: .long,
@@ -104,6 +123,19 @@ struct Run: ParsableCommand {
             throw ValidationError("--name: \(problem)")
         }
         _ = try flagOverrides()
+        _ = try securityFlags()
+    }
+
+    /// --user, --seccomp and --no-seccomp as settings on the group's policy.
+    func securityFlags() throws -> SecurityOverride {
+        if noSeccomp, let seccomp, seccomp != "none" {
+            throw ValidationError("--no-seccomp and --seccomp \(seccomp) contradict each other: give one of them")
+        }
+        switch SecurityFlags.override(user: user, seccomp: noSeccomp ? "none" : seccomp) {
+        case .success(let override): return override
+        case .failure(let error):
+            throw ValidationError("--\(error.description.hasPrefix("user") ? "user" : "seccomp"): \(error.description)")
+        }
     }
 
     /// The limit flags as overrides, each validated with the value named.
@@ -175,6 +207,16 @@ struct Run: ParsableCommand {
         } catch {
             throw fail(error.description, status: error.exitStatus)
         }
+        guard let security = configuration.security(agent: agent, group: groupName, flags: try securityFlags()) else {
+            throw fail("unknown group '\(groupName)'")
+        }
+        let filters = FilterCache()
+        var isolation: Isolation
+        do {
+            isolation = try Isolation.prepare(security, cache: filters, supervised: true)
+        } catch {
+            throw fail(error.description, status: ExitStatus.usage)
+        }
 
         let facts = HostProbe.facts()
         if let problem = facts.problems.first {
@@ -188,7 +230,9 @@ struct Run: ParsableCommand {
         var request = RunRequest(
             agent: agent, group: quotaGroup, limits: limits, command: command, executable: executable,
             environment: environment, reservation: nil, samplingInterval: configuration.intervals.sampling)
+        request.isolation = isolation
         let overrides = try flagOverrides()
+        let securityOverride = try securityFlags()
 
         // With a daemon on its socket the agent is registered there (it shows
         // in `corral agents list` and the daemon walks its ladder); otherwise
@@ -199,7 +243,8 @@ struct Run: ParsableCommand {
             var viaDaemon = request
             viaDaemon.environment.append("CORRAL_SOCKET=\(client.socketPath)")
             do {
-                summary = try DaemonRun(client: client).run(viaDaemon, overrides: overrides, quiet: quiet || json)
+                summary = try DaemonRun(client: client, filters: filters).run(
+                    viaDaemon, overrides: overrides, security: securityOverride, quiet: quiet || json)
             } catch let refusal as DaemonRun.NotPermitted {
                 // Anyone may connect (the daemon decides by SO_PEERCRED); one that
                 // may not register agents there runs them itself, as without a daemon.
@@ -217,7 +262,12 @@ struct Run: ParsableCommand {
             } catch {
                 throw fail(error.description)
             }
-            summary = try EmbeddedRun(tree: tree, configuration: configuration).run(request, overrides: overrides, quiet: quiet || json)
+            let silent = quiet || json
+            request.denials = try DenialSupervisor.forRun { denial in
+                if !silent { printError("corral: [\(denial.agent)] seccomp refused \(denial.syscall) (\(denial.count)×)") }
+            }
+            defer { request.denials?.stop() }
+            summary = try EmbeddedRun(tree: tree, configuration: configuration).run(request, overrides: overrides, quiet: silent)
         }
         guard let summary else { throw fail("no summary") }
         if let summaryFile {

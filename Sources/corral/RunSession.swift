@@ -5,6 +5,7 @@ import CorralClient
 import CorralCore
 import CorralEngine
 import CorralRuntime
+import CorralSeccomp
 import CorralThreads
 import CorralWatcher
 import Synchronization
@@ -37,7 +38,7 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) thr
 /// Prints the ladder's doings to stderr while an agent runs.
 func narrate(_ event: CorralEvent) {
     switch event.kind {
-    case .enforcement, .terminationNotice, .scaleDownRequest, .suspendNotice, .suspended, .throttleRestored:
+    case .enforcement, .terminationNotice, .scaleDownRequest, .suspendNotice, .suspended, .throttleRestored, .seccompDenied:
         printError("corral: [\(event.agent ?? "-")] \(event.message)")
     default:
         break
@@ -48,6 +49,7 @@ func narrate(_ event: CorralEvent) {
 /// and walks the ladder; this process starts the command in it and waits.
 struct DaemonRun {
     let client: CorralClient
+    let filters: FilterCache
 
     /// The daemon answered but this caller may not register agents there
     /// (not root, not in its admin group, or inside an agent's cgroup).
@@ -55,12 +57,14 @@ struct DaemonRun {
         var message: String
     }
 
-    func run(_ request: RunRequest, overrides: [Resource: LimitOverride], quiet: Bool) throws -> RunSummary {
+    func run(_ request: RunRequest, overrides: [Resource: LimitOverride], security: SecurityOverride, quiet: Bool) throws -> RunSummary {
         let record: AgentRecord
         do {
             record = try client.call(
                 "POST", "/v1/agents/register",
-                body: RegisterRequest(id: request.agent, group: request.group.name, command: request.command, limits: overrides),
+                body: RegisterRequest(
+                    id: request.agent, group: request.group.name, command: request.command, limits: overrides, user: security.user,
+                    seccomp: security.seccomp?.base.rawValue),
                 as: AgentRecord.self)
         } catch {
             if case .api(409, _, let message) = error { throw fail(message) }
@@ -82,6 +86,23 @@ struct DaemonRun {
         let leaf = CgroupPath([record.id])
         var request = request
         request.limits = record.limits
+        // The daemon's policy for the agent (its configuration, with this run's flags).
+        if let policy = record.security {
+            do {
+                request.isolation = try Isolation.prepare(policy, cache: filters, supervised: true)
+            } catch {
+                try? client.perform("DELETE", "/v1/agents/\(record.id)?force=true")
+                throw fail(error.description, status: ExitStatus.usage)
+            }
+        }
+        // This process holds the agent's seccomp listener: it answers the
+        // denied calls and hands each tally to the daemon, which records it.
+        let client = client
+        request.denials = try DenialSupervisor.forRun { denial in
+            guard let body = try? CorralClient.encoder.encode(DenialList(denials: [denial])) else { return }
+            _ = try? client.send("POST", "/v1/agents/\(denial.agent)/denials", body: Array(body))
+        }
+        defer { request.denials?.stop() }
 
         let narration =
             quiet
@@ -109,6 +130,17 @@ struct DaemonRun {
         summary.engine = "daemon"
         try? tree.remove(leaf)
         return summary
+    }
+}
+
+extension DenialSupervisor {
+    /// The supervisor of one `corral run`'s agent: wall-clock times, `report` on its thread.
+    static func forRun(_ report: @escaping Report) throws -> DenialSupervisor {
+        do {
+            return try DenialSupervisor(clock: { Timestamp.now() }, report: report)
+        } catch {
+            throw fail("cannot supervise the agent's seccomp filter (eventfd: \(error))")
+        }
     }
 }
 

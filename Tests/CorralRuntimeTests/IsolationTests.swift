@@ -89,12 +89,14 @@ struct IsolationTests {
     @Test func theDefaultProfileDeniesAndTheSupervisorRecords() throws {
         try #require(Seccomp.supportsNotification, "this kernel has no seccomp user notification")
         let reports = Mutex<[SyscallDenial]>([])
-        let supervisor = try DenialSupervisor(clock: { Timestamp(milliseconds: 1) }) { denial in reports.withLock { $0.append(denial) } }
+        let supervisor = try DenialSupervisor(
+            clock: { Timestamp(milliseconds: 1) }, report: { denial in reports.withLock { $0.append(denial) } })
         defer { supervisor.stop() }
         let isolation = try Self.isolation(.standard, supervised: true)
         #expect(isolation.notifyFilter != nil)
         let outcome = try Self.run(
-            Self.stress, ["syscalls"] + Self.denied + ["clone3", "personality", "getpid", "ptrace"], isolation: isolation, supervisor: supervisor)
+            Self.stress, ["syscalls"] + Self.denied + ["clone3", "personality", "getpid", "ptrace"], isolation: isolation,
+            supervisor: supervisor)
         #expect(outcome.status == 0, "\(outcome.text)")
         for name in Self.denied + ["personality", "ptrace"] {
             #expect(outcome.lines[name] == "EPERM", "\(name): \(outcome.text)")
@@ -103,7 +105,8 @@ struct IsolationTests {
         #expect(outcome.lines["getpid"] == "OK")
         // The kernel's names: unshare-user is "unshare", io_uring_setup itself, …
         let expected: Set = [
-            "mount", "umount2", "unshare", "bpf", "io_uring_setup", "kexec_load", "perf_event_open", "keyctl", "setns", "personality", "ptrace",
+            "mount", "umount2", "unshare", "bpf", "io_uring_setup", "kexec_load", "perf_event_open", "keyctl", "setns", "personality",
+            "ptrace",
         ]
         let counted = Set(supervisor.denials(of: "a").map(\.syscall))
         #expect(counted == expected, "\(counted.sorted())")
@@ -129,7 +132,8 @@ struct IsolationTests {
     @Test func theKillActionKillsBySIGSYS() throws {
         var policy = SecurityPolicy.standard
         policy.seccomp.action = .kill
-        let outcome = try Self.run(Self.stress, ["syscalls", "getpid", "bpf", "getpid"], isolation: try Self.isolation(policy, supervised: true))
+        let outcome = try Self.run(
+            Self.stress, ["syscalls", "getpid", "bpf", "getpid"], isolation: try Self.isolation(policy, supervised: true))
         #expect(outcome.status & 0x7f == SIGSYS, "status \(outcome.status): \(outcome.text)")
         #expect(outcome.lines["getpid"] == "OK")
         #expect(outcome.lines["bpf"] == nil)
@@ -138,7 +142,8 @@ struct IsolationTests {
     @Test func strictRefusesOtherSocketFamilies() throws {
         var policy = SecurityPolicy.standard
         policy.seccomp.base = .strict
-        let outcome = try Self.run(Self.stress, ["syscalls", "socket-netlink", "getpid"], isolation: try Self.isolation(policy, supervised: false))
+        let outcome = try Self.run(
+            Self.stress, ["syscalls", "socket-netlink", "getpid"], isolation: try Self.isolation(policy, supervised: false))
         #expect(outcome.lines["socket-netlink"] == "EPERM", "\(outcome.text)")
         let open = try Self.run(Self.stress, ["syscalls", "socket-netlink"], isolation: try Self.isolation(.standard, supervised: false))
         #expect(open.lines["socket-netlink"] == "OK", "\(open.text)")
@@ -149,7 +154,10 @@ struct IsolationTests {
         let isolation = try Self.isolation(.standard, supervised: false)
         for (program, arguments) in [
             ("/bin/sh", ["-c", "echo shell ok"]),
-            ("/usr/bin/python3", ["-c", "import threading, subprocess; t = threading.Thread(target=print, args=('python ok',)); t.start(); t.join()"]),
+            (
+                "/usr/bin/python3",
+                ["-c", "import threading, subprocess; t = threading.Thread(target=print, args=('python ok',)); t.start(); t.join()"]
+            ),
         ] where FileManager.default.isExecutableFile(atPath: program) {
             let outcome = try Self.run(program, arguments, isolation: isolation)
             #expect(outcome.status == 0 && outcome.text.contains("ok"), "\(program): \(outcome.text)")

@@ -121,7 +121,7 @@ struct ContractTests {
         #expect(document.template(for: "/v1/agents/x1") == "/v1/agents/{id}")
         #expect(document.template(for: "/v1/agents/x1/stop") == "/v1/agents/{id}/stop")
         #expect(document.template(for: "/v1/nothing") == nil)
-        #expect(document.operations.count == 31)
+        #expect(document.operations.count == 34)
     }
 
     @Test("every documented operation answers as documented, errors included")
@@ -232,6 +232,19 @@ struct ContractTests {
             try await api.call("GET", "/v1/degradation?limit=0", expect: 400)
             try await api.call("GET", "/v1/degradation?agent=a%2Fb", expect: 400)
             try await api.call("GET", "/v1/agents/reg1/degradation?limit=x", expect: 400)
+
+            // Seccomp denials: the registered agent carries its policy; its supervisor reports, the daemon records.
+            #expect(registered.json?["security"]?["seccomp"]?["base"]?.string == "default")
+            let denial =
+                #"{"denials":[{"agent":"reg1","syscall":"ptrace","count":3,"first_at":"2026-12-04T05:00:00.000Z","last_at":"2026-12-04T05:00:01.000Z","action":"errno","pid":42}]}"#
+            try await api.call("POST", "/v1/agents/reg1/denials", denial, expect: 204)
+            try await api.call("POST", "/v1/agents/nobody/denials", denial, expect: 404)
+            try await api.call("POST", "/v1/agents/reg1/denials", #"{"denials":[{"syscall":"ptrace"}]}"#, expect: 400)
+            let denials = try await api.call("GET", "/v1/agents/reg1/denials", expect: 200)
+            #expect(denials.json?["denials"]?.array?.first?["syscall"]?.string == "ptrace")
+            #expect(denials.json?["denials"]?.array?.first?["count"]?.double == 3)
+            try await api.call("GET", "/v1/denials?agent=reg1&limit=5", expect: 200)
+            try await api.call("GET", "/v1/denials?limit=0", expect: 400)
 
             // Analytics: run now, recommendations, report, apply.
             let ran = try await api.call("POST", "/v1/analytics/run", expect: 200)

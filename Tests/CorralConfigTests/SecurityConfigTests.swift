@@ -1,0 +1,83 @@
+import CorralConfig
+import CorralCore
+import Testing
+
+/// `security:` of groups and agents.
+@Suite("Security configuration")
+struct SecurityConfigTests {
+    @Test func groupsDefaultToTheStandardPolicy() throws {
+        let built = try #require(configuration(of: "intervals:\n  sampling: 1s\n"))
+        for group in built.groups.values { #expect(group.security == .standard) }
+        #expect(SecurityPolicy.standard.seccomp.base == .default && SecurityPolicy.standard.seccomp.action == .errno)
+        #expect(SecurityPolicy.standard.noNewPrivileges && SecurityPolicy.standard.cgroupNamespace)
+    }
+
+    @Test func aGroupAndAnAgentSetTheirPolicies() throws {
+        let text = """
+            groups:
+              lightweight_agent:
+                security:
+                  user: nobody
+                  seccomp: {base: strict, deny: [ptrace, chown], allow: [personality]}
+                  seccomp_action: kill
+                  no_new_privileges: true
+                  cgroup_namespace: false
+                  rlimits: {nofile: 1024:4096, core: 0, stack: unlimited}
+            agents:
+              tool-1:
+                group: lightweight_agent
+                security: {seccomp: none, user: "65534"}
+            """
+        let parsed = try #require(configuration(of: text))
+        let group = try #require(parsed.groups["lightweight_agent"]).security
+        #expect(group.user == "nobody")
+        #expect(group.seccomp == SeccompPolicy(base: .strict, deny: ["ptrace", "chown"], allow: ["personality"], action: .kill))
+        #expect(!group.cgroupNamespace)
+        #expect(group.rlimits[.nofile] == RlimitValue(soft: 1024, hard: 4096))
+        #expect(group.rlimits[.core] == RlimitValue(soft: 0, hard: 0))
+        #expect(group.rlimits[.stack] == RlimitValue(soft: nil, hard: nil))
+        let agent = try #require(parsed.security(agent: "tool-1", group: "lightweight_agent"))
+        #expect(agent.seccomp.base == .none && agent.user == "65534")
+        #expect(agent.rlimits[.nofile] == RlimitValue(soft: 1024, hard: 4096), "unset fields come from the group")
+        var flags = SecurityOverride()
+        flags.seccomp = SeccompPolicy(base: .default)
+        #expect(parsed.security(agent: "tool-1", group: "lightweight_agent", flags: flags)?.seccomp.base == .default)
+        #expect(parsed.groups["standard_agent"]?.security == .standard)
+    }
+
+    @Test func anUnknownSyscallIsNamedWithItsPlaceAndASuggestion() throws {
+        let text = "groups:\n  standard_agent:\n    security:\n      seccomp: {deny: [ptrace, mountt]}\n"
+        let found = issues(of: text)
+        try #require(found.count == 1)
+        #expect(found[0].key == "groups.standard_agent.security.seccomp.deny")
+        #expect(found[0].value == "mountt")
+        #expect((found[0].line, found[0].column) == (4, 32))
+        #expect(found[0].message.contains("unknown syscall 'mountt'") && found[0].message.contains("did you mean 'mount'?"))
+    }
+
+    @Test func badValuesAreEachNamed() throws {
+        let text = """
+            groups:
+              standard_agent:
+                security:
+                  seccomp: paranoid
+                  seccomp_action: trap
+                  no_new_privileges: maybe
+                  rlimits: {nofiles: 10, core: 10:5}
+                  shell: /bin/sh
+            agents:
+              a1:
+                security: {user: "-rf"}
+            """
+        let found = issues(of: text)
+        let keys = found.map(\.key)
+        #expect(
+            keys == [
+                "groups.standard_agent.security.seccomp", "groups.standard_agent.security.seccomp_action",
+                "groups.standard_agent.security.no_new_privileges", "groups.standard_agent.security.rlimits.nofiles",
+                "groups.standard_agent.security.rlimits.core", "groups.standard_agent.security.shell", "agents.a1.security.user",
+            ], "\(found)")
+        #expect(found.first?.accepted?.contains("default, strict, none") == true)
+        #expect(found.first { $0.key.hasSuffix("rlimits.core") }?.message.contains("soft limit is above the hard limit") == true)
+    }
+}
