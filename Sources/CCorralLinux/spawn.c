@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
+#include <linux/capability.h>
 #include <linux/close_range.h>
 #include <linux/filter.h>
 #include <linux/sched.h>
@@ -17,6 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -88,16 +90,57 @@ static void corral_child(const struct corral_spawn_request *req, int pipe_fd, in
     }
     /* A cgroup namespace rooted at the cgroup the child was just placed in:
      * with the cgroup2 mount's nsdelegate it cannot migrate processes out. */
-    if (req->cgroup_namespace && unshare(CLONE_NEWCGROUP) < 0)
-        corral_child_fail(pipe_fd, CORRAL_STAGE_CGROUP_NAMESPACE, errno);
+    if (req->cgroup_namespace) {
+        if (unshare(CLONE_NEWCGROUP | (req->cgroup_mount ? CLONE_NEWNS : 0)) < 0)
+            corral_child_fail(pipe_fd, CORRAL_STAGE_CGROUP_NAMESPACE, errno);
+        /* The host's cgroup2 mount would still show every other agent's files:
+         * a mount of the agent's own namespace covers it (as container runtimes do). */
+        if (req->cgroup_mount) {
+            if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+                corral_child_fail(pipe_fd, CORRAL_STAGE_CGROUP_MOUNT, errno);
+            /* The same superblock cannot be mounted on its own mount's root (EBUSY):
+             * detach the host's mount here first (in this namespace only). */
+            if (umount2(req->cgroup_mount, MNT_DETACH) < 0 && errno != EINVAL)
+                corral_child_fail(pipe_fd, CORRAL_STAGE_CGROUP_MOUNT, errno);
+            if (mount("cgroup2", req->cgroup_mount, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RELATIME, NULL) < 0)
+                corral_child_fail(pipe_fd, CORRAL_STAGE_CGROUP_MOUNT, errno);
+        }
+    }
     for (int i = 0; i < req->rlimit_count; i++) {
         if (setrlimit(req->rlimits[i].resource, &req->rlimits[i].limit) < 0)
             corral_child_fail(pipe_fd, CORRAL_STAGE_RLIMIT, errno);
     }
+    /* Raw system calls, not glibc's setgroups/setgid/setuid: those apply the
+     * change to every thread glibc knows of (the setxid broadcast), and a child
+     * of clone3 inherits a thread list naming the parent's threads; it would
+     * wait for them forever. This child is single-threaded: the call is enough. */
     if (req->set_ids) {
-        if (setgroups((size_t)req->group_count, req->groups) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SETGROUPS, errno);
-        if (setgid(req->gid) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SETGID, errno);
-        if (setuid(req->uid) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SETUID, errno);
+        if (syscall(SYS_setgroups, (size_t)req->group_count, req->groups) < 0)
+            corral_child_fail(pipe_fd, CORRAL_STAGE_SETGROUPS, errno);
+        if (syscall(SYS_setresgid, req->gid, req->gid, req->gid) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SETGID, errno);
+        if (syscall(SYS_setresuid, req->uid, req->uid, req->uid) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_SETUID, errno);
+    }
+    if (req->drop_capabilities) {
+        for (int cap = 0; cap < 64; cap++) {
+            if (req->keep_capabilities & (1ULL << cap)) continue;
+            /* EINVAL: past the kernel's last capability; EPERM: no CAP_SETPCAP
+             * (the hardened unit), where no_new_privs keeps exec from regaining them. */
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL && errno != EPERM)
+                corral_child_fail(pipe_fd, CORRAL_STAGE_CAPABILITIES, errno);
+        }
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+            corral_child_fail(pipe_fd, CORRAL_STAGE_CAPABILITIES, errno);
+        struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2];
+        memset(data, 0, sizeof data);
+        if (syscall(SYS_capget, &header, data) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_CAPABILITIES, errno);
+        for (int i = 0; i < 2; i++) {
+            uint32_t keep = (uint32_t)(req->keep_capabilities >> (32 * i));
+            data[i].permitted &= keep;
+            data[i].effective &= keep;
+            data[i].inheritable &= keep;
+        }
+        if (syscall(SYS_capset, &header, data) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_CAPABILITIES, errno);
     }
     /* After the user change, so that the directory is one the agent may enter. */
     if (req->cwd && chdir(req->cwd) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_CHDIR, errno);

@@ -4,7 +4,9 @@ internal import Yams
 
 /// `security:` of a group or an agent.
 extension Reader {
-    static let securityKeys = ["user", "group", "seccomp", "seccomp_action", "no_new_privileges", "cgroup_namespace", "rlimits"]
+    static let securityKeys = [
+        "user", "group", "seccomp", "seccomp_action", "no_new_privileges", "cgroup_namespace", "rlimits", "capabilities",
+    ]
     static let seccompKeys = ["base", "deny", "allow"]
     static let acceptedSeccomp =
         "default, strict, none, or a mapping {base: default, deny: [syscall, …], allow: [syscall, …]}"
@@ -25,6 +27,14 @@ extension Reader {
                 if field == "user" { result.user = text } else { result.group = text }
             case "seccomp":
                 result.seccomp = seccomp(value, fieldKey)
+            case "capabilities":
+                let accepted = "default (Docker's default set for root agents) or all"
+                guard let text = scalar(value, fieldKey, accepted: accepted) else { continue }
+                guard let policy = CapabilityPolicy(rawValue: text) else {
+                    report(value, fieldKey, value: text, "unknown capability policy", accepted: accepted)
+                    continue
+                }
+                result.capabilities = policy
             case "seccomp_action":
                 let accepted = SeccompAction.allCases.map(\.rawValue).joined(separator: ", ")
                 guard let text = scalar(value, fieldKey, accepted: accepted) else { continue }

@@ -54,6 +54,10 @@ public struct Limitation: Equatable, Codable, Sendable {
         case memoryLock = "memory_lock"
         /// RLIMIT_NOFILE: descriptors per watched agent.
         case openFiles = "open_files"
+        /// A cgroup namespace (and cgroup2 mount) of each agent's own.
+        case cgroupNamespace = "cgroup_namespace"
+        /// Seccomp filters, and user notification (denials recorded).
+        case seccomp
     }
 
     public var feature: Feature
@@ -102,6 +106,32 @@ public struct Limitation: Equatable, Codable, Sendable {
             fix:
                 "grant CAP_IPC_LOCK (securityContext.capabilities.add: [IPC_LOCK], docker run --cap-add IPC_LOCK) or raise RLIMIT_MEMLOCK; --no-memory-lock silences this"
         )
+    }
+
+    /// Policies ask for cgroup namespaces, and this process may not create them.
+    public static func cgroupNamespace(capabilities: CapabilitySet?) -> Limitation {
+        Limitation(
+            feature: .cgroupNamespace,
+            reason: "creating a cgroup namespace needs CAP_SYS_ADMIN"
+                + (capabilities.map { $0.contains(.sysAdmin) ? "" : ", which this process does not have" } ?? ""),
+            effect:
+                "agents see the host's cgroup tree: an agent running as root can write the cgroup files root owns (its own limits, another agent's cgroup.freeze); agents running as another user are kept out by file permissions",
+            fix:
+                "run agents as a user of their own (security.user: e.g. nobody), or grant CAP_SYS_ADMIN; security.cgroup_namespace: false silences this"
+        )
+    }
+
+    /// The kernel has no seccomp filters (`filters` false) or no user notification.
+    public static func seccomp(filters: Bool, apiLevel: UInt32) -> Limitation {
+        filters
+            ? Limitation(
+                feature: .seccomp, reason: "libseccomp reports API level \(apiLevel): this kernel has no seccomp user notification",
+                effect: "denied syscalls fail with EPERM but are not counted or recorded",
+                fix: "run Linux 5.5 or later (user notification) with libseccomp 2.5 or later")
+            : Limitation(
+                feature: .seccomp, reason: "this kernel has no seccomp filters (libseccomp API level 0)",
+                effect: "agents whose group has a seccomp profile cannot start",
+                fix: "boot a kernel with CONFIG_SECCOMP_FILTER=y, or set security.seccomp: none")
     }
 
     /// Descriptors the daemon holds per watched agent (cgroup event files, PSI triggers,

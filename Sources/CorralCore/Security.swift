@@ -12,11 +12,14 @@ public struct SecurityPolicy: Equatable, Hashable, Codable, Sendable {
     /// A cgroup namespace rooted at the agent's cgroup (`CLONE_NEWCGROUP`).
     public var cgroupNamespace: Bool
     public var rlimits: [ResourceLimitName: RlimitValue]
+    /// What an agent running as root keeps of root's capabilities.
+    public var capabilities: CapabilityPolicy
 
     public init(
         user: String? = nil, group: String? = nil, seccomp: SeccompPolicy = .init(), noNewPrivileges: Bool = true,
-        cgroupNamespace: Bool = true, rlimits: [ResourceLimitName: RlimitValue] = [:]
+        cgroupNamespace: Bool = true, rlimits: [ResourceLimitName: RlimitValue] = [:], capabilities: CapabilityPolicy = .default
     ) {
+        self.capabilities = capabilities
         self.user = user
         self.group = group
         self.seccomp = seccomp
@@ -30,7 +33,8 @@ public struct SecurityPolicy: Equatable, Hashable, Codable, Sendable {
     public static let standard = SecurityPolicy()
 
     /// No filter, no namespace, no_new_privs off: how Corral ran agents before policies existed.
-    public static let unconfined = SecurityPolicy(seccomp: .init(base: .none), noNewPrivileges: false, cgroupNamespace: false)
+    public static let unconfined = SecurityPolicy(
+        seccomp: .init(base: .none), noNewPrivileges: false, cgroupNamespace: false, capabilities: .all)
 
     /// One line for `agents show` and logs: "seccomp default (errno), user nobody, cgroupns".
     public var summary: String {
@@ -38,6 +42,7 @@ public struct SecurityPolicy: Equatable, Hashable, Codable, Sendable {
         if let user { parts.append("user \(user)" + (group.map { ":\($0)" } ?? "")) }
         if noNewPrivileges { parts.append("no_new_privs") }
         if cgroupNamespace { parts.append("cgroupns") }
+        if capabilities == .all { parts.append("all capabilities") }
         for (name, value) in rlimits.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             parts.append("\(name.rawValue)=\(value.description)")
         }
@@ -54,6 +59,7 @@ public struct SecurityOverride: Equatable, Sendable {
     public var noNewPrivileges: Bool?
     public var cgroupNamespace: Bool?
     public var rlimits: [ResourceLimitName: RlimitValue] = [:]
+    public var capabilities: CapabilityPolicy?
 
     public init() {}
 
@@ -67,8 +73,30 @@ public struct SecurityOverride: Equatable, Sendable {
         if let seccompAction { policy.seccomp.action = seccompAction }
         if let noNewPrivileges { policy.noNewPrivileges = noNewPrivileges }
         if let cgroupNamespace { policy.cgroupNamespace = cgroupNamespace }
+        if let capabilities { policy.capabilities = capabilities }
         policy.rlimits.merge(rlimits) { $1 }
         return policy
+    }
+}
+
+/// What a root agent keeps of root's capabilities (an agent of another user has none).
+public enum CapabilityPolicy: String, Codable, Sendable, CaseIterable {
+    /// Docker's default set: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
+    /// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP. Without
+    /// CAP_SYS_ADMIN, CAP_SYS_PTRACE and the rest it cannot mount, trace, load modules or
+    /// reach other processes' mounts through /proc/PID/root.
+    case `default`
+    /// Every capability Corral itself has.
+    case all
+
+    /// capability(7) numbers of the default set.
+    public static let defaultSet: [Int] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31]
+
+    public var keptMask: UInt64? {
+        switch self {
+        case .default: Self.defaultSet.reduce(0) { $0 | (1 << UInt64($1)) }
+        case .all: nil
+        }
     }
 }
 

@@ -149,11 +149,11 @@ public struct AgentRunner: Sendable {
             defer { try? directory.close() }
             let procs = try tree.fs.openForWriting(.procs, of: leaf)
             defer { try? procs.close() }
+            let cgroup = tree.fs.absolutePath(leaf)
             var spawn = Spawner.Request(
                 executable: request.executable, arguments: request.command,
-                environment: request.isolation?.environment(request.environment) ?? request.environment, cgroupDirectory: directory,
+                environment: (request.isolation ?? .none).environment(request.environment, cgroup: cgroup), cgroupDirectory: directory,
                 cgroupProcs: procs)
-            spawn.environment.append("CORRAL_CGROUP=\(tree.fs.absolutePath(leaf))")
             spawn.isolation = request.isolation
             child = try Spawner.spawn(spawn)
         } catch let error as SpawnError {

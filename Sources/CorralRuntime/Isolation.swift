@@ -1,3 +1,5 @@
+import CCorralLinux
+import CorralCgroup
 public import CorralCore
 import CorralLinux
 public import CorralSeccomp
@@ -14,20 +16,41 @@ public struct Isolation: Sendable {
     /// The same policy with user notification: denied calls reach the supervisor.
     public var notifyFilter: CompiledFilter?
     public var cgroupNamespace: Bool
+    /// With the namespace: where a cgroup2 mount of the agent's own namespace
+    /// covers the host's (a mount namespace of its own); nil: none.
+    public var cgroupMount: String?
     public var noNewPrivileges: Bool
     public var identity: UserIdentity?
+    /// For an agent that stays root: the capabilities it keeps (nil: all of Corral's).
+    public var keptCapabilities: UInt64?
     public var rlimits: [(resource: Int32, soft: UInt64?, hard: UInt64?)]
     /// The policy this came from (for summaries and records).
     public var policy: SecurityPolicy
 
     /// No filter, no namespace, the caller's user: how agents ran before policies.
     public static let none = Isolation(
-        filter: nil, notifyFilter: nil, cgroupNamespace: false, noNewPrivileges: false, identity: nil, rlimits: [], policy: .unconfined)
+        filter: nil, notifyFilter: nil, cgroupNamespace: false, cgroupMount: nil, noNewPrivileges: false, identity: nil,
+        keptCapabilities: nil, rlimits: [], policy: .unconfined)
+
+    /// Where the cgroup2 hierarchy is mounted (the agent's own mount covers it).
+    public static let cgroupMountPoint = "/sys/fs/cgroup"
+
+    /// Whether this process can give agents a cgroup namespace (CAP_SYS_ADMIN:
+    /// unshare and the namespace's cgroup2 mount need it).
+    public static func canCreateCgroupNamespaces(_ capabilities: CapabilitySet?) -> Bool {
+        capabilities?.contains(.sysAdmin) ?? (getuid() == 0)
+    }
 
     /// Prepares `policy`: compiles its filter through `cache` (with a
     /// notifying variant when `supervised`: someone will answer denied calls)
     /// and resolves its user. Fails with the value at fault and the fix.
-    public static func prepare(_ policy: SecurityPolicy, cache: FilterCache, supervised: Bool) throws(SpawnError) -> Isolation {
+    ///
+    /// A policy that asks for a cgroup namespace where this process lacks
+    /// CAP_SYS_ADMIN (the hardened unit, a container's default capabilities)
+    /// gets none: `Limitation.cgroupNamespace` says so once, at start.
+    public static func prepare(
+        _ policy: SecurityPolicy, cache: FilterCache, supervised: Bool, capabilities: CapabilitySet? = nil
+    ) throws(SpawnError) -> Isolation {
         var filter: CompiledFilter?
         var notifyFilter: CompiledFilter?
         if policy.seccomp.filters {
@@ -55,19 +78,45 @@ public struct Isolation: Sendable {
                 fix: "set security.user as well (the group alone is not changed)",
                 exitStatus: 125)
         }
+        let namespace = policy.cgroupNamespace && canCreateCgroupNamespaces(capabilities ?? HostProbe.capabilities)
+        let mountPoint = namespace && corral_statfs_type(cgroupMountPoint) == cgroup2Magic ? cgroupMountPoint : nil
         return Isolation(
-            filter: filter, notifyFilter: notifyFilter, cgroupNamespace: policy.cgroupNamespace, noNewPrivileges: policy.noNewPrivileges,
-            identity: identity,
+            filter: filter, notifyFilter: notifyFilter, cgroupNamespace: namespace, cgroupMount: mountPoint,
+            noNewPrivileges: policy.noNewPrivileges, identity: identity,
+            keptCapabilities: identity.map { $0.uid == 0 } ?? (getuid() == 0) ? policy.capabilities.keptMask : nil,
             rlimits: policy.rlimits.sorted { $0.key < $1.key }.map { ($0.key.number, $0.value.soft, $0.value.hard) }, policy: policy)
     }
 
-    /// The agent's environment with HOME, USER and LOGNAME of its user.
-    public func environment(_ base: [String]) -> [String] {
-        guard let identity else { return base }
-        let replaced: Set<String> = ["HOME", "USER", "LOGNAME"]
-        return base.filter { entry in !replaced.contains(String(entry.prefix { $0 != "=" })) } + [
-            "HOME=\(identity.home)", "USER=\(identity.name)", "LOGNAME=\(identity.name)",
-        ]
+    /// What the groups' policies ask for that this process cannot give here.
+    public static func limitations(for policies: [SecurityPolicy], capabilities: CapabilitySet?) -> [Limitation] {
+        var result: [Limitation] = []
+        if policies.contains(where: \.cgroupNamespace), !canCreateCgroupNamespaces(capabilities) {
+            result.append(.cgroupNamespace(capabilities: capabilities))
+        }
+        if policies.contains(where: { $0.seccomp.filters }) {
+            if !Seccomp.kernelSupportsFilters {
+                result.append(.seccomp(filters: false, apiLevel: Seccomp.apiLevel))
+            } else if !Seccomp.supportsNotification, policies.contains(where: { $0.seccomp.action == .errno }) {
+                result.append(.seccomp(filters: true, apiLevel: Seccomp.apiLevel))
+            }
+        }
+        return result
+    }
+
+    /// CGROUP2_SUPER_MAGIC.
+    static let cgroup2Magic = 0x6367_7270
+
+    /// The agent's environment: HOME, USER and LOGNAME of its user, and
+    /// CORRAL_CGROUP, its cgroup directory as the agent sees it (`hostPath`,
+    /// or the mount point when its own cgroup2 mount covers the host's).
+    public func environment(_ base: [String], cgroup hostPath: String) -> [String] {
+        var replaced: Set<String> = ["CORRAL_CGROUP"]
+        var added = ["CORRAL_CGROUP=\(cgroupMount ?? hostPath)"]
+        if let identity {
+            replaced.formUnion(["HOME", "USER", "LOGNAME"])
+            added += ["HOME=\(identity.home)", "USER=\(identity.name)", "LOGNAME=\(identity.name)"]
+        }
+        return base.filter { entry in !replaced.contains(String(entry.prefix { $0 != "=" })) } + added
     }
 }
 

@@ -98,11 +98,10 @@ public struct Launcher: Sendable {
         defer { Self.close(directory) }
         let procs = try tree.fs.openForWriting(.procs, of: leaf)
         defer { Self.close(procs) }
-        var environment = environment(launch.environment, agent: launch.agent, group: launch.group)
-        environment.append("CORRAL_CGROUP=\(tree.fs.absolutePath(leaf))")
+        let agentEnvironment = (launch.isolation ?? .none).environment(
+            environment(launch.environment, agent: launch.agent, group: launch.group), cgroup: tree.fs.absolutePath(leaf))
         var request = Spawner.Request(
-            executable: launch.executable, arguments: launch.command,
-            environment: launch.isolation?.environment(environment) ?? environment,
+            executable: launch.executable, arguments: launch.command, environment: agentEnvironment,
             cgroupDirectory: directory, cgroupProcs: procs, workingDirectory: launch.workingDirectory, standardInput: nullInput,
             standardOutput: output, standardError: output, newSession: true)
         request.isolation = launch.isolation

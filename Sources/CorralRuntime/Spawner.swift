@@ -158,7 +158,7 @@ public enum Spawner {
         5: "setting rlimits", 6: "setting no_new_privs", 7: "loading the seccomp filter", 8: "exec",
         9: "creating the status pipe", 10: "setgid", 11: "setuid", 12: "redirecting stdin/stdout/stderr",
         13: "starting a new session", 14: "creating a cgroup namespace", 15: "setting supplementary groups",
-        16: "handing the seccomp listener to the supervisor",
+        16: "handing the seccomp listener to the supervisor", 17: "mounting the agent's cgroup namespace", 18: "dropping capabilities",
     ]
 
     public static func spawn(_ request: Request) throws(SpawnError) -> SpawnedProcess {
@@ -202,6 +202,8 @@ public enum Spawner {
         }
         defer { pair.filter { $0 >= 0 }.forEach { _ = Glibc.close($0) } }
         let groups = isolation?.identity?.groups ?? []
+        let cgroupMount = isolation?.cgroupMount.map { strdup($0) } ?? nil
+        defer { free(cgroupMount) }
         let filter = isolation?.filter?.program ?? []
         let notifyFilter = isolation?.notifyFilter?.program ?? []
         let rc: Int32 = limits.withUnsafeBufferPointer { limitBuffer in
@@ -229,6 +231,11 @@ public enum Spawner {
                                 spec.listener_socket = pair[1]
                                 spec.listener_parent = pair[0]
                                 spec.cgroup_namespace = isolation?.cgroupNamespace == true ? 1 : 0
+                                spec.cgroup_mount = UnsafePointer(cgroupMount)
+                                if let kept = isolation?.keptCapabilities {
+                                    spec.drop_capabilities = 1
+                                    spec.keep_capabilities = kept
+                                }
                                 if let identity = isolation?.identity {
                                     spec.set_ids = 1
                                     spec.uid = identity.uid

@@ -150,6 +150,7 @@ public enum Daemon {
                 limitations.append(.memoryLock(error: "\(error)", capabilities: capabilities))
             }
         }
+        limitations += Isolation.limitations(for: configuration.groups.values.map(\.security), capabilities: capabilities)
         for limitation in limitations { log(limitation, logger) }
         let facts = HostProbe.facts()
         if let problem = facts.problems.first {

@@ -170,13 +170,32 @@ struct IsolationTests {
         policy.user = "nobody"
         policy.rlimits = [.nofile: RlimitValue(soft: 256, hard: 512), .core: RlimitValue(soft: 0, hard: 0)]
         let isolation = try Self.isolation(policy, supervised: false)
-        #expect(isolation.environment(["HOME=/root", "PATH=/bin"]).contains("HOME=\(isolation.identity!.home)"))
+        #expect(isolation.environment(["HOME=/root", "PATH=/bin"], cgroup: "/x").contains("HOME=\(isolation.identity!.home)"))
         let outcome = try Self.run(
             "/bin/sh", ["-c", "echo \"$(id -u) $(id -g) $(ulimit -n) $(ulimit -Hn) $(ulimit -c)\"; grep NoNewPrivs /proc/self/status"],
             isolation: isolation)
         let identity = isolation.identity!
         #expect(outcome.text.contains("\(identity.uid) \(identity.gid) 256 512 0"), "\(outcome.text)")
         #expect(outcome.text.contains("NoNewPrivs:\t1"), "\(outcome.text)")
+    }
+
+    /// A root agent keeps Docker's default capabilities, also across exec (no_new_privs).
+    @Test func aRootAgentKeepsOnlyTheDefaultCapabilities() throws {
+        try #require(getuid() == 0, "needs root")
+        let isolation = try Self.isolation(.standard, supervised: false)
+        let kept = try #require(isolation.keptCapabilities)
+        let outcome = try Self.run("/bin/sh", ["-c", "grep -E '^Cap(Eff|Prm|Bnd):' /proc/self/status"], isolation: isolation)
+        let current = try #require(CapabilitySet(status: try String(contentsOfFile: "/proc/self/status", encoding: .utf8))).bits
+        for line in outcome.text.split(separator: "\n") {
+            let value = try #require(UInt64(line.split(separator: "\t").last ?? "", radix: 16), "\(line)")
+            #expect(value == kept & current, "\(line): expected \(String(kept & current, radix: 16))")
+        }
+        var all = SecurityPolicy.standard
+        all.capabilities = .all
+        #expect(try Self.isolation(all, supervised: false).keptCapabilities == nil)
+        all.user = "nobody"
+        all.capabilities = .default
+        #expect(try Self.isolation(all, supervised: false).keptCapabilities == nil, "another user has none to drop")
     }
 
     @Test func unknownUsersAndGroupsAreRefusedWithTheFix() {

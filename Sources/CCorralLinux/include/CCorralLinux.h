@@ -42,7 +42,9 @@ enum corral_spawn_stage {
     CORRAL_STAGE_SETSID = 13,
     CORRAL_STAGE_CGROUP_NAMESPACE = 14,
     CORRAL_STAGE_SETGROUPS = 15,
-    CORRAL_STAGE_SECCOMP_LISTENER = 16
+    CORRAL_STAGE_SECCOMP_LISTENER = 16,
+    CORRAL_STAGE_CGROUP_MOUNT = 17,
+    CORRAL_STAGE_CAPABILITIES = 18
 };
 
 struct corral_rlimit {
@@ -77,11 +79,21 @@ struct corral_spawn_request {
     int listener_socket;       /* the child's end of an AF_UNIX socketpair, or -1 */
     int listener_parent;       /* the parent's end, read after exec */
     int cgroup_namespace;      /* unshare(CLONE_NEWCGROUP) once in the cgroup */
+    /* With cgroup_namespace: also a mount namespace (mounts stay slaves of the
+       parent's) where a fresh cgroup2 mount at this path shows the agent's
+       cgroup as the root, and nothing of the host's tree. NULL: none. */
+    const char *cgroup_mount;
     int set_ids;               /* when non-zero, setgroups(groups), setgid(gid), setuid(uid) */
     uid_t uid;
     gid_t gid;
     const gid_t *groups;       /* supplementary groups (set_ids only) */
     int group_count;
+    /* For an agent that stays root: keep only these capabilities (capability(7)
+       bits) in the bounding set (where CAP_SETPCAP allows) and in the effective,
+       permitted and inheritable sets; ambient ones are cleared. With no_new_privs
+       exec cannot give them back. */
+    int drop_capabilities;
+    uint64_t keep_capabilities;
     int stdin_fd;              /* dup2'ed onto 0/1/2 when >= 0; -1 inherits */
     int stdout_fd;
     int stderr_fd;
