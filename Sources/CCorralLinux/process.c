@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "CCorralLinux.h"
 
+#include <sys/prctl.h>
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -120,4 +122,8 @@ int corral_set_thread_nice(int nice) {
 
 int corral_mlockall_onfault(void) {
     return mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT);
+}
+
+int corral_set_dumpable(int dumpable) {
+    return prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
 }

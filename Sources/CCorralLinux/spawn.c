@@ -144,7 +144,9 @@ static void corral_child(const struct corral_spawn_request *req, int pipe_fd, in
     }
     /* After the user change, so that the directory is one the agent may enter. */
     if (req->cwd && chdir(req->cwd) < 0) corral_child_fail(pipe_fd, CORRAL_STAGE_CHDIR, errno);
-    if (req->no_new_privs || req->seccomp_filter || req->seccomp_notify_filter) {
+    /* Always with a capability drop: without no_new_privs a root exec would take
+     * the bounding set back where CAP_SETPCAP was missing to shrink it. */
+    if (req->no_new_privs || req->seccomp_filter || req->seccomp_notify_filter || req->drop_capabilities) {
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
             corral_child_fail(pipe_fd, CORRAL_STAGE_NO_NEW_PRIVS, errno);
     }

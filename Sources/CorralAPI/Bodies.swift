@@ -265,7 +265,7 @@ public enum SecurityFlags {
                         "unknown seccomp profile '\(seccomp)'; profiles: \(SeccompProfile.allCases.map(\.rawValue).joined(separator: ", "))"
                     ))
             }
-            override.seccomp = SeccompPolicy(base: profile)
+            override.seccompBase = profile
         }
         return .success(override)
     }

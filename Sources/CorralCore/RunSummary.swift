@@ -176,7 +176,8 @@ public struct RunSummary: Equatable, Codable, Sendable {
         }
         if !denials.isEmpty {
             let calls = denials.map { "\($0.syscall) ×\($0.count)" }
-            lines.append("  denied     \(calls.joined(separator: ", ")) (seccomp: EPERM; corral history lists them)")
+            let answer = denials.contains { $0.action == .kill } ? "the process killed by SIGSYS" : "answered EPERM"
+            lines.append("  denied     \(calls.joined(separator: ", ")) (seccomp: \(answer))")
         }
         return lines.joined(separator: "\n")
     }

@@ -55,6 +55,9 @@ public struct SecurityOverride: Equatable, Sendable {
     public var user: String?
     public var group: String?
     public var seccomp: SeccompPolicy?
+    /// A flag's profile (`--seccomp`, the API's `seccomp`): the base changes, the
+    /// group's deny and allow lists and action stay; `none` drops the lists too.
+    public var seccompBase: SeccompProfile?
     public var seccompAction: SeccompAction?
     public var noNewPrivileges: Bool?
     public var cgroupNamespace: Bool?
@@ -70,6 +73,13 @@ public struct SecurityOverride: Equatable, Sendable {
         if let user { policy.user = user }
         if let group { policy.group = group }
         if let seccomp { policy.seccomp = seccomp }
+        if let seccompBase {
+            policy.seccomp.base = seccompBase
+            if seccompBase == .none {
+                policy.seccomp.deny = []
+                policy.seccomp.allow = []
+            }
+        }
         if let seccompAction { policy.seccomp.action = seccompAction }
         if let noNewPrivileges { policy.noNewPrivileges = noNewPrivileges }
         if let cgroupNamespace { policy.cgroupNamespace = cgroupNamespace }
@@ -81,16 +91,18 @@ public struct SecurityOverride: Equatable, Sendable {
 
 /// What a root agent keeps of root's capabilities (an agent of another user has none).
 public enum CapabilityPolicy: String, Codable, Sendable, CaseIterable {
-    /// Docker's default set: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
-    /// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP. Without
-    /// CAP_SYS_ADMIN, CAP_SYS_PTRACE and the rest it cannot mount, trace, load modules or
-    /// reach other processes' mounts through /proc/PID/root.
+    /// Docker's default set less MKNOD and NET_RAW (Docker has a device cgroup and a
+    /// network namespace to contain them; an agent has neither): CHOWN, DAC_OVERRIDE,
+    /// FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT,
+    /// AUDIT_WRITE, SETFCAP. Without CAP_SYS_ADMIN, CAP_SYS_PTRACE and the rest it cannot
+    /// mount, trace, load modules, make device nodes or reach other processes' mounts
+    /// through /proc/PID/root.
     case `default`
     /// Every capability Corral itself has.
     case all
 
     /// capability(7) numbers of the default set.
-    public static let defaultSet: [Int] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31]
+    public static let defaultSet: [Int] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 29, 31]
 
     public var keptMask: UInt64? {
         switch self {
@@ -215,6 +227,18 @@ public enum SyscallProfiles {
     /// Entering other namespaces.
     public static let namespaces = ["setns"]
     public static let misc = ["bpf", "open_by_handle_at", "userfaultfd"]
+    /// systemd's @cpu-emulation and @obsolete calls an agent has no use for.
+    public static let obsolete = ["modify_ldt", "uselib", "_sysctl"]
+
+    /// ioctl requests that push input into a terminal (TIOCSTI) or drive the
+    /// console (TIOCLINUX): an agent sharing `corral run`'s terminal could type
+    /// commands into the user's shell (bubblewrap's CVE-2017-5226). Compared on
+    /// the low 32 bits only: the kernel ignores the rest (Flatpak's CVE-2019-10063).
+    public static let terminalInjection: [UInt64] = [0x5412, 0x541C]
+    /// AF_VSOCK: talks to the hypervisor (Docker's default profile refuses it).
+    public static let vsock: UInt64 = 40
+    /// S_IFMT bits of mknod's mode for block and character devices.
+    public static let deviceTypes: [UInt64] = [0x6000, 0x2000]
 
     /// systemd's @privileged-style calls that `strict` adds.
     public static let privileged = [
@@ -235,13 +259,25 @@ public enum SyscallProfiles {
         case .none:
             return []
         case .default:
-            var rules = (mount + modules + reboot + swap + clock + rawIO + debug + keyring + ioUring + namespaces + misc).map {
+            var rules = (mount + modules + reboot + swap + clock + rawIO + debug + keyring + ioUring + namespaces + misc + obsolete).map {
                 SyscallRule($0)
             }
             rules.append(SyscallRule("unshare", ArgumentCondition(argument: 0, .maskedEqual(mask: cloneNewUser, value: cloneNewUser))))
             rules.append(SyscallRule("clone", ArgumentCondition(argument: 0, .maskedEqual(mask: cloneNewUser, value: cloneNewUser))))
+            // Setting a flag is refused; the query personality(0xffffffff) (bit 31 set,
+            // which no real persona has) is not.
             for flag in personalityFlags {
-                rules.append(SyscallRule("personality", ArgumentCondition(argument: 0, .maskedEqual(mask: flag, value: flag))))
+                rules.append(
+                    SyscallRule("personality", ArgumentCondition(argument: 0, .maskedEqual(mask: flag | 0x8000_0000, value: flag))))
+            }
+            for request in terminalInjection {
+                rules.append(SyscallRule("ioctl", ArgumentCondition(argument: 1, .maskedEqual(mask: 0xffff_ffff, value: request))))
+            }
+            rules.append(SyscallRule("socket", ArgumentCondition(argument: 0, .equal(vsock))))
+            // Device nodes: a root agent could otherwise make one for the host's disk.
+            for type in deviceTypes {
+                rules.append(SyscallRule("mknod", ArgumentCondition(argument: 1, .maskedEqual(mask: 0xF000, value: type))))
+                rules.append(SyscallRule("mknodat", ArgumentCondition(argument: 2, .maskedEqual(mask: 0xF000, value: type))))
             }
             rules.append(SyscallRule("clone3", fixedErrno: enosys))
             return rules
@@ -250,7 +286,7 @@ public enum SyscallProfiles {
             // socket(domain, …): everything but the three families.
             let allowed = strictSocketFamilies
             rules.append(SyscallRule("socket", ArgumentCondition(argument: 0, .greaterThan(allowed.max()!))))
-            for family in 0..<allowed.max()! where !allowed.contains(family) {
+            for family in 0..<allowed.max()! where !allowed.contains(family) && family != vsock {
                 rules.append(SyscallRule("socket", ArgumentCondition(argument: 0, .equal(family))))
             }
             return rules
@@ -357,5 +393,19 @@ public struct SyscallDenial: Equatable, Codable, Sendable {
 extension Substring {
     fileprivate func trimmingSpaces() -> String {
         String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
+    }
+}
+
+/// /proc/self/mounts, for the cgroup2 mount's options (doctor's nsdelegate check).
+public enum MountTable {
+    /// The options of the cgroup2 mount at `mountPoint` ("rw,nosuid,…,nsdelegate"); nil when none is there.
+    public static func cgroup2Options(_ mounts: String, at mountPoint: String = "/sys/fs/cgroup") -> [String]? {
+        var found: [String]?
+        for line in mounts.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 4, fields[2] == "cgroup2", fields[1] == mountPoint else { continue }
+            found = fields[3].split(separator: ",").map(String.init)  // the last mount on a path wins
+        }
+        return found
     }
 }

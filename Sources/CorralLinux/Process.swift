@@ -92,3 +92,12 @@ public enum Memory {
         try nothingOrErrno(corral_mlockall_onfault()).get()
     }
 }
+
+/// This process as others see it.
+public enum CurrentProcess {
+    /// prctl(PR_SET_DUMPABLE): a non-dumpable process's /proc/PID files belong to
+    /// root, so processes of the same user cannot open its memory.
+    public static func setDumpable(_ dumpable: Bool) throws(Errno) {
+        try nothingOrErrno(corral_set_dumpable(dumpable ? 1 : 0)).get()
+    }
+}

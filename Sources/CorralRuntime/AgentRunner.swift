@@ -1,6 +1,7 @@
 public import CorralCgroup
 public import CorralCore
 internal import CorralLinux
+internal import CorralSeccomp
 public import SystemPackage
 
 #if canImport(Glibc)
@@ -177,6 +178,13 @@ public struct AgentRunner: Sendable {
             child, tree: tree, signalFD: signalFD, leaf: leaf, interval: needsSampling ? request.samplingInterval : nil,
             peaks: &peaks, forwarded: &forwarded)
         let wall = ContinuousClock.now - start
+        // Killed by its filter: the kernel logged which call (no supervisor saw it).
+        if termination == .signaled(signal: SIGSYS), let policy = request.isolation?.policy, policy.seccomp.filters,
+            policy.seccomp.action == .kill, let denials = request.denials
+        {
+            let name = KernelLog.seccompKill(pid: child.pid).flatMap(Seccomp.syscallName) ?? KernelLog.unknownSyscall
+            denials.recordKill(agent: request.agent, syscall: name, pid: child.pid)
+        }
         if let pidfd = child.pidfd { try? pidfd.close() }
 
         // The main process is gone; anything it left behind goes with its cgroup.

@@ -17,14 +17,26 @@ public import SystemPackage
 ///
 /// Ownership: the supervisor's thread ("corral-seccomp") owns the listener
 /// descriptors and the report times; `tallies` (read by `denials(of:)` from
-/// any thread) and `inbox` (new listeners) are behind mutexes. Without this
+/// any thread) and `inbox` (new listeners) are behind mutexes; reports are
+/// handed to `report` on a thread of their own ("corral-denials"), so a slow
+/// consumer (a POST to the daemon) never delays an answer. Without this
 /// supervisor (the process ended) the agents' denied calls fail with ENOSYS.
+///
+/// An agent that makes more than `floodLimit` denied calls in a second costs
+/// this thread (outside the agent's cgroup) more than it should: its listener
+/// is closed, its further denied calls fail with ENOSYS unrecorded, and that is
+/// reported once as the pseudo-syscall "(flood: listener closed)".
 public final class DenialSupervisor: Sendable {
     public typealias Report = @Sendable (SyscallDenial) -> Void
 
     private struct Watched {
         var fd: FileDescriptor
         var agent: String
+        /// Denied calls in the current second, and when it began.
+        var recent = 0
+        var windowStart = ContinuousClock.now
+        /// Receives that failed in a row (a listener that keeps failing is dropped).
+        var failures = 0
     }
     private struct State {
         var inbox: [Watched] = []
@@ -34,28 +46,60 @@ public final class DenialSupervisor: Sendable {
     private let wake: FileDescriptor
     private let state = Mutex(State())
     private let tallies = Mutex<[String: [String: SyscallDenial]]>([:])
-    private let report: Report
+    private let reports: WorkerThread<SyscallDenial>
     private let clock: @Sendable () -> Timestamp
     private let finished = Latch()
     /// Minimum time between two reports of the same agent and syscall.
     public static let reportInterval: Duration = .seconds(1)
+    /// Denied calls per second above which an agent's listener is closed.
+    public static let floodLimit = 20_000
+    public static let floodSyscall = "(flood: listener closed)"
 
     public init(clock: @escaping @Sendable () -> Timestamp, report: @escaping Report) throws(Errno) {
         self.wake = try WakeEvent.open()
         self.clock = clock
-        self.report = report
+        self.reports = WorkerThread(name: "corral-denials") { batch in batch.forEach(report) }
         OSThread.start(name: "corral-seccomp") { [self] in run() }
     }
 
     /// Takes over `listener` (closed when the agent's processes are gone or at `stop`).
     public func supervise(_ listener: FileDescriptor, agent: String) {
-        state.withLock { $0.inbox.append(Watched(fd: listener, agent: agent)) }
+        let accepted = state.withLock { state in
+            guard !state.stopping else { return false }
+            state.inbox.append(Watched(fd: listener, agent: agent))
+            return true
+        }
+        // Stopped: nobody will answer; closing makes the agent's denied calls fail (ENOSYS).
+        guard accepted else {
+            try? listener.close()
+            return
+        }
         try? WakeEvent.signal(wake)
     }
+
+    private func report(_ denial: SyscallDenial) { reports.enqueue(denial) }
 
     /// What `agent` was refused so far, by syscall name.
     public func denials(of agent: String) -> [SyscallDenial] {
         tallies.withLock { ($0[agent] ?? [:]).values.sorted { $0.syscall < $1.syscall } }
+    }
+
+    /// Records a call the kernel answered itself by killing the process
+    /// (`seccomp_action: kill`, learnt from the kernel log), and reports it.
+    public func recordKill(agent: String, syscall: String, pid: Int32) {
+        let now = clock()
+        let denial = tallies.withLock { tallies in
+            var denial =
+                tallies[agent]?[syscall]
+                ?? SyscallDenial(agent: agent, syscall: syscall, count: 0, firstAt: now, lastAt: now, action: .kill, pid: pid)
+            denial.count += 1
+            denial.lastAt = now
+            denial.action = .kill
+            denial.pid = pid
+            tallies[agent, default: [:]][syscall] = denial
+            return denial
+        }
+        report(denial)
     }
 
     /// Forgets an agent's tallies (it was removed).
@@ -73,6 +117,7 @@ public final class DenialSupervisor: Sendable {
         try? WakeEvent.signal(wake)
         finished.wait()
         try? wake.close()
+        reports.stopAndWait()
     }
 
     private func run() {
@@ -94,13 +139,16 @@ public final class DenialSupervisor: Sendable {
             var polls = [pollfd(fd: wake.rawValue, events: Int16(POLLIN), revents: 0)]
             polls += watched.map { pollfd(fd: $0.fd.rawValue, events: Int16(POLLIN), revents: 0) }
             let timeout: Int32 = unreported.isEmpty ? -1 : 1000
-            guard case .success = retryOnInterrupt({ poll(&polls, nfds_t(polls.count), timeout) }) else { continue }
+            guard case .success = retryOnInterrupt({ poll(&polls, nfds_t(polls.count), timeout) }) else {
+                usleep(10_000)  // ENOMEM: try again shortly rather than spin
+                continue
+            }
             if polls[0].revents != 0 { try? WakeEvent.drain(wake) }
             var gone: [Int] = []
-            for (index, item) in watched.enumerated() {
+            for index in watched.indices {
                 let events = polls[index + 1].revents
                 if events & Int16(POLLIN) != 0 {
-                    handle(item, lastReport: &lastReport, unreported: &unreported)
+                    if !handle(&watched[index], lastReport: &lastReport, unreported: &unreported) { gone.append(index) }
                 } else if events & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
                     gone.append(index)
                 }
@@ -123,10 +171,34 @@ public final class DenialSupervisor: Sendable {
         }
     }
 
-    private func handle(_ item: Watched, lastReport: inout [String: ContinuousClock.Instant], unreported: inout Set<String>) {
-        guard case .success(let received) = SeccompListener.receive(item.fd.rawValue), let notification = received else { return }
+    /// Answers one notification; false when the listener is to be dropped.
+    private func handle(_ item: inout Watched, lastReport: inout [String: ContinuousClock.Instant], unreported: inout Set<String>) -> Bool {
+        let received: SeccompNotification?
+        switch SeccompListener.receive(item.fd.rawValue) {
+        case .success(let notification):
+            item.failures = 0
+            received = notification
+        case .failure:
+            item.failures += 1
+            return item.failures < 3
+        }
+        guard let notification = received else { return true }
         // Refuse first: the calling thread waits in the kernel until answered.
         SeccompListener.deny(item.fd.rawValue, id: notification.id, error: Seccomp.deniedErrno)
+        let instantNow = ContinuousClock.now
+        if instantNow - item.windowStart >= .seconds(1) {
+            item.windowStart = instantNow
+            item.recent = 0
+        }
+        item.recent += 1
+        if item.recent > Self.floodLimit {
+            let now = clock()
+            report(
+                SyscallDenial(
+                    agent: item.agent, syscall: Self.floodSyscall, count: item.recent, firstAt: now, lastAt: now, action: .errno,
+                    pid: notification.pid))
+            return false
+        }
         let name = Seccomp.syscallName(notification.syscall) ?? "syscall \(notification.syscall)"
         let now = clock()
         let denial = tallies.withLock { tallies in
@@ -148,6 +220,7 @@ public final class DenialSupervisor: Sendable {
             lastReport[key] = instant
             unreported.remove(key)
         }
+        return true
     }
 
     private func flush(agent: String, unreported: inout Set<String>) {

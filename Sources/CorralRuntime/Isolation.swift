@@ -79,6 +79,9 @@ public struct Isolation: Sendable {
                 exitStatus: 125)
         }
         let namespace = policy.cgroupNamespace && canCreateCgroupNamespaces(capabilities ?? HostProbe.capabilities)
+        // What the agent really gets (summaries and records show this, not the request).
+        var policy = policy
+        policy.cgroupNamespace = namespace
         let mountPoint = namespace && corral_statfs_type(cgroupMountPoint) == cgroup2Magic ? cgroupMountPoint : nil
         return Isolation(
             filter: filter, notifyFilter: notifyFilter, cgroupNamespace: namespace, cgroupMount: mountPoint,

@@ -150,7 +150,11 @@ public enum Daemon {
                 limitations.append(.memoryLock(error: "\(error)", capabilities: capabilities))
             }
         }
-        limitations += Isolation.limitations(for: configuration.groups.values.map(\.security), capabilities: capabilities)
+        let policies =
+            configuration.groups.values.map(\.security)
+            + configuration.agents.map { id, agent in configuration.security(agent: id, group: agent.group ?? QuotaGroup.defaultGroupName) }
+            .compactMap { $0 }
+        limitations += Isolation.limitations(for: policies, capabilities: capabilities)
         for limitation in limitations { log(limitation, logger) }
         let facts = HostProbe.facts()
         if let problem = facts.problems.first {
@@ -357,7 +361,8 @@ struct EngineService: Service {
         } onGracefulShutdown: { [loop] in
             loop.stop()
         }
-        // Agents outlive the daemon; their denied calls fail with ENOSYS until it is back.
+        // Agents outlive the daemon; their denied calls fail with ENOSYS from now on (a restarted
+        // daemon has no listener for the agents it re-attaches: still refused, no longer recorded).
         await engine.stopSupervising()
         logger.info("engine stopped")
     }

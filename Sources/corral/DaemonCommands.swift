@@ -498,18 +498,45 @@ struct EventsCommand: ParsableCommand {
 struct HistoryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "history",
-        abstract: "Enforcement history: every action with its violation and real outcome.",
-        discussion: "Examples: corral history; corral history crawler --since 1h")
+        abstract: "Enforcement history: every action with its violation and real outcome, and the syscalls seccomp refused.",
+        discussion: """
+            The text output lists the actions, then the denied syscalls (one row per agent and
+            syscall, counted). --denials lists only those (with --json: their JSON).
+            Examples: corral history; corral history crawler --since 1h; corral history --denials --json
+            """)
     @OptionGroup var options: ClientOptions
     @Argument(help: "Only this agent.") var agent: String?
     @Option(name: .long, help: ArgumentHelp("Only records from the last DURATION (e.g. 30m, 1h).", valueName: "DURATION")) var since:
         String?
     @Option(name: .long, help: "At most this many records.") var limit: Int = 1000
+    @Flag(name: .long, help: "Only the syscalls the agents' seccomp filters refused.") var denials = false
 
     func validate() throws {
         if let agent { try ensureValidID(agent) }
         if let since, case .failure(let error) = Quantity.parseDuration(since) { throw ValidationError("--since: \(error.description)") }
         guard (1...10000).contains(limit) else { throw ValidationError("--limit must be between 1 and 10000") }
+    }
+
+    func denialRows() throws -> [SyscallDenial] {
+        var query = ["limit=\(limit)"]
+        if let agent { query.append("agent=\(agent)") }
+        var list = try options.call("GET", "/v1/denials?" + query.joined(separator: "&"), as: DenialList.self).denials
+        if let since, case .success(let duration) = Quantity.parseDuration(since) {
+            let start = Timestamp.now() + (Duration.zero - duration)
+            list = list.filter { $0.lastAt >= start }
+        }
+        return list
+    }
+
+    static func denialTable(_ list: [SyscallDenial]) -> String {
+        table(
+            ["LAST", "AGENT", "SYSCALL", "COUNT", "ANSWER", "FIRST", "PID"],
+            list.map { denial in
+                [
+                    denial.lastAt.iso8601, denial.agent, denial.syscall, String(denial.count),
+                    denial.action == .kill ? "SIGSYS" : "EPERM", denial.firstAt.iso8601, denial.pid.map(String.init) ?? "-",
+                ]
+            })
     }
 
     func run() throws {
@@ -519,6 +546,11 @@ struct HistoryCommand: ParsableCommand {
             query.append("since=\(queryValue((Timestamp.now() + (Duration.zero - duration)).iso8601))")
         }
 
+        if denials {
+            let list = try denialRows()
+            if options.json { return try printJSON(list) }
+            return writeOut(Self.denialTable(list))
+        }
         let records = try options.call("GET", "/v1/history?" + query.joined(separator: "&"), as: HistoryList.self).records
         if options.json { return try printJSON(records) }
         let rows = records.map { record in
@@ -529,6 +561,10 @@ struct HistoryCommand: ParsableCommand {
             ]
         }
         writeOut(table(["ID", "AT", "AGENT", "RESOURCE", "KIND", "CURRENT / LIMIT", "ACTION", "OUTCOME", "DETAILS"], rows))
+        let refused = try denialRows()
+        if !refused.isEmpty {
+            writeOut("\nDenied syscalls (seccomp):\n" + Self.denialTable(refused))
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 import ArgumentParser
 import CorralCgroup
 import CorralCore
+import CorralLinux
+import CorralRuntime
 import CorralSeccomp
 import CorralSystemd
 import CorralWatcher
@@ -191,17 +193,58 @@ struct Doctor: ParsableCommand {
                 name: "libsystemd", status: .ok,
                 detail: systemdLibrary
                     + (Systemd.underServiceManager ? ", running under systemd (NOTIFY_SOCKET set)" : ", not running under systemd")))
-        let level = Seccomp.apiLevel
-        checks.append(
-            Check(
-                name: "libseccomp", status: Seccomp.kernelSupportsFilters ? .ok : .warning,
-                detail: "libseccomp \(Seccomp.libraryVersion), kernel API level \(level)"
-                    + (Seccomp.kernelSupportsFilters ? "" : ": this kernel has no seccomp filters")))
+        checks += isolationChecks(mounts: (try? readWholeFile(atPath: "/proc/self/mounts")) ?? "", mode: mode)
 
         let ready = !checks.contains { $0.status == .failed }
         return Report(
             ready: ready, cgroupMode: mode, kernel: release, controllers: present, missingControllers: missing,
             cgroupRoot: rootPath, checks: checks)
+    }
+
+    /// Agent isolation: seccomp filters and user notification (from libseccomp's
+    /// probe of this kernel), the cgroup2 mount's nsdelegate, cgroup namespaces.
+    static func isolationChecks(mounts: String, mode: CgroupMode) -> [Check] {
+        var checks: [Check] = []
+        let level = Seccomp.apiLevel
+        checks.append(
+            Check(
+                name: "seccomp filters", status: Seccomp.kernelSupportsFilters ? .ok : .warning,
+                detail: "libseccomp \(Seccomp.libraryVersion), kernel API level \(level)"
+                    + (Seccomp.kernelSupportsFilters
+                        ? ": agents' syscall profiles are enforced"
+                        : ": this kernel has no seccomp filters; agents with a profile cannot start"),
+                fix: Seccomp.kernelSupportsFilters ? nil : "boot a kernel with CONFIG_SECCOMP_FILTER=y, or set security.seccomp: none"))
+        if Seccomp.kernelSupportsFilters {
+            checks.append(
+                Check(
+                    name: "seccomp user notification", status: Seccomp.supportsNotification ? .ok : .warning,
+                    detail: Seccomp.supportsNotification
+                        ? "available: every denied syscall is answered EPERM by Corral and recorded"
+                        : "absent (API level \(level) < 5): denied syscalls fail with EPERM unrecorded",
+                    fix: Seccomp.supportsNotification ? nil : "Linux 5.5 or later"))
+        }
+        if mode == .unified {
+            let options = MountTable.cgroup2Options(mounts)
+            let delegated = options?.contains("nsdelegate") ?? false
+            checks.append(
+                Check(
+                    name: "nsdelegate", status: delegated ? .ok : .warning,
+                    detail: delegated
+                        ? "the cgroup2 mount has nsdelegate: an agent in its cgroup namespace cannot move processes out of it or write its own limits"
+                        : "the cgroup2 mount has no nsdelegate (options: \(options?.joined(separator: ",") ?? "not found")): a root agent could write its namespace root's limits",
+                    fix: delegated ? nil : "mount -o remount,nsdelegate /sys/fs/cgroup (systemd mounts it so)"))
+        }
+        let capabilities = HostProbe.capabilities
+        let namespaces = Isolation.canCreateCgroupNamespaces(capabilities)
+        checks.append(
+            Check(
+                name: "cgroup namespaces", status: namespaces ? .ok : .warning,
+                detail: namespaces
+                    ? "agents get a cgroup namespace and their own cgroup2 mount (security.cgroup_namespace, on by default)"
+                    : Limitation.cgroupNamespace(capabilities: capabilities).reason + "; "
+                        + Limitation.cgroupNamespace(capabilities: capabilities).effect,
+                fix: namespaces ? nil : Limitation.cgroupNamespace(capabilities: capabilities).fix))
+        return checks
     }
 
     /// In a container: the runtime, the cgroup namespace, a read-only cgroup mount (with the

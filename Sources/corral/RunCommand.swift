@@ -217,6 +217,9 @@ struct Run: ParsableCommand {
         } catch {
             throw fail(error.description, status: ExitStatus.usage)
         }
+        // An agent running as this user could otherwise write this process's memory
+        // through /proc/PID/mem (Yama permitting) and answer its own denied calls.
+        if isolation.filter != nil, isolation.identity == nil { try? CurrentProcess.setDumpable(false) }
 
         let facts = HostProbe.facts()
         if let problem = facts.problems.first {

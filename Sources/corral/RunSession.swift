@@ -64,7 +64,7 @@ struct DaemonRun {
                 "POST", "/v1/agents/register",
                 body: RegisterRequest(
                     id: request.agent, group: request.group.name, command: request.command, limits: overrides, user: security.user,
-                    seccomp: security.seccomp?.base.rawValue),
+                    seccomp: security.seccompBase?.rawValue),
                 as: AgentRecord.self)
         } catch {
             if case .api(409, _, let message) = error { throw fail(message) }

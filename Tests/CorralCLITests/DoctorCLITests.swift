@@ -51,6 +51,20 @@ struct DoctorCLITests {
         if clone3.status == "ok" { #expect(clone3.detail.contains("not probed")) }
     }
 
+    /// Isolation: seccomp as libseccomp probed this kernel (filters and user
+    /// notification are there on every kernel CI runs), cgroup namespaces as root.
+    @Test func isolationIsReportedFromWhatTheKernelShows() throws {
+        let report = try Self.report()
+        let filters = try #require(report.check("seccomp filters"))
+        #expect(filters.status == "ok" && filters.detail.contains("API level"), "\(filters.detail)")
+        let notification = try #require(report.check("seccomp user notification"))
+        #expect(notification.status == "ok", "\(notification.detail)")
+        let namespaces = try #require(report.check("cgroup namespaces"))
+        #expect(namespaces.status == (geteuid() == 0 ? "ok" : "warning"), "\(namespaces.detail)")
+        // nsdelegate is only asked of a unified hierarchy (on a hybrid host there is none to ask).
+        #expect((report.check("nsdelegate") != nil) == (report.cgroupMode == "unified"))
+    }
+
     /// This machine's cgroup v2 (at /sys/fs/cgroup/unified) has no memory
     /// or pids controller, so memory.peak and pids.peak cannot exist there.
     @Test(.enabled(if: CLI.hostIsHybrid && !CLI.hostIsUnified))

@@ -81,3 +81,51 @@ struct SecurityConfigTests {
         #expect(found.first { $0.key.hasSuffix("rlimits.core") }?.message.contains("soft limit is above the hard limit") == true)
     }
 }
+
+@Suite("Mount table")
+struct MountTableTests {
+    @Test func theCgroup2MountsOptionsAreFoundTheLastOneWinning() {
+        let mounts = """
+            sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
+            cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
+            cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot 0 0
+            cgroup2 /sys/fs/cgroup/unified cgroup2 rw,nosuid,nodev,noexec,relatime 0 0
+            """
+        #expect(MountTable.cgroup2Options(mounts)?.contains("nsdelegate") == true)
+        #expect(MountTable.cgroup2Options(mounts, at: "/sys/fs/cgroup/unified")?.contains("nsdelegate") == false)
+        #expect(MountTable.cgroup2Options("tmpfs /sys/fs/cgroup tmpfs ro 0 0\n") == nil)
+    }
+}
+
+@Suite("Security flags")
+struct SecurityFlagTests {
+    /// --seccomp changes the profile only: the group's lists and action stay; none drops the lists.
+    @Test func aFlagsProfileKeepsTheGroupsListsAndAction() throws {
+        let group = SecurityPolicy(seccomp: SeccompPolicy(base: .default, deny: ["chown"], allow: ["ptrace"], action: .kill))
+        var flags = SecurityOverride()
+        flags.seccompBase = .strict
+        #expect(flags.apply(to: group).seccomp == SeccompPolicy(base: .strict, deny: ["chown"], allow: ["ptrace"], action: .kill))
+        flags.seccompBase = SeccompProfile.none
+        #expect(!flags.apply(to: group).seccomp.filters)
+    }
+
+    @Test func clone3CannotBeAllowed() throws {
+        let found = issues(of: "groups:\n  standard_agent:\n    security:\n      seccomp: {allow: [clone3]}\n")
+        try #require(found.count == 1)
+        #expect(found[0].message.contains("clone3 cannot be allowed"))
+    }
+
+    /// personality(0xffffffff) asks; setting ADDR_NO_RANDOMIZE is refused.
+    @Test func thePersonalityQueryIsNotARuleMatch() {
+        let rules = SyscallProfiles.rules(for: .default).filter { $0.syscall == "personality" }
+        func matches(_ value: UInt64) -> Bool {
+            rules.contains { rule in
+                guard case .maskedEqual(let mask, let expected) = rule.condition?.operation else { return false }
+                return value & mask == expected
+            }
+        }
+        #expect(!matches(0xffff_ffff))
+        #expect(!matches(0) && !matches(8))
+        #expect(matches(0x0040000) && matches(0x0400000 | 8))
+    }
+}

@@ -60,6 +60,10 @@ struct IsolationE2ETests {
         #expect(run.termination == .signaled(signal: 31))
         #expect(run.headline.contains("SIGSYS") && run.headline.contains("seccomp"), "\(run.headline)")
         #expect(Self.answers(result.stdout)["bpf"] == nil, "the call never returned")
+        // The kernel's audit record in /dev/kmsg names the call.
+        #expect(run.denials.map(\.syscall) == ["bpf"], "\(run.denials)")
+        #expect(run.denials.first?.action == .kill)
+        #expect(run.headline.hasSuffix("refused bpf after \(Quantity.formatSeconds(run.wallSeconds))"), "\(run.headline)")
     }
 
     @Test func noSeccompAllowsWhatTheDefaultDenies() throws {
@@ -162,5 +166,37 @@ struct IsolationE2ETests {
         }
         #expect(E2E.read(other + "/cgroup.freeze")?.hasPrefix("0") == true, "the bystander is not frozen")
         #expect(run.security?.cgroupNamespace == true)
+    }
+
+    /// Through the daemon: a launched agent (the daemon holds its listener) and a
+    /// `corral run` beside it (the CLI holds it and reports to the daemon); both
+    /// denials are in the daemon's history and on the agents' event streams.
+    @Test func theDaemonRecordsDenialsOfLaunchedAndRunAgents() throws {
+        let (_, stress) = try E2E.binaries()
+        let daemon = try DaemonTests.Daemon(name: "isolation-daemon")
+        try daemon.start()
+        defer {
+            _ = daemon.stop()
+            E2E.removeEmptyTree(daemon.root)
+        }
+        try daemon.startAgent(["--name", "launched", "--", stress, "syscalls", "ptrace", "bpf"])
+        let run = try daemon.cli(["run", "--json", "--name", "beside", "--", stress, "syscalls", "mount", "mount"])
+        #expect(run.status == 0, "\(run)")
+        #expect(Self.answers(run.stdout)["mount"] == "EPERM", "\(run.stdout)")
+        let summary = try CorralJSON.decodeLastLine(RunSummary.self, from: run.stdout)
+        #expect(summary.engine == "daemon")
+        #expect(summary.denials.first { $0.syscall == "mount" }?.count == 2, "\(summary.denials)")
+        var denials: [SyscallDenial] = []
+        let recorded = E2E.eventually(timeout: 30) {
+            denials = (try? daemon.json(["history", "--denials"], as: [SyscallDenial].self)) ?? []
+            return Set(denials.map { "\($0.agent):\($0.syscall)" }).isSuperset(of: ["launched:ptrace", "launched:bpf", "beside:mount"])
+        }
+        E2E.report("daemon denials: \(denials.map { "\($0.agent):\($0.syscall)×\($0.count)" })")
+        #expect(recorded, "\(denials)")
+        #expect(denials.first { $0.agent == "beside" && $0.syscall == "mount" }?.count == 2)
+        let text = try daemon.cli(["history"])
+        #expect(text.stdout.contains("Denied syscalls (seccomp)") && text.stdout.contains("ptrace"), "\(text)")
+        let events = try daemon.cli(["events", "--agent", "launched", "--json"])
+        #expect(events.stdout.contains("\"seccomp_denied\""), "\(events)")
     }
 }

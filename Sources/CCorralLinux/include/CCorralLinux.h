@@ -186,6 +186,10 @@ int corral_set_thread_nice(int nice);
  * Needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK. */
 int corral_mlockall_onfault(void);
 
+/* prctl(PR_SET_DUMPABLE): 0 keeps processes of the same user (an agent that runs
+ * as the caller) from opening this one's /proc/PID/mem, where the filter cannot see. */
+int corral_set_dumpable(int dumpable);
+
 /* socket.c */
 
 /* SO_PEERCRED's value (struct ucred needs _GNU_SOURCE, so Swift gets this copy). */
