@@ -135,9 +135,10 @@ public struct Limitation: Equatable, Codable, Sendable {
     }
 
     /// Descriptors the daemon holds per watched agent (cgroup event files, PSI triggers,
-    /// pidfd, log files): 9 measured in the VM with `ls /proc/PID/fd` by the container e2e,
-    /// which fails when it grows past this.
-    public static let descriptorsPerAgent = 9
+    /// pidfd, log files, the seccomp listener of an agent it launched): 10 measured in the VM
+    /// with `ls /proc/PID/fd` by the container e2e (9 before the listener), which fails when
+    /// it grows past this.
+    public static let descriptorsPerAgent = 10
 
     /// The open-file hard limit caps how many agents can be watched; nil when it does not bite.
     public static func openFiles(hardLimit: UInt64, wantedAgents: Int = 1000) -> Limitation? {

@@ -2,6 +2,7 @@ public import CorralAPI
 public import CorralCgroup
 public import CorralCore
 import CorralRuntime
+import CorralSeccomp
 
 #if canImport(Glibc)
     import Glibc
@@ -221,6 +222,22 @@ extension Engine {
                 : oomKilled ? EndReason.oomKilled : agent.ladder.terminating ? EndReason.terminatedByLadder : nil
         }
         if agent.ladder.terminating, agent.record.endReason == nil { agent.record.endReason = EndReason.terminatedByLadder }
+        if termination == .signaled(signal: SIGSYS), let policy = agent.record.security, policy.seccomp.filters,
+            policy.seccomp.action == .kill, let pid = agent.record.pid
+        {
+            if agent.record.endReason == nil {
+                agent.record.endReason = "killed by SIGSYS: its seccomp filter (seccomp_action: kill) refused a syscall"
+            }
+            // The kernel's audit record names the call; read off the engine (kauditd prints it shortly after).
+            let (writer, events, clock) = (writer, events, clock)
+            writer.later {
+                let name = KernelLog.seccompKill(pid: pid).flatMap(Seccomp.syscallName) ?? KernelLog.unknownSyscall
+                let now = clock()
+                Self.record(
+                    SyscallDenial(agent: id, syscall: name, count: 1, firstAt: now, lastAt: now, action: .kill, pid: pid), writer: writer,
+                    events: events)
+            }
+        }
         watcher?.unwatch(agent: id)
         if agent.record.origin != .registered, !vanished { removeInBackground(agent.leaf, id: id) }
         agent.terminationDeadline = nil

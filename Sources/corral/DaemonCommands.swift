@@ -138,6 +138,7 @@ struct AgentsCommand: ParsableCommand {
                 "cgroup     \(agent.cgroup)",
                 "started    \(agent.createdAt)" + (agent.endedAt.map { ", ended \($0)" } ?? "")
                     + (agent.exitStatus.map { ", exit status \($0)" } ?? ""),
+                "isolation  \(agent.security?.summary ?? "unknown (started before policies, or adopted)")",
             ]
             for resource in agent.limits.resources {
                 let limit = agent.limits[resource]!
@@ -190,11 +191,18 @@ struct AgentsCommand: ParsableCommand {
             help: ArgumentHelp("Environment variable for the agent (repeatable).", valueName: "NAME=VALUE"))
         var env: [String] = []
         @Option(name: .long, help: ArgumentHelp("Working directory of the agent.", valueName: "DIR")) var cwd: String?
+        @Option(name: .long, help: ArgumentHelp("Run the agent as this user (name or uid).", valueName: "USER")) var user: String?
+        @Option(
+            name: .long, help: ArgumentHelp("Seccomp profile instead of the group's: default, strict or none.", valueName: "PROFILE"))
+        var seccomp: String?
         @Argument(parsing: .postTerminator, help: "The command, after --.") var command: [String] = []
 
         func validate() throws {
             guard !command.isEmpty else {
                 throw ValidationError("no command given: put it after --, e.g. corral agents start -- python3 agent.py")
+            }
+            if case .failure(let error) = SecurityFlags.override(user: user, seccomp: seccomp) {
+                throw ValidationError(error.description)
             }
             if let name { try ensureValidID(name) }
             for entry in env where !entry.contains("=") || entry.hasPrefix("=") {
@@ -212,7 +220,7 @@ struct AgentsCommand: ParsableCommand {
             let overrides = try limits.overrides()
             let request = LaunchRequest(
                 id: name, group: group, command: command, environment: environment.isEmpty ? nil : environment,
-                workingDirectory: cwd, limits: overrides.isEmpty ? nil : overrides)
+                workingDirectory: cwd, limits: overrides.isEmpty ? nil : overrides, user: user, seccomp: seccomp)
             let agent = try options.call("POST", "/v1/agents", body: request, as: AgentRecord.self)
             if options.json { return try printJSON(agent) }
             writeOut("started \(agent.id) (pid \(agent.pid.map(String.init) ?? "?")) in \(agent.group): \(agent.cgroup)\n")
@@ -405,6 +413,7 @@ struct GroupsCommand: ParsableCommand {
             for resource in group.totals.keys.sorted() {
                 lines.append("total      \(resource.rawValue) \(resource.unit.format(group.totals[resource]!))")
             }
+            lines.append("isolation  \(group.security.summary)")
             writeOut(lines.joined(separator: "\n") + "\n")
         }
     }

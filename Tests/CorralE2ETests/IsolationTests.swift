@@ -173,13 +173,15 @@ struct IsolationE2ETests {
     /// denials are in the daemon's history and on the agents' event streams.
     @Test func theDaemonRecordsDenialsOfLaunchedAndRunAgents() throws {
         let (_, stress) = try E2E.binaries()
-        let daemon = try DaemonTests.Daemon(name: "isolation-daemon")
+        let daemon = try DaemonTests.Daemon(
+            name: "isolation-daemon", extraConfig: "\ngroups:\n  lightweight_agent:\n    security: {seccomp_action: kill}\n")
         try daemon.start()
         defer {
             _ = daemon.stop()
             E2E.removeEmptyTree(daemon.root)
         }
         try daemon.startAgent(["--name", "launched", "--", stress, "syscalls", "ptrace", "bpf"])
+        try daemon.startAgent(["--name", "killed", "--group", "lightweight_agent", "--", stress, "syscalls", "getpid", "kexec_load"])
         let run = try daemon.cli(["run", "--json", "--name", "beside", "--", stress, "syscalls", "mount", "mount"])
         #expect(run.status == 0, "\(run)")
         #expect(Self.answers(run.stdout)["mount"] == "EPERM", "\(run.stdout)")
@@ -189,11 +191,16 @@ struct IsolationE2ETests {
         var denials: [SyscallDenial] = []
         let recorded = E2E.eventually(timeout: 30) {
             denials = (try? daemon.json(["history", "--denials"], as: [SyscallDenial].self)) ?? []
-            return Set(denials.map { "\($0.agent):\($0.syscall)" }).isSuperset(of: ["launched:ptrace", "launched:bpf", "beside:mount"])
+            return Set(denials.map { "\($0.agent):\($0.syscall)" }).isSuperset(of: [
+                "launched:ptrace", "launched:bpf", "beside:mount", "killed:kexec_load",
+            ])
         }
         E2E.report("daemon denials: \(denials.map { "\($0.agent):\($0.syscall)×\($0.count)" })")
         #expect(recorded, "\(denials)")
         #expect(denials.first { $0.agent == "beside" && $0.syscall == "mount" }?.count == 2)
+        #expect(denials.first { $0.agent == "killed" }?.action == .kill)
+        let killed = try daemon.cli(["agents", "show", "killed"])
+        #expect(killed.stdout.contains("killed by SIGSYS") && killed.stdout.contains("exit status 159"), "\(killed)")
         let text = try daemon.cli(["history"])
         #expect(text.stdout.contains("Denied syscalls (seccomp)") && text.stdout.contains("ptrace"), "\(text)")
         let events = try daemon.cli(["events", "--agent", "launched", "--json"])

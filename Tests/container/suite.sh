@@ -153,9 +153,13 @@ health_limitations() {
     body=$(health) || { note "no health"; return 1; }
     features=$(echo "$body" | jq -r '[.limitations[].feature] | sort | join(",")')
     note "limitations: ${features:-none}; $(grep 'PSI triggers armed\|pressure_triggers limited' "$work/$mode/sidecar.log" | head -1 | cut -c26-190)"
+    # No CAP_SYS_ADMIN in either set: agents get no cgroup namespace, and the fix says to run
+    # them as a user of their own (issue 12).
+    [[ $features == *cgroup_namespace* ]] || { note "no cgroup_namespace limitation"; return 1; }
+    [[ $(echo "$body" | jq -r '.limitations[] | select(.feature == "cgroup_namespace") | .fix') == *security.user* ]] || return 1
     if [[ $mode == recommended ]]; then
-        # Everything Corral uses is there: nothing is missing, triggers at the configured window.
-        [[ -z $features ]] && grep "PSI triggers armed" "$work/$mode/sidecar.log" | grep -q "trigger=some 150000 1000000"
+        # Everything else Corral uses is there: triggers at the configured window.
+        [[ $features == cgroup_namespace ]] && grep "PSI triggers armed" "$work/$mode/sidecar.log" | grep -q "trigger=some 150000 1000000"
         return
     fi
     # crun's defaults: no CAP_IPC_LOCK (mlockall), 1024 open files; each with its fix.
