@@ -409,3 +409,54 @@ public enum MountTable {
         return found
     }
 }
+
+/// /etc/passwd and /etc/group, read as container runtimes read them: a local user is
+/// found without loading NSS modules (dlopen of libnss_* costs milliseconds per launch).
+public enum UserDatabase {
+    public struct User: Equatable, Sendable {
+        public var name: String
+        public var uid: UInt32
+        public var gid: UInt32
+        public var home: String
+
+        public init(name: String, uid: UInt32, gid: UInt32, home: String) {
+            self.name = name
+            self.uid = uid
+            self.gid = gid
+            self.home = home
+        }
+    }
+
+    /// The entry whose name (or, for a number, uid) is `user`.
+    public static func user(_ user: String, in passwd: String) -> User? {
+        let uid = UInt32(user)
+        for line in passwd.split(separator: "\n") where !line.hasPrefix("#") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard fields.count >= 7, let entryUID = UInt32(fields[2]), let entryGID = UInt32(fields[3]) else { continue }
+            if fields[0] == user || (uid != nil && entryUID == uid) {
+                return User(name: String(fields[0]), uid: entryUID, gid: entryGID, home: String(fields[5]))
+            }
+        }
+        return nil
+    }
+
+    /// The gid of group `name`.
+    public static func group(_ name: String, in group: String) -> UInt32? {
+        for line in group.split(separator: "\n") where !line.hasPrefix("#") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            if fields.count >= 3, fields[0] == name, let gid = UInt32(fields[2]) { return gid }
+        }
+        return nil
+    }
+
+    /// `primary` and every group listing `user` as a member, in file order.
+    public static func groups(of user: String, primary: UInt32, in group: String) -> [UInt32] {
+        var result = [primary]
+        for line in group.split(separator: "\n") where !line.hasPrefix("#") {
+            let fields = line.split(separator: ":", omittingEmptySubsequences: false)
+            guard fields.count >= 4, let gid = UInt32(fields[2]), !result.contains(gid) else { continue }
+            if fields[3].split(separator: ",").contains(where: { $0 == user }) { result.append(gid) }
+        }
+        return result
+    }
+}

@@ -132,7 +132,26 @@ public struct UserIdentity: Sendable, Equatable {
     public var groups: [UInt32]
     public var home: String
 
+    /// Local users from /etc/passwd and /etc/group first (no NSS module is
+    /// loaded: measured ≈ 30 ms per launch under emulation), others through NSS.
     public static func resolve(user: String, group: String?) throws(SpawnError) -> UserIdentity {
+        if let passwd = try? readWholeFile(atPath: "/etc/passwd"), let local = UserDatabase.user(user, in: passwd) {
+            let groups = (try? readWholeFile(atPath: "/etc/group")) ?? ""
+            var identity = UserIdentity(name: local.name, uid: local.uid, gid: local.gid, groups: [], home: local.home)
+            if let group {
+                if let gid = UInt32(group) ?? UserDatabase.group(group, in: groups) {
+                    identity.gid = gid
+                } else {
+                    identity.gid = try resolveGroup(group)
+                }
+            }
+            identity.groups = UserDatabase.groups(of: local.name, primary: identity.gid, in: groups)
+            return identity
+        }
+        return try resolveThroughNSS(user: user, group: group)
+    }
+
+    static func resolveThroughNSS(user: String, group: String?) throws(SpawnError) -> UserIdentity {
         var entry = passwd()
         var result: UnsafeMutablePointer<passwd>?
         var buffer = [CChar](repeating: 0, count: 16_384)

@@ -129,3 +129,17 @@ struct SecurityFlagTests {
         #expect(matches(0x0040000) && matches(0x0400000 | 8))
     }
 }
+
+@Suite("User database files")
+struct UserDatabaseTests {
+    let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nbad:line\n"
+    let group = "root:x:0:\nsudo:x:27:alice,nobody\nnogroup:x:65534:\nstaff:x:50:nobodyx\n"
+
+    @Test func usersByNameAndUid() {
+        #expect(UserDatabase.user("nobody", in: passwd) == .init(name: "nobody", uid: 65534, gid: 65534, home: "/nonexistent"))
+        #expect(UserDatabase.user("0", in: passwd)?.name == "root")
+        #expect(UserDatabase.user("ghost", in: passwd) == nil)
+        #expect(UserDatabase.group("nogroup", in: group) == 65534)
+        #expect(UserDatabase.groups(of: "nobody", primary: 65534, in: group) == [65534, 27], "member lists match whole names only")
+    }
+}
