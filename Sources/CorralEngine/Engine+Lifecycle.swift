@@ -121,7 +121,10 @@ extension Engine {
             throw EngineError(.failed, "\(error)")
         }
         if let problem = started.logProblem { events.publish(.daemon, agent: id, EventText.logProblem(id, problem)) }
-        if let listener = started.seccompListener { denialSupervisor().supervise(listener, agent: id) }
+        if let listener = started.seccompListener {
+            // Without a supervisor the closed listener leaves the agent's denied calls failing (ENOSYS).
+            if let supervisor = denialSupervisor() { supervisor.supervise(listener, agent: id) } else { try? listener.close() }
+        }
         let record = AgentRecord(
             id: id, group: group.name, state: .running, origin: .launched, pid: started.pid, command: request.command,
             limits: limits, overrides: request.limits ?? [:], cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), security: security)

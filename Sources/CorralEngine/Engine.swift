@@ -99,20 +99,21 @@ public actor Engine {
     public static let wallClock: @Sendable () -> Timestamp = { Timestamp.now() }
 
     /// The supervisor of launched agents' seccomp listeners: each denial is
-    /// stored (one row per agent and syscall, counted) and published.
-    func denialSupervisor() -> DenialSupervisor {
+    /// stored (one row per agent and syscall, counted) and published. Nil when
+    /// it cannot be made (no eventfd: the process is out of descriptors).
+    func denialSupervisor() -> DenialSupervisor? {
         if let denials { return denials }
         let writer = writer
         let events = events
-        let supervisor: DenialSupervisor
         do {
-            supervisor = try DenialSupervisor(clock: clock) { denial in Self.record(denial, writer: writer, events: events) }
+            let supervisor = try DenialSupervisor(clock: clock) { denial in Self.record(denial, writer: writer, events: events) }
+            denials = supervisor
+            return supervisor
         } catch {
-            // No eventfd: this process is out of descriptors; the agent's calls fail with ENOSYS.
-            fatalError("cannot create the seccomp supervisor's eventfd: \(error)")
+            events.publish(
+                .daemon, agent: nil, "cannot supervise seccomp listeners (eventfd: \(error)): denied calls fail with ENOSYS, unrecorded")
+            return nil
         }
-        denials = supervisor
-        return supervisor
     }
 
     /// Stores a denial's tally off the engine and publishes it.
