@@ -183,8 +183,6 @@ public final class DenialSupervisor: Sendable {
             return item.failures < 3
         }
         guard let notification = received else { return true }
-        // Refuse first: the calling thread waits in the kernel until answered.
-        SeccompListener.deny(item.fd.rawValue, id: notification.id, error: Seccomp.deniedErrno)
         let instantNow = ContinuousClock.now
         if instantNow - item.windowStart >= .seconds(1) {
             item.windowStart = instantNow
@@ -192,6 +190,7 @@ public final class DenialSupervisor: Sendable {
         }
         item.recent += 1
         if item.recent > Self.floodLimit {
+            SeccompListener.deny(item.fd.rawValue, id: notification.id, error: Seccomp.deniedErrno)
             let now = clock()
             report(
                 SyscallDenial(
@@ -211,6 +210,11 @@ public final class DenialSupervisor: Sendable {
             tallies[item.agent, default: [:]][name] = denial
             return denial
         }
+        // Counted before it is answered: once the agent has seen its EPERM,
+        // `denials(of:)` holds the call (a caller that waited for the agent to
+        // end reads every denial). The count is a dictionary update, the
+        // calling thread waits in the kernel for the answer meanwhile.
+        SeccompListener.deny(item.fd.rawValue, id: notification.id, error: Seccomp.deniedErrno)
         let key = item.agent + "\u{0}" + name
         let instant = ContinuousClock.now
         if let last = lastReport[key], instant - last < Self.reportInterval {
