@@ -18,11 +18,15 @@ public struct LaunchRequest: Codable, Equatable, Sendable {
     public var user: String?
     /// A seccomp profile instead of the group's: default, strict or none.
     public var seccomp: String?
+    /// 0 (least) … 10 (most) instead of the group's.
+    public var priority: Int?
 
     public init(
         id: String? = nil, group: String? = nil, command: [String], environment: [String: String]? = nil,
-        workingDirectory: String? = nil, limits: [Resource: LimitOverride]? = nil, user: String? = nil, seccomp: String? = nil
+        workingDirectory: String? = nil, limits: [Resource: LimitOverride]? = nil, user: String? = nil, seccomp: String? = nil,
+        priority: Int? = nil
     ) {
+        self.priority = priority
         self.user = user
         self.seccomp = seccomp
         self.id = id
@@ -42,10 +46,13 @@ public struct RegisterRequest: Codable, Sendable {
     public var limits: [Resource: LimitOverride]?
     public var user: String?
     public var seccomp: String?
+    public var priority: Int?
 
     public init(
-        id: String?, group: String?, command: [String], limits: [Resource: LimitOverride]?, user: String? = nil, seccomp: String? = nil
+        id: String?, group: String?, command: [String], limits: [Resource: LimitOverride]?, user: String? = nil, seccomp: String? = nil,
+        priority: Int? = nil
     ) {
+        self.priority = priority
         self.user = user
         self.seccomp = seccomp
         self.id = id
@@ -93,12 +100,40 @@ public struct LimitsRequest: Codable, Sendable {
     public init(limits: [Resource: LimitOverride]) { self.limits = limits }
 }
 
+/// `PUT /v1/agents/{id}/priority`: the agent's own priority, or null to follow its group's.
+public struct PriorityRequest: Codable, Sendable {
+    public var priority: Int?
+
+    public init(priority: Int?) { self.priority = priority }
+
+    enum CodingKeys: String, CodingKey { case priority }
+
+    /// `priority` must be present (null included): a missing key is a mistake, not "follow the group".
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        guard container.contains(.priority) else {
+            throw DecodingError.keyNotFound(
+                CodingKeys.priority,
+                DecodingError.Context(codingPath: [], debugDescription: "give priority: 0 … 10, or null to follow the group's"))
+        }
+        priority = try container.decodeIfPresent(Int.self, forKey: .priority)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(priority, forKey: .priority)
+    }
+}
+
 /// `PATCH /v1/groups/{name}`: a group's limits and totals, live.
 public struct GroupUpdateRequest: Codable, Sendable {
     public var limits: [Resource: LimitOverride]?
     public var totals: [Resource: Double]?
+    /// The group's priority (its agents without their own follow it).
+    public var priority: Int?
 
-    public init(limits: [Resource: LimitOverride]?, totals: [Resource: Double]?) {
+    public init(limits: [Resource: LimitOverride]?, totals: [Resource: Double]?, priority: Int? = nil) {
+        self.priority = priority
         self.limits = limits
         self.totals = totals
     }

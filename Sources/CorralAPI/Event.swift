@@ -33,6 +33,8 @@ public struct CorralEvent: Equatable, Codable, Sendable {
         case recommendation
         /// The agent's seccomp filter refused a syscall (`denial`: name, count so far, first and last time).
         case seccompDenied = "seccomp_denied"
+        /// The agent's priority (and with it cpu.weight, io.weight, memory.low) changed.
+        case priorityChanged = "priority_changed"
         case daemon
     }
 

@@ -209,7 +209,7 @@ public struct CgroupTree: Sendable {
 
     /// The root's own memory.max, cpu.max and pids.max (the system reservation, or the limits
     /// of a container's cgroup); none for the hierarchy root, which has no such files.
-    func rootLimits() throws(CgroupError) -> CgroupSettings {
+    public func rootLimits() throws(CgroupError) -> CgroupSettings {
         var limits = CgroupSettings()
         guard !rootIsHierarchyRoot else { return limits }
         func read(_ file: CgroupFile) throws(CgroupError) -> String? {
@@ -263,10 +263,15 @@ public struct CgroupTree: Sendable {
         return path
     }
 
-    /// Writes `settings` to `path` in a safe order.
+    /// Writes `settings` to `path` in a safe order. io.weight is skipped where the
+    /// io controller is not enabled (it is optional: not every host delegates it).
     public func apply(_ settings: CgroupSettings, to path: CgroupPath) throws(CgroupError) {
         for write in settings.writes {
-            try fs.write(write.value, to: write.file, of: path)
+            do {
+                try fs.write(write.value, to: write.file, of: path)
+            } catch  where write.file == .ioWeight && (error.code == .notFound || error.code == .controllerUnavailable) {
+                continue
+            }
         }
     }
 

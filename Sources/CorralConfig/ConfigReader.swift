@@ -22,15 +22,17 @@ struct Reader {
         self.renamedKeys = renamedKeys
     }
 
-    static let topKeys = ["cgroup_root", "intervals", "reservation", "escalation", "recovery", "handlers", "groups", "agents"]
+    static let topKeys = [
+        "cgroup_root", "intervals", "reservation", "escalation", "recovery", "handlers", "groups", "agents", "admission",
+    ]
     static let recoveryKeys = ["stage_interval", "quiet_period", "usage_below", "thaw_suspended"]
     static let handlerKeys = ["migrate", "custom", "timeout"]
     static let intervalKeys = ["sampling", "analytics", "analytics_window", "history_retention"]
     static let reservationKeys = ["memory", "cpu", "processes"]
     static let escalationKeys = ["delays", "termination_grace", "degradation_signal"]
-    static let groupKeys = ["description", "limits", "totals", "escalation", "security"]
+    static let groupKeys = ["description", "limits", "totals", "escalation", "security", "priority"]
     static let limitKeys = ["soft", "hard", "burst", "action"]
-    static let agentKeys = ["group", "limits", "security"]
+    static let agentKeys = ["group", "limits", "security", "priority"]
     static let resourceNames = Resource.allCases.map(\.rawValue).joined(separator: ", ")
     static let acceptedNames =
         "letters, digits, '.', '_' and '-', starting with a letter or digit, at most \(CgroupName.maximumLength) characters (\(CgroupName.pattern))"
@@ -153,6 +155,16 @@ struct Reader {
         }
     }
 
+    /// A priority, 0 … 10.
+    mutating func priority(_ node: Node, _ key: String) -> Priority? {
+        guard let text = scalar(node, key, accepted: Priority.acceptedText) else { return nil }
+        guard let priority = Priority.parse(text) else {
+            report(node, key, value: text, Int(text) == nil ? "not a whole number" : "out of range", accepted: Priority.acceptedText)
+            return nil
+        }
+        return priority
+    }
+
     /// A share of the host, written as a percentage. A bare number is a
     /// percentage too, except one of at most 1: `0.75` is surely meant as 75%.
     mutating func fraction(_ node: Node, _ key: String) -> Double? {
@@ -182,6 +194,16 @@ struct Reader {
         var agentsNodes: [Node] = []
         for (name, _, value) in mapping(root, "", allowed: Self.topKeys) {
             switch name {
+            case "admission":
+                guard let text = scalar(value, "admission", accepted: AdmissionPolicy.acceptedText) else { break }
+                if let policy = AdmissionPolicy(rawValue: text) {
+                    configuration.admission = policy
+                } else {
+                    report(
+                        value, "admission", value: text,
+                        text == "queue" ? "queue is not built yet (issue 13): agents are allowed or refused" : "unknown policy",
+                        accepted: AdmissionPolicy.acceptedText)
+                }
             case "cgroup_root":
                 let accepted = "an absolute path without '..', such as /sys/fs/cgroup/corral"
                 if let text = scalar(value, name, accepted: accepted) {
@@ -376,6 +398,8 @@ struct Reader {
                     group.escalation = escalation(fieldNode, "\(key).escalation", base: group.escalation ?? configuration.escalation)
                 case "security":
                     group.security = security(fieldNode, "\(key).security").apply(to: group.security)
+                case "priority":
+                    if let priority = priority(fieldNode, "\(key).priority") { group.priority = priority }
                 default:
                     break
                 }
@@ -562,6 +586,8 @@ struct Reader {
                     }
                 } else if field == "security" {
                     agent.security = security(fieldNode, "\(key).security")
+                } else if field == "priority" {
+                    agent.priority = priority(fieldNode, "\(key).priority")
                 } else {
                     entries += limitEntries(fieldNode, "\(key).limits")
                 }

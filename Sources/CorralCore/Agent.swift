@@ -49,13 +49,20 @@ public struct AgentRecord: Equatable, Codable, Sendable {
     public var endReason: String?
     /// The isolation it runs under (nil: unknown, an agent from before policies or adopted).
     public var security: SecurityPolicy?
+    /// Its priority in force: its own (configuration, flag or API) or its group's.
+    public var priority: Priority
+    /// Whether `priority` is the agent's own; if not, it follows its group's.
+    public var priorityIsOwn: Bool
 
     public init(
         id: String, group: String, state: AgentState, origin: AgentOrigin, pid: Int32?, command: [String], limits: LimitSet,
         overrides: [Resource: LimitOverride] = [:], cgroup: String, createdAt: Timestamp, endedAt: Timestamp? = nil,
-        exitStatus: Int32? = nil, endReason: String? = nil, security: SecurityPolicy? = nil
+        exitStatus: Int32? = nil, endReason: String? = nil, security: SecurityPolicy? = nil, priority: Priority = .standard,
+        priorityIsOwn: Bool = false
     ) {
         self.security = security
+        self.priority = priority
+        self.priorityIsOwn = priorityIsOwn
         self.id = id
         self.group = group
         self.state = state
@@ -69,6 +76,29 @@ public struct AgentRecord: Equatable, Codable, Sendable {
         self.endedAt = endedAt
         self.exitStatus = exitStatus
         self.endReason = endReason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, group, state, origin, pid, command, limits, overrides, cgroup, createdAt, endedAt, exitStatus, endReason, security
+        case priority, priorityIsOwn
+    }
+
+    /// Records from before priorities decode with the default priority, the group's.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try container.decode(String.self, forKey: .id), group: try container.decode(String.self, forKey: .group),
+            state: try container.decode(AgentState.self, forKey: .state), origin: try container.decode(AgentOrigin.self, forKey: .origin),
+            pid: try container.decodeIfPresent(Int32.self, forKey: .pid), command: try container.decode([String].self, forKey: .command),
+            limits: try container.decode(LimitSet.self, forKey: .limits),
+            overrides: try container.decodeIfPresent([Resource: LimitOverride].self, forKey: .overrides) ?? [:],
+            cgroup: try container.decode(String.self, forKey: .cgroup), createdAt: try container.decode(Timestamp.self, forKey: .createdAt),
+            endedAt: try container.decodeIfPresent(Timestamp.self, forKey: .endedAt),
+            exitStatus: try container.decodeIfPresent(Int32.self, forKey: .exitStatus),
+            endReason: try container.decodeIfPresent(String.self, forKey: .endReason),
+            security: try container.decodeIfPresent(SecurityPolicy.self, forKey: .security),
+            priority: try container.decodeIfPresent(Priority.self, forKey: .priority) ?? .standard,
+            priorityIsOwn: try container.decodeIfPresent(Bool.self, forKey: .priorityIsOwn) ?? false)
     }
 }
 

@@ -93,6 +93,12 @@ public struct CgroupSettings: Equatable, Codable, Sendable {
     /// `cpu.max.burst` in microseconds.
     public var cpuMaxBurst: Int64?
     public var pidsMax: CgroupValue?
+    /// `memory.low`: protection from reclaim (see `Priority`).
+    public var memoryLow: CgroupValue?
+    /// `cpu.weight` (1…10000, default 100).
+    public var cpuWeight: Int?
+    /// `io.weight` (1…10000, default 100); written only where the io controller is enabled.
+    public var ioWeight: Int?
 
     public init(
         memoryHigh: CgroupValue? = nil, memoryMax: CgroupValue? = nil, memoryOOMGroup: Bool? = nil,
@@ -109,8 +115,10 @@ public struct CgroupSettings: Equatable, Codable, Sendable {
     /// The kernel settings of an agent leaf for `limits`:
     /// memory soft → memory.high, hard → memory.max, memory.oom.group = 1;
     /// cpu hard → cpu.max, burst above hard → cpu.max.burst; processes hard → pids.max.
-    public init(agentLimits limits: LimitSet) {
+    /// `priority` adds cpu.weight, io.weight and memory.low when it is not the default.
+    public init(agentLimits limits: LimitSet, priority: Priority = .standard) {
         self.init()
+        applyPriority(priority, memorySoft: limits[.memory]?.soft, always: false)
         if let memory = limits[.memory] {
             memoryHigh = .limit(Int64(memory.soft))
             memoryMax = .limit(Int64(memory.hard))
@@ -136,19 +144,22 @@ public struct CgroupSettings: Equatable, Codable, Sendable {
         var writes: [(CgroupFile, String)] = []
         if let memoryMax { writes.append((.memoryMax, memoryMax.description)) }
         if let memoryHigh { writes.append((.memoryHigh, memoryHigh.description)) }
+        if let memoryLow { writes.append((.memoryLow, memoryLow.description)) }
         if let memoryOOMGroup { writes.append((.memoryOOMGroup, memoryOOMGroup ? "1" : "0")) }
         if cpuMaxBurst != nil { writes.append((.cpuMaxBurst, "0")) }
         if let cpuMax { writes.append((.cpuMax, cpuMax.description)) }
         if let cpuMaxBurst, cpuMaxBurst > 0 { writes.append((.cpuMaxBurst, String(cpuMaxBurst))) }
         if let pidsMax { writes.append((.pidsMax, pidsMax.description)) }
+        if let cpuWeight { writes.append((.cpuWeight, String(cpuWeight))) }
+        if let ioWeight { writes.append((.ioWeight, String(ioWeight))) }
         return writes
     }
 
     /// Controllers these settings need enabled on the parent.
     public var controllers: Set<Controller> {
         var needed: Set<Controller> = []
-        if memoryHigh != nil || memoryMax != nil || memoryOOMGroup != nil { needed.insert(.memory) }
-        if cpuMax != nil || cpuMaxBurst != nil { needed.insert(.cpu) }
+        if memoryHigh != nil || memoryMax != nil || memoryOOMGroup != nil || memoryLow != nil { needed.insert(.memory) }
+        if cpuMax != nil || cpuMaxBurst != nil || cpuWeight != nil { needed.insert(.cpu) }
         if pidsMax != nil { needed.insert(.pids) }
         return needed
     }
@@ -185,6 +196,7 @@ public enum CgroupFile: String, CaseIterable, Sendable {
     case memoryPeak = "memory.peak"
     case memoryHigh = "memory.high"
     case memoryMax = "memory.max"
+    case memoryLow = "memory.low"
     case memoryEvents = "memory.events"
     case memoryEventsLocal = "memory.events.local"
     case memoryStat = "memory.stat"
@@ -197,6 +209,7 @@ public enum CgroupFile: String, CaseIterable, Sendable {
     case cpuWeight = "cpu.weight"
     case cpuPressure = "cpu.pressure"
     case ioMax = "io.max"
+    case ioWeight = "io.weight"
     case ioPressure = "io.pressure"
     case pidsCurrent = "pids.current"
     case pidsMax = "pids.max"

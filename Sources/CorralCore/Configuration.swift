@@ -13,6 +13,8 @@ public struct CorralConfiguration: Equatable, Sendable {
     public var handlers: HandlerCommands = HandlerCommands()
     /// When degradation strategies are taken back, stage by stage.
     public var recovery: RecoveryPolicy = .seed
+    /// What happens to a new agent that would commit more than its group's totals or the allocatable.
+    public var admission: AdmissionPolicy = .allow
 
     public init(
         groups: [String: QuotaGroup] = CorralConfiguration.seedGroups, agents: [String: AgentOverride] = [:],
@@ -50,6 +52,14 @@ public struct CorralConfiguration: Equatable, Sendable {
         return flags.apply(to: policy)
     }
 
+    /// The priority of agent `agent` in `group`: `flag`, else the agent's from the file,
+    /// else the group's; and whether it is the agent's own (it does not follow the group's).
+    public func priority(agent: String, group: String, flag: Priority? = nil) -> (priority: Priority, own: Bool)? {
+        guard let quota = groups[group] else { return nil }
+        if let own = flag ?? agents[agent]?.priority { return (own, true) }
+        return (quota.priority, false)
+    }
+
     /// The limits of agent `agent` in `group`: the group's defaults with the
     /// agent's overrides from the file, then `flags` (from the command line) on top.
     public func limits(
@@ -69,8 +79,14 @@ public struct AgentOverride: Equatable, Sendable {
     public var limits: [Resource: LimitOverride]
     /// Security settings on top of its group's policy.
     public var security: SecurityOverride
+    /// Its own priority (nil: its group's).
+    public var priority: Priority?
 
-    public init(group: String? = nil, limits: [Resource: LimitOverride] = [:], security: SecurityOverride = SecurityOverride()) {
+    public init(
+        group: String? = nil, limits: [Resource: LimitOverride] = [:], security: SecurityOverride = SecurityOverride(),
+        priority: Priority? = nil
+    ) {
+        self.priority = priority
         self.group = group
         self.limits = limits
         self.security = security

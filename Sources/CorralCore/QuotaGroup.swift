@@ -13,11 +13,14 @@ public struct QuotaGroup: Equatable, Codable, Sendable {
     public var escalation: EscalationPolicy?
     /// What its agents may do: syscall filter, user, cgroup namespace, rlimits.
     public var security: SecurityPolicy
+    /// The group's weight against other groups, and its agents' priority unless they set their own.
+    public var priority: Priority
 
     public init(
         name: String, description: String, limits: LimitSet, totals: [Resource: Double],
-        escalation: EscalationPolicy? = nil, security: SecurityPolicy = .standard
+        escalation: EscalationPolicy? = nil, security: SecurityPolicy = .standard, priority: Priority = .standard
     ) {
+        self.priority = priority
         self.name = name
         self.description = description
         self.limits = limits
@@ -27,7 +30,7 @@ public struct QuotaGroup: Equatable, Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, description, limits, totals, escalation, security
+        case name, description, limits, totals, escalation, security, priority
     }
 
     /// Groups saved before policies existed decode with the standard policy.
@@ -39,7 +42,8 @@ public struct QuotaGroup: Equatable, Codable, Sendable {
             limits: try container.decode(LimitSet.self, forKey: .limits),
             totals: try container.decode([Resource: Double].self, forKey: .totals),
             escalation: try container.decodeIfPresent(EscalationPolicy.self, forKey: .escalation),
-            security: try container.decodeIfPresent(SecurityPolicy.self, forKey: .security) ?? .standard)
+            security: try container.decodeIfPresent(SecurityPolicy.self, forKey: .security) ?? .standard,
+            priority: try container.decodeIfPresent(Priority.self, forKey: .priority) ?? .standard)
     }
 
     /// The kernel settings of the group cgroup itself (totals only).
@@ -48,6 +52,7 @@ public struct QuotaGroup: Equatable, Codable, Sendable {
         if let memory = totals[.memory] { settings.memoryMax = .limit(Int64(memory)) }
         if let cpu = totals[.cpu] { settings.cpuMax = CPUMax(percent: cpu) }
         if let pids = totals[.processes] { settings.pidsMax = .limit(Int64(pids)) }
+        settings.applyPriority(priority, memorySoft: nil, always: false)
         return settings
     }
 }

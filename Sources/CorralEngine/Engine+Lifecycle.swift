@@ -63,13 +63,28 @@ extension Engine {
         }
     }
 
-    /// Creates the agent's cgroup with its limits.
-    func createCgroup(id: String, group: QuotaGroup, limits: LimitSet) throws(EngineError) -> CgroupPath {
+    /// The agent's priority: the request's, the configuration's for the agent, else its group's.
+    func resolvePriority(agent: String, group: String, flag: Int?) throws(EngineError) -> (priority: Priority, own: Bool) {
+        var requested: Priority?
+        if let flag {
+            guard let priority = Priority(rawValue: flag) else {
+                throw EngineError(.invalid, "priority \(flag) is out of range: \(Priority.acceptedText)")
+            }
+            requested = priority
+        }
+        guard let resolved = configuration.priority(agent: agent, group: group, flag: requested) else {
+            throw EngineError(.invalid, "unknown group '\(group)'")
+        }
+        return resolved
+    }
+
+    /// Creates the agent's cgroup with its limits and the controls of its priority.
+    func createCgroup(id: String, group: QuotaGroup, limits: LimitSet, priority: Priority) throws(EngineError) -> CgroupPath {
         do {
             let lock = try tree.fs.lockTree()
             defer { withExtendedLifetime(lock) {} }
             try tree.prepareGroup(group)
-            return try tree.createAgent(id, in: group.name, settings: CgroupSettings(agentLimits: limits))
+            return try tree.createAgent(id, in: group.name, settings: CgroupSettings(agentLimits: limits, priority: priority))
         } catch {
             if error.code == .alreadyExists {
                 throw EngineError(.conflict, "agent id '\(id)' is in use: \(error.path) exists")
@@ -95,6 +110,8 @@ extension Engine {
         let (id, group, limits) = try resolve(
             id: request.id, group: request.group, command: request.command, overrides: request.limits ?? [:])
         let security = try securityPolicy(agent: id, group: group.name, user: request.user, seccomp: request.seccomp)
+        let priority = try resolvePriority(agent: id, group: group.name, flag: request.priority)
+        try admit(limits, into: group.name, id: id)
         let isolation: Isolation
         do {
             isolation = try Isolation.prepare(security, cache: filters, supervised: true)
@@ -108,7 +125,7 @@ extension Engine {
         } catch {
             throw EngineError(.invalid, error.description)
         }
-        let leaf = try createCgroup(id: id, group: group, limits: limits)
+        let leaf = try createCgroup(id: id, group: group, limits: limits, priority: priority.priority)
         let started: Launcher.Started
         do {
             started = try launcher.start(
@@ -127,7 +144,8 @@ extension Engine {
         }
         let record = AgentRecord(
             id: id, group: group.name, state: .running, origin: .launched, pid: started.pid, command: request.command,
-            limits: limits, overrides: request.limits ?? [:], cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), security: security)
+            limits: limits, overrides: request.limits ?? [:], cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), security: security,
+            priority: priority.priority, priorityIsOwn: priority.own)
         try begin(record, leaf: leaf)
         return record
     }
@@ -136,25 +154,33 @@ extension Engine {
     /// (`corral run` with a daemon); `attach` names the process afterwards.
     /// The record carries the agent's security policy: the caller applies it when it starts the process.
     public func register(
-        id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride], user: String? = nil, seccomp: String? = nil
+        id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride], user: String? = nil, seccomp: String? = nil,
+        priority requested: Int? = nil
     ) throws -> AgentRecord {
         let (id, group, limits) = try resolve(id: id, group: group, command: command, overrides: overrides)
         let security = try securityPolicy(agent: id, group: group.name, user: user, seccomp: seccomp)
-        let leaf = try createCgroup(id: id, group: group, limits: limits)
+        let priority = try resolvePriority(agent: id, group: group.name, flag: requested)
+        try admit(limits, into: group.name, id: id)
+        let leaf = try createCgroup(id: id, group: group, limits: limits, priority: priority.priority)
         let record = AgentRecord(
             id: id, group: group.name, state: .starting, origin: .registered, pid: nil, command: command, limits: limits,
-            overrides: overrides, cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), security: security)
+            overrides: overrides, cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), security: security,
+            priority: priority.priority, priorityIsOwn: priority.own)
         registry[id] = ManagedAgent(record: record, leaf: leaf)
+        refreshProtection(of: group.name)
         try writer.saveOrThrow(record)
         return record
     }
 
     /// Takes in an agent whose cgroup was created by the caller (the engine
     /// embedded in `corral run`); `attach` names its process.
-    public func adoptCreated(id: String, group: String, command: [String], limits: LimitSet, leaf: CgroupPath) throws -> AgentRecord {
+    public func adoptCreated(
+        id: String, group: String, command: [String], limits: LimitSet, leaf: CgroupPath, priority: Priority = .standard,
+        priorityIsOwn: Bool = false
+    ) throws -> AgentRecord {
         let record = AgentRecord(
             id: id, group: group, state: .starting, origin: .registered, pid: nil, command: command, limits: limits,
-            cgroup: tree.fs.absolutePath(leaf), createdAt: clock())
+            cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), priority: priority, priorityIsOwn: priorityIsOwn)
         registry[id] = ManagedAgent(record: record, leaf: leaf)
         try writer.saveOrThrow(record)
         return record
@@ -178,7 +204,9 @@ extension Engine {
         guard pid > 1, Launcher.processExists(pid) else { throw EngineError(.invalid, "no process \(pid)") }
         let command = Launcher.commandLine(of: pid)
         let (id, group, limits) = try resolve(id: id, group: group, command: command, overrides: [:])
-        let leaf = try createCgroup(id: id, group: group, limits: limits)
+        let priority = try resolvePriority(agent: id, group: group.name, flag: nil)
+        try admit(limits, into: group.name, id: id)
+        let leaf = try createCgroup(id: id, group: group, limits: limits, priority: priority.priority)
         do {
             try tree.fs.write(String(pid), to: .procs, of: leaf)
         } catch {
@@ -187,7 +215,7 @@ extension Engine {
         }
         let record = AgentRecord(
             id: id, group: group.name, state: .running, origin: .adopted, pid: pid, command: command, limits: limits,
-            cgroup: tree.fs.absolutePath(leaf), createdAt: clock())
+            cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), priority: priority.priority, priorityIsOwn: priority.own)
         try begin(record, leaf: leaf)
         return record
     }
@@ -196,6 +224,7 @@ extension Engine {
         registry[record.id] = ManagedAgent(record: record, ladder: registry[record.id]?.ladder, leaf: leaf)
         try writer.saveOrThrow(record)
         watcher?.watch(agent: record.id, path: leaf)
+        refreshProtection(of: record.group)
         events.publish(.agentStarted, agent: record.id, EventText.started(record))
     }
 
@@ -248,6 +277,7 @@ extension Engine {
         registry[id] = agent
         writer.save(agent.record, what: "the end")
         writer.deleteLadder(of: id)
+        refreshProtection(of: agent.record.group)
         events.publish(.agentExited, agent: id, EventText.ended(agent.record, termination))
     }
 

@@ -156,7 +156,9 @@ extension Engine {
         } else if registry[id] == nil, try writer.settled.agents().contains(where: { $0.id == id }) == false {
             throw EngineError(.notFound, "no agent '\(id)'")
         }
+        let group = registry[id]?.record.group
         registry[id] = nil
+        if let group { refreshProtection(of: group) }
         try writer.settled.delete(agent: id)
         try writer.settled.deleteLadder(agent: id)
         events.publish(.agentRemoved, agent: id, EventText.removed(id))
@@ -170,7 +172,7 @@ extension Engine {
         }
         try Self.check(limits)
         do {
-            try tree.apply(CgroupSettings(agentLimits: limits), to: agent.leaf)
+            try tree.apply(CgroupSettings(agentLimits: limits, priority: agent.record.priority), to: agent.leaf)
         } catch {
             throw EngineError(.failed, error.description)
         }
@@ -178,14 +180,24 @@ extension Engine {
         agent.record.overrides = overrides
         registry[id] = agent
         try writer.saveOrThrow(agent.record)
+        refreshProtection(of: agent.record.group)
         events.publish(.quotaChanged, agent: id, EventText.limitsChanged(id), limits: limits)
         return agent.record
     }
 
     /// Live update of a group: totals and default limits; rewrites the group's
     /// cgroup and the files of its agents that have no override for a resource.
-    public func updateGroup(_ name: String, limits: [Resource: LimitOverride], totals: [Resource: Double]) throws -> QuotaGroup {
+    public func updateGroup(
+        _ name: String, limits: [Resource: LimitOverride], totals: [Resource: Double], priority: Int? = nil
+    ) throws -> QuotaGroup {
         guard var group = configuration.groups[name] else { throw EngineError(.notFound, "no group '\(name)'") }
+        let oldPriority = group.priority
+        if let priority {
+            guard let value = Priority(rawValue: priority) else {
+                throw EngineError(.invalid, "priority \(priority) is out of range: \(Priority.acceptedText)")
+            }
+            group.priority = value
+        }
         group.limits = group.limits.applying(limits)
         for resource in limits.keys.sorted() where group.limits[resource] == nil {
             throw EngineError(.invalid, "group \(name) has no \(resource.rawValue) limit: give soft, hard and action")
@@ -209,7 +221,7 @@ extension Engine {
             guard let updated = configuration.limits(agent: id, group: name, flags: agent.record.overrides) else { continue }
             let before = agent.record.limits
             do {
-                try tree.apply(CgroupSettings(agentLimits: updated), to: agent.leaf)
+                try tree.apply(CgroupSettings(agentLimits: updated, priority: agent.record.priority), to: agent.leaf)
             } catch {
                 events.publish(.groupChanged, agent: id, EventText.limitsNotApplied(id, group: name, error))
                 continue
@@ -220,6 +232,8 @@ extension Engine {
             // The agent hears of its new limits as it does of an override.
             if updated != before { events.publish(.quotaChanged, agent: id, EventText.limitsChanged(id, group: name), limits: updated) }
         }
+        if group.priority != oldPriority { try changeGroupPriority(group) }
+        refreshProtection(of: name)
         events.publish(.groupChanged, agent: nil, EventText.groupUpdated(name))
         return group
     }

@@ -76,6 +76,10 @@ public actor Engine {
     var pendingMinutes: [UsageMinute] = []
     var lastMinuteFlush: Timestamp?
     var nextAnalytics: Timestamp?
+    /// What the host has (within the limits of the root's ancestors), for capacity.
+    let host: HostCapacity
+    /// The memory.low last written to each group's cgroup (absent: 0, the kernel's default).
+    var groupProtection: [String: Int64] = [:]
     /// Seccomp filters compiled once per policy.
     let filters = FilterCache()
     /// Answers and records launched agents' denied syscalls; made with the first filtered launch.
@@ -84,8 +88,9 @@ public actor Engine {
     public init(
         configuration: CorralConfiguration, tree: CgroupTree, store: any EngineStore, hub: EventHub = EventHub(),
         handlers: ActionHandlers? = nil, logDirectory: String? = nil, socketPath: String? = nil,
-        clock: @escaping @Sendable () -> Timestamp = Engine.wallClock
+        host: HostCapacity = HostProbe.capacity(), clock: @escaping @Sendable () -> Timestamp = Engine.wallClock
     ) {
+        self.host = host
         self.configuration = configuration
         self.tree = tree
         self.hub = hub

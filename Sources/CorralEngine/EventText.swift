@@ -52,6 +52,10 @@ enum EventText {
 
     static func groupUpdated(_ name: String) -> String { "group \(name) updated" }
 
+    static func priorityChanged(_ agent: AgentRecord) -> String {
+        "priority of \(agent.id) is \(agent.priority)\(agent.priorityIsOwn ? "" : " (its group's)"): cpu.weight \(agent.priority.weight)"
+    }
+
     static func usageReported(_ usage: [Resource: Double]) -> String {
         "usage reported: " + usage.sorted { $0.key < $1.key }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")
     }

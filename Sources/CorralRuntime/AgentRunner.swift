@@ -28,6 +28,10 @@ public struct RunRequest: Sendable {
     public var isolation: Isolation?
     /// Answers and counts the agent's denied syscalls (nil: they fail unrecorded).
     public var denials: DenialSupervisor?
+    /// Its priority (cpu.weight, io.weight, memory.low of its leaf).
+    public var priority: Priority = .standard
+    /// Whether the priority is the agent's own (a flag or its configuration) rather than its group's.
+    public var priorityIsOwn = false
 
     public init(
         agent: String, group: QuotaGroup, limits: LimitSet, command: [String], executable: String,
@@ -104,7 +108,8 @@ public struct AgentRunner: Sendable {
             defer { withExtendedLifetime(lock) {} }
             try tree.prepareRoot(selfPID: getpid(), reservation: request.reservation)
             try tree.prepareGroup(request.group)
-            try tree.createAgent(request.agent, in: request.group.name, settings: CgroupSettings(agentLimits: request.limits))
+            try tree.createAgent(
+                request.agent, in: request.group.name, settings: CgroupSettings(agentLimits: request.limits, priority: request.priority))
         } catch {
             cleanUpShared(group: request.group.name)
             if error.code == .alreadyExists && error.path == tree.fs.absolutePath(leaf) {

@@ -236,7 +236,8 @@ public enum Daemon {
 
         let engine = Engine(
             configuration: configuration, tree: tree, store: SQLiteEngineStore(store: store),
-            logDirectory: options.stateDirectory + "/logs", socketPath: options.socketPath)
+            logDirectory: options.stateDirectory + "/logs", socketPath: options.socketPath,
+            host: HostProbe.capacity(forRootAt: location.rootPath))
         // Subscribed before the restore, so that every re-attachment is logged.
         let eventLog = EventLogService(engine: engine, events: engine.hub.subscribe(agent: nil), logger: logger)
         let reconciliation = try await engine.restore()

@@ -63,7 +63,7 @@ public enum EventLog {
             metadata["count"] = .stringConvertible(denial.count)
             (level, id) = (.warning, MessageID.seccompDenied)
         case .throttleNotice, .throttleRestored, .terminationNotice, .scaleDownRequest, .suspendNotice, .quotaChanged,
-            .groupChanged, .usageReported, .acknowledged, .recommendation, .daemon:
+            .groupChanged, .usageReported, .acknowledged, .recommendation, .priorityChanged, .daemon:
             return nil
         }
         metadata[JournalEntry.messageIDKey] = .string(id)

@@ -78,6 +78,10 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         )
     }
 
+    v1.get("capacity") { _, _ in
+        jsonResponse(await engine.capacity())
+    }
+
     // Groups
     v1.get("groups") { _, _ in
         jsonResponse(GroupList(groups: await engine.groups()))
@@ -90,11 +94,13 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         let name = try context.parameters.require("name")
         let update = try await decodeBody(GroupUpdateRequest.self, from: request)
         try checkAmounts(limits: update.limits, totals: update.totals)
-        guard update.limits != nil || update.totals != nil else {
-            throw APIError(.unprocessableContent, "invalid", "give limits and/or totals to change")
+        guard update.limits != nil || update.totals != nil || update.priority != nil else {
+            throw APIError(.unprocessableContent, "invalid", "give limits, totals and/or priority to change")
         }
         return jsonResponse(
-            try await engineCall { try await engine.updateGroup(name, limits: update.limits ?? [:], totals: update.totals ?? [:]) })
+            try await engineCall {
+                try await engine.updateGroup(name, limits: update.limits ?? [:], totals: update.totals ?? [:], priority: update.priority)
+            })
     }
 
     // Agents
@@ -117,7 +123,7 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
             try await engineCall {
                 try await engine.register(
                     id: body.id, group: body.group, command: body.command, overrides: body.limits ?? [:], user: body.user,
-                    seccomp: body.seccomp)
+                    seccomp: body.seccomp, priority: body.priority)
             },
             status: .created)
     }
@@ -173,6 +179,11 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         let body = try await decodeBody(LimitsRequest.self, from: request)
         try checkAmounts(limits: body.limits)
         return jsonResponse(try await engineCall { try await engine.setOverrides(id, body.limits) })
+    }
+    v1.put("agents/:id/priority") { request, context in
+        let id = try agentID(context)
+        let body = try await decodeBody(PriorityRequest.self, from: request)
+        return jsonResponse(try await engineCall { try await engine.setPriority(id, body.priority) })
     }
     v1.get("agents/:id/compliance") { _, context in
         let id = try agentID(context)

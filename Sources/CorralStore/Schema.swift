@@ -10,7 +10,7 @@ internal import GRDB
 /// is refused rather than misread.
 enum Schema {
     /// The schema this binary writes and understands.
-    static let version = 4
+    static let version = 5
 
     /// "CRRL" in the SQLite header (`PRAGMA application_id`).
     static let applicationID: Int32 = 0x4352_524C
@@ -142,6 +142,16 @@ enum Schema {
                     ) WITHOUT ROWID;
                     CREATE INDEX seccomp_denial_by_time ON seccomp_denial(last_at);
                     PRAGMA user_version = 4;
+                    """)
+        }
+        migrator.registerMigration("v5") { db in
+            // Priorities (issue 13): the agent's priority in force and whether it is
+            // its own; agents from before have the default, their group's.
+            try db.execute(
+                sql: """
+                    ALTER TABLE agent ADD COLUMN priority INTEGER NOT NULL DEFAULT 5;
+                    ALTER TABLE agent ADD COLUMN priority_own INTEGER NOT NULL DEFAULT 0;
+                    PRAGMA user_version = 5;
                     """)
         }
         return migrator

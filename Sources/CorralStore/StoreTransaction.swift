@@ -209,13 +209,13 @@ public struct StoreWriter {
         try reader.mapping("saving agent '\(agent.id)'") {
             let statement = try db.cachedStatement(
                 sql: """
-                    INSERT INTO agent (\(AgentRow.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO agent (\(AgentRow.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET
                         group_name = excluded.group_name, state = excluded.state, origin = excluded.origin,
                         pid = excluded.pid, command = excluded.command, limits = excluded.limits,
                         overrides = excluded.overrides, cgroup = excluded.cgroup, created_at = excluded.created_at,
                         ended_at = excluded.ended_at, exit_status = excluded.exit_status, end_reason = excluded.end_reason,
-                        security = excluded.security
+                        security = excluded.security, priority = excluded.priority, priority_own = excluded.priority_own
                     """)
             try statement.execute(arguments: AgentRow.arguments(agent))
         }
@@ -389,14 +389,14 @@ extension StoreWriter: Sendable {}
 /// The `agent` table's columns and their mapping to `AgentRecord`.
 enum AgentRow {
     static let columns =
-        "id, group_name, state, origin, pid, command, limits, overrides, cgroup, created_at, ended_at, exit_status, end_reason, security"
+        "id, group_name, state, origin, pid, command, limits, overrides, cgroup, created_at, ended_at, exit_status, end_reason, security, priority, priority_own"
 
     static func arguments(_ agent: AgentRecord) throws -> StatementArguments {
         [
             agent.id, agent.group, agent.state.rawValue, agent.origin.rawValue, agent.pid,
             try StoreJSON.encode(agent.command), try StoreJSON.encode(agent.limits), try StoreJSON.encode(agent.overrides),
             agent.cgroup, agent.createdAt.milliseconds, agent.endedAt?.milliseconds, agent.exitStatus, agent.endReason,
-            try agent.security.map { try StoreJSON.encode($0) },
+            try agent.security.map { try StoreJSON.encode($0) }, agent.priority.rawValue, agent.priorityIsOwn,
         ]
     }
 
@@ -416,7 +416,9 @@ enum AgentRow {
             endedAt: try row.decode(Int64?.self, atIndex: 10).map { Timestamp(milliseconds: $0) },
             exitStatus: try row.decode(Int32?.self, atIndex: 11),
             endReason: try row.decode(atIndex: 12),
-            security: try row.decode(String?.self, atIndex: 13).map { try StoreJSON.decode(SecurityPolicy.self, from: $0) })
+            security: try row.decode(String?.self, atIndex: 13).map { try StoreJSON.decode(SecurityPolicy.self, from: $0) },
+            priority: try priorityValue(row.decode(atIndex: 14), of: "agent '\(id)'"),
+            priorityIsOwn: try row.decode(atIndex: 15))
     }
 }
 
@@ -451,6 +453,14 @@ enum HistoryRow {
 
 /// An enum from its stored raw value; a value this binary does not know
 /// (written by a newer Corral, or edited by hand) is a readable error.
+private func priorityValue(_ raw: Int, of owner: String) throws -> Priority {
+    guard let value = Priority(rawValue: raw) else {
+        throw DecodingError.dataCorrupted(
+            DecodingError.Context(codingPath: [], debugDescription: "\(owner) has priority \(raw), outside 0…10"))
+    }
+    return value
+}
+
 private func enumValue<T: RawRepresentable>(_ raw: String, _ field: String, of owner: String) throws -> T where T.RawValue == String {
     guard let value = T(rawValue: raw) else {
         throw DecodingError.dataCorrupted(

@@ -361,7 +361,8 @@ extension FakeCgroupFilesystem.State {
         case .kill: throw fail(.permissionDenied, .read, path, file, anchorPath: anchorPath)
         case .type: text = "domain"
         case .maxDepth, .maxDescendants, .memoryHigh, .memoryMax, .memorySwapMax, .pidsMax: text = "max"
-        case .memoryOOMGroup, .cpuMaxBurst, .memoryCurrent, .memoryPeak: text = "0"
+        case .memoryOOMGroup, .cpuMaxBurst, .memoryCurrent, .memoryPeak, .memoryLow: text = "0"
+        case .ioWeight: text = "default 100"
         case .cpuMax: text = "max 100000"
         case .cpuWeight: text = "100"
         case .memoryEvents, .memoryEventsLocal: text = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0"
@@ -456,8 +457,13 @@ extension FakeCgroupFilesystem.State {
             if let quota, burst > quota { return .invalidArgument }
             nodes[path]!.values[file] = value
 
-        case .cpuWeight:
+        case .cpuWeight, .ioWeight:
+            // io.weight also takes "default N" and "MAJ:MIN N"; Corral writes the bare default.
             guard let weight = Int(value), (1...10000).contains(weight) else { return .invalidArgument }
+            nodes[path]!.values[file] = file == .ioWeight ? "default \(value)" : value
+
+        case .memoryLow:
+            guard value == "max" || UInt64(value) != nil else { return .invalidArgument }
             nodes[path]!.values[file] = value
 
         case .ioMax:

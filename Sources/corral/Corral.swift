@@ -25,7 +25,8 @@ struct Corral: ParsableCommand {
         version: CorralVersion.current,
         subcommands: [
             Run.self, Serve.self, AgentsCommand.self, GroupsCommand.self, EventsCommand.self, HistoryCommand.self,
-            DegradationCommand.self, RecommendCommand.self, ReportCommand.self, Doctor.self, ConfigCommand.self,
+            DegradationCommand.self, RecommendCommand.self, ReportCommand.self, CapacityCommand.self, Doctor.self,
+            ConfigCommand.self,
         ]
     )
 

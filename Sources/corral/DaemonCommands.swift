@@ -95,6 +95,7 @@ struct AgentsCommand: ParsableCommand {
         abstract: "Manage the agents of a running daemon (corral serve).",
         subcommands: [
             List.self, Show.self, Start.self, Adopt.self, Stop.self, Freeze.self, Thaw.self, Kill.self, Remove.self, Limits.self,
+            PriorityCommand.self,
         ],
         defaultSubcommand: List.self
     )
@@ -109,14 +110,14 @@ struct AgentsCommand: ParsableCommand {
             if options.json { return try printJSON(agents) }
             let rows = agents.map { agent in
                 [
-                    agent.id, agent.group, agent.state.rawValue, agent.pid.map(String.init) ?? "-",
+                    agent.id, agent.group, agent.state.rawValue, agent.priority.description, agent.pid.map(String.init) ?? "-",
                     agent.limits[.memory].map { Quantity.formatBytes($0.hard) } ?? "-",
                     agent.limits[.cpu].map { Quantity.formatPercent($0.hard) } ?? "-",
                     agent.limits[.processes].map { Quantity.formatCount($0.hard) } ?? "-",
                     age(since: agent.createdAt, until: agent.endedAt), agent.endReason ?? "",
                 ]
             }
-            writeOut(table(["ID", "GROUP", "STATE", "PID", "MEMORY MAX", "CPU MAX", "PIDS MAX", "AGE", "NOTE"], rows))
+            writeOut(table(["ID", "GROUP", "STATE", "PRIO", "PID", "MEMORY MAX", "CPU MAX", "PIDS MAX", "AGE", "NOTE"], rows))
         }
     }
 
@@ -139,6 +140,11 @@ struct AgentsCommand: ParsableCommand {
                 "started    \(agent.createdAt)" + (agent.endedAt.map { ", ended \($0)" } ?? "")
                     + (agent.exitStatus.map { ", exit status \($0)" } ?? ""),
                 "isolation  \(agent.security?.summary ?? "unknown (started before policies, or adopted)")",
+                "priority   \(agent.priority)\(agent.priorityIsOwn ? "" : " (its group's)"): cpu.weight \(agent.priority.weight)"
+                    + (agent.limits[.memory].map { limit in
+                        let low = agent.priority.memoryLow(soft: limit.soft)
+                        return low > 0 ? ", memory.low \(Quantity.formatBytes(Double(low)))" : ""
+                    } ?? ""),
             ]
             for resource in agent.limits.resources {
                 let limit = agent.limits[resource]!
@@ -195,12 +201,14 @@ struct AgentsCommand: ParsableCommand {
         @Option(
             name: .long, help: ArgumentHelp("Seccomp profile instead of the group's: default, strict or none.", valueName: "PROFILE"))
         var seccomp: String?
+        @Option(name: .long, help: ArgumentHelp(PriorityFlag.help, valueName: "0-10")) var priority: String?
         @Argument(parsing: .postTerminator, help: "The command, after --.") var command: [String] = []
 
         func validate() throws {
             guard !command.isEmpty else {
                 throw ValidationError("no command given: put it after --, e.g. corral agents start -- python3 agent.py")
             }
+            _ = try PriorityFlag.parse(priority)
             if case .failure(let error) = SecurityFlags.override(user: user, seccomp: seccomp) {
                 throw ValidationError(error.description)
             }
@@ -220,7 +228,8 @@ struct AgentsCommand: ParsableCommand {
             let overrides = try limits.overrides()
             let request = LaunchRequest(
                 id: name, group: group, command: command, environment: environment.isEmpty ? nil : environment,
-                workingDirectory: cwd, limits: overrides.isEmpty ? nil : overrides, user: user, seccomp: seccomp)
+                workingDirectory: cwd, limits: overrides.isEmpty ? nil : overrides, user: user, seccomp: seccomp,
+                priority: try PriorityFlag.parse(priority)?.rawValue)
             let agent = try options.call("POST", "/v1/agents", body: request, as: AgentRecord.self)
             if options.json { return try printJSON(agent) }
             writeOut("started \(agent.id) (pid \(agent.pid.map(String.init) ?? "?")) in \(agent.group): \(agent.cgroup)\n")
@@ -316,6 +325,51 @@ struct AgentsCommand: ParsableCommand {
     }
 }
 
+extension AgentsCommand {
+    struct PriorityCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "priority",
+            abstract: "Set an agent's priority live (rewrites its cpu.weight, io.weight and memory.low).",
+            discussion: """
+                PRIORITY is 0 (least) … 10 (most), or 'group' to follow its group's priority again. \
+                Each step doubles cpu.weight (5 → 100, the kernel's default); above 5, (PRIORITY − 5)/5 of the \
+                memory soft limit is protected (memory.low).
+                Example: corral agents priority crawler 2
+                """)
+        @OptionGroup var options: ClientOptions
+        @Argument(help: "Agent id.") var id: String
+        @Argument(help: ArgumentHelp("0-10, or 'group'.", valueName: "PRIORITY")) var priority: String
+
+        func validate() throws {
+            try ensureValidID(id)
+            if priority != "group" { _ = try PriorityFlag.parse(priority, name: "PRIORITY") }
+        }
+
+        func run() throws {
+            let value = priority == "group" ? nil : try PriorityFlag.parse(priority, name: "PRIORITY")?.rawValue
+            let agent = try options.call(
+                "PUT", "/v1/agents/\(id)/priority", body: PriorityRequest(priority: value), as: AgentRecord.self)
+            if options.json { return try printJSON(agent) }
+            writeOut(
+                "priority of \(id) is \(agent.priority)\(agent.priorityIsOwn ? "" : " (its group's)"): cpu.weight \(agent.priority.weight)\n"
+            )
+        }
+    }
+}
+
+/// `--priority N`: parsed with an error that says what is accepted.
+enum PriorityFlag {
+    static let help = "Priority 0 (least) … 10 (most) instead of the group's: its cpu.weight, io.weight and memory.low."
+
+    static func parse(_ text: String?, name: String = "--priority") throws -> Priority? {
+        guard let text else { return nil }
+        guard let priority = Priority.parse(text) else {
+            throw ValidationError("\(name) '\(text)': \(Priority.acceptedText)")
+        }
+        return priority
+    }
+}
+
 func agentVerb(_ options: ClientOptions, _ id: String, _ verb: String, _ done: String) throws {
     let agent = try options.call("POST", "/v1/agents/\(id)/\(verb)", as: AgentRecord.self)
     if options.json { return try printJSON(agent) }
@@ -381,7 +435,7 @@ struct GroupsCommand: ParsableCommand {
             let groups = try options.call("GET", "/v1/groups", as: GroupList.self).groups
             if options.json { return try printJSON(groups) }
             let rows = groups.map { group in
-                [group.name]
+                [group.name, group.priority.description]
                     + [Resource.memory, .cpu, .processes].map { resource in
                         group.limits[resource].map {
                             "\(resource.unit.format($0.soft)) / \(resource.unit.format($0.hard)) (\($0.action.rawValue))"
@@ -391,7 +445,8 @@ struct GroupsCommand: ParsableCommand {
                         }.joined(separator: ", ")
                     ]
             }
-            writeOut(table(["GROUP", "MEMORY soft/hard", "CPU soft/hard", "PROCESSES soft/hard", "TOTALS mem, cpu, procs"], rows))
+            writeOut(
+                table(["GROUP", "PRIO", "MEMORY soft/hard", "CPU soft/hard", "PROCESSES soft/hard", "TOTALS mem, cpu, procs"], rows))
         }
     }
 
@@ -414,6 +469,7 @@ struct GroupsCommand: ParsableCommand {
                 lines.append("total      \(resource.rawValue) \(resource.unit.format(group.totals[resource]!))")
             }
             lines.append("isolation  \(group.security.summary)")
+            lines.append("priority   \(group.priority): cpu.weight \(group.priority.weight) (agents without their own follow it)")
             writeOut(lines.joined(separator: "\n") + "\n")
         }
     }
@@ -432,6 +488,10 @@ struct GroupsCommand: ParsableCommand {
         var totalCPU: String?
         @Option(name: .customLong("total-pids"), help: ArgumentHelp("Group total processes (group pids.max).", valueName: "N"))
         var totalPids: String?
+        @Option(
+            name: .long,
+            help: ArgumentHelp("The group's priority 0-10: its cpu.weight, and its agents' unless they set their own.", valueName: "0-10"))
+        var priority: String?
 
         func totals() throws -> [Resource: Double] {
             var totals: [Resource: Double] = [:]
@@ -449,14 +509,17 @@ struct GroupsCommand: ParsableCommand {
         }
 
         func validate() throws {
-            guard try !limits.overrides().isEmpty || !totals().isEmpty else {
-                throw ValidationError("give a limit or a total to change, e.g. --memory-max 800MB or --total-cpu 400%")
+            guard try !limits.overrides().isEmpty || !totals().isEmpty || PriorityFlag.parse(priority) != nil else {
+                throw ValidationError(
+                    "give a limit, a total or a priority to change, e.g. --memory-max 800MB, --total-cpu 400% or --priority 7")
             }
         }
 
         func run() throws {
             let group = try options.call(
-                "PATCH", "/v1/groups/\(name)", body: GroupUpdateRequest(limits: try limits.overrides(), totals: try totals()),
+                "PATCH", "/v1/groups/\(name)",
+                body: GroupUpdateRequest(
+                    limits: try limits.overrides(), totals: try totals(), priority: try PriorityFlag.parse(priority)?.rawValue),
                 as: QuotaGroup.self)
             if options.json { return try printJSON(group) }
             writeOut("group \(group.name) updated\n")

@@ -84,6 +84,9 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("no-seccomp"), help: "Run COMMAND without a syscall filter (the same as --seccomp none).")
     var noSeccomp = false
 
+    @Option(name: .long, help: ArgumentHelp(PriorityFlag.help, valueName: "0-10"))
+    var priority: String?
+
     @Flag(
         name: .long,
         help: "Print the summary as one line of JSON on stdout, after anything COMMAND printed there, instead of text on stderr.")
@@ -124,6 +127,7 @@ struct Run: ParsableCommand {
         }
         _ = try flagOverrides()
         _ = try securityFlags()
+        _ = try PriorityFlag.parse(priority)
     }
 
     /// --user, --seccomp and --no-seccomp as settings on the group's policy.
@@ -234,6 +238,9 @@ struct Run: ParsableCommand {
             agent: agent, group: quotaGroup, limits: limits, command: command, executable: executable,
             environment: environment, reservation: nil, samplingInterval: configuration.intervals.sampling)
         request.isolation = isolation
+        if let resolved = configuration.priority(agent: agent, group: groupName, flag: try PriorityFlag.parse(priority)) {
+            (request.priority, request.priorityIsOwn) = resolved
+        }
         let overrides = try flagOverrides()
         let securityOverride = try securityFlags()
 

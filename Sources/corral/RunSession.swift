@@ -64,7 +64,7 @@ struct DaemonRun {
                 "POST", "/v1/agents/register",
                 body: RegisterRequest(
                     id: request.agent, group: request.group.name, command: request.command, limits: overrides, user: security.user,
-                    seccomp: security.seccompBase?.rawValue),
+                    seccomp: security.seccompBase?.rawValue, priority: request.priorityIsOwn ? request.priority.rawValue : nil),
                 as: AgentRecord.self)
         } catch {
             if case .api(409, _, let message) = error { throw fail(message) }
@@ -274,7 +274,8 @@ final class EmbeddedEngine: Sendable {
         }
         let agent = request.agent
         _ = try await engine.adoptCreated(
-            id: agent, group: request.group.name, command: request.command, limits: request.limits, leaf: leaf)
+            id: agent, group: request.group.name, command: request.command, limits: request.limits, leaf: leaf,
+            priority: request.priority, priorityIsOwn: request.priorityIsOwn)
         let bridge = WatcherBridge(watcher: watcher, deliver: { queue.push($0) })
         let events = engine.hub.subscribe(agent: agent)
         let tasks = Task {

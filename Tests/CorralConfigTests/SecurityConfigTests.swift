@@ -143,3 +143,35 @@ struct UserDatabaseTests {
         #expect(UserDatabase.groups(of: "nobody", primary: 65534, in: group) == [65534, 27], "member lists match whole names only")
     }
 }
+
+/// `priority:` of groups and agents.
+@Suite("Priority configuration")
+struct PriorityConfigTests {
+    @Test func groupsAndAgentsSetPriorities() throws {
+        let text = """
+            groups:
+              lightweight_agent:
+                priority: 2
+            agents:
+              judge:
+                group: lightweight_agent
+                priority: 9
+            """
+        let parsed = try #require(configuration(of: text))
+        #expect(parsed.groups["lightweight_agent"]?.priority == Priority(rawValue: 2))
+        #expect(parsed.groups["standard_agent"]?.priority == .standard)
+        #expect(parsed.priority(agent: "judge", group: "lightweight_agent")! == (Priority(rawValue: 9)!, true))
+        #expect(parsed.priority(agent: "other", group: "lightweight_agent")! == (Priority(rawValue: 2)!, false))
+        #expect(parsed.priority(agent: "other", group: "lightweight_agent", flag: Priority(rawValue: 1))! == (Priority(rawValue: 1)!, true))
+        #expect(parsed.priority(agent: "judge", group: "nope") == nil)
+    }
+
+    @Test func badPrioritiesAreNamedWithWhatIsAccepted() throws {
+        let text = "groups:\n  standard_agent:\n    priority: 11\nagents:\n  a1:\n    priority: high\n"
+        let found = issues(of: text)
+        #expect(found.map(\.key) == ["groups.standard_agent.priority", "agents.a1.priority"], "\(found)")
+        #expect(found.map(\.message) == ["out of range", "not a whole number"])
+        #expect(found.first?.accepted == Priority.acceptedText)
+        #expect((found.first?.line, found.first?.column) == (3, 15))
+    }
+}

@@ -146,3 +146,71 @@ struct ManagementTests {
         #expect(ended?.code == .conflict)
     }
 }
+
+/// Capacity, admission and priorities in the engine, against the fake cgroupfs.
+@Suite("Capacity, admission and priorities")
+struct CapacityEngineTests {
+    @Test("admission: refuse answers a conflict naming the group total, and creates nothing")
+    func refuseNamesTheShortfall() async throws {
+        var configuration = EngineHarness.quickConfiguration
+        configuration.admission = .refuse
+        configuration.groups["lightweight_agent"]?.totals[.memory] = 250_000_000  // 2 agents at 100 MB hard
+        let harness = try EngineHarness(configuration: configuration)
+        _ = try await harness.start()
+        try await harness.agent("l1", group: "lightweight_agent")
+        try await harness.agent("l2", group: "lightweight_agent")
+        await #expect(throws: EngineError.self) { try await harness.agent("l3", group: "lightweight_agent") }
+        do {
+            _ = try await harness.engine.register(id: "l3", group: "lightweight_agent", command: ["w"], overrides: [:])
+        } catch let error as EngineError {
+            #expect(error.code == .conflict)
+            #expect(
+                error.message
+                    == "agent 'l3' not admitted (admission: refuse): memory: 200 MB committed + 100 MB would exceed group lightweight_agent's total of 250 MB"
+            )
+        }
+        #expect(harness.fs.value(.procs, at: harness.leaf("lightweight_agent", "l3")) == nil, "no cgroup was left")
+        // A smaller agent still fits.
+        try await harness.agent("l4", group: "lightweight_agent", overrides: [.memory: LimitOverride(soft: 10_000_000, hard: 50_000_000)])
+        let capacity = await harness.engine.capacity()
+        let light = capacity[.memory]?.groups.first { $0.group == "lightweight_agent" }
+        #expect(light?.agents == 3 && light?.committedHard == 250_000_000)
+    }
+
+    @Test("admission: allow starts the agent and says it is over capacity")
+    func allowWarns() async throws {
+        var configuration = EngineHarness.quickConfiguration
+        configuration.groups["lightweight_agent"]?.totals[.memory] = 150_000_000
+        let harness = try EngineHarness(configuration: configuration)
+        _ = try await harness.start()
+        try await harness.agent("l1", group: "lightweight_agent")
+        try await harness.agent("l2", group: "lightweight_agent")
+        let warning = harness.events("l2").first { $0.kind == .daemon }
+        #expect(warning?.message.contains("admitted over capacity (admission: allow)") == true, "\(harness.events("l2"))")
+        #expect(harness.events("l1").allSatisfy { $0.kind != .daemon })
+    }
+
+    @Test("priorities: leaves get weights and protection, groups claim it, and it follows agents coming and going")
+    func prioritiesFollowAgents() async throws {
+        var configuration = EngineHarness.quickConfiguration
+        configuration.agents["judge"] = AgentOverride(priority: Priority(rawValue: 10))
+        let harness = try EngineHarness(configuration: configuration)
+        _ = try await harness.start()
+        let judge = try await harness.agent("judge")
+        #expect(judge.priority == Priority(rawValue: 10) && judge.priorityIsOwn)
+        let plain = try await harness.agent("plain")
+        #expect(plain.priority == .standard && !plain.priorityIsOwn)
+        let group = harness.tree.groupPath("standard_agent")
+        #expect(harness.fs.value(.cpuWeight, at: harness.leaf("standard_agent", "judge")) == "3200")
+        #expect(harness.fs.value(.memoryLow, at: harness.leaf("standard_agent", "judge")) == "200000000")
+        // The default priority writes nothing: the kernel's defaults stand.
+        #expect(harness.written(.cpuWeight, at: harness.leaf("standard_agent", "plain")).isEmpty)
+        #expect(harness.fs.value(.memoryLow, at: group) == "200000000")
+        _ = try await harness.engine.setPriority("plain", 8)
+        #expect(harness.fs.value(.memoryLow, at: group) == "320000000")
+        await harness.engine.handle(.emptied("judge"))
+        #expect(harness.fs.value(.memoryLow, at: group) == "120000000")
+        await #expect(throws: EngineError.self) { try await harness.engine.setPriority("plain", 42) }
+        #expect(harness.fs.value(.cpuWeight, at: harness.leaf("standard_agent", "plain")) == "800")
+    }
+}

@@ -121,7 +121,7 @@ struct ContractTests {
         #expect(document.template(for: "/v1/agents/x1") == "/v1/agents/{id}")
         #expect(document.template(for: "/v1/agents/x1/stop") == "/v1/agents/{id}/stop")
         #expect(document.template(for: "/v1/nothing") == nil)
-        #expect(document.operations.count == 34)
+        #expect(document.operations.count == 36)
     }
 
     @Test("every documented operation answers as documented, errors included")
@@ -308,12 +308,45 @@ struct ContractTests {
             try await api.call("PUT", "/v1/agents/reg1/limits", #"{"limits":[]}"#, expect: 400)
             try await api.call("PUT", "/v1/agents/reg1/limits", oversized, expect: 413)
 
+            // Capacity: the live agents' hard limits committed, per group and overall.
+            let capacity = try await api.call("GET", "/v1/capacity", expect: 200)
+            let memory = capacity.json?["resources"]?.array?.first { $0["resource"]?.string == "memory" }
+            #expect(capacity.json?["admission"]?.string == "allow")
+            #expect((memory?["committed_hard"]?.double ?? 0) > 0 && memory?["groups"]?.array?.isEmpty == false)
+
+            // Priority, live: the leaf's weights and protection, then back to the group's.
+            let leaf = server.leaf("standard_agent", "reg1")
+            let raised = try await api.call("PUT", "/v1/agents/reg1/priority", #"{"priority":7}"#, expect: 200)
+            #expect(raised.json?["priority"]?.double == 7 && raised.json?["priority_is_own"] == .bool(true))
+            #expect(fs.value(.cpuWeight, at: leaf) == "400")
+            // 2/5 of the memory soft limit (200 MB) is protected, and the group claims it.
+            #expect(fs.value(.memoryLow, at: leaf) == "80000000")
+            #expect(fs.value(.memoryLow, at: server.tree.groupPath("standard_agent")) == "80000000")
+            let back = try await api.call("PUT", "/v1/agents/reg1/priority", #"{"priority":null}"#, expect: 200)
+            #expect(back.json?["priority"]?.double == 5 && back.json?["priority_is_own"] == .bool(false))
+            #expect(fs.value(.cpuWeight, at: leaf) == "100" && fs.value(.memoryLow, at: leaf) == "0")
+            #expect(fs.value(.memoryLow, at: server.tree.groupPath("standard_agent")) == "0")
+            try await api.call("PUT", "/v1/agents/reg1/priority", #"{"priority":11}"#, expect: 422)
+            try await api.call("PUT", "/v1/agents/reg1/priority", "{}", expect: 400)
+            try await api.call("PUT", "/v1/agents/reg1/priority", #"{"priority":"high"}"#, expect: 400)
+            try await api.call("PUT", "/v1/agents/nobody/priority", #"{"priority":1}"#, expect: 404)
+            try await api.call("PUT", "/v1/agents/reg1/priority", oversized, expect: 413)
+            #expect(fs.value(.cpuWeight, at: leaf) == "100")
+
             // Live group update: group totals and the agents' files.
             let updated = try await api.call(
                 "PATCH", "/v1/groups/standard_agent", #"{"totals":{"memory":3000000000},"limits":{"cpu":{"hard":40}}}"#, expect: 200)
             #expect(updated.json?["limits"]?["cpu"]?["hard"]?.double == 40)
             #expect(fs.value(.memoryMax, at: server.tree.groupPath("standard_agent")) == "3000000000")
             #expect(fs.value(.cpuMax, at: server.leaf("standard_agent", "reg1")) == "40000 100000")
+            // A group's priority: its own weight, and its agents' that follow it.
+            let lowered = try await api.call("PATCH", "/v1/groups/standard_agent", #"{"priority":3}"#, expect: 200)
+            #expect(lowered.json?["priority"]?.double == 3)
+            #expect(fs.value(.cpuWeight, at: server.tree.groupPath("standard_agent")) == "25")
+            #expect(fs.value(.cpuWeight, at: server.leaf("standard_agent", "reg1")) == "25")
+            try await api.call("PATCH", "/v1/groups/standard_agent", #"{"priority":-1}"#, expect: 422)
+            try await api.call("PATCH", "/v1/groups/standard_agent", #"{"priority":5}"#, expect: 200)
+            #expect(fs.value(.cpuWeight, at: server.leaf("standard_agent", "reg1")) == "100")
             try await api.call("PATCH", "/v1/groups/standard_agent", "{}", expect: 422)
             try await api.call("PATCH", "/v1/groups/standard_agent", #"{"limits":{"cpu":{"soft":50,"hard":40}}}"#, expect: 422)
             try await api.call("PATCH", "/v1/groups/standard_agent", #"{"totals":{"files":3}}"#, expect: 422)

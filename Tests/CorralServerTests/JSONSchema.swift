@@ -311,6 +311,13 @@ struct SchemaChecker {
         if let type = rules["type"]?.string, let problem = Self.typeProblem(value, type) {
             return found + ["\(path): \(problem)"]
         }
+        // A list of types: any of them (["integer", "null"]); null has no further rules.
+        if let types = rules["type"]?.array?.compactMap(\.string) {
+            guard types.contains(where: { Self.typeProblem(value, $0) == nil }) else {
+                return found + ["\(path): \(value) is none of the types \(types.joined(separator: ", "))"]
+            }
+            if value == .null { return found }
+        }
         if let allowed = rules["enum"]?.array, !allowed.contains(value) {
             found.append("\(path): \(value) is not one of \(allowed.map(\.description).joined(separator: ", "))")
         }

@@ -31,7 +31,8 @@ enum Sample {
             command: ["/usr/bin/python3", "-m", "crawler", "--url=https://example.org/ä"],
             limits: group.limits.applying([.memory: LimitOverride(hard: 64_000_000)]),
             overrides: [.memory: LimitOverride(hard: 64_000_000), .cpu: LimitOverride(action: .scaleDown)],
-            cgroup: "/sys/fs/cgroup/corral/\(group.name)/\(id)", createdAt: createdAt)
+            cgroup: "/sys/fs/cgroup/corral/\(group.name)/\(id)", createdAt: createdAt, priority: Priority(rawValue: 8)!,
+            priorityIsOwn: true)
     }
 
     static func record(agent: String = "crawler-1", at: Timestamp = t0, action: EnforcementAction = .throttle, index: Int = 0)
