@@ -35,6 +35,8 @@ public struct CorralEvent: Equatable, Codable, Sendable {
         case seccompDenied = "seccomp_denied"
         /// The agent's priority (and with it cpu.weight, io.weight, memory.low) changed.
         case priorityChanged = "priority_changed"
+        /// A host pressure episode started, ran out of steps, or ended (the steps themselves are `enforcement` events).
+        case hostPressure = "host_pressure"
         case daemon
     }
 

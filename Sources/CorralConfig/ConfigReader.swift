@@ -24,6 +24,7 @@ struct Reader {
 
     static let topKeys = [
         "cgroup_root", "intervals", "reservation", "escalation", "recovery", "handlers", "groups", "agents", "admission",
+        "host_pressure",
     ]
     static let recoveryKeys = ["stage_interval", "quiet_period", "usage_below", "thaw_suspended"]
     static let handlerKeys = ["migrate", "custom", "timeout"]
@@ -194,6 +195,8 @@ struct Reader {
         var agentsNodes: [Node] = []
         for (name, _, value) in mapping(root, "", allowed: Self.topKeys) {
             switch name {
+            case "host_pressure":
+                readHostPressure(value, into: &configuration.hostPressure)
             case "admission":
                 guard let text = scalar(value, "admission", accepted: AdmissionPolicy.acceptedText) else { break }
                 if let policy = AdmissionPolicy(rawValue: text) {

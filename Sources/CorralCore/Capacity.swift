@@ -67,10 +67,13 @@ public struct CapacityReport: Equatable, Codable, Sendable {
 
     public var resources: [Line]
     public var admission: AdmissionPolicy
+    /// The host ladder's state and the root's latest reading (nil: not known here).
+    public var hostPressure: HostPressureStatus?
 
-    public init(resources: [Line], admission: AdmissionPolicy) {
+    public init(resources: [Line], admission: AdmissionPolicy, hostPressure: HostPressureStatus? = nil) {
         self.resources = resources
         self.admission = admission
+        self.hostPressure = hostPressure
     }
 
     public subscript(resource: Resource) -> Line? { resources.first { $0.resource == resource } }

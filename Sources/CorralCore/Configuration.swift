@@ -15,6 +15,8 @@ public struct CorralConfiguration: Equatable, Sendable {
     public var recovery: RecoveryPolicy = .seed
     /// What happens to a new agent that would commit more than its group's totals or the allocatable.
     public var admission: AdmissionPolicy = .allow
+    /// When the root as a whole is short of memory, and what the host ladder does.
+    public var hostPressure: HostPressurePolicy = .standard
 
     public init(
         groups: [String: QuotaGroup] = CorralConfiguration.seedGroups, agents: [String: AgentOverride] = [:],

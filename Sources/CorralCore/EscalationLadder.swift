@@ -165,7 +165,8 @@ public struct AgentLadder: Equatable, Codable, Sendable {
 
     /// The steps a violation of `kind` walks under `limit`.
     public static func steps(for kind: ViolationKind, under limit: ResourceLimit) -> [EnforcementAction] {
-        switch kind.action(under: limit) {
+        if kind == .hostPressure { return [] }
+        return switch kind.action(under: limit) {
         case .warn: [.warn]
         case .throttle: [.warn, .throttle]
         case .suspend: [.warn, .throttle, .suspend]

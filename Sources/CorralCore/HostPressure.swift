@@ -147,6 +147,26 @@ public enum HostCommand: Equatable, Sendable {
     case ended
 }
 
+/// What `corral capacity` shows of the host ladder.
+public struct HostPressureStatus: Equatable, Codable, Sendable {
+    public var enabled: Bool
+    public var phase: HostPressureLadder.Phase
+    public var since: Timestamp?
+    /// The latest reading of the root (nil: none yet).
+    public var reading: HostReading?
+    /// Steps in force, in the order taken.
+    public var steps: [HostPressureLadder.Step]
+
+    public init(enabled: Bool, phase: HostPressureLadder.Phase, since: Timestamp?, reading: HostReading?, steps: [HostPressureLadder.Step])
+    {
+        self.enabled = enabled
+        self.phase = phase
+        self.since = since
+        self.reading = reading
+        self.steps = steps
+    }
+}
+
 /// The host ladder: a state machine over `HostReading`s, with time from the
 /// readings. Owner: the engine (one per daemon).
 public struct HostPressureLadder: Equatable, Codable, Sendable {

@@ -6,6 +6,8 @@ public enum ViolationKind: String, CaseIterable, Codable, CodingKeyRepresentable
     case burst
     /// Over (or at, when the kernel stopped it) the hard limit: the limit's action.
     case hard
+    /// Not this agent's own limit: the host as a whole was short (the host ladder's steps).
+    case hostPressure = "host_pressure"
 
     public static func < (lhs: ViolationKind, rhs: ViolationKind) -> Bool {
         allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
@@ -17,6 +19,7 @@ public enum ViolationKind: String, CaseIterable, Codable, CodingKeyRepresentable
         case .soft: .warn
         case .burst: .throttle
         case .hard: limit.action
+        case .hostPressure: .suspend  // the host ladder's own steps; the agent's ladder has none
         }
     }
 }

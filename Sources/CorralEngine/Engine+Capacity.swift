@@ -24,9 +24,13 @@ extension Engine {
         let agents = registry.live.map { _, agent in
             CapacityReport.Agent(group: agent.record.group, limits: agent.record.limits, usage: agent.usage)
         }
-        return CapacityReport.compute(
+        var report = CapacityReport.compute(
             host: host, allocatable: allocatable(), groups: Array(configuration.groups.values), agents: agents,
             admission: configuration.admission)
+        report.hostPressure = HostPressureStatus(
+            enabled: configuration.hostPressure.enabled, phase: hostLadder.phase, since: hostLadder.episodeStartedAt,
+            reading: hostLadder.last, steps: hostLadder.steps)
+        return report
     }
 
     /// Checks a new agent's hard limits against its group's totals and the

@@ -78,6 +78,9 @@ public actor Engine {
     var nextAnalytics: Timestamp?
     /// What the host has (within the limits of the root's ancestors), for capacity.
     let host: HostCapacity
+    /// The host ladder (the root as a whole short of memory) and its freezes awaiting confirmation.
+    var hostLadder = HostPressureLadder()
+    var hostFreezes: [String: HostFreeze] = [:]
     /// The memory.low last written to each group's cgroup (absent: 0, the kernel's default).
     var groupProtection: [String: Int64] = [:]
     /// Seccomp filters compiled once per policy.

@@ -260,6 +260,18 @@ public enum Daemon {
             throw DaemonError("cannot start the watcher: \(error.description)")
         }
         await engine.connect(WatcherBridge(watcher: watcher, deliver: { queue.push($0) }))
+        // The root as a whole, for the host ladder: its memory against what it may have.
+        let hostMemory = Double(HostProbe.capacity(forRootAt: location.rootPath).memoryBytes)
+        let hostMonitor: HostMonitor
+        do {
+            hostMonitor = try HostMonitor(
+                fs: tree.fs, root: tree.root, rootIsHierarchyRoot: tree.rootIsHierarchyRoot, interval: configuration.intervals.sampling,
+                allocatable: {
+                    (try? tree.fs.read(.memoryMax, of: tree.root)).flatMap(CgroupValue.init(parsing:))?.value.map(Double.init) ?? hostMemory
+                }, clock: Engine.wallClock, report: { reading in Task { await engine.observeHost(reading) } })
+        } catch {
+            throw DaemonError("cannot watch the host's pressure (eventfd): \(error)")
+        }
 
         // The socket: a fresh file, mode 0666. Anyone may connect because every
         // request is authorized from SO_PEERCRED (AccessPolicy): agents, which may
@@ -329,6 +341,7 @@ public enum Daemon {
                     .init(service: PressureTriggerReport(watcher: watcher, configured: pressureThreshold, logger: logger)),
                     .init(service: StoreService(store: store, engine: engine, hub: engine.hub, logger: logger)),
                     .init(service: WatcherService(watcher: watcher)),
+                    .init(service: HostMonitorService(monitor: hostMonitor, enabled: configuration.hostPressure.enabled, logger: logger)),
                     .init(service: EngineService(loop: loop, engine: engine, logger: logger)),
                     .init(
                         service: ReloadService(
@@ -415,6 +428,23 @@ struct WatcherService: Service {
         watcher.start()
         await Self.untilShutdown()
         watcher.stop()
+    }
+}
+
+/// The host monitor's thread (the host ladder's readings): started with the daemon, stopped with the watcher.
+struct HostMonitorService: Service {
+    let monitor: HostMonitor
+    let enabled: Bool
+    let logger: Logger
+
+    func run() async throws {
+        // Always read (a reload may turn the ladder on); with the ladder off the readings only show in `corral capacity`.
+        monitor.start()
+        if !enabled { logger.info("host pressure ladder off (host_pressure.enabled: false): the root's pressure is shown, not acted on") }
+        try? await Task.sleep(for: .milliseconds(200))
+        logger.info("watching the host's pressure", metadata: ["how": "\(monitor.triggerStatus)"])
+        await WatcherService.untilShutdown()
+        monitor.stop()
     }
 }
 

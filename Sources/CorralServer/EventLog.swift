@@ -25,6 +25,7 @@ public enum EventLog {
         public static let degradation = "3e229a8c9d6f48cb8b8b21720ba18369"
         public static let suspension = "9a3b0d4ce7a04b56b856aab5d5eb5aef"
         public static let seccompDenied = "7be930787e0243c5922aa2179f03ee53"
+        public static let hostPressure = "25ae7376b93046ae8dabe0163bc2f405"
     }
 
     /// What to log for `event`, or nil for the chatty kinds (usage reports,
@@ -62,6 +63,8 @@ public enum EventLog {
             metadata["syscall"] = .string(denial.syscall)
             metadata["count"] = .stringConvertible(denial.count)
             (level, id) = (.warning, MessageID.seccompDenied)
+        case .hostPressure:
+            (level, id) = (.warning, MessageID.hostPressure)
         case .throttleNotice, .throttleRestored, .terminationNotice, .scaleDownRequest, .suspendNotice, .quotaChanged,
             .groupChanged, .usageReported, .acknowledged, .recommendation, .priorityChanged, .daemon:
             return nil

@@ -41,6 +41,17 @@ struct CapacityCommand: ParsableCommand {
         }
         text += "\n" + table(["GROUP", "RESOURCE", "AGENTS", "TOTAL", "COMMITTED hard/soft", "IN USE"], groupRows)
         text += "\nadmission: \(report.admission.rawValue)\n"
+        if let host = report.hostPressure {
+            var line = "host pressure: \(host.enabled ? host.phase.rawValue : "off")"
+            if let since = host.since { line += " since \(since)" }
+            if let reading = host.reading {
+                line +=
+                    " (memory \(Quantity.formatBytes(reading.memoryUsed)) of \(Quantity.formatBytes(reading.memoryAllocatable)), \(Int((reading.memoryShare * 100).rounded()))%"
+                    + (reading.memory.map { ", PSI memory some \($0.some.avg10)%" } ?? "") + ")"
+            }
+            text += line + "\n"
+            for step in host.steps { text += "  \(step.at)  \(step.agent) \(step.stage.rawValue)\n" }
+        }
         writeOut(text)
     }
 }

@@ -175,3 +175,54 @@ struct PriorityConfigTests {
         #expect((found.first?.line, found.first?.column) == (3, 15))
     }
 }
+
+/// `host_pressure:` and `admission:`.
+@Suite("Host pressure and admission configuration")
+struct HostPressureConfigTests {
+    @Test func everyKeyIsRead() throws {
+        let text = """
+            admission: refuse
+            host_pressure:
+              enabled: true
+              memory_low: 70%
+              memory_high: 80%
+              memory_critical: 90%
+              memory_pressure: 15%
+              cpu_pressure: 85%
+              io_pressure: off
+              step_interval: 2s
+              quiet_period: 30s
+              recovery_interval: 10s
+              protect_above: 6
+              terminate: true
+            """
+        let parsed = try #require(configuration(of: text))
+        #expect(parsed.admission == .refuse)
+        let policy = parsed.hostPressure
+        #expect(policy.memoryLow == 0.7 && policy.memoryHigh == 0.8 && policy.memoryCritical == 0.9)
+        #expect(policy.memoryPressure == 15 && policy.cpuPressure == 85 && policy.ioPressure == nil)
+        #expect(policy.stepInterval == .seconds(2) && policy.quietPeriod == .seconds(30) && policy.recoveryInterval == .seconds(10))
+        #expect(policy.protectAbove == Priority(rawValue: 6) && policy.terminate)
+        #expect(CorralConfiguration.builtIn.hostPressure == .standard && CorralConfiguration.builtIn.admission == .allow)
+    }
+
+    @Test func badValuesAreNamed() throws {
+        let text = """
+            admission: queue
+            host_pressure:
+              memory_high: 70%
+              memory_pressure: lots
+              terminate: sometimes
+              protect_above: 12
+              grace: 5s
+            """
+        let found = issues(of: text)
+        #expect(
+            found.map(\.key) == [
+                "admission", "host_pressure.memory_high", "host_pressure.memory_pressure", "host_pressure.terminate",
+                "host_pressure.protect_above", "host_pressure.grace",
+            ], "\(found)")
+        #expect(found.first?.message.contains("queue is not built yet") == true)
+        #expect(found[1].message == "memory_low < memory_high ≤ memory_critical must hold")
+    }
+}

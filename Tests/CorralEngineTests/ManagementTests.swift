@@ -214,3 +214,82 @@ struct CapacityEngineTests {
         #expect(harness.fs.value(.cpuWeight, at: harness.leaf("standard_agent", "plain")) == "800")
     }
 }
+
+/// The host ladder carried out by the engine against the fake cgroupfs.
+@Suite("Host pressure in the engine")
+struct HostPressureEngineTests {
+    static let allocatable = 1_000_000_000.0
+
+    static func reading(_ share: Double, at second: Int64) -> HostReading {
+        HostReading(
+            at: Timestamp(milliseconds: 1_000_000 + second * 1000), memoryUsed: share * allocatable, memoryAllocatable: allocatable,
+            memory: nil, cpu: nil, io: nil)
+    }
+
+    @Test("lowest priority first: throttled, then frozen, each recorded as host_pressure; recovery thaws and restores in reverse")
+    func stepsAndRecovery() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        for (id, priority) in [("p3", 3), ("p1", 1), ("p9", 9), ("p2", 2)] {
+            try await harness.agent(id)
+            _ = try await harness.engine.setPriority(id, priority)
+        }
+        let p1 = harness.leaf("standard_agent", "p1")
+        var second: Int64 = 0
+        func feed(_ share: Double) async {
+            await harness.engine.observeHost(Self.reading(share, at: second))
+            second += 1
+        }
+        await feed(0.80)
+        for share in [0.86, 0.88, 0.90, 0.92] { await feed(share) }
+        // p1 throttled then frozen, p2 throttled then frozen; p9 (protected) untouched.
+        #expect(harness.written(.memoryHigh, at: p1).last == "1048576")
+        #expect(harness.fs.value(.cpuMax, at: p1) == "7500 100000")
+        #expect(harness.fs.value(.freeze, at: p1) == "1")
+        #expect(harness.fs.value(.freeze, at: harness.leaf("standard_agent", "p2")) == "1")
+        #expect(harness.fs.value(.freeze, at: harness.leaf("standard_agent", "p3")) == "0")
+        let status = try await harness.engine.status(of: "p1")
+        #expect(status.agent.state == .suspended)
+        let records = try await harness.history().filter { $0.kind == .hostPressure }
+        #expect(records.map { "\($0.agent) \($0.action.rawValue)" } == ["p1 throttle", "p1 suspend", "p2 throttle", "p2 suspend"])
+        #expect(records.allSatisfy { $0.succeeded })
+        #expect(records[1].details.hasPrefix("frozen in") && records[1].details.contains("priority 1"))
+        let capacity = await harness.engine.capacity()
+        #expect(capacity.hostPressure?.phase == .escalating && capacity.hostPressure?.steps.count == 4)
+
+        // Calm for the quiet period: p2 first (touched last), then p1 after the recovery interval.
+        for _ in 0..<11 { await feed(0.5) }
+        #expect(harness.fs.value(.freeze, at: harness.leaf("standard_agent", "p2")) == "0")
+        #expect(harness.fs.value(.freeze, at: p1) == "1")
+        for _ in 0..<5 { await feed(0.5) }
+        #expect(harness.fs.value(.freeze, at: p1) == "0")
+        #expect(harness.fs.value(.memoryHigh, at: p1) == "200000000" && harness.fs.value(.cpuMax, at: p1) == "30000 100000")
+        #expect(try await harness.engine.status(of: "p1").agent.state == .running)
+        let told = harness.engine.hub.recent(agent: nil).filter { $0.kind == .hostPressure }.map(\.message)
+        #expect(told.first?.hasPrefix("host pressure: memory 86% of the allocatable and rising") == true, "\(told)")
+        #expect(told.last == "host pressure passed: every step is undone")
+        #expect(await harness.engine.capacity().hostPressure?.phase == .calm)
+    }
+
+    @Test("an agent that follows its stream is told to degrade first; with the ladder off nothing happens")
+    func degradeFirstAndOff() async throws {
+        var configuration = EngineHarness.quickConfiguration
+        configuration.hostPressure.enabled = false
+        let off = try EngineHarness(configuration: configuration)
+        _ = try await off.start()
+        try await off.agent("a")
+        for second in 0..<5 { await off.engine.observeHost(Self.reading(0.99, at: Int64(second))) }
+        #expect(try await off.history().isEmpty)
+
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("listener")
+        let stream = harness.engine.hub.subscribe(agent: "listener", isListener: true)
+        await harness.engine.observeHost(Self.reading(0.97, at: 0))
+        let records = try await harness.history("listener")
+        #expect(records.map(\.action) == [.warn] && records.first?.succeeded == true)
+        #expect(records.first?.details.contains("degradation emergency sent to 1 listener(s)") == true)
+        #expect(harness.events("listener").contains { $0.kind == .degradationStrategy && $0.plan?.level == .emergency })
+        withExtendedLifetime(stream) {}
+    }
+}

@@ -1,0 +1,206 @@
+import CorralAPI
+import CorralCgroup
+public import CorralCore
+
+/// The host ladder's steps carried out: when the root as a whole is short of
+/// memory, the lowest-priority agents are degraded, throttled, frozen (and,
+/// when configured, killed), each step recorded with its real outcome (kind
+/// `host_pressure`); recovery thaws and restores them in reverse order.
+extension Engine {
+    /// A freeze of the host ladder waiting for cgroup.events' `frozen 1`.
+    struct HostFreeze {
+        var record: EnforcementRecord
+        var requested: ContinuousClock.Instant
+    }
+
+    /// How long a host freeze may take before it counts as failed.
+    static let hostFreezeConfirmation: Duration = .seconds(2)
+
+    /// A reading of the root from the host monitor.
+    public func observeHost(_ reading: HostReading) {
+        confirmHostFreezes()
+        let candidates = registry.live.compactMap { id, agent -> HostCandidate? in
+            let hostFrozen = hostLadder.stage(of: id) == .frozen
+            guard agent.record.state == .running || agent.record.state == .suspended else { return nil }
+            return HostCandidate(
+                agent: id, priority: agent.record.priority, memory: agent.usage[.memory] ?? 0, listens: hub.listenerCount(agent: id) > 0,
+                frozenElsewhere: agent.record.state == .suspended && !hostFrozen)
+        }
+        let policy = configuration.hostPressure
+        for command in hostLadder.observe(reading, candidates: candidates, policy: policy) {
+            switch command {
+            case .started(let reason):
+                events.publish(
+                    .hostPressure, agent: nil,
+                    "host pressure: \(reason); acting on agents of priority ≤ \(policy.protectAbove), lowest first")
+            case .step(let id, let stage):
+                hostStep(id, stage, reading: reading)
+            case .undo(let id, let stages):
+                hostUndo(id, stages)
+            case .exhausted:
+                events.publish(
+                    .hostPressure, agent: nil,
+                    "host pressure: every agent of priority ≤ \(policy.protectAbove) is "
+                        + (policy.terminate ? "ended" : "frozen (terminate is off)") + "; nothing more to do")
+            case .ended:
+                events.publish(.hostPressure, agent: nil, "host pressure passed: every step is undone")
+            }
+        }
+    }
+
+    /// The violation a host step is recorded under: the root's memory against the high watermark.
+    func hostViolation(_ id: String, _ reading: HostReading) -> Violation {
+        Violation(
+            agent: id, resource: .memory, kind: .hostPressure, current: reading.memoryUsed,
+            limit: (reading.memoryAllocatable * configuration.hostPressure.memoryHigh).rounded())
+    }
+
+    func hostStep(_ id: String, _ stage: HostStage, reading: HostReading) {
+        guard var agent = registry[id], agent.record.state.isLive else { return }
+        let now = clock()
+        let violation = hostViolation(id, reading)
+        let context =
+            "host memory \(Quantity.formatBytes(reading.memoryUsed)) of \(Quantity.formatBytes(reading.memoryAllocatable)) allocatable, priority \(agent.record.priority)"
+        func record(_ ok: Bool, _ details: String, error: String? = nil) {
+            let entry = EnforcementRecord(
+                violation: violation, action: stage.action, at: now, succeeded: ok, error: error, details: "\(details) (\(context))")
+            writer.commit(CommitRequest(records: [entry], plans: [], ladder: nil, agent: nil), agent: id)
+        }
+        switch stage {
+        case .degraded:
+            let soft = agent.record.limits[.memory]?.soft ?? reading.memoryUsed
+            let usage = agent.usage[.memory] ?? 0
+            let plan = DegradationPlan(
+                agent: id, resource: .memory, level: .emergency, previousLevel: agent.ladder.degradation?[.memory]?.level ?? .none,
+                reason: .pressure, strategies: DegradationStrategy.plan(for: .memory, at: .emergency), usage: usage, limit: soft,
+                targetUsage: soft * configuration.recovery.usageBelow, recoveryStage: 0, at: now)
+            events.publish(.degradationStrategy, agent: id, EventText.degradation(plan), resource: .memory, plan: plan)
+            let listeners = hub.listenerCount(agent: id)
+            writer.commit(CommitRequest(records: [], plans: [plan], ladder: nil, agent: nil), agent: id)
+            record(
+                listeners > 0,
+                "degradation emergency sent to \(listeners) listener(s): \(plan.strategies.map(\.strategy.rawValue).joined(separator: ", "))",
+                error: listeners > 0 ? nil : "nobody follows its event stream")
+        case .throttled:
+            var changes: [String] = []
+            do throws(CgroupError) {
+                let usage = Int64(agent.usage[.memory] ?? agent.latest?.memoryCurrent.map(Double.init) ?? 0)
+                let high = max(usage, 1_048_576)
+                let before = (try? tree.fs.read(.memoryHigh, of: agent.leaf).trimmingSpaces()) ?? "?"
+                try tree.fs.write(String(high), to: .memoryHigh, of: agent.leaf)
+                changes.append("memory.high \(before) → \(high)")
+                if let cpu = agent.record.limits[.cpu] {
+                    let target = CPUMax(percent: max(CPUMax.minimumPercent, cpu.hard * Self.hostThrottleCPUShare))
+                    try? tree.fs.write("0", to: .cpuMaxBurst, of: agent.leaf)
+                    try tree.fs.write(target.description, to: .cpuMax, of: agent.leaf)
+                    changes.append("cpu.max → \(target)")
+                }
+                record(true, changes.joined(separator: ", "))
+            } catch {
+                record(false, changes.joined(separator: ", "), error: error.description)
+            }
+        case .frozen:
+            do throws(CgroupError) {
+                let started = ContinuousClock.now
+                if try tree.requestFreeze(agent.leaf) {
+                    agent.record.state = .suspended
+                    registry[id] = agent
+                    writer.save(agent.record, what: "the freeze")
+                    record(true, "frozen in \((ContinuousClock.now - started).milliseconds) ms")
+                    events.publish(.suspended, agent: id, "\(id) frozen: the host is short of memory")
+                } else {
+                    hostFreezes[id] = HostFreeze(
+                        record: EnforcementRecord(
+                            violation: violation, action: .suspend, at: now, succeeded: false, details: context),
+                        requested: started)
+                }
+            } catch {
+                record(false, "cgroup.freeze not written", error: error.description)
+            }
+        case .terminated:
+            do throws(CgroupError) {
+                let method = try tree.kill(agent.leaf)
+                agent.record.endReason = "terminated: the host was short of memory (priority \(agent.record.priority), lowest first)"
+                agent.endRequested = .kill
+                registry[id] = agent
+                record(true, "killed (\(method))")
+            } catch {
+                record(false, "not killed", error: error.description)
+            }
+        }
+    }
+
+    /// The share of its cpu.max an agent keeps while the host ladder throttles it.
+    static let hostThrottleCPUShare = 0.25
+
+    /// Host freezes confirmed (or timed out) since the last reading.
+    func confirmHostFreezes() {
+        for (id, pending) in hostFreezes {
+            guard var agent = registry[id], agent.record.state.isLive else {
+                hostFreezes[id] = nil
+                continue
+            }
+            let frozen = (try? tree.isFrozen(agent.leaf)) ?? false
+            let waited = ContinuousClock.now - pending.requested
+            guard frozen || waited >= Self.hostFreezeConfirmation else { continue }
+            hostFreezes[id] = nil
+            var entry = pending.record
+            entry.succeeded = frozen
+            entry.details =
+                (frozen ? "frozen within \(waited.milliseconds) ms" : "not frozen after \(waited.milliseconds) ms") + " (\(entry.details))"
+            if frozen {
+                agent.record.state = .suspended
+                registry[id] = agent
+                writer.save(agent.record, what: "the freeze")
+                events.publish(.suspended, agent: id, "\(id) frozen: the host is short of memory")
+            } else {
+                entry.error = "cgroup.events did not say frozen"
+                try? tree.cancelFreeze(agent.leaf)
+            }
+            writer.commit(CommitRequest(records: [entry], plans: [], ladder: nil, agent: nil), agent: id)
+        }
+    }
+
+    /// Undoes the host ladder's stages of one agent, latest first.
+    func hostUndo(_ id: String, _ stages: [HostStage]) {
+        guard var agent = registry[id], agent.record.state.isLive else { return }
+        for stage in stages {
+            switch stage {
+            case .frozen:
+                hostFreezes[id] = nil
+                do throws(CgroupError) {
+                    try tree.thaw(agent.leaf)
+                    agent.record.state = .running
+                    events.publish(.thawed, agent: id, "\(id) thawed: the host pressure has passed")
+                } catch {
+                    events.publish(.daemon, agent: id, "could not thaw \(id) after the host pressure: \(error.description)")
+                }
+            case .throttled:
+                do throws(CgroupError) {
+                    var settings = CgroupSettings(agentLimits: agent.record.limits, priority: agent.record.priority)
+                    settings.memoryMax = nil
+                    settings.pidsMax = nil
+                    settings.memoryOOMGroup = nil
+                    try tree.apply(settings, to: agent.leaf)
+                    events.publish(
+                        .throttleRestored, agent: id, "\(id)'s memory.high and cpu.max restored: the host pressure has passed",
+                        resource: .memory)
+                } catch {
+                    events.publish(.daemon, agent: id, "could not restore \(id)'s limits after the host pressure: \(error.description)")
+                }
+            case .degraded:
+                let soft = agent.record.limits[.memory]?.soft ?? 0
+                let plan = DegradationPlan(
+                    agent: id, resource: .memory, level: .none, previousLevel: .emergency, reason: .recovery, strategies: [],
+                    usage: agent.usage[.memory] ?? 0, limit: soft, targetUsage: soft * configuration.recovery.usageBelow, recoveryStage: 0,
+                    at: clock())
+                events.publish(.recoveryStage, agent: id, EventText.degradation(plan), resource: .memory, plan: plan)
+                writer.commit(CommitRequest(records: [], plans: [plan], ladder: nil, agent: nil), agent: id)
+            case .terminated:
+                break
+            }
+        }
+        registry[id] = agent
+        writer.save(agent.record, what: "the recovery from host pressure")
+    }
+}
