@@ -3,7 +3,7 @@ internal import Yams
 
 extension Reader {
     static let hostPressureKeys = [
-        "enabled", "memory_high", "memory_critical", "memory_low", "memory_pressure", "cpu_pressure", "io_pressure", "step_interval",
+        "enabled", "memory_high", "memory_critical", "memory_pressure", "cpu_pressure", "io_pressure", "step_interval",
         "quiet_period", "recovery_interval", "protect_above", "terminate",
     ]
 
@@ -37,16 +37,10 @@ extension Reader {
             switch key {
             case "enabled": if let flag = boolean(value, path) { policy.enabled = flag }
             case "terminate": if let flag = boolean(value, path) { policy.terminate = flag }
-            case "memory_high", "memory_critical", "memory_low":
+            case "memory_high", "memory_critical":
                 guard let share = fraction(value, path) else { continue }
                 mark = mark ?? (value, path)
-                if key == "memory_high" {
-                    policy.memoryHigh = share
-                } else if key == "memory_low" {
-                    policy.memoryLow = share
-                } else {
-                    policy.memoryCritical = share
-                }
+                if key == "memory_high" { policy.memoryHigh = share } else { policy.memoryCritical = share }
             case "memory_pressure": if let percent = psi(value, path, off: false) ?? nil { policy.memoryPressure = percent }
             case "cpu_pressure": if let percent = psi(value, path, off: true) { policy.cpuPressure = percent }
             case "io_pressure": if let percent = psi(value, path, off: true) { policy.ioPressure = percent }
@@ -59,7 +53,7 @@ extension Reader {
         if let (node, key) = mark, let problem = policy.problems.first {
             report(
                 node, key, value: nil, problem,
-                accepted: "e.g. memory_low: 75%, memory_high: 85%, memory_critical: 95%")
+                accepted: "e.g. memory_high: 85%, memory_critical: 95%")
         }
     }
 }

@@ -5,22 +5,28 @@
 /// systemd-oomd kills the cgroup with the most pressure once PSI memory
 /// `full` avg10 has stayed above 60% for 30 s. Corral acts earlier and
 /// reversibly: when the root's memory.current reaches `memoryHigh` of the
-/// allocatable while it still rises (or while PSI memory `some` avg10 is at
+/// allocatable while it still rises (or while PSI memory `full` avg10 is at
 /// least `memoryPressure`), or reaches `memoryCritical` at all, it steps
 /// through the lowest-priority agents — degrade (agents that follow their
 /// stream), throttle, freeze, and only when `terminate` is set, kill — one
 /// step per `stepInterval`, re-checking in between. Pressure alone (without
 /// the root near its allocatable) is not a host episode: agents stalled by
-/// their own memory.high are the per-agent ladder's business.
+/// their own memory.high are the per-agent ladder's business, and `full`
+/// (every task stalled) rather than `some` keeps the stalls of an agent the
+/// ladder throttled from counting as more pressure.
+///
+/// Recovery starts once the root has stayed below `memoryHigh`, not rising
+/// and without pressure, for `quietPeriod` (frozen agents keep their memory,
+/// so "calm" cannot mean "low"): the agent touched last is thawed and
+/// restored first, and the ones before it in the same step while their room
+/// to grow (memory hard limit − usage) fits under `memoryHigh`.
 public struct HostPressurePolicy: Equatable, Codable, Sendable {
     public var enabled: Bool
     /// Share of the allocatable in use (root memory.current) at which an episode starts while usage rises.
     public var memoryHigh: Double
     /// Share at which the ladder steps whether usage rises or not.
     public var memoryCritical: Double
-    /// Share below which (with pressure below half its threshold) the host is calm.
-    public var memoryLow: Double
-    /// PSI memory `some` avg10, in percent, that counts as rising pressure above `memoryHigh`.
+    /// PSI memory `full` avg10, in percent, that counts as pressure above `memoryHigh`.
     public var memoryPressure: Double
     /// PSI cpu / io `some` avg10 in percent that start an episode on their own (nil: off;
     /// CPU is shared by cpu.weight under contention, which needs no freezing).
@@ -38,15 +44,14 @@ public struct HostPressurePolicy: Equatable, Codable, Sendable {
     public var terminate: Bool
 
     public init(
-        enabled: Bool = true, memoryHigh: Double = 0.85, memoryCritical: Double = 0.95, memoryLow: Double = 0.75,
-        memoryPressure: Double = 20, cpuPressure: Double? = nil, ioPressure: Double? = nil, stepInterval: Duration = .seconds(1),
+        enabled: Bool = true, memoryHigh: Double = 0.85, memoryCritical: Double = 0.95, memoryPressure: Double = 10,
+        cpuPressure: Double? = nil, ioPressure: Double? = nil, stepInterval: Duration = .seconds(1),
         quietPeriod: Duration = .seconds(10), recoveryInterval: Duration = .seconds(5), protectAbove: Priority = Priority(rawValue: 7)!,
         terminate: Bool = false
     ) {
         self.enabled = enabled
         self.memoryHigh = memoryHigh
         self.memoryCritical = memoryCritical
-        self.memoryLow = memoryLow
         self.memoryPressure = memoryPressure
         self.cpuPressure = cpuPressure
         self.ioPressure = ioPressure
@@ -62,9 +67,7 @@ public struct HostPressurePolicy: Equatable, Codable, Sendable {
     /// Problems with the thresholds' order, for the configuration reader.
     public var problems: [String] {
         var found: [String] = []
-        if !(memoryLow < memoryHigh && memoryHigh <= memoryCritical) {
-            found.append("memory_low < memory_high ≤ memory_critical must hold")
-        }
+        if memoryHigh > memoryCritical { found.append("memory_high ≤ memory_critical must hold") }
         return found
     }
 }
@@ -101,8 +104,13 @@ public struct HostCandidate: Equatable, Sendable {
     public var listens: Bool
     /// Frozen by someone else (the agent's own ladder, an operator): not a target.
     public var frozenElsewhere: Bool
+    /// Its memory hard limit (nil: none): hard − memory is the room it may still take when thawed.
+    public var memoryLimit: Double?
 
-    public init(agent: String, priority: Priority, memory: Double, listens: Bool, frozenElsewhere: Bool = false) {
+    public init(
+        agent: String, priority: Priority, memory: Double, listens: Bool, frozenElsewhere: Bool = false, memoryLimit: Double? = nil
+    ) {
+        self.memoryLimit = memoryLimit
         self.agent = agent
         self.priority = priority
         self.memory = memory
@@ -218,12 +226,12 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
     static func shortage(_ reading: HostReading, rising: Bool, policy: HostPressurePolicy) -> String? {
         let share = reading.memoryShare
         let percent = Int((share * 100).rounded())
-        let memoryPSI = reading.memory?.some.avg10 ?? 0
+        let memoryPSI = reading.memory?.full?.avg10 ?? 0
         if share >= policy.memoryCritical { return "memory \(percent)% of the allocatable (critical \(Int(policy.memoryCritical * 100))%)" }
         if share >= policy.memoryHigh {
             if rising { return "memory \(percent)% of the allocatable and rising (high \(Int(policy.memoryHigh * 100))%)" }
             if memoryPSI >= policy.memoryPressure {
-                return "memory \(percent)% of the allocatable, PSI memory some \(memoryPSI)% (≥ \(policy.memoryPressure)%)"
+                return "memory \(percent)% of the allocatable, PSI memory full \(memoryPSI)% (≥ \(policy.memoryPressure)%)"
             }
         }
         if let limit = policy.cpuPressure, let cpu = reading.cpu?.some.avg10, cpu >= limit {
@@ -235,8 +243,10 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
         return nil
     }
 
-    static func isCalm(_ reading: HostReading, policy: HostPressurePolicy) -> Bool {
-        guard reading.memoryShare < policy.memoryLow, (reading.memory?.some.avg10 ?? 0) < policy.memoryPressure / 2 else { return false }
+    static func isCalm(_ reading: HostReading, rising: Bool, policy: HostPressurePolicy) -> Bool {
+        guard reading.memoryShare < policy.memoryHigh, !rising, (reading.memory?.full?.avg10 ?? 0) < policy.memoryPressure / 2 else {
+            return false
+        }
         if let limit = policy.cpuPressure, (reading.cpu?.some.avg10 ?? 0) >= limit / 2 { return false }
         if let limit = policy.ioPressure, (reading.io?.some.avg10 ?? 0) >= limit / 2 { return false }
         return true
@@ -282,7 +292,7 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
             return commands
         }
         guard phase != .calm else { return [] }
-        guard Self.isCalm(reading, policy: policy) else {
+        guard Self.isCalm(reading, rising: rising, policy: policy) else {
             calmSince = nil
             phase = .holding
             return []
@@ -295,12 +305,21 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
         }
         phase = .recovering
         if !steps.isEmpty, lastActionAt.map({ now - $0 >= policy.recoveryInterval }) ?? true {
-            // The agent touched last is undone first, all of its stages at once.
-            let agent = steps.last!.agent
-            let stages = steps.filter { $0.agent == agent }.map(\.stage).sorted().reversed().filter { $0 != .terminated }
-            steps.removeAll { $0.agent == agent }
+            // The agent touched last is undone first, all of its stages at once; the ones
+            // before it too while their room to grow fits under the high watermark.
+            var room = policy.memoryHigh * reading.memoryAllocatable - reading.memoryUsed
+            var first = true
+            while let agent = steps.last?.agent {
+                let candidate = candidates.first { $0.agent == agent }
+                let needs = candidate.flatMap { candidate in candidate.memoryLimit.map { max(0, $0 - candidate.memory) } } ?? .infinity
+                guard first || needs <= room else { break }
+                first = false
+                room -= needs
+                let stages = steps.filter { $0.agent == agent }.map(\.stage).sorted().reversed().filter { $0 != .terminated }
+                steps.removeAll { $0.agent == agent }
+                if !stages.isEmpty { commands.append(.undo(agent: agent, stages: Array(stages))) }
+            }
             lastActionAt = now
-            if !stages.isEmpty { commands.append(.undo(agent: agent, stages: Array(stages))) }
         }
         if steps.isEmpty {
             phase = .calm

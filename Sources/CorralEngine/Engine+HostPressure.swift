@@ -24,7 +24,7 @@ extension Engine {
             guard agent.record.state == .running || agent.record.state == .suspended else { return nil }
             return HostCandidate(
                 agent: id, priority: agent.record.priority, memory: agent.usage[.memory] ?? 0, listens: hub.listenerCount(agent: id) > 0,
-                frozenElsewhere: agent.record.state == .suspended && !hostFrozen)
+                frozenElsewhere: agent.record.state == .suspended && !hostFrozen, memoryLimit: agent.record.limits[.memory]?.hard)
         }
         let policy = configuration.hostPressure
         for command in hostLadder.observe(reading, candidates: candidates, policy: policy) {

@@ -47,7 +47,7 @@ struct CapacityCommand: ParsableCommand {
             if let reading = host.reading {
                 line +=
                     " (memory \(Quantity.formatBytes(reading.memoryUsed)) of \(Quantity.formatBytes(reading.memoryAllocatable)), \(Int((reading.memoryShare * 100).rounded()))%"
-                    + (reading.memory.map { ", PSI memory some \($0.some.avg10)%" } ?? "") + ")"
+                    + (reading.memory.map { ", PSI memory some \($0.some.avg10)% full \($0.full?.avg10 ?? 0)%" } ?? "") + ")"
             }
             text += line + "\n"
             for step in host.steps { text += "  \(step.at)  \(step.agent) \(step.stage.rawValue)\n" }

@@ -184,7 +184,6 @@ struct HostPressureConfigTests {
             admission: refuse
             host_pressure:
               enabled: true
-              memory_low: 70%
               memory_high: 80%
               memory_critical: 90%
               memory_pressure: 15%
@@ -199,7 +198,7 @@ struct HostPressureConfigTests {
         let parsed = try #require(configuration(of: text))
         #expect(parsed.admission == .refuse)
         let policy = parsed.hostPressure
-        #expect(policy.memoryLow == 0.7 && policy.memoryHigh == 0.8 && policy.memoryCritical == 0.9)
+        #expect(policy.memoryHigh == 0.8 && policy.memoryCritical == 0.9)
         #expect(policy.memoryPressure == 15 && policy.cpuPressure == 85 && policy.ioPressure == nil)
         #expect(policy.stepInterval == .seconds(2) && policy.quietPeriod == .seconds(30) && policy.recoveryInterval == .seconds(10))
         #expect(policy.protectAbove == Priority(rawValue: 6) && policy.terminate)
@@ -210,7 +209,7 @@ struct HostPressureConfigTests {
         let text = """
             admission: queue
             host_pressure:
-              memory_high: 70%
+              memory_high: 97%
               memory_pressure: lots
               terminate: sometimes
               protect_above: 12
@@ -223,6 +222,6 @@ struct HostPressureConfigTests {
                 "host_pressure.protect_above", "host_pressure.grace",
             ], "\(found)")
         #expect(found.first?.message.contains("queue is not built yet") == true)
-        #expect(found[1].message == "memory_low < memory_high ≤ memory_critical must hold")
+        #expect(found[1].message == "memory_high ≤ memory_critical must hold")
     }
 }

@@ -10,7 +10,10 @@ struct HostPressureTests {
     static func reading(_ share: Double, at second: Int64, psi: Double = 0) -> HostReading {
         HostReading(
             at: Timestamp(milliseconds: second * 1000), memoryUsed: share * allocatable, memoryAllocatable: allocatable,
-            memory: Pressure(some: PressureLine(avg10: psi, avg60: 0, avg300: 0, total: 0), full: nil), cpu: nil, io: nil)
+            memory: Pressure(
+                some: PressureLine(avg10: psi, avg60: 0, avg300: 0, total: 0), full: PressureLine(avg10: psi, avg60: 0, avg300: 0, total: 0)
+            ),
+            cpu: nil, io: nil)
     }
 
     /// Priorities 1…8, agent "p1" … "p8"; p2 follows its stream.
@@ -86,9 +89,9 @@ struct HostPressureTests {
         }
         for share in [0.96, 0.96, 0.96, 0.96, 0.96] { _ = feed(share) }
         #expect(ladder.steps.map(\.agent) == ["p1", "p1", "p2", "p2", "p2"])
-        // Below high but above low: holding, nothing undone.
-        #expect(feed(0.80).isEmpty && ladder.phase == .holding)
-        // Calm (below 75%): 10 s of quiet before the first undo.
+        // Still above the high watermark, no longer rising: holding, nothing undone.
+        #expect(feed(0.90).isEmpty && ladder.phase == .holding)
+        // Calm (below it, not rising): 10 s of quiet before the first undo.
         var undone: [HostCommand] = []
         for _ in 0..<10 { undone += feed(0.50) }
         #expect(undone.isEmpty && ladder.phase == .holding)
@@ -132,6 +135,27 @@ struct HostPressureTests {
         var off = HostPressureLadder()
         policy.enabled = false
         #expect(off.observe(Self.reading(0.99, at: 0), candidates: Self.candidates, policy: policy).isEmpty)
-        #expect(HostPressurePolicy(memoryHigh: 0.7, memoryLow: 0.8).problems.count == 1 && Self.policy.problems.isEmpty)
+        #expect(HostPressurePolicy(memoryHigh: 0.97).problems.count == 1 && Self.policy.problems.isEmpty)
+    }
+
+    @Test func recoveryUndoesSeveralAgentsInOneStepWhileTheirRoomToGrowFits() {
+        // Four agents of 100 MB with hard limits of 150 MB: each may take 50 MB more when thawed.
+        let candidates = (1...4).map {
+            HostCandidate(agent: "p\($0)", priority: Priority(rawValue: $0)!, memory: 100_000_000, listens: false, memoryLimit: 150_000_000)
+        }
+        var ladder = HostPressureLadder()
+        for second in 0..<8 { _ = ladder.observe(Self.reading(0.96, at: Int64(second)), candidates: candidates, policy: Self.policy) }
+        #expect(ladder.steps.count == 8)
+        var undone: [HostCommand] = []
+        // 70% in use: room under 85% is 150 MB, so the first (always) and two more (50 MB each) are undone together.
+        for second in 8..<19 {
+            undone += ladder.observe(Self.reading(0.70, at: Int64(second)), candidates: candidates, policy: Self.policy)
+        }
+        #expect(
+            undone == [
+                .undo(agent: "p4", stages: [.frozen, .throttled]), .undo(agent: "p3", stages: [.frozen, .throttled]),
+                .undo(agent: "p2", stages: [.frozen, .throttled]),
+            ])
+        #expect(ladder.steps.map(\.agent) == ["p1", "p1"])
     }
 }
