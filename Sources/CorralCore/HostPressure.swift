@@ -206,6 +206,8 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
     /// Growth is measured over at least `growthWindow`: from this reading.
     private var baseline: HostReading?
     private var rising = false
+    /// Agents thawed in this recovery: their room to grow stays reserved.
+    private var thawed: Set<String> = []
     static let growthWindow: Duration = .milliseconds(500)
     /// Growth that counts as rising: 0.5% of the allocatable per second.
     static let risingRate = 0.005
@@ -224,6 +226,7 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
 
     /// Why the host counts as short now (nil: it does not).
     static func shortage(_ reading: HostReading, rising: Bool, policy: HostPressurePolicy) -> String? {
+        // `rising` is false while recovering: thawed agents grow within the room checked for them.
         let share = reading.memoryShare
         let percent = Int((share * 100).rounded())
         let memoryPSI = reading.memory?.full?.avg10 ?? 0
@@ -271,7 +274,9 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
         } else {
             baseline = reading
         }
-        if let reason = Self.shortage(reading, rising: rising, policy: policy) {
+        // While recovering, the thawed agents' room to grow was checked against the
+        // critical watermark: only that (or real stalls) brings the ladder back.
+        if let reason = Self.shortage(reading, rising: rising && phase != .recovering, policy: policy) {
             calmSince = nil
             if phase == .calm {
                 episodeStartedAt = now
@@ -279,6 +284,7 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
                 commands.append(.started(reason: reason))
             }
             phase = .escalating
+            thawed = []
             if lastActionAt.map({ now - $0 >= policy.stepInterval }) ?? true {
                 if let step = nextStep(candidates, policy: policy) {
                     steps.append(Step(agent: step.agent, stage: step.stage, at: now))
@@ -292,40 +298,51 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
             return commands
         }
         guard phase != .calm else { return [] }
-        guard Self.isCalm(reading, rising: rising, policy: policy) else {
-            calmSince = nil
-            phase = .holding
-            return []
+        if phase != .recovering {
+            guard Self.isCalm(reading, rising: rising, policy: policy) else {
+                calmSince = nil
+                phase = .holding
+                return []
+            }
+            let since = calmSince ?? now
+            calmSince = since
+            guard now - since >= policy.quietPeriod else {
+                if phase == .escalating { phase = .holding }
+                return []
+            }
+            phase = .recovering
         }
-        let since = calmSince ?? now
-        calmSince = since
-        guard now - since >= policy.quietPeriod else {
-            if phase == .escalating { phase = .holding }
-            return []
-        }
-        phase = .recovering
         if !steps.isEmpty, lastActionAt.map({ now - $0 >= policy.recoveryInterval }) ?? true {
-            // The agent touched last is undone first, all of its stages at once; the ones
-            // before it too while their room to grow fits under the high watermark.
-            var room = policy.memoryHigh * reading.memoryAllocatable - reading.memoryUsed
-            var first = true
-            while let agent = steps.last?.agent {
-                let candidate = candidates.first { $0.agent == agent }
-                let needs = candidate.flatMap { candidate in candidate.memoryLimit.map { max(0, $0 - candidate.memory) } } ?? .infinity
-                guard first || needs <= room else { break }
-                first = false
-                room -= needs
+            // Latest first, all of an agent's stages at once, each agent only while its room
+            // to grow (hard limit − usage) fits under the critical watermark together with the
+            // room of those thawed before it: thawing can then never run the root out.
+            func room(_ agent: String) -> Double? {
+                candidates.first { $0.agent == agent }.flatMap { candidate in candidate.memoryLimit.map { max(0, $0 - candidate.memory) } }
+            }
+            let reserved = thawed.compactMap(room).reduce(0, +)
+            var budget = policy.memoryCritical * reading.memoryAllocatable - reading.memoryUsed - reserved
+            var order: [String] = []
+            for step in steps.reversed() where !order.contains(step.agent) { order.append(step.agent) }
+            var undone = false
+            for agent in order {
+                // Without a memory limit its room is unknown: alone, and only below the high watermark.
+                let needs = room(agent) ?? (!undone && reading.memoryShare < policy.memoryHigh ? 0 : .infinity)
+                guard needs <= budget else { continue }
+                budget -= needs
+                undone = true
+                thawed.insert(agent)
                 let stages = steps.filter { $0.agent == agent }.map(\.stage).sorted().reversed().filter { $0 != .terminated }
                 steps.removeAll { $0.agent == agent }
                 if !stages.isEmpty { commands.append(.undo(agent: agent, stages: Array(stages))) }
             }
-            lastActionAt = now
+            if undone { lastActionAt = now }
         }
         if steps.isEmpty {
             phase = .calm
             episodeStartedAt = nil
             calmSince = nil
             lastActionAt = nil
+            thawed = []
             commands.append(.ended)
         }
         return commands

@@ -147,9 +147,9 @@ struct HostPressureTests {
         for second in 0..<8 { _ = ladder.observe(Self.reading(0.96, at: Int64(second)), candidates: candidates, policy: Self.policy) }
         #expect(ladder.steps.count == 8)
         var undone: [HostCommand] = []
-        // 70% in use: room under 85% is 150 MB, so the first (always) and two more (50 MB each) are undone together.
+        // 80% in use: room under the critical 95% is 150 MB: three agents' 50 MB each, latest first.
         for second in 8..<19 {
-            undone += ladder.observe(Self.reading(0.70, at: Int64(second)), candidates: candidates, policy: Self.policy)
+            undone += ladder.observe(Self.reading(0.80, at: Int64(second)), candidates: candidates, policy: Self.policy)
         }
         #expect(
             undone == [
@@ -157,5 +157,17 @@ struct HostPressureTests {
                 .undo(agent: "p2", stages: [.frozen, .throttled]),
             ])
         #expect(ladder.steps.map(\.agent) == ["p1", "p1"])
+        // Their room stays reserved while they grow: p1 waits until one of them is gone.
+        let grown = candidates.map { candidate in
+            var candidate = candidate
+            candidate.memory = candidate.agent == "p1" ? 100_000_000 : 120_000_000
+            return candidate
+        }
+        #expect(ladder.observe(Self.reading(0.86, at: 20), candidates: grown, policy: Self.policy).isEmpty)
+        #expect(ladder.phase == .recovering, "growth of thawed agents below critical is not a relapse")
+        #expect(
+            ladder.observe(Self.reading(0.80, at: 24), candidates: grown.filter { $0.agent != "p4" }, policy: Self.policy) == [
+                .undo(agent: "p1", stages: [.frozen, .throttled]), .ended,
+            ])
     }
 }

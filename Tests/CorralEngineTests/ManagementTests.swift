@@ -231,7 +231,7 @@ struct HostPressureEngineTests {
         let harness = try EngineHarness()
         _ = try await harness.start()
         for (id, priority) in [("p3", 3), ("p1", 1), ("p9", 9), ("p2", 2)] {
-            try await harness.agent(id)
+            try await harness.agent(id, overrides: [.memory: LimitOverride(soft: 50_000_000, hard: 100_000_000)])
             _ = try await harness.engine.setPriority(id, priority)
         }
         let p1 = harness.leaf("standard_agent", "p1")
@@ -257,13 +257,16 @@ struct HostPressureEngineTests {
         let capacity = await harness.engine.capacity()
         #expect(capacity.hostPressure?.phase == .escalating && capacity.hostPressure?.steps.count == 4)
 
-        // Calm for the quiet period: p2 first (touched last), then p1 after the recovery interval.
-        for _ in 0..<11 { await feed(0.5) }
-        #expect(harness.fs.value(.freeze, at: harness.leaf("standard_agent", "p2")) == "0")
+        // Calm for the quiet period: both fit under the critical watermark (100 MB of room
+        // each), thawed latest first in one step.
+        for _ in 0..<10 { await feed(0.5) }
         #expect(harness.fs.value(.freeze, at: p1) == "1")
-        for _ in 0..<5 { await feed(0.5) }
+        await feed(0.5)
+        #expect(harness.fs.value(.freeze, at: harness.leaf("standard_agent", "p2")) == "0")
         #expect(harness.fs.value(.freeze, at: p1) == "0")
-        #expect(harness.fs.value(.memoryHigh, at: p1) == "200000000" && harness.fs.value(.cpuMax, at: p1) == "30000 100000")
+        let thawed = harness.engine.hub.recent(agent: nil).filter { $0.kind == .thawed }.compactMap(\.agent)
+        #expect(thawed == ["p2", "p1"])
+        #expect(harness.fs.value(.memoryHigh, at: p1) == "50000000" && harness.fs.value(.cpuMax, at: p1) == "30000 100000")
         #expect(try await harness.engine.status(of: "p1").agent.state == .running)
         let told = harness.engine.hub.recent(agent: nil).filter { $0.kind == .hostPressure }.map(\.message)
         #expect(told.first?.hasPrefix("host pressure: memory 86% of the allocatable and rising") == true, "\(told)")
