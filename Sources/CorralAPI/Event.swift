@@ -8,6 +8,8 @@ public struct CorralEvent: Equatable, Codable, Sendable {
         case agentRemoved = "agent_removed"
         /// A restarted daemon found the agent still running and watches it again.
         case agentReattached = "agent_reattached"
+        /// Held by `admission: queue` until capacity frees (it starts with `agent_started`).
+        case agentQueued = "agent_queued"
         case violation
         /// An enforcement action and its outcome (`record`).
         case enforcement

@@ -202,10 +202,7 @@ struct Reader {
                 if let policy = AdmissionPolicy(rawValue: text) {
                     configuration.admission = policy
                 } else {
-                    report(
-                        value, "admission", value: text,
-                        text == "queue" ? "queue is not built yet (issue 13): agents are allowed or refused" : "unknown policy",
-                        accepted: AdmissionPolicy.acceptedText)
+                    report(value, "admission", value: text, "unknown policy", accepted: AdmissionPolicy.acceptedText)
                 }
             case "cgroup_root":
                 let accepted = "an absolute path without '..', such as /sys/fs/cgroup/corral"

@@ -1,5 +1,7 @@
 /// The life of an agent as Corral tracks it.
 public enum AgentState: String, Codable, Sendable, CaseIterable {
+    /// Waiting for capacity (`admission: queue`): no cgroup and no process yet.
+    case queued
     /// Cgroup created, process not yet in it.
     case starting
     case running
@@ -53,6 +55,8 @@ public struct AgentRecord: Equatable, Codable, Sendable {
     public var priority: Priority
     /// Whether `priority` is the agent's own; if not, it follows its group's.
     public var priorityIsOwn: Bool
+    /// Its place in the admission queue (1: next), while `queued`.
+    public var queuePosition: Int?
 
     public init(
         id: String, group: String, state: AgentState, origin: AgentOrigin, pid: Int32?, command: [String], limits: LimitSet,
@@ -80,7 +84,7 @@ public struct AgentRecord: Equatable, Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case id, group, state, origin, pid, command, limits, overrides, cgroup, createdAt, endedAt, exitStatus, endReason, security
-        case priority, priorityIsOwn
+        case priority, priorityIsOwn, queuePosition
     }
 
     /// Records from before priorities decode with the default priority, the group's.
@@ -99,6 +103,7 @@ public struct AgentRecord: Equatable, Codable, Sendable {
             security: try container.decodeIfPresent(SecurityPolicy.self, forKey: .security),
             priority: try container.decodeIfPresent(Priority.self, forKey: .priority) ?? .standard,
             priorityIsOwn: try container.decodeIfPresent(Bool.self, forKey: .priorityIsOwn) ?? false)
+        queuePosition = try container.decodeIfPresent(Int.self, forKey: .queuePosition)
     }
 }
 

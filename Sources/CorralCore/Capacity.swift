@@ -5,8 +5,12 @@ public enum AdmissionPolicy: String, Codable, Sendable, CaseIterable {
     case allow
     /// Refuse it (409), naming the resource and the numbers.
     case refuse
+    /// Hold it (202, state `queued` with its position) and start it, highest priority first,
+    /// when capacity frees; `corral run` waits and says so.
+    case queue
 
-    public static let acceptedText = "allow (start it with a warning) or refuse (answer 409 with the numbers)"
+    public static let acceptedText =
+        "allow (start it with a warning), refuse (answer 409 with the numbers) or queue (hold it until capacity frees)"
 }
 
 /// The seed's `calculate_available_resources`, per resource: the host, what

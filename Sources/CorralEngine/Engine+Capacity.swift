@@ -1,9 +1,29 @@
+import CorralAPI
 import CorralCgroup
 public import CorralCore
+
+/// A start held back by `admission: queue` until its group's totals and the
+/// allocatable have room for its hard limits.
+struct QueuedStart {
+    enum Request {
+        case launch(LaunchRequest)
+        case register(overrides: [Resource: LimitOverride], user: String?, seccomp: String?, priority: Int?)
+    }
+
+    var record: AgentRecord
+    var request: Request
+    /// Why it waits (the latest check).
+    var shortfalls: [Shortfall]
+}
 
 /// Capacity and admission: the seed's `calculate_available_resources`, and
 /// what happens to an agent that would overcommit (`admission:`).
 extension Engine {
+    enum Admission {
+        case admit
+        case queue([Shortfall])
+    }
+
     /// What the root may hand out: its own memory.max, cpu.max and pids.max
     /// where it has them (the system reservation, a container's or a unit's
     /// limits), else the host's (the hierarchy root has no limit files).
@@ -35,16 +55,88 @@ extension Engine {
 
     /// Checks a new agent's hard limits against its group's totals and the
     /// allocatable: `refuse` throws (409) naming each shortfall; `allow` says it
-    /// on the event stream and goes on.
-    func admit(_ limits: LimitSet, into group: String, id: String) throws(EngineError) {
+    /// on the event stream and admits; `queue` says to hold it.
+    func admission(_ limits: LimitSet, into group: String, id: String) throws(EngineError) -> Admission {
         let shortfalls = capacity().shortfalls(admitting: limits, into: group)
-        guard !shortfalls.isEmpty else { return }
+        guard !shortfalls.isEmpty else { return .admit }
         let text = shortfalls.map(\.description).joined(separator: "; ")
         switch configuration.admission {
         case .refuse:
             throw EngineError(.conflict, "agent '\(id)' not admitted (admission: refuse): \(text)")
         case .allow:
             events.publish(.daemon, agent: id, "agent '\(id)' admitted over capacity (admission: allow): \(text)")
+            return .admit
+        case .queue:
+            return .queue(shortfalls)
+        }
+    }
+
+    /// Holds a start; returns its record (state `queued`, with its position).
+    func enqueue(_ record: AgentRecord, _ request: QueuedStart.Request, shortfalls: [Shortfall]) -> AgentRecord {
+        admissionQueue.append(QueuedStart(record: record, request: request, shortfalls: shortfalls))
+        // Highest priority first; among equals, first come first served (a stable sort).
+        let ordered = admissionQueue.enumerated().sorted { lhs, rhs in
+            lhs.element.record.priority != rhs.element.record.priority
+                ? lhs.element.record.priority > rhs.element.record.priority : lhs.offset < rhs.offset
+        }
+        admissionQueue = ordered.map(\.element)
+        let queued = queuedRecord(record.id) ?? record
+        events.publish(
+            .agentQueued, agent: record.id,
+            "\(record.id) queued (admission: queue, position \(queued.queuePosition ?? 0)): \(shortfalls.map(\.description).joined(separator: "; "))"
+        )
+        return queued
+    }
+
+    /// The queued agents' records with their positions, next first.
+    func queuedRecords() -> [AgentRecord] {
+        admissionQueue.enumerated().map { index, queued in
+            var record = queued.record
+            record.queuePosition = index + 1
+            return record
+        }
+    }
+
+    func queuedRecord(_ id: String) -> AgentRecord? { queuedRecords().first { $0.id == id } }
+
+    /// Refuses an operation on a queued agent, naming what can be done.
+    func ensureNotQueued(_ id: String) throws(EngineError) {
+        if let record = queuedRecord(id) {
+            throw EngineError(
+                .conflict,
+                "agent '\(id)' is queued (position \(record.queuePosition ?? 0)) and has no cgroup yet: remove it (corral agents remove \(id)) or wait"
+            )
+        }
+    }
+
+    /// Starts queued agents while the one next in line fits (strict order: a large,
+    /// high-priority agent is not overtaken by smaller ones behind it).
+    func admitQueued() {
+        while let next = admissionQueue.first {
+            let shortfalls = capacity().shortfalls(admitting: next.record.limits, into: next.record.group)
+            guard shortfalls.isEmpty else {
+                admissionQueue[0].shortfalls = shortfalls
+                return
+            }
+            admissionQueue.removeFirst()
+            let id = next.record.id
+            do {
+                switch next.request {
+                case .launch(let request):
+                    _ = try launch(request, admitted: true)
+                case .register(let overrides, let user, let seccomp, let priority):
+                    _ = try register(
+                        id: id, group: next.record.group, command: next.record.command, overrides: overrides, user: user, seccomp: seccomp,
+                        priority: priority, admitted: true)
+                }
+            } catch {
+                var record = next.record
+                record.state = .lost
+                record.endedAt = clock()
+                record.endReason = "could not start once admitted: \(error)"
+                writer.save(record, what: "the failed start")
+                events.publish(.agentExited, agent: id, "\(id) could not start once admitted: \(error)")
+            }
         }
     }
 }

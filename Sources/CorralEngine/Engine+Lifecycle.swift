@@ -26,6 +26,7 @@ extension Engine {
         if let existing = registry[agentID], existing.record.state.isLive {
             throw EngineError(.conflict, "agent id '\(agentID)' is in use (state \(existing.record.state.rawValue))")
         }
+        if queuedRecord(agentID) != nil { throw EngineError(.conflict, "agent id '\(agentID)' is in use (queued)") }
         let groupName = group ?? configuration.agents[agentID]?.group ?? QuotaGroup.defaultGroupName
         guard let quotaGroup = configuration.groups[groupName],
             let limits = configuration.limits(agent: agentID, group: groupName, flags: overrides)
@@ -102,8 +103,11 @@ extension Engine {
         }
     }
 
-    /// Starts `request.command` as a new agent.
-    public func launch(_ request: LaunchRequest) throws -> AgentRecord {
+    /// Starts `request.command` as a new agent (or queues it: `admission: queue`).
+    public func launch(_ request: LaunchRequest) throws -> AgentRecord { try launch(request, admitted: false) }
+
+    /// `admitted`: taken from the admission queue, capacity already checked.
+    func launch(_ request: LaunchRequest, admitted: Bool) throws -> AgentRecord {
         guard let program = request.command.first, !program.isEmpty else {
             throw EngineError(.invalid, "command is empty: give the program and its arguments, e.g. [\"python3\", \"agent.py\"]")
         }
@@ -111,7 +115,15 @@ extension Engine {
             id: request.id, group: request.group, command: request.command, overrides: request.limits ?? [:])
         let security = try securityPolicy(agent: id, group: group.name, user: request.user, seccomp: request.seccomp)
         let priority = try resolvePriority(agent: id, group: group.name, flag: request.priority)
-        try admit(limits, into: group.name, id: id)
+        if !admitted, case .queue(let shortfalls) = try admission(limits, into: group.name, id: id) {
+            var held = request
+            held.id = id
+            let record = AgentRecord(
+                id: id, group: group.name, state: .queued, origin: .launched, pid: nil, command: request.command, limits: limits,
+                overrides: request.limits ?? [:], cgroup: "", createdAt: clock(), security: security, priority: priority.priority,
+                priorityIsOwn: priority.own)
+            return enqueue(record, .launch(held), shortfalls: shortfalls)
+        }
         let isolation: Isolation
         do {
             isolation = try Isolation.prepare(security, cache: filters, supervised: true)
@@ -155,12 +167,19 @@ extension Engine {
     /// The record carries the agent's security policy: the caller applies it when it starts the process.
     public func register(
         id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride], user: String? = nil, seccomp: String? = nil,
-        priority requested: Int? = nil
+        priority requested: Int? = nil, admitted: Bool = false
     ) throws -> AgentRecord {
         let (id, group, limits) = try resolve(id: id, group: group, command: command, overrides: overrides)
         let security = try securityPolicy(agent: id, group: group.name, user: user, seccomp: seccomp)
         let priority = try resolvePriority(agent: id, group: group.name, flag: requested)
-        try admit(limits, into: group.name, id: id)
+        if !admitted, case .queue(let shortfalls) = try admission(limits, into: group.name, id: id) {
+            let record = AgentRecord(
+                id: id, group: group.name, state: .queued, origin: .registered, pid: nil, command: command, limits: limits,
+                overrides: overrides, cgroup: "", createdAt: clock(), security: security, priority: priority.priority,
+                priorityIsOwn: priority.own)
+            return enqueue(
+                record, .register(overrides: overrides, user: user, seccomp: seccomp, priority: requested), shortfalls: shortfalls)
+        }
         let leaf = try createCgroup(id: id, group: group, limits: limits, priority: priority.priority)
         let record = AgentRecord(
             id: id, group: group.name, state: .starting, origin: .registered, pid: nil, command: command, limits: limits,
@@ -205,7 +224,13 @@ extension Engine {
         let command = Launcher.commandLine(of: pid)
         let (id, group, limits) = try resolve(id: id, group: group, command: command, overrides: [:])
         let priority = try resolvePriority(agent: id, group: group.name, flag: nil)
-        try admit(limits, into: group.name, id: id)
+        if case .queue(let shortfalls) = try admission(limits, into: group.name, id: id) {
+            // A running process cannot wait: it is adopted, and the overcommit said.
+            events.publish(
+                .daemon, agent: id,
+                "process \(pid) adopted as '\(id)' over capacity (a running process cannot be queued): \(shortfalls.map(\.description).joined(separator: "; "))"
+            )
+        }
         let leaf = try createCgroup(id: id, group: group, limits: limits, priority: priority.priority)
         do {
             try tree.fs.write(String(pid), to: .procs, of: leaf)
@@ -279,6 +304,7 @@ extension Engine {
         writer.deleteLadder(of: id)
         refreshProtection(of: agent.record.group)
         events.publish(.agentExited, agent: id, EventText.ended(agent.record, termination))
+        if !admissionQueue.isEmpty { admitQueued() }
     }
 
     /// A registered agent (`corral run`) ended: the caller knows its exit

@@ -27,6 +27,7 @@ extension Engine {
     /// Sets an agent's own priority (nil: it follows its group's) and rewrites
     /// its cpu.weight, io.weight and memory.low.
     public func setPriority(_ id: String, _ requested: Int?) throws -> AgentRecord {
+        try ensureNotQueued(id)
         var agent = try registry.live(id)
         let resolved: (priority: Priority, own: Bool)
         if let requested {

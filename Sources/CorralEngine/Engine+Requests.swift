@@ -11,7 +11,7 @@ extension Engine {
     // MARK: Queries
 
     public func list(includeEnded: Bool = true) throws -> [AgentRecord] {
-        registry.list(stored: try writer.settled.agents(), includeEnded: includeEnded)
+        registry.list(stored: try writer.settled.agents(), includeEnded: includeEnded) + queuedRecords()
     }
 
     /// The agents in the table (live ones), without reading the store.
@@ -21,6 +21,7 @@ extension Engine {
 
     public func status(of id: String) throws -> AgentStatus {
         if let agent = registry[id] { return agent.status }
+        if let record = queuedRecord(id) { return AgentStatus(agent: record, usage: [:], sample: nil, violations: [], ladder: nil) }
         guard let record = try writer.settled.agents().first(where: { $0.id == id }) else {
             throw EngineError(.notFound, "no agent '\(id)'")
         }
@@ -58,6 +59,7 @@ extension Engine {
     /// Freezes the agent and waits for the kernel's confirmation (≤ 2 s)
     /// without holding the engine: other work runs between the checks.
     public func freeze(_ id: String) async throws -> AgentRecord {
+        try ensureNotQueued(id)
         let leaf = try registry.live(id).leaf
         events.publish(.suspendNotice, agent: id, EventText.freezingByRequest(id))
         let started = ContinuousClock.now
@@ -85,6 +87,7 @@ extension Engine {
     }
 
     public func thaw(_ id: String) throws -> AgentRecord {
+        try ensureNotQueued(id)
         var agent = try registry.live(id)
         do {
             try tree.thaw(agent.leaf)
@@ -101,6 +104,7 @@ extension Engine {
 
     /// SIGKILL to every process of the agent now (`cgroup.kill`).
     public func kill(agent id: String) throws -> AgentRecord {
+        try ensureNotQueued(id)
         let agent = try registry.live(id)
         do {
             try tree.kill(agent.leaf)
@@ -114,6 +118,7 @@ extension Engine {
 
     /// SIGTERM to every process, cgroup.kill after the group's grace period.
     public func stop(_ id: String) throws -> AgentRecord {
+        try ensureNotQueued(id)
         var agent = try registry.live(id)
         let grace = configuration.escalation(for: agent.record.group).terminationGrace
         let signalled = tree.signalAll(agent.leaf, SIGTERM)
@@ -130,6 +135,11 @@ extension Engine {
     /// Forgets an agent that has ended (its history stays); a live one only
     /// with `force`: killed first, and its cgroup removed once empty.
     public func remove(_ id: String, force: Bool) async throws {
+        if let index = admissionQueue.firstIndex(where: { $0.record.id == id }) {
+            admissionQueue.remove(at: index)
+            events.publish(.agentRemoved, agent: id, EventText.removed(id))
+            return
+        }
         if let agent = registry[id], agent.record.state.isLive {
             guard force else {
                 throw EngineError(.conflict, "agent '\(id)' is \(agent.record.state.rawValue): stop it first or remove with force")
@@ -166,6 +176,7 @@ extension Engine {
 
     /// Sets per-agent overrides and rewrites the agent's cgroup files.
     public func setOverrides(_ id: String, _ overrides: [Resource: LimitOverride]) throws -> AgentRecord {
+        try ensureNotQueued(id)
         var agent = try registry.live(id)
         guard let limits = configuration.limits(agent: id, group: agent.record.group, flags: overrides) else {
             throw EngineError(.invalid, "unknown group '\(agent.record.group)'")

@@ -78,6 +78,8 @@ public actor Engine {
     var nextAnalytics: Timestamp?
     /// What the host has (within the limits of the root's ancestors), for capacity.
     let host: HostCapacity
+    /// Starts held by `admission: queue`, next first (in memory only: a restart forgets them).
+    var admissionQueue: [QueuedStart] = []
     /// The host ladder (the root as a whole short of memory) and its freezes awaiting confirmation.
     var hostLadder = HostPressureLadder()
     var hostFreezes: [String: HostFreeze] = [:]
@@ -300,6 +302,7 @@ public actor Engine {
         let started = ContinuousClock.now
         reapChildren()
         writer.retryUnsaved()
+        if !admissionQueue.isEmpty { admitQueued() }
         let now = clock()
         analyticsDuties(at: now)
         for id in registry.liveIDs {

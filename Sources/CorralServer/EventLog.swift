@@ -66,7 +66,7 @@ public enum EventLog {
         case .hostPressure:
             (level, id) = (.warning, MessageID.hostPressure)
         case .throttleNotice, .throttleRestored, .terminationNotice, .scaleDownRequest, .suspendNotice, .quotaChanged,
-            .groupChanged, .usageReported, .acknowledged, .recommendation, .priorityChanged, .daemon:
+            .groupChanged, .usageReported, .acknowledged, .recommendation, .priorityChanged, .agentQueued, .daemon:
             return nil
         }
         metadata[JournalEntry.messageIDKey] = .string(id)

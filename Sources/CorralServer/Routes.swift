@@ -114,18 +114,18 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
     v1.post("agents") { request, _ in
         let launch = try await decodeBody(LaunchRequest.self, from: request)
         try checkAmounts(limits: launch.limits)
-        return jsonResponse(try await engineCall { try await engine.launch(launch) }, status: .created)
+        let record = try await engineCall { try await engine.launch(launch) }
+        return jsonResponse(record, status: record.state == .queued ? .accepted : .created)
     }
     v1.post("agents/register") { request, _ in
         let body = try await decodeBody(RegisterRequest.self, from: request)
         try checkAmounts(limits: body.limits)
-        return jsonResponse(
-            try await engineCall {
-                try await engine.register(
-                    id: body.id, group: body.group, command: body.command, overrides: body.limits ?? [:], user: body.user,
-                    seccomp: body.seccomp, priority: body.priority)
-            },
-            status: .created)
+        let record = try await engineCall {
+            try await engine.register(
+                id: body.id, group: body.group, command: body.command, overrides: body.limits ?? [:], user: body.user,
+                seccomp: body.seccomp, priority: body.priority)
+        }
+        return jsonResponse(record, status: record.state == .queued ? .accepted : .created)
     }
     v1.post("agents/adopt") { request, _ in
         let body = try await decodeBody(AdoptRequest.self, from: request)

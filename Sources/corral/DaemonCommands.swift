@@ -114,7 +114,8 @@ struct AgentsCommand: ParsableCommand {
                     agent.limits[.memory].map { Quantity.formatBytes($0.hard) } ?? "-",
                     agent.limits[.cpu].map { Quantity.formatPercent($0.hard) } ?? "-",
                     agent.limits[.processes].map { Quantity.formatCount($0.hard) } ?? "-",
-                    age(since: agent.createdAt, until: agent.endedAt), agent.endReason ?? "",
+                    age(since: agent.createdAt, until: agent.endedAt),
+                    agent.queuePosition.map { "queued #\($0): waiting for capacity" } ?? agent.endReason ?? "",
                 ]
             }
             writeOut(table(["ID", "GROUP", "STATE", "PRIO", "PID", "MEMORY MAX", "CPU MAX", "PIDS MAX", "AGE", "NOTE"], rows))
@@ -232,6 +233,11 @@ struct AgentsCommand: ParsableCommand {
                 priority: try PriorityFlag.parse(priority)?.rawValue)
             let agent = try options.call("POST", "/v1/agents", body: request, as: AgentRecord.self)
             if options.json { return try printJSON(agent) }
+            if agent.state == .queued {
+                return writeOut(
+                    "queued \(agent.id) in \(agent.group) at position \(agent.queuePosition ?? 0) (admission: queue): it starts when capacity frees; corral capacity shows why\n"
+                )
+            }
             writeOut("started \(agent.id) (pid \(agent.pid.map(String.init) ?? "?")) in \(agent.group): \(agent.cgroup)\n")
         }
     }

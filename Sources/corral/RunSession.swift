@@ -57,10 +57,58 @@ struct DaemonRun {
         var message: String
     }
 
+    /// `admission: queue`: waits until the daemon starts the queued agent (its cgroup then
+    /// exists, state `starting`). ^C or SIGTERM (blocked for forwarding, so seen as pending)
+    /// takes it out of the queue.
+    func waitForAdmission(_ queued: AgentRecord, quiet: Bool) throws -> AgentRecord {
+        let id = queued.id
+        var position = queued.queuePosition
+        if !quiet {
+            printError(
+                "corral: \(id) is queued at position \(position ?? 0) (admission: queue): waiting for capacity (corral capacity shows why; ^C gives up)"
+            )
+        }
+        let since = ContinuousClock.now
+        while true {
+            var pending = sigset_t()
+            sigemptyset(&pending)
+            sigpending(&pending)
+            if sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1 {
+                try? client.perform("DELETE", "/v1/agents/\(id)")
+                throw fail("interrupted while queued: \(id) was taken out of the queue", status: 130)
+            }
+            usleep(200_000)
+            let current: AgentRecord
+            do {
+                current = try client.call("GET", "/v1/agents/\(id)", as: AgentStatus.self).agent
+            } catch {
+                if case .api(404, _, _) = error {
+                    throw fail("the daemon no longer holds \(id) in its queue (it restarted?): run the command again")
+                }
+                throw fail("cannot ask the daemon about queued agent \(id): \(error.description)")
+            }
+            switch current.state {
+            case .queued:
+                if current.queuePosition != position, !quiet {
+                    printError("corral: \(id) is now at position \(current.queuePosition ?? 0) in the queue")
+                }
+                position = current.queuePosition
+            case .starting:
+                if !quiet {
+                    let waited = (ContinuousClock.now - since).components.seconds
+                    printError("corral: \(id) admitted after \(waited) s in the queue")
+                }
+                return current
+            default:
+                throw fail("\(id) did not start: \(current.endReason ?? current.state.rawValue)")
+            }
+        }
+    }
+
     func run(_ request: RunRequest, overrides: [Resource: LimitOverride], security: SecurityOverride, quiet: Bool) throws -> RunSummary {
-        let record: AgentRecord
+        var registered: AgentRecord
         do {
-            record = try client.call(
+            registered = try client.call(
                 "POST", "/v1/agents/register",
                 body: RegisterRequest(
                     id: request.agent, group: request.group.name, command: request.command, limits: overrides, user: security.user,
@@ -73,6 +121,8 @@ struct DaemonRun {
             }
             throw fail("the daemon refused to register the agent: \(error.description)")
         }
+        if registered.state == .queued { registered = try waitForAdmission(registered, quiet: quiet) }
+        let record = registered
         // The daemon's tree may live elsewhere (e.g. a systemd-delegated cgroup).
         let parts = record.cgroup.split(separator: "/")
         let groupPath = "/" + parts.dropLast().joined(separator: "/")

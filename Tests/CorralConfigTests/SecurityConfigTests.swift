@@ -207,7 +207,7 @@ struct HostPressureConfigTests {
 
     @Test func badValuesAreNamed() throws {
         let text = """
-            admission: queue
+            admission: wait
             host_pressure:
               memory_high: 97%
               memory_pressure: lots
@@ -221,7 +221,7 @@ struct HostPressureConfigTests {
                 "admission", "host_pressure.memory_high", "host_pressure.memory_pressure", "host_pressure.terminate",
                 "host_pressure.protect_above", "host_pressure.grace",
             ], "\(found)")
-        #expect(found.first?.message.contains("queue is not built yet") == true)
+        #expect(found.first?.message == "unknown policy" && found.first?.accepted?.contains("queue (hold it") == true)
         #expect(found[1].message == "memory_high ≤ memory_critical must hold")
     }
 }

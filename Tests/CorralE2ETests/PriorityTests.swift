@@ -88,4 +88,40 @@ struct PriorityE2ETests {
         let refused = try E2E.run(["--priority", "high", "--", "true"]).0
         #expect(refused.exitStatus != 0 && refused.stderr.contains("--priority 'high'"), "\(refused)")
     }
+
+    @Test func aQueuedStartWaitsForCapacityThenRuns() throws {
+        let (_, stress) = try E2E.binaries()
+        let daemon = try DaemonTests.Daemon(
+            name: "queue", extraConfig: "\nadmission: queue\ngroups:\n  lightweight_agent:\n    totals: {memory: 150MB}\n")
+        try daemon.start()
+        defer {
+            for agent in ["first", "second"] { _ = try? daemon.cli(["agents", "kill", agent]) }
+            _ = E2E.eventually(timeout: 30) { ((try? daemon.json(["agents", "list"], as: [AgentRecord].self)) ?? [AgentRecord]()).isEmpty }
+            _ = daemon.stop()
+            E2E.removeEmptyTree(daemon.root)
+        }
+        // 100 MB hard each against a group total of 150 MB: one at a time.
+        try daemon.startAgent(["--name", "first", "--group", "lightweight_agent", "--", stress, "mem", "1", "6"])
+        let queued = try daemon.cli(["agents", "start", "--name", "second", "--group", "lightweight_agent", "--", stress, "mem", "1", "1"])
+        #expect(queued.status == 0 && queued.stdout.contains("queued second in lightweight_agent at position 1"), "\(queued)")
+        let listed = try daemon.cli(["agents", "list"])
+        #expect(listed.stdout.contains("queued #1"), "\(listed)")
+        #expect(!E2E.exists(daemon.cgroup("lightweight_agent", "second")))
+        // corral run into the same group waits behind it, then runs.
+        let started = Date()
+        let run = try daemon.cli(["run", "--group", "lightweight_agent", "--", "true"])
+        let waited = Date().timeIntervalSince(started)
+        E2E.report(
+            "queued corral run waited \(String(format: "%.1f", waited)) s: \(run.stderr.split(separator: "\n").prefix(3).joined(separator: " | "))"
+        )
+        #expect(run.status == 0 && run.stderr.contains("queued at position 2") && run.stderr.contains("admitted after"), "\(run)")
+        #expect(waited >= 4, "it waited for first (6 s) and second (1 s)")
+        let agents = try daemon.json(["agents", "list", "--all"], as: [AgentRecord].self)
+        let first = agents.first { $0.id == "first" }
+        let second = agents.first { $0.id == "second" }
+        #expect(second.map { ($0.state, $0.exitStatus) } ?? (.lost, nil) == (.exited, 0))
+        #expect(
+            (second?.createdAt ?? Timestamp(milliseconds: 0)) >= (first?.endedAt ?? Timestamp(milliseconds: .max)),
+            "second started once first had ended")
+    }
 }

@@ -296,3 +296,38 @@ struct HostPressureEngineTests {
         withExtendedLifetime(stream) {}
     }
 }
+
+/// `admission: queue` in the engine.
+@Suite("Admission queue")
+struct AdmissionQueueTests {
+    @Test("a start that does not fit waits with its position, highest priority first, and starts when capacity frees")
+    func queueThenStart() async throws {
+        var configuration = EngineHarness.quickConfiguration
+        configuration.admission = .queue
+        configuration.groups["lightweight_agent"]?.totals[.memory] = 250_000_000
+        let harness = try EngineHarness(configuration: configuration)
+        _ = try await harness.start()
+        try await harness.agent("l1", group: "lightweight_agent")
+        try await harness.agent("l2", group: "lightweight_agent")
+        let third = try await harness.engine.register(id: "l3", group: "lightweight_agent", command: ["w"], overrides: [:])
+        #expect(third.state == .queued && third.queuePosition == 1 && third.cgroup.isEmpty)
+        let urgent = try await harness.engine.register(id: "l4", group: "lightweight_agent", command: ["w"], overrides: [:], priority: 9)
+        #expect(urgent.state == .queued && urgent.queuePosition == 1)
+        let listed = try await harness.engine.list(includeEnded: false).filter { $0.state == .queued }
+        #expect(listed.map(\.id) == ["l4", "l3"] && listed.map(\.queuePosition) == [1, 2])
+        #expect(harness.fs.value(.procs, at: harness.leaf("lightweight_agent", "l3")) == nil, "no cgroup while queued")
+        await #expect(throws: EngineError.self) { _ = try await harness.engine.kill(agent: "l3") }
+        await #expect(throws: EngineError.self) {
+            _ = try await harness.engine.register(id: "l3", group: "lightweight_agent", command: ["w"], overrides: [:])
+        }
+        // l1 ends: l4 (priority 9) starts; l3 waits (the group's total has room for one more).
+        await harness.engine.handle(.emptied("l1"))
+        let started = try await harness.engine.status(of: "l4").agent
+        #expect(started.state == .starting && !started.cgroup.isEmpty && started.queuePosition == nil)
+        #expect(try await harness.engine.status(of: "l3").agent.queuePosition == 1)
+        // Removing a queued agent takes it out of the queue.
+        try await harness.engine.remove("l3", force: false)
+        #expect(try await harness.engine.list(includeEnded: false).allSatisfy { $0.state != .queued })
+        #expect(harness.events("l4").contains { $0.kind == .agentQueued })
+    }
+}
