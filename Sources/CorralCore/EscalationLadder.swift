@@ -100,6 +100,9 @@ public struct AgentLadder: Equatable, Codable, Sendable {
     /// Degradation and recovery of each resource (nil in states saved before
     /// degradation existed); kept here so that it persists with the ladder.
     public var degradation: [Resource: DegradationTracker]?
+    /// The host ladder's steps in force on this agent (nil: none); kept here so that a
+    /// restarted daemon can still undo them (`HostPressureLadder(restoring:)`).
+    public var hostSteps: [HostPressureLadder.Step]?
 
     /// One ongoing violation of one resource.
     public struct Episode: Equatable, Codable, Sendable {

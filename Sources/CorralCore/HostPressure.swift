@@ -15,11 +15,12 @@
 /// (every task stalled) rather than `some` keeps the stalls of an agent the
 /// ladder throttled from counting as more pressure.
 ///
-/// Recovery starts once the root has stayed below `memoryHigh`, not rising
+/// Recovery starts once the root has stayed below `memoryCritical`, not rising
 /// and without pressure, for `quietPeriod` (frozen agents keep their memory,
 /// so "calm" cannot mean "low"): the agent touched last is thawed and
 /// restored first, and the ones before it in the same step while their room
-/// to grow (memory hard limit − usage) fits under `memoryHigh`.
+/// to grow (memory hard limit − usage) fits under `memoryCritical` with the
+/// room of those thawed before.
 public struct HostPressurePolicy: Equatable, Codable, Sendable {
     public var enabled: Bool
     /// Share of the allocatable in use (root memory.current) at which an episode starts while usage rises.
@@ -193,6 +194,12 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
         public var agent: String
         public var stage: HostStage
         public var at: Timestamp
+
+        public init(agent: String, stage: HostStage, at: Timestamp) {
+            self.agent = agent
+            self.stage = stage
+            self.at = at
+        }
     }
 
     public private(set) var phase: Phase = .calm
@@ -213,6 +220,20 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
     static let risingRate = 0.005
 
     public init() {}
+
+    /// A ladder with `steps` in force (a restarted daemon's, from its agents'
+    /// ladders): it holds them until the host is calm, then recovers as usual.
+    public init(restoring steps: [Step]) {
+        self.steps = steps.sorted { $0.at < $1.at }
+        phase = self.steps.isEmpty ? .calm : .holding
+        episodeStartedAt = self.steps.first?.at
+    }
+
+    /// A step the engine could not carry out (a write failed, a freeze was not
+    /// confirmed): it is not in force, and the agent stays a candidate for it.
+    public mutating func failed(agent: String, stage: HostStage) {
+        if let index = steps.lastIndex(where: { $0.agent == agent && $0.stage == stage }) { steps.remove(at: index) }
+    }
 
     /// The furthest stage taken on `agent` and still in force.
     public func stage(of agent: String) -> HostStage? {
@@ -247,7 +268,8 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
     }
 
     static func isCalm(_ reading: HostReading, rising: Bool, policy: HostPressurePolicy) -> Bool {
-        guard reading.memoryShare < policy.memoryHigh, !rising, (reading.memory?.full?.avg10 ?? 0) < policy.memoryPressure / 2 else {
+        // Below critical, not high: frozen agents keep their memory; the room check decides who is thawed.
+        guard reading.memoryShare < policy.memoryCritical, !rising, (reading.memory?.full?.avg10 ?? 0) < policy.memoryPressure / 2 else {
             return false
         }
         if let limit = policy.cpuPressure, (reading.cpu?.some.avg10 ?? 0) >= limit / 2 { return false }
@@ -258,7 +280,18 @@ public struct HostPressureLadder: Equatable, Codable, Sendable {
     /// Takes a reading; returns what to do, in order.
     public mutating func observe(_ reading: HostReading, candidates: [HostCandidate], policy: HostPressurePolicy) -> [HostCommand] {
         defer { last = reading }
-        guard policy.enabled else { return [] }
+        guard policy.enabled else {
+            // Turned off (a reload) in the middle of an episode: nothing stays in force.
+            guard !steps.isEmpty || phase != .calm else { return [] }
+            var order: [String] = []
+            for step in steps.reversed() where !order.contains(step.agent) { order.append(step.agent) }
+            let commands = order.compactMap { agent -> HostCommand? in
+                let stages = steps.filter { $0.agent == agent }.map(\.stage).sorted().reversed().filter { $0 != .terminated }
+                return stages.isEmpty ? nil : .undo(agent: agent, stages: Array(stages))
+            }
+            self = HostPressureLadder()
+            return commands + [.ended]
+        }
         let now = reading.at
         // Steps of agents that are gone are no longer in force.
         let present = Set(candidates.map(\.agent))

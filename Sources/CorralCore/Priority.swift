@@ -4,8 +4,8 @@
 
 /// How much an agent matters when the host is short: the seed's `priority`,
 /// 0 (least) to 10 (most), 5 by default. It maps to the kernel's
-/// proportional controls (host-level decisions by priority are issue 13's
-/// next step: not built yet).
+/// proportional controls and orders the host ladder's steps (the lowest
+/// priority is degraded, throttled and frozen first: `HostPressureLadder`).
 ///
 /// - `cpu.weight` (and `io.weight` where the io controller is enabled) is
 ///   100 × 2^(priority − 5): each step doubles the share under contention;

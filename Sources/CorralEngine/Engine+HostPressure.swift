@@ -61,10 +61,16 @@ extension Engine {
         let violation = hostViolation(id, reading)
         let context =
             "host memory \(Quantity.formatBytes(reading.memoryUsed)) of \(Quantity.formatBytes(reading.memoryAllocatable)) allocatable, priority \(agent.record.priority)"
+        // The step's record, stored with the agent's ladder (which keeps the host steps in
+        // force, for a restart); a step that failed is taken back, so it is tried again.
         func record(_ ok: Bool, _ details: String, error: String? = nil) {
+            if !ok { hostLadder.failed(agent: id, stage: stage) }
+            let steps = hostLadder.steps.filter { $0.agent == id }
+            agent.ladder.hostSteps = steps.isEmpty ? nil : steps
+            registry[id] = agent
             let entry = EnforcementRecord(
                 violation: violation, action: stage.action, at: now, succeeded: ok, error: error, details: "\(details) (\(context))")
-            writer.commit(CommitRequest(records: [entry], plans: [], ladder: nil, agent: nil), agent: id)
+            writer.commit(CommitRequest(records: [entry], plans: [], ladder: agent.ladder, agent: agent.record), agent: id)
         }
         switch stage {
         case .degraded:
@@ -84,16 +90,21 @@ extension Engine {
         case .throttled:
             var changes: [String] = []
             do throws(CgroupError) {
+                // Never looser than what is in force (the agent's own ladder may have throttled it further).
                 let usage = Int64(agent.usage[.memory] ?? agent.latest?.memoryCurrent.map(Double.init) ?? 0)
-                let high = max(usage, 1_048_576)
-                let before = (try? tree.fs.read(.memoryHigh, of: agent.leaf).trimmingSpaces()) ?? "?"
+                let beforeHigh = (try? tree.fs.read(.memoryHigh, of: agent.leaf).trimmingSpaces()) ?? "max"
+                var high = max(usage, 1_048_576)
+                if let current = CgroupValue(parsing: beforeHigh)?.value { high = min(high, current) }
                 try tree.fs.write(String(high), to: .memoryHigh, of: agent.leaf)
-                changes.append("memory.high \(before) → \(high)")
-                if let cpu = agent.record.limits[.cpu] {
-                    let target = CPUMax(percent: max(CPUMax.minimumPercent, cpu.hard * Self.hostThrottleCPUShare))
+                changes.append("memory.high \(beforeHigh) → \(high)")
+                let beforeCPU = (try? tree.fs.read(.cpuMax, of: agent.leaf)).flatMap(CPUMax.init(parsing:))
+                let basis = agent.record.limits[.cpu]?.hard ?? beforeCPU?.percent
+                if let basis {
+                    var target = CPUMax(percent: max(CPUMax.minimumPercent, basis * Self.hostThrottleCPUShare))
+                    if let current = beforeCPU?.percent, let wanted = target.percent, current < wanted { target = beforeCPU! }
                     try? tree.fs.write("0", to: .cpuMaxBurst, of: agent.leaf)
                     try tree.fs.write(target.description, to: .cpuMax, of: agent.leaf)
-                    changes.append("cpu.max → \(target)")
+                    changes.append("cpu.max \(beforeCPU?.description ?? "max") → \(target)")
                 }
                 record(true, changes.joined(separator: ", "))
             } catch {
@@ -115,6 +126,7 @@ extension Engine {
                         requested: started)
                 }
             } catch {
+                try? tree.cancelFreeze(agent.leaf)
                 record(false, "cgroup.freeze not written", error: error.description)
             }
         case .terminated:
@@ -150,14 +162,16 @@ extension Engine {
                 (frozen ? "frozen within \(waited.milliseconds) ms" : "not frozen after \(waited.milliseconds) ms") + " (\(entry.details))"
             if frozen {
                 agent.record.state = .suspended
-                registry[id] = agent
-                writer.save(agent.record, what: "the freeze")
                 events.publish(.suspended, agent: id, "\(id) frozen: the host is short of memory")
             } else {
                 entry.error = "cgroup.events did not say frozen"
                 try? tree.cancelFreeze(agent.leaf)
+                hostLadder.failed(agent: id, stage: .frozen)
             }
-            writer.commit(CommitRequest(records: [entry], plans: [], ladder: nil, agent: nil), agent: id)
+            let steps = hostLadder.steps.filter { $0.agent == id }
+            agent.ladder.hostSteps = steps.isEmpty ? nil : steps
+            registry[id] = agent
+            writer.commit(CommitRequest(records: [entry], plans: [], ladder: agent.ladder, agent: agent.record), agent: id)
         }
     }
 
@@ -168,6 +182,11 @@ extension Engine {
             switch stage {
             case .frozen:
                 hostFreezes[id] = nil
+                // Frozen by its own ladder (or a freeze of it pending) meanwhile: it stays frozen.
+                guard !agent.ladder.suspended, agent.pendingFreeze == nil else {
+                    events.publish(.daemon, agent: id, "\(id) stays frozen after the host pressure: its own ladder suspended it")
+                    continue
+                }
                 do throws(CgroupError) {
                     try tree.thaw(agent.leaf)
                     agent.record.state = .running
@@ -177,11 +196,19 @@ extension Engine {
                 }
             case .throttled:
                 do throws(CgroupError) {
-                    var settings = CgroupSettings(agentLimits: agent.record.limits, priority: agent.record.priority)
-                    settings.memoryMax = nil
-                    settings.pidsMax = nil
-                    settings.memoryOOMGroup = nil
-                    try tree.apply(settings, to: agent.leaf)
+                    // The configured memory.high and cpu.max ("max" where there is no limit), then
+                    // whatever the agent's own ladder still has throttled.
+                    try tree.fs.write(agent.record.limits[.memory].map { String(Int64($0.soft)) } ?? "max", to: .memoryHigh, of: agent.leaf)
+                    if let cpuLimit = agent.record.limits[.cpu] {
+                        _ = try tree.restore(agent.leaf, .cpu, limit: cpuLimit)
+                    } else {
+                        try tree.fs.write(CPUMax(quota: nil).description, to: .cpuMax, of: agent.leaf)
+                    }
+                    for (resource, cumulative) in agent.ladder.throttled.sorted(by: { $0.key < $1.key }) {
+                        guard let limit = agent.record.limits[resource] else { continue }
+                        _ = try tree.throttle(
+                            agent.leaf, resource, limit: limit, cumulative: cumulative, processes: agent.usage[.processes])
+                    }
                     events.publish(
                         .throttleRestored, agent: id, "\(id)'s memory.high and cpu.max restored: the host pressure has passed",
                         resource: .memory)
@@ -200,7 +227,14 @@ extension Engine {
                 break
             }
         }
+        agent.ladder.hostSteps = nil
         registry[id] = agent
-        writer.save(agent.record, what: "the recovery from host pressure")
+        writer.commit(CommitRequest(records: [], plans: [], ladder: agent.ladder, agent: agent.record), agent: id)
+    }
+
+    /// After a restart: the host steps in force, from the agents' ladders.
+    func restoreHostLadder() {
+        let steps = registry.live.flatMap { _, agent in agent.ladder.hostSteps ?? [] }
+        hostLadder = HostPressureLadder(restoring: steps)
     }
 }

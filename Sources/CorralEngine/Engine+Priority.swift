@@ -7,13 +7,13 @@ extension Engine {
     /// Rewrites the group cgroup's memory.low: the sum of its live agents'
     /// protection, at most the group's memory total. Written only when it
     /// changes; a failure is said, not thrown (the agents' own files stand).
-    func refreshProtection(of group: String) {
+    func refreshProtection(of group: String, force: Bool = false) {
         guard let quota = configuration.groups[group] else { return }
         let lows = registry.live.filter { $0.value.record.group == group }.map { _, agent in
             agent.record.priority.memoryLow(soft: agent.record.limits[.memory]?.soft ?? 0)
         }
         let protection = Priority.groupProtection(agentLows: lows, total: quota.totals[.memory])
-        guard protection != (groupProtection[group] ?? 0) else { return }
+        guard force || protection != (groupProtection[group] ?? 0) else { return }
         do throws(CgroupError) {
             try tree.fs.write(String(protection), to: .memoryLow, of: tree.groupPath(group))
             groupProtection[group] = protection

@@ -198,6 +198,9 @@ public actor Engine {
         for (name, group) in try store.groupOverrides() { configuration.groups[name] = group }
         let (agents, report) = try Reconciler(tree: tree, store: store, configuration: configuration, now: clock()).run()
         for (id, agent) in agents { registry[id] = agent }
+        restoreHostLadder()
+        // memory.low of the groups as the restored agents claim it (a leftover value is reset too).
+        for name in configuration.groupNames { refreshProtection(of: name, force: true) }
         for id in report.reattached { events.publish(.agentReattached, agent: id, EventText.reattached(id)) }
         events.publish(.daemon, agent: nil, EventText.restored(report))
         for problem in report.problems { events.publish(.daemon, agent: nil, "restore: \(problem)") }

@@ -262,13 +262,15 @@ public enum Daemon {
         await engine.connect(WatcherBridge(watcher: watcher, deliver: { queue.push($0) }))
         // The root as a whole, for the host ladder: its memory against what it may have.
         let hostMemory = Double(HostProbe.capacity(forRootAt: location.rootPath).memoryBytes)
+        // In order, one consumer; a slow engine skips to the newest reading.
+        let hostReadings = AsyncStream<HostReading>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let hostMonitor: HostMonitor
         do {
             hostMonitor = try HostMonitor(
                 fs: tree.fs, root: tree.root, rootIsHierarchyRoot: tree.rootIsHierarchyRoot, interval: configuration.intervals.sampling,
                 allocatable: {
                     (try? tree.fs.read(.memoryMax, of: tree.root)).flatMap(CgroupValue.init(parsing:))?.value.map(Double.init) ?? hostMemory
-                }, clock: Engine.wallClock, report: { reading in Task { await engine.observeHost(reading) } })
+                }, clock: Engine.wallClock, report: { reading in hostReadings.continuation.yield(reading) })
         } catch {
             throw DaemonError("cannot watch the host's pressure (eventfd): \(error)")
         }
@@ -341,7 +343,11 @@ public enum Daemon {
                     .init(service: PressureTriggerReport(watcher: watcher, configured: pressureThreshold, logger: logger)),
                     .init(service: StoreService(store: store, engine: engine, hub: engine.hub, logger: logger)),
                     .init(service: WatcherService(watcher: watcher)),
-                    .init(service: HostMonitorService(monitor: hostMonitor, enabled: configuration.hostPressure.enabled, logger: logger)),
+                    .init(
+                        service: HostMonitorService(
+                            monitor: hostMonitor, readings: hostReadings.stream, engine: engine,
+                            enabled: configuration.hostPressure.enabled,
+                            logger: logger)),
                     .init(service: EngineService(loop: loop, engine: engine, logger: logger)),
                     .init(
                         service: ReloadService(
@@ -434,6 +440,8 @@ struct WatcherService: Service {
 /// The host monitor's thread (the host ladder's readings): started with the daemon, stopped with the watcher.
 struct HostMonitorService: Service {
     let monitor: HostMonitor
+    let readings: AsyncStream<HostReading>
+    let engine: Engine
     let enabled: Bool
     let logger: Logger
 
@@ -441,10 +449,16 @@ struct HostMonitorService: Service {
         // Always read (a reload may turn the ladder on); with the ladder off the readings only show in `corral capacity`.
         monitor.start()
         if !enabled { logger.info("host pressure ladder off (host_pressure.enabled: false): the root's pressure is shown, not acted on") }
+        let readings = readings
+        let engine = engine
+        let consumer = Task {
+            for await reading in readings { await engine.observeHost(reading) }
+        }
         try? await Task.sleep(for: .milliseconds(200))
         logger.info("watching the host's pressure", metadata: ["how": "\(monitor.triggerStatus)"])
         await WatcherService.untilShutdown()
         monitor.stop()
+        consumer.cancel()
     }
 }
 

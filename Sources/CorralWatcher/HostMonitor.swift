@@ -66,7 +66,12 @@ public final class HostMonitor: Sendable {
             (try? fs.read(file, of: root)).flatMap(Pressure.init(parsing:))
         }
         var used: Double?
-        if !rootIsHierarchyRoot, let text = try? fs.read(.memoryCurrent, of: root) { used = CgroupCounter.parse(text).map(Double.init) }
+        // The working set, as cAdvisor counts it: memory.current less inactive file pages (reclaimable
+        // cache would otherwise count as shortage). MemTotal − MemAvailable at the hierarchy root.
+        if !rootIsHierarchyRoot, let text = try? fs.read(.memoryCurrent, of: root), let current = CgroupCounter.parse(text) {
+            let inactive = (try? fs.read(.memoryStat, of: root)).flatMap { MemoryStat(parsing: $0)["inactive_file"] } ?? 0
+            used = Double(max(0, current - inactive))
+        }
         if used == nil { used = Self.hostMemoryInUse() }
         guard let used else { return nil }
         return HostReading(
@@ -137,7 +142,11 @@ public final class HostMonitor: Sendable {
             var fds = [pollfd(fd: wake.rawValue, events: Int16(POLLIN), revents: 0)]
             if trigger >= 0 { fds.append(pollfd(fd: trigger, events: Int16(POLLPRI), revents: 0)) }
             let ready = poll(&fds, nfds_t(fds.count), timeout)
-            if ready < 0 && errno != EINTR { break }
+            if ready < 0 && errno != EINTR {
+                let failure = errno
+                state.withLock { $0.triggerStatus = "stopped: poll(2) failed (errno \(failure)); the host ladder gets no readings" }
+                break
+            }
             if fds[0].revents != 0 { try? WakeEvent.drain(wake) }
             if fds.count > 1, fds[1].revents & Int16(POLLERR | POLLNVAL) != 0 {
                 // The root went away (or the trigger with it): sampling alone from here.

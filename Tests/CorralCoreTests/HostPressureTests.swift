@@ -89,11 +89,11 @@ struct HostPressureTests {
         }
         for share in [0.96, 0.96, 0.96, 0.96, 0.96] { _ = feed(share) }
         #expect(ladder.steps.map(\.agent) == ["p1", "p1", "p2", "p2", "p2"])
-        // Still above the high watermark, no longer rising: holding, nothing undone.
+        // Below critical and no longer rising: calm, but the quiet period runs first (holding).
         #expect(feed(0.90).isEmpty && ladder.phase == .holding)
-        // Calm (below it, not rising): 10 s of quiet before the first undo.
+        // 10 s of quiet before the first undo (it began with the 0.90 reading).
         var undone: [HostCommand] = []
-        for _ in 0..<10 { undone += feed(0.50) }
+        for _ in 0..<9 { undone += feed(0.50) }
         #expect(undone.isEmpty && ladder.phase == .holding)
         undone = feed(0.50)
         #expect(undone == [.undo(agent: "p2", stages: [.frozen, .throttled, .degraded])])
@@ -169,5 +169,53 @@ struct HostPressureTests {
             ladder.observe(Self.reading(0.80, at: 24), candidates: grown.filter { $0.agent != "p4" }, policy: Self.policy) == [
                 .undo(agent: "p1", stages: [.frozen, .throttled]), .ended,
             ])
+    }
+
+    @Test func failedStepsAreRetriedARestartedLadderHoldsAndTurningItOffUndoesEverything() {
+        var ladder = HostPressureLadder()
+        #expect(
+            ladder.observe(Self.reading(0.97, at: 0), candidates: Self.candidates, policy: Self.policy).last
+                == .step(agent: "p1", stage: .throttled))
+        ladder.failed(agent: "p1", stage: .throttled)
+        #expect(ladder.steps.isEmpty)
+        #expect(
+            ladder.observe(Self.reading(0.97, at: 1), candidates: Self.candidates, policy: Self.policy) == [
+                .step(agent: "p1", stage: .throttled)
+            ])
+        // A restarted daemon's ladder holds what is in force, then recovers as usual.
+        var restored = HostPressureLadder(restoring: ladder.steps)
+        #expect(restored.phase == .holding && restored.stage(of: "p1") == .throttled)
+        var commands: [HostCommand] = []
+        for second in 10..<21 {
+            commands += restored.observe(Self.reading(0.5, at: Int64(second)), candidates: Self.candidates, policy: Self.policy)
+        }
+        #expect(commands == [.undo(agent: "p1", stages: [.throttled]), .ended])
+        // Off in the middle of an episode: every step is undone at once.
+        var off = Self.policy
+        off.enabled = false
+        _ = ladder.observe(Self.reading(0.97, at: 2), candidates: Self.candidates, policy: Self.policy)
+        _ = ladder.observe(Self.reading(0.97, at: 3), candidates: Self.candidates, policy: Self.policy)
+        #expect(
+            ladder.observe(Self.reading(0.97, at: 4), candidates: Self.candidates, policy: off) == [
+                // p2 follows its stream: its first step was the degradation plan.
+                .undo(agent: "p2", stages: [.degraded]), .undo(agent: "p1", stages: [.frozen, .throttled]), .ended,
+            ])
+        #expect(ladder.phase == .calm && ladder.steps.isEmpty)
+    }
+
+    @Test func frozenAgentsHoldingMoreThanTheHighWatermarkAreStillThawedWhenTheirRoomFits() {
+        // Every candidate frozen at 90% of the allocatable, nothing growing: calm below critical.
+        let candidates = (1...2).map {
+            HostCandidate(agent: "p\($0)", priority: Priority(rawValue: $0)!, memory: 450_000_000, listens: false, memoryLimit: 480_000_000)
+        }
+        var ladder = HostPressureLadder()
+        for second in 0..<4 { _ = ladder.observe(Self.reading(0.96, at: Int64(second)), candidates: candidates, policy: Self.policy) }
+        #expect(ladder.steps.count == 4)
+        var commands: [HostCommand] = []
+        for second in 4..<15 {
+            commands += ladder.observe(Self.reading(0.90, at: Int64(second)), candidates: candidates, policy: Self.policy)
+        }
+        // Room under 95%: 50 MB; each needs 30 MB: the last touched first, then nothing more fits.
+        #expect(commands == [.undo(agent: "p2", stages: [.frozen, .throttled])])
     }
 }

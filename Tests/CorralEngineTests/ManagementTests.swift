@@ -274,6 +274,30 @@ struct HostPressureEngineTests {
         #expect(await harness.engine.capacity().hostPressure?.phase == .calm)
     }
 
+    @Test("a restarted daemon still holds, then undoes, the host steps in force")
+    func restartKeepsSteps() async throws {
+        let fs = FakeCgroupFilesystem()
+        let store = MemoryStore()
+        let first = try EngineHarness(fs: fs, store: store)
+        _ = try await first.start()
+        try await first.agent("low", overrides: [.memory: LimitOverride(soft: 50_000_000, hard: 100_000_000)])
+        _ = try await first.engine.setPriority("low", 1)
+        let leaf = first.leaf("standard_agent", "low")
+        await first.engine.observeHost(Self.reading(0.97, at: 0))
+        await first.engine.observeHost(Self.reading(0.97, at: 1))
+        #expect(fs.value(.freeze, at: leaf) == "1" && fs.value(.memoryHigh, at: leaf) == "1048576")
+        first.engine.waitForCommits()
+
+        let second = try EngineHarness(fs: fs, store: store)
+        _ = try await second.start()
+        let restored = await second.engine.capacity().hostPressure
+        #expect(restored?.phase == .holding && restored?.steps.map(\.stage) == [.throttled, .frozen])
+        for second_ in 2..<13 { await second.engine.observeHost(Self.reading(0.5, at: Int64(second_))) }
+        #expect(fs.value(.freeze, at: leaf) == "0" && fs.value(.memoryHigh, at: leaf) == "50000000")
+        #expect(try await second.engine.status(of: "low").agent.state == .running)
+        #expect(await second.engine.capacity().hostPressure?.phase == .calm)
+    }
+
     @Test("an agent that follows its stream is told to degrade first; with the ladder off nothing happens")
     func degradeFirstAndOff() async throws {
         var configuration = EngineHarness.quickConfiguration
