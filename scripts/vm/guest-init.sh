@@ -121,14 +121,15 @@ if [ "$SYSTEMD" = 1 ]; then
     mkdir -p $U/multi-user.target.wants
     # What cannot work or must not run here: cleaning /tmp through 9p takes minutes, there is no
     # network, clock source or terminal to serve, and the host's own services (a database, timers)
-    # are not under test.
+    # are not under test. systemd-oomd only runs when a test unmasks it (scripts/bench-pressure --oomd).
     for unit in systemd-tmpfiles-setup.service systemd-tmpfiles-clean.timer systemd-tmpfiles-clean.service \
         systemd-timesyncd.service systemd-networkd.service systemd-networkd-wait-online.service \
         getty@tty1.service serial-getty@ttyS0.service serial-getty@ttyS1.service console-getty.service \
         apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer man-db.timer fstrim.timer \
         e2scrub_all.timer e2scrub_reap.service postgresql.service systemd-pstore.service \
         remote-fs.target systemd-remount-fs.service systemd-firstboot.service systemd-random-seed.service \
-        systemd-update-utmp.service systemd-update-utmp-runlevel.service; do
+        systemd-update-utmp.service systemd-update-utmp-runlevel.service \
+        systemd-oomd.service systemd-oomd.socket; do
         ln -sf /dev/null "$U/$unit"
     done
     OUTDEV=/dev/ttyS0
