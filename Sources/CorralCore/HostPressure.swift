@@ -3,8 +3,8 @@
 /// configuration).
 ///
 /// systemd-oomd kills the cgroup with the most pressure once PSI memory
-/// `full` avg10 has stayed above 60% for 30 s. Corral acts earlier and
-/// reversibly: when the root's memory.current reaches `memoryHigh` of the
+/// `full` has stayed above 60% for 20 s (Debian 12's defaults). Corral acts earlier and
+/// reversibly: when the root's working set reaches `memoryHigh` of the
 /// allocatable while it still rises (or while PSI memory `full` avg10 is at
 /// least `memoryPressure`), or reaches `memoryCritical` at all, it steps
 /// through the lowest-priority agents — degrade (agents that follow their
