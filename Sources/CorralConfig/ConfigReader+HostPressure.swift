@@ -9,17 +9,6 @@ extension Reader {
 
     /// `host_pressure:`: when the root as a whole is short, and what the host ladder does.
     mutating func readHostPressure(_ node: Node, into policy: inout HostPressurePolicy) {
-        let accepted = "true or false"
-        func boolean(_ node: Node, _ key: String) -> Bool? {
-            guard let text = scalar(node, key, accepted: accepted) else { return nil }
-            switch text {
-            case "true": return true
-            case "false": return false
-            default:
-                report(node, key, value: text, "not a boolean", accepted: accepted)
-                return nil
-            }
-        }
         /// A PSI share: "20%"; cpu and io also take "off".
         func psi(_ node: Node, _ key: String, off: Bool) -> Double?? {
             let accepted = "a percentage of time stalled, e.g. 20%" + (off ? ", or off" : "")
