@@ -78,14 +78,29 @@ static void corral_child(const struct corral_spawn_request *req, int pipe_fd, in
     }
     /* Nothing but stdio reaches the command: descriptors the parent opened
      * without O_CLOEXEC (a listening socket, the state database, watched
-     * cgroup files) would outlive it in the agent. The report pipe is already
-     * close-on-exec; marking rather than closing keeps it usable until exec. */
-    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
-        struct rlimit nofile;
-        long last = (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < 65536) ? (long)nofile.rlim_cur : 65536;
-        for (int fd = 3; fd < last; fd++) {
-            int flags = fcntl(fd, F_GETFD);
-            if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+     * cgroup files) would outlive it in the agent. They are closed here, all
+     * but the report pipe and the listener socket (both needed until exec):
+     * a daemon watching a hundred agents holds a thousand descriptors, and the
+     * seccomp listener made below needs a number under the agent's own
+     * RLIMIT_NOFILE (set below), which it only gets once they are gone. */
+    {
+        unsigned int keep[2] = {(unsigned int)pipe_fd, req->listener_socket >= 0 ? (unsigned int)req->listener_socket : ~0U};
+        if (keep[0] > keep[1]) { unsigned int t = keep[0]; keep[0] = keep[1]; keep[1] = t; }
+        unsigned int from = 3;
+        int closed = 1;
+        for (int i = 0; i <= 2 && closed; i++) {
+            unsigned int to = i < 2 ? keep[i] : ~0U;
+            if (to == ~0U && i < 2) continue;
+            if (to > from && syscall(SYS_close_range, from, to - 1, 0U) < 0) closed = 0;
+            if (i < 2) from = to + 1;
+        }
+        if (!closed) {
+            /* No close_range (before 5.9): one by one, up to the limit. */
+            struct rlimit nofile;
+            long last = (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < 65536) ? (long)nofile.rlim_cur : 65536;
+            for (int fd = 3; fd < last; fd++) {
+                if ((unsigned int)fd != keep[0] && (unsigned int)fd != keep[1]) close(fd);
+            }
         }
     }
     /* A cgroup namespace rooted at the cgroup the child was just placed in:
