@@ -311,7 +311,19 @@ public struct CgroupTree: Sendable {
         sample.pidsPeak = try optional(.pidsPeak).flatMap(CgroupCounter.parse)
         sample.pidsEvents = try optional(.pidsEvents).map(PidsEvents.init(parsing:)) ?? PidsEvents()
         sample.events = CgroupEvents(parsing: try fs.read(.events, of: path))
+        sample.inactiveFile = sample.memoryStat?["inactive_file"]
+        sample.pressure = try Self.pressureTotals { file throws(CgroupError) in try optional(file) }
         return sample
+    }
+
+    /// The three PSI files' totals, read through `read` (nil for a file that is absent).
+    public static func pressureTotals(_ read: (CgroupFile) throws(CgroupError) -> String?) throws(CgroupError) -> PressureTotals? {
+        let cpu = try read(.cpuPressure).map(PressureTotals.totals(parsing:))
+        let memory = try read(.memoryPressure).map(PressureTotals.totals(parsing:))
+        let io = try read(.ioPressure).map(PressureTotals.totals(parsing:))
+        guard cpu != nil || memory != nil || io != nil else { return nil }
+        return PressureTotals(
+            cpuSome: cpu?.some, cpuFull: cpu?.full, memorySome: memory?.some, memoryFull: memory?.full, ioSome: io?.some, ioFull: io?.full)
     }
 
     // MARK: Acting on a cgroup

@@ -190,6 +190,11 @@ public struct CorralClient: Sendable {
         if let agent { query.append("agent=\(agent)") }
         if let after { query.append("after=\(after)") }
         if !query.isEmpty { path += "?" + query.joined(separator: "&") }
+        return serverSentEvents(path)
+    }
+
+    /// Follows any Server-Sent Events endpoint (`/v1/events`, `/status/events`).
+    public func serverSentEvents(_ path: String) -> AsyncThrowingStream<ServerSentEvent, any Error> {
         let socketPath = socketPath
         let request = Self.requestBytes("GET", path, body: nil)
         return AsyncThrowingStream(ServerSentEvent.self) { (continuation: AsyncThrowingStream<ServerSentEvent, any Error>.Continuation) in

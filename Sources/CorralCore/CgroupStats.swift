@@ -233,6 +233,60 @@ public struct Pressure: Equatable, Codable, Sendable {
     }
 }
 
+/// The cumulative stall totals of the three PSI files, in microseconds
+/// (node_exporter's and cAdvisor's `*_waiting_seconds_total` = "some",
+/// `*_stalled_seconds_total` = "full"). Nil: the file or line is absent
+/// (no `full` line in `cpu.pressure` before 5.13).
+public struct PressureTotals: Equatable, Codable, Sendable {
+    public var cpuSome: Int64?
+    public var cpuFull: Int64?
+    public var memorySome: Int64?
+    public var memoryFull: Int64?
+    public var ioSome: Int64?
+    public var ioFull: Int64?
+
+    public init(
+        cpuSome: Int64? = nil, cpuFull: Int64? = nil, memorySome: Int64? = nil, memoryFull: Int64? = nil, ioSome: Int64? = nil,
+        ioFull: Int64? = nil
+    ) {
+        self.cpuSome = cpuSome
+        self.cpuFull = cpuFull
+        self.memorySome = memorySome
+        self.memoryFull = memoryFull
+        self.ioSome = ioSome
+        self.ioFull = ioFull
+    }
+
+    /// The `total=` of the "some" and "full" lines of one PSI file, without
+    /// parsing the averages (this runs for every agent on every sample).
+    public static func totals(parsing text: String) -> (some: Int64?, full: Int64?) {
+        var some: Int64?
+        var full: Int64?
+        for line in text.utf8.split(separator: UInt8(ascii: "\n")) {
+            guard let marker = line.firstRange(of: "total=".utf8) else { continue }
+            let digits = line[marker.upperBound...].prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+            guard let value = Int64(String(decoding: digits, as: UTF8.self)) else { continue }
+            if line.starts(with: "some".utf8) { some = value } else if line.starts(with: "full".utf8) { full = value }
+        }
+        return (some, full)
+    }
+}
+
+extension FlatKeyed {
+    /// One key's value of a flat-keyed file, without building the whole
+    /// dictionary (memory.stat has some 40 lines; the watcher needs one).
+    public static func value(of key: String, in text: String) -> Int64? {
+        for line in text.utf8.split(separator: UInt8(ascii: "\n")) {
+            guard line.count > key.utf8.count + 1, line.starts(with: key.utf8),
+                line[line.index(line.startIndex, offsetBy: key.utf8.count)] == UInt8(ascii: " ")
+            else { continue }
+            let rest = line[line.index(line.startIndex, offsetBy: key.utf8.count + 1)...]
+            return Int64(String(decoding: rest, as: UTF8.self).trimmingSpaces())
+        }
+        return nil
+    }
+}
+
 /// A space-separated controller list (`cgroup.controllers`, `cgroup.subtree_control`).
 public enum ControllerList {
     /// All names in the file, known to Corral or not.

@@ -37,13 +37,15 @@ final class Committer: Sendable {
 
     private let thread: WorkerThread<Pending>
 
-    init(store: any StepStore) {
-        thread = WorkerThread(name: "corral-commit") { batch in Self.commit(batch, to: store) }
+    init(store: any StepStore, instruments: (any EngineInstruments)? = nil) {
+        thread = WorkerThread(name: "corral-commit") { batch in Self.commit(batch, to: store, instruments: instruments) }
     }
 
-    private static func commit(_ batch: [Pending], to store: any StepStore) {
+    private static func commit(_ batch: [Pending], to store: any StepStore, instruments: (any EngineInstruments)?) {
         do {
+            let started = ContinuousClock.now
             let stored = try store.commit(batch: batch.map(\.request))
+            instruments?.committed(in: ContinuousClock.now - started)
             for (pending, records) in zip(batch, stored) { pending.done(.success(records)) }
         } catch {
             // One step's failure (say, a ladder whose agent is gone) fails

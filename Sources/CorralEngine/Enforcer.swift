@@ -10,6 +10,8 @@ import CorralCore
 struct EventPublisher: Sendable {
     let hub: EventHub
     let clock: @Sendable () -> Timestamp
+    /// Told of every stored record (the enforcement counters).
+    var instruments: (any EngineInstruments)? = nil
 
     @discardableResult
     func publish(
@@ -17,7 +19,8 @@ struct EventPublisher: Sendable {
         request: ScaleDownRequest? = nil, resource: Resource? = nil, factor: Double? = nil, graceSeconds: Double? = nil,
         plan: DegradationPlan? = nil, limits: LimitSet? = nil, ack: Acknowledgement? = nil, denial: SyscallDenial? = nil
     ) -> CorralEvent {
-        hub.publish(
+        if let record { instruments?.recorded(record) }
+        return hub.publish(
             CorralEvent(
                 at: clock(), kind: kind, agent: agent, message: message, violation: violation, record: record, request: request,
                 resource: resource, factor: factor, graceSeconds: graceSeconds, plan: plan, limits: limits, ack: ack, denial: denial))

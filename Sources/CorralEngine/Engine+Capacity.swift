@@ -28,6 +28,14 @@ extension Engine {
     /// where it has them (the system reservation, a container's or a unit's
     /// limits), else the host's (the hierarchy root has no limit files).
     func allocatable() -> [Resource: Double] {
+        if let cached = allocatableCache, ContinuousClock.now - cached.at < .seconds(1) { return cached.amounts }
+        let amounts = readAllocatable()
+        allocatableCache = (ContinuousClock.now, amounts)
+        return amounts
+    }
+
+    /// The host's amounts within the root's own limits, read now.
+    func readAllocatable() -> [Resource: Double] {
         var amounts: [Resource: Double] = [
             .memory: Double(host.memoryBytes), .cpu: Double(host.cpus) * 100, .processes: Double(host.pidMax),
         ]
@@ -41,8 +49,12 @@ extension Engine {
     /// Per resource: host, reserved, allocatable, committed (hard and soft limits
     /// of live agents, per group and overall), in use (latest samples) and available.
     public func capacity() -> CapacityReport {
-        let agents = registry.live.map { _, agent in
-            CapacityReport.Agent(group: agent.record.group, limits: agent.record.limits, usage: agent.usage)
+        var agents: [CapacityReport.Agent] = []
+        for id in registry.liveIDs {
+            // Read in place (no copy of the agent's rings).
+            registry.update(id) { agent in
+                agents.append(CapacityReport.Agent(group: agent.record.group, limits: agent.record.limits, usage: agent.usage))
+            }
         }
         var report = CapacityReport.compute(
             host: host, allocatable: allocatable(), groups: Array(configuration.groups.values), agents: agents,

@@ -263,7 +263,10 @@ extension Engine {
         var oomKills: Int64 = 0
         if !vanished {
             do {
-                oomKills = try tree.sample(agent.leaf).memoryEvents.oomKill
+                // The last reading: its counters (an OOM kill among them) stay in the metrics for a while.
+                let final = try tree.sample(agent.leaf)
+                oomKills = final.memoryEvents.oomKill
+                agent.latest = final
             } catch {
                 // Gone meanwhile: it ended all the same, and how is unknown.
             }

@@ -89,19 +89,25 @@ public actor Engine {
     let filters = FilterCache()
     /// Answers and records launched agents' denied syscalls; made with the first filtered launch.
     var denials: DenialSupervisor?
+    /// Told of records, reactions and commits as they happen (the daemon's metrics).
+    let instruments: (any EngineInstruments)?
+    /// The root's limits as last read, for a second (capacity is asked at every scrape and admission).
+    var allocatableCache: (at: ContinuousClock.Instant, amounts: [Resource: Double])?
 
     public init(
         configuration: CorralConfiguration, tree: CgroupTree, store: any EngineStore, hub: EventHub = EventHub(),
         handlers: ActionHandlers? = nil, logDirectory: String? = nil, socketPath: String? = nil,
-        host: HostCapacity = HostProbe.capacity(), clock: @escaping @Sendable () -> Timestamp = Engine.wallClock
+        host: HostCapacity = HostProbe.capacity(), instruments: (any EngineInstruments)? = nil,
+        clock: @escaping @Sendable () -> Timestamp = Engine.wallClock
     ) {
         self.host = host
+        self.instruments = instruments
         self.configuration = configuration
         self.tree = tree
         self.hub = hub
         self.clock = clock
-        events = EventPublisher(hub: hub, clock: clock)
-        writer = StoreWriter(store: store, events: events)
+        events = EventPublisher(hub: hub, clock: clock, instruments: instruments)
+        writer = StoreWriter(store: store, events: events, instruments: instruments)
         enforcer = Enforcer(tree: tree, events: events, handlers: handlers ?? configuration.handlers)
         launcher = Launcher(logDirectory: logDirectory, socketPath: socketPath)
     }
@@ -180,6 +186,7 @@ public actor Engine {
     /// Running agents keep their limits; new agents get the new ones; groups
     /// changed through the API keep their changes.
     public func reload(_ new: CorralConfiguration) {
+        allocatableCache = nil
         var merged = new
         do {
             for (name, group) in try writer.settled.groupOverrides() { merged.groups[name] = group }
@@ -253,13 +260,21 @@ public actor Engine {
                 violations.append(violation)
             }
         }
-        step(id, violations: violations, usage: usage.merging(reported) { kernel, _ in kernel })
+        let acted = step(id, violations: violations, usage: usage.merging(reported) { kernel, _ in kernel })
+        if acted, let instruments {
+            switch observation.trigger {
+            case .event, .pressure: instruments.reacted(in: ContinuousClock.now - observation.seenAt)
+            case .sample, .requested: break
+            }
+        }
     }
 
     /// Feeds the ladder, has the enforcer carry out what it asks, and queues
-    /// the step's records, plans and ladder for one commit.
-    func step(_ id: String, violations: [Violation], usage: [Resource: Double]) {
-        guard var agent = registry[id] else { return }
+    /// the step's records, plans and ladder for one commit. Returns whether
+    /// the step took an action (has records to store).
+    @discardableResult
+    func step(_ id: String, violations: [Violation], usage: [Resource: Double]) -> Bool {
+        guard var agent = registry[id] else { return false }
         let now = clock()
         let before = agent.ladder
         let recordBefore = agent.record
@@ -280,18 +295,19 @@ public actor Engine {
         registry[id] = agent
         deliver(plans, to: id)
         recoverSuspension(id)
-        guard let current = registry[id] else { return }
+        guard let current = registry[id] else { return !records.isEmpty }
         let changed =
             current.ladder.episodes.keys != before.episodes.keys
             || current.ladder.episodes.values.map(\.fired) != before.episodes.values.map(\.fired)
             || !records.isEmpty || !plans.isEmpty || current.record.state != recordBefore.state
-        guard changed else { return }
+        guard changed else { return !records.isEmpty }
         // The agent's row only when this step changed it (JSON encoding is
         // most of a commit's cost); the records are published once stored.
         writer.commit(
             CommitRequest(
                 records: records, plans: plans, ladder: current.ladder, agent: current.record == recordBefore ? nil : current.record),
             agent: id)
+        return !records.isEmpty
     }
 
     // MARK: Timers

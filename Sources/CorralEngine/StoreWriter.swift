@@ -17,9 +17,9 @@ final class StoreWriter: Sendable {
     /// Agent rows whose commit failed, newest per agent.
     private let unsaved = Mutex<[String: AgentRecord]>([:])
 
-    init(store: any EngineStore, events: EventPublisher) {
+    init(store: any EngineStore, events: EventPublisher, instruments: (any EngineInstruments)? = nil) {
         self.store = store
-        self.committer = Committer(store: store)
+        self.committer = Committer(store: store, instruments: instruments)
         self.events = events
     }
 

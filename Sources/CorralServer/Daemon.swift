@@ -36,6 +36,8 @@ public struct DaemonOptions: Sendable {
     /// The init corrald forked when it started as a container's PID 1 (CCorraldInit): it
     /// moves into supervisor/ with the daemon.
     public var initParentPID: Int32?
+    /// `--metrics-address`: a TCP listener for `/metrics` and the status page (nil: none).
+    public var metricsAddress: MetricsAddress?
 
     public init(
         socketPath: String, stateDirectory: String, configPath: String?, cgroupRoot: String?, adminGroup: String?, version: String,
@@ -234,10 +236,11 @@ public enum Daemon {
             throw DaemonError("\(error)")
         }
 
+        let metrics = DaemonMetrics(version: options.version)
         let engine = Engine(
             configuration: configuration, tree: tree, store: SQLiteEngineStore(store: store),
             logDirectory: options.stateDirectory + "/logs", socketPath: options.socketPath,
-            host: HostProbe.capacity(forRootAt: location.rootPath))
+            host: HostProbe.capacity(forRootAt: location.rootPath), instruments: metrics)
         // Subscribed before the restore, so that every re-attachment is logged.
         let eventLog = EventLogService(engine: engine, events: engine.hub.subscribe(agent: nil), logger: logger)
         let reconciliation = try await engine.restore()
@@ -314,8 +317,22 @@ public enum Daemon {
         }
         let settings = APISettings(
             version: options.version, socketPath: options.socketPath, cgroupRoot: location.rootPath, policy: policy,
-            limitations: currentLimitations)
+            limitations: currentLimitations, metrics: metrics)
         let router = buildRouter(engine: engine, settings: settings)
+        // The metrics address: bound before anything starts, so that a taken or foreign address is said at once.
+        var metricsServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let address = options.metricsAddress {
+            try address.checkBindable()
+            let metricsApp = Application(
+                router: buildMetricsRouter(engine: engine, metrics: metrics),
+                configuration: ApplicationConfiguration(address: .hostname(address.host, port: address.port), serverName: "corral-metrics"),
+                onServerRunning: { channel in
+                    logger.info(
+                        "metrics and status page",
+                        metadata: ["address": "http://\(address)/", "bound": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+                }, logger: logger)
+            metricsServices.append(.init(service: metricsApp))
+        }
         let status = ServiceStatusReporter(engine: engine)
         let socketPath = options.socketPath
         let app = Application(
@@ -356,9 +373,10 @@ public enum Daemon {
                         service: WatchdogService(
                             loop: loop, watcher: watcher, sampling: configuration.intervals.sampling, logger: logger)),
                     .init(service: app),
+                ] + metricsServices + [
                     // Shut down first: ends the event streams (`corral run` and agents follow
                     // theirs), which the API's graceful shutdown would otherwise wait for.
-                    .init(service: EventStreamsService(hub: engine.hub)),
+                    .init(service: EventStreamsService(hub: engine.hub))
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await services.run()

@@ -27,11 +27,14 @@ public struct APISettings: Sendable {
     public var policy: AccessPolicy
     /// What the daemon cannot do where it runs (see `Limitation`), asked at each health check.
     public var limitations: @Sendable () -> [Limitation]
+    /// The daemon's metrics (`GET /metrics`; the engine feeds them as its instruments).
+    public var metrics: DaemonMetrics
 
     public init(
         version: String, socketPath: String, cgroupRoot: String, policy: AccessPolicy,
-        limitations: @escaping @Sendable () -> [Limitation] = { [] }
+        limitations: @escaping @Sendable () -> [Limitation] = { [] }, metrics: DaemonMetrics? = nil
     ) {
+        self.metrics = metrics ?? DaemonMetrics(version: version)
         self.version = version
         self.socketPath = socketPath
         self.cgroupRoot = cgroupRoot
@@ -66,6 +69,8 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         }
         return agent
     }
+
+    addObservabilityRoutes(to: router, engine: engine, metrics: settings.metrics)
 
     let v1 = router.group("v1")
 

@@ -463,6 +463,15 @@ final class WatchLoop: Sendable {
         sample.pidsCurrent = try number(.pidsCurrent, &watched)
         sample.pidsPeak = try number(.pidsPeak, &watched)
         sample.pidsEvents = try optional(.pidsEvents).map(PidsEvents.init(parsing:)) ?? PidsEvents()
+        // For the working set and the PSI totals of the metrics: opened afresh each time (no
+        // descriptor held for them, which would cost four more per agent against RLIMIT_NOFILE).
+        func unheld(_ file: CgroupFile) throws(CgroupError) -> String? {
+            do { return try fs.read(file, of: watched.path) } catch  where error.code == .notFound || error.code == .controllerUnavailable {
+                return nil
+            }
+        }
+        sample.inactiveFile = try unheld(.memoryStat).flatMap { FlatKeyed.value(of: "inactive_file", in: $0) }
+        sample.pressure = try CgroupTree.pressureTotals { file throws(CgroupError) in try unheld(file) }
         // Opened afresh: this is also how a removed cgroup is noticed where a
         // held descriptor would go on reading (files that are not cgroupfs).
         sample.events = CgroupEvents(parsing: try fs.read(.events, of: watched.path))

@@ -4,12 +4,16 @@
 //   corral-bench analytics [AGENTS] [SAMPLES]
 //       Pattern classification of AGENTS × SAMPLES generated samples (any host).
 //
+//   corral-bench metrics [AGENTS] [SCRAPES]
+//       The Prometheus exposition of AGENTS agents' latest samples (any host).
+//
 //   corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS]
 //       Reaction latency: AGENTS agents (default 120) each cross memory.high
 //       once; for every kernel event, the time from the watcher's wake-up
 //       (inotify on memory.events) to the engine's recorded action (committed to
 //       SQLite), beside a 1 s polling loop (what systemd-oomd and oomd do)
 //       watching the same files in the same run.
+import CorralAPI
 import CorralCgroup
 import CorralCore
 import CorralEngine
@@ -354,19 +358,89 @@ func analytics(agents: Int, samples: Int) {
     say("  target < 1 s: \(seconds < 1 ? "met" : "MISSED")  (checksum \(Int(checksum) % 1000))")
 }
 
+/// The metrics exposition: SCRAPES scrapes of a snapshot of AGENTS agents
+/// with full samples (every family present), timed; beside a baseline
+/// measured in the same run: the same agents' records encoded as JSON, as
+/// `GET /v1/agents` sends them. Machine-independent of cgroupfs: the
+/// exposition reads no file (the engine's latest samples are its input).
+func metricsExposition(agents count: Int, scrapes: Int) throws {
+    let sample = CgroupSample(
+        memoryCurrent: 100 << 20, memoryEvents: MemoryEvents(high: 7, max: 3, oom: 1, oomKill: 1),
+        cpu: CPUStat(
+            usageUsec: 2_500_000, userUsec: 2_000_000, systemUsec: 500_000, nrPeriods: 40, nrThrottled: 12, throttledUsec: 750_000),
+        pidsCurrent: 4, events: CgroupEvents(populated: true, frozen: false), inactiveFile: 30 << 20,
+        pressure: PressureTotals(
+            cpuSome: 1_500_000, cpuFull: 250_000, memorySome: 3_000_000, memoryFull: 1_000_000, ioSome: 500_000, ioFull: 0))
+    var agents: [AgentMetrics] = []
+    var records: [AgentRecord] = []
+    for index in 0..<count {
+        var varied = sample
+        varied.cpu.usageUsec += Int64(index) * 1000
+        agents.append(
+            AgentMetrics(
+                id: "agent\(index)", group: "standard_agent", state: .running, priority: .standard, limits: QuotaGroup.standard.limits,
+                sample: varied, degradation: .none, escalationStep: 0))
+        records.append(
+            AgentRecord(
+                id: "agent\(index)", group: "standard_agent", state: .running, origin: .launched, pid: 1000 + Int32(index),
+                command: ["/usr/bin/python3", "worker.py"], limits: QuotaGroup.standard.limits,
+                cgroup: "/sys/fs/cgroup/corral/standard_agent/agent\(index)",
+                createdAt: Timestamp(milliseconds: 0)))
+    }
+    let capacity = CapacityReport(resources: [], admission: .allow, hostPressure: nil)
+    let metrics = DaemonMetrics(version: "bench")
+    let clock = ContinuousClock()
+    var bytes = 0
+    var series = 0
+    var times: [Double] = []
+    for scrape in 0..<scrapes {
+        var snapshot = MetricsSnapshot(agents: agents, states: [.running: count], capacity: capacity)
+        // The counters move between scrapes, as they would.
+        for index in snapshot.agents.indices { snapshot.agents[index].sample?.cpu.usageUsec += Int64(scrape) * 10_000 }
+        let start = clock.now
+        let text = metrics.exposition(snapshot)
+        times.append(ms(clock.now - start))
+        bytes = text.utf8.count
+        series = text.split(separator: "\n").filter { !$0.hasPrefix("#") }.count
+    }
+    var jsonTimes: [Double] = []
+    for _ in 0..<scrapes {
+        let start = clock.now
+        let data = try APIJSON.encoder.encode(AgentList(agents: records))
+        jsonTimes.append(ms(clock.now - start))
+        precondition(!data.isEmpty)
+    }
+    let median = percentile(times, 0.5)
+    let first = times.first ?? 0
+    let jsonMedian = percentile(jsonTimes, 0.5)
+    say("metrics: \(count) agents, \(scrapes) scrapes, one core (no cgroupfs: the engine's samples are the input)")
+    say(
+        "  exposition: \(series) series, \(bytes) bytes; first scrape \(fmt(first)) ms, then median \(String(format: "%.2f", median)) ms, p90 \(String(format: "%.2f", percentile(times, 0.9))) ms (\(String(format: "%.2f", median * 1000 / Double(max(series, 1)))) µs per series)"
+    )
+    say(
+        "  baseline (the same agents as JSON, GET /v1/agents): median \(String(format: "%.2f", jsonMedian)) ms; ratio \(String(format: "%.2f", median / jsonMedian))×"
+    )
+}
+
 let arguments = CommandLine.arguments
 switch arguments.count > 1 ? arguments[1] : "" {
 case "analytics":
     let agents = arguments.count > 2 ? Int(arguments[2]) ?? 10_000 : 10_000
     let samples = arguments.count > 3 ? Int(arguments[3]) ?? 3_600 : 3_600
     analytics(agents: agents, samples: samples)
+case "metrics":
+    let count = arguments.count > 2 ? Int(arguments[2]) ?? 200 : 200
+    let scrapes = arguments.count > 3 ? Int(arguments[3]) ?? 50 : 50
+    try metricsExposition(agents: count, scrapes: scrapes)
 case "reaction":
     let count = arguments.count > 2 ? Int(arguments[2]) ?? 120 : 120
     let stress = arguments.count > 3 ? arguments[3] : "corral-stress"
     let hold = arguments.count > 4 ? Int(arguments[4]) ?? 0 : 0
     try await reaction(agents: count, stress: stress, hold: hold)
 default:
-    say("usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS] | corral-bench analytics [AGENTS] [SAMPLES]")
+    say(
+        "usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS] | corral-bench analytics [AGENTS] [SAMPLES] | corral-bench metrics [AGENTS] [SCRAPES]"
+    )
     exit(2)
 }
 

@@ -61,6 +61,13 @@ struct Corrald: AsyncParsableCommand {
             valueName: "TARGET"))
     var logTarget = "auto"
 
+    @Option(
+        name: .customLong("metrics-address"),
+        help: ArgumentHelp(
+            "Also serve GET /metrics (Prometheus) and the status page (GET /) read-only over HTTP here, to anyone who can reach it; off by default. The API socket serves both to administrators either way.",
+            valueName: "HOST:PORT"))
+    var metricsAddress: String?
+
     @Flag(
         name: .customLong("no-memory-lock"),
         help:
@@ -82,6 +89,9 @@ struct Corrald: AsyncParsableCommand {
         for (flag, path) in [("--socket", socket), ("--state-dir", stateDirectory)] where !path.hasPrefix("/") {
             throw ValidationError("\(flag) '\(path)' must be an absolute path")
         }
+        if let metricsAddress {
+            do { _ = try MetricsAddress(parsing: metricsAddress) } catch { throw ValidationError(error.description) }
+        }
     }
 
     func run() async throws {
@@ -100,12 +110,12 @@ struct Corrald: AsyncParsableCommand {
         }
         let logger = Logger(label: "corral")
         do {
-            try await Daemon.run(
-                DaemonOptions(
-                    socketPath: socket, stateDirectory: stateDirectory, configPath: config, cgroupRoot: cgroupRoot,
-                    adminGroup: adminGroup, version: Self.configuration.version, lockMemory: !noMemoryLock,
-                    initParentPID: corrald_has_init_parent() != 0 ? getppid() : nil),
-                logger: logger)
+            var options = DaemonOptions(
+                socketPath: socket, stateDirectory: stateDirectory, configPath: config, cgroupRoot: cgroupRoot,
+                adminGroup: adminGroup, version: Self.configuration.version, lockMemory: !noMemoryLock,
+                initParentPID: corrald_has_init_parent() != 0 ? getppid() : nil)
+            options.metricsAddress = try metricsAddress.map(MetricsAddress.init(parsing:))
+            try await Daemon.run(options, logger: logger)
         } catch let error as DaemonError {
             var text = "corrald: \(error.description)\n"
             _ = text.withUTF8 { write(2, $0.baseAddress, $0.count) }

@@ -20,7 +20,13 @@ struct DaemonTests {
         let root: String
         var process: Subprocess.Running?
 
-        init(name: String, intervals: String = "{sampling: 500ms}", extraConfig: String = "") throws {
+        /// More `corrald` arguments (say, `--metrics-address`).
+        var extraArguments: [String] = []
+
+        init(
+            name: String, intervals: String = "{sampling: 500ms}", extraConfig: String = "",
+            delays: String = "{warn: 0s, throttle: 3s, suspend: 6s, terminate: 9s}"
+        ) throws {
             let (corral, _) = try E2E.binaries()
             guard let daemon = ProcessInfo.processInfo.environment["CORRAL_DAEMON"], FileManager.default.isExecutableFile(atPath: daemon)
             else {
@@ -39,14 +45,16 @@ struct DaemonTests {
             try """
             intervals: \(intervals)
             escalation:
-              delays: {warn: 0s, throttle: 3s, suspend: 6s, terminate: 9s}
+              delays: \(delays)
               termination_grace: 1s
             """.appending(extraConfig).write(toFile: config, atomically: true, encoding: .utf8)
         }
 
         func start() throws {
             process = try Subprocess.start(
-                binary, ["--socket", socket, "--state-dir", state, "--config", config, "--cgroup-root", root, "--log-level", "debug"])
+                binary,
+                ["--socket", socket, "--state-dir", state, "--config", config, "--cgroup-root", root, "--log-level", "debug"]
+                    + extraArguments)
             guard E2E.eventually(timeout: 60, { (try? self.cli(["agents", "list"]))?.status == 0 }) else {
                 let output = process?.wait(timeout: 1)
                 throw E2E.NotReady(description: "corrald did not come up on \(socket): \(output.map { "\($0)" } ?? "")")

@@ -121,7 +121,7 @@ struct ContractTests {
         #expect(document.template(for: "/v1/agents/x1") == "/v1/agents/{id}")
         #expect(document.template(for: "/v1/agents/x1/stop") == "/v1/agents/{id}/stop")
         #expect(document.template(for: "/v1/nothing") == nil)
-        #expect(document.operations.count == 36)
+        #expect(document.operations.count == 40)
     }
 
     @Test("every documented operation answers as documented, errors included")
@@ -314,6 +314,30 @@ struct ContractTests {
             #expect(capacity.json?["admission"]?.string == "allow")
             #expect((memory?["committed_hard"]?.double ?? 0) > 0 && memory?["groups"]?.array?.isEmpty == false)
 
+            // Observability: the metrics, the status page, its data and its stream.
+            let metrics = try await api.call("GET", "/metrics", expect: 200)
+            #expect(metrics.text.contains("corral_agent_state{agent=\"reg1\",group=\"standard_agent\",state=\"running\"} 1"))
+            let page = try await api.call("GET", "/", expect: 200)
+            #expect(page.text.hasPrefix("<!doctype html>") && page.text.contains("status/events"))
+            let statusData = try await api.call("GET", "/status.json", expect: 200)
+            let statusIDs = statusData.json?["agents"]?.array?.compactMap { $0["id"]?.string } ?? []
+            #expect(statusIDs.contains("reg1"))
+            let statusEvents = EventCollector(server.client.serverSentEvents("/status/events"))
+            // The stream has no replay: report again until one arrives after the subscription.
+            var statusEvent: ServerSentEvent?
+            for _ in 0..<10 where statusEvent == nil {
+                try await server.send("POST", "/v1/agents/reg1/usage", json: #"{"usage":{"files":1}}"#).expectStatus(200)
+                statusEvent = await statusEvents.first(within: .seconds(2)) { $0.data.contains("usage_reported") }
+            }
+            statusEvents.stop()
+            #expect(statusEvent != nil, "no status event: \(statusEvents.events) \(statusEvents.error ?? "")")
+            if let statusEvent {
+                coverage.note("GET /status/events", 200)
+                let schema: JSON = .object(["$ref": .string("#/components/schemas/StatusEvent")])
+                let problems = document.checker.problems(try JSON.parse(statusEvent.data), schema)
+                #expect(problems.isEmpty, "\(problems)")
+            }
+
             // Priority, live: the leaf's weights and protection, then back to the group's.
             let leaf = server.leaf("standard_agent", "reg1")
             let raised = try await api.call("PUT", "/v1/agents/reg1/priority", #"{"priority":7}"#, expect: 200)
@@ -440,7 +464,7 @@ struct ContractTests {
 
             // What the document does not have is a JSON 404 (or 405).
             for (method, path) in [
-                ("GET", "/v1/nothing"), ("DELETE", "/v1/health"), ("POST", "/v1/groups"), ("GET", "/"), ("PUT", "/v1/agents"),
+                ("GET", "/v1/nothing"), ("DELETE", "/v1/health"), ("POST", "/v1/groups"), ("GET", "/nothing"), ("PUT", "/v1/agents"),
             ] {
                 let reply = try await server.send(method, path)
                 let problems = document.errorShapeProblems(reply, what: "\(method) \(path)", statuses: [404, 405])

@@ -120,6 +120,10 @@ extension OpenAPIDocument {
             return reply.body.isEmpty ? [] : ["\(what): documented without a body, got \(reply.text.prefix(200))"]
         }
         if content["text/event-stream"] != nil { return [] }
+        for type in ["text/plain", "text/html"] where content[type] != nil {
+            let actual = reply.headers["content-type"] ?? "none"
+            return actual.hasPrefix(type) ? [] : ["\(what): content-type \(actual), not \(type)"]
+        }
         guard let schema = content["application/json"]?["schema"] else { return ["\(what): no application/json schema"] }
         guard reply.headers["content-type"]?.hasPrefix("application/json") == true else {
             return ["\(what): content-type \(reply.headers["content-type"] ?? "none"), not application/json"]

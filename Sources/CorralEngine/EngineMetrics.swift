@@ -1,0 +1,109 @@
+public import CorralCore
+
+/// What the engine tells whoever measures it (the daemon's Prometheus
+/// metrics) as it happens. Called on the engine's executor and on the
+/// committer's thread: implementations must be thread-safe and cheap (an
+/// atomic add, a histogram observation), and never call back into the engine.
+public protocol EngineInstruments: Sendable {
+    /// An enforcement record was stored (and published): an action and its real outcome.
+    func recorded(_ record: EnforcementRecord)
+    /// A kernel event (a `*.events` change or a PSI trigger) led to actions:
+    /// the time from the watcher waking for it to the actions carried out and queued for the store.
+    func reacted(in duration: Duration)
+    /// One group commit of the store took `duration`.
+    func committed(in duration: Duration)
+}
+
+/// One agent as the metrics show it: taken from the engine's table at
+/// scrape time (the latest sample the watcher read; no cgroupfs reads).
+public struct AgentMetrics: Equatable, Sendable {
+    public var id: String
+    public var group: String
+    public var state: AgentState
+    public var priority: Priority
+    public var limits: LimitSet
+    /// The latest reading of the agent's cgroup (nil: none yet, or queued).
+    public var sample: CgroupSample?
+    /// Usage as the ladder sees it (memory bytes, CPU percent of one core over the last window, processes).
+    public var usage: [Resource: Double]
+    /// Its place in the admission queue (queued agents).
+    public var queuePosition: Int?
+    /// The highest degradation level over its resources.
+    public var degradation: DegradationLevel
+    /// The highest step its open episodes took on the ladder: 0 none, then
+    /// 1 + the action's severity (warn 1, throttle 2, scale_down/custom 3, suspend/migrate 4, terminate 5).
+    public var escalationStep: Int
+
+    public init(
+        id: String, group: String, state: AgentState, priority: Priority, limits: LimitSet, sample: CgroupSample?,
+        usage: [Resource: Double] = [:], queuePosition: Int? = nil, degradation: DegradationLevel, escalationStep: Int
+    ) {
+        self.id = id
+        self.group = group
+        self.state = state
+        self.priority = priority
+        self.limits = limits
+        self.sample = sample
+        self.usage = usage
+        self.queuePosition = queuePosition
+        self.degradation = degradation
+        self.escalationStep = escalationStep
+    }
+}
+
+/// The engine's state for one scrape.
+public struct MetricsSnapshot: Equatable, Sendable {
+    /// Live and queued agents, and those that ended within the retention
+    /// (so that a scrape sees an OOM-killed agent's last counters), by id.
+    public var agents: [AgentMetrics]
+    /// Agents in the engine's table (live, queued, ended and not yet
+    /// removed since the daemon started), by state.
+    public var states: [AgentState: Int]
+    public var capacity: CapacityReport
+
+    public init(agents: [AgentMetrics], states: [AgentState: Int], capacity: CapacityReport) {
+        self.agents = agents
+        self.states = states
+        self.capacity = capacity
+    }
+}
+
+extension Engine {
+    /// How long an ended agent's series stay in the metrics.
+    public static let endedRetention: Duration = .seconds(300)
+
+    /// The metrics' view of the engine, from what it holds (no I/O).
+    public func metrics(endedRetention: Duration = Engine.endedRetention) -> MetricsSnapshot {
+        let now = clock()
+        var agents: [AgentMetrics] = []
+        var states: [AgentState: Int] = [:]
+        agents.reserveCapacity(registry.agents.count)
+        for id in registry.ids {
+            // Read in place: an agent is a large value (its analytics rings), and a copy per agent per scrape showed.
+            registry.update(id) { agent in
+                let record = agent.record
+                states[record.state, default: 0] += 1
+                if !record.state.isLive, let ended = record.endedAt, now - ended > endedRetention { return }
+                let degradation = (agent.ladder.degradation ?? [:]).values.map(\.level).max() ?? .none
+                var step = 0
+                for episode in agent.ladder.episodes.values {
+                    for action in episode.fired { step = max(step, action.severity + 1) }
+                }
+                agents.append(
+                    AgentMetrics(
+                        id: id, group: record.group, state: record.state, priority: record.priority, limits: record.limits,
+                        sample: agent.latest,
+                        usage: agent.reported.isEmpty ? agent.usage : agent.usage.merging(agent.reported) { _, reported in reported },
+                        degradation: degradation, escalationStep: step))
+            }
+        }
+        for record in queuedRecords() {
+            states[record.state, default: 0] += 1
+            agents.append(
+                AgentMetrics(
+                    id: record.id, group: record.group, state: record.state, priority: record.priority, limits: record.limits, sample: nil,
+                    queuePosition: record.queuePosition, degradation: .none, escalationStep: 0))
+        }
+        return MetricsSnapshot(agents: agents, states: states, capacity: capacity())
+    }
+}

@@ -1,0 +1,163 @@
+import CorralAPI
+import CorralCgroup
+import CorralCore
+import CorralEngine
+import CorralServer
+import CorralTestSupport
+import CorralWatcher
+import Foundation
+import Synchronization
+import Testing
+
+/// The Prometheus exposition: every family with HELP and TYPE, the values
+/// of the engine's latest sample with cAdvisor's meanings, the daemon's
+/// counters and histograms, series that go with their agent, and what
+/// promtool and the monitoring artefacts (deploy/prometheus, deploy/grafana) make of it.
+@Suite struct MetricsTests {
+    final class Clock: Sendable {
+        let current = Mutex(Timestamp(milliseconds: 1_795_000_000_000))
+        var now: Timestamp { current.withLock { $0 } }
+        func advance(_ duration: Duration) { current.withLock { $0 = $0 + duration } }
+    }
+
+    struct Harness {
+        let engine: Engine
+        let metrics: DaemonMetrics
+        let clock: Clock
+        let fs: FakeCgroupFilesystem
+    }
+
+    static let root = CgroupPath(["metrics-corral"])
+
+    static func withEngine(_ body: (Harness) async throws -> Void) async throws {
+        let fs = FakeCgroupFilesystem()
+        fs.seed(root)
+        let tree = CgroupTree(fs: fs, root: root)
+        try tree.prepareRoot(selfPID: nil, reservation: nil)
+        let clock = Clock()
+        let metrics = DaemonMetrics(version: "9.9.9-test")
+        let engine = Engine(
+            configuration: .builtIn, tree: tree, store: MemoryStore(), instruments: metrics, clock: { clock.now })
+        _ = try await engine.restore()
+        defer { engine.hub.finishAll() }
+        try await body(Harness(engine: engine, metrics: metrics, clock: clock, fs: fs))
+    }
+
+    /// A sample with every figure the metrics carry.
+    static let sample = CgroupSample(
+        memoryCurrent: 100 << 20, memoryEvents: MemoryEvents(low: 0, high: 7, max: 3, oom: 2, oomKill: 2, oomGroupKill: 0),
+        cpu: CPUStat(
+            usageUsec: 2_500_000, userUsec: 2_000_000, systemUsec: 500_000, nrPeriods: 40, nrThrottled: 12, throttledUsec: 750_000),
+        pidsCurrent: 4, events: CgroupEvents(populated: true, frozen: false), inactiveFile: 30 << 20,
+        pressure: PressureTotals(
+            cpuSome: 1_500_000, cpuFull: 250_000, memorySome: 3_000_000, memoryFull: 1_000_000, ioSome: 500_000, ioFull: 0))
+
+    /// name{labels} → value, from an exposition.
+    static func series(_ text: String) -> [String: Double] {
+        var result: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            result[String(line[..<space])] = value
+        }
+        return result
+    }
+
+    static func register(_ id: String, on engine: Engine, pid: Int32) async throws {
+        _ = try await engine.register(id: id, group: "standard_agent", command: ["worker"], overrides: [:])
+        _ = try await engine.attach(id: id, pid: pid)
+    }
+
+    @Test("every family has HELP and TYPE, and the values are the sample's with cAdvisor's meanings")
+    func exposition() async throws {
+        let child = try SleepingChild()
+        defer { child.stop() }
+        try await Self.withEngine { harness in
+            try await Self.register("m1", on: harness.engine, pid: child.pid)
+            // A kernel event over the hard limit: the ladder acts, which feeds the counters and histograms.
+            await harness.engine.handle(
+                .observation(
+                    Observation(
+                        subject: .agent("m1"), trigger: .event(.memoryEvents), at: harness.clock.now, seenAt: .now, sample: Self.sample,
+                        readings: [UsageReading(resource: .memory, usage: 900_000_000, hitHard: true)], elapsed: .seconds(1))))
+            harness.engine.waitForCommits()
+            let text = harness.metrics.exposition(await harness.engine.metrics())
+            let values = Self.series(text)
+            for family in MetricFamily.all {
+                #expect(text.contains("# HELP \(family.name) "), "no HELP for \(family.name)")
+                #expect(text.contains("# TYPE \(family.name) \(family.kind.rawValue)\n"), "no TYPE for \(family.name)")
+            }
+            let agent = #"agent="m1",group="standard_agent""#
+            #expect(values["corral_agent_memory_usage_bytes{\(agent)}"] == Double(100 << 20))
+            #expect(values["corral_agent_memory_working_set_bytes{\(agent)}"] == Double(70 << 20))
+            #expect(values["corral_agent_cpu_usage_seconds_total{\(agent)}"] == 2.5)
+            #expect(values["corral_agent_cpu_periods_total{\(agent)}"] == 40)
+            #expect(values["corral_agent_cpu_throttled_periods_total{\(agent)}"] == 12)
+            #expect(values["corral_agent_cpu_throttled_seconds_total{\(agent)}"] == 0.75)
+            #expect(values["corral_agent_oom_kills_total{\(agent)}"] == 2)
+            #expect(values[#"corral_agent_memory_events_total{\#(agent),event="high"}"#] == 7)
+            #expect(values["corral_agent_processes{\(agent)}"] == 4)
+            #expect(values["corral_agent_pressure_memory_waiting_seconds_total{\(agent)}"] == 3)
+            #expect(values["corral_agent_pressure_memory_stalled_seconds_total{\(agent)}"] == 1)
+            #expect(values["corral_agent_pressure_cpu_waiting_seconds_total{\(agent)}"] == 1.5)
+            #expect(values["corral_agent_pressure_io_stalled_seconds_total{\(agent)}"] == 0)
+            let limits = try #require(await harness.engine.status(of: "m1").agent.limits[.memory])
+            #expect(values[#"corral_agent_memory_limit_bytes{\#(agent),kind="hard"}"#] == limits.hard)
+            #expect(values[#"corral_agent_memory_limit_bytes{\#(agent),kind="soft"}"#] == limits.soft)
+            #expect(values[#"corral_agent_state{\#(agent),state="running"}"#] == 1)
+            #expect(values[#"corral_agent_state{\#(agent),state="suspended"}"#] == 0)
+            #expect(values["corral_agent_priority{\(agent)}"] == 5)
+            #expect((values["corral_agent_escalation_step{\(agent)}"] ?? 0) >= 1, "the ladder acted on the crossing")
+            #expect(values[#"corral_agents{state="running"}"#] == 1)
+            #expect(values[#"corral_build_info{version="9.9.9-test"}"#] == 1)
+            let actions = values.filter { $0.key.hasPrefix("corral_enforcement_actions_total{") }
+            #expect(!actions.isEmpty && actions.keys.allSatisfy { $0.contains(#"resource="memory""#) }, "\(actions)")
+            #expect((values["corral_reaction_seconds_count"] ?? 0) >= 1)
+            #expect((values["corral_store_commit_seconds_count"] ?? 0) >= 1)
+            #expect((values[#"corral_host_capacity_memory_bytes{kind="allocatable"}"#] ?? 0) > 0)
+
+            // promtool's lint finds nothing; the alert rules and the dashboard name only families that exist.
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("corral-metrics-\(UUID().uuidString).prom")
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(at: file) }
+            let promtool = try #require(
+                ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) },
+                "promtool is needed to lint the exposition: run scripts/setup (apt package prometheus)")
+            let path = file.path
+            let lint = try await offPool { try Subprocess.run("/bin/sh", ["-c", "\"$0\" check metrics < \"$1\"", promtool, path]) }
+            #expect(lint.status == 0 && lint.stdout.isEmpty && lint.stderr.isEmpty, "promtool check metrics: \(lint)")
+            let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
+            let checker = repository.appendingPathComponent("scripts/check-monitoring").path
+            let check = try await offPool { try Subprocess.run(checker, ["--exposition", path], timeout: 120) }
+            #expect(check.status == 0, "scripts/check-monitoring: \(check)")
+        }
+    }
+
+    @Test("a removed agent's series go at the next scrape; an ended one's stay for the retention, then go")
+    func seriesFollowTheAgents() async throws {
+        let first = try SleepingChild()
+        let second = try SleepingChild()
+        defer {
+            first.stop()
+            second.stop()
+        }
+        try await Self.withEngine { harness in
+            try await Self.register("keep", on: harness.engine, pid: first.pid)
+            try await Self.register("done", on: harness.engine, pid: second.pid)
+            _ = try await harness.engine.finished("done", exitStatus: 0, reason: nil)
+            var text = harness.metrics.exposition(await harness.engine.metrics())
+            #expect(text.contains(#"corral_agent_state{agent="done",group="standard_agent",state="exited"} 1"#))
+            #expect(Self.series(text)[#"corral_agents{state="exited"}"#] == 1)
+
+            harness.clock.advance(Engine.endedRetention + .seconds(1))
+            text = harness.metrics.exposition(await harness.engine.metrics())
+            #expect(!text.contains(#"agent="done""#), "an agent ended longer ago than the retention has no series")
+            #expect(text.contains(#"agent="keep""#))
+
+            try await harness.engine.remove("keep", force: true)
+            text = harness.metrics.exposition(await harness.engine.metrics())
+            #expect(!text.contains(#"agent="keep""#), "a removed agent has no series")
+            #expect(Self.series(text)[#"corral_agents{state="running"}"#] == 0)
+        }
+    }
+}

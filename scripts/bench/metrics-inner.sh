@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs inside a pure cgroup v2 kernel: the cost of Prometheus scrapes. corrald
+# with AGENTS idle agents (1 s sampling) and --metrics-address; its CPU over
+# WINDOW seconds without scrapes, with a scrape every second (curl, as
+# Prometheus would at scrape_interval: 1s), and without again (drift check).
+# Prints the time per scrape, the bytes and series, and the CPU ratio.
+# Called by scripts/bench-metrics.
+set -euo pipefail
+CORRALD=${1:?corrald binary}
+AGENTS=${2:-200}
+WINDOW=${3:-60}
+state=$(mktemp -d /tmp/corral-bench-metrics.XXXXXX)
+socket=$state/corral.sock
+address=127.0.0.1:19465
+"$CORRALD" --socket "$socket" --state-dir "$state/state" --cgroup-root /sys/fs/cgroup/corral-bench-metrics --log-level warning \
+    --metrics-address "$address" &
+daemon=$!
+for _ in $(seq 300); do [[ -S $socket ]] && break; sleep 0.1; done
+api() { curl -sS --unix-socket "$socket" -H 'Content-Type: application/json' "$@"; }
+ticks() { awk '{print $14 + $15}' "/proc/$daemon/stat"; }
+hz=$(getconf CLK_TCK)
+# CPU % of one CPU over WINDOW seconds, while "$@" runs (nothing when no arguments).
+measure() {
+    local t0 c0 t1 c1 helper=""
+    if (($#)); then "$@" & helper=$!; fi
+    t0=$EPOCHREALTIME c0=$(ticks)
+    sleep "$WINDOW"
+    t1=$EPOCHREALTIME c1=$(ticks)
+    [[ -n $helper ]] && { kill "$helper"; wait "$helper" 2>/dev/null || true; }
+    awk -v c="$((c1 - c0))" -v hz="$hz" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.2f", 100 * c / hz / (t1 - t0) }'
+}
+# A scrape a second, each one's time and size appended to $state/scrapes.
+scraper() {
+    while true; do
+        curl -sS -o /dev/null -w '%{time_total} %{size_download}\n' "http://$address/metrics" >>"$state/scrapes"
+        sleep 1
+    done
+}
+
+failed=0
+for i in $(seq "$AGENTS"); do
+    answer=$(api -X POST http://corral/v1/agents -w ' %{http_code}' \
+        -d "{\"id\":\"idle$i\",\"group\":\"lightweight_agent\",\"command\":[\"/bin/sleep\",\"3600\"]}")
+    if [[ $answer != *" 201" ]]; then
+        ((failed == 0)) && echo "  agent idle$i did not start: $answer" >&2
+        failed=$((failed + 1))
+    fi
+done
+((failed == 0)) || echo "  $failed of $AGENTS agents did not start" >&2
+live=$(api 'http://corral/v1/agents?state=live' | grep -o '"id"' | wc -l)
+sleep 5
+series=$(curl -sS "http://$address/metrics" | grep -vc '^#')
+none1=$(measure)
+scraped=$(measure scraper)
+none2=$(measure)
+echo "scrape cost, ${WINDOW} s windows, $live idle agents sampled every 1 s, kernel $(uname -r) (emulated, 2 vCPUs):"
+sort -n "$state/scrapes" | awk -v n="$(wc -l <"$state/scrapes")" '
+    { t[NR] = $1; bytes = $2 }
+    END { printf "  %d scrapes: %d bytes, time p50 %.1f ms, p90 %.1f ms, max %.1f ms\n", n, bytes, 1000 * t[int(n * 0.5) + 1], 1000 * t[int(n * 0.9) + 1], 1000 * t[n] }'
+echo "  $series series per scrape"
+echo "  daemon CPU without scrapes: ${none1}% then ${none2}% of one CPU; with a scrape every second: ${scraped}%"
+awk -v a="$scraped" -v b="$none1" -v c="$none2" 'BEGIN { base = (b + c) / 2; if (base > 0) printf "  ratio: %.3f (%+.1f%% daemon CPU for a 1 s scrape)\n", a / base, 100 * (a / base - 1) }'
+for i in $(seq "$AGENTS"); do api -X POST "http://corral/v1/agents/idle$i/kill" >/dev/null || true; done
+sleep 3
+kill "$daemon"; wait "$daemon" || true
+for d in /sys/fs/cgroup/corral-bench-metrics/*/; do rmdir "$d" 2>/dev/null || true; done
+rmdir /sys/fs/cgroup/corral-bench-metrics/supervisor /sys/fs/cgroup/corral-bench-metrics 2>/dev/null || true
+rm -rf "$state"
