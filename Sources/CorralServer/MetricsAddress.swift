@@ -41,7 +41,7 @@ public struct MetricsAddress: Equatable, Sendable, CustomStringConvertible {
     /// Resolves the host and binds a socket there for a moment, so that a
     /// taken port or an address not on this host is said at start-up with
     /// the fix, before the daemon takes over anything.
-    func checkBindable() throws(DaemonError) {
+    public func checkBindable() throws(DaemonError) {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

@@ -31,15 +31,21 @@ public final class CgroupWatcher: Sendable {
         public var pressureThreshold: PressureThreshold?
         /// The shortest span a CPU rate is computed over (see `UsageReading.readings`).
         public var minimumCPUWindow: Duration
+        /// How often a full sample also reads what only the metrics show: memory.stat's
+        /// inactive_file (the working set) and the three PSI files' totals. Four more
+        /// files opened per agent and sample doubled the sampling cost under emulation;
+        /// between these reads a sample carries the last values over.
+        public var detailInterval: Duration
 
         public init(
             samplingInterval: Duration = .seconds(1), pressureThreshold: PressureThreshold? = .standard,
-            minimumCPUWindow: Duration = .milliseconds(200)
+            minimumCPUWindow: Duration = .milliseconds(200), detailInterval: Duration = .seconds(5)
         ) {
             precondition(samplingInterval > .zero, "the sampling interval must be positive")
             self.samplingInterval = samplingInterval
             self.pressureThreshold = pressureThreshold
             self.minimumCPUWindow = minimumCPUWindow
+            self.detailInterval = detailInterval
         }
     }
 

@@ -50,6 +50,8 @@ final class WatchLoop: Sendable {
         /// Files of the event path held open and re-read with pread (one
         /// syscall per read instead of open, read, close).
         var readers: [CgroupFile: FileDescriptor] = [:]
+        /// When memory.stat and the PSI files were last read (nil: never).
+        var detailAt: ContinuousClock.Instant?
     }
 
     /// Who an inotify watch descriptor belongs to. Two subjects on the same
@@ -470,8 +472,15 @@ final class WatchLoop: Sendable {
                 return nil
             }
         }
-        sample.inactiveFile = try unheld(.memoryStat).flatMap { FlatKeyed.value(of: "inactive_file", in: $0) }
-        sample.pressure = try CgroupTree.pressureTotals { file throws(CgroupError) in try unheld(file) }
+        let now = time.now
+        if let last = watched.detailAt, now - last < configuration.detailInterval {
+            sample.inactiveFile = watched.previous.inactiveFile
+            sample.pressure = watched.previous.pressure
+        } else {
+            sample.inactiveFile = try unheld(.memoryStat).flatMap { FlatKeyed.value(of: "inactive_file", in: $0) }
+            sample.pressure = try CgroupTree.pressureTotals { file throws(CgroupError) in try unheld(file) }
+            watched.detailAt = now
+        }
         // Opened afresh: this is also how a removed cgroup is noticed where a
         // held descriptor would go on reading (files that are not cgroupfs).
         sample.events = CgroupEvents(parsing: try fs.read(.events, of: watched.path))

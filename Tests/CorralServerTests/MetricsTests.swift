@@ -161,3 +161,57 @@ import Testing
         }
     }
 }
+
+/// `corrald --metrics-address`: what it accepts, and what it says about the rest.
+@Suite struct MetricsAddressTests {
+    @Test("HOST:PORT, a bracketed IPv6 address or a name")
+    func valid() throws {
+        #expect(try MetricsAddress(parsing: "127.0.0.1:9464") == MetricsAddress(host: "127.0.0.1", port: 9464))
+        #expect(try MetricsAddress(parsing: "[::1]:9464") == MetricsAddress(host: "::1", port: 9464))
+        #expect(try MetricsAddress(parsing: "localhost:1") == MetricsAddress(host: "localhost", port: 1))
+        #expect(MetricsAddress(host: "::1", port: 9464).description == "[::1]:9464")
+    }
+
+    @Test(
+        "a bad value names itself and the fix",
+        arguments: [
+            ("9464", "has no port"), (":9464", "has no host"), ("127.0.0.1:", "from 1 to 65535"), ("127.0.0.1:0", "from 1 to 65535"),
+            ("127.0.0.1:70000", "from 1 to 65535"), ("127.0.0.1:http", "from 1 to 65535"), ("::1:9464", "goes in brackets"),
+        ])
+    func invalid(text: String, says: String) {
+        do {
+            _ = try MetricsAddress(parsing: text)
+            Issue.record("'\(text)' was accepted")
+        } catch {
+            #expect(error.description.contains("'\(text)'") && error.description.contains(says), "\(error.description)")
+        }
+    }
+
+    @Test("a port another process listens on, or an address not of this host, is said before the daemon starts")
+    func unbindable() throws {
+        // A listener of our own on an ephemeral port.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        #expect(bound && listen(fd, 1) == 0)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        #expect(throws: DaemonError.self) { try MetricsAddress(host: "127.0.0.1", port: port).checkBindable() }
+        do {
+            try MetricsAddress(host: "127.0.0.1", port: port).checkBindable()
+        } catch {
+            #expect(error.description.contains("another process listens there"), "\(error.description)")
+        }
+        do {
+            try MetricsAddress(host: "192.0.2.1", port: 9464).checkBindable()
+            Issue.record("an address of no interface was accepted")
+        } catch {
+            #expect(error.description.contains("not one of this host's"), "\(error.description)")
+        }
+    }
+}
