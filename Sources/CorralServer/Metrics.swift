@@ -361,20 +361,26 @@ struct AgentSeries {
             } else if let counter = counters[index] {
                 guard value != shown[index] else { continue }
                 if value > shown[index] {
-                    counter.increment(by: value - shown[index])
+                    Self.add(value - shown[index], to: counter)
                 } else {
                     // Lower than shown: a new cgroup under the same name. Prometheus reads the drop as a reset.
                     counter.reset()
-                    counter.increment(by: value)
+                    Self.add(value, to: counter)
                 }
                 shown[index] = value
             } else {
                 let counter = registry.makeCounter(descriptor: slot.family.descriptor, labels: labels(slot))
-                counter.increment(by: value)
+                Self.add(value, to: counter)
                 counters[index] = counter
                 shown[index] = value
             }
         }
+    }
+
+    /// Whole amounts (events, periods) go to the counter's integer part, which
+    /// it prints without the floating-point formatting (most of an emit's cost).
+    static func add(_ amount: Double, to counter: Counter) {
+        if amount == amount.rounded(), abs(amount) < 9e15 { counter.increment(by: Int64(amount)) } else { counter.increment(by: amount) }
     }
 
     func unregister(from registry: PrometheusCollectorRegistry) {

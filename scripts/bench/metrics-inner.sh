@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs inside a pure cgroup v2 kernel: the cost of Prometheus scrapes. corrald
 # with AGENTS idle agents (1 s sampling) and --metrics-address; its CPU over
-# WINDOW seconds without scrapes, with a scrape every second (curl, as
-# Prometheus would at scrape_interval: 1s), and without again (drift check).
-# Prints the time per scrape, the bytes and series, and the CPU ratio.
+# alternating WINDOW-second windows without scrapes and with a scrape every
+# second (curl, as Prometheus at scrape_interval: 1s), twice; then its CPU per
+# scrape over 30 back to back. Prints the time per scrape, the bytes and
+# series, the ratio of the windows' means and the cost per scrape.
 # Called by scripts/bench-metrics.
 set -euo pipefail
 CORRALD=${1:?corrald binary}
@@ -50,16 +51,25 @@ done
 live=$(api 'http://corral/v1/agents?state=live' | grep -o '"id"' | wc -l)
 sleep 5
 series=$(curl -sS "http://$address/metrics" | grep -vc '^#')
+# Alternating windows (emulation drifts by several points between minutes): none, scraped, twice.
 none1=$(measure)
-scraped=$(measure scraper)
+scraped1=$(measure scraper)
 none2=$(measure)
+scraped2=$(measure scraper)
+# The daemon's CPU per scrape, directly: 30 scrapes back to back, less the idle rate over the same time.
+t0=$EPOCHREALTIME c0=$(ticks)
+for _ in $(seq 30); do curl -sS -o /dev/null "http://$address/metrics"; done
+t1=$EPOCHREALTIME c1=$(ticks)
 echo "scrape cost, ${WINDOW} s windows, $live idle agents sampled every 1 s, kernel $(uname -r) (emulated, 2 vCPUs):"
 sort -n "$state/scrapes" | awk -v n="$(wc -l <"$state/scrapes")" '
     { t[NR] = $1; bytes = $2 }
     END { printf "  %d scrapes: %d bytes, time p50 %.1f ms, p90 %.1f ms, max %.1f ms\n", n, bytes, 1000 * t[int(n * 0.5) + 1], 1000 * t[int(n * 0.9) + 1], 1000 * t[n] }'
 echo "  $series series per scrape"
-echo "  daemon CPU without scrapes: ${none1}% then ${none2}% of one CPU; with a scrape every second: ${scraped}%"
-awk -v a="$scraped" -v b="$none1" -v c="$none2" 'BEGIN { base = (b + c) / 2; if (base > 0) printf "  ratio: %.3f (%+.1f%% daemon CPU for a 1 s scrape)\n", a / base, 100 * (a / base - 1) }'
+echo "  daemon CPU, alternating windows: none ${none1}%, scraped every second ${scraped1}%, none ${none2}%, scraped ${scraped2}% of one CPU"
+awk -v a="$scraped1" -v b="$scraped2" -v c="$none1" -v d="$none2" 'BEGIN { s = (a + b) / 2; n = (c + d) / 2; if (n > 0) printf "  ratio of the means: %.3f (%+.1f%% daemon CPU for a 1 s scrape)\n", s / n, 100 * (s / n - 1) }'
+awk -v c="$((c1 - c0))" -v hz="$hz" -v t0="$t0" -v t1="$t1" -v n="$none1" -v m="$none2" 'BEGIN {
+    wall = t1 - t0; idle = (n + m) / 2 / 100 * wall; per = (c / hz - idle) / 30
+    printf "  30 scrapes back to back: %.2f s wall, daemon CPU %.1f ms per scrape beyond its idle rate = %.1f%% of one CPU at one scrape a second (%+.1f%% of its idle %.1f%%)\n", wall, 1000 * per, 100 * per, 100 * 100 * per / ((n + m) / 2), (n + m) / 2 }'
 for i in $(seq "$AGENTS"); do api -X POST "http://corral/v1/agents/idle$i/kill" >/dev/null || true; done
 sleep 3
 kill "$daemon"; wait "$daemon" || true
