@@ -264,8 +264,10 @@ extension Engine {
         if !vanished {
             do {
                 // The last reading: its counters (an OOM kill among them) stay in the metrics for a while.
-                let final = try tree.sample(agent.leaf)
+                var final = try tree.sample(agent.leaf)
                 oomKills = final.memoryEvents.oomKill
+                // Kept while the agent stays in the table: memory.stat's whole table is not needed (inactive_file is taken).
+                final.memoryStat = nil
                 agent.latest = final
             } catch {
                 // Gone meanwhile: it ended all the same, and how is unknown.
