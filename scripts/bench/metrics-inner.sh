@@ -10,26 +10,9 @@ set -euo pipefail
 CORRALD=${1:?corrald binary}
 AGENTS=${2:-200}
 WINDOW=${3:-60}
-state=$(mktemp -d /tmp/corral-bench-metrics.XXXXXX)
-socket=$state/corral.sock
 address=127.0.0.1:19465
-"$CORRALD" --socket "$socket" --state-dir "$state/state" --cgroup-root /sys/fs/cgroup/corral-bench-metrics --log-level warning \
-    --metrics-address "$address" &
-daemon=$!
-for _ in $(seq 300); do [[ -S $socket ]] && break; sleep 0.1; done
-api() { curl -sS --unix-socket "$socket" -H 'Content-Type: application/json' "$@"; }
-ticks() { awk '{print $14 + $15}' "/proc/$daemon/stat"; }
-hz=$(getconf CLK_TCK)
-# CPU % of one CPU over WINDOW seconds, while "$@" runs (nothing when no arguments).
-measure() {
-    local t0 c0 t1 c1 helper=""
-    if (($#)); then "$@" & helper=$!; fi
-    t0=$EPOCHREALTIME c0=$(ticks)
-    sleep "$WINDOW"
-    t1=$EPOCHREALTIME c1=$(ticks)
-    [[ -n $helper ]] && { kill "$helper"; wait "$helper" 2>/dev/null || true; }
-    awk -v c="$((c1 - c0))" -v hz="$hz" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.2f", 100 * c / hz / (t1 - t0) }'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/daemon-common.sh"
+start_daemon metrics --metrics-address "$address"
 # A scrape a second, each one's time and size appended to $state/scrapes.
 scraper() {
     while true; do
@@ -38,16 +21,7 @@ scraper() {
     done
 }
 
-failed=0
-for i in $(seq "$AGENTS"); do
-    answer=$(api -X POST http://corral/v1/agents -w ' %{http_code}' \
-        -d "{\"id\":\"idle$i\",\"group\":\"lightweight_agent\",\"command\":[\"/bin/sleep\",\"3600\"]}")
-    if [[ $answer != *" 201" ]]; then
-        ((failed == 0)) && echo "  agent idle$i did not start: $answer" >&2
-        failed=$((failed + 1))
-    fi
-done
-((failed == 0)) || echo "  $failed of $AGENTS agents did not start" >&2
+launch_idle "$AGENTS"
 live=$(api 'http://corral/v1/agents?state=live' | grep -o '"id"' | wc -l)
 sleep 5
 series=$(curl -sS "http://$address/metrics" | grep -vc '^#')
@@ -70,9 +44,4 @@ awk -v a="$scraped1" -v b="$scraped2" -v c="$none1" -v d="$none2" 'BEGIN { s = (
 awk -v c="$((c1 - c0))" -v hz="$hz" -v t0="$t0" -v t1="$t1" -v n="$none1" -v m="$none2" 'BEGIN {
     wall = t1 - t0; idle = (n + m) / 2 / 100 * wall; per = (c / hz - idle) / 30
     printf "  30 scrapes back to back: %.2f s wall, daemon CPU %.1f ms per scrape beyond its idle rate = %.1f%% of one CPU at one scrape a second (%+.1f%% of its idle %.1f%%)\n", wall, 1000 * per, 100 * per, 100 * 100 * per / ((n + m) / 2), (n + m) / 2 }'
-for i in $(seq "$AGENTS"); do api -X POST "http://corral/v1/agents/idle$i/kill" >/dev/null || true; done
-sleep 3
-kill "$daemon"; wait "$daemon" || true
-for d in /sys/fs/cgroup/corral-bench-metrics/*/; do rmdir "$d" 2>/dev/null || true; done
-rmdir /sys/fs/cgroup/corral-bench-metrics/supervisor /sys/fs/cgroup/corral-bench-metrics 2>/dev/null || true
-rm -rf "$state"
+stop_daemon "$AGENTS"
