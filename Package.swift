@@ -186,6 +186,7 @@ let package = Package(
                 "CorralAPI", "CorralCore", "CorralCgroup", "CorralEngine", "CorralLinux", "CorralRuntime", "CorralServer", "CorralStore",
                 "CorralThreads",
                 "CorralTestSupport", "CorralWatcher",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict

@@ -77,7 +77,7 @@ extension Engine {
         let now = clock()
         var agents: [AgentMetrics] = []
         var states: [AgentState: Int] = [:]
-        agents.reserveCapacity(registry.agents.count)
+        agents.reserveCapacity(registry.count)
         for id in registry.ids {
             // Read in place: an agent is a large value (its analytics rings), and a copy per agent per scrape showed.
             registry.update(id) { agent in

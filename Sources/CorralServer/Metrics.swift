@@ -1,5 +1,6 @@
 public import CorralCore
 public import CorralEngine
+public import NIOCore
 import Prometheus
 import Synchronization
 
@@ -145,6 +146,10 @@ public final class DaemonMetrics: EngineInstruments {
     struct Series {
         var daemon: [SeriesKey: Gauge] = [:]
         var agents: [String: AgentSeries] = [:]
+        /// The text of the last scrape, kept for its capacity: the next one is
+        /// written into it without growing it step by step (each step a new
+        /// allocation of up to megabytes, and its pages faulted in).
+        var text: [UInt8] = []
     }
     let series = Mutex(Series())
 
@@ -180,15 +185,24 @@ public final class DaemonMetrics: EngineInstruments {
     /// Brings the series up to date with `snapshot` and returns the text
     /// exposition (Prometheus format 0.0.4) of every metric.
     public func exposition(_ snapshot: MetricsSnapshot) -> String {
-        String(decoding: expositionBytes(snapshot), as: UTF8.self)
+        series.withLock { series in
+            write(snapshot, into: &series)
+            return String(decoding: series.text, as: UTF8.self)
+        }
     }
 
-    /// `exposition` as the bytes the response sends.
-    public func expositionBytes(_ snapshot: MetricsSnapshot) -> [UInt8] {
+    /// `exposition` as the body the response sends (the text copied once).
+    public func expositionBuffer(_ snapshot: MetricsSnapshot) -> ByteBuffer {
         series.withLock { series in
-            update(&series, with: snapshot)
-            return registry.emitToBuffer()
+            write(snapshot, into: &series)
+            return ByteBuffer(bytes: series.text)
         }
+    }
+
+    func write(_ snapshot: MetricsSnapshot, into series: inout Series) {
+        update(&series, with: snapshot)
+        series.text.removeAll(keepingCapacity: true)
+        registry.emit(into: &series.text)
     }
 
     func update(_ series: inout Series, with snapshot: MetricsSnapshot) {

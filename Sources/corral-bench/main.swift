@@ -7,6 +7,12 @@
 //   corral-bench metrics [AGENTS] [SCRAPES]
 //       The Prometheus exposition of AGENTS agents' latest samples (any host).
 //
+//   corral-bench scrape [AGENTS] [SCRAPES]
+//       A whole scrape natively: an engine on a fake cgroupfs with AGENTS
+//       agents, the metrics address served by Hummingbird, curl scraping it;
+//       the process's CPU per scrape, split into snapshot, exposition and the
+//       rest (HTTP), beside a request for the small status page (any host).
+//
 //   corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS]
 //       Reaction latency: AGENTS agents (default 120) each cross memory.high
 //       once; for every kernel event, the time from the watcher's wake-up
@@ -25,6 +31,7 @@ import CorralTestSupport
 import CorralThreads
 import CorralWatcher
 import Foundation
+import Hummingbird
 import Synchronization
 import SystemPackage
 
@@ -422,6 +429,125 @@ func metricsExposition(agents count: Int, scrapes: Int) throws {
     )
 }
 
+/// CPU time this process has used (all threads), user and system.
+func processCPU() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+func scrape(agents count: Int, scrapes: Int) async throws {
+    let fs = FakeCgroupFilesystem()
+    let root = CgroupPath(["bench-corral"])
+    fs.seed(root)
+    let tree = CgroupTree(fs: fs, root: root)
+    try tree.prepareRoot(selfPID: nil, reservation: nil)
+    let metrics = DaemonMetrics(version: "bench")
+    let engine = Engine(configuration: .builtIn, tree: tree, store: MemoryStore(), instruments: metrics)
+    _ = try await engine.restore()
+    // One sleeper per agent: attaching reads the process's command line.
+    var sleepers: [Process] = []
+    defer { for sleeper in sleepers { sleeper.terminate() } }
+    let sample = CgroupSample(
+        memoryCurrent: 100 << 20, memoryEvents: MemoryEvents(high: 7, max: 3, oom: 1, oomKill: 1),
+        cpu: CPUStat(
+            usageUsec: 2_500_000, userUsec: 2_000_000, systemUsec: 500_000, nrPeriods: 40, nrThrottled: 12, throttledUsec: 750_000),
+        pidsCurrent: 4, events: CgroupEvents(populated: true, frozen: false), inactiveFile: 30 << 20,
+        pressure: PressureTotals(
+            cpuSome: 1_500_000, cpuFull: 250_000, memorySome: 3_000_000, memoryFull: 1_000_000, ioSome: 500_000, ioFull: 0))
+    for index in 0..<count {
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/sleep")
+        sleeper.arguments = ["600"]
+        sleeper.standardOutput = FileHandle.nullDevice
+        sleeper.standardError = FileHandle.nullDevice
+        try sleeper.run()
+        sleepers.append(sleeper)
+        let id = "agent\(index)"
+        _ = try await engine.register(id: id, group: "standard_agent", command: ["worker"], overrides: [:])
+        _ = try await engine.attach(id: id, pid: sleeper.processIdentifier)
+    }
+    func feed(_ round: Int) async {
+        for index in 0..<count {
+            var varied = sample
+            varied.cpu.usageUsec += Int64(index * 1000 + round * 10_000)
+            varied.memoryCurrent = (100 << 20) + Int64(round * 4096)
+            _ = await engine.handle(
+                .observation(
+                    Observation(
+                        subject: .agent("agent\(index)"), trigger: .sample, at: Engine.wallClock(), seenAt: .now, sample: varied,
+                        readings: [], elapsed: .seconds(1))))
+        }
+    }
+    await feed(0)
+    let port = 19_464
+    let app = Application(
+        router: buildMetricsRouter(engine: engine, metrics: metrics),
+        configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: port), serverName: "corral-bench"))
+    let server = Task { try await app.runService() }
+    defer { server.cancel() }
+    func curl(_ path: String) throws -> Int {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = ["-sf", "-o", "/dev/null", "-w", "%{size_download}", "http://127.0.0.1:\(port)\(path)"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw CocoaError(.fileReadUnknown) }
+        return Int(String(decoding: data, as: UTF8.self)) ?? 0
+    }
+    // Wait for the listener.
+    var ready = false
+    for _ in 0..<100 where !ready {
+        ready = (try? curl("/")) != nil
+        if !ready { try await Task.sleep(for: .milliseconds(50)) }
+    }
+    guard ready else { throw CocoaError(.fileReadUnknown) }
+    _ = try curl("/metrics")
+    // The samples move between scrapes (as the watcher's would), outside the measured CPU.
+    func measure(_ path: String) async throws -> (cpu: Double, bytes: Int) {
+        var cpu = 0.0
+        var bytes = 0
+        for round in 1...scrapes {
+            await feed(round)
+            let before = processCPU()
+            bytes = try curl(path)
+            cpu += processCPU() - before
+        }
+        return (cpu * 1000 / Double(scrapes), bytes)
+    }
+    let page = try await measure("/")
+    let whole = try await measure("/metrics")
+    // The parts, in process.
+    let clock = ContinuousClock()
+    var snapshotTimes: [Double] = []
+    var expositionTimes: [Double] = []
+    for round in 1...scrapes {
+        await feed(scrapes + round)
+        let start = clock.now
+        let snapshot = await engine.metrics()
+        let middle = clock.now
+        let bytes = metrics.expositionBuffer(snapshot)
+        snapshotTimes.append(ms(middle - start))
+        expositionTimes.append(ms(clock.now - middle))
+        precondition(bytes.readableBytes > 0)
+    }
+    let snapshot = percentile(snapshotTimes, 0.5)
+    let exposition = percentile(expositionTimes, 0.5)
+    say("scrape: \(count) agents, \(scrapes) scrapes with curl over TCP, this process's CPU (all threads) per request")
+    say("  GET /metrics: \(String(format: "%.2f", whole.cpu)) ms CPU, \(whole.bytes) bytes")
+    say(
+        "    snapshot (Engine.metrics): median \(String(format: "%.2f", snapshot)) ms; exposition: median \(String(format: "%.2f", exposition)) ms"
+    )
+    say("    the rest (HTTP, copies, the kernel's send): \(String(format: "%.2f", whole.cpu - snapshot - exposition)) ms")
+    say(
+        "  baseline GET / (the status page, \(page.bytes) bytes): \(String(format: "%.2f", page.cpu)) ms CPU; ratio \(String(format: "%.2f", whole.cpu / max(page.cpu, 0.001)))×"
+    )
+    engine.hub.finishAll()
+}
+
 let arguments = CommandLine.arguments
 switch arguments.count > 1 ? arguments[1] : "" {
 case "analytics":
@@ -432,6 +558,10 @@ case "metrics":
     let count = arguments.count > 2 ? Int(arguments[2]) ?? 200 : 200
     let scrapes = arguments.count > 3 ? Int(arguments[3]) ?? 50 : 50
     try metricsExposition(agents: count, scrapes: scrapes)
+case "scrape":
+    let count = arguments.count > 2 ? Int(arguments[2]) ?? 200 : 200
+    let scrapes = arguments.count > 3 ? Int(arguments[3]) ?? 50 : 50
+    try await scrape(agents: count, scrapes: scrapes)
 case "reaction":
     let count = arguments.count > 2 ? Int(arguments[2]) ?? 120 : 120
     let stress = arguments.count > 3 ? arguments[3] : "corral-stress"
@@ -439,7 +569,7 @@ case "reaction":
     try await reaction(agents: count, stress: stress, hold: hold)
 default:
     say(
-        "usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS] | corral-bench analytics [AGENTS] [SAMPLES] | corral-bench metrics [AGENTS] [SCRAPES]"
+        "usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS] | corral-bench analytics [AGENTS] [SAMPLES] | corral-bench metrics [AGENTS] [SCRAPES] | corral-bench scrape [AGENTS] [SCRAPES]"
     )
     exit(2)
 }

@@ -2,7 +2,7 @@
 # Runs inside a pure cgroup v2 kernel: the cost of Prometheus scrapes. corrald
 # with AGENTS idle agents (1 s sampling) and --metrics-address; its CPU over
 # alternating WINDOW-second windows without scrapes and with a scrape every
-# second (curl, as Prometheus at scrape_interval: 1s), twice; then its CPU per
+# second (curl, as Prometheus at scrape_interval: 1s), three times; then its CPU per
 # scrape over 30 back to back. Prints the time per scrape, the bytes and
 # series, the ratio of the windows' means and the cost per scrape.
 # Called by scripts/bench-metrics.
@@ -25,11 +25,16 @@ launch_idle "$AGENTS"
 live=$(api 'http://corral/v1/agents?state=live' | grep -o '"id"' | wc -l)
 sleep 5
 series=$(curl -sS "http://$address/metrics" | grep -vc '^#')
-# Alternating windows (emulation drifts by several points between minutes): none, scraped, twice.
-none1=$(measure)
-scraped1=$(measure scraper)
-none2=$(measure)
-scraped2=$(measure scraper)
+# Alternating windows (emulation drifts by several points between minutes): none, scraped,
+# three times; the scrapes of each scraped window counted.
+nones=() scrapeds=() counts=()
+: >"$state/scrapes"
+for _ in 1 2 3; do
+    nones+=("$(measure)")
+    before=$(wc -l <"$state/scrapes")
+    scrapeds+=("$(measure scraper)")
+    counts+=($(($(wc -l <"$state/scrapes") - before)))
+done
 # The daemon's CPU per scrape, directly: 30 scrapes back to back, less the idle rate over the same time.
 t0=$EPOCHREALTIME c0=$(ticks)
 for _ in $(seq 30); do curl -sS -o /dev/null "http://$address/metrics"; done
@@ -39,9 +44,14 @@ sort -n "$state/scrapes" | awk -v n="$(wc -l <"$state/scrapes")" '
     { t[NR] = $1; bytes = $2 }
     END { printf "  %d scrapes: %d bytes, time p50 %.1f ms, p90 %.1f ms, max %.1f ms\n", n, bytes, 1000 * t[int(n * 0.5) + 1], 1000 * t[int(n * 0.9) + 1], 1000 * t[n] }'
 echo "  $series series per scrape"
-echo "  daemon CPU, alternating windows: none ${none1}%, scraped every second ${scraped1}%, none ${none2}%, scraped ${scraped2}% of one CPU"
-awk -v a="$scraped1" -v b="$scraped2" -v c="$none1" -v d="$none2" 'BEGIN { s = (a + b) / 2; n = (c + d) / 2; if (n > 0) printf "  ratio of the means: %.3f (%+.1f%% daemon CPU for a 1 s scrape)\n", s / n, 100 * (s / n - 1) }'
-awk -v c="$((c1 - c0))" -v hz="$hz" -v t0="$t0" -v t1="$t1" -v n="$none1" -v m="$none2" 'BEGIN {
-    wall = t1 - t0; idle = (n + m) / 2 / 100 * wall; per = (c / hz - idle) / 30
-    printf "  30 scrapes back to back: %.2f s wall, daemon CPU %.1f ms per scrape beyond its idle rate = %.1f%% of one CPU at one scrape a second (%+.1f%% of its idle %.1f%%)\n", wall, 1000 * per, 100 * per, 100 * 100 * per / ((n + m) / 2), (n + m) / 2 }'
+echo "  daemon CPU, alternating windows (% of one CPU): none ${nones[*]}; scraped every second ${scrapeds[*]} (${counts[*]} scrapes)"
+awk -v n="${nones[*]}" -v s="${scrapeds[*]}" -v c="${counts[*]}" -v w="$WINDOW" 'BEGIN {
+    k = split(n, none, " "); split(s, scraped, " "); split(c, count, " ")
+    for (i = 1; i <= k; i++) { sn += none[i]; ss += scraped[i]; sc += count[i] }
+    mn = sn / k; ms = ss / k; per = (ms - mn) / 100 * w * k / sc
+    printf "  ratio of the means: %.3f (%+.1f%% daemon CPU for a 1 s scrape); %.1f ms of daemon CPU per scrape by the windows\n", ms / mn, 100 * (ms / mn - 1), 1000 * per }'
+mean_none=$(awk -v n="${nones[*]}" 'BEGIN { k = split(n, a, " "); for (i = 1; i <= k; i++) t += a[i]; printf "%.2f", t / k }')
+awk -v c="$((c1 - c0))" -v hz="$hz" -v t0="$t0" -v t1="$t1" -v n="$mean_none" 'BEGIN {
+    wall = t1 - t0; idle = n / 100 * wall; per = (c / hz - idle) / 30
+    printf "  30 scrapes back to back (the daemon saturated, curl on the other vCPU): %.2f s wall, daemon CPU %.1f ms per scrape beyond its idle rate (%+.1f%% of its idle %.1f%% at one scrape a second)\n", wall, 1000 * per, 100 * 100 * per / n, n }'
 stop_daemon "$AGENTS"
