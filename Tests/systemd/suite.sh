@@ -217,6 +217,34 @@ journal_fields() {
     ((reattached >= 2))
 }
 
+# The README's way to turn the metrics address on: a drop-in (what `systemctl edit corral`
+# writes; systemd 252 has no `edit --stdin`) replacing ExecStart= with the flag, under the
+# unit's own sandbox (RestrictAddressFamilies, the system call filter). Removed afterwards.
+metrics_dropin() {
+    local dir=/etc/systemd/system/corral.service.d url=http://127.0.0.1:9464 ok=0 page code
+    mkdir -p "$dir"
+    printf '[Service]\nExecStart=\nExecStart=/usr/bin/corrald --admin-group corral --metrics-address 127.0.0.1:9464\n' >"$dir/metrics.conf"
+    systemctl daemon-reload && systemctl restart corral.service || ok=1
+    ((ok == 0)) && until_true 30 is_active || ok=1
+    # a1's working set appears once it is re-attached and sampled with memory.stat.
+    if ((ok == 0)) && until_true 30 bash -c "curl -sf $url/metrics | grep -q '^corral_agent_memory_working_set_bytes{agent=\"a1\",group=\"standard_agent\"} '"; then
+        note "$(curl -sf $url/metrics | grep -E '^corral_(agent_memory_working_set_bytes\{agent="a1"|build_info|agents\{state="running"\})' | paste -sd ';' | sed 's/;/; /g')"
+        page=$(curl -sf "$url/" | grep -o '<title>[^<]*</title>')
+        code=$(curl -s -o /dev/null -w '%{http_code}' "$url/v1/agents")
+        note "GET / $page; GET /v1/agents on the metrics address: $code"
+        [[ -n $page && $code == 404 ]] || ok=1
+    else
+        note "no working set for a1 at $url/metrics: $(curl -sS $url/metrics 2>&1 | head -3)"
+        journalctl -u corral --no-pager | tail -5
+        ok=1
+    fi
+    rm -f "$dir/metrics.conf"
+    rmdir "$dir" 2>/dev/null
+    systemctl daemon-reload && systemctl restart corral.service && until_true 30 is_active || { note "not active without the drop-in"; ok=1; }
+    ! curl -sf -o /dev/null "$url/metrics" || { note "the address still answers without the drop-in"; ok=1; }
+    return "$ok"
+}
+
 crash_restarts() {
     local pid before
     pid=$(main_pid)
@@ -275,6 +303,7 @@ check "systemctl reload: broken file refused, good file applied" reload_configur
 check "watchdog: a stopped daemon is restarted, agents survive" watchdog_restarts_a_stopped_daemon
 check "systemctl restart with agents running: re-attached, no restart loop" restart_with_agents
 check "journal: an action found by CORRAL_AGENT, with MESSAGE_ID and fields" journal_fields
+check "systemctl edit drop-in with --metrics-address: scraped under the unit's sandbox" metrics_dropin
 check "SIGKILL under Restart=on-failure: restarted, agents re-attached" crash_restarts
 check "systemctl stop keeps agents; start re-attaches them" stop_then_start
 check "package reinstalled over a running system: agents re-attached" reinstall_over_running
