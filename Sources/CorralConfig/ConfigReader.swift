@@ -28,7 +28,7 @@ struct Reader {
     ]
     static let recoveryKeys = ["stage_interval", "quiet_period", "usage_below", "thaw_suspended"]
     static let handlerKeys = ["migrate", "custom", "timeout"]
-    static let intervalKeys = ["sampling", "analytics", "analytics_window", "history_retention"]
+    static let intervalKeys = ["sampling", "idle_sampling", "analytics", "analytics_window", "history_retention"]
     static let reservationKeys = ["memory", "cpu", "processes"]
     static let escalationKeys = ["delays", "termination_grace", "degradation_signal"]
     static let groupKeys = ["description", "limits", "totals", "escalation", "security", "priority"]
@@ -218,6 +218,7 @@ struct Reader {
                     guard let duration = duration(node, "intervals.\(key)", positive: true) else { continue }
                     switch key {
                     case "sampling": configuration.intervals.sampling = duration
+                    case "idle_sampling": configuration.intervals.idleSampling = duration
                     case "analytics": configuration.intervals.analytics = duration
                     case "history_retention": configuration.intervals.historyRetention = duration
                     default: configuration.intervals.analyticsWindow = duration

@@ -102,6 +102,14 @@ public struct Intervals: Equatable, Codable, Sendable {
     public var analyticsWindow: Duration
     /// How long minutes of usage history are kept in the database (7 days).
     public var historyRetention: Duration = .seconds(7 * 86_400)
+    /// How often an idle agent (far from every limit, quiet: `SamplingCadence`)
+    /// is sampled; kernel events and PSI triggers still read it at once.
+    /// At most `sampling`: adaptive sampling is off.
+    public var idleSampling: Duration = .seconds(10)
+
+    /// The idle agents' sampling interval, nil when it is no longer than
+    /// `sampling` (every agent sampled at `sampling`).
+    public var adaptiveIdleSampling: Duration? { idleSampling > sampling ? idleSampling : nil }
 
     public init(sampling: Duration, analytics: Duration, analyticsWindow: Duration) {
         self.sampling = sampling

@@ -97,6 +97,34 @@ public struct UsageRing: Sendable {
         samples(since: since).map(\.1)
     }
 
+    /// The samples at or after `since` on a regular grid of `interval`:
+    /// where two samples are further apart than an interval (an agent sampled
+    /// at the idle interval, a daemon restart), the earlier value is held
+    /// for the missing steps (usage between two readings is not known; the
+    /// last one is the best guess, and it keeps the series' time scale for
+    /// the classifier and the recommender). Samples about an interval apart
+    /// come out as they are. At most `limit` values, the newest kept.
+    public func filled(since: Timestamp? = nil, interval: Duration, limit: Int = .max) -> [(Timestamp, Double)] {
+        let samples = samples(since: since)
+        let step = max(Int64(interval.seconds * 1000), 1)
+        guard step > 0, samples.count > 0 else { return samples }
+        var result: [(Timestamp, Double)] = []
+        result.reserveCapacity(samples.count)
+        for (index, (at, value)) in samples.enumerated() {
+            if index > 0 {
+                let (previousAt, previousValue) = samples[index - 1]
+                let missing = Int((Double(at.milliseconds - previousAt.milliseconds) / Double(step)).rounded()) - 1
+                if missing > 0 {
+                    for k in 1...min(missing, max(limit, 1)) {
+                        result.append((Timestamp(milliseconds: previousAt.milliseconds + Int64(k) * step), previousValue))
+                    }
+                }
+            }
+            result.append((at, value))
+        }
+        return result.count > limit ? Array(result.suffix(limit)) : result
+    }
+
     /// (time, value) pairs at or after `since`, oldest first.
     public func samples(since: Timestamp? = nil) -> [(Timestamp, Double)] {
         let start = (next - count + capacity) % capacity

@@ -198,7 +198,7 @@ extension Engine {
                 if let ring = managed?.rings[resource], let oldest = ring.oldest,
                     oldest <= since || (ownMinutes.first.map { oldest - $0.minute <= .seconds(120) } ?? true)
                 {
-                    samples = ring.samples(since: since)
+                    samples = ring.filled(since: since, interval: interval, limit: ringCapacity)
                 } else {
                     samples = ownMinutes.map { ($0.minute, $0.peak) }
                     interval = .seconds(60)
@@ -255,6 +255,8 @@ struct AnalyticsJob: Sendable {
     var interval: Duration
     var since: Timestamp
     var now: Timestamp
+    /// Samples in the window at `interval` (the most a filled series holds).
+    var window: Int { max(1, Int(((now - since).seconds / max(interval.seconds, 0.001)).rounded(.up))) }
     var store: any EngineStore
     var events: EventPublisher
 
@@ -265,7 +267,7 @@ struct AnalyticsJob: Sendable {
         for agent in agents {
             let usage = agent.rings.map { resource, ring in
                 ResourceUsage(
-                    resource: resource, values: ring.values(since: since), interval: interval,
+                    resource: resource, values: ring.filled(since: since, interval: interval, limit: window).map(\.1), interval: interval,
                     hardLimitEvents: ring.hardLimitEvents(since: since))
             }
             let recommendations = Recommender.recommend(

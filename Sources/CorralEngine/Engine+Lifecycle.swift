@@ -256,6 +256,7 @@ extension Engine {
     /// The agent's processes are gone (or its cgroup is).
     func ended(_ id: String, vanished: Bool) {
         sampleRequests[id] = nil
+        forgetCadence(of: id)
         guard var agent = registry[id], agent.record.state.isLive else { return }
         if agent.record.state == .starting, !vanished { return }
         reapChildren()

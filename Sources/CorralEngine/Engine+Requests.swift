@@ -162,6 +162,7 @@ extension Engine {
                 throw EngineError(.failed, "cannot kill agent '\(id)': \(error.description)")
             }
             watcher?.unwatch(agent: id)
+            forgetCadence(of: id)
             removeInBackground(agent.leaf, id: id)
         } else if registry[id] == nil, try writer.settled.agents().contains(where: { $0.id == id }) == false {
             throw EngineError(.notFound, "no agent '\(id)'")

@@ -72,6 +72,11 @@ public actor Engine {
     /// When a fresh reading was last asked for, by agent (a due step waits
     /// for one; asked again after a second if none came).
     var sampleRequests: [String: Timestamp] = [:]
+    /// Adaptive sampling (see `Engine+Cadence.swift`): each agent's cadence as
+    /// last told to the watcher, and when its last kernel event or PSI
+    /// trigger came.
+    var cadences: [String: SamplingCadence] = [:]
+    var lastActivity: [String: Timestamp] = [:]
     /// Analytics: minutes waiting to be stored, and when analysis runs next.
     var pendingMinutes: [UsageMinute] = []
     var lastMinuteFlush: Timestamp?
@@ -169,6 +174,7 @@ public actor Engine {
     /// Starts watching every live agent, and those to come, with `watcher`.
     public func connect(_ watcher: any AgentWatching) {
         self.watcher = watcher
+        cadences.removeAll()
         for (id, agent) in registry.live { watcher.watch(agent: id, path: agent.leaf) }
     }
 
@@ -193,8 +199,10 @@ public actor Engine {
         } catch {
             events.publish(.daemon, agent: nil, "could not read the groups changed through the API; the file's definitions apply: \(error)")
         }
+        let idleSampling = configuration.intervals.adaptiveIdleSampling
         configuration = merged
         enforcer.handlers = merged.handlers
+        if merged.intervals.adaptiveIdleSampling != idleSampling { resetCadences() }
         events.publish(.daemon, agent: nil, EventText.reloaded(groups: merged.groups.count))
     }
 
@@ -260,7 +268,12 @@ public actor Engine {
                 violations.append(violation)
             }
         }
+        switch observation.trigger {
+        case .event, .pressure: lastActivity[id] = now
+        case .sample, .requested: break
+        }
         let acted = step(id, violations: violations, usage: usage.merging(reported) { kernel, _ in kernel })
+        adjustCadence(of: id, at: now)
         if acted, let instruments {
             switch observation.trigger {
             case .event, .pressure: instruments.reacted(in: ContinuousClock.now - observation.seenAt)

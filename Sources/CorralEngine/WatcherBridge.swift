@@ -8,6 +8,8 @@ public protocol AgentWatching: Sendable {
     /// Asks for a fresh observation of `agent` soon (before a delayed action);
     /// it comes the way of every observation. Must not block.
     func requestSample(agent: String)
+    /// Samples `agent` every `every` (nil: every sampling interval). Must not block.
+    func sample(agent: String, every: Duration?)
 }
 
 /// The real watcher behind `AgentWatching`: what it cannot watch is reported
@@ -35,4 +37,6 @@ public struct WatcherBridge: AgentWatching {
 
     /// The watcher's thread reads the cgroup (never the engine's executor).
     public func requestSample(agent: String) { watcher.requestSample(agent: agent) }
+
+    public func sample(agent: String, every: Duration?) { watcher.setSamplingInterval(agent: agent, every: every) }
 }

@@ -109,6 +109,15 @@ public final class CgroupWatcher: Sendable {
 
     public func unwatchGroup(name: String) { loop.unwatch(.group(name)) }
 
+    /// Samples the agent every `every` instead of every sampling interval
+    /// (nil: back to the sampling interval), from the next tick; its kernel
+    /// events and PSI triggers are read at once as always. Intervals are
+    /// rounded to sampling ticks. Nothing happens when it is not watched.
+    public func setSamplingInterval(agent: String, every: Duration?) { loop.setSamplingInterval(.agent(agent), every: every) }
+
+    /// The interval `setSamplingInterval` set for the agent (nil: the sampling interval).
+    public func samplingInterval(agent: String) -> Duration? { loop.samplingInterval(.agent(agent)) }
+
     /// Asks the watcher's thread for a fresh observation of the agent (trigger
     /// `.requested`), sent to the sink like every other: returns at once, reads
     /// nothing on the caller's thread. Requests made before the thread gets to

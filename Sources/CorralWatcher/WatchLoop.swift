@@ -52,6 +52,10 @@ final class WatchLoop: Sendable {
         var readers: [CgroupFile: FileDescriptor] = [:]
         /// When memory.stat and the PSI files were last read (nil: never).
         var detailAt: ContinuousClock.Instant?
+        /// How often the periodic sample reads it (nil: every sampling
+        /// interval); set by `setSamplingInterval`. Kernel events and PSI
+        /// triggers read it whatever this says.
+        var every: Duration?
     }
 
     /// Who an inotify watch descriptor belongs to. Two subjects on the same
@@ -266,6 +270,17 @@ final class WatchLoop: Sendable {
             return triggers
         }
         if hadTriggers { wake() }
+    }
+
+    /// Samples `subject` every `every` (rounded to the sampling ticks; nil:
+    /// every sampling interval). Takes effect at the next tick.
+    func setSamplingInterval(_ subject: WatchSubject, every: Duration?) {
+        state.withLock { state in state.subjects[subject]?.every = every }
+    }
+
+    /// The interval `setSamplingInterval` set for `subject` (nil: the sampling interval's).
+    func samplingInterval(_ subject: WatchSubject) -> Duration? {
+        state.withLock { $0.subjects[subject]?.every }
     }
 
     /// Asks the loop for a reading of `subject`; it goes to the sink.
@@ -753,8 +768,20 @@ final class WatchLoop: Sendable {
                 nextTick = nextTick.advanced(by: interval)
                 if nextTick < now { nextTick = now.advanced(by: interval) }
                 let queued = Set(sampleQueue)
-                let live = state.withLock { Set($0.subjects.keys) }
-                sampleQueue += live.filter { !queued.contains($0) }
+                // Every subject whose interval has passed since its last full
+                // sample (half a tick early counts: ticks are the resolution).
+                let (live, due) = state.withLock { state -> (Set<WatchSubject>, [WatchSubject]) in
+                    var due: [WatchSubject] = []
+                    for (subject, watched) in state.subjects where !queued.contains(subject) {
+                        guard let every = watched.every, every > interval else {
+                            due.append(subject)
+                            continue
+                        }
+                        if watched.cpuBaselineAt.duration(to: now) >= every - interval / 2 { due.append(subject) }
+                    }
+                    return (Set(state.subjects.keys), due)
+                }
+                sampleQueue += due
                 lastEventRead = lastEventRead.filter { live.contains($0.key) }
                 deferred = deferred.filter { live.contains($0.key) }
             }

@@ -34,7 +34,8 @@ let errorCases: [ErrorCase] = [
     ),
     ErrorCase(
         name: "unknown key in intervals", text: "intervals:\n  sample: 1s\n", line: 2, column: 3, key: "intervals.sample",
-        value: "sample", message: "unknown key 'sample'", accepted: "sampling, analytics, analytics_window, history_retention"),
+        value: "sample", message: "unknown key 'sample'",
+        accepted: "sampling, idle_sampling, analytics, analytics_window, history_retention"),
     ErrorCase(
         name: "unknown key in a group", text: "groups:\n  standard_agent:\n    descripton: x\n", line: 3, column: 5,
         key: "groups.standard_agent.descripton", value: "descripton", message: "unknown key 'descripton'",
@@ -246,7 +247,7 @@ let errorCases: [ErrorCase] = [
         message: "expected a mapping (key: value lines), not a list", accepted: "group names mapped to"),
     ErrorCase(
         name: "a value where a mapping is expected", text: "intervals: 1s\n", line: 1, column: 12, key: "intervals", value: "1s",
-        message: "expected a mapping", accepted: "sampling, analytics, analytics_window, history_retention"),
+        message: "expected a mapping", accepted: "sampling, idle_sampling, analytics, analytics_window, history_retention"),
     ErrorCase(
         name: "a value where a limit is expected", text: memory("512M"), line: 4, column: 15, key: "groups.standard_agent.limits.memory",
         value: "512M", message: "expected a mapping", accepted: "soft, hard, burst, action"),

@@ -9,6 +9,7 @@ struct RecoveryConfigTests {
             """
             intervals:
               history_retention: 2d
+              idle_sampling: 30s
             escalation:
               degradation_signal: SIGUSR1
             recovery:
@@ -34,6 +35,10 @@ struct RecoveryConfigTests {
         #expect(configuration.escalation.degradationSignal == 10)
         #expect(configuration.intervals.historyRetention == .seconds(2 * 86_400))
         #expect(CorralConfiguration.builtIn.intervals.historyRetention == .seconds(7 * 86_400))
+        #expect(configuration.intervals.adaptiveIdleSampling == .seconds(30))
+        #expect(CorralConfiguration.builtIn.intervals.adaptiveIdleSampling == .seconds(10))
+        let off = try ConfigLoader.load("intervals:\n  sampling: 2s\n  idle_sampling: 1s\n")
+        #expect(off.intervals.adaptiveIdleSampling == nil, "no longer than sampling: off")
         #expect(configuration.escalation(for: "quiet").degradationSignal == 12)
         #expect(configuration.escalation(for: "silent").degradationSignal == nil)
         #expect(configuration.escalation(for: "standard_agent").degradationSignal == 10)

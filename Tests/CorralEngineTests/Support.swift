@@ -27,6 +27,7 @@ final class RecordingWatcher: AgentWatching {
         case watch(String, CgroupPath)
         case unwatch(String)
         case requestSample(String)
+        case sample(String, every: Duration?)
     }
 
     private let recorded = Mutex<[Call]>([])
@@ -36,6 +37,7 @@ final class RecordingWatcher: AgentWatching {
     func watch(agent: String, path: CgroupPath) { recorded.withLock { $0.append(.watch(agent, path)) } }
     func unwatch(agent: String) { recorded.withLock { $0.append(.unwatch(agent)) } }
     func requestSample(agent: String) { recorded.withLock { $0.append(.requestSample(agent)) } }
+    func sample(agent: String, every: Duration?) { recorded.withLock { $0.append(.sample(agent, every: every)) } }
 }
 
 /// Short escalation delays so a ladder climbs in a few observations:
@@ -202,10 +204,13 @@ final class SleepingChild: Sendable {
 extension WatcherEvent {
     /// A kernel event's observation of `agent` (what the watcher sends when
     /// memory.events changes), with these readings.
-    static func observed(agent: String, at: Timestamp, readings: [UsageReading], sample: CgroupSample = CgroupSample()) -> WatcherEvent {
+    static func observed(
+        agent: String, at: Timestamp, readings: [UsageReading], sample: CgroupSample = CgroupSample(),
+        trigger: ObservationTrigger = .event(.memoryEvents)
+    ) -> WatcherEvent {
         .observation(
             Observation(
-                subject: .agent(agent), trigger: .event(.memoryEvents), at: at, seenAt: .now, sample: sample, readings: readings,
+                subject: .agent(agent), trigger: trigger, at: at, seenAt: .now, sample: sample, readings: readings,
                 elapsed: .seconds(1)))
     }
 

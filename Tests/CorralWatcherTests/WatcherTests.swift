@@ -187,6 +187,43 @@ extension WatcherSuite {
             }
         }
 
+        @Test("an agent given a longer interval is sampled at it; its kernel events are still read at once; nil restores it")
+        func perAgentInterval() throws {
+            let idle = try tree.makeCgroup("g/idle")
+            let busy = try tree.makeCgroup("g/busy")
+            let watcher = try makeWatcher(interval: .milliseconds(50), manualTime: true)
+            try watcher.watch(agent: "idle", path: idle)
+            try watcher.watch(agent: "busy", path: busy)
+            watcher.setSamplingInterval(agent: "idle", every: .milliseconds(250))
+            #expect(watcher.samplingInterval(agent: "idle") == .milliseconds(250))
+            #expect(watcher.samplingInterval(agent: "busy") == nil)
+            watcher.start()
+            defer { watcher.stop() }
+            time.advance(by: .milliseconds(1000), step: .milliseconds(10))
+            func samples(_ id: String) -> [Observation] { log.observations(of: .agent(id)).filter { $0.trigger == .sample } }
+            let slow = samples("idle").count
+            let fast = samples("busy").count
+            #expect(fast >= 17 && fast <= 21, "every 50 ms of 1 s: \(fast)")
+            #expect(slow >= 3 && slow <= 5, "every 250 ms of 1 s: \(slow)")
+            let gaps = zip(samples("idle"), samples("idle").dropFirst()).map { $0.seenAt.duration(to: $1.seenAt) }
+            #expect(gaps.allSatisfy { $0 >= .milliseconds(200) }, "\(gaps)")
+
+            // A kernel event between two slow samples is read at once.
+            let before = log.count
+            tree.set(.memoryEvents, of: idle, tree.memoryEvents(high: 2))
+            time.settle()
+            let event = log.first(after: before) {
+                $0.observation?.subject == .agent("idle") && $0.observation?.trigger == .event(.memoryEvents)
+            }
+            #expect(event != nil, "the event waited for the slow sample")
+
+            // Back to the sampling interval.
+            watcher.setSamplingInterval(agent: "idle", every: nil)
+            let restored = samples("idle").count
+            time.advance(by: .milliseconds(500), step: .milliseconds(10))
+            #expect(samples("idle").count - restored >= 8, "every 50 ms again: \(samples("idle").count - restored)")
+        }
+
         @Test("CPU rate is the usage_usec delta over wall time")
         func cpuRate() throws {
             let agent = try tree.makeCgroup("g/a")

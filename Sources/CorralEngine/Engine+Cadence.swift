@@ -1,0 +1,44 @@
+import CorralCore
+
+/// Adaptive sampling: the engine tells the watcher to sample an agent at the
+/// idle interval while it is far from every limit and quiet, and at the
+/// sampling interval again as soon as it is not (`SamplingCadence.of`).
+/// Owner of `cadences` and `lastActivity`: the engine's executor.
+extension Engine {
+    /// Recomputes `id`'s cadence after an observation and tells the watcher when it changed.
+    func adjustCadence(of id: String, at now: Timestamp) {
+        guard let watcher, let idle = configuration.intervals.adaptiveIdleSampling else { return }
+        let last = lastActivity[id]
+        let cadence: SamplingCadence? =
+            registry.update(id) { agent in
+                guard agent.record.state.isLive else { return nil }
+                let degraded = (agent.ladder.degradation ?? [:]).values.contains { $0.level != .none }
+                let busy =
+                    agent.record.state != .running || !agent.violations.isEmpty || !agent.ladder.episodes.isEmpty || degraded
+                    || agent.pendingFreeze != nil || agent.terminationDeadline != nil || agent.endRequested != nil
+                return SamplingCadence.of(
+                    usage: agent.usage, limits: agent.record.limits, busy: busy, lastActivity: last, now: now)
+            } ?? nil
+        guard let cadence, cadences[id] != cadence else { return }
+        // Watched at the sampling interval until told otherwise: nothing to say for a first active.
+        if cadences[id] == nil, cadence == .active {
+            cadences[id] = cadence
+            return
+        }
+        cadences[id] = cadence
+        watcher.sample(agent: id, every: cadence == .idle ? idle : nil)
+    }
+
+    /// The agent ended: nothing more to say about it.
+    func forgetCadence(of id: String) {
+        cadences[id] = nil
+        lastActivity[id] = nil
+    }
+
+    /// Back to the sampling interval for every agent (the idle interval
+    /// changed or was turned off); the next observations decide again.
+    func resetCadences() {
+        for (id, cadence) in cadences where cadence == .idle { watcher?.sample(agent: id, every: nil) }
+        cadences.removeAll()
+    }
+}
