@@ -370,14 +370,17 @@ func analytics(agents: Int, samples: Int) {
 /// measured in the same run: the same agents' records encoded as JSON, as
 /// `GET /v1/agents` sends them. Machine-independent of cgroupfs: the
 /// exposition reads no file (the engine's latest samples are its input).
+/// An agent's sample with every figure the metrics carry (the metrics benchmarks' input).
+let metricsSample = CgroupSample(
+    memoryCurrent: 100 << 20, memoryEvents: MemoryEvents(high: 7, max: 3, oom: 1, oomKill: 1),
+    cpu: CPUStat(
+        usageUsec: 2_500_000, userUsec: 2_000_000, systemUsec: 500_000, nrPeriods: 40, nrThrottled: 12, throttledUsec: 750_000),
+    pidsCurrent: 4, events: CgroupEvents(populated: true, frozen: false), inactiveFile: 30 << 20,
+    pressure: PressureTotals(
+        cpuSome: 1_500_000, cpuFull: 250_000, memorySome: 3_000_000, memoryFull: 1_000_000, ioSome: 500_000, ioFull: 0))
+
 func metricsExposition(agents count: Int, scrapes: Int) throws {
-    let sample = CgroupSample(
-        memoryCurrent: 100 << 20, memoryEvents: MemoryEvents(high: 7, max: 3, oom: 1, oomKill: 1),
-        cpu: CPUStat(
-            usageUsec: 2_500_000, userUsec: 2_000_000, systemUsec: 500_000, nrPeriods: 40, nrThrottled: 12, throttledUsec: 750_000),
-        pidsCurrent: 4, events: CgroupEvents(populated: true, frozen: false), inactiveFile: 30 << 20,
-        pressure: PressureTotals(
-            cpuSome: 1_500_000, cpuFull: 250_000, memorySome: 3_000_000, memoryFull: 1_000_000, ioSome: 500_000, ioFull: 0))
+    let sample = metricsSample
     var agents: [AgentMetrics] = []
     var records: [AgentRecord] = []
     for index in 0..<count {
@@ -448,13 +451,7 @@ func scrape(agents count: Int, scrapes: Int) async throws {
     // One sleeper per agent: attaching reads the process's command line.
     var sleepers: [Process] = []
     defer { for sleeper in sleepers { sleeper.terminate() } }
-    let sample = CgroupSample(
-        memoryCurrent: 100 << 20, memoryEvents: MemoryEvents(high: 7, max: 3, oom: 1, oomKill: 1),
-        cpu: CPUStat(
-            usageUsec: 2_500_000, userUsec: 2_000_000, systemUsec: 500_000, nrPeriods: 40, nrThrottled: 12, throttledUsec: 750_000),
-        pidsCurrent: 4, events: CgroupEvents(populated: true, frozen: false), inactiveFile: 30 << 20,
-        pressure: PressureTotals(
-            cpuSome: 1_500_000, cpuFull: 250_000, memorySome: 3_000_000, memoryFull: 1_000_000, ioSome: 500_000, ioFull: 0))
+    let sample = metricsSample
     for index in 0..<count {
         let sleeper = Process()
         sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/sleep")
