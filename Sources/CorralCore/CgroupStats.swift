@@ -5,12 +5,93 @@ public enum FlatKeyed {
     /// pids.events, cgroup.events). Lines that are not `key integer` are skipped.
     public static func parse(_ text: String) -> [String: Int64] {
         var result: [String: Int64] = [:]
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count == 2, let value = Int64(fields[1]) else { continue }
-            result[String(fields[0])] = value
+        scan(text) { key, value in result[String(decoding: key, as: UTF8.self)] = value }
+        return result
+    }
+
+    /// The values of `keys` in `text`, in the order of `keys` (nil: absent
+    /// or not an integer). The watcher's parsers: they run for every agent at
+    /// every sample, so they read bytes and make no string or dictionary.
+    public static func values(_ keys: [StaticString], in text: String) -> [Int64?] {
+        var result = [Int64?](repeating: nil, count: keys.count)
+        scan(text) { key, value in
+            for (index, wanted) in keys.enumerated()
+            where wanted.utf8CodeUnitCount == key.count
+                && key.elementsEqual(UnsafeBufferPointer(start: wanted.utf8Start, count: wanted.utf8CodeUnitCount))
+            {
+                result[index] = value
+                return
+            }
         }
         return result
+    }
+
+    /// The integer `text` holds, spaces and newlines around it allowed (nil: anything else, "max" included).
+    public static func integer(in text: String) -> Int64? {
+        var text = text
+        return text.withUTF8 { bytes in
+            var index = 0
+            while index < bytes.count, isBlank(bytes[index]) { index += 1 }
+            guard let (value, end) = integer(bytes, from: index) else { return nil }
+            index = end
+            while index < bytes.count, isBlank(bytes[index]) { index += 1 }
+            return index == bytes.count ? value : nil
+        }
+    }
+
+    /// Calls `body` with the key bytes and value of every `key integer` line.
+    static func scan(_ text: String, _ body: (UnsafeBufferPointer<UInt8>, Int64) -> Void) {
+        var text = text
+        text.withUTF8 { bytes in
+            let end = bytes.count
+            var index = 0
+            while index < end {
+                var lineEnd = index
+                while lineEnd < end, bytes[lineEnd] != newline { lineEnd += 1 }
+                defer { index = lineEnd + 1 }
+                var cursor = index
+                while cursor < lineEnd, bytes[cursor] == space { cursor += 1 }
+                let keyStart = cursor
+                while cursor < lineEnd, bytes[cursor] != space { cursor += 1 }
+                let keyEnd = cursor
+                guard keyEnd > keyStart else { continue }
+                while cursor < lineEnd, bytes[cursor] == space { cursor += 1 }
+                guard let (value, valueEnd) = integer(UnsafeBufferPointer(rebasing: bytes[..<lineEnd]), from: cursor) else { continue }
+                cursor = valueEnd
+                while cursor < lineEnd, bytes[cursor] == space { cursor += 1 }
+                guard cursor == lineEnd else { continue }
+                body(UnsafeBufferPointer(rebasing: bytes[keyStart..<keyEnd]), value)
+            }
+        }
+    }
+
+    /// An optionally signed decimal Int64 starting at `start`, and where it
+    /// ends; nil without digits, on overflow, or when a non-blank follows them.
+    static func integer(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (Int64, Int)? {
+        var index = start
+        var negative = false
+        if index < bytes.count, bytes[index] == UInt8(ascii: "-") || bytes[index] == UInt8(ascii: "+") {
+            negative = bytes[index] == UInt8(ascii: "-")
+            index += 1
+        }
+        let digitsStart = index
+        var value: Int64 = 0
+        while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+            let digit = Int64(bytes[index] &- UInt8(ascii: "0"))
+            let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = times.addingReportingOverflow(negative ? -digit : digit)
+            guard !overflow, !carry else { return nil }
+            value = sum
+            index += 1
+        }
+        guard index > digitsStart, index == bytes.count || isBlank(bytes[index]) else { return nil }
+        return (value, index)
+    }
+
+    static let space = UInt8(ascii: " ")
+    static let newline = UInt8(ascii: "\n")
+    static func isBlank(_ byte: UInt8) -> Bool {
+        byte == space || byte == newline || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
     }
 }
 
@@ -39,11 +120,10 @@ public struct MemoryEvents: Equatable, Codable, Sendable {
     }
 
     public init(parsing text: String) {
-        let fields = FlatKeyed.parse(text)
+        let fields = FlatKeyed.values(["low", "high", "max", "oom", "oom_kill", "oom_group_kill"], in: text)
         self.init(
-            low: fields["low"] ?? 0, high: fields["high"] ?? 0, max: fields["max"] ?? 0,
-            oom: fields["oom"] ?? 0, oomKill: fields["oom_kill"] ?? 0,
-            oomGroupKill: fields["oom_group_kill"] ?? 0)
+            low: fields[0] ?? 0, high: fields[1] ?? 0, max: fields[2] ?? 0, oom: fields[3] ?? 0, oomKill: fields[4] ?? 0,
+            oomGroupKill: fields[5] ?? 0)
     }
 }
 
@@ -52,7 +132,7 @@ public struct MemoryEvents: Equatable, Codable, Sendable {
 public enum CgroupCounter {
     /// The non-negative integer in `text` (a trailing newline is allowed), nil otherwise.
     public static func parse(_ text: String) -> Int64? {
-        guard let value = Int64(text.trimmingSpaces()), value >= 0 else { return nil }
+        guard let value = FlatKeyed.integer(in: text), value >= 0 else { return nil }
         return value
     }
 }
@@ -138,12 +218,12 @@ public struct CPUStat: Equatable, Codable, Sendable {
     }
 
     public init(parsing text: String) {
-        let fields = FlatKeyed.parse(text)
+        let fields = FlatKeyed.values(
+            ["usage_usec", "user_usec", "system_usec", "nr_periods", "nr_throttled", "throttled_usec", "nr_bursts", "burst_usec"],
+            in: text)
         self.init(
-            usageUsec: fields["usage_usec"] ?? 0, userUsec: fields["user_usec"] ?? 0,
-            systemUsec: fields["system_usec"] ?? 0, nrPeriods: fields["nr_periods"],
-            nrThrottled: fields["nr_throttled"], throttledUsec: fields["throttled_usec"],
-            nrBursts: fields["nr_bursts"], burstUsec: fields["burst_usec"])
+            usageUsec: fields[0] ?? 0, userUsec: fields[1] ?? 0, systemUsec: fields[2] ?? 0, nrPeriods: fields[3], nrThrottled: fields[4],
+            throttledUsec: fields[5], nrBursts: fields[6], burstUsec: fields[7])
     }
 
     /// CPU use between two readings `elapsed` apart, in percent of one CPU
@@ -162,7 +242,7 @@ public struct PidsEvents: Equatable, Codable, Sendable {
     public init(max: Int64 = 0) { self.max = max }
 
     public init(parsing text: String) {
-        self.init(max: FlatKeyed.parse(text)["max"] ?? 0)
+        self.init(max: FlatKeyed.values(["max"], in: text)[0] ?? 0)
     }
 }
 
@@ -177,8 +257,8 @@ public struct CgroupEvents: Equatable, Codable, Sendable {
     }
 
     public init(parsing text: String) {
-        let fields = FlatKeyed.parse(text)
-        self.init(populated: fields["populated"] == 1, frozen: fields["frozen"] == 1)
+        let fields = FlatKeyed.values(["populated", "frozen"], in: text)
+        self.init(populated: fields[0] == 1, frozen: fields[1] == 1)
     }
 }
 
@@ -262,11 +342,28 @@ public struct PressureTotals: Equatable, Codable, Sendable {
     public static func totals(parsing text: String) -> (some: Int64?, full: Int64?) {
         var some: Int64?
         var full: Int64?
-        for line in text.utf8.split(separator: UInt8(ascii: "\n")) {
-            guard let marker = line.firstRange(of: "total=".utf8) else { continue }
-            let digits = line[marker.upperBound...].prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
-            guard let value = Int64(String(decoding: digits, as: UTF8.self)) else { continue }
-            if line.starts(with: "some".utf8) { some = value } else if line.starts(with: "full".utf8) { full = value }
+        var text = text
+        text.withUTF8 { bytes in
+            let marker: StaticString = "total="
+            let markerBytes = UnsafeBufferPointer(start: marker.utf8Start, count: marker.utf8CodeUnitCount)
+            var index = 0
+            while index < bytes.count {
+                var lineEnd = index
+                while lineEnd < bytes.count, bytes[lineEnd] != FlatKeyed.newline { lineEnd += 1 }
+                defer { index = lineEnd + 1 }
+                let line = UnsafeBufferPointer(rebasing: bytes[index..<lineEnd])
+                guard line.count > 4 else { continue }
+                let isSome = line.starts(with: "some".utf8)
+                guard isSome || line.starts(with: "full".utf8) else { continue }
+                // The last field: "total=N".
+                var start = line.count
+                while start > 0, line[start - 1] != FlatKeyed.space { start -= 1 }
+                let field = UnsafeBufferPointer(rebasing: line[start...])
+                guard field.starts(with: markerBytes),
+                    let (value, end) = FlatKeyed.integer(field, from: markerBytes.count), end == field.count
+                else { continue }
+                if isSome { some = value } else { full = value }
+            }
         }
         return (some, full)
     }
@@ -281,7 +378,7 @@ extension FlatKeyed {
                 line[line.index(line.startIndex, offsetBy: key.utf8.count)] == UInt8(ascii: " ")
             else { continue }
             let rest = line[line.index(line.startIndex, offsetBy: key.utf8.count + 1)...]
-            return Int64(String(decoding: rest, as: UTF8.self).trimmingSpaces())
+            return FlatKeyed.integer(in: String(decoding: rest, as: UTF8.self))
         }
         return nil
     }

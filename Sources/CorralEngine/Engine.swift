@@ -241,7 +241,7 @@ public actor Engine {
 
     func observe(_ observation: Observation, of id: String) {
         if let asked = sampleRequests[id], observation.at >= asked { sampleRequests[id] = nil }
-        guard let limits = registry[id].flatMap({ $0.record.state.isLive ? $0.record.limits : nil }) else { return }
+        guard let limits = registry.update(id, { $0.record.state.isLive ? $0.record.limits : nil }) ?? nil else { return }
         var violations: [Violation] = []
         var usage: [Resource: Double] = [:]
         for reading in observation.readings {
@@ -338,16 +338,32 @@ public actor Engine {
         let now = clock()
         analyticsDuties(at: now)
         for id in registry.liveIDs {
-            guard let agent = registry[id], agent.record.state.isLive else { continue }
-            if let deadline = agent.terminationDeadline, now >= deadline {
-                registry[id]?.terminationDeadline = nil
+            // Read in place (a copy of each agent five times a second showed at 1,000 agents).
+            enum Duty { case none, finish, settleFreeze }
+            let duty =
+                registry.update(id) { agent -> Duty in
+                    guard agent.record.state.isLive else { return .none }
+                    if let deadline = agent.terminationDeadline, now >= deadline {
+                        agent.terminationDeadline = nil
+                        return .finish
+                    }
+                    return agent.pendingFreeze != nil ? .settleFreeze : .none
+                } ?? Duty.none
+            switch duty {
+            case .finish:
                 finishTermination(id)
                 continue
+            case .settleFreeze: settlePendingFreeze(id, at: now)
+            case .none: break
             }
-            if agent.pendingFreeze != nil { settlePendingFreeze(id, at: now) }
-            guard !agent.ladder.isQuiet,
-                let due = agent.ladder.nextDue(limits: agent.record.limits, settings: settings(for: agent.record.group)), due <= now
-            else {
+            let isDue =
+                registry.update(id) { agent -> Bool in
+                    guard agent.record.state.isLive, !agent.ladder.isQuiet,
+                        let due = agent.ladder.nextDue(limits: agent.record.limits, settings: settings(for: agent.record.group))
+                    else { return false }
+                    return due <= now
+                } ?? false
+            guard isDue else {
                 sampleRequests[id] = nil
                 continue
             }

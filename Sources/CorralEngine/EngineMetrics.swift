@@ -59,11 +59,17 @@ public struct MetricsSnapshot: Equatable, Sendable {
     /// Agents in the engine's table (live, queued, ended and not yet
     /// removed since the daemon started), by state.
     public var states: [AgentState: Int]
+    /// Live agents by how often the watcher samples them (all active when
+    /// adaptive sampling is off).
+    public var sampling: [SamplingCadence: Int]
     public var capacity: CapacityReport
 
-    public init(agents: [AgentMetrics], states: [AgentState: Int], capacity: CapacityReport) {
+    public init(
+        agents: [AgentMetrics], states: [AgentState: Int], sampling: [SamplingCadence: Int] = [:], capacity: CapacityReport
+    ) {
         self.agents = agents
         self.states = states
+        self.sampling = sampling
         self.capacity = capacity
     }
 }
@@ -77,12 +83,14 @@ extension Engine {
         let now = clock()
         var agents: [AgentMetrics] = []
         var states: [AgentState: Int] = [:]
+        var sampling: [SamplingCadence: Int] = [:]
         agents.reserveCapacity(registry.count)
         for id in registry.ids {
             // Read in place: an agent is a large value (its analytics rings), and a copy per agent per scrape showed.
             registry.update(id) { agent in
                 let record = agent.record
                 states[record.state, default: 0] += 1
+                if record.state.isLive { sampling[cadences[id] ?? .active, default: 0] += 1 }
                 if !record.state.isLive, let ended = record.endedAt, now - ended > endedRetention { return }
                 let degradation = (agent.ladder.degradation ?? [:]).values.map(\.level).max() ?? .none
                 var step = 0
@@ -104,6 +112,6 @@ extension Engine {
                     id: record.id, group: record.group, state: record.state, priority: record.priority, limits: record.limits, sample: nil,
                     queuePosition: record.queuePosition, degradation: .none, escalationStep: 0))
         }
-        return MetricsSnapshot(agents: agents, states: states, capacity: capacity())
+        return MetricsSnapshot(agents: agents, states: states, sampling: sampling, capacity: capacity())
     }
 }

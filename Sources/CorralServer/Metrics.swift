@@ -94,6 +94,10 @@ public struct MetricFamily: Sendable, Hashable {
     static let commit = Self("corral_store_commit_seconds", .histogram, "Time one group commit of the store (SQLite) took.")
     static let agents = Self(
         "corral_agents", .gauge, "Agents in the daemon's table by state (live, queued, and ended ones not yet removed since it started).")
+    static let sampled = Self(
+        "corral_agents_sampled", .gauge,
+        "Live agents by sampling cadence: active ones every intervals.sampling, idle ones (far from every limit, quiet) every intervals.idle_sampling."
+    )
     static let capacityMemory = Self(
         "corral_host_capacity_memory_bytes", .gauge,
         "Memory of the host as corral capacity shows it, by kind (host, reserved, allocatable, committed, used, available).")
@@ -115,7 +119,8 @@ public struct MetricFamily: Sendable, Hashable {
             memoryEvents, processes, processesLimit,
         ] + pressure.values.flatMap { [$0.waiting, $0.stalled] }
         + [
-            state, degradation, escalation, priority, actions, reaction, commit, agents, capacityMemory, capacityCPU, capacityProcesses,
+            state, degradation, escalation, priority, actions, reaction, commit, agents, sampled, capacityMemory, capacityCPU,
+            capacityProcesses,
             hostPressureActive, hostPressureSteps, buildInfo,
         ]
 }
@@ -230,6 +235,9 @@ public final class DaemonMetrics: EngineInstruments {
         }
         for state in AgentState.allCases {
             gauge(.agents, label: ("state", state.rawValue), Double(snapshot.states[state] ?? 0))
+        }
+        for cadence in SamplingCadence.allCases {
+            gauge(.sampled, label: ("cadence", cadence.rawValue), Double(snapshot.sampling[cadence] ?? 0))
         }
         for line in snapshot.capacity.resources {
             let family: MetricFamily

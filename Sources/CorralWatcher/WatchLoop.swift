@@ -459,7 +459,7 @@ final class WatchLoop: Sendable {
     /// A number file, nil when this kernel or controller lacks it.
     private func number(_ file: CgroupFile, _ watched: inout Watched) throws(CgroupError) -> Int64? {
         do {
-            return Int64(try text(file, &watched).trimmingSpaces())
+            return FlatKeyed.integer(in: try text(file, &watched))
         } catch  where error.code == .notFound || error.code == .controllerUnavailable {
             return nil
         }

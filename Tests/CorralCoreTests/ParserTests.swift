@@ -60,6 +60,49 @@ struct ParserTests {
         #expect(Pressure(parsing: "") == nil)
     }
 
+    /// The byte scanner the watcher uses, against the obvious string parse
+    /// it replaced, on every fixture and on malformed lines.
+    @Test func byteScannerAgreesWithAStringParse() throws {
+        func reference(_ text: String) -> [String: Int64] {
+            var result: [String: Int64] = [:]
+            for line in text.split(separator: "\n") {
+                let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard fields.count == 2, let value = Int64(fields[1]) else { continue }
+                result[String(fields[0])] = value
+            }
+            return result
+        }
+        let files = [
+            "debian-6.1/fx.memory.stat", "debian-6.1/fx.memory.events", "debian-6.1/fx.cpu.stat", "debian-6.1/fx.pids.events",
+            "debian-6.1/fx.cgroup.events", "debian-6.1/fx.cgroup.events.frozen", "hybrid-host/unified.cpu.stat",
+        ]
+        for file in files {
+            let text = try Fixture.text(file)
+            #expect(FlatKeyed.parse(text) == reference(text), "\(file)")
+            #expect(!FlatKeyed.parse(text).isEmpty, "\(file)")
+        }
+        let odd = "a 1\n  b   2  \nc\nd x\ne 1 2\nf -3\ng +4\nh 99999999999999999999\n\n i 5\nj 6x\nk 7"
+        #expect(FlatKeyed.parse(odd) == reference(odd))
+        #expect(FlatKeyed.parse(odd) == ["a": 1, "b": 2, "f": -3, "g": 4, "i": 5, "k": 7])
+        #expect(FlatKeyed.values(["k", "zz", "b", "a"], in: odd) == [7, nil, 2, 1])
+        #expect(FlatKeyed.values(["populated"], in: "populated 1\nfrozen 0\n") == [1])
+        #expect(FlatKeyed.values(["pop"], in: "populated 1\n") == [nil], "a prefix is not the key")
+        for text in ["42", "42\n", " 42 \n", "\t42\n", "-7", "max", "", "4 2", "42a", "9223372036854775807", "9223372036854775808"] {
+            #expect(FlatKeyed.integer(in: text) == Int64(text.trimmingSpaces()), "\(text.debugDescription)")
+        }
+    }
+
+    @Test func pressureTotals() throws {
+        let memory = PressureTotals.totals(parsing: try Fixture.text("debian-6.1/fx.memory.pressure"))
+        let parsed = try #require(Pressure(parsing: try Fixture.text("debian-6.1/fx.memory.pressure")))
+        #expect(memory.some == parsed.some.total && memory.full == parsed.full?.total)
+        let cpu = PressureTotals.totals(parsing: "some avg10=0.00 avg60=0.00 avg300=0.00 total=123\n")
+        #expect(cpu.some == 123 && cpu.full == nil)
+        #expect(PressureTotals.totals(parsing: "full avg10=1.00 total=x\nsome total=5").some == 5)
+        #expect(PressureTotals.totals(parsing: "full avg10=1.00 total=x\nsome total=5").full == nil)
+        #expect(PressureTotals.totals(parsing: "") == (nil, nil))
+    }
+
     @Test func singleValues() throws {
         #expect(CgroupValue(parsing: try Fixture.text("debian-6.1/fx.memory.max")) == .limit(99_999_744))
         #expect(CgroupValue(parsing: try Fixture.text("debian-6.1/fx.pids.max")) == .limit(20))

@@ -67,6 +67,7 @@ struct CadenceEngineTests {
         await sample(harness, "a1", Self.far)
         await sample(harness, "a2", Self.far)
         #expect(told(harness, "a1") == [.seconds(10)] && told(harness, "a2") == [.seconds(10)])
+        #expect(await harness.engine.metrics().sampling == [.idle: 2], "the metrics count them")
 
         await harness.engine.handle(.emptied("a2"))
         #expect(await harness.engine.cadences["a2"] == nil)
@@ -79,5 +80,6 @@ struct CadenceEngineTests {
         await sample(harness, "a1", Self.far)
         #expect(told(harness, "a1") == [.seconds(10), nil], "off: nothing more said")
         #expect(await harness.engine.cadences.isEmpty)
+        #expect(await harness.engine.metrics().sampling == [.active: 1])
     }
 }

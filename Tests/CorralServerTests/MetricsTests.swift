@@ -108,6 +108,7 @@ import Testing
             #expect(values["corral_agent_priority{\(agent)}"] == 5)
             #expect((values["corral_agent_escalation_step{\(agent)}"] ?? 0) >= 1, "the ladder acted on the crossing")
             #expect(values[#"corral_agents{state="running"}"#] == 1)
+            #expect(values[#"corral_agents_sampled{cadence="active"}"#] == 1 && values[#"corral_agents_sampled{cadence="idle"}"#] == 0)
             #expect(values[#"corral_build_info{version="9.9.9-test"}"#] == 1)
             let actions = values.filter { $0.key.hasPrefix("corral_enforcement_actions_total{") }
             #expect(!actions.isEmpty && actions.keys.allSatisfy { $0.contains(#"resource="memory""#) }, "\(actions)")
