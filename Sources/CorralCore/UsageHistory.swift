@@ -1,14 +1,19 @@
-/// The recent usage of one resource of one agent: a ring of the last
-/// `capacity` samples (default 1 h at 1 s), 8 bytes a sample (a 32-bit
-/// float and a 32-bit millisecond offset): 28 KiB for an hour at 1 s. Beside
-/// them, the kernel's hard-limit events as counts per minute, one 12-byte
-/// slot per minute of the window: the size never depends on how often the
-/// limit is hit.
+/// The recent usage of one resource of one agent: a ring of at most
+/// `capacity` samples (default 1 h at 1 s) and, with a `window`, none older
+/// than it; 8 bytes a sample (a 32-bit float and a 32-bit millisecond
+/// offset). It grows as samples come rather than taking its whole capacity
+/// at once: an hour at 1 s is 28 KiB, an idle agent sampled every 10 s keeps
+/// a tenth of that. Beside them, the kernel's hard-limit events as counts per
+/// minute, one 12-byte slot per minute of the window: the size never depends
+/// on how often the limit is hit.
 public struct UsageRing: Sendable {
     public let capacity: Int
-    private var storage: [Float]
+    /// Samples older than this (against the newest) are dropped (nil: only `capacity` bounds the ring).
+    public let window: Duration?
+    /// The slots in use so far (grown up to `capacity`); `next` is the slot the next sample takes.
+    private var storage: [Float] = []
     /// Milliseconds after `base` (an offset wraps after 24 days: `base` moves with the data).
-    private var offsets: [Int32]
+    private var offsets: [Int32] = []
     private var base: Int64?
     private var next = 0
     public private(set) var count = 0
@@ -21,19 +26,21 @@ public struct UsageRing: Sendable {
     private var lastCounter: Int64?
 
     /// `eventMinutes`: how many minutes of hard-limit events to keep (the window's, plus one).
-    public init(capacity: Int, eventMinutes: Int = 61) {
+    public init(capacity: Int, window: Duration? = nil, eventMinutes: Int = 61) {
         self.capacity = max(1, capacity)
-        storage = [Float](repeating: 0, count: self.capacity)
-        offsets = [Int32](repeating: 0, count: self.capacity)
+        self.window = window
         self.eventMinutes = [Int64](repeating: .min, count: max(1, eventMinutes))
         eventCounts = [Int32](repeating: 0, count: max(1, eventMinutes))
     }
 
-    /// Bytes held per ring: the samples and the event slots.
-    public var bytes: Int { Self.bytes(capacity: capacity, eventMinutes: eventMinutes.count) }
+    /// Bytes the ring holds now: the sample slots allocated and the event slots.
+    public var bytes: Int {
+        storage.capacity * MemoryLayout<Float>.size + offsets.capacity * MemoryLayout<Int32>.size + eventMinutes.count
+            * (MemoryLayout<Int64>.size + MemoryLayout<Int32>.size)
+    }
 
-    /// Bytes a ring of `capacity` samples and `eventMinutes` event slots holds
-    /// (the arrays' elements; each array adds a 32-byte header).
+    /// The most a ring of `capacity` samples and `eventMinutes` event slots
+    /// holds (the arrays' elements; each array adds a 32-byte header).
     public static func bytes(capacity: Int, eventMinutes: Int) -> Int {
         max(1, capacity) * (MemoryLayout<Float>.size + MemoryLayout<Int32>.size)
             + max(1, eventMinutes) * (MemoryLayout<Int64>.size + MemoryLayout<Int32>.size)
@@ -41,11 +48,38 @@ public struct UsageRing: Sendable {
 
     public mutating func append(_ value: Double, at time: Timestamp) {
         if base == nil || time.milliseconds - base! > Int64(Int32.max) / 2 { rebase(to: time) }
+        if let window {
+            // Out of the window: the oldest samples' slots are free again.
+            let cutoff = time.milliseconds - Int64(window.seconds * 1000)
+            while count > 0, let oldest, oldest.milliseconds < cutoff { count -= 1 }
+        }
+        if count == storage.count && storage.count < capacity {
+            grow()
+        }
         storage[next] = Float(value)
         offsets[next] = Int32(clamping: time.milliseconds - base!)
-        next = (next + 1) % capacity
-        count = min(count + 1, capacity)
+        next = (next + 1) % storage.count
+        count = min(count + 1, storage.count)
         newest = time
+    }
+
+    /// One more slot, at `next`: the kept samples are put in order first (so
+    /// the new slot is the last), then the arrays grow by a quarter (not the
+    /// doubling of an append: most agents never fill an hour at 1 s).
+    private mutating func grow() {
+        let start = (next - count + storage.count) % max(storage.count, 1)
+        if start != 0 {
+            storage = Array(storage[start...] + storage[..<start])
+            offsets = Array(offsets[start...] + offsets[..<start])
+        }
+        if storage.count == storage.capacity {
+            let more = min(capacity, max(32, storage.count + storage.count / 4))
+            storage.reserveCapacity(more)
+            offsets.reserveCapacity(more)
+        }
+        storage.append(0)
+        offsets.append(0)
+        next = count
     }
 
     /// Takes the kernel's cumulative hard-limit counter (memory.events max +
@@ -88,7 +122,7 @@ public struct UsageRing: Sendable {
     }
 
     /// The oldest kept sample's time.
-    public var oldest: Timestamp? { count > 0 ? time(at: (next - count + capacity) % capacity) : nil }
+    public var oldest: Timestamp? { count > 0 ? time(at: (next - count + storage.count) % storage.count) : nil }
 
     private func time(at index: Int) -> Timestamp { Timestamp(milliseconds: (base ?? 0) + Int64(offsets[index])) }
 
@@ -127,11 +161,12 @@ public struct UsageRing: Sendable {
 
     /// (time, value) pairs at or after `since`, oldest first.
     public func samples(since: Timestamp? = nil) -> [(Timestamp, Double)] {
-        let start = (next - count + capacity) % capacity
+        guard count > 0 else { return [] }
+        let start = (next - count + storage.count) % storage.count
         var result: [(Timestamp, Double)] = []
         result.reserveCapacity(count)
         for offset in 0..<count {
-            let index = (start + offset) % capacity
+            let index = (start + offset) % storage.count
             let at = time(at: index)
             if let since, at < since { continue }
             result.append((at, Double(storage[index])))

@@ -33,7 +33,10 @@ extension Engine {
         for reading in readings where limits[reading.resource] != nil {
             let resource = reading.resource
             // Mutated in place (a copy of the ring would copy its samples).
-            if agent.rings[resource] == nil { agent.rings[resource] = UsageRing(capacity: ringCapacity, eventMinutes: eventMinutes) }
+            if agent.rings[resource] == nil {
+                agent.rings[resource] = UsageRing(
+                    capacity: ringCapacity, window: configuration.intervals.analyticsWindow, eventMinutes: eventMinutes)
+            }
             if let sample = agent.latest, let counter = Self.hardLimitCounter(resource, in: sample) {
                 agent.rings[resource]!.recordHardLimitCounter(counter, at: now)
             }

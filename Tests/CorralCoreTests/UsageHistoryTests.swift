@@ -12,8 +12,35 @@ struct UsageHistoryTests {
         #expect(ring.values(since: Timestamp(milliseconds: 6000)) == [6, 7])
         #expect(ring.samples().first?.0 == Timestamp(milliseconds: 3000))
         // 8 bytes a sample and 12 a minute of event counts: an hour at 1 s is 29,532 bytes.
-        #expect(UsageRing(capacity: 3600, eventMinutes: 61).bytes == 3600 * 8 + 61 * 12)
+        #expect(UsageRing(capacity: 3600, eventMinutes: 61).bytes == 61 * 12, "no sample slot before the first sample")
         #expect(UsageRing.bytes(capacity: 3600, eventMinutes: 61) == 29_532)
+    }
+
+    /// The ring grows with its samples up to its capacity, and with a window
+    /// it keeps none older than it: an agent sampled every 10 s holds a tenth
+    /// of an hour at 1 s. A faster rate after a wrap (idle, then active)
+    /// grows it again with every sample still in order.
+    @Test func theRingGrowsAsSamplesComeAndKeepsOnlyItsWindow() {
+        let hour: Duration = .seconds(3600)
+        var idle = UsageRing(capacity: 3600, window: hour, eventMinutes: 61)
+        for i in 0..<1000 { idle.append(Double(i), at: Timestamp(milliseconds: Int64(i) * 10_000)) }
+        #expect(idle.count == 361, "an hour at 10 s, both ends included")
+        #expect(idle.values().first == 639 && idle.values().last == 999)
+        #expect(idle.bytes < 361 * 8 * 5 / 4 + 61 * 12 + 32 * 8, "\(idle.bytes)")
+        // Active again: one a second, the ring grows past its idle size and stays in order.
+        let t0: Int64 = 999 * 10_000
+        for i in 1...1200 { idle.append(Double(10_000 + i), at: Timestamp(milliseconds: t0 + Int64(i) * 1000)) }
+        let values = idle.values()
+        let times = idle.samples().map(\.0.milliseconds)
+        #expect(times == times.sorted(), "in time order")
+        #expect(values.suffix(1200) == (1...1200).map { Double(10_000 + $0) })
+        #expect(idle.oldest.map { t0 + 1_200_000 - $0.milliseconds } ?? 0 <= 3_600_000)
+        #expect(idle.count == 1200 + 241, "the 1 s samples and the 10 s ones of the last 40 min, both ends included")
+        // Full at 1 s: the capacity bounds it.
+        var busy = UsageRing(capacity: 3600, window: hour)
+        for i in 0..<5000 { busy.append(Double(i), at: Timestamp(milliseconds: Int64(i) * 1000)) }
+        #expect(busy.count == 3600 && busy.values().first == 1400)
+        #expect(busy.bytes <= 3600 * 8 + 61 * 12 + 64, "the capacity (and malloc's rounding)")
     }
 
     /// Hard-limit events are the kernel counter's increases, counted per
@@ -38,7 +65,7 @@ struct UsageHistoryTests {
         #expect(ring.hardLimitEvents(since: t0) == 1000 + 1 + 6)
         // However many readings, the slots stay three.
         for second in 200..<5000 { ring.recordHardLimitCounter(Int64(10 + second), at: t0 + .seconds(Int64(second))) }
-        #expect(ring.bytes == 10 * 8 + 3 * 12)
+        #expect(ring.bytes == 3 * 12, "no samples: only the three event slots")
         #expect(ring.hardLimitEvents(since: t0) <= 180, "at most the last three minutes' events (one a second)")
     }
 

@@ -5,7 +5,9 @@
 #   start_daemon NAME [CORRALD ARGS...]   sets $daemon, $state, $socket, $root
 #   api CURL ARGS...                      a request on the daemon's socket
 #   measure [COMMAND...]                  CPU % of one CPU over $WINDOW s, while COMMAND runs in the background
-#   launch_idle N                         N sleepers in lightweight_agent; failures said on stderr
+#   launch_idle N                         N sleepers in lightweight_agent, 8 requests at a time; failures said on stderr
+#   wait_idle N SECONDS                   waits until N agents are sampled at the idle cadence (or SECONDS pass);
+#                                         sets $settled (seconds waited) and $idle_count
 #   stop_daemon N                         kills the N sleepers, stops the daemon, removes its cgroups and state
 
 start_daemon() {
@@ -14,6 +16,8 @@ start_daemon() {
     state=$(mktemp -d "/tmp/corral-bench-$name.XXXXXX")
     socket=$state/corral.sock
     root=/sys/fs/cgroup/corral-bench-$name
+    # 1,000 agents need ~10 descriptors each (the daemon says so at 4,096).
+    ulimit -Hn 65536 2>/dev/null && ulimit -n 65536
     "$CORRALD" --socket "$socket" --state-dir "$state/state" --cgroup-root "$root" --log-level warning "$@" &
     daemon=$!
     for _ in $(seq 300); do [[ -S $socket ]] && break; sleep 0.1; done
@@ -34,21 +38,31 @@ measure() {
 }
 
 launch_idle() {
-    local failed=0 answer i
-    for i in $(seq "$1"); do
-        answer=$(api -X POST http://corral/v1/agents -w ' %{http_code}' \
-            -d "{\"id\":\"idle$i\",\"group\":\"lightweight_agent\",\"command\":[\"/bin/sleep\",\"3600\"]}")
-        if [[ $answer != *" 201" ]]; then
-            ((failed == 0)) && echo "  agent idle$i did not start: $answer" >&2
-            failed=$((failed + 1))
-        fi
+    local answers failed
+    answers=$(seq "$1" | xargs -P 8 -I{} curl -sS --unix-socket "$socket" -H 'Content-Type: application/json' \
+        -w ' %{http_code}\n' -X POST http://corral/v1/agents \
+        -d '{"id":"idle{}","group":"lightweight_agent","command":["/bin/sleep","3600"]}')
+    failed=$(grep -vc ' 201$' <<<"$answers" || true)
+    if ((failed > 0)); then
+        echo "  $failed of $1 agents did not start; the first answer: $(grep -v ' 201$' <<<"$answers" | head -1)" >&2
+    fi
+}
+
+wait_idle() {
+    local want=$1 limit=$2 start=$EPOCHREALTIME
+    idle_count=0
+    while :; do
+        idle_count=$(api http://corral/metrics | awk '/^corral_agents_sampled\{cadence="idle"\}/ { print int($2) }')
+        idle_count=${idle_count:-0}
+        settled=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
+        ((idle_count >= want || settled >= limit)) && break
+        sleep 5
     done
-    ((failed == 0)) || echo "  $failed of $1 agents did not start" >&2
 }
 
 stop_daemon() {
     local i d
-    for i in $(seq "$1"); do api -X POST "http://corral/v1/agents/idle$i/kill" >/dev/null || true; done
+    seq "$1" | xargs -P 8 -I{} curl -sS --unix-socket "$socket" -o /dev/null -X POST "http://corral/v1/agents/idle{}/kill" || true
     sleep 3
     kill "$daemon"; wait "$daemon" || true
     for d in "$root"/*/; do rmdir "$d" 2>/dev/null || true; done
