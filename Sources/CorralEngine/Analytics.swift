@@ -16,6 +16,13 @@ extension Engine {
     /// agent's limited resources, at most `Resource.allCases.count`).
     public var ringBytes: Int { UsageRing.bytes(capacity: ringCapacity, eventMinutes: eventMinutes) }
 
+    /// Bytes the live agents' rings hold now (their sample and event slots).
+    public func ringBytesInUse() -> Int {
+        var total = 0
+        for id in registry.ids { total += registry.update(id) { $0.rings.values.reduce(0) { $0 + $1.bytes } } ?? 0 }
+        return total
+    }
+
     /// Keeps readings for analytics, of the resources the agent has a limit
     /// for (the others get no recommendation; their rings would only cost
     /// memory): into the ring at most once per sampling interval (event

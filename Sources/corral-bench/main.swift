@@ -13,6 +13,13 @@
 //       the process's CPU per scrape, split into snapshot, exposition and the
 //       rest (HTTP), beside a request for the small status page (any host).
 //
+//   corral-bench memory [AGENTS]
+//       Memory per agent natively: an engine on a fake cgroupfs with AGENTS
+//       agents (memory, CPU and process limits) fed an hour of samples on a
+//       manual clock, as idle agents (one sample each 10 s) and as active ones
+//       (each second); the resident memory against the same
+//       engine before its agents (any host).
+//
 //   corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS]
 //       Reaction latency: AGENTS agents (default 120) each cross memory.high
 //       once; for every kernel event, the time from the watcher's wake-up
@@ -545,6 +552,75 @@ func scrape(agents count: Int, scrapes: Int) async throws {
     engine.hub.finishAll()
 }
 
+/// A store that keeps nothing: the minutes and records the daemon writes to
+/// SQLite on disk would otherwise count as the engine's memory here.
+final class DiscardingStore: ForwardingEngineStore {
+    let base: any EngineStore = MemoryStore()
+    func record(minutes: [UsageMinute], pruneBefore: Timestamp?) throws {}
+    func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] { batch.map(\.records) }
+}
+
+func memory(agents count: Int, every: Int64) async throws {
+    var sleepers: [Process] = []
+    defer { for sleeper in sleepers { sleeper.terminate() } }
+    for _ in 0..<count {
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/sleep")
+        sleeper.arguments = ["600"]
+        try sleeper.run()
+        sleepers.append(sleeper)
+    }
+    /// Resident bytes (what the daemon benchmarks read as VmRSS).
+    func heap() -> Int {
+        let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
+        let pages = statm.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+    /// Heap bytes per agent after an hour of samples every `every` seconds, and the engine's own figure for its rings.
+    func run(every: Int64) async throws -> (perAgent: Double, rings: Int) {
+        let fs = FakeCgroupFilesystem()
+        let root = CgroupPath(["bench-corral"])
+        fs.seed(root)
+        let tree = CgroupTree(fs: fs, root: root)
+        try tree.prepareRoot(selfPID: nil, reservation: nil)
+        let time = Mutex(Timestamp(milliseconds: 1_800_000_000_000))
+        let engine = Engine(
+            configuration: .builtIn, tree: tree, store: DiscardingStore(), clock: { time.withLock { $0 } })
+        _ = try await engine.restore()
+        let before = heap()
+        for (index, sleeper) in sleepers.enumerated() {
+            let id = "agent\(index)"
+            _ = try await engine.register(id: id, group: "lightweight_agent", command: ["worker"], overrides: [:])
+            _ = try await engine.attach(id: id, pid: sleeper.processIdentifier)
+        }
+        var sample = metricsSample
+        for round in 0..<(3600 / every) {
+            time.withLock { $0 = $0 + .seconds(every) }
+            sample.cpu.usageUsec += 1000
+            for index in 0..<count {
+                let readings = [
+                    UsageReading(resource: .memory, usage: Double(1 << 20) + Double(round % 7) * 4096),
+                    UsageReading(resource: .cpu, usage: 0.1), UsageReading(resource: .processes, usage: 1),
+                ]
+                _ = await engine.handle(
+                    .observation(
+                        Observation(
+                            subject: .agent("agent\(index)"), trigger: .sample, at: time.withLock { $0 }, seenAt: .now, sample: sample,
+                            readings: readings, elapsed: .seconds(every))))
+            }
+        }
+        let after = heap()
+        let rings = await engine.ringBytesInUse()
+        engine.hub.finishAll()
+        withExtendedLifetime(engine) {}
+        return (Double(after - before) / Double(max(count, 1)), rings / max(count, 1))
+    }
+    let result = try await run(every: every)
+    say(
+        "memory: \(count) agents with memory, CPU and process limits, an hour of samples each, one every \(every) s: \(String(format: "%.1f", result.perAgent / 1024)) KiB resident per agent, of which rings \(String(format: "%.1f", Double(result.rings) / 1024)) KiB"
+    )
+}
+
 let arguments = CommandLine.arguments
 switch arguments.count > 1 ? arguments[1] : "" {
 case "analytics":
@@ -559,6 +635,9 @@ case "scrape":
     let count = arguments.count > 2 ? Int(arguments[2]) ?? 200 : 200
     let scrapes = arguments.count > 3 ? Int(arguments[3]) ?? 50 : 50
     try await scrape(agents: count, scrapes: scrapes)
+case "memory":
+    try await memory(
+        agents: arguments.count > 2 ? Int(arguments[2]) ?? 1000 : 1000, every: arguments.count > 3 ? max(1, Int64(arguments[3]) ?? 10) : 10)
 case "reaction":
     let count = arguments.count > 2 ? Int(arguments[2]) ?? 120 : 120
     let stress = arguments.count > 3 ? arguments[3] : "corral-stress"
@@ -566,7 +645,7 @@ case "reaction":
     try await reaction(agents: count, stress: stress, hold: hold)
 default:
     say(
-        "usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS] | corral-bench analytics [AGENTS] [SAMPLES] | corral-bench metrics [AGENTS] [SCRAPES] | corral-bench scrape [AGENTS] [SCRAPES]"
+        "usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS] | corral-bench analytics [AGENTS] [SAMPLES] | corral-bench metrics [AGENTS] [SCRAPES] | corral-bench scrape [AGENTS] [SCRAPES] | corral-bench memory [AGENTS] [SECONDS]"
     )
     exit(2)
 }
