@@ -212,9 +212,12 @@ public struct Health: Codable, Sendable {
     /// What the daemon cannot do where it runs (missing capabilities, kernel features), what
     /// it does instead and the fix; empty when nothing is missing.
     public var limitations: [Limitation]
+    /// Live agents by sampling cadence (adaptive sampling; all active when it is off).
+    public var sampling: SamplingCounts?
 
     public init(
-        status: String, version: String, agents: Int, cgroupRoot: String, socket: String, limitations: [Limitation] = []
+        status: String, version: String, agents: Int, cgroupRoot: String, socket: String, limitations: [Limitation] = [],
+        sampling: SamplingCounts? = nil
     ) {
         self.status = status
         self.version = version
@@ -222,6 +225,18 @@ public struct Health: Codable, Sendable {
         self.cgroupRoot = cgroupRoot
         self.socket = socket
         self.limitations = limitations
+        self.sampling = sampling
+    }
+}
+
+/// Live agents sampled every `intervals.sampling` (active) and every `intervals.idle_sampling` (idle).
+public struct SamplingCounts: Codable, Equatable, Sendable {
+    public var active: Int
+    public var idle: Int
+
+    public init(active: Int, idle: Int) {
+        self.active = active
+        self.idle = idle
     }
 }
 

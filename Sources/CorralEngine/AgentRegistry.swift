@@ -150,11 +150,16 @@ struct AgentRegistry {
     /// agent is copied once (a copy retains every reference it holds, which
     /// under emulation made a tick over 130 agents cost milliseconds).
     var live: [(key: String, value: ManagedAgent)] {
-        var result: [(key: String, value: ManagedAgent)] = []
-        result.reserveCapacity(boxes.count)
-        for (id, box) in boxes where box.agent.record.state.isLive { result.append((id, box.agent)) }
-        result.sort { $0.key < $1.key }
-        return result
+        liveIDs.compactMap { id in boxes[id].map { (id, $0.agent) } }
+    }
+
+    /// Reads every live agent in place, by id: no copy of an agent (the host
+    /// monitor's reading every second walked copies of 1,000 agents, sorted).
+    func forEachLive(_ body: (String, borrowing ManagedAgent) -> Void) {
+        for id in liveIDs {
+            guard let box = boxes[id] else { continue }
+            body(id, box.agent)
+        }
     }
 
     /// The agent if it is running (or starting, or suspended).

@@ -1,4 +1,4 @@
-import CorralCore
+public import CorralCore
 
 /// Adaptive sampling: the engine tells the watcher to sample an agent at the
 /// idle interval while it is far from every limit and quiet, and at the
@@ -27,6 +27,13 @@ extension Engine {
         }
         cadences[id] = cadence
         watcher.sample(agent: id, every: cadence == .idle ? idle : nil)
+    }
+
+    /// Live agents by cadence (an agent the engine has not decided on yet is active).
+    public func samplingCounts() -> [SamplingCadence: Int] {
+        var counts: [SamplingCadence: Int] = [:]
+        for id in registry.liveIDs { counts[cadences[id] ?? .active, default: 0] += 1 }
+        return counts
     }
 
     /// The agent ended: nothing more to say about it.

@@ -19,12 +19,16 @@ extension Engine {
     /// A reading of the root from the host monitor.
     public func observeHost(_ reading: HostReading) {
         confirmHostFreezes()
-        let candidates = registry.live.compactMap { id, agent -> HostCandidate? in
+        var candidates: [HostCandidate] = []
+        candidates.reserveCapacity(registry.count)
+        registry.forEachLive { id, agent in
+            guard agent.record.state == .running || agent.record.state == .suspended else { return }
             let hostFrozen = hostLadder.stage(of: id) == .frozen
-            guard agent.record.state == .running || agent.record.state == .suspended else { return nil }
-            return HostCandidate(
-                agent: id, priority: agent.record.priority, memory: agent.usage[.memory] ?? 0, listens: hub.listenerCount(agent: id) > 0,
-                frozenElsewhere: agent.record.state == .suspended && !hostFrozen, memoryLimit: agent.record.limits[.memory]?.hard)
+            candidates.append(
+                HostCandidate(
+                    agent: id, priority: agent.record.priority, memory: agent.usage[.memory] ?? 0,
+                    listens: hub.listenerCount(agent: id) > 0,
+                    frozenElsewhere: agent.record.state == .suspended && !hostFrozen, memoryLimit: agent.record.limits[.memory]?.hard))
         }
         let policy = configuration.hostPressure
         for command in hostLadder.observe(reading, candidates: candidates, policy: policy) {

@@ -83,14 +83,13 @@ extension Engine {
         let now = clock()
         var agents: [AgentMetrics] = []
         var states: [AgentState: Int] = [:]
-        var sampling: [SamplingCadence: Int] = [:]
+        let sampling: [SamplingCadence: Int]
         agents.reserveCapacity(registry.count)
         for id in registry.ids {
             // Read in place: an agent is a large value (its analytics rings), and a copy per agent per scrape showed.
             registry.update(id) { agent in
                 let record = agent.record
                 states[record.state, default: 0] += 1
-                if record.state.isLive { sampling[cadences[id] ?? .active, default: 0] += 1 }
                 if !record.state.isLive, let ended = record.endedAt, now - ended > endedRetention { return }
                 let degradation = (agent.ladder.degradation ?? [:]).values.map(\.level).max() ?? .none
                 var step = 0
@@ -105,6 +104,7 @@ extension Engine {
                         degradation: degradation, escalationStep: step))
             }
         }
+        sampling = samplingCounts()
         for record in queuedRecords() {
             states[record.state, default: 0] += 1
             agents.append(

@@ -76,10 +76,11 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
 
     v1.get("health") { _, _ in
         let agents = try await engineCall { try await engine.list(includeEnded: false) }
+        let sampling = await engine.samplingCounts()
         return jsonResponse(
             Health(
                 status: "ok", version: settings.version, agents: agents.count, cgroupRoot: settings.cgroupRoot, socket: settings.socketPath,
-                limitations: settings.limitations())
+                limitations: settings.limitations(), sampling: SamplingCounts(active: sampling[.active] ?? 0, idle: sampling[.idle] ?? 0))
         )
     }
 

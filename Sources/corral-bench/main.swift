@@ -20,6 +20,14 @@
 //       (each second); the resident memory against the same
 //       engine before its agents (any host).
 //
+//   corral-bench sampling [AGENTS] [ROUNDS]
+//       The watcher's full sample, natively: AGENTS directories of regular
+//       files with a real kernel's cgroupfs contents (Debian 6.1, from the
+//       tests' fixtures), each sampled ROUNDS times through CgroupWatcher, with
+//       the files that only the metrics need and without; beside a baseline
+//       measured in the same run: the same files opened, read and closed (any
+//       host).
+//
 //   corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS]
 //       Reaction latency: AGENTS agents (default 120) each cross memory.high
 //       once; for every kernel event, the time from the watcher's wake-up
@@ -621,6 +629,66 @@ func memory(agents count: Int, every: Int64) async throws {
     )
 }
 
+func sampling(agents count: Int, rounds: Int) throws {
+    let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Tests/CorralCoreTests/Fixtures/debian-6.1")
+    let names = try FileManager.default.contentsOfDirectory(atPath: fixtures.path).filter { $0.hasPrefix("fx.") }.sorted()
+    let files = try names.map { (String($0.dropFirst(3)), try Data(contentsOf: fixtures.appendingPathComponent($0))) }
+    guard !files.isEmpty else { throw CocoaError(.fileNoSuchFile) }
+    let root = FileManager.default.temporaryDirectory.appendingPathComponent("corral-bench-sampling-\(getpid())")
+    defer { try? FileManager.default.removeItem(at: root) }
+    for index in 0..<count {
+        let directory = root.appendingPathComponent("agent\(index)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        for (name, data) in files { try data.write(to: directory.appendingPathComponent(name)) }
+    }
+    let fs = try DirectoryCgroupFilesystem(anchorPath: root.path)
+    /// CPU per sample in µs, every sample reading the metrics' files (`detail`) or none of them.
+    func watched(detail: Bool) throws -> Double {
+        let watcher = try CgroupWatcher(
+            filesystem: fs,
+            configuration: .init(pressureThreshold: nil, detailInterval: detail ? .zero : .seconds(3600)), sink: { _ in })
+        for index in 0..<count { _ = try watcher.watch(agent: "agent\(index)", path: CgroupPath(["agent\(index)"])) }
+        let before = processCPU()
+        for _ in 0..<rounds {
+            for index in 0..<count {
+                let observation = try watcher.sampleNow(agent: "agent\(index)")
+                precondition(observation != nil)
+            }
+        }
+        return (processCPU() - before) * 1e6 / Double(count * rounds)
+    }
+    /// The files a full sample reads, read plainly: open, read, close (the syscalls alone, no parsing).
+    let sampled = [
+        "memory.current", "memory.peak", "memory.events", "cpu.stat", "pids.current", "pids.peak", "pids.events", "cgroup.events",
+        "memory.stat", "cpu.pressure", "memory.pressure", "io.pressure",
+    ].filter { name in files.contains { $0.0 == name } }
+    func plain() -> Double {
+        let before = processCPU()
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        for _ in 0..<rounds {
+            for index in 0..<count {
+                for name in sampled {
+                    let fd = open(root.appendingPathComponent("agent\(index)/\(name)").path, O_RDONLY)
+                    precondition(fd >= 0)
+                    _ = read(fd, &buffer, buffer.count)
+                    close(fd)
+                }
+            }
+        }
+        return (processCPU() - before) * 1e6 / Double(count * rounds)
+    }
+    let baseline = plain()
+    let full = try watched(detail: true)
+    let lean = try watched(detail: false)
+    say("sampling: \(count) agents × \(rounds) rounds, regular files with a real cgroupfs's contents (Debian 6.1)")
+    say("  a full sample with the metrics' files (memory.stat, PSI; an idle agent's every sample): \(String(format: "%.1f", full)) µs CPU")
+    say("  a full sample without them (an active agent's samples between detail reads): \(String(format: "%.1f", lean)) µs CPU")
+    say(
+        "  baseline, the \(sampled.count) files a full sample reads opened, read and closed (no parsing): \(String(format: "%.1f", baseline)) µs; ratios \(String(format: "%.2f", full / baseline))× and \(String(format: "%.2f", lean / baseline))×"
+    )
+}
+
 let arguments = CommandLine.arguments
 switch arguments.count > 1 ? arguments[1] : "" {
 case "analytics":
@@ -635,6 +703,9 @@ case "scrape":
     let count = arguments.count > 2 ? Int(arguments[2]) ?? 200 : 200
     let scrapes = arguments.count > 3 ? Int(arguments[3]) ?? 50 : 50
     try await scrape(agents: count, scrapes: scrapes)
+case "sampling":
+    try sampling(
+        agents: arguments.count > 2 ? Int(arguments[2]) ?? 1000 : 1000, rounds: arguments.count > 3 ? Int(arguments[3]) ?? 20 : 20)
 case "memory":
     try await memory(
         agents: arguments.count > 2 ? Int(arguments[2]) ?? 1000 : 1000, every: arguments.count > 3 ? max(1, Int64(arguments[3]) ?? 10) : 10)
@@ -645,7 +716,7 @@ case "reaction":
     try await reaction(agents: count, stress: stress, hold: hold)
 default:
     say(
-        "usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS] | corral-bench analytics [AGENTS] [SAMPLES] | corral-bench metrics [AGENTS] [SCRAPES] | corral-bench scrape [AGENTS] [SCRAPES] | corral-bench memory [AGENTS] [SECONDS]"
+        "usage: corral-bench reaction [AGENTS] [STRESS] [HOLD_SECONDS] | corral-bench analytics [AGENTS] [SAMPLES] | corral-bench metrics [AGENTS] [SCRAPES] | corral-bench scrape [AGENTS] [SCRAPES] | corral-bench memory [AGENTS] [SECONDS] | corral-bench sampling [AGENTS] [ROUNDS]"
     )
     exit(2)
 }

@@ -146,6 +146,7 @@ struct ContractTests {
             let health = try await api.call("GET", "/v1/health", expect: 200)
             #expect(health.json?["status"]?.string == "ok")
             #expect(health.json?["socket"]?.string == server.socketPath)
+            #expect(health.json?["sampling"]?["active"]?.double == 0 && health.json?["sampling"]?["idle"]?.double == 0, "no agent yet")
             let groups = try await api.call("GET", "/v1/groups", expect: 200)
             #expect(groups.json?["groups"]?.array?.count == 3)
             let group = try await api.call("GET", "/v1/groups/standard_agent", expect: 200)

@@ -38,21 +38,26 @@ measure() {
 }
 
 launch_idle() {
-    local answers failed
+    local answers failed first
+    mkdir -p "$state/answers"
     answers=$(seq "$1" | xargs -P 8 -I{} curl -sS --unix-socket "$socket" -H 'Content-Type: application/json' \
-        -w ' %{http_code}\n' -X POST http://corral/v1/agents \
+        -o "$state/answers/{}" -w '%{http_code} {}\n' -X POST http://corral/v1/agents \
         -d '{"id":"idle{}","group":"lightweight_agent","command":["/bin/sleep","3600"]}')
-    failed=$(grep -vc ' 201$' <<<"$answers" || true)
+    failed=$(grep -vc '^201 ' <<<"$answers" || true)
     if ((failed > 0)); then
-        echo "  $failed of $1 agents did not start; the first answer: $(grep -v ' 201$' <<<"$answers" | head -1)" >&2
+        first=$(grep -v '^201 ' <<<"$answers" | head -1)
+        echo "  $failed of $1 agents did not start; the first: HTTP $first $(cat "$state/answers/${first#* }" 2>/dev/null)" >&2
     fi
+    rm -rf "$state/answers"
 }
 
 wait_idle() {
     local want=$1 limit=$2 start=$EPOCHREALTIME
     idle_count=0
     while :; do
-        idle_count=$(api http://corral/metrics | awk '/^corral_agents_sampled\{cadence="idle"\}/ { print int($2) }')
+        # From /v1/health, not /metrics: a first scrape makes every agent's series, which the
+        # memory figure would then count.
+        idle_count=$(api http://corral/v1/health | grep -o '"idle":[0-9]*' | cut -d: -f2)
         idle_count=${idle_count:-0}
         settled=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }')
         ((idle_count >= want || settled >= limit)) && break

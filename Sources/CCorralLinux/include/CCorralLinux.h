@@ -218,4 +218,16 @@ int corral_eventfd_drain(int fd);
 /* inotify_init1(IN_NONBLOCK | IN_CLOEXEC). */
 int corral_inotify_init(void);
 
+/* epoll (glibc's sys/epoll.h is not in Swift's Glibc module; epoll_event is
+   packed on x86-64). The event masks Corral uses: */
+extern const uint32_t corral_epoll_in, corral_epoll_pri, corral_epoll_err, corral_epoll_hup;
+/* epoll_create1(EPOLL_CLOEXEC). */
+int corral_epoll_create(void);
+/* EPOLL_CTL_ADD of fd for events, with token as its data. */
+int corral_epoll_add(int epfd, int fd, uint32_t events, uint64_t token);
+/* EPOLL_CTL_DEL of fd. */
+int corral_epoll_delete(int epfd, int fd);
+/* epoll_wait into tokens[] and events[] (at most capacity, at most 1024): the count, or -1 and errno. */
+int corral_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int capacity, int timeout_ms);
+
 #endif
