@@ -34,7 +34,8 @@ public final class CgroupWatcher: Sendable {
         /// How often a full sample also reads what only the metrics show: memory.stat's
         /// inactive_file (the working set) and the three PSI files' totals. Four more
         /// files opened per agent and sample doubled the sampling cost under emulation;
-        /// between these reads a sample carries the last values over.
+        /// between these reads a sample carries the last values over. An agent sampled
+        /// at the idle interval has them read every third sample at most.
         public var detailInterval: Duration
 
         public init(

@@ -512,7 +512,10 @@ final class WatchLoop: Sendable {
             }
         }
         let now = time.now
-        if let last = watched.detailAt, now - last < configuration.detailInterval {
+        // An idle agent (sampled every `every`) has them read every third sample: four files
+        // opened at each of its samples were most of what 1,000 idle agents cost.
+        let detailInterval = max(configuration.detailInterval, (watched.every ?? .zero) * 3 - configuration.samplingInterval / 2)
+        if let last = watched.detailAt, now - last < detailInterval {
             sample.inactiveFile = watched.previous.inactiveFile
             sample.pressure = watched.previous.pressure
         } else {

@@ -22,11 +22,12 @@ extension WatcherSuite {
 
         /// `manualTime`: the watcher runs on `time`, which only the test moves.
         func makeWatcher(
-            interval: Duration = .seconds(60), pressure: PressureThreshold? = .standard, manualTime: Bool = false
+            interval: Duration = .seconds(60), pressure: PressureThreshold? = .standard, manualTime: Bool = false,
+            detail: Duration = .seconds(5)
         ) throws -> CgroupWatcher {
             let log = self.log
             return try CgroupWatcher(
-                filesystem: tree.fs, configuration: .init(samplingInterval: interval, pressureThreshold: pressure),
+                filesystem: tree.fs, configuration: .init(samplingInterval: interval, pressureThreshold: pressure, detailInterval: detail),
                 time: manualTime ? .manual(time) : .continuous, sink: { log.record($0) })
         }
 
@@ -222,6 +223,37 @@ extension WatcherSuite {
             let restored = samples("idle").count
             time.advance(by: .milliseconds(500), step: .milliseconds(10))
             #expect(samples("idle").count - restored >= 8, "every 50 ms again: \(samples("idle").count - restored)")
+        }
+
+        @Test("an idle agent's metrics-only files (memory.stat) are read every third of its samples; an active one's at the detail interval")
+        func idleDetail() throws {
+            let idle = try tree.makeCgroup("g/idle")
+            let busy = try tree.makeCgroup("g/busy")
+            let watcher = try makeWatcher(interval: .milliseconds(50), pressure: nil, manualTime: true, detail: .milliseconds(50))
+            try watcher.watch(agent: "idle", path: idle)
+            try watcher.watch(agent: "busy", path: busy)
+            watcher.setSamplingInterval(agent: "idle", every: .milliseconds(250))
+            watcher.start()
+            defer { watcher.stop() }
+            var inactive: Int64 = 0
+            func set() {
+                inactive += 4096
+                for path in [idle, busy] { tree.set(.memoryStat, of: path, "anon 1\ninactive_file \(inactive)\n") }
+            }
+            // Every 50 ms the working set's input changes; count the samples that carried a new value.
+            for _ in 0..<60 {
+                set()
+                time.advance(by: .milliseconds(50), step: .milliseconds(10))
+            }
+            func fresh(_ id: String) -> (samples: Int, changes: Int) {
+                let values = log.observations(of: .agent(id)).filter { $0.trigger == .sample }.map { $0.sample.inactiveFile }
+                return (values.count, zip(values, values.dropFirst()).filter { $0 != $1 }.count)
+            }
+            let slow = fresh("idle")
+            let fast = fresh("busy")
+            #expect(fast.changes >= fast.samples - 3, "an active agent reads it at every sample here: \(fast)")
+            #expect(slow.samples >= 10, "\(slow)")
+            #expect(slow.changes <= slow.samples / 3 + 1 && slow.changes >= slow.samples / 3 - 1, "every third idle sample: \(slow)")
         }
 
         @Test("CPU rate is the usage_usec delta over wall time")
