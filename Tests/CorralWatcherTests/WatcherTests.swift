@@ -225,7 +225,7 @@ extension WatcherSuite {
             #expect(samples("idle").count - restored >= 8, "every 50 ms again: \(samples("idle").count - restored)")
         }
 
-        @Test("an idle agent's metrics-only files (memory.stat) are read every third of its samples; an active one's at the detail interval")
+        @Test("an idle agent's metrics-only files (memory.stat) are read every third of its samples; an active one's as configured")
         func idleDetail() throws {
             let idle = try tree.makeCgroup("g/idle")
             let busy = try tree.makeCgroup("g/busy")
