@@ -454,6 +454,19 @@ func processCPU() -> Double {
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
+/// `count` processes of `sleep 600` (attaching an agent reads a live process's command line).
+func startSleepers(_ count: Int) throws -> [Process] {
+    try (0..<count).map { _ in
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/sleep")
+        sleeper.arguments = ["600"]
+        sleeper.standardOutput = FileHandle.nullDevice
+        sleeper.standardError = FileHandle.nullDevice
+        try sleeper.run()
+        return sleeper
+    }
+}
+
 func scrape(agents count: Int, scrapes: Int) async throws {
     let fs = FakeCgroupFilesystem()
     let root = CgroupPath(["bench-corral"])
@@ -464,17 +477,10 @@ func scrape(agents count: Int, scrapes: Int) async throws {
     let engine = Engine(configuration: .builtIn, tree: tree, store: MemoryStore(), instruments: metrics)
     _ = try await engine.restore()
     // One sleeper per agent: attaching reads the process's command line.
-    var sleepers: [Process] = []
+    let sleepers = try startSleepers(count)
     defer { for sleeper in sleepers { sleeper.terminate() } }
     let sample = metricsSample
-    for index in 0..<count {
-        let sleeper = Process()
-        sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/sleep")
-        sleeper.arguments = ["600"]
-        sleeper.standardOutput = FileHandle.nullDevice
-        sleeper.standardError = FileHandle.nullDevice
-        try sleeper.run()
-        sleepers.append(sleeper)
+    for (index, sleeper) in sleepers.enumerated() {
         let id = "agent\(index)"
         _ = try await engine.register(id: id, group: "standard_agent", command: ["worker"], overrides: [:])
         _ = try await engine.attach(id: id, pid: sleeper.processIdentifier)
@@ -569,15 +575,8 @@ final class DiscardingStore: ForwardingEngineStore {
 }
 
 func memory(agents count: Int, every: Int64) async throws {
-    var sleepers: [Process] = []
+    let sleepers = try startSleepers(count)
     defer { for sleeper in sleepers { sleeper.terminate() } }
-    for _ in 0..<count {
-        let sleeper = Process()
-        sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/sleep")
-        sleeper.arguments = ["600"]
-        try sleeper.run()
-        sleepers.append(sleeper)
-    }
     /// Resident bytes (what the daemon benchmarks read as VmRSS).
     func heap() -> Int {
         let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
