@@ -49,7 +49,9 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(millis, 3))Z"
     }
 
-    /// Parses what `iso8601` produces (fraction optional, "Z" or "+00:00").
+    /// Parses an RFC 3339 time: what `iso8601` produces, with or without a
+    /// fraction (digits past milliseconds are dropped), "Z" or a "±HH:MM" offset.
+    /// Anything else, of any length, is nil (never a trap: API bodies carry these).
     public init?(iso8601 text: String) {
         let bytes = Array(text.utf8)
         func number(_ range: Range<Int>) -> Int64? {
@@ -61,7 +63,8 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
             }
             return value
         }
-        guard bytes.count >= 20, bytes[4] == 45, bytes[7] == 45, bytes[10] == 84, bytes[13] == 58, bytes[16] == 58,
+        guard bytes.count >= 20, bytes[4] == 45, bytes[7] == 45, bytes[10] == 84 || bytes[10] == 116,
+            bytes[13] == 58, bytes[16] == 58,
             let year = number(0..<4), let month = number(5..<7), let day = number(8..<10),
             let hour = number(11..<13), let minute = number(14..<16), let second = number(17..<19),
             (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
@@ -77,12 +80,25 @@ public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible
                 index += 1
             }
             guard digits > 0 else { return nil }
-            for _ in digits..<3 where digits < 3 { millis *= 10 }
+            while digits < 3 {
+                millis *= 10
+                digits += 1
+            }
         }
-        let suffix = String(decoding: bytes[index...], as: UTF8.self)
-        guard suffix == "Z" || suffix == "+00:00" else { return nil }
+        // The offset: "Z" (or "z"), or "+HH:MM"/"-HH:MM", subtracted to get UTC.
+        var offsetMinutes: Int64 = 0
+        let rest = bytes.count - index
+        if rest == 1, bytes[index] == 90 || bytes[index] == 122 {
+            offsetMinutes = 0
+        } else if rest == 6, bytes[index] == 43 || bytes[index] == 45, bytes[index + 3] == 58,
+            let hours = number(index + 1..<index + 3), let minutes = number(index + 4..<index + 6), hours < 24, minutes < 60
+        {
+            offsetMinutes = (hours * 60 + minutes) * (bytes[index] == 45 ? -1 : 1)
+        } else {
+            return nil
+        }
         let days = Self.days(fromCivil: year, month, day)
-        self.init(milliseconds: ((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+        self.init(milliseconds: ((days * 24 + hour) * 60 + minute - offsetMinutes) * 60_000 + second * 1000 + millis)
     }
 
     // Howard Hinnant's civil-from-days and days-from-civil algorithms.

@@ -221,6 +221,10 @@ extension Engine {
     /// Moves an existing process (and its threads) into a new agent cgroup.
     public func adopt(pid: Int32, id: String?, group: String?) throws -> AgentRecord {
         guard pid > 1, Launcher.processExists(pid) else { throw EngineError(.invalid, "no process \(pid)") }
+        // The daemon in one of its own agent cgroups would throttle, freeze or kill itself.
+        guard pid != getpid() else {
+            throw EngineError(.invalid, "process \(pid) is corrald itself: adopt an agent's process, not the daemon's")
+        }
         let command = Launcher.commandLine(of: pid)
         let (id, group, limits) = try resolve(id: id, group: group, command: command, overrides: [:])
         let priority = try resolvePriority(agent: id, group: group.name, flag: nil)

@@ -225,6 +225,17 @@ struct EscalationTests {
         #expect(try await harness.engine.status(of: "s2").agent.state == .suspended)
     }
 
+    @Test("adopting the daemon's own process or PID 1 is refused, and nothing is made")
+    func adoptRefusesItself() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        for pid in [getpid(), 1, 0, -5] {
+            await #expect(throws: EngineError.self) { try await harness.engine.adopt(pid: pid, id: "self", group: nil) }
+        }
+        #expect(try await harness.engine.list().isEmpty)
+        #expect(try !harness.fs.exists(harness.leaf("standard_agent", "self")))
+    }
+
     @Test("terminate sends a real SIGTERM and cgroup.kill after the grace period")
     func terminate() async throws {
         let child = try SleepingChild()

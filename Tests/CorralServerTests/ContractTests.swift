@@ -124,6 +124,21 @@ struct ContractTests {
         #expect(document.operations.count == 40)
     }
 
+    /// Found by Schemathesis: a sample read for the metrics carries inactive_file and the PSI
+    /// totals, which the document did not allow.
+    @Test("a sample with every field read is what CgroupSample documents")
+    func fullSample() throws {
+        let sample = CgroupSample(
+            memoryCurrent: 1 << 20, memoryPeak: 2 << 20, memoryStat: MemoryStat(fields: ["anon": 4096, "inactive_file": 8192]),
+            pidsCurrent: 3, pidsPeak: 4,
+            pressure: PressureTotals(cpuSome: 1, cpuFull: 2, memorySome: 3, memoryFull: 4, ioSome: 5, ioFull: 6))
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        let json = try JSON.parse(String(decoding: try encoder.encode(sample), as: UTF8.self))
+        let problems = document.checker.problems(json, .object(["$ref": .string("#/components/schemas/CgroupSample")]))
+        #expect(problems.isEmpty, "\(problems)")
+    }
+
     @Test("every documented operation answers as documented, errors included")
     func everyOperation() async throws {
         let coverage = Coverage()
