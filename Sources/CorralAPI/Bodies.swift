@@ -214,10 +214,12 @@ public struct Health: Codable, Sendable {
     public var limitations: [Limitation]
     /// Live agents by sampling cadence (adaptive sampling; all active when it is off).
     public var sampling: SamplingCounts?
+    /// The state database: failing while it cannot be written.
+    public var store: StoreHealth?
 
     public init(
         status: String, version: String, agents: Int, cgroupRoot: String, socket: String, limitations: [Limitation] = [],
-        sampling: SamplingCounts? = nil
+        sampling: SamplingCounts? = nil, store: StoreHealth? = nil
     ) {
         self.status = status
         self.version = version
@@ -226,10 +228,26 @@ public struct Health: Codable, Sendable {
         self.socket = socket
         self.limitations = limitations
         self.sampling = sampling
+        self.store = store
     }
 }
 
 /// Live agents sampled every `intervals.sampling` (active) and every `intervals.idle_sampling` (idle).
+/// The state database in `/v1/health`: failing while it cannot be written.
+public struct StoreHealth: Codable, Equatable, Sendable {
+    public var status: String
+    public var pendingRecords: Int
+    public var droppedRecords: Int
+    public var error: String?
+
+    public init(status: String, pendingRecords: Int, droppedRecords: Int, error: String? = nil) {
+        self.status = status
+        self.pendingRecords = pendingRecords
+        self.droppedRecords = droppedRecords
+        self.error = error
+    }
+}
+
 public struct SamplingCounts: Codable, Equatable, Sendable {
     public var active: Int
     public var idle: Int

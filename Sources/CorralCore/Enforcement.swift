@@ -114,3 +114,11 @@ public struct ScaleDownRequest: Equatable, Codable, Sendable {
         self.deadline = deadline
     }
 }
+
+/// An error of a store that says whether trying again later may succeed: the
+/// disk is full, an I/O error, a lock held by another process — as opposed to
+/// a write that is wrong and fails every time. The engine keeps the steps a
+/// transient failure could not store and writes them when it can.
+public protocol TransientFailure: Error {
+    var isTransient: Bool { get }
+}

@@ -171,6 +171,9 @@ public actor Engine {
     /// are published (tests; the daemon's graceful stop uses `settle`).
     public nonisolated func waitForCommits() { writer.drain() }
 
+    /// Steps the store could not take yet (a full disk): kept in memory, written when it can.
+    public nonisolated var storeBacklog: StoreBacklog { writer.backlog }
+
     /// Starts watching every live agent, and those to come, with `watcher`.
     public func connect(_ watcher: any AgentWatching) {
         self.watcher = watcher

@@ -172,6 +172,20 @@ enum EventText {
 
     static func notStored(records: Int, _ error: any Error) -> String { "could not store \(records) enforcement records: \(error)" }
 
+    /// The database could not be written, or can again (nil: nothing worth saying changed).
+    static func storeBacklog(before: StoreBacklog, after: StoreBacklog, bound: Int) -> String? {
+        if after.pendingSteps > 0 && before.pendingSteps == 0 {
+            return "the state database cannot be written (\(after.error ?? "unknown error")): enforcement goes on; "
+                + "\(after.pendingRecords) records kept in memory (up to \(bound)) and stored once it can be written"
+        }
+        if after.pendingSteps == 0 && before.pendingSteps > 0 {
+            return "the state database is writable again: the \(before.pendingRecords) records kept in memory are stored"
+                + (after.droppedRecords > 0
+                    ? " (\(after.droppedRecords) dropped since the daemon started: more than \(bound) were waiting)" : "")
+        }
+        return nil
+    }
+
     static func notRemoved(_ path: String, _ error: any Error) -> String { "could not remove \(path): \(error)" }
 
     static func notRecorded(_ id: String, _ what: String, _ error: any Error) -> String {

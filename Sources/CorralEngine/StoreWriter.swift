@@ -17,11 +17,18 @@ final class StoreWriter: Sendable {
     /// Agent rows whose commit failed, newest per agent.
     private let unsaved = Mutex<[String: AgentRecord]>([:])
 
-    init(store: any EngineStore, events: EventPublisher, instruments: (any EngineInstruments)? = nil) {
+    init(store: any EngineStore, events: EventPublisher, instruments: (any EngineInstruments)? = nil, bound: Int = 10_000) {
         self.store = store
-        self.committer = Committer(store: store, instruments: instruments)
+        self.committer = Committer(store: store, instruments: instruments, bound: bound) { before, after in
+            if let text = EventText.storeBacklog(before: before, after: after, bound: bound) {
+                events.publish(.daemon, agent: nil, text)
+            }
+        }
         self.events = events
     }
+
+    /// Steps kept in memory because the database could not be written.
+    var backlog: StoreBacklog { committer.backlog }
 
     deinit {
         background.stop()
@@ -97,8 +104,9 @@ final class StoreWriter: Sendable {
 
     private func remember(_ agent: AgentRecord) { unsaved.withLock { $0[agent.id] = agent } }
 
-    /// Tries again to store the rows that failed (from the engine's tick).
+    /// Tries again to store the steps and rows that failed (from the engine's tick).
     func retryUnsaved() {
+        committer.retry()
         let pending = unsaved.withLock { $0 }
         guard !pending.isEmpty else { return }
         for (id, agent) in pending.sorted(by: { $0.key < $1.key }) {

@@ -26,6 +26,8 @@ public enum EventLog {
         public static let suspension = "9a3b0d4ce7a04b56b856aab5d5eb5aef"
         public static let seccompDenied = "7be930787e0243c5922aa2179f03ee53"
         public static let hostPressure = "25ae7376b93046ae8dabe0163bc2f405"
+        /// The daemon's own state: a store it cannot write, a cgroup it cannot remove, a restore.
+        public static let daemon = "e3014b63a3c44690a58c8394f31696ae"
     }
 
     /// What to log for `event`, or nil for the chatty kinds (usage reports,
@@ -65,8 +67,10 @@ public enum EventLog {
             (level, id) = (.warning, MessageID.seccompDenied)
         case .hostPressure:
             (level, id) = (.warning, MessageID.hostPressure)
+        case .daemon:
+            (level, id) = (.notice, MessageID.daemon)
         case .throttleNotice, .throttleRestored, .terminationNotice, .scaleDownRequest, .suspendNotice, .quotaChanged,
-            .groupChanged, .usageReported, .acknowledged, .recommendation, .priorityChanged, .agentQueued, .daemon:
+            .groupChanged, .usageReported, .acknowledged, .recommendation, .priorityChanged, .agentQueued:
             return nil
         }
         metadata[JournalEntry.messageIDKey] = .string(id)

@@ -77,10 +77,16 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
     v1.get("health") { _, _ in
         let agents = try await engineCall { try await engine.list(includeEnded: false) }
         let sampling = await engine.samplingCounts()
+        let backlog = engine.storeBacklog
+        let failing = backlog.pendingSteps > 0
         return jsonResponse(
             Health(
-                status: "ok", version: settings.version, agents: agents.count, cgroupRoot: settings.cgroupRoot, socket: settings.socketPath,
-                limitations: settings.limitations(), sampling: SamplingCounts(active: sampling[.active] ?? 0, idle: sampling[.idle] ?? 0))
+                status: failing ? "degraded" : "ok", version: settings.version, agents: agents.count, cgroupRoot: settings.cgroupRoot,
+                socket: settings.socketPath, limitations: settings.limitations(),
+                sampling: SamplingCounts(active: sampling[.active] ?? 0, idle: sampling[.idle] ?? 0),
+                store: StoreHealth(
+                    status: failing ? "failing" : "ok", pendingRecords: backlog.pendingRecords, droppedRecords: backlog.droppedRecords,
+                    error: backlog.error))
         )
     }
 

@@ -14,6 +14,8 @@ public struct ServiceStatus: Equatable, Sendable {
     public var lastAction: String?
     /// Set after a reload that failed, until the next one succeeds.
     public var configurationProblem: String?
+    /// While the state database cannot be written: records waiting, and why.
+    public var storeProblem: String?
 
     public init() {}
 
@@ -32,6 +34,7 @@ public struct ServiceStatus: Equatable, Sendable {
         var parts = ["\(running) agent\(running == 1 ? "" : "s") running, \(suspended) suspended"]
         if let lastAction { parts.append("last action: \(lastAction)") }
         if let configurationProblem { parts.append("configuration NOT reloaded: \(configurationProblem)") }
+        if let storeProblem { parts.append("state database NOT writable: \(storeProblem)") }
         return parts.joined(separator: "; ").split(separator: "\n").joined(separator: " ")
     }
 }
@@ -67,6 +70,11 @@ actor ServiceStatusReporter {
 
     func refresh() async {
         status.count(await engine.liveAgents())
+        let backlog = engine.storeBacklog
+        status.storeProblem =
+            backlog.pendingSteps > 0
+            ? "\(backlog.pendingRecords) records waiting in memory (\(backlog.error?.split(separator: "\n").first ?? "unknown error"))"
+            : nil
         publish()
     }
 

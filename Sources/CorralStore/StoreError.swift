@@ -1,3 +1,4 @@
+public import CorralCore
 internal import Foundation
 internal import GRDB
 
@@ -165,4 +166,9 @@ extension StoreError {
             return "\(error)"
         }
     }
+}
+
+extension StoreError: TransientFailure {
+    /// The database may be writable later: space freed, the disk back, the lock released.
+    public var isTransient: Bool { [.diskFull, .io, .locked, .permissionDenied, .cannotOpen].contains(code) }
 }

@@ -28,6 +28,24 @@ final class CountingStore: StepStore {
     }
 }
 
+/// A store whose disk is full until `heal()`: every transaction fails with a transient error.
+final class FullDiskStore: StepStore {
+    let base = MemoryStore()
+    let full = Mutex(true)
+
+    struct DiskFull: TransientFailure, CustomStringConvertible {
+        var isTransient: Bool { true }
+        var description: String { "the disk holding /state is full (injected)" }
+    }
+
+    func heal() { full.withLock { $0 = false } }
+
+    func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
+        if full.withLock({ $0 }) { throw DiskFull() }
+        return try base.commit(batch: batch)
+    }
+}
+
 @Suite("Group commit off the engine")
 struct CommitterTests {
     static func request(_ agent: String, _ index: Int) -> CommitRequest {
@@ -83,6 +101,63 @@ struct CommitterTests {
         #expect(outcomes.withLock { $0 } == ["b": true, "bad": false, "c": true])
         #expect(store.batches.withLock { $0 } == [1, 3, 1, 1, 1])
         #expect((try? store.base.history(agent: nil, since: nil, afterID: nil, limit: 100))?.map(\.agent) == ["a", "b", "c"])
+    }
+
+    /// A full disk: steps wait in memory in order, up to the bound (the oldest
+    /// dropped past it, counted, their callers told); once the disk has room,
+    /// a retry stores them in order with contiguous ids.
+    @Test func aFullDiskKeepsStepsUpToTheBoundAndStoresThemLater() {
+        let store = FullDiskStore()
+        let changes = Mutex<[StoreBacklog]>([])
+        let committer = Committer(store: store, bound: 3) { _, after in changes.withLock { $0.append(after) } }
+        defer { committer.stop() }
+        let outcomes = Mutex<[Int: String]>([:])
+        for index in 0..<5 {
+            committer.enqueue(Self.request("a", index)) { result in
+                outcomes.withLock {
+                    switch result {
+                    case .success(let records): $0[index] = "stored \(records.first?.id ?? 0)"
+                    case .failure(let error): $0[index] = "\(error)"
+                    }
+                }
+            }
+            committer.drain()
+        }
+        var backlog = committer.backlog
+        #expect(backlog.pendingRecords == 3 && backlog.pendingSteps == 3 && backlog.droppedRecords == 2)
+        #expect(backlog.error?.contains("full") == true)
+        #expect(outcomes.withLock { $0 }.count == 2, "only the two dropped ones heard back")
+        #expect(outcomes.withLock { $0[0] }?.contains("dropped: more than 3 were waiting") == true)
+        #expect((try? store.base.history(agent: nil, since: nil, afterID: nil, limit: 10))?.isEmpty == true)
+
+        committer.retry()
+        committer.drain()
+        #expect(committer.backlog.pendingSteps == 3, "still full: still kept")
+        store.heal()
+        committer.retry()
+        committer.drain()
+        backlog = committer.backlog
+        #expect(backlog.pendingRecords == 0 && backlog.pendingSteps == 0 && backlog.error == nil)
+        #expect(backlog.droppedRecords == 2, "the dropped count stays")
+        #expect(outcomes.withLock { [$0[2], $0[3], $0[4]] } == ["stored 1", "stored 2", "stored 3"])
+        let stored = (try? store.base.history(agent: "a", since: nil, afterID: nil, limit: 10)) ?? []
+        #expect(stored.map(\.details) == ["#2", "#3", "#4"])
+        #expect(changes.withLock { $0.first?.pendingSteps } == 1 && changes.withLock { $0.last?.pendingSteps } == 0)
+    }
+
+    /// A step after a kept one waits behind it, so records stay in order.
+    @Test func aStepAfterAKeptOneWaitsBehindIt() {
+        let store = FullDiskStore()
+        let committer = Committer(store: store)
+        defer { committer.stop() }
+        committer.enqueue(Self.request("a", 0)) { _ in }
+        committer.drain()
+        store.heal()
+        committer.enqueue(Self.request("a", 1)) { _ in }
+        committer.drain()
+        let stored = (try? store.base.history(agent: "a", since: nil, afterID: nil, limit: 10)) ?? []
+        #expect(stored.map(\.details) == ["#0", "#1"])
+        #expect(committer.backlog == StoreBacklog())
     }
 
     /// After stop, queued steps are still committed, and later ones at once.

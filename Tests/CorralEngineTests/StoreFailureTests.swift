@@ -12,11 +12,17 @@ final class FailingStore: ForwardingEngineStore {
     let memory = MemoryStore()
     var base: any EngineStore { memory }
     private let failures = Mutex(0)
+    private let transient = Mutex(false)
 
-    /// The next `count` transactions throw.
-    func failCommits(_ count: Int) { failures.withLock { $0 = count } }
+    /// The next `count` transactions throw; `transient`: as a full disk does
+    /// (the engine keeps the step), otherwise as a wrong write (it is said and lost).
+    func failCommits(_ count: Int, transient: Bool = false) {
+        failures.withLock { $0 = count }
+        self.transient.withLock { $0 = transient }
+    }
 
-    struct Refused: Error, CustomStringConvertible {
+    struct Refused: TransientFailure, CustomStringConvertible {
+        var isTransient: Bool
         var description: String { "disk full (injected)" }
     }
 
@@ -26,7 +32,7 @@ final class FailingStore: ForwardingEngineStore {
             left -= 1
             return true
         }
-        if refuse { throw Refused() }
+        if refuse { throw Refused(isTransient: transient.withLock { $0 }) }
         return try memory.commit(batch: batch)
     }
 }
@@ -91,5 +97,35 @@ struct StoreFailureTests {
         engine.waitForCommits()
         let later = try store.memory.history(agent: "w1", since: nil, afterID: nil, limit: 10)
         #expect(!later.isEmpty, "the next step's records are stored")
+    }
+
+    /// A full disk: the ladder acts, the step waits in memory, the engine says so
+    /// (with the health figures), and a tick once there is room stores it.
+    @Test func aFullDiskDelaysRecordsButLosesNone() async throws {
+        let (engine, store, hub, clock) = try await Self.engine(with: "f1")
+        store.failCommits(1000, transient: true)
+        await engine.handle(.observed(agent: "f1", at: clock.now, readings: [UsageReading(resource: .memory, usage: 300_000_000)]))
+        engine.waitForCommits()
+        #expect(try store.memory.history(agent: "f1", since: nil, afterID: nil, limit: 10).isEmpty)
+        #expect(engine.storeBacklog.pendingRecords == 1)
+        #expect(engine.storeBacklog.error?.contains("disk full") == true)
+        let said = hub.recent(agent: nil).filter { $0.kind == .daemon }.map(\.message)
+        #expect(said.contains { $0.contains("state database cannot be written") && $0.contains("1 records kept in memory") }, "\(said)")
+        #expect(!said.contains { $0.contains("could not store") }, "nothing lost, so nothing said lost")
+
+        clock.advance(.seconds(1))
+        await engine.handle(.observed(agent: "f1", at: clock.now, readings: [UsageReading(resource: .memory, usage: 600_000_000)]))
+        engine.waitForCommits()
+        let waiting = engine.storeBacklog.pendingRecords
+        #expect(waiting >= 2, "the next step waits behind the first")
+
+        store.failCommits(0)
+        await engine.tick()
+        engine.waitForCommits()
+        let stored = try store.memory.history(agent: "f1", since: nil, afterID: nil, limit: 10)
+        #expect(stored.count == waiting)
+        #expect(stored.compactMap(\.id) == Array(1...Int64(waiting)))
+        #expect(engine.storeBacklog == StoreBacklog())
+        #expect(hub.recent(agent: nil).contains { $0.message.contains("state database is writable again") })
     }
 }

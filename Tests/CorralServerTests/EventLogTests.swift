@@ -46,12 +46,14 @@ import Testing
         #expect(id(.degradationStrategy) == EventLog.MessageID.degradation)
         #expect(id(.recoveryStage) == EventLog.MessageID.degradation)
         #expect(id(.suspended) == EventLog.MessageID.suspension)
-        for chatty in [CorralEvent.Kind.usageReported, .acknowledged, .throttleNotice, .suspendNotice, .daemon] {
+        #expect(id(.daemon) == EventLog.MessageID.daemon)
+        for chatty in [CorralEvent.Kind.usageReported, .acknowledged, .throttleNotice, .suspendNotice] {
             #expect(id(chatty) == nil, "\(chatty)")
         }
         let ids = [
             EventLog.MessageID.violation, EventLog.MessageID.action, EventLog.MessageID.agentStarted, EventLog.MessageID.agentEnded,
             EventLog.MessageID.agentReattached, EventLog.MessageID.reload, EventLog.MessageID.degradation, EventLog.MessageID.suspension,
+            EventLog.MessageID.daemon,
         ]
         #expect(Set(ids).count == ids.count)
         #expect(ids.allSatisfy { $0.count == 32 && $0.allSatisfy(\.isHexDigit) })
