@@ -23,9 +23,14 @@
  *       kexec_load, perf_event_open, keyctl, setns, personality, socket-netlink, getpid
  *   corral-stress getpid N          N getpid system calls, then the time per call in ns
  *   corral-stress write FILE TEXT   write TEXT into FILE; print "write FILE OK" or the errno
+ *   corral-stress bystander SECONDS
+ *       a program sharing the host: one thread counts loop iterations (CPU share), another
+ *       sleeps 10 ms at a time and measures how late it wakes (scheduling latency); prints
+ *       "bystander ITERATIONS_PER_SECOND p50_MS p99_MS max_MS WAKEUPS"
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -45,8 +50,51 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static volatile int bystander_done;
+
+static void *bystander_counter(void *out) {
+    unsigned long count = 0;
+    volatile unsigned long x = 0;
+    while (!bystander_done) {
+        for (int i = 0; i < 1000; i++) x += i;
+        count++;
+    }
+    *(unsigned long *)out = count;
+    return NULL;
+}
+
+static int compare_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One CPU loop and a 10 ms sleep/wake probe for SECONDS; see the usage above. */
+static int bystander(double seconds) {
+    unsigned long count = 0;
+    pthread_t counter;
+    if (pthread_create(&counter, NULL, bystander_counter, &count) != 0) return 1;
+    size_t capacity = (size_t)(seconds * 100) + 16, n = 0;
+    double *late = malloc(capacity * sizeof(double));
+    if (!late) return 1;
+    double start = now(), end = start + seconds;
+    while (now() < end && n < capacity) {
+        struct timespec ts = {0, 10000000};
+        double before = now();
+        nanosleep(&ts, NULL);
+        late[n++] = (now() - before - 0.010) * 1000;
+    }
+    bystander_done = 1;
+    pthread_join(counter, NULL);
+    double elapsed = now() - start;
+    qsort(late, n, sizeof(double), compare_double);
+    printf("bystander %.0f %.3f %.3f %.3f %zu\n", (double)count / elapsed, n ? late[n / 2] : 0,
+           n ? late[(size_t)(n * 0.99)] : 0, n ? late[n - 1] : 0, n);
+    free(late);
+    return 0;
+}
+
 static int usage(void) {
-    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] [START_DELAY] | memramp SIZE_MB SECONDS [HOLD] | spin SECONDS | fork N [HOLD] | tree N SECONDS | spintree N SECONDS | syscalls NAME... | getpid N | write FILE TEXT\n");
+    fprintf(stderr, "usage: corral-stress mem SIZE_MB [HOLD_SECONDS] [STEP_MB] [START_DELAY] | memramp SIZE_MB SECONDS [HOLD] | spin SECONDS | fork N [HOLD] | tree N SECONDS | spintree N SECONDS | syscalls NAME... | getpid N | write FILE TEXT | bystander SECONDS\n");
     return 2;
 }
 
@@ -202,6 +250,7 @@ int main(int argc, char **argv) {
         printf("write %s %s\n", argv[2], n >= 0 ? "OK" : strerrorname_np(errno));
         return 0;
     }
+    if (strcmp(argv[1], "bystander") == 0) return bystander(atof(argv[2]));
     if (strcmp(argv[1], "spintree") == 0) {
         int n = atoi(argv[2]);
         double seconds = argc > 3 ? atof(argv[3]) : 30;

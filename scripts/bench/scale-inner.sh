@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Inside a pure cgroup v2 kernel (scripts/bench-scale): AGENTS idle sleepers plus MISBEHAVING
+# agents of each kind (memory past memory.high, CPU at its cpu.max, a fork loop at pids.max)
+# under one corrald; start rate, steady CPU and RSS, reaction latency (kernel event → action
+# recorded, from corral_reaction_seconds), API latency of agents list and history, descriptors,
+# and the time to re-attach everything after kill -9.
+#   scale-inner.sh CORRALD CORRAL_STRESS AGENTS MISBEHAVING WINDOW
+set -euo pipefail
+CORRALD=$1 stress=$2 AGENTS=$3 BAD=$4 WINDOW=$5
+source "$(dirname "${BASH_SOURCE[0]}")/daemon-common.sh"
+config=$(mktemp /tmp/corral-bench-config.XXXXXX)
+# Totals raised as an operator would for this many agents; the ladder's steps a little
+# sooner than the seed's (throttle 30 s, suspend 5 min) so that it acts within the run.
+cat >"$config" <<CONFIG
+intervals: {sampling: 1s, idle_sampling: 10s}
+escalation:
+  delays: {warn: 0s, throttle: 20s, suspend: 600s, terminate: 1200s}
+groups:
+  lightweight_agent:
+    totals: {memory: 64G, cpu: 20000%, processes: 40000}
+  standard_agent:
+    totals: {memory: 64G, cpu: 4000%, processes: 4000}
+  heavy_computation_agent:
+    totals: {memory: 64G, cpu: 4000%, processes: 4000}
+CONFIG
+start_daemon scale --config "$config"
+rss() { awk '/VmRSS/ {print $2}' "/proc/$daemon/status"; }
+base_rss=$(rss)
+
+start=$EPOCHREALTIME
+launch_idle "$AGENTS"
+launched=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+wait_idle $((AGENTS * 98 / 100)) 900
+idle_cpu=$(measure)
+idle_rss=$(rss)
+
+# The misbehaving ones: memory soft crossings, CPU at a 2% cap (20 of them at 10% would take
+# both emulated CPUs), fork loops at pids.max 8.
+start_bad() {
+    local i
+    for i in $(seq "$BAD"); do
+        printf '{"id":"mem%s","group":"standard_agent","limits":{"memory":{"soft":8388608,"hard":67108864}},"command":["%s","mem","12","900","1"]}\n' "$i" "$stress"
+        printf '{"id":"cpu%s","group":"lightweight_agent","limits":{"cpu":{"hard":2}},"command":["%s","spin","900"]}\n' "$i" "$stress"
+        printf '{"id":"fork%s","group":"heavy_computation_agent","limits":{"processes":{"hard":8}},"command":["%s","forkloop","32","900"]}\n' "$i" "$stress"
+    done | while read -r body; do
+        api -o /dev/null -w '%{http_code}\n' -X POST http://corral/v1/agents -d "$body"
+    done | sort | uniq -c | awk '{ printf "%s× HTTP %s ", $1, $2 } END { print "" }'
+}
+bad_started=$(start_bad)
+sleep 40
+busy_cpu=$(measure)
+busy_rss=$(rss)
+fds=$(ls "/proc/$daemon/fd" | wc -l)
+live=$(api http://corral/v1/agents?state=live | grep -o '"id"' | wc -l)
+
+# Reaction latency from the histogram: the bucket bounds that hold the 50th and 99th percentile.
+metrics=$(api http://corral/metrics)
+reaction=$(awk '/^corral_reaction_seconds_bucket/ {
+        match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); n++; bound[n] = le; count[n] = $NF }
+    /^corral_reaction_seconds_count/ { total = $NF }
+    END {
+        if (total == 0) { print "no reactions"; exit }
+        for (i = 1; i <= n; i++) { if (!p50 && count[i] >= total * 0.5) p50 = bound[i]; if (!p99 && count[i] >= total * 0.99) p99 = bound[i] }
+        printf "%d reactions: p50 ≤ %s s, p99 ≤ %s s (histogram bucket bounds)", total, p50, p99 }' <<<"$metrics")
+records=$(grep -E '^corral_enforcement_actions_total' <<<"$metrics" | awk '{ s += $NF } END { print s + 0 }')
+
+# API latency: 50 requests each.
+api_p() {
+    local times
+    times=$(for _ in $(seq 50); do curl -sS -o /dev/null -w '%{time_total}\n' --unix-socket "$socket" "$1"; done | sort -n)
+    awk '{ a[NR] = $1 * 1000 } END { printf "p50 %.1f ms, p99 %.1f ms", a[int(NR * 0.5)], a[int(NR * 0.99)] }' <<<"$times"
+}
+list_latency=$(api_p http://corral/v1/agents)
+history_latency=$(api_p "http://corral/v1/history?limit=100")
+
+# kill -9 and re-attach: until every agent is listed and watched again.
+kill -9 "$daemon"
+wait "$daemon" 2>/dev/null || true
+restart=$EPOCHREALTIME
+"$CORRALD" --socket "$socket" --state-dir "$state/state" --cgroup-root "$root" --log-level warning --config "$config" &
+daemon=$!
+for _ in $(seq 3000); do
+    health=$(api http://corral/v1/health 2>/dev/null || true)
+    agents=$(grep -o '"agents":[0-9]*' <<<"$health" | cut -d: -f2)
+    watched=$(grep -o '"active":[0-9]*,"idle":[0-9]*' <<<"$health" | awk -F'[:,]' '{ print $2 + $4 }')
+    [[ -n $agents && $agents -ge $live && ${watched:-0} -ge $live ]] && break
+    sleep 0.2
+done
+reattached=$(awk -v a="$restart" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+
+echo "scale: $AGENTS idle agents + $BAD misbehaving of each of 3 kinds, kernel $(uname -r) (emulated, $(nproc) vCPUs), ${WINDOW} s windows"
+awk -v n="$AGENTS" -v t="$launched" 'BEGIN { printf "  start: %d agents through the API (8 requests at a time) in %.1f s: %.1f agents/s\n", n, t, n / t }'
+echo "  misbehaving started: $bad_started"
+echo "  steady, idle agents only: CPU ${idle_cpu}% of one CPU, RSS $((idle_rss / 1024)) MiB ($(awk -v a="$idle_rss" -v b="$base_rss" -v n="$AGENTS" 'BEGIN { printf "%.1f", (a - b) / n }') KiB per agent)"
+echo "  with the misbehaving ones ($live live): CPU ${busy_cpu}% of one CPU, RSS $((busy_rss / 1024)) MiB, $fds open descriptors"
+echo "  reaction (kernel event → action recorded): $reaction; $records enforcement actions"
+echo "  GET /v1/agents ($live agents): $list_latency; GET /v1/history?limit=100: $history_latency"
+echo "  re-attach after kill -9: $live agents listed and watched ${reattached} s after the restart"
+rm -f "$config"
+for i in $(seq "$BAD"); do for k in mem cpu fork; do api -o /dev/null -X POST "http://corral/v1/agents/$k$i/kill" || true; done; done
+stop_daemon "$AGENTS"
