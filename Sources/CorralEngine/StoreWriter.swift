@@ -62,15 +62,38 @@ final class StoreWriter: Sendable {
     }
 
     /// Stores records with the agent's ladder and row now (after the queued
-    /// steps) and publishes them with `message`; a failure is published.
-    func commitNow(records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord, message: (EnforcementRecord) -> String) {
+    /// steps) and publishes them with `message`. While the database cannot be
+    /// written they join the committer's kept steps, in order; another failure
+    /// is published.
+    func commitNow(
+        records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord,
+        message: @escaping @Sendable (EnforcementRecord) -> String
+    ) {
+        let request = CommitRequest(records: records, plans: [], ladder: ladder, agent: agent)
+        guard committer.backlog.pendingSteps == 0 else { return keep(request, message: message) }
         do {
             for record in try settled.commit(records: records, ladder: ladder, agent: agent) {
                 events.publish(.enforcement, agent: agent.id, message(record), record: record)
             }
+        } catch  where Committer.isTransient(error) {
+            keep(request, message: message)
         } catch {
             events.publish(.daemon, agent: agent.id, EventText.notStored(records: records.count, error))
             remember(agent)
+        }
+    }
+
+    /// Hands a step to the committer, which keeps it until the database can be written.
+    private func keep(_ request: CommitRequest, message: @escaping @Sendable (EnforcementRecord) -> String) {
+        let events = events
+        let id = request.agent?.id
+        committer.enqueue(request) { result in
+            switch result {
+            case .success(let stored):
+                for record in stored { events.publish(.enforcement, agent: id, message(record), record: record) }
+            case .failure(let error):
+                events.publish(.daemon, agent: id, EventText.notStored(records: request.records.count, error))
+            }
         }
     }
 

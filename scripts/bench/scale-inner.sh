@@ -27,12 +27,15 @@ start_daemon scale --config "$config"
 rss() { awk '/VmRSS/ {print $2}' "/proc/$daemon/status"; }
 base_rss=$(rss)
 
+echo "scale: $AGENTS idle agents + $BAD misbehaving of each of 3 kinds, kernel $(uname -r) (emulated, $(nproc) vCPUs), ${WINDOW} s windows"
 start=$EPOCHREALTIME
 launch_idle "$AGENTS"
 launched=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+awk -v n="$AGENTS" -v t="$launched" 'BEGIN { printf "  start: %d agents through the API (8 requests at a time) in %.1f s: %.1f agents/s\n", n, t, n / t }'
 wait_idle $((AGENTS * 98 / 100)) 900
 idle_cpu=$(measure)
 idle_rss=$(rss)
+echo "  steady, idle agents only ($idle_count idle, ${settled} s after the last start): CPU ${idle_cpu}% of one CPU, RSS $((idle_rss / 1024)) MiB ($(awk -v a="$idle_rss" -v b="$base_rss" -v n="$AGENTS" 'BEGIN { printf "%.1f", (a - b) / n }') KiB per agent)"
 
 # The misbehaving ones: memory soft crossings, CPU at a 2% cap (20 of them at 10% would take
 # both emulated CPUs), fork loops at pids.max 8.
@@ -47,11 +50,13 @@ start_bad() {
     done | sort | uniq -c | awk '{ printf "%s× HTTP %s ", $1, $2 } END { print "" }'
 }
 bad_started=$(start_bad)
+echo "  misbehaving started: $bad_started"
 sleep 40
 busy_cpu=$(measure)
 busy_rss=$(rss)
 fds=$(ls "/proc/$daemon/fd" | wc -l)
 live=$(api http://corral/v1/agents?state=live | grep -o '"id"' | wc -l)
+echo "  with the misbehaving ones ($live live): CPU ${busy_cpu}% of one CPU, RSS $((busy_rss / 1024)) MiB, $fds open descriptors"
 
 # Reaction latency from the histogram: the bucket bounds that hold the 50th and 99th percentile.
 metrics=$(api http://corral/metrics)
@@ -62,7 +67,8 @@ reaction=$(awk '/^corral_reaction_seconds_bucket/ {
         if (total == 0) { print "no reactions"; exit }
         for (i = 1; i <= n; i++) { if (!p50 && count[i] >= total * 0.5) p50 = bound[i]; if (!p99 && count[i] >= total * 0.99) p99 = bound[i] }
         printf "%d reactions: p50 ≤ %s s, p99 ≤ %s s (histogram bucket bounds)", total, p50, p99 }' <<<"$metrics")
-records=$(grep -E '^corral_enforcement_actions_total' <<<"$metrics" | awk '{ s += $NF } END { print s + 0 }')
+records=$(grep -E '^corral_enforcement_actions_total' <<<"$metrics" | awk '{ s += $NF } END { print s + 0 }' || true)
+echo "  reaction (kernel event → action recorded): $reaction; $records enforcement actions"
 
 # API latency: 50 requests each.
 api_p() {
@@ -72,6 +78,7 @@ api_p() {
 }
 list_latency=$(api_p http://corral/v1/agents)
 history_latency=$(api_p "http://corral/v1/history?limit=100")
+echo "  GET /v1/agents ($live agents): $list_latency; GET /v1/history?limit=100: $history_latency"
 
 # kill -9 and re-attach: until every agent is listed and watched again.
 kill -9 "$daemon"
@@ -80,21 +87,15 @@ restart=$EPOCHREALTIME
 "$CORRALD" --socket "$socket" --state-dir "$state/state" --cgroup-root "$root" --log-level warning --config "$config" &
 daemon=$!
 for _ in $(seq 3000); do
+    # (Nothing answers at first: every step here may fail without ending the script.)
     health=$(api http://corral/v1/health 2>/dev/null || true)
-    agents=$(grep -o '"agents":[0-9]*' <<<"$health" | cut -d: -f2)
-    watched=$(grep -o '"active":[0-9]*,"idle":[0-9]*' <<<"$health" | awk -F'[:,]' '{ print $2 + $4 }')
+    agents=$(grep -o '"agents":[0-9]*' <<<"$health" | cut -d: -f2 || true)
+    watched=$(grep -o '"active":[0-9]*,"idle":[0-9]*' <<<"$health" | awk -F'[:,]' '{ print $2 + $4 }' || true)
     [[ -n $agents && $agents -ge $live && ${watched:-0} -ge $live ]] && break
     sleep 0.2
 done
 reattached=$(awk -v a="$restart" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 
-echo "scale: $AGENTS idle agents + $BAD misbehaving of each of 3 kinds, kernel $(uname -r) (emulated, $(nproc) vCPUs), ${WINDOW} s windows"
-awk -v n="$AGENTS" -v t="$launched" 'BEGIN { printf "  start: %d agents through the API (8 requests at a time) in %.1f s: %.1f agents/s\n", n, t, n / t }'
-echo "  misbehaving started: $bad_started"
-echo "  steady, idle agents only: CPU ${idle_cpu}% of one CPU, RSS $((idle_rss / 1024)) MiB ($(awk -v a="$idle_rss" -v b="$base_rss" -v n="$AGENTS" 'BEGIN { printf "%.1f", (a - b) / n }') KiB per agent)"
-echo "  with the misbehaving ones ($live live): CPU ${busy_cpu}% of one CPU, RSS $((busy_rss / 1024)) MiB, $fds open descriptors"
-echo "  reaction (kernel event → action recorded): $reaction; $records enforcement actions"
-echo "  GET /v1/agents ($live agents): $list_latency; GET /v1/history?limit=100: $history_latency"
 echo "  re-attach after kill -9: $live agents listed and watched ${reattached} s after the restart"
 rm -f "$config"
 for i in $(seq "$BAD"); do for k in mem cpu fork; do api -o /dev/null -X POST "http://corral/v1/agents/$k$i/kill" || true; done; done
