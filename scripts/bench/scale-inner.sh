@@ -60,13 +60,15 @@ echo "  with the misbehaving ones ($live live): CPU ${busy_cpu}% of one CPU, RSS
 
 # Reaction latency from the histogram: the bucket bounds that hold the 50th and 99th percentile.
 metrics=$(api http://corral/metrics)
-reaction=$(awk '/^corral_reaction_seconds_bucket/ {
-        match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); n++; bound[n] = le; count[n] = $NF }
-    /^corral_reaction_seconds_count/ { total = $NF }
+# (The exposition need not list the buckets in order: sorted by their bound first.)
+reaction=$(grep -E '^corral_reaction_seconds_(bucket|count)' <<<"$metrics" | awk '
+    /_bucket/ { match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); print (le == "+Inf" ? 1e99 : le), $NF, le }
+    /_count/ { print "count", $NF }' | sort -g | awk '
+    $1 == "count" { total = $2; next } { n++; count[n] = $2; bound[n] = $3 }
     END {
         if (total == 0) { print "no reactions"; exit }
-        for (i = 1; i <= n; i++) { if (!p50 && count[i] >= total * 0.5) p50 = bound[i]; if (!p99 && count[i] >= total * 0.99) p99 = bound[i] }
-        printf "%d reactions: p50 ≤ %s s, p99 ≤ %s s (histogram bucket bounds)", total, p50, p99 }' <<<"$metrics")
+        for (i = 1; i <= n; i++) { if (p50 == "" && count[i] >= total * 0.5) p50 = bound[i]; if (p99 == "" && count[i] >= total * 0.99) p99 = bound[i] }
+        printf "%d reactions: p50 ≤ %s s, p99 ≤ %s s (histogram bucket bounds)", total, p50, p99 }' || true)
 records=$(grep -E '^corral_enforcement_actions_total' <<<"$metrics" | awk '{ s += $NF } END { print s + 0 }' || true)
 echo "  reaction (kernel event → action recorded): $reaction; $records enforcement actions"
 
