@@ -38,6 +38,9 @@ final class StoreWriter: Sendable {
     /// The store once every step queued so far is committed: what the engine
     /// reads or writes there follows its steps, in order.
     var settled: any EngineStore {
+        // Steps kept for a full disk go first: a row written directly must not be
+        // overwritten later by an older one they carry.
+        committer.retry()
         committer.drain()
         return store
     }

@@ -580,6 +580,16 @@ final class WatchLoop: Sendable {
         }
         var events: [WatcherEvent] = []
         let populated = CgroupEvents(parsing: text).populated
+        if watched.populated && !populated && subject.agent != nil {
+            // One last full reading before the agent is closed and its cgroup removed: its
+            // final counters (an OOM kill whose memory.events change waits in a cooldown would
+            // otherwise never be read). The observation reports the emptying itself.
+            switch observe(subject, trigger: .sample, seenAt: time.now, &state) {
+            case .observed(let observation, let more): return [.observation(observation)] + more
+            case .failed(_, let more): return more
+            case .notWatched: return []
+            }
+        }
         if watched.populated && !populated { events.append(.emptied(subject, at: clock())) }
         watched.populated = populated
         for file in watched.lost {
