@@ -1,3 +1,4 @@
+import CorralAPI
 import CorralCore
 import CorralTestSupport
 import Foundation
@@ -91,6 +92,12 @@ struct DaemonTests {
             let result = try cli(arguments + ["--json"])
             guard result.status == 0 else { throw E2E.NotReady(description: "corral \(arguments): \(result)") }
             return try CorralJSON.decode(type, from: result.stdout)
+        }
+
+        /// `GET /v1/health` (no CLI command shows it whole).
+        func health() throws -> Health {
+            let result = try Subprocess.run("/usr/bin/curl", ["-sS", "--unix-socket", socket, "http://corral/v1/health"], timeout: 30)
+            return try CorralJSON.decode(Health.self, from: result.stdout)
         }
 
         func history(_ agent: String) throws -> [EnforcementRecord] {

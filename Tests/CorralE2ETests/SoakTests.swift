@@ -224,10 +224,10 @@ struct SoakTests {
 
         // Watched: the watcher samples every live agent.
         let watched = E2E.eventually(timeout: 15) {
-            guard let health = try? Self.health(daemon), let sampling = health.sampling else { return false }
+            guard let health = try? daemon.health(), let sampling = health.sampling else { return false }
             return sampling.active + sampling.idle >= health.agents
         }
-        #expect(watched, "kill \(kill): every live agent watched again (\((try? Self.health(daemon)).map { "\($0)" } ?? "?"))")
+        #expect(watched, "kill \(kill): every live agent watched again (\((try? daemon.health()).map { "\($0)" } ?? "?"))")
 
         // No orphan: every leaf is a live agent, once the restore has removed empty ones.
         let noOrphan = E2E.eventually(timeout: 15) {
@@ -279,11 +279,6 @@ struct SoakTests {
                 "\(record.agent) \(record.resource.rawValue) \(record.kind.rawValue) \(record.action.rawValue) \(record.at.milliseconds)"
             #expect(seen.insert(key).inserted, "record stored twice: \(key)")
         }
-    }
-
-    static func health(_ daemon: Daemon) throws -> Health {
-        let result = try Subprocess.run("/usr/bin/curl", ["-sS", "--unix-socket", daemon.socket, "http://corral/v1/health"], timeout: 30)
-        return try CorralJSON.decode(Health.self, from: result.stdout)
     }
 
     static func percentile(_ values: [Double], _ fraction: Double) -> String {

@@ -56,7 +56,7 @@ struct StoreFaultTests {
             (Int(E2E.read(leaf + "/cpu.max")?.split(separator: " ").first ?? "") ?? 0).isBetween(1, 9999)
         }
         #expect(throttled, "throttled in the kernel with a full disk: cpu.max \(E2E.read(leaf + "/cpu.max") ?? "?")")
-        var health = try Self.health(daemon)
+        var health = try daemon.health()
         E2E.report("health with a full disk: \(health.status), store \(health.store.map { "\($0)" } ?? "-")")
         #expect(health.status == "degraded")
         #expect(health.store?.status == "failing")
@@ -68,8 +68,8 @@ struct StoreFaultTests {
 
         // Space returns: the records are stored in order, none lost, ids contiguous.
         try FileManager.default.removeItem(atPath: filler)
-        #expect(E2E.eventually(timeout: 30) { (try? Self.health(daemon))?.store?.status == "ok" })
-        health = try Self.health(daemon)
+        #expect(E2E.eventually(timeout: 30) { (try? daemon.health())?.store?.status == "ok" })
+        health = try daemon.health()
         #expect(health.status == "ok" && health.store?.droppedRecords == 0)
         let history = try daemon.history("late")
         E2E.report(
@@ -85,10 +85,6 @@ struct StoreFaultTests {
         #expect(log.contains("state database is writable again"))
     }
 
-    static func health(_ daemon: DaemonTests.Daemon) throws -> Health {
-        let result = try Subprocess.run("/usr/bin/curl", ["-sS", "--unix-socket", daemon.socket, "http://corral/v1/health"], timeout: 30)
-        return try CorralJSON.decode(Health.self, from: result.stdout)
-    }
 }
 
 extension Int {
