@@ -100,8 +100,9 @@ struct Enforcer: Sendable {
 
         case .terminate(let violation, let grace):
             var thawProblem = ""
-            if agent.record.state == .suspended || agent.pendingFreeze != nil {
-                agent.pendingFreeze = nil
+            // A suspend still waiting for its confirmation gets its record first.
+            let suspendRecord = settleFreeze(&agent, at: now) ?? abandonFreeze(&agent, because: "terminated")
+            if agent.record.state == .suspended || suspendRecord != nil {
                 // Frozen processes cannot act on SIGTERM; cgroup.kill after the grace works either way.
                 do {
                     try tree.thaw(agent.leaf)
@@ -116,9 +117,11 @@ struct Enforcer: Sendable {
             events.publish(
                 .terminationNotice, agent: id, EventText.terminationNotice(grace: grace), violation: violation,
                 graceSeconds: Double(grace.milliseconds) / 1000)
-            return record(
+            var outcome = record(
                 violation, .terminate, ok: signalled > 0, error: signalled > 0 ? nil : "no process received SIGTERM",
                 EventText.terminating(signalled: signalled, grace: grace) + thawProblem)
+            if let suspendRecord { outcome.records.insert(suspendRecord, at: 0) }
+            return outcome
 
         case .scaleDown(let violation, let request):
             events.publish(.scaleDownRequest, agent: id, EventText.scaleDownRequest(request), violation: violation, request: request)
@@ -197,6 +200,17 @@ struct Enforcer: Sendable {
             agent.pendingFreeze = nil
             return notFrozen(&agent, pending.violation, at: pending.at, error)
         }
+    }
+
+    /// Gives up a pending freeze that something else overtook (a terminate,
+    /// an operator's thaw): a failed suspend record, so the action is not lost.
+    func abandonFreeze(_ agent: inout ManagedAgent, because reason: String) -> EnforcementRecord? {
+        guard let pending = agent.pendingFreeze else { return nil }
+        agent.pendingFreeze = nil
+        agent.ladder.noteSuspendFailed()
+        return EnforcementRecord(
+            violation: pending.violation, action: .suspend, at: pending.at, succeeded: false,
+            error: "\(reason) before cgroup.events reported frozen 1", details: EventText.freezeFailed)
     }
 
     private func frozen(_ agent: inout ManagedAgent, _ violation: Violation, at now: Timestamp, took: Duration) -> EnforcementRecord {

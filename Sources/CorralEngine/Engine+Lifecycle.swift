@@ -308,7 +308,10 @@ extension Engine {
         watcher?.unwatch(agent: id)
         if agent.record.origin != .registered, !vanished { removeInBackground(agent.leaf, id: id) }
         agent.terminationDeadline = nil
-        agent.pendingFreeze = nil
+        // A freeze still waiting for its confirmation: the agent ended first, and that is recorded.
+        if let abandoned = enforcer.abandonFreeze(&agent, because: "the agent ended") {
+            writer.commit(CommitRequest(records: [abandoned], plans: [], ladder: nil, agent: nil), agent: id)
+        }
         registry[id] = agent
         writer.save(agent.record, what: "the end")
         writer.deleteLadder(of: id)

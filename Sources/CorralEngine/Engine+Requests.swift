@@ -96,6 +96,10 @@ extension Engine {
         }
         agent.record.state = .running
         agent.ladder.noteThawed()
+        // A ladder's freeze still waiting for its confirmation is given up, and recorded so.
+        if let abandoned = enforcer.abandonFreeze(&agent, because: "thawed by request") {
+            writer.commit(CommitRequest(records: [abandoned], plans: [], ladder: agent.ladder, agent: nil), agent: id)
+        }
         registry[id] = agent
         try writer.saveOrThrow(agent.record, ladder: agent.ladder)
         events.publish(.thawed, agent: id, EventText.thawedByRequest(id))

@@ -148,6 +148,47 @@ struct EscalationTests {
         #expect(harness.events("s3").contains { $0.kind == .suspended })
     }
 
+    @Test("an operator's thaw gives up a freeze still waiting for its confirmation, and it is recorded")
+    func thawOvertakesAPendingFreeze() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("s4", group: "lightweight_agent")
+        let leaf = harness.leaf("lightweight_agent", "s4")
+        harness.fs.freezeCompletes = false
+        await harness.observe("s4", [.processes: 25])
+        await harness.keepObserving("s4", [.processes: 25], for: .seconds(4))
+        #expect(harness.fs.value(.freeze, at: leaf) == "1")
+        _ = try await harness.engine.thaw("s4")
+        harness.engine.waitForCommits()
+        let suspend = try #require(try await harness.history("s4").last)
+        #expect(suspend.action == .suspend && !suspend.succeeded)
+        #expect(suspend.error == "thawed by request before cgroup.events reported frozen 1")
+        #expect(harness.fs.value(.freeze, at: leaf) == "0")
+        #expect(try await harness.engine.status(of: "s4").agent.state == .running)
+        // Nothing is left pending: two seconds on, no second record.
+        await harness.keepObserving("s4", [.processes: 5], for: .seconds(3))
+        #expect(try await harness.history("s4").filter { $0.action == .suspend }.count == 1)
+    }
+
+    @Test("an agent that ends while its freeze waits for confirmation gets the suspend recorded as failed")
+    func endOvertakesAPendingFreeze() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("s5", group: "lightweight_agent")
+        let leaf = harness.leaf("lightweight_agent", "s5")
+        harness.fs.freezeCompletes = false
+        await harness.observe("s5", [.processes: 25])
+        await harness.keepObserving("s5", [.processes: 25], for: .seconds(4))
+        #expect(harness.fs.value(.freeze, at: leaf) == "1")
+        await harness.engine.handle(.emptied("s5"))
+        harness.engine.waitForCommits()
+        let suspends = try await harness.history("s5").filter { $0.action == .suspend }
+        #expect(suspends.count == 1)
+        #expect(suspends.first?.succeeded == false)
+        #expect(suspends.first?.error == "the agent ended before cgroup.events reported frozen 1")
+        #expect(try await harness.engine.status(of: "s5").agent.state.isLive == false)
+    }
+
     @Test("the suspend notice goes out before cgroup.freeze, the confirmation after")
     func suspendNoticePrecedesTheFreeze() async throws {
         let fake = FakeCgroupFilesystem()
