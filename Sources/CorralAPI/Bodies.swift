@@ -157,8 +157,13 @@ public struct ApplyRequest: Codable, Sendable {
 
 public struct AgentList: Codable, Sendable {
     public var agents: [AgentRecord]
+    /// Present when more agents follow this page: pass it as `after` for the next one.
+    public var next: String?
 
-    public init(agents: [AgentRecord]) { self.agents = agents }
+    public init(agents: [AgentRecord], next: String? = nil) {
+        self.agents = agents
+        self.next = next
+    }
 }
 
 public struct GroupList: Codable, Sendable {

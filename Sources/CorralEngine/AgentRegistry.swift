@@ -171,6 +171,17 @@ struct AgentRegistry {
         return agent
     }
 
+    /// The agents in the table with an id after `after` (all when nil), in no order.
+    func records(after: String?, includeEnded: Bool) -> [AgentRecord] {
+        boxes.compactMap { id, box in
+            guard after.map({ id > $0 }) ?? true, includeEnded || box.agent.record.state.isLive else { return nil }
+            return box.agent.record
+        }
+    }
+
+    /// Whether `id` is in the table.
+    func contains(_ id: String) -> Bool { boxes[id] != nil }
+
     /// Every agent: the stored ones, with the live state of those managed now.
     func list(stored: [AgentRecord], includeEnded: Bool) -> [AgentRecord] {
         var records = Dictionary(stored.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })

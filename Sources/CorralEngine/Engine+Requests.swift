@@ -10,8 +10,34 @@ public import CorralCore
 extension Engine {
     // MARK: Queries
 
+    /// Every agent (or every live one) in id order: the stored ones, with the
+    /// live state of those in the table, and the queued ones.
     public func list(includeEnded: Bool = true) throws -> [AgentRecord] {
-        registry.list(stored: try writer.settled.agents(), includeEnded: includeEnded) + queuedRecords()
+        try list(includeEnded: includeEnded, after: nil, limit: nil).agents
+    }
+
+    /// One page of `list`: the agents after `after` (from the first when nil),
+    /// at most `limit` (all when nil); `next` is the last id returned when more follow.
+    /// Reads `limit + 1` rows of the store, not the whole table.
+    public func list(includeEnded: Bool, after: String?, limit: Int?) throws -> AgentList {
+        let take = limit.map { $0 + 1 }  // one more than asked says whether another page follows
+        let queued = queuedRecords().filter { record in after.map { record.id > $0 } ?? true }
+        let queuedIDs = Set(queued.map(\.id))
+        // The store's rows of agents not in the table (the table's state is the newer one):
+        // read on until `take` of them are found or the store has no more.
+        let store = writer.settled
+        var storedOnly: [AgentRecord] = []
+        var cursor = after
+        while true {
+            let rows = try store.agents(after: cursor, limit: take, liveOnly: !includeEnded)
+            storedOnly += rows.filter { !registry.contains($0.id) && !queuedIDs.contains($0.id) }
+            guard let take, rows.count == take, storedOnly.count < take, let last = rows.last else { break }
+            cursor = last.id
+        }
+        var page = (storedOnly + registry.records(after: after, includeEnded: includeEnded) + queued).sorted { $0.id < $1.id }
+        guard let limit, page.count > limit else { return AgentList(agents: page) }
+        page.removeLast(page.count - limit)
+        return AgentList(agents: page, next: page.last?.id)
     }
 
     /// The agents in the table (live ones), without reading the store.

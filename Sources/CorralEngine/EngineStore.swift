@@ -14,6 +14,9 @@ public protocol StepStore: Sendable {
 public protocol EngineStore: StepStore {
     func save(_ agent: AgentRecord) throws
     func agents() throws -> [AgentRecord]
+    /// Agents in id order: those after `after` (all when nil), at most `limit`
+    /// (all when nil), only live ones (starting, running, suspended) when `liveOnly`.
+    func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord]
     func delete(agent: String) throws
     func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord]
     /// Degradation plans and recovery stages, oldest first (the latest `limit`).
@@ -32,6 +35,15 @@ public protocol EngineStore: StepStore {
     func save(denial: SyscallDenial) throws
     /// Denied syscalls, the most recent first.
     func denials(agent: String?, limit: Int) throws -> [SyscallDenial]
+}
+
+extension EngineStore {
+    /// From `agents()`, in memory: for stores whose whole table is small (fakes, wrappers).
+    public func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord] {
+        let page = try agents().filter { agent in (after.map { agent.id > $0 } ?? true) && (!liveOnly || agent.state.isLive) }
+            .sorted { $0.id < $1.id }
+        return limit.map { Array(page.prefix($0)) } ?? page
+    }
 }
 
 extension StepStore {
@@ -54,6 +66,9 @@ extension ForwardingEngineStore {
     public func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] { try base.commit(batch: batch) }
     public func save(_ agent: AgentRecord) throws { try base.save(agent) }
     public func agents() throws -> [AgentRecord] { try base.agents() }
+    public func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord] {
+        try base.agents(after: after, limit: limit, liveOnly: liveOnly)
+    }
     public func delete(agent: String) throws { try base.delete(agent: agent) }
     public func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
         try base.history(agent: agent, since: since, afterID: afterID, limit: limit)

@@ -15,6 +15,9 @@ public struct SQLiteEngineStore: EngineStore {
 
     public func save(_ agent: AgentRecord) throws { try store.save(agent) }
     public func agents() throws -> [AgentRecord] { try store.agents() }
+    public func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord] {
+        try store.agents(after: after, limit: limit, states: liveOnly ? [.starting, .running, .suspended] : nil)
+    }
     public func delete(agent: String) throws { _ = try store.delete(agent: agent) }
 
     public func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {

@@ -121,7 +121,13 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
         guard state == "all" || state == "live" else {
             throw APIError(.badRequest, "bad_request", "state must be 'all' or 'live', not '\(state)'")
         }
-        return jsonResponse(AgentList(agents: try await engineCall { try await engine.list(includeEnded: state == "all") }))
+        // Paged when asked: ?limit=N (1–10000), ?after=ID (the `next` of the page before).
+        let limit = query(request, "limit") == nil ? nil : try limitParameter(request)
+        let after = query(request, "after")
+        if let after, let problem = CgroupName.problem(with: after, what: "after (an agent id)") {
+            throw APIError(.badRequest, "bad_request", problem)
+        }
+        return jsonResponse(try await engineCall { try await engine.list(includeEnded: state == "all", after: after, limit: limit) })
     }
     v1.post("agents") { request, _ in
         let launch = try await decodeBody(LaunchRequest.self, from: request)

@@ -171,6 +171,12 @@ public final class CorralStore: Sendable {
         try read { try $0.agents(states: states, group: group) }
     }
 
+    /// A page of agents in id order: after `after` (from the first when nil),
+    /// at most `limit` (all when nil), in `states` (all when nil).
+    public func agents(after: String?, limit: Int?, states: Set<AgentState>? = nil) throws -> [AgentRecord] {
+        try read { try $0.agents(after: after, limit: limit, states: states) }
+    }
+
     /// Removes the agent with its ladder, recommendations and usage history;
     /// its enforcement history stays.
     @discardableResult

@@ -36,6 +36,30 @@ public struct StoreReader {
         }
     }
 
+    /// A page of agents in id order: after `after` (from the first when nil),
+    /// at most `limit` (all when nil), in `states` (all when nil).
+    public func agents(after: String?, limit: Int?, states: Set<AgentState>? = nil) throws -> [AgentRecord] {
+        if let states, states.isEmpty { return [] }
+        if let limit, limit <= 0 { return [] }
+        var conditions: [String] = []
+        var arguments = StatementArguments()
+        if let after {
+            conditions.append("id > ?")
+            arguments += [after]
+        }
+        if let states {
+            let sorted = states.map(\.rawValue).sorted()
+            conditions.append("state IN (\(sorted.map { _ in "?" }.joined(separator: ", ")))")
+            arguments += StatementArguments(sorted)
+        }
+        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        let bound = limit.map { " LIMIT \($0)" } ?? ""
+        return try mapping("reading agents") {
+            try Row.fetchAll(db, sql: "SELECT \(AgentRow.columns) FROM agent\(filter) ORDER BY id\(bound)", arguments: arguments)
+                .map(AgentRow.decode)
+        }
+    }
+
     /// Enforcement records in id order (the order they were recorded), at most
     /// `limit` of them (none when `limit` ≤ 0).
     ///

@@ -104,9 +104,32 @@ struct AgentsCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "list", abstract: "List agents: state, usage, limits.")
         @OptionGroup var options: ClientOptions
         @Flag(name: .long, help: "Include agents that have ended.") var all = false
+        @Option(
+            name: .long,
+            help: ArgumentHelp(
+                "Show at most N agents (1–10000), in id order; the command to show the next ones goes to stderr.",
+                valueName: "N")) var limit: Int?
+        @Option(name: .long, help: ArgumentHelp("Start after this agent id (what a --limit page named as next).", valueName: "ID"))
+        var after: String?
+
+        func validate() throws {
+            if let limit, !(1...10000).contains(limit) {
+                throw ValidationError("--limit \(limit): give a whole number from 1 to 10000, e.g. --limit 100")
+            }
+            if let after { try ensureValidID(after) }
+        }
 
         func run() throws {
-            let agents = try options.call("GET", "/v1/agents?state=\(all ? "all" : "live")", as: AgentList.self).agents
+            var path = "/v1/agents?state=\(all ? "all" : "live")"
+            if let limit { path += "&limit=\(limit)" }
+            if let after { path += "&after=\(after)" }
+            let page = try options.call("GET", path, as: AgentList.self)
+            let agents = page.agents
+            if let next = page.next {
+                writeOut(
+                    "more agents follow: corral agents list\(all ? " --all" : "") --limit \(limit ?? agents.count) --after \(next)\n",
+                    to: 2)
+            }
             if options.json { return try printJSON(agents) }
             let rows = agents.map { agent in
                 [

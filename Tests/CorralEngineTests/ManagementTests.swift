@@ -338,7 +338,8 @@ struct AdmissionQueueTests {
         let urgent = try await harness.engine.register(id: "l4", group: "lightweight_agent", command: ["w"], overrides: [:], priority: 9)
         #expect(urgent.state == .queued && urgent.queuePosition == 1)
         let listed = try await harness.engine.list(includeEnded: false).filter { $0.state == .queued }
-        #expect(listed.map(\.id) == ["l4", "l3"] && listed.map(\.queuePosition) == [1, 2])
+        // Listed in id order, each with its place in the queue.
+        #expect(listed.map(\.id) == ["l3", "l4"] && listed.map(\.queuePosition) == [2, 1])
         #expect(harness.fs.value(.procs, at: harness.leaf("lightweight_agent", "l3")) == nil, "no cgroup while queued")
         await #expect(throws: EngineError.self) { _ = try await harness.engine.kill(agent: "l3") }
         await #expect(throws: EngineError.self) {
@@ -353,5 +354,52 @@ struct AdmissionQueueTests {
         try await harness.engine.remove("l3", force: false)
         #expect(try await harness.engine.list(includeEnded: false).allSatisfy { $0.state != .queued })
         #expect(harness.events("l4").contains { $0.kind == .agentQueued })
+    }
+
+    @Test("the agents list pages in id order: the table's live state over the stored row, ended ones only with all, queued ones in place")
+    func listPages() async throws {
+        var configuration = EngineHarness.quickConfiguration
+        configuration.admission = .queue
+        configuration.groups["lightweight_agent"]?.totals[.memory] = 250_000_000
+        let harness = try EngineHarness(configuration: configuration)
+        _ = try await harness.start()
+        // Rows only the store has (an earlier daemon's ended agents).
+        for id in ["a0", "c0", "e0"] {
+            try harness.store.save(
+                AgentRecord(
+                    id: id, group: "standard_agent", state: .exited, origin: .launched, pid: nil, command: ["old"],
+                    limits: LimitSet(), cgroup: "", createdAt: harness.clock.now))
+        }
+        for id in ["b1", "d1", "f1"] { try await harness.agent(id) }
+        try await harness.agent("l1", group: "lightweight_agent")
+        try await harness.agent("l2", group: "lightweight_agent")
+        await harness.engine.handle(.emptied("d1"))
+        _ = try await harness.engine.register(id: "c9", group: "lightweight_agent", command: ["w"], overrides: [:])
+        // A stale stored row of a running agent: the table's state is the one listed.
+        var stale = try await harness.engine.status(of: "b1").agent
+        stale.state = .exited
+        try harness.store.save(stale)
+
+        func pages(includeEnded: Bool, limit: Int) async throws -> [[String]] {
+            var result: [[String]] = []
+            var after: String?
+            repeat {
+                let page = try await harness.engine.list(includeEnded: includeEnded, after: after, limit: limit)
+                result.append(page.agents.map(\.id))
+                after = page.next
+                #expect(page.next == nil || page.next == page.agents.last?.id)
+            } while after != nil
+            return result
+        }
+        let all = try await harness.engine.list().map(\.id)
+        #expect(all == ["a0", "b1", "c0", "c9", "d1", "e0", "f1", "l1", "l2"])
+        #expect(try await pages(includeEnded: true, limit: 2) == [["a0", "b1"], ["c0", "c9"], ["d1", "e0"], ["f1", "l1"], ["l2"]])
+        #expect(try await pages(includeEnded: true, limit: 9) == [all])
+        #expect(try await pages(includeEnded: false, limit: 2) == [["b1", "c9"], ["f1", "l1"], ["l2"]])
+        let one = try await harness.engine.list(includeEnded: true, after: "c0", limit: 1)
+        #expect(one.agents.map(\.id) == ["c9"] && one.agents.first?.queuePosition == 1 && one.next == "c9")
+        #expect(try await harness.engine.list(includeEnded: true, after: "l2", limit: 5).agents.isEmpty)
+        #expect(try await harness.engine.list(includeEnded: true, after: "a0", limit: 1).agents.first?.state == .running)
+        #expect(try await harness.engine.list(includeEnded: true, after: "c9", limit: 1).agents.first?.state == .exited)
     }
 }

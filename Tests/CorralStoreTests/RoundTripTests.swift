@@ -183,4 +183,20 @@ struct RoundTripTests {
         #expect(try store.agents(states: live, group: "standard_agent").map(\.id) == ["a", "d"])
         #expect(try store.agents(group: "nope").isEmpty)
     }
+
+    @Test func agentsArePagedInIDOrder() throws {
+        let store = try CorralStore.inMemory()
+        // Created in the opposite order of their ids: a page follows the id, not the age.
+        for (index, id) in ["e", "d", "c", "b", "a"].enumerated() {
+            try store.save(Sample.agent(id, state: id == "c" ? .exited : .running, createdAt: Sample.t0 + .seconds(Int64(index))))
+        }
+        let live = Set(AgentState.allCases.filter(\.isLive))
+        #expect(try store.agents(after: nil, limit: 2).map(\.id) == ["a", "b"])
+        #expect(try store.agents(after: "b", limit: 2).map(\.id) == ["c", "d"])
+        #expect(try store.agents(after: "d", limit: 2).map(\.id) == ["e"])
+        #expect(try store.agents(after: "e", limit: 2).isEmpty)
+        #expect(try store.agents(after: "a", limit: nil).map(\.id) == ["b", "c", "d", "e"])
+        #expect(try store.agents(after: "b", limit: 2, states: live).map(\.id) == ["d", "e"])
+        #expect(try store.agents(after: nil, limit: 0).isEmpty)
+    }
 }

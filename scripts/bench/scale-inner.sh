@@ -79,8 +79,9 @@ api_p() {
     awk '{ a[NR] = $1 * 1000 } END { printf "p50 %.1f ms, p99 %.1f ms", a[int(NR * 0.5)], a[int(NR * 0.99)] }' <<<"$times"
 }
 list_latency=$(api_p http://corral/v1/agents)
+page_latency=$(api_p "http://corral/v1/agents?limit=100&after=idle500")
 history_latency=$(api_p "http://corral/v1/history?limit=100")
-echo "  GET /v1/agents ($live agents): $list_latency; GET /v1/history?limit=100: $history_latency"
+echo "  GET /v1/agents ($live agents): $list_latency; one page of 100 (?limit=100&after=idle500): $page_latency; GET /v1/history?limit=100: $history_latency"
 
 # kill -9 and re-attach: until every agent is listed and watched again.
 kill -9 "$daemon"
