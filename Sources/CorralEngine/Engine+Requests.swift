@@ -18,23 +18,26 @@ extension Engine {
 
     /// One page of `list`: the agents after `after` (from the first when nil),
     /// at most `limit` (all when nil); `next` is the last id returned when more follow.
-    /// Reads `limit + 1` rows of the store, not the whole table.
+    /// Reads about `limit + 1` rows of the store, not the whole table.
     public func list(includeEnded: Bool, after: String?, limit: Int?) throws -> AgentList {
         let take = limit.map { $0 + 1 }  // one more than asked says whether another page follows
         let queued = queuedRecords().filter { record in after.map { record.id > $0 } ?? true }
+        let table = (registry.records(after: after, includeEnded: includeEnded) + queued).sorted { $0.id < $1.id }
         let queuedIDs = Set(queued.map(\.id))
-        // The store's rows of agents not in the table (the table's state is the newer one):
-        // read on until `take` of them are found or the store has no more.
+        // The store's rows of agents not in the table (the table's state is the newer one), read
+        // in id order until the agents known up to the last row read fill the page (all of them
+        // are then known), or the store has no more.
         let store = writer.settled
         var storedOnly: [AgentRecord] = []
         var cursor = after
         while true {
             let rows = try store.agents(after: cursor, limit: take, liveOnly: !includeEnded)
             storedOnly += rows.filter { !registry.contains($0.id) && !queuedIDs.contains($0.id) }
-            guard let take, rows.count == take, storedOnly.count < take, let last = rows.last else { break }
+            guard let take, rows.count == take, let last = rows.last else { break }
+            if storedOnly.count + table.prefix(while: { $0.id <= last.id }).count >= take { break }
             cursor = last.id
         }
-        var page = (storedOnly + registry.records(after: after, includeEnded: includeEnded) + queued).sorted { $0.id < $1.id }
+        var page = (storedOnly + table).sorted { $0.id < $1.id }
         guard let limit, page.count > limit else { return AgentList(agents: page) }
         page.removeLast(page.count - limit)
         return AgentList(agents: page, next: page.last?.id)
