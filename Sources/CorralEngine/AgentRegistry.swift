@@ -171,16 +171,19 @@ struct AgentRegistry {
         return agent
     }
 
-    /// The agents in the table with an id after `after` (all when nil), in no order.
-    func records(after: String?, includeEnded: Bool) -> [AgentRecord] {
+    /// The ids in the table after `after` (all when nil), in no order: no agent is copied.
+    func ids(after: String?, includeEnded: Bool) -> [String] {
         boxes.compactMap { id, box in
             guard after.map({ id > $0 }) ?? true, includeEnded || box.agent.record.state.isLive else { return nil }
-            return box.agent.record
+            return id
         }
     }
 
     /// Whether `id` is in the table.
     func contains(_ id: String) -> Bool { boxes[id] != nil }
+
+    /// The agent's record alone (the rest of the agent is not copied).
+    func record(of id: String) -> AgentRecord? { boxes[id]?.agent.record }
 
     /// Every agent: the stored ones, with the live state of those managed now.
     func list(stored: [AgentRecord], includeEnded: Bool) -> [AgentRecord] {

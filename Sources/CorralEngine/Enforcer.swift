@@ -203,7 +203,8 @@ struct Enforcer: Sendable {
     }
 
     /// Gives up a pending freeze that something else overtook (a terminate,
-    /// an operator's thaw): a failed suspend record, so the action is not lost.
+    /// an operator's thaw, the agent's end): a failed suspend record, so the
+    /// action is not lost.
     func abandonFreeze(_ agent: inout ManagedAgent, because reason: String) -> EnforcementRecord? {
         guard let pending = agent.pendingFreeze else { return nil }
         agent.pendingFreeze = nil

@@ -21,9 +21,11 @@ extension Engine {
     /// Reads about `limit + 1` rows of the store, not the whole table.
     public func list(includeEnded: Bool, after: String?, limit: Int?) throws -> AgentList {
         let take = limit.map { $0 + 1 }  // one more than asked says whether another page follows
-        let queued = queuedRecords().filter { record in after.map { record.id > $0 } ?? true }
-        let table = (registry.records(after: after, includeEnded: includeEnded) + queued).sorted { $0.id < $1.id }
-        let queuedIDs = Set(queued.map(\.id))
+        let queued = Dictionary(
+            queuedRecords().filter { record in after.map { record.id > $0 } ?? true }.map { ($0.id, $0) },
+            uniquingKeysWith: { first, _ in first })
+        // Ids only: the records of those on the page are copied at the end.
+        let table = (registry.ids(after: after, includeEnded: includeEnded) + queued.keys).sorted()
         // The store's rows of agents not in the table (the table's state is the newer one), read
         // in id order until the agents known up to the last row read fill the page (all of them
         // are then known), or the store has no more.
@@ -32,15 +34,16 @@ extension Engine {
         var cursor = after
         while true {
             let rows = try store.agents(after: cursor, limit: take, liveOnly: !includeEnded)
-            storedOnly += rows.filter { !registry.contains($0.id) && !queuedIDs.contains($0.id) }
+            storedOnly += rows.filter { !registry.contains($0.id) && queued[$0.id] == nil }
             guard let take, rows.count == take, let last = rows.last else { break }
-            if storedOnly.count + table.prefix(while: { $0.id <= last.id }).count >= take { break }
+            if storedOnly.count + table.prefix(while: { $0 <= last.id }).count >= take { break }
             cursor = last.id
         }
-        var page = (storedOnly + table).sorted { $0.id < $1.id }
-        guard let limit, page.count > limit else { return AgentList(agents: page) }
-        page.removeLast(page.count - limit)
-        return AgentList(agents: page, next: page.last?.id)
+        let stored = Dictionary(storedOnly.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let ids = (Array(stored.keys) + table).sorted()
+        let shown = limit.map { ids.prefix($0) } ?? ids[...]
+        let page = shown.compactMap { id in registry.record(of: id) ?? queued[id] ?? stored[id] }
+        return AgentList(agents: page, next: shown.count < ids.count ? page.last?.id : nil)
     }
 
     /// The agents in the table (live ones), without reading the store.

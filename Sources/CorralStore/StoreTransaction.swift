@@ -17,7 +17,18 @@ public struct StoreReader {
 
     /// Agents in `states` (all when nil) of `group` (all when nil), oldest first.
     public func agents(states: Set<AgentState>? = nil, group: String? = nil) throws -> [AgentRecord] {
+        try agents(states: states, group: group, after: nil, order: "created_at, id", limit: nil)
+    }
+
+    /// A page of agents in id order: after `after` (from the first when nil),
+    /// at most `limit` (all when nil), in `states` (all when nil).
+    public func agents(after: String?, limit: Int?, states: Set<AgentState>? = nil) throws -> [AgentRecord] {
+        try agents(states: states, group: nil, after: after, order: "id", limit: limit)
+    }
+
+    private func agents(states: Set<AgentState>?, group: String?, after: String?, order: String, limit: Int?) throws -> [AgentRecord] {
         if let states, states.isEmpty { return [] }
+        if let limit, limit <= 0 { return [] }
         var conditions: [String] = []
         var arguments = StatementArguments()
         if let states {
@@ -29,33 +40,14 @@ public struct StoreReader {
             conditions.append("group_name = ?")
             arguments += [group]
         }
-        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        return try mapping("reading agents") {
-            try Row.fetchAll(db, sql: "SELECT \(AgentRow.columns) FROM agent\(filter) ORDER BY created_at, id", arguments: arguments)
-                .map(AgentRow.decode)
-        }
-    }
-
-    /// A page of agents in id order: after `after` (from the first when nil),
-    /// at most `limit` (all when nil), in `states` (all when nil).
-    public func agents(after: String?, limit: Int?, states: Set<AgentState>? = nil) throws -> [AgentRecord] {
-        if let states, states.isEmpty { return [] }
-        if let limit, limit <= 0 { return [] }
-        var conditions: [String] = []
-        var arguments = StatementArguments()
         if let after {
             conditions.append("id > ?")
             arguments += [after]
         }
-        if let states {
-            let sorted = states.map(\.rawValue).sorted()
-            conditions.append("state IN (\(sorted.map { _ in "?" }.joined(separator: ", ")))")
-            arguments += StatementArguments(sorted)
-        }
         let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         let bound = limit.map { " LIMIT \($0)" } ?? ""
         return try mapping("reading agents") {
-            try Row.fetchAll(db, sql: "SELECT \(AgentRow.columns) FROM agent\(filter) ORDER BY id\(bound)", arguments: arguments)
+            try Row.fetchAll(db, sql: "SELECT \(AgentRow.columns) FROM agent\(filter) ORDER BY \(order)\(bound)", arguments: arguments)
                 .map(AgentRow.decode)
         }
     }
