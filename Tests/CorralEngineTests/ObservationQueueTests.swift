@@ -54,10 +54,17 @@ struct ObservationQueueTests {
         let queue = ObservationQueue()
         queue.push(Self.observation("a", 100, routine: true))
         queue.push(Self.observation("a", 200))
-        queue.push(Self.observation("a", 300, routine: true))
         #expect(Self.describe(await queue.next()) == "a@200")
-        #expect(Self.describe(await queue.next()) == "a@300s")
+        queue.push(Self.observation("b", 300, routine: true))
+        #expect(Self.describe(await queue.next()) == "b@300s")
         #expect(queue.depth.dropped == 1)
+        // A newer sample that comes while the older one waits is merged into it, and so not dropped.
+        queue.push(Self.observation("c", 100, routine: true))
+        queue.push(Self.observation("c", 200))
+        queue.push(Self.observation("c", 300, routine: true))
+        #expect(Self.describe(await queue.next()) == "c@200")
+        #expect(Self.describe(await queue.next()) == "c@300s")
+        #expect(queue.depth.dropped == 1 && queue.depth.coalesced == 1)
     }
 
     /// A waiting consumer is woken by a push; finish ends it after what is left.
@@ -117,7 +124,55 @@ struct ObservationQueueTests {
         // Each agent's readings in the order they were taken.
         for (_, times) in seen { #expect(times == times.sorted()) }
         let delivered = seen.values.map(\.count).reduce(0, +)
-        #expect(delivered + queue.depth.dropped == producers * each)
+        #expect(delivered + queue.depth.dropped + queue.depth.coalesced == producers * each)
+    }
+
+    static func sample(_ agent: String, _ seenMS: Int64, _ readings: [UsageReading]) -> WatcherEvent {
+        .observation(
+            Observation(
+                subject: .agent(agent), trigger: .sample, at: Timestamp(milliseconds: seenMS), seenAt: t0 + .milliseconds(seenMS),
+                sample: CgroupSample(), readings: readings, elapsed: .seconds(1)))
+    }
+
+    /// Samples of an agent the engine has not taken yet are merged into one,
+    /// in the older one's place in line, keeping what the older reported.
+    @Test func waitingSamplesOfOneAgentAreMerged() async {
+        let queue = ObservationQueue()
+        queue.push(
+            Self.sample("a", 1, [UsageReading(resource: .memory, usage: 10, hitSoft: true), UsageReading(resource: .cpu, usage: 50)]))
+        queue.push(Self.sample("b", 2, [UsageReading(resource: .memory, usage: 5)]))
+        queue.push(Self.sample("a", 3, [UsageReading(resource: .memory, usage: 30, hitHard: true)]))
+        queue.push(Self.sample("a", 4, [UsageReading(resource: .memory, usage: 20)]))
+        #expect(queue.depth.lanes == [0, 0, 2] && queue.depth.coalesced == 2)
+        guard case .observation(let first)? = await queue.next() else {
+            Issue.record("no observation")
+            return
+        }
+        // a's place (before b), a's newest reading, both limit hits, the CPU rate only the first had.
+        #expect(first.subject.agent == "a" && first.at.milliseconds == 4 && first.elapsed == .seconds(3))
+        let memory = first.readings.first { $0.resource == .memory }
+        #expect(memory?.usage == 20 && memory?.hitSoft == true && memory?.hitHard == true)
+        #expect(first.readings.first { $0.resource == .cpu }?.usage == 50)
+        #expect(Self.describe(await queue.next()) == "b@2s")
+        // Taken: a's next sample waits on its own again.
+        queue.push(Self.sample("a", 5, []))
+        #expect(Self.describe(await queue.next()) == "a@5s")
+        #expect(queue.depth.lanes == [0, 0, 0])
+    }
+
+    /// Positions in line stay right when the lane drops what was taken from its front.
+    @Test func mergingFindsItsSampleAfterTheLaneIsCompacted() async {
+        let queue = ObservationQueue()
+        for index in 0..<3000 { queue.push(Self.sample("s\(index)", Int64(index), [])) }
+        for _ in 0..<2000 { _ = await queue.next() }
+        queue.push(Self.sample("s2500", 9000, [UsageReading(resource: .processes, usage: 7)]))
+        #expect(queue.depth.lanes == [0, 0, 1000] && queue.depth.coalesced == 1)
+        for _ in 0..<500 { _ = await queue.next() }
+        guard case .observation(let merged)? = await queue.next() else {
+            Issue.record("no observation")
+            return
+        }
+        #expect(merged.subject.agent == "s2500" && merged.at.milliseconds == 9000 && merged.readings.first?.usage == 7)
     }
 }
 
