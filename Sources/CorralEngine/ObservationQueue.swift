@@ -63,7 +63,7 @@ public final class ObservationQueue: Sendable {
             let first = items[head]
             head += 1
             if head == items.count {
-                // Empty: the storage goes too (removeAll keeps no capacity).
+                // Empty: the storage goes too (a new empty array holds no capacity).
                 base += items.count
                 items = []
                 head = 0
