@@ -184,4 +184,11 @@ struct AgentRegistry {
 
     /// The agent's record alone (the rest of the agent is not copied).
     func record(of id: String) -> AgentRecord? { boxes[id]?.agent.record }
+
+    /// Every agent: the stored ones, with the live state of those managed now.
+    func list(stored: [AgentRecord], includeEnded: Bool) -> [AgentRecord] {
+        var records = Dictionary(stored.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
+        for (id, box) in boxes { records[id] = box.agent.record }
+        return records.values.filter { includeEnded || $0.state.isLive }.sorted { $0.id < $1.id }
+    }
 }

@@ -48,7 +48,7 @@ extension Engine {
 
     /// The agents in the table (live ones), without reading the store.
     public func liveAgents() -> [AgentRecord] {
-        registry.ids(after: nil, includeEnded: false).sorted().compactMap { registry.record(of: $0) }
+        registry.list(stored: [], includeEnded: false)
     }
 
     public func status(of id: String) throws -> AgentStatus {
