@@ -22,6 +22,9 @@ enum EventText {
 
     static func restored(_ report: Engine.Reconciliation) -> String {
         "restored: \(report.reattached.count) re-attached, \(report.discovered.count) discovered, \(report.ended.count) ended while down, \(report.removedOrphans.count) orphan cgroups removed"
+            + (report.frozenStateRepaired.isEmpty
+                ? ""
+                : ", cgroup.freeze set right for \(report.frozenStateRepaired.count) (\(report.frozenStateRepaired.joined(separator: ", ")))")
     }
 
     static func reloaded(groups: Int) -> String { "configuration reloaded (\(groups) groups)" }

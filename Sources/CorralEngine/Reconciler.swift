@@ -8,6 +8,10 @@ extension Engine {
         public var ended: [String] = []
         public var discovered: [String] = []
         public var removedOrphans: [String] = []
+        /// Re-attached agents whose `cgroup.freeze` disagreed with their state:
+        /// a freeze written but never confirmed before the daemon stopped (rolled
+        /// back), or a thaw done but never saved (the agent is running).
+        public var frozenStateRepaired: [String] = []
         /// Cgroups that could not be read or removed, with why (said, not fatal).
         public var problems: [String] = []
     }
@@ -51,6 +55,10 @@ struct Reconciler {
             }
             var ladder = ladders[record.id] ?? AgentLadder(agent: record.id)
             ladder.resume(at: now)
+            if let repair = repairFreeze(leaf, &record, &ladder, &report) {
+                _ = try store.commit(records: repair, ladder: ladder, agent: record)
+                report.frozenStateRepaired.append(record.id)
+            }
             var managed = ManagedAgent(record: record, ladder: ladder, leaf: leaf)
             if ladder.terminating {
                 managed.terminationDeadline = now + configuration.escalation(for: record.group).terminationGrace
@@ -85,6 +93,45 @@ struct Reconciler {
             }
         }
         return (agents, report)
+    }
+
+    /// What a restart finds when the daemon died between writing `cgroup.freeze`
+    /// and saving what came of it. Frozen while not suspended: the freeze was
+    /// never confirmed (its record is a failed suspend now) and nothing would
+    /// ever thaw it, so it is rolled back and the ladder decides afresh.
+    /// Suspended while not frozen: a thaw whose save was lost; the agent runs.
+    /// Returns the records to save; nil when the two agree (or cgroup.freeze
+    /// cannot be read).
+    private func repairFreeze(
+        _ leaf: CgroupPath, _ record: inout AgentRecord, _ ladder: inout AgentLadder, _ report: inout Engine.Reconciliation
+    ) -> [EnforcementRecord]? {
+        guard let text = try? tree.fs.read(.freeze, of: leaf) else { return nil }
+        let requested = text.hasPrefix("1")
+        switch (requested, record.state == .suspended) {
+        case (true, false):
+            do {
+                try tree.cancelFreeze(leaf)
+            } catch {
+                report.problems.append("\(tree.fs.absolutePath(leaf)): frozen with no suspend saved, and not thawed: \(error.description)")
+                return nil
+            }
+            guard ladder.suspended else { return [] }
+            ladder.noteSuspendFailed()
+            let violation =
+                ladder.episodes.values.map(\.violation).max { $0.kind < $1.kind }
+                ?? Violation(agent: record.id, resource: .memory, kind: .hard, current: 0, limit: 0)
+            let failed = EnforcementRecord(
+                violation: violation, action: .suspend, at: now, succeeded: false,
+                error: "corrald stopped before cgroup.events reported frozen 1; the freeze was rolled back at its restart",
+                details: EventText.freezeFailed)
+            return [failed]
+        case (false, true):
+            record.state = .running
+            ladder.noteThawed()
+            return []
+        default:
+            return nil
+        }
     }
 
     private func children(of path: CgroupPath, _ report: inout Engine.Reconciliation) -> [String] {

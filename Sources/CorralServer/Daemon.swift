@@ -249,6 +249,7 @@ public enum Daemon {
             metadata: [
                 "agents.reattached": "\(reconciliation.reattached.count)", "agents.discovered": "\(reconciliation.discovered.count)",
                 "agents.ended": "\(reconciliation.ended.count)", "cgroups.removed": "\(reconciliation.removedOrphans.count)",
+                "agents.freezeRepaired": "\(reconciliation.frozenStateRepaired.count)",
             ])
 
         let loop = EngineLoop(engine: engine)

@@ -87,4 +87,73 @@ struct RestoreTests {
         #expect(try await third.history() == after)
         #expect(try await third.engine.status(of: "live1").ladder?.episodes[.memory]?.fired == fired)
     }
+
+    @Test("a freeze the daemon died before seeing confirmed is rolled back at the restart and its suspend recorded as failed")
+    func unconfirmedFreezeIsRolledBackAtRestart() async throws {
+        let first = try EngineHarness()
+        _ = try await first.start()
+        try await first.agent("s6", group: "lightweight_agent")
+        let leaf = first.leaf("lightweight_agent", "s6")
+        first.fs.freezeCompletes = false
+        await first.observe("s6", [.processes: 25])
+        // Up the ladder until its freeze is written (and waits for a confirmation that never comes).
+        for _ in 0..<20 where first.fs.value(.freeze, at: leaf) != "1" {
+            await first.keepObserving("s6", [.processes: 25], for: .milliseconds(250))
+        }
+        first.engine.waitForCommits()
+        #expect(first.fs.value(.freeze, at: leaf) == "1")
+        #expect(try await first.engine.status(of: "s6").agent.state == .running)
+        // The daemon is killed here: the pending freeze is forgotten with it.
+        first.fs.freezeCompletes = true
+        first.clock.advance(.seconds(1))
+
+        let second = try EngineHarness(fs: first.fs, store: first.store, clock: first.clock)
+        let report = try await second.start()
+        #expect(report.reattached == ["s6"])
+        #expect(report.frozenStateRepaired == ["s6"])
+        #expect(second.fs.value(.freeze, at: leaf) == "0")
+        let status = try await second.engine.status(of: "s6")
+        #expect(status.agent.state == .running)
+        #expect(status.ladder?.suspended == false)
+        let suspend = try #require(try await second.history("s6").last)
+        #expect(suspend.action == .suspend && !suspend.succeeded)
+        #expect(suspend.error == "corrald stopped before cgroup.events reported frozen 1; the freeze was rolled back at its restart")
+
+        // The ladder goes on from where it was, as after any failed suspend: the
+        // step is not taken again, so nothing freezes the agent behind the records' back.
+        await second.observe("s6", [.processes: 25])
+        await second.keepObserving("s6", [.processes: 25], for: .seconds(4))
+        second.engine.waitForCommits()
+        #expect(second.fs.value(.freeze, at: leaf) == "0")
+        #expect(try await second.history("s6").filter { $0.action == .suspend }.count == 1)
+
+        // A third start finds state and kernel in agreement.
+        let third = try EngineHarness(fs: first.fs, store: first.store, clock: first.clock)
+        #expect(try await third.start().frozenStateRepaired.isEmpty)
+    }
+
+    @Test("a thaw whose save the daemon's death lost leaves the agent running after the restart")
+    func lostThawSaveIsRepairedAtRestart() async throws {
+        let first = try EngineHarness()
+        _ = try await first.start()
+        try await first.agent("s7", group: "lightweight_agent")
+        let leaf = first.leaf("lightweight_agent", "s7")
+        await first.observe("s7", [.processes: 25])
+        await first.keepObserving("s7", [.processes: 25], for: .seconds(4))
+        first.engine.waitForCommits()
+        #expect(try await first.engine.status(of: "s7").agent.state == .suspended)
+        let records = try await first.history("s7").count
+        // Thawed in the kernel, then killed before the new state was saved.
+        try first.fs.write("0", to: .freeze, of: leaf)
+        first.clock.advance(.seconds(1))
+
+        let second = try EngineHarness(fs: first.fs, store: first.store, clock: first.clock)
+        let report = try await second.start()
+        #expect(report.frozenStateRepaired == ["s7"])
+        let status = try await second.engine.status(of: "s7")
+        #expect(status.agent.state == .running)
+        #expect(status.ladder?.suspended == false)
+        #expect(second.fs.value(.freeze, at: leaf) == "0")
+        #expect(try await second.history("s7").count == records, "no record made up for a thaw")
+    }
 }
