@@ -18,18 +18,29 @@ import Synchronization
 /// readings in the order they were taken. Only agents' events come in (a
 /// group's, and failed reads, which the next good read decides, stay out).
 ///
-/// At most one periodic sample per agent waits: a newer one takes the older
-/// one's place in line, keeping what the older one reported that the newer
-/// one does not (a limit hit since the reading before, a reading the newer
-/// one lacks), so lane 3 holds at most one sample per agent however far the
-/// engine falls behind (a start of hundreds of agents queued tens of
-/// thousands, 12 MB of them at 300 agents, held afterwards as the lane's
-/// capacity). A lane that empties gives its storage back.
+/// At most one periodic sample and one kernel event per agent wait: a newer
+/// one takes the older one's place in line, keeping what the older one
+/// reported that the newer one does not (a limit hit since the reading
+/// before, a reading the newer one lacks) and when the watcher first woke for
+/// it (the reaction is timed from there). So the lanes hold at most one entry
+/// of each kind per agent however far the engine falls behind: a start of
+/// hundreds of agents queued tens of thousands of samples (12 MB of them at
+/// 300 agents, held afterwards as the lane's capacity), and agents held at
+/// their limits, each sending kernel events several times a second, kept the
+/// engine seconds behind while it handled every one of them in turn. A lane
+/// that empties gives its storage back.
 public final class ObservationQueue: Sendable {
     /// A FIFO that pops from the front in O(1). Positions are absolute (they
     /// stay valid across the compaction of popped items).
     struct Lane {
-        private var items: [WatcherEvent] = []
+        /// A waiting event, and the latest moment the watcher woke for what it
+        /// reports (later than the event's own `seenAt` once a newer one merged in).
+        struct Entry {
+            var event: WatcherEvent
+            var latest: ContinuousClock.Instant?
+        }
+
+        private var items: [Entry] = []
         private var head = 0
         /// Items removed from the front of `items` so far.
         private var base = 0
@@ -37,28 +48,28 @@ public final class ObservationQueue: Sendable {
         var isEmpty: Bool { head == items.count }
         var count: Int { items.count - head }
 
-        /// Appends `event`; returns its position.
+        /// Appends `entry`; returns its position.
         @discardableResult
-        mutating func append(_ event: WatcherEvent) -> Int {
-            items.append(event)
+        mutating func append(_ entry: Entry) -> Int {
+            items.append(entry)
             return base + items.count - 1
         }
 
-        /// The event at `position` if it is still waiting.
-        func waiting(at position: Int) -> WatcherEvent? {
+        /// The entry at `position` if it is still waiting.
+        func waiting(at position: Int) -> Entry? {
             let index = position - base
             return index >= head && index < items.count ? items[index] : nil
         }
 
-        /// Puts `event` in the place of the one waiting at `position`.
-        mutating func replace(at position: Int, with event: WatcherEvent) {
-            items[position - base] = event
+        /// Puts `entry` in the place of the one waiting at `position`.
+        mutating func replace(at position: Int, with entry: Entry) {
+            items[position - base] = entry
         }
 
         /// The position the next `popFirst` hands out.
         var frontPosition: Int { base + head }
 
-        mutating func popFirst() -> WatcherEvent? {
+        mutating func popFirst() -> Entry? {
             guard head < items.count else { return nil }
             let first = items[head]
             head += 1
@@ -78,7 +89,9 @@ public final class ObservationQueue: Sendable {
 
     struct State {
         var lanes = [Lane(), Lane(), Lane()]
-        /// The position in the samples' lane of each agent's waiting sample.
+        /// The position of each agent's waiting kernel event (in lane 0 or 1)
+        /// and of its waiting sample (lane 2).
+        var waitingEvent: [String: (lane: Int, position: Int)] = [:]
         var waitingSample: [String: Int] = [:]
         var waiter: CheckedContinuation<Wait, Never>?
         /// Tells a waiter's timeout from an older one's.
@@ -87,10 +100,10 @@ public final class ObservationQueue: Sendable {
         var finished = false
         /// When each agent last had an urgent event handed out.
         var lastUrgent: [String: ContinuousClock.Instant] = [:]
-        /// The `seen` of each agent's last observation handed out.
+        /// The latest wake-up behind each agent's last observation handed out.
         var lastSeen: [String: ContinuousClock.Instant] = [:]
         var dropped = 0
-        /// Samples merged into one of the same agent still waiting.
+        /// Observations merged into one of the same agent still waiting.
         var coalesced = 0
 
         mutating func lane(of event: WatcherEvent, now: ContinuousClock.Instant) -> Int {
@@ -106,18 +119,28 @@ public final class ObservationQueue: Sendable {
         /// The samples' lane.
         static let samples = 2
 
-        /// Appends `event` to `lane`; a sample of an agent that has one waiting
-        /// takes its place instead (merged with it).
+        /// Appends `event` to `lane`; a sample or kernel event of an agent that
+        /// has one of the same kind waiting is merged into it instead, in its place.
         mutating func enqueue(_ event: WatcherEvent, in lane: Int) {
-            guard lane == Self.samples, case .observation(let newer) = event, let agent = newer.subject.agent else {
-                lanes[lane].append(event)
+            guard case .observation(let newer) = event, let agent = newer.subject.agent, newer.trigger != .requested else {
+                lanes[lane].append(Lane.Entry(event: event))
                 return
             }
-            if let position = waitingSample[agent], case .observation(let older)? = lanes[lane].waiting(at: position) {
-                lanes[lane].replace(at: position, with: .observation(older.merged(with: newer)))
+            let isSample = lane == Self.samples
+            let waiting = isSample ? waitingSample[agent].map { (Self.samples, $0) } : waitingEvent[agent]
+            if let (place, position) = waiting, let entry = lanes[place].waiting(at: position),
+                case .observation(let older) = entry.event
+            {
+                lanes[place].replace(
+                    at: position, with: Lane.Entry(event: .observation(older.merged(with: newer)), latest: newer.seenAt))
                 coalesced += 1
+                return
+            }
+            let position = lanes[lane].append(Lane.Entry(event: event))
+            if isSample {
+                waitingSample[agent] = position
             } else {
-                waitingSample[agent] = lanes[lane].append(event)
+                waitingEvent[agent] = (lane, position)
             }
         }
 
@@ -126,16 +149,22 @@ public final class ObservationQueue: Sendable {
             for index in lanes.indices {
                 while !lanes[index].isEmpty {
                     let position = lanes[index].frontPosition
-                    guard let event = lanes[index].popFirst() else { break }
+                    guard let entry = lanes[index].popFirst() else { break }
+                    let event = entry.event
                     guard let agent = event.subject.agent else { continue }
-                    if index == Self.samples, waitingSample[agent] == position { waitingSample[agent] = nil }
+                    if index == Self.samples {
+                        if waitingSample[agent] == position { waitingSample[agent] = nil }
+                    } else if let waiting = waitingEvent[agent], waiting.lane == index, waiting.position == position {
+                        waitingEvent[agent] = nil
+                    }
                     switch event {
                     case .observation(let observation):
-                        if let last = lastSeen[agent], observation.seenAt < last {
+                        let latest = entry.latest ?? observation.seenAt
+                        if let last = lastSeen[agent], latest < last {
                             dropped += 1
                             continue
                         }
-                        lastSeen[agent] = observation.seenAt
+                        lastSeen[agent] = latest
                         if observation.trigger != .sample, observation.trigger != .requested { lastUrgent[agent] = ContinuousClock.now }
                     case .emptied, .vanished, .unreadable:
                         lastSeen[agent] = nil
@@ -241,20 +270,23 @@ public final class ObservationQueue: Sendable {
         waiter?.resume(returning: .timedOut)
     }
 
-    /// Events waiting, by lane; observations dropped as overtaken; samples
-    /// merged into a waiting one.
+    /// Events waiting, by lane; observations dropped as overtaken; samples and
+    /// kernel events merged into a waiting one.
     public var depth: (lanes: [Int], dropped: Int, coalesced: Int) {
         state.withLock { state in (state.lanes.map(\.count), state.dropped, state.coalesced) }
     }
 }
 
 extension Observation {
-    /// This waiting sample brought up to date by a newer one of the same
+    /// This waiting observation brought up to date by a newer one of the same
     /// cgroup: the newer reading, over both intervals, with the limit hits
     /// either reported, and the older readings of resources the newer lacks
-    /// (a CPU rate is carried only once its window has passed).
+    /// (a CPU rate is carried only once its window has passed). `seenAt` stays
+    /// the older one's: what it reports began then, and its reaction is timed
+    /// from then.
     func merged(with newer: Observation) -> Observation {
         var merged = newer
+        merged.seenAt = seenAt
         merged.elapsed = elapsed + newer.elapsed
         for old in readings {
             if let index = merged.readings.firstIndex(where: { $0.resource == old.resource }) {

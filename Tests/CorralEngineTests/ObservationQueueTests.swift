@@ -43,9 +43,10 @@ struct ObservationQueueTests {
         queue.push(Self.observation("new", 14))
         queue.push(.emptied(.agent("gone"), at: Timestamp(milliseconds: 0)))
         var order: [String] = []
-        for _ in 0..<6 { order.append(Self.describe(await queue.next())) }
-        #expect(order == ["new@14", "gone emptied", "busy@11", "busy@13", "a@10s", "b@12s"])
-        #expect(queue.depth.lanes == [0, 0, 0])
+        for _ in 0..<5 { order.append(Self.describe(await queue.next())) }
+        // busy's second event merged into its first (timed from the first).
+        #expect(order == ["new@14", "gone emptied", "busy@11", "a@10s", "b@12s"])
+        #expect(queue.depth.lanes == [0, 0, 0] && queue.depth.coalesced == 1)
     }
 
     /// A sample taken before an event already handed out is dropped: each
@@ -63,7 +64,12 @@ struct ObservationQueueTests {
         queue.push(Self.observation("c", 200))
         queue.push(Self.observation("c", 300, routine: true))
         #expect(Self.describe(await queue.next()) == "c@200")
-        #expect(Self.describe(await queue.next()) == "c@300s")
+        // The merged sample is timed from its first (100) and reports the newer reading (300).
+        guard case .observation(let merged)? = await queue.next() else {
+            Issue.record("no observation")
+            return
+        }
+        #expect(Self.describe(.observation(merged)) == "c@100s" && merged.at.milliseconds == 300)
         #expect(queue.depth.dropped == 1 && queue.depth.coalesced == 1)
     }
 
@@ -158,6 +164,43 @@ struct ObservationQueueTests {
         queue.push(Self.sample("a", 5, []))
         #expect(Self.describe(await queue.next()) == "a@5s")
         #expect(queue.depth.lanes == [0, 0, 0])
+    }
+
+    /// An agent's kernel events that come while one of its events waits are
+    /// merged into it: in its lane and place, timed from the first, with the
+    /// newest reading and every limit hit; a sample taken before the newest
+    /// event is then dropped as overtaken.
+    @Test func waitingKernelEventsOfOneAgentAreMerged() async {
+        let queue = ObservationQueue()
+        func event(_ agent: String, _ seenMS: Int64, _ readings: [UsageReading]) -> WatcherEvent {
+            .observation(
+                Observation(
+                    subject: .agent(agent), trigger: .event(.pidsEvents), at: Timestamp(milliseconds: seenMS),
+                    seenAt: Self.t0 + .milliseconds(seenMS), sample: CgroupSample(), readings: readings, elapsed: .milliseconds(200)))
+        }
+        // "hot" is in a burst: its events go to the second lane.
+        queue.push(event("hot", 1, []))
+        #expect(Self.describe(await queue.next()) == "hot@1")
+        queue.push(event("hot", 10, [UsageReading(resource: .processes, usage: 8, hitHard: true)]))
+        queue.push(Self.sample("hot", 15, [UsageReading(resource: .memory, usage: 3)]))
+        queue.push(event("hot", 20, [UsageReading(resource: .processes, usage: 6)]))
+        queue.push(event("quiet", 25, []))
+        queue.push(event("hot", 30, [UsageReading(resource: .cpu, usage: 40)]))
+        #expect(queue.depth.lanes == [1, 1, 1] && queue.depth.coalesced == 2)
+        #expect(Self.describe(await queue.next()) == "quiet@25")
+        guard case .observation(let merged)? = await queue.next() else {
+            Issue.record("no observation")
+            return
+        }
+        #expect(Self.describe(.observation(merged)) == "hot@10" && merged.at.milliseconds == 30)
+        #expect(merged.elapsed == .milliseconds(600))
+        let processes = merged.readings.first { $0.resource == .processes }
+        #expect(processes?.usage == 6 && processes?.hitHard == true)
+        #expect(merged.readings.first { $0.resource == .cpu }?.usage == 40)
+        // The sample read at 15 is older than the event read at 30, handed out already.
+        queue.finish()
+        #expect(await queue.next() == nil)
+        #expect(queue.depth.dropped == 1)
     }
 
     /// Positions in line stay right when the lane drops what was taken from its front.
