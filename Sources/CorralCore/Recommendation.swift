@@ -14,17 +14,20 @@ public struct DecayingHistogram: Equatable, Sendable {
     public let ratio: Double
     public private(set) var weights: [Double]
     public private(set) var total: Double = 0
+    /// 1 / ln(ratio): one logarithm per added value instead of two.
+    private let perLogRatio: Double
 
     public init(first: Double = 1, ratio: Double = 1.05, buckets: Int = 600) {
         self.first = first
         self.ratio = ratio
+        perLogRatio = 1 / log(ratio)
         weights = [Double](repeating: 0, count: buckets)
     }
 
     /// Adds `value` with `weight`.
     public mutating func add(_ value: Double, weight: Double) {
         guard value.isFinite, weight > 0 else { return }
-        let index = value <= first ? 0 : min(weights.count - 1, Int(log(value / first) / log(ratio)) + 1)
+        let index = value <= first ? 0 : min(weights.count - 1, Int(log(value / first) * perLogRatio) + 1)
         weights[index] += weight
         total += weight
     }

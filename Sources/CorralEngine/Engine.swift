@@ -277,11 +277,8 @@ public actor Engine {
         }
         let acted = step(id, violations: violations, usage: usage.merging(reported) { kernel, _ in kernel })
         adjustCadence(of: id, at: now)
-        if acted, let instruments {
-            switch observation.trigger {
-            case .event, .pressure: instruments.reacted(in: ContinuousClock.now - observation.seenAt)
-            case .sample, .requested: break
-            }
+        if acted, let instruments, let trigger = ReactionTrigger.label(of: observation.trigger) {
+            instruments.reacted(in: ContinuousClock.now - observation.seenAt, to: trigger)
         }
     }
 

@@ -1,4 +1,5 @@
 public import CorralCore
+public import CorralWatcher
 
 /// What the engine tells whoever measures it (the daemon's Prometheus
 /// metrics) as it happens. Called on the engine's executor and on the
@@ -8,8 +9,10 @@ public protocol EngineInstruments: Sendable {
     /// An enforcement record was stored (and published): an action and its real outcome.
     func recorded(_ record: EnforcementRecord)
     /// A kernel event (a `*.events` change or a PSI trigger) led to actions:
-    /// the time from the watcher waking for it to the actions carried out and queued for the store.
-    func reacted(in duration: Duration)
+    /// the time from the watcher waking for it to the actions carried out and
+    /// queued for the store; `trigger` names the file that woke it
+    /// (`ReactionTrigger.label`).
+    func reacted(in duration: Duration, to trigger: String)
     /// One group commit of the store took `duration`.
     func committed(in duration: Duration)
 }
@@ -113,5 +116,21 @@ extension Engine {
                     queuePosition: record.queuePosition, degradation: .none, escalationStep: 0))
         }
         return MetricsSnapshot(agents: agents, states: states, sampling: sampling, capacity: capacity())
+    }
+}
+
+/// The kernel files whose change can lead to an action, as the reaction
+/// metric's `trigger` label names them (a fixed set: each has its series
+/// from the start).
+public enum ReactionTrigger {
+    public static let labels = ["memory.events", "pids.events", "cgroup.events", "memory.pressure", "cpu.pressure"]
+
+    /// The label of an observation's trigger; nil for samples and requested readings.
+    public static func label(of trigger: ObservationTrigger) -> String? {
+        switch trigger {
+        case .event(let file): file.rawValue
+        case .pressure(let resource): "\(resource == .memory ? "memory" : "cpu").pressure"
+        case .sample, .requested: nil
+        }
     }
 }

@@ -89,7 +89,7 @@ public struct MetricFamily: Sendable, Hashable {
         "Enforcement actions recorded since the daemon started, by action, resource and outcome.")
     static let reaction = Self(
         "corral_reaction_seconds", .histogram,
-        "Time from a kernel event (a *.events change or a PSI trigger) to the enforcement actions it caused, carried out and queued for the store."
+        "Time from a kernel event (a *.events change or a PSI trigger) to the enforcement actions it caused, carried out and queued for the store, by the file that woke the watcher."
     )
     static let commit = Self("corral_store_commit_seconds", .histogram, "Time one group commit of the store (SQLite) took.")
     static let agents = Self(
@@ -138,7 +138,8 @@ public struct MetricFamily: Sendable, Hashable {
 /// (one at a time, under its mutex).
 public final class DaemonMetrics: EngineInstruments {
     let registry = PrometheusCollectorRegistry()
-    let reactionHistogram: DurationHistogram
+    /// One per `ReactionTrigger.labels` entry, made at start (fixed; read-only after).
+    let reactionHistograms: [String: DurationHistogram]
     let commitHistogram: DurationHistogram
     public let version: String
 
@@ -165,7 +166,15 @@ public final class DaemonMetrics: EngineInstruments {
 
     public init(version: String) {
         self.version = version
-        reactionHistogram = registry.makeDurationHistogram(descriptor: MetricFamily.reaction.descriptor, buckets: Self.reactionBuckets)
+        let registry = registry
+        reactionHistograms = Dictionary(
+            uniqueKeysWithValues: ReactionTrigger.labels.map { trigger in
+                (
+                    trigger,
+                    registry.makeDurationHistogram(
+                        descriptor: MetricFamily.reaction.descriptor, labels: [("trigger", trigger)], buckets: Self.reactionBuckets)
+                )
+            })
         commitHistogram = registry.makeDurationHistogram(descriptor: MetricFamily.commit.descriptor, buckets: Self.commitBuckets)
         registry.makeGauge(descriptor: MetricFamily.buildInfo.descriptor, labels: [("version", version)]).set(to: 1.0)
     }
@@ -180,7 +189,7 @@ public final class DaemonMetrics: EngineInstruments {
         ).increment()
     }
 
-    public func reacted(in duration: Duration) { reactionHistogram.record(duration) }
+    public func reacted(in duration: Duration, to trigger: String) { reactionHistograms[trigger]?.record(duration) }
 
     public func committed(in duration: Duration) { commitHistogram.record(duration) }
 

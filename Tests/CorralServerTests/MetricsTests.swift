@@ -112,7 +112,9 @@ import Testing
             #expect(values[#"corral_build_info{version="9.9.9-test"}"#] == 1)
             let actions = values.filter { $0.key.hasPrefix("corral_enforcement_actions_total{") }
             #expect(!actions.isEmpty && actions.keys.allSatisfy { $0.contains(#"resource="memory""#) }, "\(actions)")
-            #expect((values["corral_reaction_seconds_count"] ?? 0) >= 1)
+            // The crossing woke the watcher through memory.events; every trigger has its series.
+            #expect((values[#"corral_reaction_seconds_count{trigger="memory.events"}"#] ?? 0) >= 1)
+            for trigger in ReactionTrigger.labels { #expect(values[#"corral_reaction_seconds_count{trigger="\#(trigger)"}"#] != nil) }
             #expect((values["corral_store_commit_seconds_count"] ?? 0) >= 1)
             #expect((values[#"corral_host_capacity_memory_bytes{kind="allocatable"}"#] ?? 0) > 0)
 

@@ -50,7 +50,12 @@ start_bad() {
     done | sort | uniq -c | awk '{ printf "%s× HTTP %s ", $1, $2 } END { print "" }'
 }
 # The reaction histogram so far (the starts: each new agent's first readings), subtracted below.
-buckets() { api http://corral/metrics | grep -E '^corral_reaction_seconds_bucket' | awk '{ print $NF }' | paste -sd' '; }
+# One line per bucket: trigger, bound, cumulative count.
+buckets() {
+    api http://corral/metrics | awk '/^corral_reaction_seconds_bucket/ {
+        t = "all"; if (match($0, /trigger="[^"]*"/)) t = substr($0, RSTART + 9, RLENGTH - 10)
+        match($0, /le="[^"]*"/); print t, substr($0, RSTART + 4, RLENGTH - 5), $NF }'
+}
 before=$(buckets)
 bad_started=$(start_bad)
 echo "  misbehaving started: $bad_started"
@@ -64,19 +69,27 @@ echo "  with the misbehaving ones ($live live): CPU ${busy_cpu}% of one CPU, RSS
 # Reaction latency from the histogram, counting only the reactions since the misbehaving agents
 # started (the starts before fill the histogram with each new agent's first readings, taken
 # while the engine is busy starting others): the bucket bounds that hold the 50th and 99th
-# percentile, and the raw cumulative counts.
+# percentile, the raw cumulative counts, and the same by the kernel file that woke the watcher.
 metrics=$(api http://corral/metrics)
-# (The exposition need not list the buckets in order: sorted by their bound first.)
-reaction=$(grep -E '^corral_reaction_seconds_bucket' <<<"$metrics" | awk -v before="$before" '
-    BEGIN { split(before, old, " ") }
-    { n++; match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); print (le == "+Inf" ? 1e99 : le), $NF - old[n], le }' | sort -g | awk '
-    { n++; count[n] = $2; bound[n] = $3; total = $2; raw = raw " " $3 ":" $2 }
+now=$(buckets)
+# Since the misbehaving ones started, by trigger and summed; the buckets sorted by their bound.
+reaction=$(awk 'NR == FNR { old[$1 " " $2] = $3; next } { print $1, ($2 == "+Inf" ? 1e99 : $2), $2, $3 - old[$1 " " $2] }' \
+    <(echo "$before") <(echo "$now") | sort -k2,2g | awk '
+    { if (!($3 in seen)) { seen[$3] = 1; order[++n] = $3 } c[$1, $3] = $4; all[$3] += $4; if (!($1 in known)) { known[$1] = 1; triggers[++m] = $1 } }
+    function bound(total, t, p,   i, v) { for (i = 1; i <= n; i++) { v = (t == "" ? all[order[i]] : c[t, order[i]]); if (v >= total * p) return order[i] } return "?" }
     END {
+        total = all[order[n]]
         if (total == 0) { print "no reactions"; exit }
-        for (i = 1; i <= n; i++) { if (p50 == "" && count[i] >= total * 0.5) p50 = bound[i]; if (p99 == "" && count[i] >= total * 0.99) p99 = bound[i] }
-        printf "%d reactions: p50 ≤ %s s, p99 ≤ %s s (histogram bucket bounds; cumulative:%s)", total, p50, p99, raw }' || true)
+        for (i = 1; i <= n; i++) raw = raw " " order[i] ":" all[order[i]]
+        printf "%d reactions: p50 ≤ %s s, p99 ≤ %s s (histogram bucket bounds; cumulative:%s)", total, bound(total, "", 0.5), bound(total, "", 0.99), raw
+        for (j = 1; j <= m; j++) {
+            t = triggers[j]; count = c[t, order[n]]
+            if (count > 0) printf "\n    woken by %s: %d, p50 ≤ %s s, p99 ≤ %s s", t, count, bound(count, t, 0.5), bound(count, t, 0.99)
+        }
+    }' || true)
 records=$(grep -E '^corral_enforcement_actions_total' <<<"$metrics" | awk '{ s += $NF } END { print s + 0 }' || true)
-echo "  reaction (kernel event → action recorded): $reaction; $records enforcement actions"
+echo "  reaction (kernel event → action recorded): $reaction"
+echo "  enforcement actions recorded: $records"
 
 # API latency: 50 requests each.
 api_p() {
