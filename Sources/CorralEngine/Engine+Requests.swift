@@ -54,7 +54,7 @@ extension Engine {
     public func status(of id: String) throws -> AgentStatus {
         if let agent = registry[id] { return agent.status }
         if let record = queuedRecord(id) { return AgentStatus(agent: record, usage: [:], sample: nil, violations: [], ladder: nil) }
-        guard let record = try writer.settled.agents().first(where: { $0.id == id }) else {
+        guard let record = try writer.settled.agent(id: id) else {
             throw EngineError(.notFound, "no agent '\(id)'")
         }
         return AgentStatus(agent: record, usage: [:], sample: nil, violations: [], ladder: nil)
@@ -200,7 +200,7 @@ extension Engine {
             watcher?.unwatch(agent: id)
             forgetCadence(of: id)
             removeInBackground(agent.leaf, id: id)
-        } else if registry[id] == nil, try writer.settled.agents().contains(where: { $0.id == id }) == false {
+        } else if registry[id] == nil, try writer.settled.agent(id: id) == nil {
             throw EngineError(.notFound, "no agent '\(id)'")
         }
         let group = registry[id]?.record.group

@@ -244,7 +244,13 @@ public actor Engine {
 
     func observe(_ observation: Observation, of id: String) {
         if let asked = sampleRequests[id], observation.at >= asked { sampleRequests[id] = nil }
-        guard let limits = registry.update(id, { $0.record.state.isLive ? $0.record.limits : nil }) ?? nil else { return }
+        guard
+            let (limits, open) = registry.update(
+                id,
+                { agent in
+                    agent.record.state.isLive ? (agent.record.limits, Set(agent.ladder.episodes.keys)) : nil
+                }) ?? nil
+        else { return }
         var violations: [Violation] = []
         var usage: [Resource: Double] = [:]
         for reading in observation.readings {
@@ -278,7 +284,10 @@ public actor Engine {
         let acted = step(id, violations: violations, usage: usage.merging(reported) { kernel, _ in kernel })
         adjustCadence(of: id, at: now)
         if acted, let instruments, let trigger = ReactionTrigger.label(of: observation.trigger) {
-            instruments.reacted(in: ContinuousClock.now - observation.seenAt, to: trigger)
+            // A crossing: the event showed a violation of a resource with no episode open
+            // before it. Otherwise the event carried a step the ladder's delays made due.
+            let crossing = violations.contains { !open.contains($0.resource) }
+            instruments.reacted(in: ContinuousClock.now - observation.seenAt, to: trigger, crossing: crossing)
         }
     }
 

@@ -11,8 +11,12 @@ public protocol EngineInstruments: Sendable {
     /// A kernel event (a `*.events` change or a PSI trigger) led to actions:
     /// the time from the watcher waking for it to the actions carried out and
     /// queued for the store; `trigger` names the file that woke it
-    /// (`ReactionTrigger.label`).
-    func reacted(in duration: Duration, to trigger: String)
+    /// (`ReactionTrigger.label`). `crossing`: the event showed a new violation
+    /// (no episode of that resource was open); otherwise it carried a ladder
+    /// step its delay had made due (its confirmation, for an agent whose events
+    /// keep coming), which says how far behind the engine is rather than how
+    /// fast it reacts.
+    func reacted(in duration: Duration, to trigger: String, crossing: Bool)
     /// One group commit of the store took `duration`.
     func committed(in duration: Duration)
 }

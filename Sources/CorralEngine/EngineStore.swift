@@ -17,6 +17,8 @@ public protocol EngineStore: StepStore {
     /// Agents in id order: those after `after` (all when nil), at most `limit`
     /// (all when nil), only live ones (starting, running, suspended) when `liveOnly`.
     func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord]
+    /// One agent's row, nil when there is none.
+    func agent(id: String) throws -> AgentRecord?
     func delete(agent: String) throws
     func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord]
     /// Degradation plans and recovery stages, oldest first (the latest `limit`).
@@ -44,6 +46,9 @@ extension EngineStore {
             .sorted { $0.id < $1.id }
         return limit.map { Array(page.prefix($0)) } ?? page
     }
+
+    /// From `agents()`, in memory (as above).
+    public func agent(id: String) throws -> AgentRecord? { try agents().first { $0.id == id } }
 }
 
 extension StepStore {
@@ -69,6 +74,7 @@ extension ForwardingEngineStore {
     public func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord] {
         try base.agents(after: after, limit: limit, liveOnly: liveOnly)
     }
+    public func agent(id: String) throws -> AgentRecord? { try base.agent(id: id) }
     public func delete(agent: String) throws { try base.delete(agent: agent) }
     public func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
         try base.history(agent: agent, since: since, afterID: afterID, limit: limit)
@@ -113,6 +119,7 @@ public final class MemoryStore: EngineStore {
     public func save(_ agent: AgentRecord) throws { state.withLock { $0.agents[agent.id] = agent } }
 
     public func agents() throws -> [AgentRecord] { state.withLock { $0.agents.values.sorted { $0.id < $1.id } } }
+    public func agent(id: String) throws -> AgentRecord? { state.withLock { $0.agents[id] } }
 
     /// Like the SQLite store: the agent, its recommendations and usage minutes go; its history stays.
     public func delete(agent: String) throws {

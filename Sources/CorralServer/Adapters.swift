@@ -18,6 +18,7 @@ public struct SQLiteEngineStore: EngineStore {
     public func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord] {
         try store.agents(after: after, limit: limit, states: liveOnly ? [.starting, .running, .suspended] : nil)
     }
+    public func agent(id: String) throws -> AgentRecord? { try store.agent(id: id) }
     public func delete(agent: String) throws { _ = try store.delete(agent: agent) }
 
     public func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {

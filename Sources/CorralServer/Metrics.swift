@@ -89,7 +89,7 @@ public struct MetricFamily: Sendable, Hashable {
         "Enforcement actions recorded since the daemon started, by action, resource and outcome.")
     static let reaction = Self(
         "corral_reaction_seconds", .histogram,
-        "Time from a kernel event (a *.events change or a PSI trigger) to the enforcement actions it caused, carried out and queued for the store, by the file that woke the watcher."
+        "Time from a kernel event (a *.events change or a PSI trigger) to the enforcement actions it caused, carried out and queued for the store, by the file that woke the watcher; kind crossing: a new violation, kind step: a ladder step already due, confirmed by the event."
     )
     static let commit = Self("corral_store_commit_seconds", .histogram, "Time one group commit of the store (SQLite) took.")
     static let agents = Self(
@@ -138,7 +138,7 @@ public struct MetricFamily: Sendable, Hashable {
 /// (one at a time, under its mutex).
 public final class DaemonMetrics: EngineInstruments {
     let registry = PrometheusCollectorRegistry()
-    /// One per `ReactionTrigger.labels` entry, made at start (fixed; read-only after).
+    /// One per `ReactionTrigger.labels` entry and kind ("TRIGGER crossing|step"), made at start (fixed; read-only after).
     let reactionHistograms: [String: DurationHistogram]
     let commitHistogram: DurationHistogram
     public let version: String
@@ -168,12 +168,15 @@ public final class DaemonMetrics: EngineInstruments {
         self.version = version
         let registry = registry
         reactionHistograms = Dictionary(
-            uniqueKeysWithValues: ReactionTrigger.labels.map { trigger in
-                (
-                    trigger,
-                    registry.makeDurationHistogram(
-                        descriptor: MetricFamily.reaction.descriptor, labels: [("trigger", trigger)], buckets: Self.reactionBuckets)
-                )
+            uniqueKeysWithValues: ReactionTrigger.labels.flatMap { trigger in
+                ["crossing", "step"].map { kind in
+                    (
+                        "\(trigger) \(kind)",
+                        registry.makeDurationHistogram(
+                            descriptor: MetricFamily.reaction.descriptor, labels: [("trigger", trigger), ("kind", kind)],
+                            buckets: Self.reactionBuckets)
+                    )
+                }
             })
         commitHistogram = registry.makeDurationHistogram(descriptor: MetricFamily.commit.descriptor, buckets: Self.commitBuckets)
         registry.makeGauge(descriptor: MetricFamily.buildInfo.descriptor, labels: [("version", version)]).set(to: 1.0)
@@ -189,7 +192,9 @@ public final class DaemonMetrics: EngineInstruments {
         ).increment()
     }
 
-    public func reacted(in duration: Duration, to trigger: String) { reactionHistograms[trigger]?.record(duration) }
+    public func reacted(in duration: Duration, to trigger: String, crossing: Bool) {
+        reactionHistograms["\(trigger) \(crossing ? "crossing" : "step")"]?.record(duration)
+    }
 
     public func committed(in duration: Duration) { commitHistogram.record(duration) }
 

@@ -427,3 +427,33 @@ final class FreezeSpy: ForwardingCgroupFilesystem {
         try fake.write(value, to: file, of: path)
     }
 }
+
+@Suite("The engine's reaction metric")
+struct ReactionMetricTests {
+    @Test("a reaction is timed as a crossing when the event shows a new violation, as a step when it confirms one already due")
+    func reactionsTellCrossingsFromDueSteps() async throws {
+        let reactions = RecordedReactions()
+        let harness = try EngineHarness(instruments: reactions)
+        _ = try await harness.start()
+        try await harness.agent("r1")
+        // Over its CPU hard limit: the warning at once (a crossing), the throttle when its delay has passed (a step).
+        await harness.observe("r1", [.cpu: 32])
+        #expect(reactions.seen.withLock { $0 } == ["memory.events crossing"])
+        await harness.keepObserving("r1", [.cpu: 32], for: .seconds(2))
+        #expect(try await harness.history("r1").map(\.action) == [.warn, .throttle])
+        #expect(reactions.seen.withLock { $0 } == ["memory.events crossing", "memory.events step"])
+        // A periodic sample is no reaction, however it acts.
+        await harness.engine.handle(.observed(agent: "r1", at: harness.clock.now, readings: [], trigger: .sample))
+        #expect(reactions.seen.withLock { $0 }.count == 2)
+    }
+}
+
+/// The reactions an engine reports, as "TRIGGER crossing|step".
+final class RecordedReactions: EngineInstruments {
+    let seen = Mutex<[String]>([])
+    func recorded(_ record: EnforcementRecord) {}
+    func reacted(in duration: Duration, to trigger: String, crossing: Bool) {
+        seen.withLock { $0.append("\(trigger) \(crossing ? "crossing" : "step")") }
+    }
+    func committed(in duration: Duration) {}
+}

@@ -68,7 +68,7 @@ struct EngineHarness {
 
     init(
         configuration: CorralConfiguration = EngineHarness.quickConfiguration, fs: FakeCgroupFilesystem? = nil, store: MemoryStore? = nil,
-        clock: TestClock? = nil, handlers: ActionHandlers = ActionHandlers()
+        clock: TestClock? = nil, handlers: ActionHandlers = ActionHandlers(), instruments: (any EngineInstruments)? = nil
     ) throws {
         let fs = fs ?? FakeCgroupFilesystem()
         if fs.value(.procs, at: Self.root) == nil { fs.seed(Self.root) }
@@ -82,7 +82,8 @@ struct EngineHarness {
         self.clock = clock
         self.configuration = configuration
         watcher = RecordingWatcher()
-        engine = Engine(configuration: configuration, tree: tree, store: store, handlers: handlers, clock: { clock.now })
+        engine = Engine(
+            configuration: configuration, tree: tree, store: store, handlers: handlers, instruments: instruments, clock: { clock.now })
     }
 
     static var quickConfiguration: CorralConfiguration {

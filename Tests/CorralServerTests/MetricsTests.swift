@@ -113,8 +113,12 @@ import Testing
             let actions = values.filter { $0.key.hasPrefix("corral_enforcement_actions_total{") }
             #expect(!actions.isEmpty && actions.keys.allSatisfy { $0.contains(#"resource="memory""#) }, "\(actions)")
             // The crossing woke the watcher through memory.events; every trigger has its series.
-            #expect((values[#"corral_reaction_seconds_count{trigger="memory.events"}"#] ?? 0) >= 1)
-            for trigger in ReactionTrigger.labels { #expect(values[#"corral_reaction_seconds_count{trigger="\#(trigger)"}"#] != nil) }
+            #expect((values[#"corral_reaction_seconds_count{trigger="memory.events",kind="crossing"}"#] ?? 0) >= 1)
+            for trigger in ReactionTrigger.labels {
+                for kind in ["crossing", "step"] {
+                    #expect(values[#"corral_reaction_seconds_count{trigger="\#(trigger)",kind="\#(kind)"}"#] != nil)
+                }
+            }
             #expect((values["corral_store_commit_seconds_count"] ?? 0) >= 1)
             #expect((values[#"corral_host_capacity_memory_bytes{kind="allocatable"}"#] ?? 0) > 0)
 

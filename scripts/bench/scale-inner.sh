@@ -54,6 +54,7 @@ start_bad() {
 buckets() {
     api http://corral/metrics | awk '/^corral_reaction_seconds_bucket/ {
         t = "all"; if (match($0, /trigger="[^"]*"/)) t = substr($0, RSTART + 9, RLENGTH - 10)
+        if (match($0, /kind="[^"]*"/)) t = t "/" substr($0, RSTART + 6, RLENGTH - 7)
         match($0, /le="[^"]*"/); print t, substr($0, RSTART + 4, RLENGTH - 5), $NF }'
 }
 before=$(buckets)
@@ -75,13 +76,16 @@ now=$(buckets)
 # Since the misbehaving ones started, by trigger and summed; the buckets sorted by their bound.
 reaction=$(awk 'NR == FNR { old[$1 " " $2] = $3; next } { print $1, ($2 == "+Inf" ? 1e99 : $2), $2, $3 - old[$1 " " $2] }' \
     <(echo "$before") <(echo "$now") | sort -k2,2g | awk '
-    { if (!($3 in seen)) { seen[$3] = 1; order[++n] = $3 } c[$1, $3] = $4; all[$3] += $4; if (!($1 in known)) { known[$1] = 1; triggers[++m] = $1 } }
-    function bound(total, t, p,   i, v) { for (i = 1; i <= n; i++) { v = (t == "" ? all[order[i]] : c[t, order[i]]); if (v >= total * p) return order[i] } return "?" }
+    { if (!($3 in seen)) { seen[$3] = 1; order[++n] = $3 } c[$1, $3] = $4; c["", $3] += $4; if ($1 ~ /\/crossing$/) c["crossings", $3] += $4
+      if (!($1 in known)) { known[$1] = 1; triggers[++m] = $1 } }
+    function bound(total, t, p,   i) { for (i = 1; i <= n; i++) if (c[t, order[i]] >= total * p) return order[i]; return "?" }
+    function raw(t,   i, text) { for (i = 1; i <= n; i++) text = text " " order[i] ":" c[t, order[i]]; return text }
     END {
-        total = all[order[n]]
+        total = c["", order[n]]
         if (total == 0) { print "no reactions"; exit }
-        for (i = 1; i <= n; i++) raw = raw " " order[i] ":" all[order[i]]
-        printf "%d reactions: p50 ≤ %s s, p99 ≤ %s s (histogram bucket bounds; cumulative:%s)", total, bound(total, "", 0.5), bound(total, "", 0.99), raw
+        printf "%d reactions: p50 ≤ %s s, p99 ≤ %s s (histogram bucket bounds; cumulative:%s)", total, bound(total, "", 0.5), bound(total, "", 0.99), raw("")
+        crossings = c["crossings", order[n]]
+        if (crossings > 0) printf "\n    crossings (a new violation): %d, p50 ≤ %s s, p99 ≤ %s s (cumulative:%s)", crossings, bound(crossings, "crossings", 0.5), bound(crossings, "crossings", 0.99), raw("crossings")
         for (j = 1; j <= m; j++) {
             t = triggers[j]; count = c[t, order[n]]
             if (count > 0) printf "\n    woken by %s: %d, p50 ≤ %s s, p99 ≤ %s s", t, count, bound(count, t, 0.5), bound(count, t, 0.99)
