@@ -78,7 +78,7 @@ let package = Package(
             pkgConfig: "libseccomp",
             providers: [.apt(["libseccomp-dev"])]
         ),
-        .target(name: "CorralSystemd", dependencies: ["CSystemd"], swiftSettings: strict),
+        .target(name: "CorralSystemd", dependencies: ["CSystemd", "CorralLinux"], swiftSettings: strict),
         .target(name: "CorralSeccomp", dependencies: ["CSeccomp", "CorralCore"], swiftSettings: strict),
 
         // The daemon's swift-log handler for the systemd journal (native fields
@@ -171,7 +171,9 @@ let package = Package(
             name: "corral",
             dependencies: [
                 "CorralAPI", "CorralCore", "CorralConfig", "CorralCgroup", "CorralRuntime", "CorralEngine", "CorralClient", "CorralThreads",
-                "CorralWatcher", "CorralSystemd", "CorralSeccomp", "CorralLinux",
+                // Not CorralSystemd: linking libsystemd (and the six libraries it loads) cost
+                // every `corral run` tens of milliseconds of start-up; doctor loads it itself.
+                "CorralWatcher", "CorralSeccomp", "CorralLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

@@ -4,7 +4,6 @@ import CorralCore
 import CorralLinux
 import CorralRuntime
 import CorralSeccomp
-import CorralSystemd
 import CorralWatcher
 
 #if canImport(Glibc)
@@ -183,16 +182,20 @@ struct Doctor: ParsableCommand {
                 Check(name: "cgroup root", status: .failed, detail: "\(rootPath): not usable until the host problems above are fixed"))
         }
 
-        // libsystemd has no call that reports the systemd version: show the
-        // library file that was loaded, labelled as what it is.
-        let systemdLibrary =
-            Systemd.loadedLibrary.map { "\($0) (library file name; libsystemd reports no systemd version)" }
-            ?? "libsystemd (library file not found in /proc/self/maps)"
+        // corrald links libsystemd (this CLI does not, to start faster): loaded here
+        // to show which file corrald gets. libsystemd has no call that reports the
+        // systemd version: the library file name is labelled as what it is.
+        let loaded = dlopen("libsystemd.so.0", RTLD_LAZY | RTLD_LOCAL) != nil
+        let library = loaded ? LoadedLibraries.find(prefix: "libsystemd.so") : nil
+        let underSystemd = getenv("NOTIFY_SOCKET") != nil
         checks.append(
             Check(
-                name: "libsystemd", status: .ok,
-                detail: systemdLibrary
-                    + (Systemd.underServiceManager ? ", running under systemd (NOTIFY_SOCKET set)" : ", not running under systemd")))
+                name: "libsystemd", status: loaded ? .ok : .warning,
+                detail: (loaded
+                    ? (library.map { "\($0) (library file name; libsystemd reports no systemd version)" }
+                        ?? "libsystemd.so.0 (file not found in /proc/self/maps)")
+                    : "libsystemd.so.0 cannot be loaded: corrald needs it (apt install libsystemd0)")
+                    + (underSystemd ? ", running under systemd (NOTIFY_SOCKET set)" : ", not running under systemd")))
         checks += isolationChecks(mounts: (try? readWholeFile(atPath: "/proc/self/mounts")) ?? "", mode: mode)
 
         let ready = !checks.contains { $0.status == .failed }

@@ -111,6 +111,15 @@ struct DoctorCLITests {
         #expect(text.contains("kernel version"), "help says clone3 is judged from the version")
     }
 
+    /// The CLI does not link libsystemd (only corrald does): its start-up would
+    /// load it and the six libraries it needs on every `corral run`.
+    @Test func theCLIDoesNotLinkLibsystemd() throws {
+        let result = try Subprocess.run("/usr/bin/readelf", ["-d", CLI.binary], timeout: 60)
+        #expect(result.status == 0, "\(result)")
+        #expect(result.stdout.contains("(NEEDED)") && result.stdout.contains("libseccomp"), "readelf shows the needed libraries")
+        #expect(!result.stdout.contains("libsystemd"), "\(result.stdout)")
+    }
+
     /// The libsystemd line shows the library's file name and says that is what it is.
     @Test func libsystemdIsLabelledAsTheLibraryFileName() throws {
         let check = try #require(try Self.report().check("libsystemd"))
