@@ -281,12 +281,13 @@ extension Observation {
     /// This waiting observation brought up to date by a newer one of the same
     /// cgroup: the newer reading, over both intervals, with the limit hits
     /// either reported, and the older readings of resources the newer lacks
-    /// (a CPU rate is carried only once its window has passed). `seenAt` stays
-    /// the older one's: what it reports began then, and its reaction is timed
-    /// from then.
+    /// (a CPU rate is carried only once its window has passed). `seenAt` and
+    /// `trigger` stay the older one's: what it reports began then, with that
+    /// file, and its reaction is timed from then and labelled so.
     func merged(with newer: Observation) -> Observation {
         var merged = newer
         merged.seenAt = seenAt
+        merged.trigger = trigger
         merged.elapsed = elapsed + newer.elapsed
         for old in readings {
             if let index = merged.readings.firstIndex(where: { $0.resource == old.resource }) {

@@ -185,14 +185,20 @@ struct ObservationQueueTests {
         queue.push(Self.sample("hot", 15, [UsageReading(resource: .memory, usage: 3)]))
         queue.push(event("hot", 20, [UsageReading(resource: .processes, usage: 6)]))
         queue.push(event("quiet", 25, []))
-        queue.push(event("hot", 30, [UsageReading(resource: .cpu, usage: 40)]))
+        queue.push(
+            .observation(
+                Observation(
+                    subject: .agent("hot"), trigger: .pressure(.cpu), at: Timestamp(milliseconds: 30), seenAt: Self.t0 + .milliseconds(30),
+                    sample: CgroupSample(), readings: [UsageReading(resource: .cpu, usage: 40)], elapsed: .milliseconds(200))))
         #expect(queue.depth.lanes == [1, 1, 1] && queue.depth.coalesced == 2)
         #expect(Self.describe(await queue.next()) == "quiet@25")
         guard case .observation(let merged)? = await queue.next() else {
             Issue.record("no observation")
             return
         }
+        // Timed and labelled from the first event (pids.events), with the newest reading (at 30).
         #expect(Self.describe(.observation(merged)) == "hot@10" && merged.at.milliseconds == 30)
+        #expect(merged.trigger == .event(.pidsEvents))
         #expect(merged.elapsed == .milliseconds(600))
         let processes = merged.readings.first { $0.resource == .processes }
         #expect(processes?.usage == 6 && processes?.hitHard == true)
