@@ -98,7 +98,8 @@ struct Reconciler {
     /// What a restart finds when the daemon died between writing `cgroup.freeze`
     /// and saving what came of it. Frozen while not suspended: the freeze was
     /// never confirmed (its record is a failed suspend now) and nothing would
-    /// ever thaw it, so it is rolled back and the ladder decides afresh.
+    /// ever thaw it, so it is rolled back; the ladder goes on from where it
+    /// was, as after any failed suspend.
     /// Suspended while not frozen: a thaw whose save was lost; the agent runs.
     /// Returns the records to save; nil when the two agree (or cgroup.freeze
     /// cannot be read).
