@@ -185,6 +185,9 @@ final class Committer: Sendable {
     /// Returns once every step queued so far is committed (or kept) and its `done` ran.
     func drain() { thread.drain() }
 
+    /// `drain` for a task: suspends instead of blocking its thread.
+    func drained() async { await thread.drained() }
+
     /// Commits what is queued, then ends the thread.
     func stop() { thread.stop() }
 }

@@ -60,8 +60,13 @@ extension Engine {
         return AgentStatus(agent: record, usage: [:], sample: nil, violations: [], ladder: nil)
     }
 
-    public func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) throws -> [EnforcementRecord] {
-        try writer.settled.history(agent: agent, since: since, afterID: afterID, limit: limit)
+    /// Enforcement records from the store. Off the engine: the task waits
+    /// (suspended, no thread held) for the steps queued so far to be committed,
+    /// then reads, while the engine goes on with observations.
+    public nonisolated func history(agent: String?, since: Timestamp?, afterID: Int64?, limit: Int) async throws
+        -> [EnforcementRecord]
+    {
+        try await writer.settledStore().history(agent: agent, since: since, afterID: afterID, limit: limit)
     }
 
     public func groups() -> [QuotaGroup] {
@@ -82,8 +87,8 @@ extension Engine {
     }
 
     /// Degradation plans and recovery stages, oldest first.
-    public func degradationHistory(agent: String?, limit: Int) throws -> [DegradationPlan] {
-        try writer.settled.degradation(agent: agent, limit: limit)
+    public nonisolated func degradationHistory(agent: String?, limit: Int) async throws -> [DegradationPlan] {
+        try await writer.settledStore().degradation(agent: agent, limit: limit)
     }
 
     // MARK: Operators' actions

@@ -157,8 +157,9 @@ public actor Engine {
     }
 
     /// Denied syscalls from the store (of one agent or all), most recent first.
-    public func denialHistory(agent: String?, limit: Int) throws -> [SyscallDenial] {
-        try writer.settled.denials(agent: agent, limit: limit)
+    /// Off the engine, like every read of the store alone (see `history`).
+    public nonisolated func denialHistory(agent: String?, limit: Int) async throws -> [SyscallDenial] {
+        try await writer.settledStore().denials(agent: agent, limit: limit)
     }
 
     /// Stops answering seccomp listeners (the daemon stops; its agents' denied calls then fail with ENOSYS).

@@ -45,6 +45,14 @@ final class StoreWriter: Sendable {
         return store
     }
 
+    /// `settled` for a reader off the engine: the task suspends until the
+    /// steps queued before the call are committed (no thread waits).
+    func settledStore() async -> any EngineStore {
+        committer.retry()
+        await committer.drained()
+        return store
+    }
+
     /// Blocks until every queued step is stored and its records published.
     func drain() { committer.drain() }
 

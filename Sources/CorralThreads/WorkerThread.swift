@@ -5,6 +5,11 @@
 /// without a call (periodic work). After `stop` (which lets the queue empty
 /// first) items are handled on the caller's thread.
 ///
+/// `drain` waits for the items queued before it, not for an empty queue: a
+/// steady stream of items (the committer under a burst of ladder steps) never
+/// lets the queue empty, and a reader of the store once waited a second for
+/// it. Items are numbered as they are queued; a waiter waits for its number.
+///
 /// Corral's one way to run queued work on a thread of its own: the engine's
 /// committer and background worker, the store's checkpointer.
 public final class WorkerThread<Item: Sendable>: @unchecked Sendable {
@@ -13,9 +18,13 @@ public final class WorkerThread<Item: Sendable>: @unchecked Sendable {
     private let interval: Duration?
     // Guarded by `lock`.
     private var items: [Item] = []
-    private var busy = false
+    /// How many items were ever queued, and how many of them were handled.
+    private var queued = 0
+    private var handled = 0
     private var stopped = false
     private var finished = false
+    /// Tasks waiting (`drained`) until `handled` reaches their number.
+    private var waiters: [(upTo: Int, continuation: CheckedContinuation<Void, Never>)] = []
 
     public init(
         name: String, nice: Int32? = nil, interval: Duration? = nil, handle: @escaping @Sendable ([Item]) -> Void
@@ -28,7 +37,7 @@ public final class WorkerThread<Item: Sendable>: @unchecked Sendable {
     private func run() {
         var deadline = interval.map(ConditionLock.deadline(after:))
         while true {
-            let batch: [Item]? = lock.withLock {
+            let taken: (batch: [Item], upTo: Int)? = lock.withLock {
                 while items.isEmpty && !stopped {
                     if let due = deadline {
                         if !lock.wait(until: due) { break }
@@ -37,22 +46,37 @@ public final class WorkerThread<Item: Sendable>: @unchecked Sendable {
                     }
                 }
                 if items.isEmpty && stopped { return nil }
-                busy = true
                 defer { items.removeAll() }
-                return items
+                return (items, queued)
             }
-            guard let batch else { break }
-            handle(batch)
+            guard let taken else { break }
+            handle(taken.batch)
             if let interval { deadline = ConditionLock.deadline(after: interval) }
-            lock.withLock {
-                busy = false
+            let ready = lock.withLock {
+                handled = taken.upTo
                 lock.broadcast()
+                return takeWaiters { $0 <= taken.upTo }
             }
+            for waiter in ready { waiter.resume() }
         }
-        lock.withLock {
+        let rest = lock.withLock {
             finished = true
             lock.broadcast()
+            return takeWaiters { _ in true }
         }
+        for waiter in rest { waiter.resume() }
+    }
+
+    /// Under `lock`: removes and returns the waiters whose number `done` says is handled.
+    private func takeWaiters(_ done: (Int) -> Bool) -> [CheckedContinuation<Void, Never>] {
+        guard !waiters.isEmpty else { return [] }
+        var ready: [CheckedContinuation<Void, Never>] = []
+        waiters.removeAll { waiter in
+            guard done(waiter.upTo) else { return false }
+            ready.append(waiter.continuation)
+            return true
+        }
+        return ready
     }
 
     /// Queues `item`; after `stop` it is handled at once, on this thread.
@@ -60,16 +84,32 @@ public final class WorkerThread<Item: Sendable>: @unchecked Sendable {
         let accepted = lock.withLock {
             guard !stopped else { return false }
             items.append(item)
+            queued += 1
             lock.broadcast()
             return true
         }
         if !accepted { handle([item]) }
     }
 
-    /// Returns once everything queued so far is handled.
+    /// Returns once everything queued before the call is handled (not
+    /// waiting for what others queue meanwhile). Blocks the calling thread.
     public func drain() {
         lock.withLock {
-            while (!items.isEmpty || busy) && !finished { lock.wait() }
+            let upTo = queued
+            while handled < upTo && !finished { lock.wait() }
+        }
+    }
+
+    /// `drain` without blocking a thread: the task is resumed by the worker
+    /// once everything queued before the call is handled.
+    public func drained() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let waiting = lock.withLock {
+                guard handled < queued && !finished else { return false }
+                waiters.append((queued, continuation))
+                return true
+            }
+            if !waiting { continuation.resume() }
         }
     }
 
