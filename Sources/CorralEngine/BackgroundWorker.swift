@@ -1,7 +1,8 @@
 import CorralThreads
 
 /// A thread that runs jobs one at a time, in order: the engine's store work
-/// that need not hold it up — usage minutes, analysis, recommendations.
+/// that need not hold it up — usage minutes, analysis, recommendations — and,
+/// on a second one, agents' starts (cgroup and process).
 ///
 /// Not at a lower priority: these jobs take SQLite's write lock, and a
 /// low-priority thread preempted while holding it makes the engine's next
@@ -18,6 +19,14 @@ final class BackgroundWorker: Sendable {
 
     /// Queues `job`; after `stop` it runs on the caller's thread instead.
     func async(_ job: @escaping @Sendable () -> Void) { thread.enqueue(job) }
+
+    /// Runs `body` on the thread, in order with the other jobs; the task
+    /// waits suspended (no thread of the cooperative pool is held).
+    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<T, any Error>) in
+            async { done.resume(with: Result { try body() }) }
+        }
+    }
 
     /// Lets the queued jobs run, then ends the thread.
     func stop() { thread.stop() }

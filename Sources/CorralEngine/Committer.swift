@@ -3,12 +3,14 @@ import CorralThreads
 import Synchronization
 
 /// What one step of the engine stores together: its records, its degradation
-/// plans, the agent's ladder and the agent (nil: unchanged).
+/// plans, the agent's ladder and the agent (nil: unchanged). `forgetsLadder`:
+/// the agent ended, its ladder's row goes (after the rest of the step).
 public struct CommitRequest: Sendable {
     public var records: [EnforcementRecord]
     public var plans: [DegradationPlan]
     public var ladder: AgentLadder?
     public var agent: AgentRecord?
+    public var forgetsLadder = false
 
     public init(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) {
         self.records = records

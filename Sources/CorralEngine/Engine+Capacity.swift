@@ -56,6 +56,7 @@ extension Engine {
                 agents.append(CapacityReport.Agent(group: agent.record.group, limits: agent.record.limits, usage: agent.usage))
             }
         }
+        for starting in launching.values { agents.append(CapacityReport.Agent(group: starting.group, limits: starting.limits, usage: [:])) }
         var report = CapacityReport.compute(
             host: host, allocatable: allocatable(), groups: Array(configuration.groups.values), agents: agents,
             admission: configuration.admission)

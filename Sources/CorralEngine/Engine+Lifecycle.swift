@@ -27,6 +27,7 @@ extension Engine {
             throw EngineError(.conflict, "agent id '\(agentID)' is in use (state \(existing.record.state.rawValue))")
         }
         if queuedRecord(agentID) != nil { throw EngineError(.conflict, "agent id '\(agentID)' is in use (queued)") }
+        if launching[agentID] != nil { throw EngineError(.conflict, "agent id '\(agentID)' is in use (starting)") }
         let groupName = group ?? configuration.agents[agentID]?.group ?? QuotaGroup.defaultGroupName
         guard let quotaGroup = configuration.groups[groupName],
             let limits = configuration.limits(agent: agentID, group: groupName, flags: overrides)
@@ -81,6 +82,12 @@ extension Engine {
 
     /// Creates the agent's cgroup with its limits and the controls of its priority.
     func createCgroup(id: String, group: QuotaGroup, limits: LimitSet, priority: Priority) throws(EngineError) -> CgroupPath {
+        try Self.createCgroup(id: id, group: group, limits: limits, priority: priority, in: tree)
+    }
+
+    nonisolated static func createCgroup(
+        id: String, group: QuotaGroup, limits: LimitSet, priority: Priority, in tree: CgroupTree
+    ) throws(EngineError) -> CgroupPath {
         do {
             let lock = try tree.fs.lockTree()
             defer { withExtendedLifetime(lock) {} }
@@ -95,7 +102,10 @@ extension Engine {
     }
 
     /// Removes a cgroup made for an agent that then did not start; a failure is said.
-    func discard(_ leaf: CgroupPath, of id: String) {
+    func discard(_ leaf: CgroupPath, of id: String) { Self.discard(leaf, of: id, in: tree, events: events) }
+
+    /// `discard` without the engine.
+    nonisolated static func discard(_ leaf: CgroupPath, of id: String, in tree: CgroupTree, events: EventPublisher) {
         do {
             try tree.remove(leaf)
         } catch {
@@ -103,11 +113,71 @@ extension Engine {
         }
     }
 
+    /// What a launch needs once it is admitted: checked on the engine, carried
+    /// out off it (`start`), taken into the table on it (`take`).
+    struct LaunchPlan: Sendable {
+        var id: String
+        var group: QuotaGroup
+        var limits: LimitSet
+        var security: SecurityPolicy
+        var priority: (priority: Priority, own: Bool)
+        var request: LaunchRequest
+        var launch: Launcher.Launch
+    }
+
+    /// A launch checked: to start now, or held by the admission queue (its record).
+    enum LaunchDecision {
+        case start(LaunchPlan)
+        case queued(AgentRecord)
+    }
+
     /// Starts `request.command` as a new agent (or queues it: `admission: queue`).
-    public func launch(_ request: LaunchRequest) throws -> AgentRecord { try launch(request, admitted: false) }
+    ///
+    /// The cgroup's creation and the process' start (fork, exec, the log's
+    /// open: tens of milliseconds under emulation; on `starter`'s thread) and
+    /// the first row's commit run off the engine, which meanwhile handles observations: a burst of
+    /// launches once held the engine long enough to delay crossings by a
+    /// second. The id is reserved and its limits counted (`launching`) while it starts.
+    public func launch(_ request: LaunchRequest) async throws -> AgentRecord {
+        let plan: LaunchPlan
+        switch try planLaunch(request, admitted: false) {
+        case .queued(let record): return record
+        case .start(let checked): plan = checked
+        }
+        launching[plan.id] = (plan.group.name, plan.limits)
+        defer { launching[plan.id] = nil }
+        let (tree, launcher, events) = (tree, launcher, events)
+        let started = try await starter.run { try Self.start(plan, tree: tree, launcher: launcher, events: events) }
+        let record = makeRecord(plan, started)
+        var unsaved: (any Error)?
+        do {
+            try await writer.saveNew(record)
+        } catch {
+            // The agent runs: it is watched all the same, and its row kept until it can be stored.
+            unsaved = error
+        }
+        take(record, leaf: started.leaf, started: started.process)
+        if let unsaved { writer.keep(record, what: "the start", error: unsaved) }
+        return record
+    }
 
     /// `admitted`: taken from the admission queue, capacity already checked.
+    /// All on the engine (the queue is drained from its tick).
     func launch(_ request: LaunchRequest, admitted: Bool) throws -> AgentRecord {
+        switch try planLaunch(request, admitted: admitted) {
+        case .queued(let record): return record
+        case .start(let plan):
+            let started = try Self.start(plan, tree: tree, launcher: launcher, events: events)
+            let record = makeRecord(plan, started)
+            take(record, leaf: started.leaf, started: started.process)
+            try writer.saveOrThrow(record)
+            return record
+        }
+    }
+
+    /// Checks a launch request: its id, group, limits, isolation and
+    /// executable, and its admission.
+    func planLaunch(_ request: LaunchRequest, admitted: Bool) throws -> LaunchDecision {
         guard let program = request.command.first, !program.isEmpty else {
             throw EngineError(.invalid, "command is empty: give the program and its arguments, e.g. [\"python3\", \"agent.py\"]")
         }
@@ -122,7 +192,7 @@ extension Engine {
                 id: id, group: group.name, state: .queued, origin: .launched, pid: nil, command: request.command, limits: limits,
                 overrides: request.limits ?? [:], cgroup: "", createdAt: clock(), security: security, priority: priority.priority,
                 priorityIsOwn: priority.own)
-            return enqueue(record, .launch(held), shortfalls: shortfalls)
+            return .queued(enqueue(record, .launch(held), shortfalls: shortfalls))
         }
         let isolation: Isolation
         do {
@@ -137,29 +207,51 @@ extension Engine {
         } catch {
             throw EngineError(.invalid, error.description)
         }
-        let leaf = try createCgroup(id: id, group: group, limits: limits, priority: priority.priority)
-        let started: Launcher.Started
+        let launch = Launcher.Launch(
+            agent: id, group: group.name, executable: executable, command: request.command, environment: environment,
+            workingDirectory: request.workingDirectory, isolation: isolation)
+        return .start(
+            LaunchPlan(id: id, group: group, limits: limits, security: security, priority: priority, request: request, launch: launch))
+    }
+
+    /// A planned agent's cgroup and process, made without the engine.
+    struct StartedAgent: Sendable {
+        var leaf: CgroupPath
+        var process: Launcher.Started
+    }
+
+    /// Creates the agent's cgroup and starts its command there; on failure
+    /// the cgroup goes again. An async launch runs it on `starter`.
+    nonisolated static func start(
+        _ plan: LaunchPlan, tree: CgroupTree, launcher: Launcher, events: EventPublisher
+    ) throws -> StartedAgent {
+        let leaf = try createCgroup(id: plan.id, group: plan.group, limits: plan.limits, priority: plan.priority.priority, in: tree)
         do {
-            started = try launcher.start(
-                Launcher.Launch(
-                    agent: id, group: group.name, executable: executable, command: request.command, environment: environment,
-                    workingDirectory: request.workingDirectory, isolation: isolation), in: leaf, of: tree)
+            return StartedAgent(leaf: leaf, process: try launcher.start(plan.launch, in: leaf, of: tree))
         } catch {
-            discard(leaf, of: id)
+            discard(leaf, of: plan.id, in: tree, events: events)
             if let error = error as? SpawnError { throw EngineError(.invalid, error.description) }
             throw EngineError(.failed, "\(error)")
         }
-        if let problem = started.logProblem { events.publish(.daemon, agent: id, EventText.logProblem(id, problem)) }
+    }
+
+    /// A started agent's row.
+    func makeRecord(_ plan: LaunchPlan, _ started: StartedAgent) -> AgentRecord {
+        AgentRecord(
+            id: plan.id, group: plan.group.name, state: .running, origin: .launched, pid: started.process.pid,
+            command: plan.request.command, limits: plan.limits, overrides: plan.request.limits ?? [:],
+            cgroup: tree.fs.absolutePath(started.leaf), createdAt: clock(), security: plan.security, priority: plan.priority.priority,
+            priorityIsOwn: plan.priority.own)
+    }
+
+    /// Takes a started agent into the table and the watcher (its row is stored by the caller).
+    func take(_ record: AgentRecord, leaf: CgroupPath, started: Launcher.Started) {
+        if let problem = started.logProblem { events.publish(.daemon, agent: record.id, EventText.logProblem(record.id, problem)) }
         if let listener = started.seccompListener {
             // Without a supervisor the closed listener leaves the agent's denied calls failing (ENOSYS).
-            if let supervisor = denialSupervisor() { supervisor.supervise(listener, agent: id) } else { try? listener.close() }
+            if let supervisor = denialSupervisor() { supervisor.supervise(listener, agent: record.id) } else { try? listener.close() }
         }
-        let record = AgentRecord(
-            id: id, group: group.name, state: .running, origin: .launched, pid: started.pid, command: request.command,
-            limits: limits, overrides: request.limits ?? [:], cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), security: security,
-            priority: priority.priority, priorityIsOwn: priority.own)
-        try begin(record, leaf: leaf)
-        return record
+        admit(record, leaf: leaf)
     }
 
     /// Creates an agent's cgroup for a process the caller will start in it
@@ -250,8 +342,13 @@ extension Engine {
     }
 
     private func begin(_ record: AgentRecord, leaf: CgroupPath) throws {
-        registry[record.id] = ManagedAgent(record: record, ladder: registry[record.id]?.ladder, leaf: leaf)
+        admit(record, leaf: leaf)
         try writer.saveOrThrow(record)
+    }
+
+    /// Puts a started agent in the table and under watch, and says so.
+    private func admit(_ record: AgentRecord, leaf: CgroupPath) {
+        registry[record.id] = ManagedAgent(record: record, ladder: registry[record.id]?.ladder, leaf: leaf)
         watcher?.watch(agent: record.id, path: leaf)
         refreshProtection(of: record.group)
         events.publish(.agentStarted, agent: record.id, EventText.started(record))
@@ -313,8 +410,9 @@ extension Engine {
             writer.commit(CommitRequest(records: [abandoned], plans: [], ladder: nil, agent: nil), agent: id)
         }
         registry[id] = agent
-        writer.save(agent.record, what: "the end")
-        writer.deleteLadder(of: id)
+        // Its ladder's row goes with it (a stale one would be harmless: restore
+        // ignores ladders of agents that are not live).
+        writer.save(agent.record, what: "the end", forgetLadder: true)
         refreshProtection(of: agent.record.group)
         events.publish(.agentExited, agent: id, EventText.ended(agent.record, termination))
         if !admissionQueue.isEmpty { admitQueued() }

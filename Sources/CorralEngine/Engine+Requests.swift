@@ -12,38 +12,51 @@ extension Engine {
 
     /// Every agent (or every live one) in id order: the stored ones, with the
     /// live state of those in the table, and the queued ones.
-    public func list(includeEnded: Bool = true) throws -> [AgentRecord] {
-        try list(includeEnded: includeEnded, after: nil, limit: nil).agents
+    public func list(includeEnded: Bool = true) async throws -> [AgentRecord] {
+        try await list(includeEnded: includeEnded, after: nil, limit: nil).agents
     }
 
     /// One page of `list`: the agents after `after` (from the first when nil),
     /// at most `limit` (all when nil); `next` is the last id returned when more follow.
-    /// Reads about `limit + 1` rows of the store, not the whole table.
-    public func list(includeEnded: Bool, after: String?, limit: Int?) throws -> AgentList {
+    /// Reads about `limit + 1` rows of the store, not the whole table, and off
+    /// the engine (which meanwhile handles observations): the ids in the table
+    /// are taken first, the store read without the engine, then the page's
+    /// records copied from the table (which has the newer state).
+    public func list(includeEnded: Bool, after: String?, limit: Int?) async throws -> AgentList {
         let take = limit.map { $0 + 1 }  // one more than asked says whether another page follows
         let queued = Dictionary(
             queuedRecords().filter { record in after.map { record.id > $0 } ?? true }.map { ($0.id, $0) },
             uniquingKeysWith: { first, _ in first })
         // Ids only: the records of those on the page are copied at the end.
         let table = (registry.ids(after: after, includeEnded: includeEnded) + queued.keys).sorted()
-        // The store's rows of agents not in the table (the table's state is the newer one), read
-        // in id order until the agents known up to the last row read fill the page (all of them
-        // are then known), or the store has no more.
-        let store = writer.settled
+        let known = Set(registry.ids).union(queued.keys)
+        let stored = try await Self.storedOnly(
+            writer: writer, known: known, table: table, after: after, take: take, includeEnded: includeEnded)
+        let ids = (Array(stored.keys) + table).sorted()
+        let shown = limit.map { ids.prefix($0) } ?? ids[...]
+        // An agent removed meanwhile (`corral rm`) is left out.
+        let page = shown.compactMap { id in registry.record(of: id) ?? queued[id] ?? stored[id] }
+        return AgentList(agents: page, next: shown.count < ids.count ? page.last?.id : nil)
+    }
+
+    /// The store's rows of agents not in the table (`known`), read in id order
+    /// until the agents known up to the last row read fill the page (all of them
+    /// are then known), or the store has no more.
+    @concurrent
+    nonisolated static func storedOnly(
+        writer: StoreWriter, known: Set<String>, table: [String], after: String?, take: Int?, includeEnded: Bool
+    ) async throws -> [String: AgentRecord] {
+        let store = await writer.settledStore()
         var storedOnly: [AgentRecord] = []
         var cursor = after
         while true {
             let rows = try store.agents(after: cursor, limit: take, liveOnly: !includeEnded)
-            storedOnly += rows.filter { !registry.contains($0.id) && queued[$0.id] == nil }
+            storedOnly += rows.filter { !known.contains($0.id) }
             guard let take, rows.count == take, let last = rows.last else { break }
             if storedOnly.count + table.prefix(while: { $0 <= last.id }).count >= take { break }
             cursor = last.id
         }
-        let stored = Dictionary(storedOnly.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        let ids = (Array(stored.keys) + table).sorted()
-        let shown = limit.map { ids.prefix($0) } ?? ids[...]
-        let page = shown.compactMap { id in registry.record(of: id) ?? queued[id] ?? stored[id] }
-        return AgentList(agents: page, next: shown.count < ids.count ? page.last?.id : nil)
+        return Dictionary(storedOnly.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// The agents in the table (live ones), without reading the store.
@@ -51,13 +64,20 @@ extension Engine {
         registry.list(stored: [], includeEnded: false)
     }
 
-    public func status(of id: String) throws -> AgentStatus {
+    /// An agent's state: from the table, or (an agent no longer in it) its
+    /// stored row, read off the engine.
+    public func status(of id: String) async throws -> AgentStatus {
         if let agent = registry[id] { return agent.status }
         if let record = queuedRecord(id) { return AgentStatus(agent: record, usage: [:], sample: nil, violations: [], ladder: nil) }
-        guard let record = try writer.settled.agent(id: id) else {
+        guard let record = try await Self.storedAgent(id, writer: writer) else {
             throw EngineError(.notFound, "no agent '\(id)'")
         }
         return AgentStatus(agent: record, usage: [:], sample: nil, violations: [], ladder: nil)
+    }
+
+    @concurrent
+    nonisolated static func storedAgent(_ id: String, writer: StoreWriter) async throws -> AgentRecord? {
+        try await writer.settledStore().agent(id: id)
     }
 
     /// Enforcement records from the store. Off the engine: the task waits

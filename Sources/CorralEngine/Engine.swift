@@ -4,12 +4,21 @@
 //   configuration, the child reaper and the analytics accumulators. It runs
 //   on the default actor executor (the cooperative
 //   pool): a dedicated thread was measured to make observations wait seconds
-//   in bench-reaction. It does not wait for the kernel: a ladder's freeze is
+//   in bench-reaction. `EngineLoop` calls it at high priority, above the API's
+//   requests, so observations and timers go first among its waiting jobs.
+//   It does not wait for the kernel: a ladder's freeze is
 //   confirmed by a later step or tick (`PendingFreeze`), an operator's freeze
 //   and a forced removal poll with `Task.sleep` (the engine runs other work
-//   meanwhile), a due step's re-check is read by the watcher's thread. What
-//   still holds a pool thread: draining the committer before a read of the
-//   store, and a thaw's confirmation (the kernel thaws at once in practice).
+//   meanwhile), a due step's re-check is read by the watcher's thread. A
+//   launch's cgroup and process are made on the `starter` thread and its
+//   first row stored before it enters the table, all without the engine
+//   (`launching` holds its id and limits meanwhile); `list`, `status` of an
+//   ended agent, `history` and the other store reads run off it too. What
+//   still holds a pool thread: the direct saves of API changes (`saveOrThrow`:
+//   register, attach, priority, overrides, removal), which wait for the steps
+//   queued before them, and a thaw's confirmation (the kernel thaws at once
+//   in practice). Ladder steps and the rows of agents' ends are queued to the
+//   committer without waiting.
 // - `Enforcer` carries out ladder commands through `CgroupTree` (the only
 //   code that touches cgroupfs) and returns what really happened.
 // - `StoreWriter` owns the store's writer threads: the group committer
@@ -85,6 +94,14 @@ public actor Engine {
     let host: HostCapacity
     /// Starts held by `admission: queue`, next first (in memory only: a restart forgets them).
     var admissionQueue: [QueuedStart] = []
+    /// Launches under way off the engine (their cgroup and process being made):
+    /// the id is taken and the limits count against capacity.
+    var launching: [String: (group: String, limits: LimitSet)] = [:]
+    /// Makes launched agents' cgroups and processes, one at a time, on a thread
+    /// of its own: a fork and exec block for tens of milliseconds under
+    /// emulation, and neither the engine nor the cooperative pool (two threads
+    /// on a two-core host) should wait meanwhile.
+    let starter = BackgroundWorker(name: "corral-start")
     /// The host ladder (the root as a whole short of memory) and its freezes awaiting confirmation.
     var hostLadder = HostPressureLadder()
     var hostFreezes: [String: HostFreeze] = [:]
@@ -116,6 +133,8 @@ public actor Engine {
         enforcer = Enforcer(tree: tree, events: events, handlers: handlers ?? configuration.handlers)
         launcher = Launcher(logDirectory: logDirectory, socketPath: socketPath)
     }
+
+    deinit { starter.stop() }
 
     public static let wallClock: @Sendable () -> Timestamp = { Timestamp.now() }
 

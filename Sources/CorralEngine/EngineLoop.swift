@@ -74,14 +74,17 @@ public final class EngineLoop: Sendable {
         let spacing = spacing
         let instruments = instruments
         await withTaskGroup(of: Void.self) { group in
-            group.addTask {
+            // Both loops run above the API's requests (default priority): the
+            // engine's actor takes its waiting jobs highest priority first, so
+            // a crossing does not queue behind a burst of launches or lists.
+            group.addTask(priority: .high) {
                 while let event = await queue.next() {
                     let dequeued = ContinuousClock.now
                     await handle(event)
                     instruments?.handled(event, dequeued, .now)
                 }
             }
-            group.addTask { [self] in
+            group.addTask(priority: .high) { [self] in
                 while !Task.isCancelled {
                     let started = ContinuousClock.now
                     let work = await tick()

@@ -144,6 +144,7 @@ public final class MemoryStore: EngineStore {
                 }
                 if let ladder = request.ladder { state.ladders[ladder.agent] = ladder }
                 if let agent = request.agent { state.agents[agent.id] = agent }
+                if request.forgetsLadder, let id = request.agent?.id { state.ladders[id] = nil }
                 return stored
             }
         }

@@ -108,15 +108,22 @@ final class StoreWriter: Sendable {
         }
     }
 
-    /// Saves an agent's row after the queued steps. A failure is published
-    /// and the row kept for `retryUnsaved`; `throwing` also hands it to the caller.
-    func save(_ agent: AgentRecord, what: String) {
-        do {
-            _ = try settled.commit(records: [], ladder: nil, agent: agent)
-            unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
-        } catch {
-            events.publish(.daemon, agent: agent.id, EventText.notRecorded(agent.id, what, error))
-            remember(agent)
+    /// Saves an agent's row as a step of the committer, in order after the
+    /// queued ones, without waiting (the engine goes on). While the database
+    /// cannot be written the step is kept with the others; another failure is
+    /// published and the row kept for `retryUnsaved`. `forgetLadder`: the agent
+    /// ended, and its ladder's row goes in the same transaction.
+    func save(_ agent: AgentRecord, what: String, forgetLadder: Bool = false) {
+        var request = CommitRequest(records: [], plans: [], ladder: nil, agent: agent)
+        request.forgetsLadder = forgetLadder
+        committer.enqueue(request) { [self] result in
+            switch result {
+            case .success:
+                // In order with the other saves: a row kept by an earlier failure is older.
+                unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
+            case .failure(let error):
+                keep(agent, what: what, error: error)
+            }
         }
     }
 
@@ -126,14 +133,17 @@ final class StoreWriter: Sendable {
         unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
     }
 
-    /// Forgets an ended agent's ladder; a failure is published (a stale ladder
-    /// row is harmless: restore ignores ladders of agents that are not live).
-    func deleteLadder(of id: String) {
-        do {
-            try settled.deleteLadder(agent: id)
-        } catch {
-            events.publish(.daemon, agent: id, EventText.notRecorded(id, "the ladder's removal", error))
-        }
+    /// `saveOrThrow` off the engine, for a new agent's first row: the task
+    /// waits (suspended) for the steps queued before, then writes. Only for an
+    /// agent not yet in the engine's table, so no step of its own can be queued meanwhile.
+    func saveNew(_ agent: AgentRecord) async throws {
+        _ = try await settledStore().commit(records: [], ladder: nil, agent: agent)
+    }
+
+    /// A row that could not be stored: said, and kept for `retryUnsaved`.
+    func keep(_ agent: AgentRecord, what: String, error: any Error) {
+        events.publish(.daemon, agent: agent.id, EventText.notRecorded(agent.id, what, error))
+        remember(agent)
     }
 
     private func remember(_ agent: AgentRecord) { unsaved.withLock { $0[agent.id] = agent } }

@@ -28,6 +28,7 @@ public struct SQLiteEngineStore: EngineStore {
                 for plan in request.plans { try transaction.append(plan: plan) }
                 if let ladder = request.ladder { try transaction.save(ladder: ladder) }
                 if let agent = request.agent { try transaction.save(agent) }
+                if request.forgetsLadder, let id = request.agent?.id { _ = try transaction.deleteLadder(agent: id) }
                 return stored
             }
         }

@@ -28,6 +28,7 @@ struct ManagementTests {
         #expect(try await harness.engine.status(of: "u1").agent.limits[.cpu]?.hard == 40)
         #expect(try await harness.engine.group("standard_agent").limits[.cpu]?.hard == 40)
         #expect(try harness.store.groupOverrides()["standard_agent"]?.limits[.cpu]?.hard == 40)
+        harness.engine.waitForCommits()  // the agents' rows are saved in order with the ladder's steps
         #expect(try harness.store.agents().first { $0.id == "u1" }?.limits[.cpu]?.hard == 40)
         #expect(harness.engine.hub.recent(agent: nil).contains { $0.kind == .groupChanged && $0.message.contains("standard_agent") })
         // Each agent whose limits changed hears it on its own stream, with its limits now;

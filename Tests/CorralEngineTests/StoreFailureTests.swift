@@ -61,8 +61,10 @@ struct StoreFailureTests {
     @Test func anExitRecordTheStoreRefusedIsStoredLater() async throws {
         let (engine, store, hub, _) = try await Self.engine(with: "x1")
 
-        store.failCommits(2)  // the end, and the first retry
+        // The end's commit, the committer's retry of it alone, and the tick's first retry.
+        store.failCommits(3)
         await engine.handle(.emptied("x1"))
+        engine.waitForCommits()
         #expect(try store.memory.agents().first { $0.id == "x1" }?.state == .running, "not stored yet")
         let said = hub.recent(agent: "x1").filter { $0.kind == .daemon }.map(\.message)
         #expect(said.contains { $0.contains("could not record the end of x1") && $0.contains("disk full") }, "\(said)")
