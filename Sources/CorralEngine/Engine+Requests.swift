@@ -50,14 +50,18 @@ extension Engine {
         var storedOnly: [AgentRecord] = []
         var cursor = after
         while true {
-            let rows = try store.agents(after: cursor, limit: take, liveOnly: !includeEnded)
-            storedOnly += rows.filter { !known.contains($0.id) }
+            // The store leaves out the known ones (their rows are not even decoded).
+            let rows = try store.agents(after: cursor, limit: take, liveOnly: !includeEnded, excluding: known)
+            storedOnly += rows
             guard let take, rows.count == take, let last = rows.last else { break }
             if storedOnly.count + table.prefix(while: { $0 <= last.id }).count >= take { break }
             cursor = last.id
         }
         return Dictionary(storedOnly.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
     }
+
+    /// How many agents are live or queued, without reading the store (the health report).
+    public func liveCount() -> Int { registry.liveIDs.count + admissionQueue.count }
 
     /// The agents in the table (live ones), without reading the store.
     public func liveAgents() -> [AgentRecord] {

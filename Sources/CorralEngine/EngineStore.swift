@@ -16,7 +16,8 @@ public protocol EngineStore: StepStore {
     func agents() throws -> [AgentRecord]
     /// Agents in id order: those after `after` (all when nil), at most `limit`
     /// (all when nil), only live ones (starting, running, suspended) when `liveOnly`.
-    func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord]
+    /// …none of `excluding`.
+    func agents(after: String?, limit: Int?, liveOnly: Bool, excluding: Set<String>) throws -> [AgentRecord]
     /// One agent's row, nil when there is none.
     func agent(id: String) throws -> AgentRecord?
     func delete(agent: String) throws
@@ -41,9 +42,11 @@ public protocol EngineStore: StepStore {
 
 extension EngineStore {
     /// From `agents()`, in memory: for stores whose whole table is small (fakes, wrappers).
-    public func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord] {
-        let page = try agents().filter { agent in (after.map { agent.id > $0 } ?? true) && (!liveOnly || agent.state.isLive) }
-            .sorted { $0.id < $1.id }
+    public func agents(after: String?, limit: Int?, liveOnly: Bool, excluding: Set<String>) throws -> [AgentRecord] {
+        let page = try agents().filter { agent in
+            (after.map { agent.id > $0 } ?? true) && (!liveOnly || agent.state.isLive) && !excluding.contains(agent.id)
+        }
+        .sorted { $0.id < $1.id }
         return limit.map { Array(page.prefix($0)) } ?? page
     }
 
@@ -71,8 +74,8 @@ extension ForwardingEngineStore {
     public func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] { try base.commit(batch: batch) }
     public func save(_ agent: AgentRecord) throws { try base.save(agent) }
     public func agents() throws -> [AgentRecord] { try base.agents() }
-    public func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord] {
-        try base.agents(after: after, limit: limit, liveOnly: liveOnly)
+    public func agents(after: String?, limit: Int?, liveOnly: Bool, excluding: Set<String>) throws -> [AgentRecord] {
+        try base.agents(after: after, limit: limit, liveOnly: liveOnly, excluding: excluding)
     }
     public func agent(id: String) throws -> AgentRecord? { try base.agent(id: id) }
     public func delete(agent: String) throws { try base.delete(agent: agent) }

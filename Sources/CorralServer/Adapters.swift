@@ -15,8 +15,8 @@ public struct SQLiteEngineStore: EngineStore {
 
     public func save(_ agent: AgentRecord) throws { try store.save(agent) }
     public func agents() throws -> [AgentRecord] { try store.agents() }
-    public func agents(after: String?, limit: Int?, liveOnly: Bool) throws -> [AgentRecord] {
-        try store.agents(after: after, limit: limit, states: liveOnly ? [.starting, .running, .suspended] : nil)
+    public func agents(after: String?, limit: Int?, liveOnly: Bool, excluding: Set<String>) throws -> [AgentRecord] {
+        try store.agents(after: after, limit: limit, states: liveOnly ? [.starting, .running, .suspended] : nil, excluding: excluding)
     }
     public func agent(id: String) throws -> AgentRecord? { try store.agent(id: id) }
     public func delete(agent: String) throws { _ = try store.delete(agent: agent) }

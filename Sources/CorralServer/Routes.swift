@@ -75,13 +75,13 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
     let v1 = router.group("v1")
 
     v1.get("health") { _, _ in
-        let agents = try await engineCall { try await engine.list(includeEnded: false) }
+        let agents = await engine.liveCount()
         let sampling = await engine.samplingCounts()
         let backlog = engine.storeBacklog
         let failing = backlog.pendingSteps > 0
         return jsonResponse(
             Health(
-                status: failing ? "degraded" : "ok", version: settings.version, agents: agents.count, cgroupRoot: settings.cgroupRoot,
+                status: failing ? "degraded" : "ok", version: settings.version, agents: agents, cgroupRoot: settings.cgroupRoot,
                 socket: settings.socketPath, limitations: settings.limitations(),
                 sampling: SamplingCounts(active: sampling[.active] ?? 0, idle: sampling[.idle] ?? 0),
                 store: StoreHealth(

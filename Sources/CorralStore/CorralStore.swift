@@ -173,8 +173,10 @@ public final class CorralStore: Sendable {
 
     /// A page of agents in id order: after `after` (from the first when nil),
     /// at most `limit` (all when nil), in `states` (all when nil).
-    public func agents(after: String?, limit: Int?, states: Set<AgentState>? = nil) throws -> [AgentRecord] {
-        try read { try $0.agents(after: after, limit: limit, states: states) }
+    public func agents(after: String?, limit: Int?, states: Set<AgentState>? = nil, excluding: Set<String> = []) throws
+        -> [AgentRecord]
+    {
+        try read { try $0.agents(after: after, limit: limit, states: states, excluding: excluding) }
     }
 
     /// Removes the agent with its ladder, recommendations and usage history;

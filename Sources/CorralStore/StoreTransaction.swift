@@ -21,12 +21,18 @@ public struct StoreReader {
     }
 
     /// A page of agents in id order: after `after` (from the first when nil),
-    /// at most `limit` (all when nil), in `states` (all when nil).
-    public func agents(after: String?, limit: Int?, states: Set<AgentState>? = nil) throws -> [AgentRecord] {
-        try agents(states: states, group: nil, after: after, order: "id", limit: limit)
+    /// at most `limit` (all when nil), in `states` (all when nil), none of
+    /// `excluding` (the engine's list skips the agents it has newer rows of,
+    /// without decoding theirs).
+    public func agents(after: String?, limit: Int?, states: Set<AgentState>? = nil, excluding: Set<String> = []) throws
+        -> [AgentRecord]
+    {
+        try agents(states: states, group: nil, after: after, order: "id", limit: limit, excluding: excluding)
     }
 
-    private func agents(states: Set<AgentState>?, group: String?, after: String?, order: String, limit: Int?) throws -> [AgentRecord] {
+    private func agents(
+        states: Set<AgentState>?, group: String?, after: String?, order: String, limit: Int?, excluding: Set<String> = []
+    ) throws -> [AgentRecord] {
         if let states, states.isEmpty { return [] }
         if let limit, limit <= 0 { return [] }
         var conditions: [String] = []
@@ -43,6 +49,11 @@ public struct StoreReader {
         if let after {
             conditions.append("id > ?")
             arguments += [after]
+        }
+        if !excluding.isEmpty {
+            // One argument however many (SQLite caps the number of arguments): a JSON array.
+            conditions.append("id NOT IN (SELECT value FROM json_each(?))")
+            arguments += [jsonArray(excluding.sorted())]
         }
         let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         let bound = limit.map { " LIMIT \($0)" } ?? ""
@@ -483,4 +494,25 @@ private func enumValue<T: RawRepresentable>(_ raw: String, _ field: String, of o
             DecodingError.Context(codingPath: [], debugDescription: "\(owner) has an unknown \(field) '\(raw)'"))
     }
     return value
+}
+
+/// `strings` as a JSON array (for `json_each`).
+func jsonArray(_ strings: [String]) -> String {
+    var text = "["
+    for (index, string) in strings.enumerated() {
+        if index > 0 { text += "," }
+        text += "\""
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": text += "\\\""
+            case "\\": text += "\\\\"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: text.unicodeScalars.append(scalar)
+            }
+        }
+        text += "\""
+    }
+    return text + "]"
 }
