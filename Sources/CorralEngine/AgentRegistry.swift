@@ -54,6 +54,13 @@ struct ManagedAgent {
 
     /// Whether the ladder or an operator ended it (else it went by itself).
     var endedByCorral: Bool { ladder.terminating || endRequested != nil }
+
+    /// Whether the engine's timers have anything to do for the agent: a
+    /// ladder step or scale-down that may come due, a termination's grace, a
+    /// freeze awaiting confirmation.
+    var needsTimers: Bool {
+        record.state.isLive && (!ladder.isQuiet || terminationDeadline != nil || pendingFreeze != nil)
+    }
 }
 
 /// A freeze written to `cgroup.freeze` whose `frozen 1` has not been seen yet:
@@ -100,6 +107,12 @@ struct AgentRegistry {
         init(_ agent: ManagedAgent) { self.agent = agent }
     }
     private var boxes: [String: Box] = [:]
+    /// The live agents the timers have something to look at: an open ladder
+    /// episode or scale-down, a termination's grace, a freeze awaiting its
+    /// confirmation. Kept at every change, so a tick over 1,000 agents walks
+    /// the few that misbehave (it walked and sorted all of them, 20–60 ms a
+    /// tick under emulation, and kernel events waited behind it).
+    private var timed: Set<String> = []
 
     /// How many agents the table holds (live and ended).
     var count: Int { boxes.count }
@@ -109,11 +122,21 @@ struct AgentRegistry {
         set {
             guard let newValue else {
                 boxes[id] = nil
+                timed.remove(id)
                 return
             }
             if let box = boxes[id] { box.agent = newValue } else { boxes[id] = Box(newValue) }
+            noteTimers(id, newValue)
         }
     }
+
+    /// Keeps `timed` true of `agent`.
+    private mutating func noteTimers(_ id: String, _ agent: borrowing ManagedAgent) {
+        if agent.needsTimers { timed.insert(id) } else { timed.remove(id) }
+    }
+
+    /// The live agents with something for the timers (see `timed`), sorted.
+    var timedIDs: [String] { timed.sorted() }
 
     /// Changes the agent in place: its rings are not copied (a copy taken
     /// out and written back shares their storage, so the first append
@@ -121,7 +144,9 @@ struct AgentRegistry {
     @discardableResult
     mutating func update<Result>(_ id: String, _ body: (inout ManagedAgent) -> Result) -> Result? {
         guard let box = boxes[id] else { return nil }
-        return body(&box.agent)
+        let result = body(&box.agent)
+        noteTimers(id, box.agent)
+        return result
     }
 
     /// Every agent's id, sorted.

@@ -23,7 +23,9 @@ extension Engine {
         if !admissionQueue.isEmpty { admitQueued() }
         let now = clock()
         analyticsDuties(at: now)
-        for id in registry.liveIDs {
+        // Only the agents with a ladder, a grace or a freeze under way: the
+        // others have nothing due (the registry keeps the set as they change).
+        for id in registry.timedIDs {
             // Read in place (a copy of each agent five times a second showed at 1,000 agents).
             enum Duty { case none, finish, settleFreeze }
             let duty =

@@ -147,14 +147,15 @@ public struct ChildReaper: Sendable {
     public init() {}
 
     /// Collects the exit status of those of `pids` that have exited (only
-    /// these: handler processes are reaped by their runner).
-    public mutating func reap(_ pids: [Int32]) {
+    /// these: handler processes are reaped by their runner). `pids` is asked
+    /// for only when a child has exited (the list walks every agent).
+    public mutating func reap(_ pids: @autoclosure () -> [Int32]) {
         // One syscall to learn whether any child has exited (WNOWAIT: nothing
         // is reaped here), instead of one waitpid per agent on every tick.
         var info = siginfo_t()
         guard case .success = nothingOrErrno(waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT)), info._sifields._sigchld.si_pid != 0
         else { return }
-        for pid in pids where exited[pid] == nil {
+        for pid in pids() where exited[pid] == nil {
             let status: Int32?
             do {
                 status = try ChildStatus.wait(for: pid, block: false)
