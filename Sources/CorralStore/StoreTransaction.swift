@@ -53,7 +53,7 @@ public struct StoreReader {
         if !excluding.isEmpty {
             // One argument however many (SQLite caps the number of arguments): a JSON array.
             conditions.append("id NOT IN (SELECT value FROM json_each(?))")
-            arguments += [jsonArray(excluding.sorted())]
+            arguments += [try StoreJSON.encode(excluding.sorted())]
         }
         let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
         let bound = limit.map { " LIMIT \($0)" } ?? ""
@@ -494,25 +494,4 @@ private func enumValue<T: RawRepresentable>(_ raw: String, _ field: String, of o
             DecodingError.Context(codingPath: [], debugDescription: "\(owner) has an unknown \(field) '\(raw)'"))
     }
     return value
-}
-
-/// `strings` as a JSON array (for `json_each`).
-func jsonArray(_ strings: [String]) -> String {
-    var text = "["
-    for (index, string) in strings.enumerated() {
-        if index > 0 { text += "," }
-        text += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: text.unicodeScalars.append(scalar)
-            }
-        }
-        text += "\""
-    }
-    return text + "]"
 }
