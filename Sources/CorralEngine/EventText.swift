@@ -111,6 +111,9 @@ enum EventText {
         "cgroup.freeze 1, cgroup.events frozen 1 after \(Quantity.formatSeconds(took.seconds))"
     }
 
+    static let frozenAtRestart =
+        "cgroup.freeze 1, cgroup.events frozen 1 found at corrald's restart (the freeze took effect while it was down)"
+
     static let freezeFailed = "freeze failed; the agent runs on"
 
     static func terminationNotice(grace: Duration) -> String {

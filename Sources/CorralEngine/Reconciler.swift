@@ -9,8 +9,9 @@ extension Engine {
         public var discovered: [String] = []
         public var removedOrphans: [String] = []
         /// Re-attached agents whose `cgroup.freeze` disagreed with their state:
-        /// a freeze written but never confirmed before the daemon stopped (rolled
-        /// back), or a thaw done but never saved (the agent is running).
+        /// a freeze written before the daemon stopped and never confirmed (the
+        /// kernel's `frozen` decides: suspended, awaiting confirmation again, or
+        /// rolled back), or a thaw done but never saved (the agent is running).
         public var frozenStateRepaired: [String] = []
         /// Cgroups that could not be read or removed, with why (said, not fatal).
         public var problems: [String] = []
@@ -55,11 +56,13 @@ struct Reconciler {
             }
             var ladder = ladders[record.id] ?? AgentLadder(agent: record.id)
             ladder.resume(at: now)
-            if let repair = repairFreeze(leaf, &record, &ladder, &report) {
-                _ = try store.commit(records: repair, ladder: ladder, agent: record)
+            let repair = repairFreeze(leaf, &record, &ladder, &report)
+            if let repair {
+                _ = try store.commit(records: repair.records, ladder: ladder, agent: record)
                 report.frozenStateRepaired.append(record.id)
             }
             var managed = ManagedAgent(record: record, ladder: ladder, leaf: leaf)
+            managed.pendingFreeze = repair?.pending
             if ladder.terminating {
                 managed.terminationDeadline = now + configuration.escalation(for: record.group).terminationGrace
             }
@@ -96,43 +99,67 @@ struct Reconciler {
     }
 
     /// What a restart finds when the daemon died between writing `cgroup.freeze`
-    /// and saving what came of it. Frozen while not suspended: the freeze was
-    /// never confirmed (its record is a failed suspend now) and nothing would
-    /// ever thaw it, so it is rolled back; the ladder goes on from where it
-    /// was, as after any failed suspend.
+    /// and saving what came of it. Frozen while not suspended, with the ladder's
+    /// suspend saved: the kernel is the judge. `frozen 1` in cgroup.events: the
+    /// freeze took effect, so the agent is suspended and its suspend recorded
+    /// as done (an effect in the kernel always has its record). Not yet: the
+    /// freeze waits for its confirmation again, as a fresh one would (confirmed
+    /// or rolled back within `Enforcer.freezeConfirmation`). A freeze whose
+    /// step the ladder never saved is rolled back: the ladder takes the step
+    /// again and records it then.
     /// Suspended while not frozen: a thaw whose save was lost; the agent runs.
-    /// Returns the records to save; nil when the two agree (or cgroup.freeze
-    /// cannot be read).
+    /// Nil when the two agree (or cgroup.freeze cannot be read).
     private func repairFreeze(
         _ leaf: CgroupPath, _ record: inout AgentRecord, _ ladder: inout AgentLadder, _ report: inout Engine.Reconciliation
-    ) -> [EnforcementRecord]? {
+    ) -> FreezeRepair? {
         guard let text = try? tree.fs.read(.freeze, of: leaf) else { return nil }
         let requested = text.hasPrefix("1")
         switch (requested, record.state == .suspended) {
         case (true, false):
+            let violation =
+                ladder.episodes.values.map(\.violation).max { $0.kind < $1.kind }
+                ?? Violation(agent: record.id, resource: .memory, kind: .hard, current: 0, limit: 0)
+            if ladder.suspended {
+                do {
+                    if try tree.isFrozen(leaf) {
+                        record.state = .suspended
+                        let confirmed = EnforcementRecord(
+                            violation: violation, action: .suspend, at: now, succeeded: true, details: EventText.frozenAtRestart)
+                        return FreezeRepair(records: [confirmed])
+                    }
+                    return FreezeRepair(
+                        pending: PendingFreeze(
+                            violation: violation, at: now, started: .now, deadline: now + Enforcer.freezeConfirmation))
+                } catch {
+                    report.problems.append("\(tree.fs.absolutePath(leaf)): a freeze with no outcome saved: \(error.description)")
+                }
+            }
             do {
                 try tree.cancelFreeze(leaf)
             } catch {
                 report.problems.append("\(tree.fs.absolutePath(leaf)): frozen with no suspend saved, and not thawed: \(error.description)")
                 return nil
             }
-            guard ladder.suspended else { return [] }
+            guard ladder.suspended else { return FreezeRepair() }
             ladder.noteSuspendFailed()
-            let violation =
-                ladder.episodes.values.map(\.violation).max { $0.kind < $1.kind }
-                ?? Violation(agent: record.id, resource: .memory, kind: .hard, current: 0, limit: 0)
             let failed = EnforcementRecord(
                 violation: violation, action: .suspend, at: now, succeeded: false,
-                error: "corrald stopped before cgroup.events reported frozen 1; the freeze was rolled back at its restart",
+                error: "cgroup.events could not be read at corrald's restart; the freeze was rolled back",
                 details: EventText.freezeFailed)
-            return [failed]
+            return FreezeRepair(records: [failed])
         case (false, true):
             record.state = .running
             ladder.noteThawed()
-            return []
+            return FreezeRepair()
         default:
             return nil
         }
+    }
+
+    /// How `repairFreeze` set a freeze right: records to save, or a freeze to confirm.
+    struct FreezeRepair {
+        var records: [EnforcementRecord] = []
+        var pending: PendingFreeze?
     }
 
     private func children(of path: CgroupPath, _ report: inout Engine.Reconciliation) -> [String] {

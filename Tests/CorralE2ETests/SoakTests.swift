@@ -146,7 +146,11 @@ struct SoakTests {
         for forker in forkers {
             let steps = history.filter { $0.agent == forker && $0.resource == .processes && $0.succeeded }.map(\.action)
             if steps == [.warn, .throttle, .suspend, .terminate] { complete += 1 }
-            #expect(steps == [.warn, .throttle, .suspend, .terminate], "\(forker): each step once, in order: \(steps)")
+            let all = history.filter { $0.agent == forker }.map {
+                "\($0.action.rawValue) \($0.succeeded ? "ok" : "failed: \($0.error ?? "")")"
+            }
+            #expect(
+                steps == [.warn, .throttle, .suspend, .terminate], "\(forker): each step once, in order: \(steps); all its records: \(all)")
         }
         let listed = try daemon.json(["agents", "list", "--all"], as: [AgentRecord].self)
         #expect(Set(shared.started.withLock { $0 }.map(Self.name)).isSubset(of: listed.map(\.id)), "every agent started is known")

@@ -88,48 +88,96 @@ struct RestoreTests {
         #expect(try await third.engine.status(of: "live1").ladder?.episodes[.memory]?.fired == fired)
     }
 
-    @Test("a freeze the daemon died before seeing confirmed is rolled back at the restart and its suspend recorded as failed")
-    func unconfirmedFreezeIsRolledBackAtRestart() async throws {
+    /// Starts an engine, walks `id`'s ladder up to a freeze that is written but
+    /// never confirmed, and "kills" the daemon there: the pending freeze is
+    /// forgotten with it, the ladder's suspend is saved.
+    private func daemonKilledMidFreeze(_ id: String) async throws -> (EngineHarness, CgroupPath) {
         let first = try EngineHarness()
         _ = try await first.start()
-        try await first.agent("s6", group: "lightweight_agent")
-        let leaf = first.leaf("lightweight_agent", "s6")
+        try await first.agent(id, group: "lightweight_agent")
+        let leaf = first.leaf("lightweight_agent", id)
         first.fs.freezeCompletes = false
-        await first.observe("s6", [.processes: 25])
-        // Up the ladder until its freeze is written (and waits for a confirmation that never comes).
+        await first.observe(id, [.processes: 25])
         for _ in 0..<20 where first.fs.value(.freeze, at: leaf) != "1" {
-            await first.keepObserving("s6", [.processes: 25], for: .milliseconds(250))
+            await first.keepObserving(id, [.processes: 25], for: .milliseconds(250))
         }
         first.engine.waitForCommits()
         #expect(first.fs.value(.freeze, at: leaf) == "1")
-        #expect(try await first.engine.status(of: "s6").agent.state == .running)
-        // The daemon is killed here: the pending freeze is forgotten with it.
+        #expect(try await first.engine.status(of: id).agent.state == .running)
+        #expect(try await first.engine.status(of: id).ladder?.suspended == true)
         first.fs.freezeCompletes = true
         first.clock.advance(.seconds(1))
+        return (first, leaf)
+    }
+
+    @Test("a freeze the kernel completed while the daemon was down is confirmed at the restart: suspended, its suspend recorded as done")
+    func freezeCompletedWhileDownIsConfirmedAtRestart() async throws {
+        let (first, leaf) = try await daemonKilledMidFreeze("s6")
+        first.fs.completeFreeze(at: leaf)
 
         let second = try EngineHarness(fs: first.fs, store: first.store, clock: first.clock)
         let report = try await second.start()
         #expect(report.reattached == ["s6"])
         #expect(report.frozenStateRepaired == ["s6"])
-        #expect(second.fs.value(.freeze, at: leaf) == "0")
+        #expect(second.fs.value(.freeze, at: leaf) == "1", "the freeze in force is kept")
         let status = try await second.engine.status(of: "s6")
-        #expect(status.agent.state == .running)
-        #expect(status.ladder?.suspended == false)
-        let suspend = try #require(try await second.history("s6").last)
-        #expect(suspend.action == .suspend && !suspend.succeeded)
-        #expect(suspend.error == "corrald stopped before cgroup.events reported frozen 1; the freeze was rolled back at its restart")
-
-        // The ladder goes on from where it was, as after any failed suspend: the
-        // step is not taken again, so nothing freezes the agent behind the records' back.
-        await second.observe("s6", [.processes: 25])
-        await second.keepObserving("s6", [.processes: 25], for: .seconds(4))
-        second.engine.waitForCommits()
-        #expect(second.fs.value(.freeze, at: leaf) == "0")
-        #expect(try await second.history("s6").filter { $0.action == .suspend }.count == 1)
+        #expect(status.agent.state == .suspended)
+        #expect(status.ladder?.suspended == true)
+        let suspends = try await second.history("s6").filter { $0.action == .suspend }
+        #expect(suspends.count == 1)
+        #expect(suspends.first?.succeeded == true)
+        #expect(suspends.first?.details.contains("found at corrald's restart") == true)
 
         // A third start finds state and kernel in agreement.
         let third = try EngineHarness(fs: first.fs, store: first.store, clock: first.clock)
         #expect(try await third.start().frozenStateRepaired.isEmpty)
+        #expect(try await third.engine.status(of: "s6").agent.state == .suspended)
+    }
+
+    @Test("a freeze still unconfirmed at the restart waits for its confirmation again: suspended once the kernel says frozen 1")
+    func freezePendingAtRestartIsConfirmedLater() async throws {
+        let (first, leaf) = try await daemonKilledMidFreeze("s8")
+
+        let second = try EngineHarness(fs: first.fs, store: first.store, clock: first.clock)
+        let report = try await second.start()
+        #expect(report.frozenStateRepaired == ["s8"])
+        #expect(second.fs.value(.freeze, at: leaf) == "1", "not rolled back while the kernel may still finish it")
+        #expect(try await second.engine.status(of: "s8").agent.state == .running)
+        #expect(try await second.history("s8").filter { $0.action == .suspend }.isEmpty, "no outcome before the kernel's")
+
+        second.fs.completeFreeze(at: leaf)
+        second.clock.advance(.milliseconds(500))
+        _ = await second.engine.tick()
+        second.engine.waitForCommits()
+        #expect(try await second.engine.status(of: "s8").agent.state == .suspended)
+        let suspends = try await second.history("s8").filter { $0.action == .suspend }
+        #expect(suspends.map(\.succeeded) == [true])
+    }
+
+    @Test("a freeze still unconfirmed 2 s after the restart is rolled back and its suspend recorded as failed; the ladder goes on")
+    func freezePendingAtRestartIsRolledBackAfterItsDeadline() async throws {
+        let (first, leaf) = try await daemonKilledMidFreeze("s9")
+
+        let second = try EngineHarness(fs: first.fs, store: first.store, clock: first.clock)
+        _ = try await second.start()
+        #expect(second.fs.value(.freeze, at: leaf) == "1")
+        second.clock.advance(.milliseconds(2100))
+        _ = await second.engine.tick()
+        second.engine.waitForCommits()
+        #expect(second.fs.value(.freeze, at: leaf) == "0")
+        let status = try await second.engine.status(of: "s9")
+        #expect(status.agent.state == .running)
+        #expect(status.ladder?.suspended == false)
+        let suspend = try #require(try await second.history("s9").last)
+        #expect(suspend.action == .suspend && !suspend.succeeded)
+        #expect(suspend.error?.contains("did not report 'frozen 1' within 2") == true, "\(suspend.error ?? "")")
+
+        // As after any failed suspend, the step is not taken again: nothing
+        // freezes the agent behind the records' back.
+        await second.keepObserving("s9", [.processes: 25], for: .seconds(4))
+        second.engine.waitForCommits()
+        #expect(second.fs.value(.freeze, at: leaf) == "0")
+        #expect(try await second.history("s9").filter { $0.action == .suspend }.count == 1)
     }
 
     @Test("a thaw whose save the daemon's death lost leaves the agent running after the restart")
