@@ -263,6 +263,7 @@ public actor Engine {
     }
 
     func observe(_ observation: Observation, of id: String) {
+        let entered = ContinuousClock.now
         if let asked = sampleRequests[id], observation.at >= asked { sampleRequests[id] = nil }
         guard
             let (limits, open) = registry.update(
@@ -307,7 +308,9 @@ public actor Engine {
             // A crossing: the event showed a violation of a resource with no episode open
             // before it. Otherwise the event carried a step the ladder's delays made due.
             let crossing = violations.contains { !open.contains($0.resource) }
-            instruments.reacted(in: ContinuousClock.now - observation.seenAt, to: trigger, crossing: crossing)
+            let timing = ReactionTiming(
+                woke: observation.seenAt, read: observation.readAt, dequeued: observation.dequeuedAt, entered: entered, done: .now)
+            instruments.reacted(timing, to: trigger, crossing: crossing)
         }
     }
 

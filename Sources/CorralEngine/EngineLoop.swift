@@ -78,8 +78,12 @@ public final class EngineLoop: Sendable {
             // engine's actor takes its waiting jobs highest priority first, so
             // a crossing does not queue behind a burst of launches or lists.
             group.addTask(priority: .high) {
-                while let event = await queue.next() {
+                while var event = await queue.next() {
                     let dequeued = ContinuousClock.now
+                    if case .observation(var observation) = event {
+                        observation.dequeuedAt = dequeued
+                        event = .observation(observation)
+                    }
                     await handle(event)
                     instruments?.handled(event, dequeued, .now)
                 }

@@ -236,7 +236,7 @@ public enum Daemon {
             throw DaemonError("\(error)")
         }
 
-        let metrics = DaemonMetrics(version: options.version)
+        let metrics = DaemonMetrics(version: options.version, logger: logger)
         let engine = Engine(
             configuration: configuration, tree: tree, store: SQLiteEngineStore(store: store),
             logDirectory: options.stateDirectory + "/logs", socketPath: options.socketPath,

@@ -1,5 +1,6 @@
 public import CorralCore
 public import CorralEngine
+public import Logging
 public import NIOCore
 import Prometheus
 import Synchronization
@@ -142,6 +143,8 @@ public final class DaemonMetrics: EngineInstruments {
     let reactionHistograms: [String: DurationHistogram]
     let commitHistogram: DurationHistogram
     public let version: String
+    /// Where slow reactions are told (debug level).
+    let logger: Logger?
 
     /// A daemon-wide series of the snapshot's families (agents by state, capacity): its family and label value.
     struct SeriesKey: Hashable {
@@ -164,8 +167,9 @@ public final class DaemonMetrics: EngineInstruments {
     /// Commit buckets: 0.5 ms to 2 s.
     static let commitBuckets: [Duration] = [0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000, 2000].map { .microseconds(Int64($0 * 1000)) }
 
-    public init(version: String) {
+    public init(version: String, logger: Logger? = nil) {
         self.version = version
+        self.logger = logger
         let registry = registry
         reactionHistograms = Dictionary(
             uniqueKeysWithValues: ReactionTrigger.labels.flatMap { trigger in
@@ -192,9 +196,19 @@ public final class DaemonMetrics: EngineInstruments {
         ).increment()
     }
 
-    public func reacted(in duration: Duration, to trigger: String, crossing: Bool) {
-        reactionHistograms["\(trigger) \(crossing ? "crossing" : "step")"]?.record(duration)
+    public func reacted(_ timing: ReactionTiming, to trigger: String, crossing: Bool) {
+        let total = timing.total
+        reactionHistograms["\(trigger) \(crossing ? "crossing" : "step")"]?.record(total)
+        // Where a slow one's time went (`--log-level debug`): the stages say
+        // whether the watcher, the queue, the engine's other work or the step held it.
+        if total > Self.slowReaction, let logger, logger.logLevel <= .debug {
+            logger.debug(
+                "reaction to \(trigger) (\(crossing ? "crossing" : "step")) took \(ReactionTiming.milliseconds(total)): \(timing.stages)")
+        }
     }
+
+    /// A reaction slower than this is logged at debug level with its stages (the target, issue 15).
+    static let slowReaction = Duration.milliseconds(50)
 
     public func committed(in duration: Duration) { commitHistogram.record(duration) }
 

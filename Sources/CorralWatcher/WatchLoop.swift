@@ -448,7 +448,7 @@ final class WatchLoop: Sendable {
             pressure = (try? fs.read(file, of: watched.path)).flatMap(Pressure.init(parsing:))
         }
         let observation = Observation(
-            subject: subject, trigger: trigger, at: at, seenAt: seenAt, sample: sample, readings: readings,
+            subject: subject, trigger: trigger, at: at, seenAt: seenAt, readAt: now, sample: sample, readings: readings,
             elapsed: watched.previousAt.duration(to: now), pressure: pressure)
         var events: [WatcherEvent] = []
         watched.failing = false

@@ -45,6 +45,10 @@ public struct Observation: Equatable, Sendable {
     /// file: subtract it from the time an action is recorded to get the
     /// event-to-action latency.
     public var seenAt: ContinuousClock.Instant
+    /// When the watcher had read the files (and handed the observation on).
+    public var readAt: ContinuousClock.Instant
+    /// When the engine's loop took it off the queue (nil before).
+    public var dequeuedAt: ContinuousClock.Instant?
     public var sample: CgroupSample
     /// From `UsageReading.readings(previous:current:elapsed:)` against the
     /// previous observation of this cgroup (counter increases are reported
@@ -58,13 +62,14 @@ public struct Observation: Equatable, Sendable {
     public var pressure: Pressure?
 
     public init(
-        subject: WatchSubject, trigger: ObservationTrigger, at: Timestamp, seenAt: ContinuousClock.Instant, sample: CgroupSample,
-        readings: [UsageReading], elapsed: Duration, pressure: Pressure? = nil
+        subject: WatchSubject, trigger: ObservationTrigger, at: Timestamp, seenAt: ContinuousClock.Instant,
+        readAt: ContinuousClock.Instant? = nil, sample: CgroupSample, readings: [UsageReading], elapsed: Duration, pressure: Pressure? = nil
     ) {
         self.subject = subject
         self.trigger = trigger
         self.at = at
         self.seenAt = seenAt
+        self.readAt = readAt ?? seenAt
         self.sample = sample
         self.readings = readings
         self.elapsed = elapsed

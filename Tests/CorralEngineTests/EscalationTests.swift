@@ -445,15 +445,34 @@ struct ReactionMetricTests {
         // A periodic sample is no reaction, however it acts.
         await harness.engine.handle(.observed(agent: "r1", at: harness.clock.now, readings: [], trigger: .sample))
         #expect(reactions.seen.withLock { $0 }.count == 2)
+        // Each timing's stages follow one another, from the watcher's wake to the step's end.
+        for timing in reactions.timings.withLock({ $0 }) {
+            #expect(timing.woke <= timing.read && timing.read <= timing.dequeued)
+            #expect(timing.dequeued <= timing.entered && timing.entered <= timing.done)
+        }
+    }
+
+    @Test func aReactionsStagesAddUpToItsTotalAndReadAsMilliseconds() {
+        let woke = ContinuousClock.now
+        let timing = ReactionTiming(
+            woke: woke, read: woke + .microseconds(3_400), dequeued: woke + .milliseconds(43),
+            entered: woke + .milliseconds(45), done: woke + .milliseconds(120))
+        #expect(timing.total == .milliseconds(120))
+        #expect(timing.stages == "watcher read 3.4 ms, queue 40 ms, engine hop 2.0 ms, step 75 ms")
+        // Handed to the engine without the loop's queue: no queue stage.
+        let direct = ReactionTiming(woke: woke, read: woke, dequeued: nil, entered: woke, done: woke + .milliseconds(1))
+        #expect(direct.stages == "watcher read 0.0 ms, queue 0.0 ms, engine hop 0.0 ms, step 1.0 ms")
     }
 }
 
 /// The reactions an engine reports, as "TRIGGER crossing|step".
 final class RecordedReactions: EngineInstruments {
     let seen = Mutex<[String]>([])
+    let timings = Mutex<[ReactionTiming]>([])
     func recorded(_ record: EnforcementRecord) {}
-    func reacted(in duration: Duration, to trigger: String, crossing: Bool) {
+    func reacted(_ timing: ReactionTiming, to trigger: String, crossing: Bool) {
         seen.withLock { $0.append("\(trigger) \(crossing ? "crossing" : "step")") }
+        timings.withLock { $0.append(timing) }
     }
     func committed(in duration: Duration) {}
 }

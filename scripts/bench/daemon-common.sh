@@ -2,7 +2,7 @@
 # cgroup v2 kernel: one corrald with its own socket, state and cgroup root, idle agents
 # started through its API, its CPU measured from /proc, and the cleanup.
 #
-#   start_daemon NAME [CORRALD ARGS...]   sets $daemon, $state, $socket, $root
+#   start_daemon NAME [CORRALD ARGS...]   sets $daemon, $state, $socket, $root; its log to $DAEMON_LOG if set
 #   api CURL ARGS...                      a request on the daemon's socket
 #   measure [COMMAND...]                  CPU % of one CPU over $WINDOW s, while COMMAND runs in the background
 #   launch_idle N                         N sleepers in lightweight_agent, 8 requests at a time; failures said on stderr
@@ -18,7 +18,8 @@ start_daemon() {
     root=/sys/fs/cgroup/corral-bench-$name
     # 1,000 agents need ~10 descriptors each (the daemon says so at 4,096).
     ulimit -Hn 65536 2>/dev/null && ulimit -n 65536
-    "$CORRALD" --socket "$socket" --state-dir "$state/state" --cgroup-root "$root" --log-level warning "$@" &
+    # DAEMON_LOG: where its log goes (default: this script's stderr).
+    "$CORRALD" --socket "$socket" --state-dir "$state/state" --cgroup-root "$root" --log-level warning "$@" 2>>"${DAEMON_LOG:-/dev/stderr}" &
     daemon=$!
     for _ in $(seq 300); do [[ -S $socket ]] && break; sleep 0.1; done
 }

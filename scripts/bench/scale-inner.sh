@@ -23,7 +23,10 @@ groups:
   heavy_computation_agent:
     totals: {memory: 64G, cpu: 4000%, processes: 4000}
 CONFIG
-start_daemon scale --config "$config"
+# At debug level the daemon logs each reaction over 50 ms with its stages (watcher read, queue,
+# engine hop, step): summed up below, for the crossings since the misbehaving agents started.
+DAEMON_LOG=$(mktemp /tmp/corral-bench-scale-log.XXXXXX)
+start_daemon scale --config "$config" --log-level debug
 rss() { awk '/VmRSS/ {print $2}' "/proc/$daemon/status"; }
 base_rss=$(rss)
 
@@ -58,6 +61,7 @@ buckets() {
         match($0, /le="[^"]*"/); print t, substr($0, RSTART + 4, RLENGTH - 5), $NF }'
 }
 before=$(buckets)
+log_before=$(wc -l <"$DAEMON_LOG")
 bad_started=$(start_bad)
 echo "  misbehaving started: $bad_started"
 sleep 40
@@ -94,6 +98,31 @@ reaction=$(awk 'NR == FNR { old[$1 " " $2] = $3; next } { print $1, ($2 == "+Inf
 records=$(grep -E '^corral_enforcement_actions_total' <<<"$metrics" | awk '{ s += $NF } END { print s + 0 }' || true)
 echo "  reaction (kernel event → action recorded): $reaction"
 echo "  enforcement actions recorded: $records"
+# The slow crossings' stages (from the debug log): how many, and per stage its median and
+# largest value and how often it was the largest part.
+slow=$(tail -n +"$((log_before + 1))" "$DAEMON_LOG" | grep -o '(crossing) took [^:]*: [a-z ]* [0-9.]* ms, [a-z ]* [0-9.]* ms, [a-z ]* [0-9.]* ms, [a-z ]* [0-9.]* ms' | awk '
+    {
+        n++; split($0, parts, ": "); count = split(parts[2], stages, ", "); best = ""; most = -1
+        for (i = 1; i <= count; i++) {
+            name = stages[i]; sub(/ [0-9.]+ ms$/, "", name)
+            value = stages[i]; sub(/ ms$/, "", value); sub(/.* /, "", value); value += 0
+            if (!(name in seen)) { seen[name] = 1; names[++m] = name }
+            values[name, n] = value; if (value > most) { most = value; best = name }
+        }
+        largest[best]++
+    }
+    END {
+        if (n == 0) { print "none"; exit }
+        printf "%d crossings over 50 ms;", n
+        for (j = 1; j <= m; j++) {
+            name = names[j]; k = 0; delete sorted
+            for (i = 1; i <= n; i++) sorted[++k] = values[name, i]
+            for (a = 1; a <= k; a++) for (b = a + 1; b <= k; b++) if (sorted[b] < sorted[a]) { t = sorted[a]; sorted[a] = sorted[b]; sorted[b] = t }
+            printf " %s median %.1f ms, max %.1f ms, largest part %d×;", name, sorted[int((k + 1) / 2)], sorted[k], largest[name] + 0
+        }
+        print ""
+    }' || true)
+echo "  slow crossings by stage (kernel event → watcher read → queue → engine hop → step): $slow"
 
 # API latency: 50 requests each.
 api_p() {
@@ -110,7 +139,7 @@ echo "  GET /v1/agents ($live agents): $list_latency; one page of 100 (?limit=10
 kill -9 "$daemon"
 wait "$daemon" 2>/dev/null || true
 restart=$EPOCHREALTIME
-"$CORRALD" --socket "$socket" --state-dir "$state/state" --cgroup-root "$root" --log-level warning --config "$config" &
+"$CORRALD" --socket "$socket" --state-dir "$state/state" --cgroup-root "$root" --log-level warning --config "$config" 2>>"$DAEMON_LOG" &
 daemon=$!
 for _ in $(seq 3000); do
     # (Nothing answers at first: every step here may fail without ending the script.)
@@ -123,6 +152,6 @@ done
 reattached=$(awk -v a="$restart" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
 
 echo "  re-attach after kill -9: $live agents listed and watched ${reattached} s after the restart"
-rm -f "$config"
+rm -f "$config" "$DAEMON_LOG"
 for i in $(seq "$BAD"); do for k in mem cpu fork; do api -o /dev/null -X POST "http://corral/v1/agents/$k$i/kill" || true; done; done
 stop_daemon "$AGENTS"
