@@ -190,7 +190,8 @@ struct ObservationQueueTests {
                 Observation(
                     subject: .agent("hot"), trigger: .pressure(.cpu), at: Timestamp(milliseconds: 30), seenAt: Self.t0 + .milliseconds(30),
                     sample: CgroupSample(), readings: [UsageReading(resource: .cpu, usage: 40)], elapsed: .milliseconds(200))))
-        #expect(queue.depth.lanes == [1, 1, 1] && queue.depth.coalesced == 2)
+        // The cpu.pressure trigger is quiet for "hot": the merged event goes ahead, behind "quiet".
+        #expect(queue.depth.lanes == [2, 0, 1] && queue.depth.coalesced == 2)
         #expect(Self.describe(await queue.next()) == "quiet@25")
         guard case .observation(let merged)? = await queue.next() else {
             Issue.record("no observation")
@@ -207,6 +208,70 @@ struct ObservationQueueTests {
         queue.finish()
         #expect(await queue.next() == nil)
         #expect(queue.depth.dropped == 1)
+    }
+
+    /// A burst is per agent and file: an agent sending pids.events (a fork
+    /// loop) is not in a burst for memory.events, and the cgroup.events of its
+    /// start does not demote its first memory.events either.
+    @Test func aBurstOnOneFileDoesNotDemoteAnotherFilesFirstEvent() async {
+        let queue = ObservationQueue()
+        func event(_ agent: String, _ seenMS: Int64, _ file: CgroupFile) -> WatcherEvent {
+            .observation(
+                Observation(
+                    subject: .agent(agent), trigger: .event(file), at: Timestamp(milliseconds: seenMS),
+                    seenAt: Self.t0 + .milliseconds(seenMS), sample: CgroupSample(), readings: [], elapsed: .milliseconds(200)))
+        }
+        // Three agents in a burst: forkers on pids.events, "hog" on cgroup.events (its start).
+        for (agent, file) in [("fork1", CgroupFile.pidsEvents), ("fork2", .pidsEvents), ("hog", .events)] {
+            queue.push(event(agent, 1, file))
+            _ = await queue.next()
+        }
+        queue.push(event("fork1", 10, .pidsEvents))
+        queue.push(event("fork2", 11, .pidsEvents))
+        queue.push(event("hog", 12, .memoryEvents))
+        queue.push(event("hog", 13, .events))
+        #expect(queue.depth.lanes == [1, 2, 0], "hog's memory.events in the first lane, its cgroup.events merged into it")
+        var order: [String] = []
+        for _ in 0..<3 { order.append(Self.describe(await queue.next())) }
+        #expect(order == ["hog@12", "fork1@10", "fork2@11"])
+        // Handed out, memory.events is now in a burst for "hog" too.
+        queue.push(event("fork1", 20, .pidsEvents))
+        queue.push(event("hog", 21, .memoryEvents))
+        #expect(queue.depth.lanes == [0, 2, 0])
+        // A quiet file's event joining one waiting behind the burst takes it ahead.
+        queue.push(event("fork2", 22, .memoryEvents))
+        queue.push(event("fork2", 23, .pidsEvents))
+        #expect(queue.depth.lanes == [1, 2, 0])
+        order = []
+        for _ in 0..<3 { order.append(Self.describe(await queue.next())) }
+        #expect(order == ["fork2@22", "fork1@20", "hog@21"])
+        #expect(queue.depth.lanes == [0, 0, 0])
+    }
+
+    /// A kernel event waiting behind a burst, joined by a quiet file's event
+    /// of the same agent, moves ahead with it (its old place is skipped).
+    @Test func aMergedEventMovesToTheMoreUrgentLane() async {
+        let queue = ObservationQueue()
+        func event(_ agent: String, _ seenMS: Int64, _ file: CgroupFile) -> WatcherEvent {
+            .observation(
+                Observation(
+                    subject: .agent(agent), trigger: .event(file), at: Timestamp(milliseconds: seenMS),
+                    seenAt: Self.t0 + .milliseconds(seenMS), sample: CgroupSample(), readings: [], elapsed: .milliseconds(200)))
+        }
+        for agent in ["a", "b"] {
+            queue.push(event(agent, 1, .pidsEvents))
+            _ = await queue.next()
+        }
+        queue.push(event("a", 10, .pidsEvents))
+        queue.push(event("b", 11, .pidsEvents))
+        queue.push(event("a", 12, .memoryEvents))
+        #expect(queue.depth.lanes == [1, 1, 0] && queue.depth.coalesced == 1)
+        // Timed from the first (pids.events at 10), ahead of b.
+        #expect(Self.describe(await queue.next()) == "a@10")
+        #expect(Self.describe(await queue.next()) == "b@11")
+        queue.finish()
+        #expect(await queue.next() == nil, "a's old place was skipped")
+        #expect(queue.depth.lanes == [0, 0, 0])
     }
 
     /// Positions in line stay right when the lane drops what was taken from its front.
