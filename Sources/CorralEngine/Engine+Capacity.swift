@@ -49,6 +49,8 @@ extension Engine {
     /// Per resource: host, reserved, allocatable, committed (hard and soft limits
     /// of live agents, per group and overall), in use (latest samples) and available.
     public func capacity() -> CapacityReport {
+        let started = ContinuousClock.now
+        defer { noteHold("the capacity's walk", since: started) }
         var agents: [CapacityReport.Agent] = []
         for id in registry.liveIDs {
             // Read in place (no copy of the agent's rings).

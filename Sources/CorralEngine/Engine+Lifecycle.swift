@@ -140,10 +140,12 @@ extension Engine {
     /// second. The id is reserved and its limits counted (`launching`) while it starts.
     public func launch(_ request: LaunchRequest) async throws -> AgentRecord {
         let plan: LaunchPlan
+        var begun = ContinuousClock.now
         switch try planLaunch(request, admitted: false) {
         case .queued(let record): return record
         case .start(let checked): plan = checked
         }
+        noteHold("a launch's plan", since: begun)
         launching[plan.id] = (plan.group.name, plan.limits)
         defer { launching[plan.id] = nil }
         let (tree, launcher, events) = (tree, launcher, events)
@@ -156,7 +158,9 @@ extension Engine {
             // The agent runs: it is watched all the same, and its row kept until it can be stored.
             unsaved = error
         }
+        begun = .now
         take(record, leaf: started.leaf, started: started.process)
+        noteHold("a launch's take-over", since: begun)
         if let unsaved { writer.keep(record, what: "the start", error: unsaved) }
         return record
     }

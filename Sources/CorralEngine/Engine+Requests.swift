@@ -24,14 +24,18 @@ extension Engine {
     /// records copied from the table (which has the newer state).
     public func list(includeEnded: Bool, after: String?, limit: Int?) async throws -> AgentList {
         let take = limit.map { $0 + 1 }  // one more than asked says whether another page follows
+        var started = ContinuousClock.now
         let queued = Dictionary(
             queuedRecords().filter { record in after.map { record.id > $0 } ?? true }.map { ($0.id, $0) },
             uniquingKeysWith: { first, _ in first })
         // Ids only: the records of those on the page are copied at the end.
         let table = (registry.ids(after: after, includeEnded: includeEnded) + queued.keys).sorted()
         let known = Set(registry.ids).union(queued.keys)
+        noteHold("a list's ids", since: started)
         let stored = try await Self.storedOnly(
             writer: writer, known: known, table: table, after: after, take: take, includeEnded: includeEnded)
+        started = .now
+        defer { noteHold("a list's page", since: started) }
         let ids = (Array(stored.keys) + table).sorted()
         let shown = limit.map { ids.prefix($0) } ?? ids[...]
         // An agent removed meanwhile (`corral rm`) is left out.

@@ -61,6 +61,7 @@ extension Engine {
             sampleRequests[id] = now
             watcher?.requestSample(agent: id)
         }
+        noteHold("the tick", since: started)
         return ContinuousClock.now - started
     }
 

@@ -253,6 +253,8 @@ public actor Engine {
     @discardableResult
     public func handle(_ event: WatcherEvent) -> Timestamp? {
         guard let id = event.subject.agent else { return nil }
+        let started = ContinuousClock.now
+        defer { noteHold("\(event.kindText) of \(id)", since: started) }
         switch event {
         case .observation(let observation): observe(observation, of: id)
         case .emptied: ended(id, vanished: false)
@@ -353,5 +355,23 @@ public actor Engine {
                 records: records, plans: plans, ladder: current.ladder, agent: current.record == recordBefore ? nil : current.record),
             agent: id)
         return !records.isEmpty
+    }
+}
+
+extension WatcherEvent {
+    /// What kind of event it is, for a log line.
+    var kindText: String {
+        switch self {
+        case .observation(let observation):
+            switch observation.trigger {
+            case .event(let file): "an observation (\(file.rawValue))"
+            case .pressure(let resource): "an observation (\(resource == .memory ? "memory" : "cpu").pressure)"
+            case .sample: "a sample"
+            case .requested: "a requested reading"
+            }
+        case .emptied: "the end"
+        case .vanished: "the removal"
+        case .unreadable: "a failed read"
+        }
     }
 }

@@ -19,6 +19,25 @@ public protocol EngineInstruments: Sendable {
     func reacted(_ timing: ReactionTiming, to trigger: String, crossing: Bool)
     /// One group commit of the store took `duration`.
     func committed(in duration: Duration)
+    /// One job held the engine's actor longer than `Engine.longHold` (what
+    /// every observation behind it waited): `what` names it.
+    func heldEngine(_ what: String, for duration: Duration)
+}
+
+extension EngineInstruments {
+    public func heldEngine(_ what: String, for duration: Duration) {}
+}
+
+extension Engine {
+    /// A job on the engine longer than this is told to the instruments.
+    static let longHold = Duration.milliseconds(20)
+
+    /// Tells the instruments that the job `what`, begun at `started`, held the engine long.
+    func noteHold(_ what: @autoclosure () -> String, since started: ContinuousClock.Instant) {
+        guard let instruments else { return }
+        let held = started.duration(to: .now)
+        if held > Self.longHold { instruments.heldEngine(what(), for: held) }
+    }
 }
 
 /// One agent as the metrics show it: taken from the engine's table at
@@ -87,6 +106,8 @@ extension Engine {
 
     /// The metrics' view of the engine, from what it holds (no I/O).
     public func metrics(endedRetention: Duration = Engine.endedRetention) -> MetricsSnapshot {
+        let started = ContinuousClock.now
+        defer { noteHold("the metrics' snapshot", since: started) }
         let now = clock()
         var agents: [AgentMetrics] = []
         var states: [AgentState: Int] = [:]

@@ -207,6 +207,11 @@ public final class DaemonMetrics: EngineInstruments {
         }
     }
 
+    public func heldEngine(_ what: String, for duration: Duration) {
+        guard let logger, logger.logLevel <= .debug else { return }
+        logger.debug("\(what) held the engine for \(ReactionTiming.milliseconds(duration))")
+    }
+
     /// A reaction slower than this is logged at debug level with its stages (the target, issue 15).
     static let slowReaction = Duration.milliseconds(50)
 

@@ -123,6 +123,19 @@ slow=$(tail -n +"$((log_before + 1))" "$DAEMON_LOG" | grep -o '(crossing) took [
         print ""
     }' || true)
 echo "  slow crossings by stage (kernel event → watcher read → queue → engine hop → step): $slow"
+# What held the engine's actor over 20 ms meanwhile (debug log): by kind of job, count, median, max.
+holds=$(tail -n +"$((log_before + 1))" "$DAEMON_LOG" | grep -o '[a-z][^:]* held the engine for [0-9.]* ms' \
+    | sed -E 's/ of [A-Za-z0-9_.-]+ held/ held/; s/ held the engine for / /; s/ ms$//' | awk '
+    { value = $NF; $NF = ""; name = $0; sub(/ $/, "", name); n[name]++; values[name, n[name]] = value + 0; total[name] += value }
+    END {
+        for (name in n) {
+            k = n[name]; delete sorted
+            for (i = 1; i <= k; i++) sorted[i] = values[name, i]
+            for (a = 1; a <= k; a++) for (b = a + 1; b <= k; b++) if (sorted[b] < sorted[a]) { t = sorted[a]; sorted[a] = sorted[b]; sorted[b] = t }
+            printf "\n    %s: %d×, median %.0f ms, max %.0f ms, %.1f s in all", name, k, sorted[int((k + 1) / 2)], sorted[k], total[name] / 1000
+        }
+    }' || true)
+echo "  jobs that held the engine over 20 ms since the misbehaving ones started:${holds:- none}"
 
 # API latency: 50 requests each.
 api_p() {
