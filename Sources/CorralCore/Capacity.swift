@@ -98,11 +98,64 @@ public struct CapacityReport: Equatable, Codable, Sendable {
     /// Resources that have a kernel controller and so a host total.
     public static let resources: [Resource] = [.memory, .cpu, .processes]
 
+    /// What the live agents of one group commit and use, summed.
+    public struct GroupSums: Equatable, Sendable {
+        public var hard: [Resource: Double] = [:]
+        public var soft: [Resource: Double] = [:]
+        public var used: [Resource: Double] = [:]
+        public var agents = 0
+
+        public init(hard: [Resource: Double] = [:], soft: [Resource: Double] = [:], used: [Resource: Double] = [:], agents: Int = 0) {
+            self.hard = hard
+            self.soft = soft
+            self.used = used
+            self.agents = agents
+        }
+
+        /// Adds one agent.
+        public mutating func add(limits: LimitSet, usage: [Resource: Double]) {
+            agents += 1
+            for resource in CapacityReport.resources {
+                if let limit = limits[resource] {
+                    hard[resource, default: 0] += limit.hard
+                    soft[resource, default: 0] += limit.soft
+                }
+                if let amount = usage[resource] { used[resource, default: 0] += amount }
+            }
+        }
+
+        /// Takes away one agent's limits that `add` added (its usage is not tracked
+        /// here); back to zero once no agent is left, so no rounding stays behind.
+        public mutating func remove(limits: LimitSet) {
+            agents -= 1
+            guard agents > 0 else {
+                self = GroupSums(used: used)
+                return
+            }
+            for resource in CapacityReport.resources {
+                guard let limit = limits[resource] else { continue }
+                hard[resource, default: 0] -= limit.hard
+                soft[resource, default: 0] -= limit.soft
+            }
+        }
+    }
+
     /// The report for `agents` (the live ones) in `groups`. `host` is what the
     /// host has; `allocatable` what the root may hand out (its own limits, or the
     /// reservation's share when it has none).
     public static func compute(
         host: HostCapacity, allocatable: [Resource: Double], groups: [QuotaGroup], agents: [Agent], admission: AdmissionPolicy
+    ) -> CapacityReport {
+        var sums: [String: GroupSums] = [:]
+        for agent in agents { sums[agent.group, default: GroupSums()].add(limits: agent.limits, usage: agent.usage) }
+        return compute(host: host, allocatable: allocatable, groups: groups, sums: sums, admission: admission)
+    }
+
+    /// The report from the live agents' sums by group (`sums`; a group missing
+    /// from `groups` counts in the totals only): the same as from the agents
+    /// themselves, without a walk over them.
+    public static func compute(
+        host: HostCapacity, allocatable: [Resource: Double], groups: [QuotaGroup], sums: [String: GroupSums], admission: AdmissionPolicy
     ) -> CapacityReport {
         let hostAmounts: [Resource: Double] = [
             .memory: Double(host.memoryBytes), .cpu: Double(host.cpus) * 100, .processes: Double(host.pidMax),
@@ -113,20 +166,20 @@ public struct CapacityReport: Equatable, Codable, Sendable {
             let allocatableAmount = min(allocatable[resource] ?? hostAmount, hostAmount)
             var groupLines: [Group] = []
             for group in groups.sorted(by: { $0.name < $1.name }) {
-                let members = agents.filter { $0.group == group.name }
+                let members = sums[group.name] ?? GroupSums()
                 groupLines.append(
                     Group(
-                        group: group.name, total: group.totals[resource],
-                        committedHard: members.reduce(0) { $0 + ($1.limits[resource]?.hard ?? 0) },
-                        committedSoft: members.reduce(0) { $0 + ($1.limits[resource]?.soft ?? 0) },
-                        used: members.reduce(0) { $0 + ($1.usage[resource] ?? 0) }, agents: members.count))
+                        group: group.name, total: group.totals[resource], committedHard: members.hard[resource] ?? 0,
+                        committedSoft: members.soft[resource] ?? 0, used: members.used[resource] ?? 0, agents: members.agents))
             }
-            let used = agents.reduce(0) { $0 + ($1.usage[resource] ?? 0) }
+            // Summed in the groups' order, so that the totals do not depend on a dictionary's.
+            let all = sums.sorted { $0.key < $1.key }.map(\.value)
+            let used = all.reduce(0) { $0 + ($1.used[resource] ?? 0) }
             lines.append(
                 Line(
                     resource: resource, host: hostAmount, reserved: max(0, hostAmount - allocatableAmount), allocatable: allocatableAmount,
-                    committedHard: agents.reduce(0) { $0 + ($1.limits[resource]?.hard ?? 0) },
-                    committedSoft: agents.reduce(0) { $0 + ($1.limits[resource]?.soft ?? 0) }, used: used,
+                    committedHard: all.reduce(0) { $0 + ($1.hard[resource] ?? 0) },
+                    committedSoft: all.reduce(0) { $0 + ($1.soft[resource] ?? 0) }, used: used,
                     available: max(0, allocatableAmount - used), groups: groupLines))
         }
         return CapacityReport(resources: lines, admission: admission)

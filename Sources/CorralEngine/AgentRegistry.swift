@@ -104,9 +104,33 @@ enum EndReason {
 struct AgentRegistry {
     private final class Box {
         var agent: ManagedAgent
+        /// What it counts for in `committed` (nil: nothing, not live).
+        var commitment: Commitment?
         init(_ agent: ManagedAgent) { self.agent = agent }
     }
     private var boxes: [String: Box] = [:]
+
+    /// What a live agent commits of its group: its limits, and the memory it protects.
+    struct Commitment: Equatable {
+        var group: String
+        var limits: LimitSet
+        var memoryLow: Int64
+
+        init?(_ agent: borrowing ManagedAgent) {
+            guard agent.record.state.isLive else { return nil }
+            group = agent.record.group
+            limits = agent.record.limits
+            memoryLow = agent.record.priority.memoryLow(soft: agent.record.limits[.memory]?.soft ?? 0)
+        }
+    }
+
+    /// The live agents' hard and soft limits summed by group (usage not
+    /// included), and the memory.low they claim: kept at every change, so that
+    /// admitting a start, or setting a group's memory.low, does not walk
+    /// 1,000 agents (at that many, each launch held the engine 30–130 ms under
+    /// emulation doing so, and kernel events waited behind it).
+    private(set) var committed: [String: CapacityReport.GroupSums] = [:]
+    private(set) var memoryLows: [String: Int64] = [:]
     /// The live agents the timers have something to look at: an open ladder
     /// episode or scale-down, a termination's grace, a freeze awaiting its
     /// confirmation. Kept at every change, so a tick over 1,000 agents walks
@@ -121,13 +145,35 @@ struct AgentRegistry {
         get { boxes[id]?.agent }
         set {
             guard let newValue else {
-                boxes[id] = nil
+                if let box = boxes.removeValue(forKey: id) { recommit(box, to: nil) }
                 timed.remove(id)
                 return
             }
-            if let box = boxes[id] { box.agent = newValue } else { boxes[id] = Box(newValue) }
+            let box: Box
+            if let existing = boxes[id] {
+                existing.agent = newValue
+                box = existing
+            } else {
+                box = Box(newValue)
+                boxes[id] = box
+            }
             noteTimers(id, newValue)
+            recommit(box, to: Commitment(newValue))
         }
+    }
+
+    /// Moves `box`'s part of `committed` and `memoryLows` to `commitment`.
+    private mutating func recommit(_ box: Box, to commitment: Commitment?) {
+        guard box.commitment != commitment else { return }
+        if let old = box.commitment {
+            committed[old.group]?.remove(limits: old.limits)
+            memoryLows[old.group, default: 0] -= old.memoryLow
+        }
+        if let new = commitment {
+            committed[new.group, default: CapacityReport.GroupSums()].add(limits: new.limits, usage: [:])
+            memoryLows[new.group, default: 0] += new.memoryLow
+        }
+        box.commitment = commitment
     }
 
     /// Keeps `timed` true of `agent`.
@@ -146,6 +192,7 @@ struct AgentRegistry {
         guard let box = boxes[id] else { return nil }
         let result = body(&box.agent)
         noteTimers(id, box.agent)
+        recommit(box, to: Commitment(box.agent))
         return result
     }
 
@@ -176,6 +223,11 @@ struct AgentRegistry {
     /// under emulation made a tick over 130 agents cost milliseconds).
     var live: [(key: String, value: ManagedAgent)] {
         liveIDs.compactMap { id in boxes[id].map { (id, $0.agent) } }
+    }
+
+    /// Reads every live agent in place, in no order (no sort, no copy).
+    func forEachLiveUnordered(_ body: (String, borrowing ManagedAgent) -> Void) {
+        for (id, box) in boxes where box.agent.record.state.isLive { body(id, box.agent) }
     }
 
     /// Reads every live agent in place, by id: no copy of an agent (the host

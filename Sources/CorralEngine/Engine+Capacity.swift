@@ -51,16 +51,15 @@ extension Engine {
     public func capacity() -> CapacityReport {
         let started = ContinuousClock.now
         defer { noteHold("the capacity's walk", since: started) }
-        var agents: [CapacityReport.Agent] = []
-        for id in registry.liveIDs {
-            // Read in place (no copy of the agent's rings).
-            registry.update(id) { agent in
-                agents.append(CapacityReport.Agent(group: agent.record.group, limits: agent.record.limits, usage: agent.usage))
+        var sums = committedSums()
+        // Usage changes with every sample: summed now, in place (no copy of an agent, no sort).
+        registry.forEachLiveUnordered { _, agent in
+            for resource in CapacityReport.resources {
+                if let amount = agent.usage[resource] { sums[agent.record.group, default: .init()].used[resource, default: 0] += amount }
             }
         }
-        for starting in launching.values { agents.append(CapacityReport.Agent(group: starting.group, limits: starting.limits, usage: [:])) }
         var report = CapacityReport.compute(
-            host: host, allocatable: allocatable(), groups: Array(configuration.groups.values), agents: agents,
+            host: host, allocatable: allocatable(), groups: Array(configuration.groups.values), sums: sums,
             admission: configuration.admission)
         report.hostPressure = HostPressureStatus(
             enabled: configuration.hostPressure.enabled, phase: hostLadder.phase, since: hostLadder.episodeStartedAt,
@@ -68,11 +67,22 @@ extension Engine {
         return report
     }
 
+    /// The live agents' limits summed by group (the registry keeps them), with the agents starting now.
+    func committedSums() -> [String: CapacityReport.GroupSums] {
+        var sums = registry.committed
+        for starting in launching.values { sums[starting.group, default: .init()].add(limits: starting.limits, usage: [:]) }
+        return sums
+    }
+
     /// Checks a new agent's hard limits against its group's totals and the
     /// allocatable: `refuse` throws (409) naming each shortfall; `allow` says it
     /// on the event stream and admits; `queue` says to hold it.
     func admission(_ limits: LimitSet, into group: String, id: String) throws(EngineError) -> Admission {
-        let shortfalls = capacity().shortfalls(admitting: limits, into: group)
+        // Only the committed limits matter here: the registry's running sums, no walk.
+        let committed = CapacityReport.compute(
+            host: host, allocatable: allocatable(), groups: Array(configuration.groups.values), sums: committedSums(),
+            admission: configuration.admission)
+        let shortfalls = committed.shortfalls(admitting: limits, into: group)
         guard !shortfalls.isEmpty else { return .admit }
         let text = shortfalls.map(\.description).joined(separator: "; ")
         switch configuration.admission {

@@ -9,12 +9,8 @@ extension Engine {
     /// changes; a failure is said, not thrown (the agents' own files stand).
     func refreshProtection(of group: String, force: Bool = false) {
         guard let quota = configuration.groups[group] else { return }
-        // In place: no copy of the table (this runs at every start and end).
-        var lows: [Int64] = []
-        registry.forEachLive { _, agent in
-            if agent.record.group == group { lows.append(agent.record.priority.memoryLow(soft: agent.record.limits[.memory]?.soft ?? 0)) }
-        }
-        let protection = Priority.groupProtection(agentLows: lows, total: quota.totals[.memory])
+        // The registry keeps the sum (this runs at every start and end).
+        let protection = Priority.groupProtection(agentLows: [registry.memoryLows[group] ?? 0], total: quota.totals[.memory])
         guard force || protection != (groupProtection[group] ?? 0) else { return }
         do throws(CgroupError) {
             try tree.fs.write(String(protection), to: .memoryLow, of: tree.groupPath(group))

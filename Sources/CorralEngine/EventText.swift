@@ -24,7 +24,7 @@ enum EventText {
         "restored: \(report.reattached.count) re-attached, \(report.discovered.count) discovered, \(report.ended.count) ended while down, \(report.removedOrphans.count) orphan cgroups removed"
             + (report.frozenStateRepaired.isEmpty
                 ? ""
-                : ", cgroup.freeze set right for \(report.frozenStateRepaired.count) (\(report.frozenStateRepaired.joined(separator: ", ")))")
+                : ", freeze state reconciled with the kernel for \(report.frozenStateRepaired.count) (\(report.frozenStateRepaired.joined(separator: ", ")))")
     }
 
     static func reloaded(groups: Int) -> String { "configuration reloaded (\(groups) groups)" }
