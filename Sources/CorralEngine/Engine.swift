@@ -248,11 +248,9 @@ public actor Engine {
     // MARK: Watching
 
     /// Handles one event of the watcher (only agents' events come here).
-    /// Returns when the agent's ladder or termination is due next (the
-    /// runtime loop sleeps until then).
-    @discardableResult
-    public func handle(_ event: WatcherEvent) -> Timestamp? {
-        guard let id = event.subject.agent else { return nil }
+    /// (Due steps are the tick's: nothing is computed for them here.)
+    public func handle(_ event: WatcherEvent) {
+        guard let id = event.subject.agent else { return }
         let started = ContinuousClock.now
         defer { noteHold("\(event.kindText) of \(id)", since: started) }
         switch event {
@@ -261,7 +259,6 @@ public actor Engine {
         case .vanished: ended(id, vanished: true)
         case .unreadable: break  // the next successful read decides
         }
-        return registry[id].flatMap(due)
     }
 
     func observe(_ observation: Observation, of id: String) {

@@ -128,7 +128,13 @@ public final class ObservationQueue: Sendable {
             // A reading the engine asked for (a due step's re-check) goes
             // behind a quiet agent's kernel event, and makes no agent busy.
             if observation.trigger == .requested { return 1 }
-            let busy = lastUrgent[agent]?[observation.trigger].map { now - $0 < ObservationQueue.burstWindow } ?? false
+            let window: Duration
+            if case .pressure = observation.trigger {
+                window = ObservationQueue.pressureBurstWindow
+            } else {
+                window = ObservationQueue.burstWindow
+            }
+            let busy = lastUrgent[agent]?[observation.trigger].map { now - $0 < window } ?? false
             return busy ? 1 : 0
         }
 
@@ -170,7 +176,7 @@ public final class ObservationQueue: Sendable {
         }
 
         /// The next event to hand out, if any.
-        mutating func pop() -> WatcherEvent? {
+        mutating func pop(now: ContinuousClock.Instant) -> WatcherEvent? {
             for index in lanes.indices {
                 while !lanes[index].isEmpty {
                     let position = lanes[index].frontPosition
@@ -190,7 +196,6 @@ public final class ObservationQueue: Sendable {
                         }
                         lastSeen[agent] = latest
                         if !entry.triggers.isEmpty {
-                            let now = ContinuousClock.now
                             for trigger in entry.triggers { lastUrgent[agent, default: [:]][trigger] = now }
                         }
                     case .emptied, .vanished, .unreadable:
@@ -204,12 +209,23 @@ public final class ObservationQueue: Sendable {
         }
     }
 
-    /// An agent whose kernel events came within this window is in a burst.
+    /// An agent whose kernel events from one file came within this window is in a burst.
     static let burstWindow = Duration.seconds(1)
+    /// The same for a PSI trigger, which fires at most once per its window (1 s,
+    /// or 2 s unprivileged) however long the stall lasts: a throttled spinner's
+    /// cpu.pressure or a reclaiming hog's memory.pressure fires every window, and
+    /// with a burst window no longer than that each firing looked new — forty
+    /// such agents kept the first lane busy, and crossings waited behind them.
+    static let pressureBurstWindow = Duration.seconds(3)
 
     private let state = Mutex(State())
 
-    public init() {}
+    /// The time bursts are measured with (tests inject theirs).
+    private let now: @Sendable () -> ContinuousClock.Instant
+
+    public init(now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }) {
+        self.now = now
+    }
 
     /// Queues `event` (any thread; never blocks). Ignored after `finish`, and
     /// when it is not an agent's or a read failed.
@@ -218,9 +234,10 @@ public final class ObservationQueue: Sendable {
         guard event.subject.agent != nil else { return }
         let handOver: (CheckedContinuation<Wait, Never>, WatcherEvent)? = state.withLock { state in
             guard !state.finished else { return nil }
-            let lane = state.lane(of: event, now: .now)
+            let now = now()
+            let lane = state.lane(of: event, now: now)
             state.enqueue(event, in: lane)
-            guard let waiter = state.waiter, let next = state.pop() else { return nil }
+            guard let waiter = state.waiter, let next = state.pop(now: now) else { return nil }
             state.waiter = nil
             return (waiter, next)
         }
@@ -263,7 +280,7 @@ public final class ObservationQueue: Sendable {
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Wait, Never>) in
                 let ready: Wait? = state.withLock { state in
-                    if let event = state.pop() { return .event(event) }
+                    if let event = state.pop(now: now()) { return .event(event) }
                     if state.finished { return .finished }
                     if let deadline, deadline <= .now { return .timedOut }
                     state.waiter = continuation

@@ -490,7 +490,7 @@ func scrape(agents count: Int, scrapes: Int) async throws {
             var varied = sample
             varied.cpu.usageUsec += Int64(index * 1000 + round * 10_000)
             varied.memoryCurrent = (100 << 20) + Int64(round * 4096)
-            _ = await engine.handle(
+            await engine.handle(
                 .observation(
                     Observation(
                         subject: .agent("agent\(index)"), trigger: .sample, at: Engine.wallClock(), seenAt: .now, sample: varied,
@@ -609,7 +609,7 @@ func memory(agents count: Int, every: Int64) async throws {
                     UsageReading(resource: .memory, usage: Double(1 << 20) + Double(round % 7) * 4096),
                     UsageReading(resource: .cpu, usage: 0.1), UsageReading(resource: .processes, usage: 1),
                 ]
-                _ = await engine.handle(
+                await engine.handle(
                     .observation(
                         Observation(
                             subject: .agent("agent\(index)"), trigger: .sample, at: time.withLock { $0 }, seenAt: .now, sample: sample,

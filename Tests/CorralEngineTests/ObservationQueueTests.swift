@@ -248,6 +248,30 @@ struct ObservationQueueTests {
         #expect(queue.depth.lanes == [0, 0, 0])
     }
 
+    /// A PSI trigger fires once per window (1 s) for as long as a stall lasts:
+    /// its next firing a second later is still the same burst, while a
+    /// memory.events a second later is news.
+    @Test func aPressureTriggerFiringEveryWindowStaysInItsBurst() async throws {
+        let clock = Mutex(ContinuousClock.now)
+        let queue = ObservationQueue(now: { clock.withLock { $0 } })
+        func event(_ agent: String, _ seenMS: Int64, _ trigger: ObservationTrigger) -> WatcherEvent {
+            .observation(
+                Observation(
+                    subject: .agent(agent), trigger: trigger, at: Timestamp(milliseconds: seenMS),
+                    seenAt: Self.t0 + .milliseconds(seenMS), sample: CgroupSample(), readings: [], elapsed: .milliseconds(200)))
+        }
+        queue.push(event("spinner", 1, .pressure(.cpu)))
+        queue.push(event("hog", 2, .event(.memoryEvents)))
+        _ = await queue.next()
+        _ = await queue.next()
+        clock.withLock { $0 += .milliseconds(1200) }
+        queue.push(event("spinner", 1300, .pressure(.cpu)))
+        queue.push(event("hog", 1301, .event(.memoryEvents)))
+        #expect(queue.depth.lanes == [1, 1, 0])
+        #expect(Self.describe(await queue.next()) == "hog@1301")
+        #expect(Self.describe(await queue.next()) == "spinner@1300")
+    }
+
     /// A kernel event waiting behind a burst, joined by a quiet file's event
     /// of the same agent, moves ahead with it (its old place is skipped).
     @Test func aMergedEventMovesToTheMoreUrgentLane() async {
