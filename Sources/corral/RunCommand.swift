@@ -249,12 +249,15 @@ struct Run: ParsableCommand {
         // the same engine runs embedded for this one agent.
         let client = CorralClient(socketPath: socket ?? CorralClient.configuredSocketPath)
         var summary: RunSummary?
-        if !noDaemon && client.isReachable {
+        if !noDaemon {
             var viaDaemon = request
             viaDaemon.environment.append("CORRAL_SOCKET=\(client.socketPath)")
             do {
                 summary = try DaemonRun(client: client, filters: filters).run(
                     viaDaemon, overrides: overrides, security: securityOverride, quiet: quiet || json)
+            } catch is DaemonRun.NoDaemon {
+                // Nothing listens on the socket: the engine runs embedded. (Asked by the
+                // registration itself: a connection made only to see cost every run one.)
             } catch let refusal as DaemonRun.NotPermitted {
                 // Anyone may connect (the daemon decides by SO_PEERCRED); one that
                 // may not register agents there runs them itself, as without a daemon.

@@ -57,6 +57,9 @@ struct DaemonRun {
         var message: String
     }
 
+    /// Nothing listens on the socket (no daemon, or one that is gone): nothing was registered.
+    struct NoDaemon: Error {}
+
     /// `admission: queue`: waits until the daemon starts the queued agent (its cgroup then
     /// exists, state `starting`). ^C or SIGTERM (blocked for forwarding, so seen as pending)
     /// takes it out of the queue.
@@ -115,6 +118,7 @@ struct DaemonRun {
                     seccomp: security.seccompBase?.rawValue, priority: request.priorityIsOwn ? request.priority.rawValue : nil),
                 as: AgentRecord.self)
         } catch {
+            if case .unreachable = error { throw NoDaemon() }
             if case .api(409, _, let message) = error { throw fail(message) }
             if case .api(403, _, let message) = error {
                 throw NotPermitted(message: "the daemon on \(client.socketPath) refused: \(message)")
