@@ -18,6 +18,15 @@ struct ObservationQueueTests {
                 seenAt: t0 + .milliseconds(seenMS), sample: CgroupSample(), readings: [], elapsed: .seconds(1)))
     }
 
+    /// A kernel event (or PSI trigger) of `agent`, seen `seenMS` after t0.
+    static func kernelEvent(_ agent: String, _ seenMS: Int64, _ trigger: ObservationTrigger, readings: [UsageReading] = []) -> WatcherEvent
+    {
+        .observation(
+            Observation(
+                subject: .agent(agent), trigger: trigger, at: Timestamp(milliseconds: seenMS), seenAt: t0 + .milliseconds(seenMS),
+                sample: CgroupSample(), readings: readings, elapsed: .milliseconds(200)))
+    }
+
     static func describe(_ event: WatcherEvent?) -> String {
         switch event {
         case .observation(let observation)?:
@@ -173,10 +182,7 @@ struct ObservationQueueTests {
     @Test func waitingKernelEventsOfOneAgentAreMerged() async {
         let queue = ObservationQueue()
         func event(_ agent: String, _ seenMS: Int64, _ readings: [UsageReading]) -> WatcherEvent {
-            .observation(
-                Observation(
-                    subject: .agent(agent), trigger: .event(.pidsEvents), at: Timestamp(milliseconds: seenMS),
-                    seenAt: Self.t0 + .milliseconds(seenMS), sample: CgroupSample(), readings: readings, elapsed: .milliseconds(200)))
+            Self.kernelEvent(agent, seenMS, .event(.pidsEvents), readings: readings)
         }
         // "hot" is in a burst: its events go to the second lane.
         queue.push(event("hot", 1, []))
@@ -215,12 +221,7 @@ struct ObservationQueueTests {
     /// start does not demote its first memory.events either.
     @Test func aBurstOnOneFileDoesNotDemoteAnotherFilesFirstEvent() async {
         let queue = ObservationQueue()
-        func event(_ agent: String, _ seenMS: Int64, _ file: CgroupFile) -> WatcherEvent {
-            .observation(
-                Observation(
-                    subject: .agent(agent), trigger: .event(file), at: Timestamp(milliseconds: seenMS),
-                    seenAt: Self.t0 + .milliseconds(seenMS), sample: CgroupSample(), readings: [], elapsed: .milliseconds(200)))
-        }
+        func event(_ agent: String, _ seenMS: Int64, _ file: CgroupFile) -> WatcherEvent { Self.kernelEvent(agent, seenMS, .event(file)) }
         // Three agents in a burst: forkers on pids.events, "hog" on cgroup.events (its start).
         for (agent, file) in [("fork1", CgroupFile.pidsEvents), ("fork2", .pidsEvents), ("hog", .events)] {
             queue.push(event(agent, 1, file))
@@ -255,10 +256,7 @@ struct ObservationQueueTests {
         let clock = Mutex(ContinuousClock.now)
         let queue = ObservationQueue(now: { clock.withLock { $0 } })
         func event(_ agent: String, _ seenMS: Int64, _ trigger: ObservationTrigger) -> WatcherEvent {
-            .observation(
-                Observation(
-                    subject: .agent(agent), trigger: trigger, at: Timestamp(milliseconds: seenMS),
-                    seenAt: Self.t0 + .milliseconds(seenMS), sample: CgroupSample(), readings: [], elapsed: .milliseconds(200)))
+            Self.kernelEvent(agent, seenMS, trigger)
         }
         queue.push(event("spinner", 1, .pressure(.cpu)))
         queue.push(event("hog", 2, .event(.memoryEvents)))
@@ -276,12 +274,7 @@ struct ObservationQueueTests {
     /// of the same agent, moves ahead with it (its old place is skipped).
     @Test func aMergedEventMovesToTheMoreUrgentLane() async {
         let queue = ObservationQueue()
-        func event(_ agent: String, _ seenMS: Int64, _ file: CgroupFile) -> WatcherEvent {
-            .observation(
-                Observation(
-                    subject: .agent(agent), trigger: .event(file), at: Timestamp(milliseconds: seenMS),
-                    seenAt: Self.t0 + .milliseconds(seenMS), sample: CgroupSample(), readings: [], elapsed: .milliseconds(200)))
-        }
+        func event(_ agent: String, _ seenMS: Int64, _ file: CgroupFile) -> WatcherEvent { Self.kernelEvent(agent, seenMS, .event(file)) }
         for agent in ["a", "b"] {
             queue.push(event(agent, 1, .pidsEvents))
             _ = await queue.next()
