@@ -24,7 +24,7 @@ public struct LadderSettings: Equatable, Codable, Sendable {
 
 /// What the ladder asks the engine to do. The engine carries it out and
 /// records the real outcome; the ladder never assumes success.
-public enum LadderCommand: Equatable, Sendable {
+public enum LadderCommand: Equatable, Codable, Sendable {
     case warn(Violation)
     /// Lower the resource's limit by `factor` (cpu.max quota, memory.high, pids.max).
     case throttle(Violation, factor: Double)

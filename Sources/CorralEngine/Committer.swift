@@ -11,12 +11,18 @@ public struct CommitRequest: Sendable {
     public var ladder: AgentLadder?
     public var agent: AgentRecord?
     public var forgetsLadder = false
+    /// The intent this step carried out (`ActionIntent.sequence`): stored as
+    /// settled in the same transaction, so a restart does not replay it.
+    public var intent: UInt64?
 
-    public init(records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?) {
+    public init(
+        records: [EnforcementRecord], plans: [DegradationPlan], ladder: AgentLadder?, agent: AgentRecord?, intent: UInt64? = nil
+    ) {
         self.records = records
         self.plans = plans
         self.ladder = ladder
         self.agent = agent
+        self.intent = intent
     }
 }
 

@@ -229,11 +229,14 @@ struct Enforcer: Sendable {
             violation: violation, action: .suspend, at: now, succeeded: false, error: error.description, details: EventText.freezeFailed)
     }
 
-    /// The grace after SIGTERM has passed with processes alive: cgroup.kill.
-    func finishTermination(_ agent: ManagedAgent, at now: Timestamp) -> EnforcementRecord {
-        let violation =
-            agent.ladder.episodes.values.map(\.violation).max { $0.kind < $1.kind }
+    /// The violation a termination's kill is recorded against: the gravest open one.
+    static func terminationViolation(_ agent: ManagedAgent) -> Violation {
+        agent.ladder.episodes.values.map(\.violation).max { $0.kind < $1.kind }
             ?? Violation(agent: agent.record.id, resource: .memory, kind: .hard, current: 0, limit: 0)
+    }
+
+    /// The grace after SIGTERM has passed with processes alive: cgroup.kill.
+    func finishTermination(_ agent: ManagedAgent, for violation: Violation, at now: Timestamp) -> EnforcementRecord {
         do {
             let method = try tree.kill(agent.leaf)
             return EnforcementRecord(

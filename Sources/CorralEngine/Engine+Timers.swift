@@ -20,6 +20,7 @@ extension Engine {
         let started = ContinuousClock.now
         reapChildren()
         writer.retryUnsaved()
+        clearSettledIntents()
         if !admissionQueue.isEmpty { admitQueued() }
         let now = clock()
         analyticsDuties(at: now)
@@ -99,10 +100,16 @@ extension Engine {
         } catch {
             return  // gone: the watcher reports it, and `ended` records it
         }
-        let outcome = enforcer.finishTermination(agent, at: clock())
+        let now = clock()
+        let violation = Enforcer.terminationViolation(agent)
         // An operator's stop is not a ladder action: nothing to record.
-        guard agent.endRequested != .stop else { return }
-        writer.commitNow(records: [outcome], ladder: agent.ladder, agent: agent.record) { "terminate: \($0.details)" }
+        guard agent.endRequested != .stop else {
+            _ = enforcer.finishTermination(agent, for: violation, at: now)
+            return
+        }
+        let intent = writeIntent(id, at: now, .kill(violation), ladder: agent.ladder)
+        let outcome = enforcer.finishTermination(agent, for: violation, at: now)
+        writer.commitNow(records: [outcome], ladder: agent.ladder, agent: agent.record, intent: intent) { "terminate: \($0.details)" }
     }
 
     // MARK: Handlers

@@ -115,14 +115,21 @@ public actor Engine {
     let instruments: (any EngineInstruments)?
     /// The root's limits as last read, for a second (capacity is asked at every scrape and admission).
     var allocatableCache: (at: ContinuousClock.Instant, amounts: [Resource: Double])?
+    /// Where each step writes what it is about to do before doing it (see
+    /// `ActionIntent`); nil for `corral run` without a daemon (nothing
+    /// outlives it to replay them). The engine alone appends and clears.
+    let intents: (any IntentJournal)?
+    /// The journal's bookkeeping (see `Engine+Intents.swift`).
+    var intentLog = IntentBookkeeping()
 
     public init(
         configuration: CorralConfiguration, tree: CgroupTree, store: any EngineStore, hub: EventHub = EventHub(),
         handlers: ActionHandlers? = nil, logDirectory: String? = nil, socketPath: String? = nil,
-        host: HostCapacity = HostProbe.capacity(), instruments: (any EngineInstruments)? = nil,
+        host: HostCapacity = HostProbe.capacity(), instruments: (any EngineInstruments)? = nil, intents: (any IntentJournal)? = nil,
         clock: @escaping @Sendable () -> Timestamp = Engine.wallClock
     ) {
         self.host = host
+        self.intents = intents
         self.instruments = instruments
         self.configuration = configuration
         self.tree = tree
@@ -234,8 +241,15 @@ public actor Engine {
     public func restore() throws -> Reconciliation {
         let store = writer.settled
         for (name, group) in try store.groupOverrides() { configuration.groups[name] = group }
-        let (agents, report) = try Reconciler(tree: tree, store: store, configuration: configuration, now: clock()).run()
-        for (id, agent) in agents { registry[id] = agent }
+        var journalProblems: [String] = []
+        let unsettled = unsettledIntents(settled: try store.settledIntent(), problems: &journalProblems)
+        let reconciled = try Reconciler(
+            tree: tree, store: store, configuration: configuration, now: clock(), enforcer: enforcer, intents: unsettled
+        ).run()
+        clearReplayedIntents(problems: &journalProblems)
+        var report = reconciled.report
+        report.problems += journalProblems
+        for (id, agent) in reconciled.agents { registry[id] = agent }
         restoreHostLadder()
         // memory.low of the groups as the restored agents claim it (a leftover value is reset too).
         for name in configuration.groupNames { refreshProtection(of: name, force: true) }
@@ -331,6 +345,8 @@ public actor Engine {
         }
         let commands = agent.ladder.advance(to: now, limits: agent.record.limits, settings: settings(for: agent.record.group))
         let plans = degrade(&agent, usage: usage, at: now)
+        // Written down before any of it touches the kernel; the step's commit settles it.
+        let intent = commands.isEmpty ? nil : writeIntent(id, at: now, .commands(commands), ladder: agent.ladder)
         for command in commands {
             let outcome = enforcer.execute(command, on: &agent, at: now)
             records += outcome.records
@@ -343,13 +359,14 @@ public actor Engine {
         let changed =
             current.ladder.episodes.keys != before.episodes.keys
             || current.ladder.episodes.values.map(\.fired) != before.episodes.values.map(\.fired)
-            || !records.isEmpty || !plans.isEmpty || current.record.state != recordBefore.state
+            || !records.isEmpty || !plans.isEmpty || current.record.state != recordBefore.state || intent != nil
         guard changed else { return !records.isEmpty }
         // The agent's row only when this step changed it (JSON encoding is
         // most of a commit's cost); the records are published once stored.
         writer.commit(
             CommitRequest(
-                records: records, plans: plans, ladder: current.ladder, agent: current.record == recordBefore ? nil : current.record),
+                records: records, plans: plans, ladder: current.ladder, agent: current.record == recordBefore ? nil : current.record,
+                intent: intent),
             agent: id)
         return !records.isEmpty
     }

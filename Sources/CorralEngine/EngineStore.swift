@@ -38,6 +38,8 @@ public protocol EngineStore: StepStore {
     func save(denial: SyscallDenial) throws
     /// Denied syscalls, the most recent first.
     func denials(agent: String?, limit: Int) throws -> [SyscallDenial]
+    /// The highest intent whose step is stored (`CommitRequest.intent`); 0 when none.
+    func settledIntent() throws -> UInt64
 }
 
 extension EngineStore {
@@ -99,6 +101,7 @@ extension ForwardingEngineStore {
     public func groupOverrides() throws -> [String: QuotaGroup] { try base.groupOverrides() }
     public func save(denial: SyscallDenial) throws { try base.save(denial: denial) }
     public func denials(agent: String?, limit: Int) throws -> [SyscallDenial] { try base.denials(agent: agent, limit: limit) }
+    public func settledIntent() throws -> UInt64 { try base.settledIntent() }
 }
 
 /// An `EngineStore` in memory (for `corral run` and tests).
@@ -113,6 +116,7 @@ public final class MemoryStore: EngineStore {
         var groups: [String: QuotaGroup] = [:]
         var denials: [String: SyscallDenial] = [:]
         var nextID: Int64 = 1
+        var settledIntent: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -148,6 +152,7 @@ public final class MemoryStore: EngineStore {
                 if let ladder = request.ladder { state.ladders[ladder.agent] = ladder }
                 if let agent = request.agent { state.agents[agent.id] = agent }
                 if request.forgetsLadder, let id = request.agent?.id { state.ladders[id] = nil }
+                if let intent = request.intent { state.settledIntent = max(state.settledIntent, intent) }
                 return stored
             }
         }
@@ -213,4 +218,6 @@ public final class MemoryStore: EngineStore {
                     .sorted { ($0.lastAt, $1.syscall) > ($1.lastAt, $0.syscall) }.prefix(max(limit, 0)))
         }
     }
+
+    public func settledIntent() throws -> UInt64 { state.withLock { $0.settledIntent } }
 }

@@ -22,6 +22,9 @@ enum EventText {
 
     static func restored(_ report: Engine.Reconciliation) -> String {
         "restored: \(report.reattached.count) re-attached, \(report.discovered.count) discovered, \(report.ended.count) ended while down, \(report.removedOrphans.count) orphan cgroups removed"
+            + (report.replayed.isEmpty
+                ? ""
+                : ", actions replayed from the intent journal for \(report.replayed.count) (\(report.replayed.joined(separator: ", ")))")
             + (report.frozenStateRepaired.isEmpty
                 ? ""
                 : ", freeze state reconciled with the kernel for \(report.frozenStateRepaired.count) (\(report.frozenStateRepaired.joined(separator: ", ")))")
@@ -116,6 +119,23 @@ enum EventText {
 
     static let freezeFailed = "freeze failed; the agent runs on"
 
+    // MARK: Intents replayed at a restart
+
+    /// Appended to the details of a record made by a restart from an intent whose step was not stored.
+    static let replayed = " [replayed at corrald's restart: the daemon stopped before this step's record was stored]"
+
+    static let endedBeforeReplay = "the agent ended while corrald was down"
+
+    /// A terminate or kill whose agent had ended by the restart.
+    static func endedAfter(_ action: String) -> String {
+        "\(action) as corrald stopped; the agent had ended by its restart" + replayed
+    }
+
+    /// A handler whose end nobody saw.
+    static func handlerOutcomeUnknown(_ command: [String]) -> String {
+        "handler \(command.first ?? "?") was started as corrald stopped; its outcome is unknown" + replayed
+    }
+
     static func terminationNotice(grace: Duration) -> String {
         "termination notice: SIGTERM now, cgroup.kill in \(Quantity.formatDuration(grace))"
     }
@@ -177,6 +197,12 @@ enum EventText {
     // MARK: The daemon's own trouble
 
     static func notStored(records: Int, _ error: any Error) -> String { "could not store \(records) enforcement records: \(error)" }
+
+    static func intentNotWritten(_ error: any Error) -> String {
+        "the intent journal cannot be written (\(error)): enforcement goes on, but a daemon killed before an action's record is stored loses that record"
+    }
+
+    static let intentsWrittenAgain = "the intent journal is written again"
 
     /// The database could not be written, or can again (nil: nothing worth saying changed).
     static func storeBacklog(before: StoreBacklog, after: StoreBacklog, bound: Int) -> String? {

@@ -13,6 +13,9 @@ extension Engine {
         /// kernel's `frozen` decides: suspended, awaiting confirmation again, or
         /// rolled back), or a thaw done but never saved (the agent is running).
         public var frozenStateRepaired: [String] = []
+        /// Agents with a step carried out but never stored (the daemon was
+        /// killed in between): their intents replayed, records stored.
+        public var replayed: [String] = []
         /// Cgroups that could not be read or removed, with why (said, not fatal).
         public var problems: [String] = []
     }
@@ -26,6 +29,10 @@ struct Reconciler {
     let store: any EngineStore
     let configuration: CorralConfiguration
     let now: Timestamp
+    /// Carries out again what unsettled intents asked.
+    let enforcer: Enforcer
+    /// Steps carried out but not stored before the daemon stopped, in order.
+    var intents: [ActionIntent] = []
 
     /// The agents to manage, and the report.
     func run() throws -> (agents: [String: ManagedAgent], report: Engine.Reconciliation) {
@@ -33,8 +40,13 @@ struct Reconciler {
         var agents: [String: ManagedAgent] = [:]
         let stored = try store.agents()
         let ladders = Dictionary(try store.ladders().map { ($0.agent, $0) }, uniquingKeysWith: { _, last in last })
+        let unsettled = Dictionary(grouping: intents, by: \.agent)
+        // The replays' records and rows, stored in one transaction with the mark that settles
+        // them: a restart killed before it replays them again, one after it never does.
+        var replays: [CommitRequest] = []
         for var record in stored where record.state.isLive {
             let leaf = tree.agentPath(group: record.group, agent: record.id)
+            let replaying = unsettled[record.id] ?? []
             let populated: Bool?
             do {
                 populated = try tree.isPopulated(leaf)
@@ -49,25 +61,47 @@ struct Reconciler {
                 record.endedAt = now
                 record.endReason = populated == nil ? EndReason.goneWhileDown : EndReason.endedWhileDown
                 remove(leaf, &report)
+                report.ended.append(record.id)
+                guard replaying.isEmpty else {
+                    var request = CommitRequest(records: replayEnded(replaying, &record), plans: [], ladder: nil, agent: record)
+                    request.forgetsLadder = true
+                    replays.append(request)
+                    report.replayed.append(record.id)
+                    continue
+                }
                 _ = try store.commit(records: [], ladder: nil, agent: record)
                 try store.deleteLadder(agent: record.id)
-                report.ended.append(record.id)
                 continue
             }
-            var ladder = ladders[record.id] ?? AgentLadder(agent: record.id)
+            var ladder = replaying.last?.ladder ?? ladders[record.id] ?? AgentLadder(agent: record.id)
             ladder.resume(at: now)
-            let repair = repairFreeze(leaf, &record, &ladder, &report)
+            var managed = ManagedAgent(record: record, ladder: ladder, leaf: leaf)
+            var records = replay(replaying, on: &managed)
+            // A freeze the replay asked for is settled by the engine; otherwise the kernel's
+            // freeze state is checked against the agent's.
+            let repair = managed.pendingFreeze == nil ? repairFreeze(leaf, &managed.record, &managed.ladder, &report) : nil
             if let repair {
-                _ = try store.commit(records: repair.records, ladder: ladder, agent: record)
+                records += repair.records
+                managed.pendingFreeze = repair.pending
                 report.frozenStateRepaired.append(record.id)
             }
-            var managed = ManagedAgent(record: record, ladder: ladder, leaf: leaf)
-            managed.pendingFreeze = repair?.pending
-            if ladder.terminating {
+            if !replaying.isEmpty {
+                replays.append(CommitRequest(records: records, plans: [], ladder: managed.ladder, agent: managed.record))
+                report.replayed.append(record.id)
+            } else if repair != nil {
+                _ = try store.commit(records: records, ladder: managed.ladder, agent: managed.record)
+            }
+            if managed.terminationDeadline == nil, managed.ladder.terminating {
                 managed.terminationDeadline = now + configuration.escalation(for: record.group).terminationGrace
             }
             agents[record.id] = managed
             report.reattached.append(record.id)
+        }
+        if let last = intents.map(\.sequence).max() {
+            // Intents of agents stored as ended were settled by the end's own commit, which followed theirs.
+            if replays.isEmpty { replays.append(CommitRequest(records: [], plans: [], ladder: nil, agent: nil)) }
+            replays[replays.count - 1].intent = last
+            _ = try store.commit(batch: replays)
         }
         let known = Dictionary(stored.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
         for group in children(of: tree.root, &report) where group != CgroupTree.supervisorName && CgroupName.isValid(group) {
@@ -154,6 +188,91 @@ struct Reconciler {
         default:
             return nil
         }
+    }
+
+    /// Carries out again, through the enforcer, what the unsettled intents of
+    /// a live agent asked, with each step's time: a limit written, a freeze
+    /// asked, SIGTERM sent, a cgroup.kill written (each as the step did it;
+    /// done twice, the same). A migrate or custom handler is not run again:
+    /// its outcome is unknown. The records say they were replayed.
+    private func replay(_ intents: [ActionIntent], on agent: inout ManagedAgent) -> [EnforcementRecord] {
+        var records: [EnforcementRecord] = []
+        for intent in intents {
+            switch intent.work {
+            case .commands(let commands):
+                for command in commands {
+                    let outcome = enforcer.execute(command, on: &agent, at: intent.at)
+                    records += outcome.records
+                    if let job = outcome.handler {
+                        records.append(
+                            EnforcementRecord(
+                                violation: job.violation, action: job.action, at: intent.at, succeeded: false,
+                                error: "corrald stopped while the handler ran", details: EventText.handlerOutcomeUnknown(job.command)))
+                    }
+                }
+            case .kill(let violation):
+                records.append(enforcer.finishTermination(agent, for: violation, at: intent.at))
+            }
+        }
+        // A freeze asked again now has its whole confirmation time from now.
+        if var pending = agent.pendingFreeze {
+            pending.started = .now
+            pending.deadline = now + Enforcer.freezeConfirmation
+            agent.pendingFreeze = pending
+        }
+        return records.map { record in
+            var record = record
+            if !record.details.hasSuffix(EventText.replayed) { record.details += EventText.replayed }
+            return record
+        }
+    }
+
+    /// The records of unsettled intents whose agent ended while the daemon was
+    /// down: what needed no kernel (a warning, a scale-down request) as it
+    /// would have been; a terminate or kill as done (the agent ended; the
+    /// intent was written just before the signal); a throttle or suspend as
+    /// unconfirmed. A terminate or kill makes the agent `terminated`.
+    private func replayEnded(_ intents: [ActionIntent], _ record: inout AgentRecord) -> [EnforcementRecord] {
+        var records: [EnforcementRecord] = []
+        func add(_ violation: Violation, _ action: EnforcementAction, at: Timestamp, ok: Bool, error: String? = nil, _ details: String) {
+            records.append(EnforcementRecord(violation: violation, action: action, at: at, succeeded: ok, error: error, details: details))
+        }
+        func terminated(_ violation: Violation) {
+            record.state = .terminated
+            record.endReason = EventText.terminateReason(violation)
+        }
+        for intent in intents {
+            switch intent.work {
+            case .commands(let commands):
+                for command in commands {
+                    switch command {
+                    case .warn(let violation):
+                        add(violation, .warn, at: intent.at, ok: true, EventText.warned(violation) + EventText.replayed)
+                    case .scaleDown(let violation, let request):
+                        add(violation, .scaleDown, at: intent.at, ok: true, EventText.scaleDownRequested(request) + EventText.replayed)
+                    case .scaleDownResolved(let agent, let request, let usage, let met):
+                        let violation = Violation(
+                            agent: agent, resource: request.resource, kind: .hard, current: usage ?? request.current, limit: request.target)
+                        add(
+                            violation, .scaleDown, at: intent.at, ok: met, error: met ? nil : "deadline missed",
+                            EventText.scaleDownResolved(request, usage: usage, met: met) + EventText.replayed)
+                    case .throttle(let violation, _), .suspend(let violation), .migrate(let violation), .custom(let violation):
+                        add(
+                            violation, command.action ?? .throttle, at: intent.at, ok: false, error: EventText.endedBeforeReplay,
+                            "not confirmed" + EventText.replayed)
+                    case .terminate(let violation, _):
+                        add(violation, .terminate, at: intent.at, ok: true, EventText.endedAfter("SIGTERM sent"))
+                        terminated(violation)
+                    case .restore:
+                        break
+                    }
+                }
+            case .kill(let violation):
+                add(violation, .terminate, at: intent.at, ok: true, EventText.endedAfter("cgroup.kill written"))
+                terminated(violation)
+            }
+        }
+        return records
     }
 
     /// How `repairFreeze` set a freeze right: records to save, or a freeze to confirm.

@@ -16,6 +16,8 @@ final class StoreWriter: Sendable {
     private let events: EventPublisher
     /// Agent rows whose commit failed, newest per agent.
     private let unsaved = Mutex<[String: AgentRecord]>([:])
+    /// The highest intent whose step the committer has stored.
+    private let lastSettled = Atomic<UInt64>(0)
 
     init(store: any EngineStore, events: EventPublisher, instruments: (any EngineInstruments)? = nil, bound: Int = 10_000) {
         self.store = store
@@ -56,13 +58,19 @@ final class StoreWriter: Sendable {
     /// Blocks until every queued step is stored and its records published.
     func drain() { committer.drain() }
 
+    /// The highest intent whose step is stored (a later step's mark covers
+    /// one that failed for good): the journal may be cleared up to it.
+    var settledIntent: UInt64 { lastSettled.load(ordering: .acquiring) }
+
     /// Commits one step off the engine; its records are published once stored.
     func commit(_ request: CommitRequest, agent id: String) {
         let events = events
         let count = request.records.count
-        committer.enqueue(request) { result in
+        let intent = request.intent
+        committer.enqueue(request) { [self] result in
             switch result {
             case .success(let stored):
+                if let intent { _ = lastSettled.max(intent, ordering: .releasing) }
                 for record in stored {
                     events.publish(.enforcement, agent: id, EventText.enforcement(record), record: record)
                 }
@@ -77,15 +85,16 @@ final class StoreWriter: Sendable {
     /// written they join the committer's kept steps, in order; another failure
     /// is published.
     func commitNow(
-        records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord,
+        records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord, intent: UInt64? = nil,
         message: @escaping @Sendable (EnforcementRecord) -> String
     ) {
-        let request = CommitRequest(records: records, plans: [], ladder: ladder, agent: agent)
+        let request = CommitRequest(records: records, plans: [], ladder: ladder, agent: agent, intent: intent)
         guard committer.backlog.pendingSteps == 0 else { return keep(request, message: message) }
         do {
-            for record in try settled.commit(records: records, ladder: ladder, agent: agent) {
+            for record in try settled.commit(batch: [request])[0] {
                 events.publish(.enforcement, agent: agent.id, message(record), record: record)
             }
+            if let intent { _ = lastSettled.max(intent, ordering: .releasing) }
         } catch  where Committer.isTransient(error) {
             keep(request, message: message)
         } catch {
@@ -98,9 +107,10 @@ final class StoreWriter: Sendable {
     private func keep(_ request: CommitRequest, message: @escaping @Sendable (EnforcementRecord) -> String) {
         let events = events
         let id = request.agent?.id
-        committer.enqueue(request) { result in
+        committer.enqueue(request) { [self] result in
             switch result {
             case .success(let stored):
+                if let intent = request.intent { _ = lastSettled.max(intent, ordering: .releasing) }
                 for record in stored { events.publish(.enforcement, agent: id, message(record), record: record) }
             case .failure(let error):
                 events.publish(.daemon, agent: id, EventText.notStored(records: request.records.count, error))

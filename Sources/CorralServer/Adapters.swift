@@ -5,6 +5,22 @@ public import CorralEngine
 public import CorralStore
 import CorralWatcher
 
+/// The engine's write-ahead intents, in a file beside the database.
+public struct FileIntentJournal: IntentJournal {
+    let log: IntentLog
+
+    public init(log: IntentLog) {
+        self.log = log
+    }
+
+    public func append(_ intent: ActionIntent) throws { try log.append(intent) }
+    public func read() throws -> (intents: [ActionIntent], problems: [String]) {
+        let (intents, problems) = try log.entries(ActionIntent.self)
+        return (intents, problems)
+    }
+    public func clear() throws { try log.clear() }
+}
+
 /// The engine's store, in SQLite.
 public struct SQLiteEngineStore: EngineStore {
     let store: CorralStore
@@ -29,6 +45,7 @@ public struct SQLiteEngineStore: EngineStore {
                 if let ladder = request.ladder { try transaction.save(ladder: ladder) }
                 if let agent = request.agent { try transaction.save(agent) }
                 if request.forgetsLadder, let id = request.agent?.id { _ = try transaction.deleteLadder(agent: id) }
+                if let intent = request.intent { try transaction.settle(intent: intent) }
                 return stored
             }
         }
@@ -62,4 +79,5 @@ public struct SQLiteEngineStore: EngineStore {
     public func groupOverrides() throws -> [String: QuotaGroup] { try store.groupOverrides() }
     public func save(denial: SyscallDenial) throws { try store.save(denial: denial) }
     public func denials(agent: String?, limit: Int) throws -> [SyscallDenial] { try store.denials(agent: agent, limit: limit) }
+    public func settledIntent() throws -> UInt64 { try store.settledIntent() }
 }

@@ -230,8 +230,11 @@ public enum Daemon {
 
         try makeDirectory(options.stateDirectory + "/logs", mode: 0o700)
         let store: CorralStore
+        let intents: IntentLog
         do {
             store = try CorralStore(path: options.stateDirectory + "/corral.db")
+            // Opened after the database: its lock says this daemon owns the state directory.
+            intents = try IntentLog(path: options.stateDirectory + "/intents.log")
         } catch {
             throw DaemonError("\(error)")
         }
@@ -240,7 +243,7 @@ public enum Daemon {
         let engine = Engine(
             configuration: configuration, tree: tree, store: SQLiteEngineStore(store: store),
             logDirectory: options.stateDirectory + "/logs", socketPath: options.socketPath,
-            host: HostProbe.capacity(forRootAt: location.rootPath), instruments: metrics)
+            host: HostProbe.capacity(forRootAt: location.rootPath), instruments: metrics, intents: FileIntentJournal(log: intents))
         // Subscribed before the restore, so that every re-attachment is logged.
         let eventLog = EventLogService(engine: engine, events: engine.hub.subscribe(agent: nil), logger: logger)
         let reconciliation = try await engine.restore()

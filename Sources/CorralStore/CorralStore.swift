@@ -247,6 +247,11 @@ public final class CorralStore: Sendable {
         try write("deleting the escalation state of agent '\(agent)'") { try $0.deleteLadder(agent: agent) }
     }
 
+    /// The highest write-ahead intent whose step is stored (0: none).
+    public func settledIntent() throws -> UInt64 {
+        try read { try $0.settledIntent() }
+    }
+
     // MARK: - Group overrides
 
     /// Stores a group as changed by a live update.

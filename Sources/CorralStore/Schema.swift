@@ -10,7 +10,7 @@ internal import GRDB
 /// is refused rather than misread.
 enum Schema {
     /// The schema this binary writes and understands.
-    static let version = 5
+    static let version = 6
 
     /// "CRRL" in the SQLite header (`PRAGMA application_id`).
     static let applicationID: Int32 = 0x4352_524C
@@ -152,6 +152,18 @@ enum Schema {
                     ALTER TABLE agent ADD COLUMN priority INTEGER NOT NULL DEFAULT 5;
                     ALTER TABLE agent ADD COLUMN priority_own INTEGER NOT NULL DEFAULT 0;
                     PRAGMA user_version = 5;
+                    """)
+        }
+        migrator.registerMigration("v6") { db in
+            // Write-ahead intents (the engine's journal beside this file): the highest
+            // one whose step is stored, written in the step's own transaction. One row.
+            try db.execute(
+                sql: """
+                    CREATE TABLE intent_mark (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        settled INTEGER NOT NULL
+                    );
+                    PRAGMA user_version = 6;
                     """)
         }
         return migrator

@@ -170,6 +170,13 @@ public struct StoreReader {
         }
     }
 
+    /// The highest write-ahead intent whose step is stored (0: none).
+    public func settledIntent() throws -> UInt64 {
+        try mapping("reading the settled intent") {
+            UInt64(try Int64.fetchOne(db, sql: "SELECT settled FROM intent_mark WHERE id = 1") ?? 0)
+        }
+    }
+
     public func lastHistoryID() throws -> Int64? {
         try mapping("reading enforcement history") {
             try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM enforcement")
@@ -377,6 +384,19 @@ public struct StoreWriter {
                 sql: "INSERT INTO ladder (agent, state) VALUES (?, ?) ON CONFLICT(agent) DO UPDATE SET state = excluded.state"
             )
             .execute(arguments: [ladder.agent, StoreJSON.encode(ladder)])
+        }
+    }
+
+    /// Marks every write-ahead intent up to `sequence` settled (never lowers the mark).
+    public func settle(intent sequence: UInt64) throws {
+        try reader.mapping("marking intent \(sequence) settled") {
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO intent_mark (id, settled) VALUES (1, ?)
+                    ON CONFLICT(id) DO UPDATE SET settled = max(settled, excluded.settled)
+                    """
+            )
+            .execute(arguments: [Int64(clamping: sequence)])
         }
     }
 

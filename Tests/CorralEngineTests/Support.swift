@@ -68,7 +68,8 @@ struct EngineHarness {
 
     init(
         configuration: CorralConfiguration = EngineHarness.quickConfiguration, fs: FakeCgroupFilesystem? = nil, store: MemoryStore? = nil,
-        clock: TestClock? = nil, handlers: ActionHandlers = ActionHandlers(), instruments: (any EngineInstruments)? = nil
+        clock: TestClock? = nil, handlers: ActionHandlers = ActionHandlers(), instruments: (any EngineInstruments)? = nil,
+        intents: (any IntentJournal)? = nil, storeWrapper: ((MemoryStore) -> any EngineStore)? = nil
     ) throws {
         let fs = fs ?? FakeCgroupFilesystem()
         if fs.value(.procs, at: Self.root) == nil { fs.seed(Self.root) }
@@ -83,7 +84,8 @@ struct EngineHarness {
         self.configuration = configuration
         watcher = RecordingWatcher()
         engine = Engine(
-            configuration: configuration, tree: tree, store: store, handlers: handlers, instruments: instruments, clock: { clock.now })
+            configuration: configuration, tree: tree, store: storeWrapper?(store) ?? store, handlers: handlers, instruments: instruments,
+            intents: intents, clock: { clock.now })
     }
 
     static var quickConfiguration: CorralConfiguration {

@@ -16,7 +16,7 @@ struct FileTests {
         #expect(try store.unsafeFetch("PRAGMA foreign_keys") == "1")
         #expect(try store.unsafeFetch("PRAGMA user_version") == String(CorralStore.schemaVersion))
         #expect(try store.unsafeFetch("PRAGMA application_id") == String(Schema.applicationID))
-        #expect(try store.unsafeFetch("SELECT group_concat(identifier) FROM grdb_migrations") == "v1,v2,v3,v4,v5")
+        #expect(try store.unsafeFetch("SELECT group_concat(identifier) FROM grdb_migrations") == "v1,v2,v3,v4,v5,v6")
         #expect(try store.integrityProblems().isEmpty)
         #expect(FileManager.default.fileExists(atPath: directory.database + "-lock"))
     }
@@ -57,7 +57,7 @@ struct FileTests {
         let store = try CorralStore(path: directory.database)
         defer { try? store.close() }
         #expect(try store.history() == records)
-        #expect(try store.unsafeFetch("SELECT count(*) FROM grdb_migrations") == "5")
+        #expect(try store.unsafeFetch("SELECT count(*) FROM grdb_migrations") == "6")
         #expect(try store.integrityProblems().isEmpty)
     }
 

@@ -1,0 +1,82 @@
+import CorralCore
+
+/// The engine's side of the intent journal (see `ActionIntent`).
+struct IntentBookkeeping {
+    /// The next intent's sequence (after a restart: past every one stored or journalled).
+    var next: UInt64 = 1
+    /// The last one appended, and how many since the journal was last cleared.
+    var last: UInt64 = 0
+    var sinceClear = 0
+    /// The journal could not be written: said once, until it can again.
+    var failing = false
+
+    /// Clear the journal once this many intents are in it and all are settled.
+    static let clearAfter = 32
+}
+
+extension Engine {
+    /// Appends what a step is about to do to the journal, before it does it;
+    /// returns the sequence the step's commit marks settled (nil without a
+    /// journal). A journal that cannot be written (a full disk) does not stop
+    /// the action: enforcement goes on, and the daemon says once that a kill
+    /// now could lose a record.
+    func writeIntent(_ agent: String, at now: Timestamp, _ work: ActionIntent.Work, ladder: AgentLadder) -> UInt64? {
+        guard let intents else { return nil }
+        let sequence = intentLog.next
+        intentLog.next += 1
+        do {
+            try intents.append(ActionIntent(sequence: sequence, agent: agent, at: now, work: work, ladder: ladder))
+            intentLog.last = sequence
+            intentLog.sinceClear += 1
+            if intentLog.failing {
+                intentLog.failing = false
+                events.publish(.daemon, agent: nil, EventText.intentsWrittenAgain)
+            }
+        } catch {
+            if !intentLog.failing {
+                intentLog.failing = true
+                events.publish(.daemon, agent: nil, EventText.intentNotWritten(error))
+            }
+        }
+        return sequence
+    }
+
+    /// Empties the journal once every intent in it is settled (from the tick).
+    func clearSettledIntents() {
+        guard let intents, intentLog.sinceClear >= IntentBookkeeping.clearAfter, writer.settledIntent >= intentLog.last else { return }
+        do {
+            try intents.clear()
+            intentLog.sinceClear = 0
+        } catch {
+            // Kept: a restart ignores settled intents; tried again at the next tick.
+        }
+    }
+
+    /// The intents a restart must replay: those past the store's settled mark.
+    /// Sets the next sequence past all of them.
+    func unsettledIntents(settled: UInt64, problems: inout [String]) -> [ActionIntent] {
+        guard let intents else { return [] }
+        do {
+            let (all, unreadable) = try intents.read()
+            problems += unreadable
+            intentLog.next = max(settled, all.map(\.sequence).max() ?? 0) + 1
+            return all.filter { $0.sequence > settled }.sorted { $0.sequence < $1.sequence }
+        } catch {
+            problems.append("the intent journal cannot be read (\(error)): actions of the last moments before the stop are not replayed")
+            intentLog.next = settled + 1
+            return []
+        }
+    }
+
+    /// After a restart's replay is stored: the journal starts empty.
+    func clearReplayedIntents(problems: inout [String]) {
+        guard let intents else { return }
+        do {
+            try intents.clear()
+            intentLog.sinceClear = 0
+        } catch {
+            problems.append(
+                "the intent journal cannot be cleared (\(error)); its replayed intents are settled and will not be replayed again")
+        }
+    }
+}
