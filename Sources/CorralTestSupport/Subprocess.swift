@@ -77,6 +77,11 @@ public enum Subprocess {
             (try? String(contentsOf: out, encoding: .utf8)) ?? ""
         }
 
+        /// What the process has written to stderr so far.
+        public var stderrSoFar: String {
+            (try? String(contentsOf: err, encoding: .utf8)) ?? ""
+        }
+
         public func signal(_ signal: Int32) {
             kill(process.processIdentifier, signal)
         }

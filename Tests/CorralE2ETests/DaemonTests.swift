@@ -23,6 +23,8 @@ struct DaemonTests {
 
         /// More `corrald` arguments (say, `--metrics-address`).
         var extraArguments: [String] = []
+        /// The log (stderr) of each run of the daemon that ended, oldest first.
+        private(set) var pastLogs: [String] = []
 
         init(
             name: String, intervals: String = "{sampling: 500ms}", extraConfig: String = "",
@@ -64,15 +66,26 @@ struct DaemonTests {
 
         func crash() {
             process?.signal(SIGKILL)
-            _ = process?.wait(timeout: 30)
+            if let result = process?.wait(timeout: 30) { pastLogs.append(result.stderr) }
             process = nil
         }
 
         func stop() -> CommandResult? {
             process?.signal(SIGTERM)
             let result = process?.wait(timeout: 60)
+            if let result { pastLogs.append(result.stderr) }
             process = nil
             return result
+        }
+
+        /// The daemon's log lines (all its runs, a `--- restart` line between them) that
+        /// mention `text`, the last `limit` of them.
+        func logLines(mentioning text: String, limit: Int = 60) -> [String] {
+            let runs = pastLogs + [process?.stderrSoFar ?? ""]
+            let lines = runs.enumerated().flatMap { index, log in
+                (index == 0 ? [] : ["--- restart \(index)"]) + log.split(separator: "\n").map(String.init).filter { $0.contains(text) }
+            }
+            return Array(lines.suffix(limit))
         }
 
         func cli(_ arguments: [String]) throws -> CommandResult {

@@ -139,7 +139,8 @@ struct SoakTests {
             let live = Set(((try? daemon.json(["agents", "list"], as: [AgentRecord].self)) ?? []).filter(\.state.isLive).map(\.id))
             return live.isDisjoint(with: forkers)
         }
-        #expect(ended, "every fork storm terminated")
+        let live = ((try? daemon.json(["agents", "list"], as: [AgentRecord].self)) ?? []).filter(\.state.isLive).map(\.id)
+        #expect(ended, "every fork storm terminated; live still: \(live.filter(forkers.contains))")
         let history = try daemon.json(["history", "--limit", "10000"], as: [EnforcementRecord].self)
         checkRecords(history)
         var complete = 0
@@ -149,8 +150,13 @@ struct SoakTests {
             let all = history.filter { $0.agent == forker }.map {
                 "\($0.action.rawValue) \($0.succeeded ? "ok" : "failed: \($0.error ?? "")")"
             }
-            #expect(
-                steps == [.warn, .throttle, .suspend, .terminate], "\(forker): each step once, in order: \(steps); all its records: \(all)")
+            guard steps != [.warn, .throttle, .suspend, .terminate] else { continue }
+            // What the daemon knew of it, and said: enough to tell a lost record from a stalled ladder.
+            let status = (try? daemon.cli(["agents", "show", forker, "--json"]))?.stdout ?? "?"
+            let log = daemon.logLines(mentioning: forker).joined(separator: "\n")
+            Issue.record(
+                Comment(rawValue: "\(forker): each step once, in order: \(steps); all its records: \(all)\nstatus: \(status)\nlog:\n\(log)")
+            )
         }
         let listed = try daemon.json(["agents", "list", "--all"], as: [AgentRecord].self)
         #expect(Set(shared.started.withLock { $0 }.map(Self.name)).isSubset(of: listed.map(\.id)), "every agent started is known")
