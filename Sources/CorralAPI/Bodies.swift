@@ -172,6 +172,19 @@ public struct GroupList: Codable, Sendable {
     public init(groups: [QuotaGroup]) { self.groups = groups }
 }
 
+/// What `POST /v1/agents/{id}/finished` answers: the agent as it ended and its
+/// enforcement history (the first 1,000 records), so that `corral run`'s summary
+/// needs no request of its own.
+public struct FinishedResponse: Codable, Sendable {
+    public var agent: AgentRecord
+    public var records: [EnforcementRecord]
+
+    public init(agent: AgentRecord, records: [EnforcementRecord]) {
+        self.agent = agent
+        self.records = records
+    }
+}
+
 public struct HistoryList: Codable, Sendable {
     public var records: [EnforcementRecord]
 

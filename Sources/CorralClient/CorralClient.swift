@@ -167,6 +167,14 @@ public struct CorralClient: Sendable {
         try Self.check(try send(method, path))
     }
 
+    /// For calls whose answer the caller does not need: not decoded (under
+    /// emulation a decode of an `AgentRecord` costs milliseconds), only checked.
+    public func perform(_ method: String, _ path: String, body: some Encodable) throws(ClientError) {
+        let bytes: [UInt8]
+        do { bytes = Array(try Self.encoder.encode(body)) } catch { throw .protocolError("cannot encode the request: \(error)") }
+        try Self.check(try send(method, path, body: bytes))
+    }
+
     static func check(_ response: ClientResponse) throws(ClientError) {
         guard response.status >= 300 else { return }
         struct ErrorBody: Decodable {

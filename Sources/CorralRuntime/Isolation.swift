@@ -3,6 +3,7 @@ import CorralCgroup
 public import CorralCore
 import CorralLinux
 public import CorralSeccomp
+import CorralThreads
 
 #if canImport(Glibc)
     import Glibc
@@ -41,6 +42,19 @@ public struct Isolation: Sendable {
         capabilities?.contains(.sysAdmin) ?? (getuid() == 0)
     }
 
+    /// Compiles `policy`'s filters into `cache` on a thread of its own, so that a
+    /// `prepare` of the same policy later finds them (or waits for this compile
+    /// instead of starting its own): `corral run` starts it before asking the daemon,
+    /// which names the agent's policy, usually this one. Errors are left to `prepare`.
+    public static func warm(_ policy: SecurityPolicy, cache: FilterCache, supervised: Bool) {
+        guard policy.seccomp.filters, Seccomp.kernelSupportsFilters else { return }
+        let seccomp = policy.seccomp
+        let notify = supervised && seccomp.action == .errno && Seccomp.supportsNotification
+        OSThread.start(name: "corral-seccomp") {
+            _ = try? cache.filter(for: seccomp, notify: notify)
+        }
+    }
+
     /// Prepares `policy`: compiles its filter through `cache` (with a
     /// notifying variant when `supervised`: someone will answer denied calls)
     /// and resolves its user. Fails with the value at fault and the fix.
@@ -48,8 +62,9 @@ public struct Isolation: Sendable {
     /// A policy that asks for a cgroup namespace where this process lacks
     /// CAP_SYS_ADMIN (the hardened unit, a container's default capabilities)
     /// gets none: `Limitation.cgroupNamespace` says so once, at start.
+    /// `compile: false` checks everything but compiles nothing (`warm` does).
     public static func prepare(
-        _ policy: SecurityPolicy, cache: FilterCache, supervised: Bool, capabilities: CapabilitySet? = nil
+        _ policy: SecurityPolicy, cache: FilterCache, supervised: Bool, capabilities: CapabilitySet? = nil, compile: Bool = true
     ) throws(SpawnError) -> Isolation {
         var filter: CompiledFilter?
         var notifyFilter: CompiledFilter?
@@ -63,10 +78,13 @@ public struct Isolation: Sendable {
                     exitStatus: 125)
             }
             do {
-                filter = try cache.filter(for: policy.seccomp, notify: false)
-                if supervised && policy.seccomp.action == .errno && Seccomp.supportsNotification {
+                // `compile: false` only checks (`warm` compiles on a thread of its own). The
+                // notifying filter first: the plain one (used when the kernel refuses a
+                // second listener) is then derived from it rather than compiled.
+                if compile, supervised && policy.seccomp.action == .errno && Seccomp.supportsNotification {
                     notifyFilter = try cache.filter(for: policy.seccomp, notify: true)
                 }
+                if compile { filter = try cache.filter(for: policy.seccomp, notify: false) }
             } catch {
                 throw SpawnError(message: "cannot build the seccomp filter (\(policy.seccomp.summary)): \(error)", exitStatus: 125)
             }

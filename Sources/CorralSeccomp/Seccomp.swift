@@ -168,9 +168,37 @@ public enum Seccomp {
     }
 }
 
+extension CompiledFilter {
+    /// This filter with its user-notification returns turned into `errno`
+    /// returns: what `Seccomp.compile(_, notify: false)` makes of the same
+    /// policy, without compiling it again (libseccomp builds the same program
+    /// for both; only the deny action's constant differs — `SeccompTests`
+    /// checks the bytes for every built-in profile). Nil when this filter does
+    /// not notify.
+    public func notificationsAsErrno(_ errno: Int32) -> CompiledFilter? {
+        guard notifies, program.count % 8 == 0 else { return nil }
+        // struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; }, native (little-endian) order.
+        let retK: UInt16 = 0x06  // BPF_RET | BPF_K
+        let notify: UInt32 = 0x7fc0_0000  // SECCOMP_RET_USER_NOTIF
+        let replacement: UInt32 = 0x0005_0000 | (UInt32(errno) & 0xffff)  // SECCOMP_RET_ERRNO | errno
+        var bytes = program
+        for offset in stride(from: 0, to: bytes.count, by: 8) {
+            let code = UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
+            let k = (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[offset + 4 + $1]) << (8 * UInt32($1)) }
+            guard code == retK, k == notify else { continue }
+            for index in 0..<4 { bytes[offset + 4 + index] = UInt8(truncatingIfNeeded: replacement >> (8 * UInt32(index))) }
+        }
+        return CompiledFilter(program: bytes, notifies: false)
+    }
+}
+
 /// Compiled filters by policy: each policy is compiled once per process.
 /// Owned by whoever starts agents (one instance per engine or run); a Mutex
-/// guards it because spawns may come from more than one thread.
+/// guards it because spawns may come from more than one thread, and a
+/// compile runs under it, so two threads asking for the same policy compile
+/// it once (`corral run` compiles its own policy on a thread while it asks
+/// the daemon for the agent's). A plain filter whose notifying twin is here
+/// is derived from it, not compiled.
 public final class FilterCache: Sendable {
     private struct Key: Hashable {
         var policy: SeccompPolicy
@@ -182,10 +210,21 @@ public final class FilterCache: Sendable {
 
     public func filter(for policy: SeccompPolicy, notify: Bool) throws(SeccompError) -> CompiledFilter {
         let key = Key(policy: policy, notify: notify)
-        if let cached = filters.withLock({ $0[key] }) { return cached }
-        let compiled = try Seccomp.compile(policy, notify: notify)
-        filters.withLock { $0[key] = compiled }
-        return compiled
+        let outcome = filters.withLock { filters -> Result<CompiledFilter, SeccompError> in
+            if let cached = filters[key] { return .success(cached) }
+            if !notify, let derived = filters[Key(policy: policy, notify: true)]?.notificationsAsErrno(Seccomp.deniedErrno) {
+                filters[key] = derived
+                return .success(derived)
+            }
+            do throws(SeccompError) {
+                let compiled = try Seccomp.compile(policy, notify: notify)
+                filters[key] = compiled
+                return .success(compiled)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try outcome.get()
     }
 }
 

@@ -174,7 +174,9 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
     v1.post("agents/:id/finished") { request, context in
         let id = try agentID(context)
         let body = try await decodeBody(FinishedRequest.self, from: request)
-        return jsonResponse(try await engineCall { try await engine.finished(id, exitStatus: body.exitStatus, reason: body.reason) })
+        let agent = try await engineCall { try await engine.finished(id, exitStatus: body.exitStatus, reason: body.reason) }
+        let records = try await engineCall { try await engine.history(agent: id, since: nil, afterID: nil, limit: 1000) }
+        return jsonResponse(FinishedResponse(agent: agent, records: records))
     }
     v1.post("agents/:id/stop") { _, context in
         let id = try agentID(context)

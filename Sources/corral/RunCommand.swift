@@ -214,16 +214,22 @@ struct Run: ParsableCommand {
         guard let security = configuration.security(agent: agent, group: groupName, flags: try securityFlags()) else {
             throw fail("unknown group '\(groupName)'")
         }
+        // Checked now (a bad user or group fails before anything is asked of a daemon).
+        // Through a daemon the filters compile on a thread of their own meanwhile: the
+        // agent's policy is the daemon's, most often this one, and its compile (tens of
+        // milliseconds under emulation) then overlaps the registration instead of preceding
+        // it. Embedded they compile here, as before.
         let filters = FilterCache()
-        var isolation: Isolation
+        let checked: Isolation
         do {
-            isolation = try Isolation.prepare(security, cache: filters, supervised: true)
+            checked = try Isolation.prepare(security, cache: filters, supervised: true, compile: noDaemon)
         } catch {
             throw fail(error.description, status: ExitStatus.usage)
         }
+        if !noDaemon { Isolation.warm(security, cache: filters, supervised: true) }
         // An agent running as this user could otherwise write this process's memory
         // through /proc/PID/mem (Yama permitting) and answer its own denied calls.
-        if isolation.filter != nil, isolation.identity == nil { try? CurrentProcess.setDumpable(false) }
+        if security.seccomp.filters, checked.identity == nil { try? CurrentProcess.setDumpable(false) }
 
         let facts = HostProbe.facts()
         if let problem = facts.problems.first {
@@ -237,7 +243,6 @@ struct Run: ParsableCommand {
         var request = RunRequest(
             agent: agent, group: quotaGroup, limits: limits, command: command, executable: executable,
             environment: environment, reservation: nil, samplingInterval: configuration.intervals.sampling)
-        request.isolation = isolation
         if let resolved = configuration.priority(agent: agent, group: groupName, flag: try PriorityFlag.parse(priority)) {
             (request.priority, request.priorityIsOwn) = resolved
         }
@@ -254,7 +259,7 @@ struct Run: ParsableCommand {
             viaDaemon.environment.append("CORRAL_SOCKET=\(client.socketPath)")
             do {
                 summary = try DaemonRun(client: client, filters: filters).run(
-                    viaDaemon, overrides: overrides, security: securityOverride, quiet: quiet || json)
+                    viaDaemon, overrides: overrides, security: securityOverride, localPolicy: security, quiet: quiet || json)
             } catch is DaemonRun.NoDaemon {
                 // Nothing listens on the socket: the engine runs embedded. (Asked by the
                 // registration itself: a connection made only to see cost every run one.)
@@ -265,6 +270,11 @@ struct Run: ParsableCommand {
             }
         }
         if summary == nil {
+            do {
+                request.isolation = try Isolation.prepare(security, cache: filters, supervised: true)
+            } catch {
+                throw fail(error.description, status: ExitStatus.usage)
+            }
             let tree: CgroupTree
             do {
                 let location = try CgroupRootLocation.resolve(root.resolve(configuration), facts: facts)

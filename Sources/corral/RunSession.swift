@@ -108,7 +108,10 @@ struct DaemonRun {
         }
     }
 
-    func run(_ request: RunRequest, overrides: [Resource: LimitOverride], security: SecurityOverride, quiet: Bool) throws -> RunSummary {
+    /// `localPolicy`: what applies when the daemon names no policy for the agent (one older than policies).
+    func run(
+        _ request: RunRequest, overrides: [Resource: LimitOverride], security: SecurityOverride, localPolicy: SecurityPolicy, quiet: Bool
+    ) throws -> RunSummary {
         var registered: AgentRecord
         do {
             registered = try client.call(
@@ -140,14 +143,13 @@ struct DaemonRun {
         let leaf = CgroupPath([record.id])
         var request = request
         request.limits = record.limits
-        // The daemon's policy for the agent (its configuration, with this run's flags).
-        if let policy = record.security {
-            do {
-                request.isolation = try Isolation.prepare(policy, cache: filters, supervised: true)
-            } catch {
-                try? client.perform("DELETE", "/v1/agents/\(record.id)?force=true")
-                throw fail(error.description, status: ExitStatus.usage)
-            }
+        // The daemon's policy for the agent (its configuration, with this run's flags):
+        // its filters are ready when it is the one `corral run` began compiling.
+        do {
+            request.isolation = try Isolation.prepare(record.security ?? localPolicy, cache: filters, supervised: true)
+        } catch {
+            try? client.perform("DELETE", "/v1/agents/\(record.id)?force=true")
+            throw fail(error.description, status: ExitStatus.usage)
         }
         // This process holds the agent's seccomp listener: it answers the
         // denied calls and hands each tally to the daemon, which records it.
@@ -170,17 +172,20 @@ struct DaemonRun {
         var summary: RunSummary
         do {
             summary = try AgentRunner(tree: tree).supervise(request, in: tree, leaf: leaf) { pid in
-                _ = try? client.call("POST", "/v1/agents/\(record.id)/attach", body: AttachRequest(pid: pid), as: AgentRecord.self)
+                try? client.perform("POST", "/v1/agents/\(record.id)/attach", body: AttachRequest(pid: pid))
             }
         } catch {
             try? client.perform("DELETE", "/v1/agents/\(record.id)?force=true")
             throw fail(error.description, status: error.exitStatus)
         }
-        _ = try? client.call(
+        // The answer carries the history: one request, not two. Only the records are
+        // decoded (the agent's row in it is not needed here).
+        struct Records: Decodable { var records: [EnforcementRecord] }
+        let finished = try? client.call(
             "POST", "/v1/agents/\(record.id)/finished",
             body: FinishedRequest(exitStatus: summary.exitStatus, reason: summary.oomKilled ? "OOM-killed at its memory limit" : nil),
-            as: AgentRecord.self)
-        summary.enforcement = (try? client.call("GET", "/v1/agents/\(record.id)/history", as: HistoryList.self).records) ?? []
+            as: Records.self)
+        summary.enforcement = finished?.records ?? []
         summary.engine = "daemon"
         try? tree.remove(leaf)
         return summary

@@ -85,6 +85,28 @@ struct IsolationTests {
         #expect(SeccompPolicy(base: .default, allow: ["ptrace"]).rules.allSatisfy { $0.syscall != "ptrace" })
     }
 
+    /// The plain filter derived from the notifying one is byte for byte what libseccomp
+    /// compiles: for every built-in profile, with extra denials and allowances among them.
+    @Test func thePlainFilterDerivedFromTheNotifyingOneIsTheCompiledOne() throws {
+        try #require(Seccomp.supportsNotification, "this kernel has no seccomp user notification")
+        let policies =
+            SeccompProfile.allCases.filter { $0 != .none }.map { SeccompPolicy(base: $0) } + [
+                SeccompPolicy(base: .default, deny: ["chroot", "ptrace"]), SeccompPolicy(base: .strict, allow: ["socket"]),
+                SeccompPolicy(base: .none, deny: ["mount"]),
+            ]
+        for policy in policies {
+            let notifying = try Seccomp.compile(policy, notify: true)
+            let derived = try #require(notifying.notificationsAsErrno(Seccomp.deniedErrno))
+            #expect(derived == (try Seccomp.compile(policy, notify: false)), "\(policy.summary)")
+            #expect(derived.program != notifying.program, "\(policy.summary): the notify returns were replaced")
+            // Through the cache: the plain one comes from the notifying one already there.
+            let cache = FilterCache()
+            _ = try cache.filter(for: policy, notify: true)
+            #expect(try cache.filter(for: policy, notify: false) == derived)
+        }
+        #expect(try Seccomp.compile(SeccompPolicy(base: .default), notify: false).notificationsAsErrno(EPERM) == nil)
+    }
+
     /// Every call the default profile denies fails with EPERM; each is answered by
     /// the supervisor and counted under its syscall name; clone3 gets ENOSYS and is not a denial.
     @Test func theDefaultProfileDeniesAndTheSupervisorRecords() throws {

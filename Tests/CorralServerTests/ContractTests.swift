@@ -463,8 +463,9 @@ struct ContractTests {
 
             // Finished, then everything that needs a live agent conflicts.
             let finished = try await api.call("POST", "/v1/agents/reg1/finished", #"{"exit_status":3,"reason":"done"}"#, expect: 200)
-            #expect(finished.json?["state"]?.string == "exited")
-            #expect(finished.json?["exit_status"]?.double == 3)
+            #expect(finished.json?["agent"]?["state"]?.string == "exited")
+            #expect(finished.json?["agent"]?["exit_status"]?.double == 3)
+            #expect(finished.json?["records"]?.array != nil, "the agent's history comes with it")
             try await api.call("POST", "/v1/agents/nobody/finished", "{}", expect: 404)
             try await api.call("POST", "/v1/agents/reg1/finished", "[", expect: 400)
             try await api.call("POST", "/v1/agents/reg1/finished", oversized, expect: 413)
