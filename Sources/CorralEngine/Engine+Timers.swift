@@ -1,4 +1,4 @@
-public import CorralCore
+import CorralCore
 import CorralRuntime
 
 #if canImport(Glibc)
@@ -64,19 +64,6 @@ extension Engine {
         }
         noteHold("the tick", since: started)
         return ContinuousClock.now - started
-    }
-
-    /// The earliest moment `tick` has a ladder step or a termination to do.
-    public func nextDue() -> Timestamp? {
-        registry.live.compactMap { due($0.value) }.min()
-    }
-
-    /// When `agent`'s termination or ladder step is due (nil: nothing pending).
-    func due(_ agent: ManagedAgent) -> Timestamp? {
-        guard agent.record.state.isLive else { return nil }
-        let step =
-            agent.ladder.isQuiet ? nil : agent.ladder.nextDue(limits: agent.record.limits, settings: settings(for: agent.record.group))
-        return [agent.terminationDeadline, step].compactMap { $0 }.min()
     }
 
     /// Confirms or fails a freeze that no observation settled (an agent
