@@ -1,5 +1,17 @@
 import CorralCore
 
+extension LadderCommand {
+    /// Whether carrying it out changes something a restart cannot find in the
+    /// stored ladder: a limit, a freeze, a signal, a handler run. A warning or
+    /// a scale-down request only records and publishes.
+    var actsOutsideTheEngine: Bool {
+        switch self {
+        case .warn, .scaleDown, .scaleDownResolved: false
+        case .throttle, .restore, .suspend, .terminate, .migrate, .custom: true
+        }
+    }
+}
+
 /// The engine's side of the intent journal (see `ActionIntent`).
 struct IntentBookkeeping {
     /// The next intent's sequence (after a restart: past every one stored or journalled).

@@ -346,7 +346,10 @@ public actor Engine {
         let commands = agent.ladder.advance(to: now, limits: agent.record.limits, settings: settings(for: agent.record.group))
         let plans = degrade(&agent, usage: usage, at: now)
         // Written down before any of it touches the kernel; the step's commit settles it.
-        let intent = commands.isEmpty ? nil : writeIntent(id, at: now, .commands(commands), ladder: agent.ladder)
+        // A step of warnings and scale-down requests alone writes none: it changes nothing
+        // outside the engine, and a restart that lost it takes it again from the stored ladder.
+        let intent =
+            commands.contains(where: \.actsOutsideTheEngine) ? writeIntent(id, at: now, .commands(commands), ladder: agent.ladder) : nil
         for command in commands {
             let outcome = enforcer.execute(command, on: &agent, at: now)
             records += outcome.records
