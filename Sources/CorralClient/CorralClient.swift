@@ -149,11 +149,7 @@ public struct CorralClient: Sendable {
     public func call<T: Decodable>(_ method: String, _ path: String, body: (some Encodable)? = Optional<Int>.none, as type: T.Type)
         throws(ClientError) -> T
     {
-        var bytes: [UInt8]?
-        if let body {
-            do { bytes = Array(try Self.encoder.encode(body)) } catch { throw .protocolError("cannot encode the request: \(error)") }
-        }
-        let response = try send(method, path, body: bytes)
+        let response = try send(method, path, body: try body.map { body throws(ClientError) in try Self.bytes(of: body) })
         try Self.check(response)
         do {
             return try Self.decoder.decode(T.self, from: Data(response.body))
@@ -170,9 +166,12 @@ public struct CorralClient: Sendable {
     /// For calls whose answer the caller does not need: not decoded (under
     /// emulation a decode of an `AgentRecord` costs milliseconds), only checked.
     public func perform(_ method: String, _ path: String, body: some Encodable) throws(ClientError) {
-        let bytes: [UInt8]
-        do { bytes = Array(try Self.encoder.encode(body)) } catch { throw .protocolError("cannot encode the request: \(error)") }
-        try Self.check(try send(method, path, body: bytes))
+        try Self.check(try send(method, path, body: try Self.bytes(of: body)))
+    }
+
+    /// A request's JSON body.
+    static func bytes(of body: some Encodable) throws(ClientError) -> [UInt8] {
+        do { return Array(try encoder.encode(body)) } catch { throw .protocolError("cannot encode the request: \(error)") }
     }
 
     static func check(_ response: ClientResponse) throws(ClientError) {

@@ -128,11 +128,7 @@ struct Enforcer: Sendable {
             return record(violation, .scaleDown, ok: true, EventText.scaleDownRequested(request))
 
         case .scaleDownResolved(_, let request, let usage, let met):
-            let violation = Violation(
-                agent: id, resource: request.resource, kind: .hard, current: usage ?? request.current, limit: request.target)
-            return record(
-                violation, .scaleDown, ok: met, error: met ? nil : "deadline missed",
-                EventText.scaleDownResolved(request, usage: usage, met: met))
+            return Outcome(records: [Self.scaleDownResolved(id, request, usage: usage, met: met, at: now)])
 
         case .migrate(let violation):
             guard let command = handlers.migrate else {
@@ -157,6 +153,17 @@ struct Enforcer: Sendable {
                 handler: HandlerJob(
                     command: command, violation: violation, action: .custom, fallbackToSuspend: false, timeout: handlers.timeout))
         }
+    }
+
+    /// The record of a scale-down whose deadline passed: met when usage reached the target.
+    static func scaleDownResolved(
+        _ agent: String, _ request: ScaleDownRequest, usage: Double?, met: Bool, at now: Timestamp
+    ) -> EnforcementRecord {
+        let violation = Violation(
+            agent: agent, resource: request.resource, kind: .hard, current: usage ?? request.current, limit: request.target)
+        return EnforcementRecord(
+            violation: violation, action: .scaleDown, at: now, succeeded: met, error: met ? nil : "deadline missed",
+            details: EventText.scaleDownResolved(request, usage: usage, met: met))
     }
 
     /// How long a freeze may take to be confirmed before it is rolled back.

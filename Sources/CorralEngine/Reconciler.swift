@@ -251,11 +251,9 @@ struct Reconciler {
                     case .scaleDown(let violation, let request):
                         add(violation, .scaleDown, at: intent.at, ok: true, EventText.scaleDownRequested(request) + EventText.replayed)
                     case .scaleDownResolved(let agent, let request, let usage, let met):
-                        let violation = Violation(
-                            agent: agent, resource: request.resource, kind: .hard, current: usage ?? request.current, limit: request.target)
-                        add(
-                            violation, .scaleDown, at: intent.at, ok: met, error: met ? nil : "deadline missed",
-                            EventText.scaleDownResolved(request, usage: usage, met: met) + EventText.replayed)
+                        var resolved = Enforcer.scaleDownResolved(agent, request, usage: usage, met: met, at: intent.at)
+                        resolved.details += EventText.replayed
+                        records.append(resolved)
                     case .throttle(let violation, _), .suspend(let violation), .migrate(let violation), .custom(let violation):
                         add(
                             violation, command.action ?? .throttle, at: intent.at, ok: false, error: EventText.endedBeforeReplay,
