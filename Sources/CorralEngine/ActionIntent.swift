@@ -16,6 +16,9 @@ import Synchronization
 /// Survives a kill -9 of the daemon (an appended line is in the kernel's page
 /// cache once `write` returns), not a power cut: like the store's WAL, the
 /// journal is not synced.
+///
+/// A new agent's start is written down the same way (`Work.start`): its
+/// cgroup holds a process before its row is stored.
 public struct ActionIntent: Codable, Equatable, Sendable {
     /// What the step does.
     public enum Work: Codable, Equatable, Sendable {
@@ -23,6 +26,13 @@ public struct ActionIntent: Codable, Equatable, Sendable {
         case commands([LadderCommand])
         /// cgroup.kill after a termination's grace, for this violation.
         case kill(Violation)
+        /// A new agent's row (its pid not yet known), written before its
+        /// process enters its cgroup: a daemon killed before the row is
+        /// stored finds a populated cgroup and takes the agent in with this
+        /// row (its command, its own limits) rather than the group's
+        /// defaults. Not replayed and never marked settled: the journal
+        /// keeps it until the row is stored (`Engine.clearSettledIntents`).
+        case start(AgentRecord)
     }
 
     /// Increasing across restarts (the next one follows the stored mark).

@@ -53,9 +53,19 @@ extension Engine {
         return sequence
     }
 
-    /// Empties the journal once every intent in it is settled (from the tick).
+    /// Writes a new agent's row down before its process enters its cgroup
+    /// (see `ActionIntent.Work.start`).
+    func writeStartIntent(_ record: AgentRecord) {
+        _ = writeIntent(record.id, at: record.createdAt, .start(record), ladder: AgentLadder(agent: record.id))
+    }
+
+    /// Empties the journal once every intent in it is settled (from the
+    /// tick): no launch halfway and no agent row waiting to be stored, whose
+    /// start intents a restart would need.
     func clearSettledIntents() {
-        guard let intents, intentLog.sinceClear >= IntentBookkeeping.clearAfter, writer.settledIntent >= intentLog.last else { return }
+        guard let intents, intentLog.sinceClear >= IntentBookkeeping.clearAfter, writer.settledIntent >= intentLog.last,
+            launching.isEmpty, writer.unsavedCount == 0
+        else { return }
         do {
             try intents.clear()
             intentLog.sinceClear = 0
@@ -64,19 +74,30 @@ extension Engine {
         }
     }
 
-    /// The intents a restart must replay: those past the store's settled mark.
-    /// Sets the next sequence past all of them.
-    func unsettledIntents(settled: UInt64, problems: inout [String]) -> [ActionIntent] {
-        guard let intents else { return [] }
+    /// What a restart reads from the journal: the step intents to replay
+    /// (those past the store's settled mark, in order) and the latest start
+    /// intent of each agent (all of them: a start is never marked). Sets the
+    /// next sequence past every one.
+    func unsettledIntents(settled: UInt64, problems: inout [String]) -> (replay: [ActionIntent], starts: [String: AgentRecord]) {
+        guard let intents else { return ([], [:]) }
         do {
             let (all, unreadable) = try intents.read()
             problems += unreadable
             intentLog.next = max(settled, all.map(\.sequence).max() ?? 0) + 1
-            return all.filter { $0.sequence > settled }.sorted { $0.sequence < $1.sequence }
+            var replay: [ActionIntent] = []
+            var starts: [String: AgentRecord] = [:]
+            for intent in all.sorted(by: { $0.sequence < $1.sequence }) {
+                if case .start(let record) = intent.work {
+                    starts[intent.agent] = record
+                } else if intent.sequence > settled {
+                    replay.append(intent)
+                }
+            }
+            return (replay, starts)
         } catch {
             problems.append("the intent journal cannot be read (\(error)): actions of the last moments before the stop are not replayed")
             intentLog.next = settled + 1
-            return []
+            return ([], [:])
         }
     }
 

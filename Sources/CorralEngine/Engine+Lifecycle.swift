@@ -149,8 +149,9 @@ extension Engine {
         launching[plan.id] = (plan.group.name, plan.limits)
         defer { launching[plan.id] = nil }
         let (tree, launcher, events) = (tree, launcher, events)
+        writeStartIntent(makeRecord(plan, pid: nil))
         let started = try await starter.run { try Self.start(plan, tree: tree, launcher: launcher, events: events) }
-        let record = makeRecord(plan, started)
+        let record = makeRecord(plan, pid: started.process.pid)
         var unsaved: (any Error)?
         do {
             try await writer.saveNew(record)
@@ -171,8 +172,9 @@ extension Engine {
         switch try planLaunch(request, admitted: admitted) {
         case .queued(let record): return record
         case .start(let plan):
+            writeStartIntent(makeRecord(plan, pid: nil))
             let started = try Self.start(plan, tree: tree, launcher: launcher, events: events)
-            let record = makeRecord(plan, started)
+            let record = makeRecord(plan, pid: started.process.pid)
             take(record, leaf: started.leaf, started: started.process)
             try writer.saveOrThrow(record)
             return record
@@ -239,12 +241,13 @@ extension Engine {
         }
     }
 
-    /// A started agent's row.
-    func makeRecord(_ plan: LaunchPlan, _ started: StartedAgent) -> AgentRecord {
+    /// A started agent's row (its start intent's: no pid yet).
+    func makeRecord(_ plan: LaunchPlan, pid: Int32?) -> AgentRecord {
         AgentRecord(
-            id: plan.id, group: plan.group.name, state: .running, origin: .launched, pid: started.process.pid,
+            id: plan.id, group: plan.group.name, state: .running, origin: .launched, pid: pid,
             command: plan.request.command, limits: plan.limits, overrides: plan.request.limits ?? [:],
-            cgroup: tree.fs.absolutePath(started.leaf), createdAt: clock(), security: plan.security, priority: plan.priority.priority,
+            cgroup: tree.fs.absolutePath(tree.agentPath(group: plan.group.name, agent: plan.id)), createdAt: clock(),
+            security: plan.security, priority: plan.priority.priority,
             priorityIsOwn: plan.priority.own)
     }
 
@@ -332,15 +335,16 @@ extension Engine {
             )
         }
         let leaf = try createCgroup(id: id, group: group, limits: limits, priority: priority.priority)
+        let record = AgentRecord(
+            id: id, group: group.name, state: .running, origin: .adopted, pid: pid, command: command, limits: limits,
+            cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), priority: priority.priority, priorityIsOwn: priority.own)
+        writeStartIntent(record)
         do {
             try tree.fs.write(String(pid), to: .procs, of: leaf)
         } catch {
             discard(leaf, of: id)
             throw EngineError(.failed, "cannot move process \(pid) into \(tree.fs.absolutePath(leaf)): \(error.description)")
         }
-        let record = AgentRecord(
-            id: id, group: group.name, state: .running, origin: .adopted, pid: pid, command: command, limits: limits,
-            cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), priority: priority.priority, priorityIsOwn: priority.own)
         try begin(record, leaf: leaf)
         return record
     }

@@ -244,7 +244,8 @@ public actor Engine {
         var journalProblems: [String] = []
         let unsettled = unsettledIntents(settled: try store.settledIntent(), problems: &journalProblems)
         let reconciled = try Reconciler(
-            tree: tree, store: store, configuration: configuration, now: clock(), enforcer: enforcer, intents: unsettled
+            tree: tree, store: store, configuration: configuration, now: clock(), enforcer: enforcer, intents: unsettled.replay,
+            starts: unsettled.starts
         ).run()
         clearReplayedIntents(problems: &journalProblems)
         var report = reconciled.report

@@ -25,6 +25,9 @@ enum EventText {
             + (report.replayed.isEmpty
                 ? ""
                 : ", actions replayed from the intent journal for \(report.replayed.count) (\(report.replayed.joined(separator: ", ")))")
+            + (report.startsRecovered.isEmpty
+                ? ""
+                : ", rows of agents started just before the stop taken from the intent journal for \(report.startsRecovered.count) (\(report.startsRecovered.joined(separator: ", ")))")
             + (report.frozenStateRepaired.isEmpty
                 ? ""
                 : ", freeze state reconciled with the kernel for \(report.frozenStateRepaired.count) (\(report.frozenStateRepaired.joined(separator: ", ")))")

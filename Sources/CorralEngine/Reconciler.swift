@@ -16,6 +16,9 @@ extension Engine {
         /// Agents with a step carried out but never stored (the daemon was
         /// killed in between): their intents replayed, records stored.
         public var replayed: [String] = []
+        /// Agents started just before the daemon stopped whose rows were
+        /// never stored: taken in with the row of their start intent.
+        public var startsRecovered: [String] = []
         /// Cgroups that could not be read or removed, with why (said, not fatal).
         public var problems: [String] = []
     }
@@ -33,6 +36,9 @@ struct Reconciler {
     let enforcer: Enforcer
     /// Steps carried out but not stored before the daemon stopped, in order.
     var intents: [ActionIntent] = []
+    /// New agents' rows from the journal's start intents, by id: a populated
+    /// cgroup with no stored row is such an agent whose row was never stored.
+    var starts: [String: AgentRecord] = [:]
 
     /// The agents to manage, and the report.
     func run() throws -> (agents: [String: ManagedAgent], report: Engine.Reconciliation) {
@@ -117,6 +123,18 @@ struct Reconciler {
                 guard populated else {
                     remove(leaf, &report)
                     report.removedOrphans.append("\(group)/\(name)")
+                    continue
+                }
+                if known[name] == nil, var started = starts[name], started.group == group {
+                    // Started just before the daemon stopped, its row never stored: the start's
+                    // own row (command, limits, security), not the group's defaults.
+                    started.state = .running
+                    started.pid = firstProcess(leaf)
+                    started.cgroup = tree.fs.absolutePath(leaf)
+                    agents[name] = ManagedAgent(record: started, leaf: leaf)
+                    _ = try store.commit(records: [], ladder: nil, agent: started)
+                    report.reattached.append(name)
+                    report.startsRecovered.append(name)
                     continue
                 }
                 let record = AgentRecord(
@@ -212,6 +230,8 @@ struct Reconciler {
                 }
             case .kill(let violation):
                 records.append(enforcer.finishTermination(agent, for: violation, at: intent.at))
+            case .start:
+                break  // not replayed (see `starts`)
             }
         }
         // A freeze asked again now has its whole confirmation time from now.
@@ -268,6 +288,8 @@ struct Reconciler {
             case .kill(let violation):
                 add(violation, .terminate, at: intent.at, ok: true, EventText.endedAfter("cgroup.kill written"))
                 terminated(violation)
+            case .start:
+                break
             }
         }
         return records

@@ -6,6 +6,10 @@ import CorralTestSupport
 import Synchronization
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A store that stops taking commits when the daemon "dies": every step from then on is
 /// carried out on the (fake) kernel but never stored, as when corrald is killed between an
 /// action and its commit.
@@ -190,5 +194,56 @@ struct IntentReplayTests {
         for _ in 0..<10 where !again() { await harness.keepObserving("f1", [.processes: 250, .cpu: 32], for: .seconds(1)) }
         #expect(again())
         #expect(try await harness.history("f1").contains { $0.resource == .cpu && $0.action == .throttle })
+    }
+
+    @Test(
+        "an agent started just before the daemon died, its row never stored: taken in at the restart with its own command and limits, not the group's"
+    )
+    func startNeverStored() async throws {
+        let memory = MemoryStore()
+        let dying = DyingStore(memory)
+        let journal = MemoryIntentJournal()
+        let first = try EngineHarness(store: memory, intents: journal, storeWrapper: { _ in dying })
+        _ = try await first.start()
+        dying.die()
+        let request = LaunchRequest(
+            id: "s1", group: "heavy_computation_agent", command: ["/bin/sleep", "30"], limits: [.processes: LimitOverride(soft: 4, hard: 8)]
+        )
+        let launched = try await first.engine.launch(request)
+        let pid = try #require(launched.pid)
+        defer {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+        #expect(try memory.agent(id: "s1") == nil, "the row was never stored")
+        let leaf = first.leaf("heavy_computation_agent", "s1")
+        if first.fs.value(.procs, at: leaf)?.isEmpty != false { first.fs.seed(leaf, procs: [pid]) }
+
+        let second = try EngineHarness(fs: first.fs, store: memory, clock: first.clock, intents: journal)
+        let report = try await second.start()
+        #expect(report.startsRecovered == ["s1"] && report.reattached == ["s1"] && report.discovered.isEmpty, "\(report)")
+        let agent = try #require(try memory.agent(id: "s1"))
+        #expect(agent.origin == .launched && agent.state == .running && agent.pid == pid)
+        #expect(agent.command == ["/bin/sleep", "30"])
+        #expect(agent.limits[.processes]?.hard == 8 && agent.overrides[.processes]?.hard == 8, "its own limit, not the group's 200")
+        #expect(try journal.read().intents.isEmpty, "the journal starts empty once the restart is stored")
+
+        // Once stored, a third start finds the row: nothing taken from a journal again.
+        let third = try EngineHarness(fs: first.fs, store: memory, clock: first.clock, intents: journal)
+        let again = try await third.start()
+        #expect(again.startsRecovered.isEmpty && again.reattached == ["s1"])
+    }
+
+    @Test("a populated cgroup nobody started (no row, no start intent) is still discovered with its group's limits")
+    func unknownCgroupIsDiscovered() async throws {
+        let journal = MemoryIntentJournal()
+        let first = try EngineHarness(intents: journal)
+        _ = try await first.start()
+        first.fs.seed(first.leaf("standard_agent", "manual"), procs: [ghostPID])
+        let second = try EngineHarness(fs: first.fs, store: first.store, clock: first.clock, intents: journal)
+        let report = try await second.start()
+        #expect(report.discovered == ["manual"] && report.startsRecovered.isEmpty)
+        #expect(try first.store.agent(id: "manual")?.origin == .discovered)
     }
 }
