@@ -217,26 +217,69 @@ public struct CorralClient: Sendable {
             OSThread.start(name: "corral-events") {
                 defer { box.close() }
                 do {
-                    try Self.send(fd, request)
-                    var reader = ResponseReader(fd: fd)
-                    let head = try reader.readHead()
-                    if head.status >= 300 {
-                        let body = try reader.readBody(head)
-                        try Self.check(ClientResponse(status: head.status, headers: head.headers, body: body))
-                    }
-                    var pending: [UInt8] = []
-                    try reader.streamBody(head) { chunk in
-                        pending += chunk.filter { $0 != 13 }
-                        while let end = Self.blankLine(in: pending) {
-                            let block = String(decoding: pending[..<end], as: UTF8.self)
-                            pending.removeSubrange(..<(end + 2))
-                            if let event = Self.parseEvent(block) { continuation.yield(event) }
-                        }
-                    }
+                    try Self.stream(request, on: fd) { continuation.yield($0) }
                     continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
                 }
+            }
+        }
+    }
+
+    /// A stream followed on a thread of its own (`follow`): `stop` ends it.
+    public final class Follower: Sendable {
+        let stopped = Latch()
+        let socket = Mutex<FDBox?>(nil)
+        let ended = Latch()
+
+        /// Ends the stream (or keeps it from opening) and waits for its thread.
+        public func stop() {
+            stopped.signal()
+            socket.withLock { $0?.shutdown() }
+            ended.wait()
+        }
+    }
+
+    /// Follows `/v1/events` for `agent` from `after` on a thread of its own, without Swift
+    /// concurrency (a synchronous caller that starts its first task starts the runtime's
+    /// thread pool: ≈ 16 ms of `corral run` under emulation). The stream opens after
+    /// `delay`, unless stopped first; `onEvent` runs on that thread. Errors end it silently.
+    public func follow(
+        agent: String, after: Int64, delay: Duration = .zero, onEvent: @escaping @Sendable (ServerSentEvent) -> Void
+    ) -> Follower {
+        let follower = Follower()
+        let socketPath = socketPath
+        let request = Self.requestBytes("GET", "/v1/events?agent=\(agent)&after=\(after)", body: nil)
+        OSThread.start(name: "corral-events") {
+            defer { follower.ended.signal() }
+            if delay > .zero, follower.stopped.wait(for: delay) { return }
+            guard let fd = try? UnixSocket.connect(to: socketPath).rawValue else { return }
+            let box = FDBox(fd: fd)
+            defer { box.close() }
+            follower.socket.withLock { $0 = box }
+            // A stop between the connect and the line above found no socket to shut down.
+            guard !follower.stopped.wait(for: .zero) else { return }
+            try? Self.stream(request, on: fd, onEvent)
+        }
+        return follower
+    }
+
+    /// Sends `request` on `fd` and hands each event of the answer's stream to `onEvent` until it ends.
+    static func stream(_ request: [UInt8], on fd: Int32, _ onEvent: (ServerSentEvent) -> Void) throws {
+        try send(fd, request)
+        var reader = ResponseReader(fd: fd)
+        let head = try reader.readHead()
+        if head.status >= 300 {
+            let body = try reader.readBody(head)
+            try check(ClientResponse(status: head.status, headers: head.headers, body: body))
+        }
+        var pending: [UInt8] = []
+        try reader.streamBody(head) { chunk in
+            pending += chunk.filter { $0 != 13 }
+            while let end = blankLine(in: pending) {
+                let block = String(decoding: pending[..<end], as: UTF8.self)
+                pending.removeSubrange(..<(end + 2))
+                if let event = parseEvent(block) { onEvent(event) }
             }
         }
     }

@@ -150,4 +150,15 @@ public final class Latch: @unchecked Sendable {
             while !signalled { lock.wait() }
         }
     }
+
+    /// Waits at most `duration`; whether `signal` was called.
+    public func wait(for duration: Duration) -> Bool {
+        let deadline = ConditionLock.deadline(after: duration)
+        return lock.withLock {
+            while !signalled {
+                if !lock.wait(until: deadline) { return signalled }
+            }
+            return true
+        }
+    }
 }

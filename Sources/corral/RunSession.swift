@@ -51,6 +51,30 @@ struct DaemonRun {
     let client: CorralClient
     let filters: FilterCache
 
+    /// What `corral run` reads of the daemon's answer to its registration (the agent's row).
+    /// Decoding the whole row made the decoder instantiate a type for each of its fields (the
+    /// command, the overrides, the origin, the end…), each first use a scan of the binary's
+    /// protocol conformance records: the row's decoding was a fifth of the CLI's instructions
+    /// (callgrind of `corral run -- true` through a daemon).
+    struct Registration: Decodable {
+        var id: String
+        var state: AgentState
+        var cgroup: String
+        var limits: LimitSet
+        var security: SecurityPolicy?
+        var createdAt: Timestamp
+        var queuePosition: Int?
+
+        init(_ record: AgentRecord) {
+            (id, state, cgroup, limits, security, createdAt, queuePosition) = (
+                record.id, record.state, record.cgroup, record.limits, record.security, record.createdAt, record.queuePosition
+            )
+        }
+    }
+
+    /// How long an agent runs before its narration stream opens (see `run`).
+    static let narrationDelay = Duration.milliseconds(300)
+
     /// The daemon answered but this caller may not register agents there
     /// (not root, not in its admin group, or inside an agent's cgroup).
     struct NotPermitted: Error {
@@ -63,7 +87,7 @@ struct DaemonRun {
     /// `admission: queue`: waits until the daemon starts the queued agent (its cgroup then
     /// exists, state `starting`). ^C or SIGTERM (blocked for forwarding, so seen as pending)
     /// takes it out of the queue.
-    func waitForAdmission(_ queued: AgentRecord, quiet: Bool) throws -> AgentRecord {
+    func waitForAdmission(_ queued: Registration, quiet: Bool) throws -> Registration {
         let id = queued.id
         var position = queued.queuePosition
         if !quiet {
@@ -101,7 +125,7 @@ struct DaemonRun {
                     let waited = (ContinuousClock.now - since).components.seconds
                     printError("corral: \(id) admitted after \(waited) s in the queue")
                 }
-                return current
+                return Registration(current)
             default:
                 throw fail("\(id) did not start: \(current.endReason ?? current.state.rawValue)")
             }
@@ -112,14 +136,14 @@ struct DaemonRun {
     func run(
         _ request: RunRequest, overrides: [Resource: LimitOverride], security: SecurityOverride, localPolicy: SecurityPolicy, quiet: Bool
     ) throws -> RunSummary {
-        var registered: AgentRecord
+        var registered: Registration
         do {
             registered = try client.call(
                 "POST", "/v1/agents/register",
                 body: RegisterRequest(
                     id: request.agent, group: request.group.name, command: request.command, limits: overrides, user: security.user,
                     seccomp: security.seccompBase?.rawValue, priority: request.priorityIsOwn ? request.priority.rawValue : nil),
-                as: AgentRecord.self)
+                as: Registration.self)
         } catch {
             if case .unreachable = error { throw NoDaemon() }
             if case .api(409, _, let message) = error { throw fail(message) }
@@ -160,15 +184,25 @@ struct DaemonRun {
         }
         defer { request.denials?.stop() }
 
+        // The ladder's doings on stderr while the agent runs. The stream opens only once the
+        // agent has run for `narrationDelay`: most short commands have ended by then, and the
+        // stream (a connection, a thread here, a subscriber in the daemon) cost a short run
+        // ≈ 6% of its time under emulation. It then replays this agent's events since its
+        // registration from the daemon's recent ones, so what was said meanwhile is narrated
+        // late, not lost (and the enforcement records are in the summary either way).
+        // It runs on a thread, not a task: this path uses no Swift concurrency otherwise, and a
+        // first task starts the runtime's thread pool (≈ 16 ms of a short run under emulation).
+        let registeredAt = record.createdAt
         let narration =
             quiet
             ? nil
-            : Task {
-                for try await message in client.events(agent: record.id) {
-                    if let event = try? CorralClient.decoder.decode(CorralEvent.self, from: Data(message.data.utf8)) { narrate(event) }
-                }
+            : client.follow(agent: record.id, after: 0, delay: Self.narrationDelay) { message in
+                guard let event = try? CorralClient.decoder.decode(CorralEvent.self, from: Data(message.data.utf8)),
+                    event.at >= registeredAt
+                else { return }  // an earlier agent's under the same id
+                narrate(event)
             }
-        defer { narration?.cancel() }
+        defer { narration?.stop() }
         var summary: RunSummary
         do {
             summary = try AgentRunner(tree: tree).supervise(request, in: tree, leaf: leaf) { pid in

@@ -188,6 +188,11 @@ struct IsolationE2ETests {
         let summary = try CorralJSON.decodeLastLine(RunSummary.self, from: run.stdout)
         #expect(summary.engine == "daemon")
         #expect(summary.denials.first { $0.syscall == "mount" }?.count == 2, "\(summary.denials)")
+        // Narration through a daemon: its stream opens once the agent has run 300 ms and
+        // replays what the daemon said before (the denial comes in the agent's first moments).
+        let narrated = try daemon.cli(["run", "--name", "narrated", "--", "/bin/sh", "-c", "\(stress) syscalls mount; sleep 1"])
+        #expect(narrated.status == 0, "\(narrated)")
+        #expect(narrated.stderr.contains("corral: [narrated] seccomp refused mount"), "\(narrated.stderr)")
         var denials: [SyscallDenial] = []
         let recorded = E2E.eventually(timeout: 30) {
             denials = (try? daemon.json(["history", "--denials"], as: [SyscallDenial].self)) ?? []

@@ -266,3 +266,49 @@ final class ScriptedDaemon: Sendable {
         }
     }
 }
+
+extension AgentChannelTests {
+    /// `corral run`'s narration: a follower on a thread of its own opens its stream after its
+    /// delay and replays what was said before; one stopped during its delay never connects.
+    @Test("a follower opens after its delay, replays the agent's events since after=0, and stops; stopped early it never connects")
+    func followerReplaysAfterItsDelay() async throws {
+        try await withLiveServer { server in
+            let registered = try await server.send("POST", "/v1/agents/register", json: #"{"id":"told1","command":["worker"]}"#)
+            #expect(registered.status == 201)
+            try await server.send("POST", "/v1/agents/told1/usage", json: #"{"usage":{"connections":3}}"#).expectStatus(200)
+            let hub = server.engine.hub
+            let before = hub.subscriberCount
+
+            let early = server.client.follow(agent: "told1", after: 0, delay: .seconds(30)) { _ in }
+            let stopping = ContinuousClock.now
+            early.stop()
+            #expect(ContinuousClock.now - stopping < .seconds(5), "a stop during the delay ends the wait")
+            #expect(hub.subscriberCount == before, "never connected")
+
+            let seen = Mutex<[ServerSentEvent]>([])
+            let follower = server.client.follow(agent: "told1", after: 0, delay: .milliseconds(200)) { event in
+                seen.withLock { $0.append(event) }
+            }
+            #expect(hub.subscriberCount == before, "not during its delay")
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !seen.withLock({ $0.contains { $0.event == "usage_reported" } }), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(seen.withLock { $0.contains { $0.event == "usage_reported" } }, "replayed: \(seen.withLock { $0 })")
+            #expect(seen.withLock { $0.allSatisfy { $0.data.contains("told1") } })
+            try await server.send("POST", "/v1/agents/told1/usage", json: #"{"usage":{"connections":4}}"#).expectStatus(200)
+            while seen.withLock({ $0.count { $0.event == "usage_reported" } }) < 2, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(seen.withLock { $0.count { $0.event == "usage_reported" } } == 2, "then live")
+            follower.stop()  // returns once its thread has ended
+            let count = seen.withLock { $0.count }
+            // The server notices the closed connection at its next write.
+            try await server.send("POST", "/v1/agents/told1/usage", json: #"{"usage":{"connections":5}}"#).expectStatus(200)
+            let gone = ContinuousClock.now + .seconds(10)
+            while hub.subscriberCount != before, ContinuousClock.now < gone { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(hub.subscriberCount == before, "stop ends the stream")
+            #expect(seen.withLock { $0.count } == count, "nothing handed over after stop")
+        }
+    }
+}
