@@ -125,9 +125,10 @@ struct Reconciler {
                     report.removedOrphans.append("\(group)/\(name)")
                     continue
                 }
-                if known[name] == nil, var started = starts[name], started.group == group {
-                    // Started just before the daemon stopped, its row never stored: the start's
-                    // own row (command, limits, security), not the group's defaults.
+                // Started just before the daemon stopped, its row never stored (a stored row of
+                // this id is an earlier, ended agent's): the start's own row (command, limits,
+                // security), not the group's defaults.
+                if var started = starts[name], started.group == group, known[name].map({ $0.createdAt <= started.createdAt }) ?? true {
                     started.state = .running
                     started.pid = firstProcess(leaf)
                     started.cgroup = tree.fs.absolutePath(leaf)

@@ -203,6 +203,11 @@ struct IntentReplayTests {
         let memory = MemoryStore()
         let dying = DyingStore(memory)
         let journal = MemoryIntentJournal()
+        // An earlier agent of the same id, ended: its row is not the new one's.
+        try memory.save(
+            AgentRecord(
+                id: "s1", group: "heavy_computation_agent", state: .exited, origin: .launched, pid: nil, command: ["/bin/old"],
+                limits: LimitSet(), cgroup: "", createdAt: Timestamp(milliseconds: 1000)))
         let first = try EngineHarness(store: memory, intents: journal, storeWrapper: { _ in dying })
         _ = try await first.start()
         dying.die()
@@ -216,7 +221,7 @@ struct IntentReplayTests {
             var status: Int32 = 0
             waitpid(pid, &status, 0)
         }
-        #expect(try memory.agent(id: "s1") == nil, "the row was never stored")
+        #expect(try memory.agent(id: "s1")?.command == ["/bin/old"], "the new row was never stored")
         let leaf = first.leaf("heavy_computation_agent", "s1")
         if first.fs.value(.procs, at: leaf)?.isEmpty != false { first.fs.seed(leaf, procs: [pid]) }
 
