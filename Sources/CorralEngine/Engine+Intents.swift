@@ -16,7 +16,8 @@ extension LadderCommand {
 struct IntentBookkeeping {
     /// The next intent's sequence (after a restart: past every one stored or journalled).
     var next: UInt64 = 1
-    /// The last one appended, and how many since the journal was last cleared.
+    /// The last step intent appended (starts are not marked settled), and how many
+    /// intents of any kind since the journal was last cleared.
     var last: UInt64 = 0
     var sinceClear = 0
     /// The journal could not be written: said once, until it can again.
@@ -38,7 +39,9 @@ extension Engine {
         intentLog.next += 1
         do {
             try intents.append(ActionIntent(sequence: sequence, agent: agent, at: now, work: work, ladder: ladder))
-            intentLog.last = sequence
+            // The last one a commit will mark settled: a start is never marked (it is kept by
+            // the launch and the unsaved rows instead), so it must not hold the journal back.
+            if case .start = work {} else { intentLog.last = sequence }
             intentLog.sinceClear += 1
             if intentLog.failing {
                 intentLog.failing = false

@@ -251,4 +251,20 @@ struct IntentReplayTests {
         #expect(report.discovered == ["manual"] && report.startsRecovered.isEmpty)
         #expect(try first.store.agent(id: "manual")?.origin == .discovered)
     }
+
+    @Test("start intents do not hold the journal back: with only starts in it, the tick empties it once no start is halfway")
+    func startsAloneAreCleared() async throws {
+        let child = try SleepingChild()
+        defer { child.stop() }
+        let journal = MemoryIntentJournal()
+        let harness = try EngineHarness(intents: journal)
+        _ = try await harness.start()
+        for index in 0..<40 {
+            harness.fs.seed(.anchor, procs: [child.pid])  // where the fake finds the process to move
+            _ = try await harness.engine.adopt(pid: child.pid, id: "a\(index)", group: "lightweight_agent")
+        }
+        #expect(try journal.read().intents.count == 40)
+        await harness.engine.tick()
+        #expect(try journal.read().intents.isEmpty, "emptied: every row is stored and no launch is halfway")
+    }
 }
