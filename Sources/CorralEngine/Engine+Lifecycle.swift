@@ -176,7 +176,13 @@ extension Engine {
             let started = try Self.start(plan, tree: tree, launcher: launcher, events: events)
             let record = makeRecord(plan, pid: started.process.pid)
             take(record, leaf: started.leaf, started: started.process)
-            try writer.saveOrThrow(record)
+            do {
+                try writer.saveOrThrow(record)
+            } catch {
+                // As an API launch: the agent runs and is watched; its row is kept until it can be
+                // stored (thrown, the queue would have recorded a running agent as lost).
+                writer.keep(record, what: "the start", error: error)
+            }
             return record
         }
     }

@@ -5,6 +5,10 @@ import CorralEngine
 import CorralTestSupport
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @Suite("Live changes: groups, overrides, reported usage")
 struct ManagementTests {
     @Test("a live group update rewrites the group totals and the files of its agents without an override")
@@ -355,6 +359,35 @@ struct AdmissionQueueTests {
         try await harness.engine.remove("l3", force: false)
         #expect(try await harness.engine.list(includeEnded: false).allSatisfy { $0.state != .queued })
         #expect(harness.events("l4").contains { $0.kind == .agentQueued })
+    }
+
+    @Test("a queued launch admitted while its row cannot be stored runs and is watched; the row is kept, not recorded as lost")
+    func admittedLaunchWithAFullStore() async throws {
+        var configuration = EngineHarness.quickConfiguration
+        configuration.admission = .queue
+        configuration.groups["lightweight_agent"]?.totals[.memory] = 150_000_000
+        let memory = MemoryStore()
+        let dying = DyingStore(memory)
+        let harness = try EngineHarness(configuration: configuration, store: memory, storeWrapper: { _ in dying })
+        _ = try await harness.start()
+        try await harness.agent("l1", group: "lightweight_agent")
+        let queued = try await harness.engine.launch(
+            LaunchRequest(id: "q1", group: "lightweight_agent", command: ["/bin/sleep", "30"]))
+        #expect(queued.state == .queued)
+        dying.die()  // a full disk: nothing can be stored from now on
+        await harness.engine.handle(.emptied("l1"))
+        let status = try await harness.engine.status(of: "q1").agent
+        let pid = try #require(status.pid, "started once admitted: \(status)")
+        defer {
+            kill(pid, SIGKILL)
+            var exit: Int32 = 0
+            waitpid(pid, &exit, 0)
+        }
+        #expect(status.state == .running, "\(status)")
+        #expect(try memory.agent(id: "q1")?.state != .lost, "not recorded as lost")
+        let said = harness.engine.hub.recent(agent: "q1").map(\.message)
+        #expect(said.contains { $0.hasPrefix("could not record the start of q1") }, "\(said)")
+        #expect(!said.contains { $0.contains("could not start once admitted") }, "\(said)")
     }
 
     @Test("the agents list pages in id order: the table's live state over the stored row, ended ones only with all, queued ones in place")

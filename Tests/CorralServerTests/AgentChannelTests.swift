@@ -281,7 +281,7 @@ extension AgentChannelTests {
 
             let early = server.client.follow(agent: "told1", after: 0, delay: .seconds(30)) { _ in }
             let stopping = ContinuousClock.now
-            early.stop()
+            try await offPool { early.stop() }  // it waits for the thread: not on the cooperative pool
             #expect(ContinuousClock.now - stopping < .seconds(5), "a stop during the delay ends the wait")
             #expect(hub.subscriberCount == before, "never connected")
 
@@ -301,7 +301,7 @@ extension AgentChannelTests {
                 try await Task.sleep(for: .milliseconds(20))
             }
             #expect(seen.withLock { $0.count { $0.event == "usage_reported" } } == 2, "then live")
-            follower.stop()  // returns once its thread has ended
+            try await offPool { follower.stop() }  // returns once its thread has ended
             let count = seen.withLock { $0.count }
             // The server notices the closed connection at its next write.
             try await server.send("POST", "/v1/agents/told1/usage", json: #"{"usage":{"connections":5}}"#).expectStatus(200)
