@@ -192,12 +192,17 @@ public struct CorralClient: Sendable {
     /// Follows `/v1/events` (Server-Sent Events) until the daemon closes the
     /// stream or the consumer stops iterating.
     public func events(agent: String? = nil, after: Int64? = nil) -> AsyncThrowingStream<ServerSentEvent, any Error> {
+        serverSentEvents(Self.eventsPath(agent: agent, after: after))
+    }
+
+    /// `/v1/events` with its query.
+    static func eventsPath(agent: String?, after: Int64?) -> String {
         var path = "/v1/events"
         var query: [String] = []
         if let agent { query.append("agent=\(agent)") }
         if let after { query.append("after=\(after)") }
         if !query.isEmpty { path += "?" + query.joined(separator: "&") }
-        return serverSentEvents(path)
+        return path
     }
 
     /// Follows any Server-Sent Events endpoint (`/v1/events`, `/status/events`).
@@ -249,7 +254,7 @@ public struct CorralClient: Sendable {
     ) -> Follower {
         let follower = Follower()
         let socketPath = socketPath
-        let request = Self.requestBytes("GET", "/v1/events?agent=\(agent)&after=\(after)", body: nil)
+        let request = Self.requestBytes("GET", Self.eventsPath(agent: agent, after: after), body: nil)
         OSThread.start(name: "corral-events") {
             defer { follower.ended.signal() }
             if delay > .zero, follower.stopped.wait(for: delay) { return }
