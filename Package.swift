@@ -65,7 +65,7 @@ let package = Package(
         ),
 
         // Corral's helper threads (no Foundation): named pthreads, a worker
-        // thread with a queue, an actor executor on a thread of its own.
+        // thread with a queue (optionally periodic), a latch.
         .target(name: "CorralThreads", dependencies: ["CorralLinux"], swiftSettings: strict),
 
         .systemLibrary(
@@ -79,7 +79,7 @@ let package = Package(
             providers: [.apt(["libseccomp-dev"])]
         ),
         .target(name: "CorralSystemd", dependencies: ["CSystemd", "CorralLinux"], swiftSettings: strict),
-        .target(name: "CorralSeccomp", dependencies: ["CSeccomp", "CorralCore"], swiftSettings: strict),
+        .target(name: "CorralSeccomp", dependencies: ["CSeccomp", "CorralCore", "CorralLinux"], swiftSettings: strict),
 
         // The daemon's swift-log handler for the systemd journal (native fields
         // through CorralSystemd's sd_journal_sendv).
@@ -114,7 +114,7 @@ let package = Package(
         .target(
             name: "CorralWatcher",
             dependencies: [
-                "CorralCore", "CorralCgroup", "CorralLinux",
+                "CorralCore", "CorralCgroup", "CorralLinux", "CorralThreads",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -228,6 +228,7 @@ let package = Package(
             name: "CorralServerTests",
             dependencies: [
                 "CorralAPI", "CorralServer", "CorralEngine", "CorralClient", "CorralCgroup", "CorralCore", "CorralTestSupport",
+                "CorralThreads",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -249,6 +250,7 @@ let package = Package(
             dependencies: ["CorralCgroup", "CorralCore", "CorralTestSupport"],
             swiftSettings: strict
         ),
+        .testTarget(name: "CorralThreadsTests", dependencies: ["CorralThreads"], swiftSettings: strict),
         .testTarget(
             name: "CorralLinuxTests",
             dependencies: ["CorralLinux", .product(name: "SystemPackage", package: "swift-system")],
@@ -263,14 +265,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Drives the real `corral` binary against a real cgroup v2 kernel;
-        // enabled only by scripts/e2e (VM or native), never silently skipped there.
-        // Starting processes and reading their output, for the tests that run `corral`.
+        // For tests and benchmarks: fake cgroup filesystems, usage series, and
+        // starting processes and reading their output, for the tests that run `corral`.
         .target(
             name: "CorralTestSupport",
             dependencies: ["CorralCgroup", "CorralCore", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
+        // Drives the real `corral` binary against a real cgroup v2 kernel;
+        // enabled only by scripts/e2e (VM or native), never silently skipped there.
         .testTarget(
             name: "CorralE2ETests",
             dependencies: [

@@ -96,8 +96,7 @@ int corral_si_kernel(void) { return SI_KERNEL; }
 
 pid_t corral_wait(pid_t pid, int *exited, int *code, int *signaled, int *signal, struct rusage *usage) {
     int status = 0;
-    pid_t ret;
-    do { ret = wait4(pid, &status, 0, usage); } while (ret < 0 && errno == EINTR);
+    pid_t ret = wait4(pid, &status, 0, usage);
     if (ret < 0) return -1;
     *exited = WIFEXITED(status);
     *code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;

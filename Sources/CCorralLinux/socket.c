@@ -1,10 +1,11 @@
-/* Unix sockets: connecting, and the peer's credentials. */
+/* Unix sockets: connecting, the peer's credentials, a descriptor passed over a socket. */
 #define _GNU_SOURCE
 #include "CCorralLinux.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -20,7 +21,11 @@ int corral_peer_credentials(int fd, struct corral_ucred *out) {
     return 0;
 }
 
-int corral_connect_unix(const char *path) {
+int corral_unix_socket(void) {
+    return socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+}
+
+int corral_unix_connect(int fd, const char *path) {
     struct sockaddr_un address;
     memset(&address, 0, sizeof address);
     address.sun_family = AF_UNIX;
@@ -29,15 +34,29 @@ int corral_connect_unix(const char *path) {
         return -1;
     }
     strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    int rc;
-    do { rc = connect(fd, (struct sockaddr *)&address, sizeof address); } while (rc < 0 && errno == EINTR);
-    if (rc < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
+    return connect(fd, (struct sockaddr *)&address, sizeof address);
+}
+
+int corral_receive_listener(int socket_fd) {
+    if (socket_fd < 0) return -1;
+    char data;
+    struct iovec iov = {&data, 1};
+    union {
+        char buffer[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.buffer;
+    message.msg_controllen = sizeof control.buffer;
+    /* MSG_DONTWAIT: the call never sleeps, so no signal interrupts it. */
+    ssize_t n = recvmsg(socket_fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n <= 0) return -1;
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    if (!header || header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(header), sizeof fd);
     return fd;
 }

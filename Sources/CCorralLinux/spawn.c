@@ -1,7 +1,9 @@
-/* The child between clone and exec, and nothing else: everything here runs
- * in a process that shares the parent's memory image and may only make
- * async-signal-safe calls until execve. The other shims live in files.c,
- * process.c, socket.c and watch.c. */
+/* The child between clone and exec, and the parent's side of it (corral_spawn),
+ * nothing else: the child runs in a process that shares the parent's memory
+ * image and may only make async-signal-safe calls until execve. The child
+ * cannot return to Swift, so it retries EINTR itself; the parent keeps every
+ * signal blocked until the child has exec'd or failed, so nothing interrupts
+ * it. The other shims live in files.c, process.c, socket.c and watch.c. */
 #define _GNU_SOURCE
 #include "CCorralLinux.h"
 
@@ -215,32 +217,6 @@ static void corral_child(const struct corral_spawn_request *req, int pipe_fd, in
     corral_child_fail(pipe_fd, CORRAL_STAGE_EXEC, errno);
 }
 
-/* The listener the child sent before exec (already queued: exec came after),
- * or -1 when it loaded the plain filter instead. */
-static int corral_receive_listener(int socket_fd) {
-    if (socket_fd < 0) return -1;
-    char data;
-    struct iovec iov = {&data, 1};
-    union {
-        char buffer[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    struct msghdr message;
-    memset(&message, 0, sizeof message);
-    message.msg_iov = &iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.buffer;
-    message.msg_controllen = sizeof control.buffer;
-    ssize_t n;
-    do { n = recvmsg(socket_fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
-    if (n <= 0) return -1;
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-    if (!header || header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) return -1;
-    int fd;
-    memcpy(&fd, CMSG_DATA(header), sizeof fd);
-    return fd;
-}
-
 int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_result *res) {
     memset(res, 0, sizeof *res);
     res->pidfd = -1;
@@ -317,25 +293,27 @@ int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_res
         if (pidfd >= 0) fcntl(pidfd, F_SETFD, FD_CLOEXEC);
     }
 
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(pipe_fds[1]);
     res->pid = pid;
     res->pidfd = pidfd;
 
-    /* EOF means exec succeeded (the pipe is close-on-exec). */
+    /* EOF means exec succeeded (the pipe is close-on-exec). The signals stay
+     * blocked until then: no handler runs on this thread, so neither the read
+     * nor the reaping of a failed child is interrupted (EINTR). */
     struct corral_child_report report;
-    ssize_t n;
-    do { n = read(pipe_fds[0], &report, sizeof report); } while (n < 0 && errno == EINTR);
+    ssize_t n = read(pipe_fds[0], &report, sizeof report);
     close(pipe_fds[0]);
     if (n == (ssize_t)sizeof report) {
         int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        waitpid(pid, &status, 0);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (pidfd >= 0) close(pidfd);
         res->pidfd = -1;
         res->error = report.error;
         res->stage = report.stage;
         return -1;
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     res->listener_fd = req->listener_socket >= 0 ? corral_receive_listener(req->listener_parent) : -1;
     return 0;
 }

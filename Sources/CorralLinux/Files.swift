@@ -127,6 +127,12 @@ public let openPathOnly: Int32 = corral_o_path()
 public enum UnixSocket {
     /// A connected, close-on-exec AF_UNIX stream socket to `path`.
     public static func connect(to path: String) throws(Errno) -> FileDescriptor {
-        FileDescriptor(rawValue: try valueOrErrno(corral_connect_unix(path)).get())
+        let socket = FileDescriptor(rawValue: try valueOrErrno(corral_unix_socket()).get())
+        switch retryOnInterrupt({ corral_unix_connect(socket.rawValue, path) }) {
+        case .success: return socket
+        case .failure(let error):
+            try? socket.close()
+            throw error
+        }
     }
 }

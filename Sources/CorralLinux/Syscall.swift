@@ -15,6 +15,16 @@ public func nothingOrErrno<I: FixedWidthInteger>(_ value: I) -> Result<Void, Err
     valueOrErrno(value).map { _ in }
 }
 
+/// errno as it is now, for a C library that reports failure its own way and leaves the
+/// cause in errno (libseccomp's -ECANCELED).
+public var currentErrno: Errno { Errno(rawValue: errno) }
+
+/// For calls that return their error number instead of setting errno
+/// (pthreads'): 0 is success, anything else the errno.
+public func nothingOrErrno(returned result: Int32) -> Result<Void, Errno> {
+    result == 0 ? .success(()) : .failure(Errno(rawValue: result))
+}
+
 /// The pointer a call returned, or its errno when it returned NULL.
 public func pointerOrErrno<Pointer>(_ pointer: Pointer?) -> Result<Pointer, Errno> {
     pointer.map { .success($0) } ?? .failure(Errno(rawValue: errno))

@@ -57,6 +57,52 @@ public enum Epoll {
     }
 }
 
+/// poll(2), for a few descriptors (many belong in an `Epoll`).
+public enum Poll {
+    /// One descriptor to wait on: `events` asked, `returned` what poll reported.
+    public struct Descriptor: Sendable, Equatable {
+        public var fd: Int32
+        public var events: Int16
+        public var returned: Int16 = 0
+
+        public init(fd: Int32, events: Int16) {
+            self.fd = fd
+            self.events = events
+        }
+    }
+
+    public static let readable = Int16(POLLIN)
+    /// A PSI trigger fired.
+    public static let priority = Int16(POLLPRI)
+    public static let error = Int16(POLLERR)
+    public static let hangUp = Int16(POLLHUP)
+    /// The descriptor is not open.
+    public static let invalid = Int16(POLLNVAL)
+
+    /// Waits up to `timeout` ms (-1: for ever) for the events asked in `fds`
+    /// and sets what each got in `returned`: how many got any (0: the time
+    /// ran out). A signal's interruption (EINTR) waits again for the time left.
+    public static func wait(_ fds: inout [Descriptor], timeout: Int32) -> Result<Int, Errno> {
+        let deadline = timeout > 0 ? ContinuousClock.now.advanced(by: .milliseconds(timeout)) : nil
+        var polled = fds.map { pollfd(fd: $0.fd, events: $0.events, revents: 0) }
+        let count = nfds_t(polled.count)
+        let result = polled.withUnsafeMutableBufferPointer { polled in
+            retryOnInterrupt { poll(polled.baseAddress, count, deadline.map(millisecondsLeft(until:)) ?? timeout) }
+        }
+        for index in fds.indices { fds[index].returned = polled[index].revents }
+        return result.map { Int($0) }
+    }
+
+    /// The whole milliseconds until `deadline`, rounded up (a wait never ends
+    /// early), 0 once it passed.
+    private static func millisecondsLeft(until deadline: ContinuousClock.Instant) -> Int32 {
+        let left = ContinuousClock.now.duration(to: deadline).components
+        guard left.seconds >= 0, left.seconds > 0 || left.attoseconds > 0 else { return 0 }
+        let milliseconds = left.seconds * 1000 + (left.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+        return Int32(clamping: milliseconds)
+    }
+}
+
 /// An inotify instance.
 public enum InotifyInstance {
     /// inotify_init1(IN_NONBLOCK | IN_CLOEXEC).

@@ -1,5 +1,6 @@
 internal import CSeccomp
 public import CorralCore
+internal import CorralLinux
 internal import Synchronization
 
 #if canImport(Glibc)
@@ -251,7 +252,7 @@ public enum SeccompListener {
         defer { seccomp_notify_free(request, response) }
         let rc = seccomp_notify_receive(fd, request)
         // libseccomp 2.5 turns a failed ioctl into -ECANCELED and leaves the reason in errno.
-        let error = rc == -ECANCELED ? errno : -rc
+        let error = rc == -ECANCELED ? currentErrno.rawValue : -rc
         if rc != 0 && (error == ENOENT || error == EINTR || error == EAGAIN) { return .success(nil) }
         guard rc == 0 else { return .failure(SeccompError("seccomp_notify_receive: \(String(cString: strerror(error)))")) }
         return .success(SeccompNotification(id: request.pointee.id, pid: Int32(request.pointee.pid), syscall: request.pointee.data.nr))

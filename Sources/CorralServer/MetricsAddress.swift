@@ -1,3 +1,5 @@
+import CorralLinux
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -54,13 +56,17 @@ public struct MetricsAddress: Equatable, Sendable, CustomStringConvertible {
                 "--metrics-address \(self): cannot resolve '\(host)' (\(reason)): give an address of this host, e.g. 127.0.0.1")
         }
         defer { freeaddrinfo(result) }
-        let fd = socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
-        guard fd >= 0 else { throw DaemonError("--metrics-address \(self): cannot make a socket: \(String(cString: strerror(errno)))") }
+        let fd: Int32
+        switch valueOrErrno(socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)) {
+        case .success(let made): fd = made
+        case .failure(let error):
+            throw DaemonError("--metrics-address \(self): cannot make a socket: \(String(cString: strerror(error.rawValue)))")
+        }
         defer { close(fd) }
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
-        guard bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0 else {
-            let code = errno
+        if case .failure(let error) = nothingOrErrno(bind(fd, first.pointee.ai_addr, first.pointee.ai_addrlen)) {
+            let code = error.rawValue
             let reason = String(cString: strerror(code))
             let fix =
                 code == EADDRINUSE

@@ -1,6 +1,7 @@
 public import CorralCgroup
 public import CorralCore
 internal import CorralLinux
+internal import CorralThreads
 internal import Synchronization
 public import SystemPackage
 
@@ -21,7 +22,7 @@ public final class HostMonitor: Sendable {
     public typealias Report = @Sendable (HostReading) -> Void
 
     private struct State {
-        var thread: pthread_t?
+        var thread: OSThread.Joinable?
         var stopping = false
         /// How the root's pressure reaches the monitor: a trigger, or sampling alone (and why).
         var triggerStatus = "not started"
@@ -94,33 +95,33 @@ public final class HostMonitor: Sendable {
     public func start() {
         state.withLock { state in
             guard state.thread == nil, !state.stopping else { return }
-            let box = Unmanaged.passRetained(self).toOpaque()
-            var thread = pthread_t()
-            let created = pthread_create(
-                &thread, nil,
-                { raw in
-                    let monitor = Unmanaged<HostMonitor>.fromOpaque(raw!).takeRetainedValue()
-                    monitor.run()
-                    return nil
-                }, box)
-            precondition(created == 0, "cannot start the host monitor thread: pthread_create returned \(created)")
-            state.thread = thread
+            do {
+                state.thread = try OSThread.startJoinable(name: "corral-host") { [self] in run() }
+            } catch {
+                preconditionFailure("cannot start the host monitor thread: pthread_create failed: \(error)")
+            }
         }
     }
 
-    /// Ends the thread and waits for it; idempotent.
+    /// Ends the thread and waits for it (unless called on it, from `report`:
+    /// it then ends after this reading); idempotent.
     public func stop() {
-        let thread: pthread_t? = state.withLock { state in
+        let thread: OSThread.Joinable? = state.withLock { state in
             state.stopping = true
             defer { state.thread = nil }
             return state.thread
         }
         try? WakeEvent.signal(wake)
-        if let thread { pthread_join(thread, nil) }
+        guard let thread else { return }
+        if thread.isCurrent {
+            do { try thread.detach() } catch { assertionFailure("pthread_detach on the host monitor thread failed: \(error)") }
+        } else {
+            do { try thread.join() } catch { preconditionFailure("pthread_join on the host monitor thread failed: \(error)") }
+        }
     }
 
+    /// The loop, on the thread `start` made ("corral-host", asynchronous signals blocked).
     private func run() {
-        try? CurrentThread.setName("corral-host")
         var trigger: Int32 = -1
         if let threshold {
             switch PressureTriggers.arm(.memoryPressure, of: root, fs: fs, threshold: threshold, checkFilesystem: true) {
@@ -139,16 +140,16 @@ public final class HostMonitor: Sendable {
         let timeout = Int32(max(1, interval.milliseconds))
         while !state.withLock({ $0.stopping }) {
             if let reading = read() { report(reading) }
-            var fds = [pollfd(fd: wake.rawValue, events: Int16(POLLIN), revents: 0)]
-            if trigger >= 0 { fds.append(pollfd(fd: trigger, events: Int16(POLLPRI), revents: 0)) }
-            let ready = poll(&fds, nfds_t(fds.count), timeout)
-            if ready < 0 && errno != EINTR {
-                let failure = errno
-                state.withLock { $0.triggerStatus = "stopped: poll(2) failed (errno \(failure)); the host ladder gets no readings" }
+            var fds = [Poll.Descriptor(fd: wake.rawValue, events: Poll.readable)]
+            if trigger >= 0 { fds.append(Poll.Descriptor(fd: trigger, events: Poll.priority)) }
+            if case .failure(let failure) = Poll.wait(&fds, timeout: timeout) {
+                state.withLock {
+                    $0.triggerStatus = "stopped: poll(2) failed (errno \(failure.rawValue)); the host ladder gets no readings"
+                }
                 break
             }
-            if fds[0].revents != 0 { try? WakeEvent.drain(wake) }
-            if fds.count > 1, fds[1].revents & Int16(POLLERR | POLLNVAL) != 0 {
+            if fds[0].returned != 0 { try? WakeEvent.drain(wake) }
+            if fds.count > 1, fds[1].returned & (Poll.error | Poll.invalid) != 0 {
                 // The root went away (or the trigger with it): sampling alone from here.
                 close(trigger)
                 trigger = -1

@@ -1,6 +1,7 @@
 internal import CorralCgroup
 internal import CorralCore
 internal import CorralLinux
+internal import CorralThreads
 internal import Synchronization
 internal import SystemPackage
 
@@ -29,8 +30,8 @@ final class WatchLoop: Sendable {
 
     private enum Lifecycle {
         case idle
-        case running(pthread_t)
-        case stopping(pthread_t)
+        case running(OSThread.Joinable)
+        case stopping(OSThread.Joinable)
         case stopped
     }
 
@@ -196,22 +197,17 @@ final class WatchLoop: Sendable {
     func start() {
         state.withLock { state in
             guard case .idle = state.lifecycle else { return }
-            let box = Unmanaged.passRetained(self).toOpaque()
-            var thread = pthread_t()
-            let created = pthread_create(
-                &thread, nil,
-                { raw in
-                    let loop = Unmanaged<WatchLoop>.fromOpaque(raw!).takeRetainedValue()
-                    // The watcher should not wait behind the agents it watches, nor
-                    // behind the daemon's own bookkeeping: nice -10 for this thread
-                    // alone, when allowed (root, CAP_SYS_NICE); else as it is.
-                    try? CurrentThread.setNice(WatchLoop.threadNice)
-                    loop.run()
-                    return nil
-                }, box)
-            // Without a thread there is no watcher: EAGAIN here means the
-            // process is out of threads, which nothing downstream survives.
-            precondition(created == 0, "cannot start the watcher thread: pthread_create returned \(created)")
+            let thread: OSThread.Joinable
+            do {
+                // The watcher should not wait behind the agents it watches, nor
+                // behind the daemon's own bookkeeping: nice -10 for this thread
+                // alone, when allowed (root, CAP_SYS_NICE); else as it is.
+                thread = try OSThread.startJoinable(name: "corral-watcher", nice: WatchLoop.threadNice) { [self] in run() }
+            } catch {
+                // Without a thread there is no watcher: EAGAIN here means the
+                // process is out of threads, which nothing downstream survives.
+                preconditionFailure("cannot start the watcher thread: pthread_create failed: \(error)")
+            }
             state.lifecycle = .running(thread)
             state.startedAt = time.now
             time.manual?.attach(self) { [weak self] in self?.wake() }
@@ -219,7 +215,7 @@ final class WatchLoop: Sendable {
     }
 
     func stop(wait: Bool = true) {
-        let joinable: pthread_t? = state.withLock { state in
+        let joinable: OSThread.Joinable? = state.withLock { state in
             switch state.lifecycle {
             case .idle:
                 closeAll(&state)
@@ -234,13 +230,11 @@ final class WatchLoop: Sendable {
         }
         guard let thread = joinable else { return }
         wake()
-        if !wait || pthread_equal(thread, pthread_self()) != 0 {
+        if !wait || thread.isCurrent {
             // Called from the sink, or not waiting: the loop ends after this batch and cleans up itself.
-            let detached = pthread_detach(thread)
-            assert(detached == 0, "pthread_detach on the watcher thread returned \(detached)")
+            do { try thread.detach() } catch { assertionFailure("pthread_detach on the watcher thread failed: \(error)") }
         } else {
-            let joined = pthread_join(thread, nil)
-            precondition(joined == 0, "pthread_join on the watcher thread returned \(joined)")
+            do { try thread.join() } catch { preconditionFailure("pthread_join on the watcher thread failed: \(error)") }
         }
     }
 
@@ -621,13 +615,10 @@ final class WatchLoop: Sendable {
         var fd: Int32
     }
 
+    /// The loop, on the thread `start` made: named "corral-watcher", at nice
+    /// -10 when allowed, with asynchronous signals blocked (process-directed
+    /// ones go to the thread that waits for them: a daemon's signalfd).
     private func run() {
-        // Process-directed signals go to the other threads (a daemon's signalfd wants them all blocked).
-        var all = sigset_t()
-        sigfillset(&all)
-        let masked = pthread_sigmask(SIG_BLOCK, &all, nil)
-        assert(masked == 0, "pthread_sigmask: \(masked)")
-        try? CurrentThread.setName("corral-watcher")  // cosmetic: fails only for names over 15 bytes
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
         defer { buffer.deallocate() }
         let interval = configuration.samplingInterval

@@ -7,8 +7,8 @@
  * One return convention: a value >= 0 on success, -1 with errno set on
  * failure, as the system calls themselves (Swift's `valueOrErrno` reads it).
  * No function retries EINTR, so that Swift retries it in one place
- * (`retryOnInterrupt`); the exceptions are corral_spawn, whose child cannot
- * return to Swift, and corral_connect_unix and corral_wait, noted below. */
+ * (`retryOnInterrupt`); the exception is corral_spawn's child, which cannot
+ * return to Swift (its parent side blocks signals instead: nothing interrupts it). */
 
 #include <errno.h>
 #include <stddef.h>
@@ -168,8 +168,7 @@ int corral_unblock_signals(const int *signals, int count);
 /* SI_KERNEL, which Swift cannot see as a macro. */
 int corral_si_kernel(void);
 
-/* wait4 on pid; fills exit status fields and returns pid. Retries EINTR
-   itself (kept for callers outside the Swift syscall layer). */
+/* wait4 on pid; fills exit status fields and returns pid. */
 pid_t corral_wait(pid_t pid, int *exited, int *code, int *signaled, int *signal,
                   struct rusage *usage);
 
@@ -202,9 +201,16 @@ int corral_so_peercred(void);
 /* getsockopt(fd, SOL_SOCKET, SO_PEERCRED). */
 int corral_peer_credentials(int fd, struct corral_ucred *out);
 
-/* A connected AF_UNIX stream socket to `path` (close-on-exec). Retries an
-   interrupted connect itself (kept for callers outside the syscall layer). */
-int corral_connect_unix(const char *path);
+/* An AF_UNIX stream socket (close-on-exec), not connected. */
+int corral_unix_socket(void);
+/* connect(2) of the AF_UNIX socket fd to `path` (ENAMETOOLONG when it does
+   not fit in sun_path). An interrupted connect (EINTR) may be made again. */
+int corral_unix_connect(int fd, const char *path);
+
+/* The descriptor a process sent over the AF_UNIX socket with SCM_RIGHTS and
+   queued already (MSG_DONTWAIT; received close-on-exec): corral_spawn's child
+   sends its seccomp listener so before exec. -1 when none came. */
+int corral_receive_listener(int socket_fd);
 
 /* watch.c */
 
