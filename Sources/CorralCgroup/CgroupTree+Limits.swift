@@ -50,6 +50,54 @@ extension CgroupTree {
         return writes.filter { $0.file != .cpuMaxBurst }.map { "\($0.file.rawValue) \($0.value)" }.joined(separator: ", ")
     }
 
+    /// The host ladder's throttle of an agent: memory.high down to its usage (at
+    /// least 1 MiB), cpu.max down to `share` of `cpuLimit` (its hard limit; nil: of
+    /// what is in force) with no burst; never looser than what is in force (its own
+    /// ladder may have throttled it further). Appends to `changed` each file as
+    /// "file before → after", as it is written: a failure part-way throws with
+    /// `changed` saying what was done.
+    public func clampForHost(
+        _ path: CgroupPath, memoryUsage: Int64, cpuLimit: Double?, share: Double, changed: inout [String]
+    ) throws(CgroupError) {
+        let beforeHigh = try fs.read(.memoryHigh, of: path).trimmingSpaces()
+        var high = max(memoryUsage, 1_048_576)
+        if let current = CgroupValue(parsing: beforeHigh)?.value { high = min(high, current) }
+        try fs.write(String(high), to: .memoryHigh, of: path)
+        changed.append("memory.high \(beforeHigh) → \(high)")
+        let beforeCPU = CPUMax(parsing: try fs.read(.cpuMax, of: path))
+        guard let basis = cpuLimit ?? beforeCPU?.percent else { return }
+        var target = CPUMax(percent: max(CPUMax.minimumPercent, basis * share))
+        if let current = beforeCPU?.percent, let wanted = target.percent, current < wanted { target = beforeCPU! }
+        do {
+            try fs.write("0", to: .cpuMaxBurst, of: path)
+        } catch  where error.errno == .noSuchFileOrDirectory {
+            // No cpu.max.burst before Linux 5.14: there is no burst to take away.
+        }
+        try fs.write(target.description, to: .cpuMax, of: path)
+        changed.append("cpu.max \(beforeCPU?.description ?? "max") → \(target)")
+    }
+
+    /// Undoes `clampForHost`: memory.high back to the soft limit ("max" without
+    /// one), cpu.max to the configured limit ("max" without one).
+    public func releaseHostClamp(_ path: CgroupPath, memory: ResourceLimit?, cpu: ResourceLimit?) throws(CgroupError) {
+        try fs.write(memory.map { String(Int64($0.soft)) } ?? "max", to: .memoryHigh, of: path)
+        if let cpu {
+            _ = try restore(path, .cpu, limit: cpu)
+        } else {
+            try fs.write(CPUMax(quota: nil).description, to: .cpuMax, of: path)
+        }
+    }
+
+    /// A group's memory.low (the protection of its agents, summed).
+    public func setMemoryLow(_ bytes: Int64, of path: CgroupPath) throws(CgroupError) {
+        try fs.write(String(bytes), to: .memoryLow, of: path)
+    }
+
+    /// Moves process `pid` into `path` (cgroup.procs).
+    public func move(pid: Int32, into path: CgroupPath) throws(CgroupError) {
+        try fs.write(String(pid), to: .procs, of: path)
+    }
+
     /// Sends `signal` to every process in `path` and below; how many got it.
     /// A cgroup that cannot be listed (gone) has nobody to signal.
     public func signalAll(_ path: CgroupPath, _ signal: Int32) -> Int {

@@ -453,8 +453,9 @@ public struct CgroupTree: Sendable {
     }
 
     /// Removes `path`, retrying while the kernel still reports it busy (dying
-    /// tasks): 10 tries, 1 ms doubling, as runc does. Missing counts as removed.
-    public func remove(_ path: CgroupPath, attempts: Int = 10) throws(CgroupError) {
+    /// tasks): `removeAttempts` tries, 1 ms doubling, as runc does. Missing counts
+    /// as removed. `attempts: 1` tries once and throws `busy`.
+    public func remove(_ path: CgroupPath, attempts: Int = CgroupTree.removeAttempts) throws(CgroupError) {
         var delay = Duration.milliseconds(1)
         for attempt in 1...max(1, attempts) {
             do {
@@ -468,6 +469,26 @@ public struct CgroupTree: Sendable {
             }
         }
     }
+
+    /// `remove` for async callers: the same retries, asleep without holding a thread.
+    /// Cancelled, it stops retrying and throws `busy`.
+    public func removeWithoutBlocking(_ path: CgroupPath, attempts: Int = CgroupTree.removeAttempts) async throws(CgroupError) {
+        var delay = Duration.milliseconds(1)
+        for attempt in 1...max(1, attempts) {
+            do {
+                try fs.removeDirectory(path)
+                return
+            } catch  where error.code == .notFound {
+                return
+            } catch  where error.code == .busy && attempt < attempts {
+                if (try? await Task.sleep(for: delay)) == nil { throw error }  // cancelled: busy as it was
+                delay *= 2
+            }
+        }
+    }
+
+    /// Tries of `remove` while a cgroup is busy (runc's figure).
+    public static let removeAttempts = 10
 
     /// Removes the root when it is Corral's own (`ownsRoot`) and has no
     /// child cgroup left; a root someone else made is never removed. Call it

@@ -1,3 +1,4 @@
+internal import CorralAPI
 public import CorralCore
 
 #if canImport(FoundationEssentials)
@@ -140,21 +141,14 @@ public struct AgentChannel: Sendable {
 
     /// Usage of resources without a cgroup controller (files, connections, network, disk).
     public func report(usage: [Resource: Double]) throws(ClientError) {
-        struct Body: Encodable { var usage: [String: Double] }
-        let body = Body(usage: Dictionary(uniqueKeysWithValues: usage.map { ($0.key.rawValue, $0.value) }))
-        _ = try client.call("POST", "/v1/agents/\(agent)/usage", body: body, as: IgnoredBody.self)
+        _ = try client.call("POST", "/v1/agents/\(agent)/usage", body: UsageRequest(usage: usage), as: IgnoredBody.self)
     }
 
     /// Tells Corral the agent saw `event` and what it did about it.
     public func acknowledge(_ event: ChannelEvent, note: String? = nil) throws(ClientError) {
-        struct Body: Encodable {
-            var sequence: Int64
-            var kind: String
-            var note: String?
-        }
         let data: Data
         do {
-            data = try CorralClient.encoder.encode(Body(sequence: event.sequence, kind: event.kind, note: note))
+            data = try CorralClient.encoder.encode(Acknowledgement(sequence: event.sequence, kind: event.kind, note: note))
         } catch {
             throw .protocolError("cannot encode the acknowledgement: \(error)")
         }
@@ -164,7 +158,9 @@ public struct AgentChannel: Sendable {
 
     struct IgnoredBody: Decodable {}
 
-    /// The wire form of an event (the daemon's CorralEvent), as far as agents need it.
+    /// The fields of an event (the daemon's `CorralEvent`) that agents need, with `kind` as
+    /// text: an agent built against this client keeps working when a newer daemon sends a
+    /// kind it does not know (`.other`), where decoding `CorralEvent.Kind` would fail.
     struct Wire: Decodable {
         var sequence: Int64
         var kind: String

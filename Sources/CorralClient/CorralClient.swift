@@ -1,3 +1,4 @@
+internal import CorralAPI
 internal import CorralCore
 internal import CorralLinux
 internal import CorralThreads
@@ -176,13 +177,6 @@ public struct CorralClient: Sendable {
 
     static func check(_ response: ClientResponse) throws(ClientError) {
         guard response.status >= 300 else { return }
-        struct ErrorBody: Decodable {
-            struct Detail: Decodable {
-                var code: String
-                var message: String
-            }
-            var error: Detail
-        }
         if let error = try? decoder.decode(ErrorBody.self, from: Data(response.body)) {
             throw .api(status: response.status, code: error.error.code, message: error.error.message)
         }

@@ -184,8 +184,9 @@ struct Enforcer: Sendable {
             agent.pendingFreeze = PendingFreeze(violation: violation, at: now, started: started, deadline: now + Self.freezeConfirmation)
             return nil
         } catch {
-            try? tree.cancelFreeze(agent.leaf)
-            return notFrozen(&agent, violation, at: now, error)
+            var entry = notFrozen(&agent, violation, at: now, error)
+            entry.error = EventText.joined(entry.error, tree.rollBackFreeze(agent.leaf))
+            return entry
         }
     }
 
@@ -201,8 +202,10 @@ struct Enforcer: Sendable {
             }
             guard now >= pending.deadline else { return nil }
             agent.pendingFreeze = nil
-            try tree.cancelFreeze(agent.leaf)
-            return notFrozen(&agent, pending.violation, at: pending.at, tree.freezeTimedOut(agent.leaf, after: Self.freezeConfirmation))
+            var entry = notFrozen(
+                &agent, pending.violation, at: pending.at, tree.freezeTimedOut(agent.leaf, after: Self.freezeConfirmation))
+            entry.error = EventText.joined(entry.error, tree.rollBackFreeze(agent.leaf))
+            return entry
         } catch {
             agent.pendingFreeze = nil
             return notFrozen(&agent, pending.violation, at: pending.at, error)
@@ -251,6 +254,19 @@ struct Enforcer: Sendable {
         } catch {
             return EnforcementRecord(
                 violation: violation, action: .terminate, at: now, succeeded: false, error: error.description, details: "kill failed")
+        }
+    }
+}
+
+extension CgroupTree {
+    /// Takes back a freeze that did not take (cgroup.freeze 0); nil when done, else
+    /// what went wrong, for the failed record's error.
+    func rollBackFreeze(_ leaf: CgroupPath) -> String? {
+        do throws(CgroupError) {
+            try cancelFreeze(leaf)
+            return nil
+        } catch {
+            return EventText.freezeNotTakenBack(error)
         }
     }
 }

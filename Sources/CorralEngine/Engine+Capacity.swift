@@ -16,7 +16,7 @@ struct QueuedStart {
     var shortfalls: [Shortfall]
 }
 
-/// Capacity and admission: the seed's `calculate_available_resources`, and
+/// Capacity and admission: what is left per resource (allocatable − used), and
 /// what happens to an agent that would overcommit (`admission:`).
 extension Engine {
     enum Admission {
@@ -39,7 +39,18 @@ extension Engine {
         var amounts: [Resource: Double] = [
             .memory: Double(host.memoryBytes), .cpu: Double(host.cpus) * 100, .processes: Double(host.pidMax),
         ]
-        guard let limits = try? tree.rootLimits() else { return amounts }
+        let limits: CgroupSettings
+        do throws(CgroupError) {
+            limits = try tree.rootLimits()
+            rootLimitsUnreadable = false
+        } catch {
+            // The host's totals stand in: said once, not at every admission.
+            if !rootLimitsUnreadable {
+                events.publish(.daemon, agent: nil, EventText.rootLimitsUnreadable(error))
+                rootLimitsUnreadable = true
+            }
+            return amounts
+        }
         if let memory = limits.memoryMax?.value { amounts[.memory] = Double(memory) }
         if let percent = limits.cpuMax?.percent { amounts[.cpu] = percent }
         if let pids = limits.pidsMax?.value { amounts[.processes] = Double(pids) }
@@ -87,9 +98,9 @@ extension Engine {
         let text = shortfalls.map(\.description).joined(separator: "; ")
         switch configuration.admission {
         case .refuse:
-            throw EngineError(.conflict, "agent '\(id)' not admitted (admission: refuse): \(text)")
+            throw EngineError(.conflict, EventText.notAdmitted(id, text))
         case .allow:
-            events.publish(.daemon, agent: id, "agent '\(id)' admitted over capacity (admission: allow): \(text)")
+            events.publish(.daemon, agent: id, EventText.admittedOverCapacity(id, text))
             return .admit
         case .queue:
             return .queue(shortfalls)
@@ -106,10 +117,7 @@ extension Engine {
         }
         admissionQueue = ordered.map(\.element)
         let queued = queuedRecord(record.id) ?? record
-        events.publish(
-            .agentQueued, agent: record.id,
-            "\(record.id) queued (admission: queue, position \(queued.queuePosition ?? 0)): \(shortfalls.map(\.description).joined(separator: "; "))"
-        )
+        events.publish(.agentQueued, agent: record.id, EventText.queued(record.id, position: queued.queuePosition ?? 0, shortfalls))
         return queued
     }
 
@@ -158,9 +166,9 @@ extension Engine {
                 var record = next.record
                 record.state = .lost
                 record.endedAt = clock()
-                record.endReason = "could not start once admitted: \(error)"
+                record.endReason = EventText.notStartedOnceAdmitted(error)
                 writer.save(record, what: "the failed start")
-                events.publish(.agentExited, agent: id, "\(id) could not start once admitted: \(error)")
+                events.publish(.agentExited, agent: id, "\(id) \(EventText.notStartedOnceAdmitted(error))")
             }
         }
     }

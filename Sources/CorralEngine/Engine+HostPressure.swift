@@ -34,9 +34,7 @@ extension Engine {
         for command in hostLadder.observe(reading, candidates: candidates, policy: policy) {
             switch command {
             case .started(let reason):
-                events.publish(
-                    .hostPressure, agent: nil,
-                    "host pressure: \(reason); acting on agents of priority ≤ \(policy.protectAbove), lowest first")
+                events.publish(.hostPressure, agent: nil, EventText.hostPressureStarted(reason, protectAbove: policy.protectAbove))
             case .step(let id, let stage):
                 hostStep(id, stage, reading: reading)
             case .undo(let id, let stages):
@@ -44,10 +42,9 @@ extension Engine {
             case .exhausted:
                 events.publish(
                     .hostPressure, agent: nil,
-                    "host pressure: every agent of priority ≤ \(policy.protectAbove) is "
-                        + (policy.terminate ? "ended" : "frozen (terminate is off)") + "; nothing more to do")
+                    EventText.hostPressureExhausted(protectAbove: policy.protectAbove, terminate: policy.terminate))
             case .ended:
-                events.publish(.hostPressure, agent: nil, "host pressure passed: every step is undone")
+                events.publish(.hostPressure, agent: nil, EventText.hostPressurePassed)
             }
         }
     }
@@ -94,22 +91,10 @@ extension Engine {
         case .throttled:
             var changes: [String] = []
             do throws(CgroupError) {
-                // Never looser than what is in force (the agent's own ladder may have throttled it further).
                 let usage = Int64(agent.usage[.memory] ?? agent.latest?.memoryCurrent.map(Double.init) ?? 0)
-                let beforeHigh = (try? tree.fs.read(.memoryHigh, of: agent.leaf).trimmingSpaces()) ?? "max"
-                var high = max(usage, 1_048_576)
-                if let current = CgroupValue(parsing: beforeHigh)?.value { high = min(high, current) }
-                try tree.fs.write(String(high), to: .memoryHigh, of: agent.leaf)
-                changes.append("memory.high \(beforeHigh) → \(high)")
-                let beforeCPU = (try? tree.fs.read(.cpuMax, of: agent.leaf)).flatMap(CPUMax.init(parsing:))
-                let basis = agent.record.limits[.cpu]?.hard ?? beforeCPU?.percent
-                if let basis {
-                    var target = CPUMax(percent: max(CPUMax.minimumPercent, basis * Self.hostThrottleCPUShare))
-                    if let current = beforeCPU?.percent, let wanted = target.percent, current < wanted { target = beforeCPU! }
-                    try? tree.fs.write("0", to: .cpuMaxBurst, of: agent.leaf)
-                    try tree.fs.write(target.description, to: .cpuMax, of: agent.leaf)
-                    changes.append("cpu.max \(beforeCPU?.description ?? "max") → \(target)")
-                }
+                try tree.clampForHost(
+                    agent.leaf, memoryUsage: usage, cpuLimit: agent.record.limits[.cpu]?.hard, share: Self.hostThrottleCPUShare,
+                    changed: &changes)
                 record(true, changes.joined(separator: ", "))
             } catch {
                 record(false, changes.joined(separator: ", "), error: error.description)
@@ -122,7 +107,7 @@ extension Engine {
                     registry[id] = agent
                     writer.save(agent.record, what: "the freeze")
                     record(true, "frozen in \((ContinuousClock.now - started).milliseconds) ms")
-                    events.publish(.suspended, agent: id, "\(id) frozen: the host is short of memory")
+                    events.publish(.suspended, agent: id, EventText.hostFrozen(id))
                 } else {
                     hostFreezes[id] = HostFreeze(
                         record: EnforcementRecord(
@@ -130,8 +115,7 @@ extension Engine {
                         requested: started)
                 }
             } catch {
-                try? tree.cancelFreeze(agent.leaf)
-                record(false, "cgroup.freeze not written", error: error.description)
+                record(false, "cgroup.freeze not written", error: EventText.joined(error.description, tree.rollBackFreeze(agent.leaf)))
             }
         case .terminated:
             do throws(CgroupError) {
@@ -156,9 +140,16 @@ extension Engine {
                 hostFreezes[id] = nil
                 continue
             }
-            let frozen = (try? tree.isFrozen(agent.leaf)) ?? false
+            let frozen: Bool
+            var unreadable: String?
+            do throws(CgroupError) {
+                frozen = try tree.isFrozen(agent.leaf)
+            } catch {
+                frozen = false
+                unreadable = "cgroup.events unreadable: \(error.description)"
+            }
             let waited = ContinuousClock.now - pending.requested
-            guard frozen || waited >= Self.hostFreezeConfirmation else { continue }
+            guard frozen || unreadable != nil || waited >= Self.hostFreezeConfirmation else { continue }
             hostFreezes[id] = nil
             var entry = pending.record
             entry.succeeded = frozen
@@ -166,10 +157,9 @@ extension Engine {
                 (frozen ? "frozen within \(waited.milliseconds) ms" : "not frozen after \(waited.milliseconds) ms") + " (\(entry.details))"
             if frozen {
                 agent.record.state = .suspended
-                events.publish(.suspended, agent: id, "\(id) frozen: the host is short of memory")
+                events.publish(.suspended, agent: id, EventText.hostFrozen(id))
             } else {
-                entry.error = "cgroup.events did not say frozen"
-                try? tree.cancelFreeze(agent.leaf)
+                entry.error = EventText.joined(unreadable ?? "cgroup.events did not say frozen", tree.rollBackFreeze(agent.leaf))
                 hostLadder.failed(agent: id, stage: .frozen)
             }
             let steps = hostLadder.steps.filter { $0.agent == id }
@@ -188,36 +178,29 @@ extension Engine {
                 hostFreezes[id] = nil
                 // Frozen by its own ladder (or a freeze of it pending) meanwhile: it stays frozen.
                 guard !agent.ladder.suspended, agent.pendingFreeze == nil else {
-                    events.publish(.daemon, agent: id, "\(id) stays frozen after the host pressure: its own ladder suspended it")
+                    events.publish(.daemon, agent: id, EventText.staysFrozenAfterHostPressure(id))
                     continue
                 }
                 do throws(CgroupError) {
                     try tree.thaw(agent.leaf)
                     agent.record.state = .running
-                    events.publish(.thawed, agent: id, "\(id) thawed: the host pressure has passed")
+                    events.publish(.thawed, agent: id, EventText.hostThawed(id))
                 } catch {
-                    events.publish(.daemon, agent: id, "could not thaw \(id) after the host pressure: \(error.description)")
+                    events.publish(.daemon, agent: id, EventText.hostThawFailed(id, error))
                 }
             case .throttled:
                 do throws(CgroupError) {
                     // The configured memory.high and cpu.max ("max" where there is no limit), then
                     // whatever the agent's own ladder still has throttled.
-                    try tree.fs.write(agent.record.limits[.memory].map { String(Int64($0.soft)) } ?? "max", to: .memoryHigh, of: agent.leaf)
-                    if let cpuLimit = agent.record.limits[.cpu] {
-                        _ = try tree.restore(agent.leaf, .cpu, limit: cpuLimit)
-                    } else {
-                        try tree.fs.write(CPUMax(quota: nil).description, to: .cpuMax, of: agent.leaf)
-                    }
+                    try tree.releaseHostClamp(agent.leaf, memory: agent.record.limits[.memory], cpu: agent.record.limits[.cpu])
                     for (resource, cumulative) in agent.ladder.throttled.sorted(by: { $0.key < $1.key }) {
                         guard let limit = agent.record.limits[resource] else { continue }
                         _ = try tree.throttle(
                             agent.leaf, resource, limit: limit, cumulative: cumulative, processes: agent.usage[.processes])
                     }
-                    events.publish(
-                        .throttleRestored, agent: id, "\(id)'s memory.high and cpu.max restored: the host pressure has passed",
-                        resource: .memory)
+                    events.publish(.throttleRestored, agent: id, EventText.hostClampReleased(id), resource: .memory)
                 } catch {
-                    events.publish(.daemon, agent: id, "could not restore \(id)'s limits after the host pressure: \(error.description)")
+                    events.publish(.daemon, agent: id, EventText.hostClampNotReleased(id, error))
                 }
             case .degraded:
                 let soft = agent.record.limits[.memory]?.soft ?? 0

@@ -337,7 +337,7 @@ extension Engine {
             // A running process cannot wait: it is adopted, and the overcommit said.
             events.publish(
                 .daemon, agent: id,
-                "process \(pid) adopted as '\(id)' over capacity (a running process cannot be queued): \(shortfalls.map(\.description).joined(separator: "; "))"
+                EventText.adoptedOverCapacity(pid: pid, as: id, shortfalls)
             )
         }
         let leaf = try createCgroup(id: id, group: group, limits: limits, priority: priority.priority)
@@ -346,7 +346,7 @@ extension Engine {
             cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), priority: priority.priority, priorityIsOwn: priority.own)
         writeStartIntent(record)
         do {
-            try tree.fs.write(String(pid), to: .procs, of: leaf)
+            try tree.move(pid: pid, into: leaf)
         } catch {
             discard(leaf, of: id)
             throw EngineError(.failed, "cannot move process \(pid) into \(tree.fs.absolutePath(leaf)): \(error.description)")
@@ -459,30 +459,20 @@ extension Engine {
         }
         // Mostly it goes at once; only a busy cgroup is retried in the background.
         do {
-            try tree.fs.removeDirectory(leaf)
+            try tree.remove(leaf, attempts: 1)
             return
         } catch  where error.code == .busy {
-        } catch  where error.code == .notFound {
-            return
         } catch {
             failed(error)
             return
         }
         Task.detached {
-            var delay = Duration.milliseconds(1)
-            for attempt in 1...10 {
-                do throws(CgroupError) {
-                    try tree.fs.removeDirectory(leaf)
-                    return
-                } catch  where error.code == .notFound {
-                    return
-                } catch  where error.code == .busy && attempt < 10 {
-                    do { try await Task.sleep(for: delay) } catch { return }  // cancelled: the daemon is stopping
-                    delay *= 2
-                } catch {
-                    failed(error)
-                    return
-                }
+            do throws(CgroupError) {
+                try await tree.removeWithoutBlocking(leaf)
+            } catch  where error.code == .busy && Task.isCancelled {
+                // The daemon is stopping: the next start finds the cgroup and ends it.
+            } catch {
+                failed(error)
             }
         }
     }

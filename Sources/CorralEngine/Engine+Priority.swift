@@ -13,12 +13,12 @@ extension Engine {
         let protection = Priority.groupProtection(agentLows: [registry.memoryLows[group] ?? 0], total: quota.totals[.memory])
         guard force || protection != (groupProtection[group] ?? 0) else { return }
         do throws(CgroupError) {
-            try tree.fs.write(String(protection), to: .memoryLow, of: tree.groupPath(group))
+            try tree.setMemoryLow(Int64(protection), of: tree.groupPath(group))
             groupProtection[group] = protection
         } catch  where error.code == .notFound || error.code == .removed {
             groupProtection[group] = nil  // the group's cgroup is gone: a new one starts at 0
         } catch {
-            events.publish(.daemon, agent: nil, "cannot protect group \(group)'s memory (memory.low \(protection)): \(error.description)")
+            events.publish(.daemon, agent: nil, EventText.groupNotProtected(group, protection, error))
         }
     }
 
@@ -72,7 +72,7 @@ extension Engine {
             do {
                 try applyPriority(group.priority, to: agent)
             } catch {
-                events.publish(.daemon, agent: id, "cannot apply group \(group.name)'s priority \(group.priority) to \(id): \(error)")
+                events.publish(.daemon, agent: id, EventText.groupPriorityNotApplied(group.name, group.priority, to: id, error))
                 continue
             }
             agent.record.priority = group.priority

@@ -128,18 +128,20 @@ extension Engine {
         let leaf = try registry.live(id).leaf
         events.publish(.suspendNotice, agent: id, EventText.freezingByRequest(id))
         let started = ContinuousClock.now
+        var frozen = false
         do throws(CgroupError) {
-            var frozen = try tree.requestFreeze(leaf)
+            frozen = try tree.requestFreeze(leaf)
             while !frozen && ContinuousClock.now - started < Enforcer.freezeConfirmation {
                 try? await Task.sleep(for: .milliseconds(5))
                 frozen = try tree.isFrozen(leaf)
             }
-            if !frozen {
-                try? tree.cancelFreeze(leaf)
-                throw tree.freezeTimedOut(leaf, after: Enforcer.freezeConfirmation)
-            }
         } catch {
-            throw EngineError(.failed, error.description)
+            // Requested, perhaps: taken back, so the agent does not freeze behind the operator's back.
+            throw EngineError(.failed, EventText.joined(error.description, tree.rollBackFreeze(leaf)) ?? error.description)
+        }
+        if !frozen {
+            let timedOut = tree.freezeTimedOut(leaf, after: Enforcer.freezeConfirmation).description
+            throw EngineError(.failed, EventText.joined(timedOut, tree.rollBackFreeze(leaf)) ?? timedOut)
         }
         let took = ContinuousClock.now - started
         // Read again: the agent may have changed (or ended) while this waited.
@@ -223,7 +225,7 @@ extension Engine {
                     populated = try tree.isPopulated(agent.leaf)
                 }
                 if populated {
-                    events.publish(.daemon, agent: id, "\(id) was killed but its processes had not exited after 5 s")
+                    events.publish(.daemon, agent: id, EventText.killedButNotExited(id))
                 }
             } catch  where error.code == .notFound || error.code == .removed {
                 // Gone already: nothing left to kill.

@@ -115,6 +115,7 @@ public actor Engine {
     let instruments: (any EngineInstruments)?
     /// The root's limits as last read, for a second (capacity is asked at every scrape and admission).
     var allocatableCache: (at: ContinuousClock.Instant, amounts: [Resource: Double])?
+    var rootLimitsUnreadable = false  // said once (`readAllocatable`)
     /// Where each step writes what it is about to do before doing it (see
     /// `ActionIntent`); nil for `corral run` without a daemon (nothing
     /// outlives it to replay them). The engine alone appends and clears.
@@ -157,8 +158,7 @@ public actor Engine {
             denials = supervisor
             return supervisor
         } catch {
-            events.publish(
-                .daemon, agent: nil, "cannot supervise seccomp listeners (eventfd: \(error)): denied calls fail with ENOSYS, unrecorded")
+            events.publish(.daemon, agent: nil, EventText.noDenialSupervisor(error))
             return nil
         }
     }
@@ -227,7 +227,7 @@ public actor Engine {
         do {
             for (name, group) in try writer.settled.groupOverrides() { merged.groups[name] = group }
         } catch {
-            events.publish(.daemon, agent: nil, "could not read the groups changed through the API; the file's definitions apply: \(error)")
+            events.publish(.daemon, agent: nil, EventText.groupsUnreadable(error))
         }
         let idleSampling = configuration.intervals.adaptiveIdleSampling
         configuration = merged
@@ -256,7 +256,7 @@ public actor Engine {
         for name in configuration.groupNames { refreshProtection(of: name, force: true) }
         for id in report.reattached { events.publish(.agentReattached, agent: id, EventText.reattached(id)) }
         events.publish(.daemon, agent: nil, EventText.restored(report))
-        for problem in report.problems { events.publish(.daemon, agent: nil, "restore: \(problem)") }
+        for problem in report.problems { events.publish(.daemon, agent: nil, EventText.restoreProblem(problem)) }
         return report
     }
 

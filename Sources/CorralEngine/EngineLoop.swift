@@ -1,3 +1,4 @@
+public import CorralCgroup
 import CorralCore
 public import CorralWatcher
 import Synchronization
@@ -106,6 +107,25 @@ public final class EngineLoop: Sendable {
 
     /// Ends `run` once what is queued has been handled.
     public func stop() { queue.finish() }
+
+    /// The cgroup watcher wired the one way: its events go to this loop's queue (after
+    /// `tap`, a benchmark's look at each), and it is connected to `engine` as its
+    /// `AgentWatching`. Not started: the caller starts it once the engine has its agents.
+    /// Throws when the process is out of inotify instances or descriptors.
+    public func watcher(
+        for engine: Engine, filesystem: any CgroupFilesystem, sampling: Duration,
+        tap: (@Sendable (WatcherEvent) -> Void)? = nil
+    ) async throws(CgroupError) -> CgroupWatcher {
+        let queue = queue
+        let watcher = try CgroupWatcher(
+            filesystem: filesystem, configuration: CgroupWatcher.Configuration(samplingInterval: sampling), clock: Engine.wallClock
+        ) { event in
+            tap?(event)
+            queue.push(event)
+        }
+        await engine.connect(WatcherBridge(watcher: watcher, deliver: { queue.push($0) }))
+        return watcher
+    }
 }
 
 /// Whether the engine is making progress, for systemd's watchdog: the ladder's

@@ -121,6 +121,16 @@ enum EventText {
         "cgroup.freeze 1, cgroup.events frozen 1 found at corrald's restart (the freeze took effect while it was down)"
 
     static let freezeFailed = "freeze failed; the agent runs on"
+    /// A freeze that did not take could not be taken back either: the agent may freeze yet.
+    static func freezeNotTakenBack(_ error: CgroupError) -> String {
+        "and cgroup.freeze could not be set back to 0 (the agent may still freeze): \(error.description)"
+    }
+
+    /// `first; second`, either of them absent.
+    static func joined(_ first: String?, _ second: String?) -> String? {
+        let parts = [first, second].compactMap { $0 }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
+    }
 
     // MARK: Intents replayed at a restart
 
@@ -219,6 +229,86 @@ enum EventText {
                     ? " (\(after.droppedRecords) dropped since the daemon started: more than \(bound) were waiting)" : "")
         }
         return nil
+    }
+
+    static func notAdmitted(_ id: String, _ shortfalls: String) -> String {
+        "agent '\(id)' not admitted (admission: refuse): \(shortfalls)"
+    }
+
+    static func admittedOverCapacity(_ id: String, _ shortfalls: String) -> String {
+        "agent '\(id)' admitted over capacity (admission: allow): \(shortfalls)"
+    }
+
+    static func adoptedOverCapacity(pid: Int32, as id: String, _ shortfalls: [Shortfall]) -> String {
+        "process \(pid) adopted as '\(id)' over capacity (a running process cannot be queued): \(shortfalls.map(\.description).joined(separator: "; "))"
+    }
+
+    static func queued(_ id: String, position: Int, _ shortfalls: [Shortfall]) -> String {
+        "\(id) queued (admission: queue, position \(position)): \(shortfalls.map(\.description).joined(separator: "; "))"
+    }
+
+    /// An admitted start that failed: its end reason (the event puts the agent's id first).
+    static func notStartedOnceAdmitted(_ error: any Error) -> String { "could not start once admitted: \(error)" }
+
+    static func killedButNotExited(_ id: String) -> String { "\(id) was killed but its processes had not exited after 5 s" }
+
+    // MARK: Priority
+
+    static func groupNotProtected(_ group: String, _ protection: Int64, _ error: CgroupError) -> String {
+        "cannot protect group \(group)'s memory (memory.low \(protection)): \(error.description)"
+    }
+
+    static func groupPriorityNotApplied(_ group: String, _ priority: Priority, to id: String, _ error: any Error) -> String {
+        "cannot apply group \(group)'s priority \(priority) to \(id): \(error)"
+    }
+
+    // MARK: Host pressure
+
+    static func hostPressureStarted(_ reason: String, protectAbove: Priority) -> String {
+        "host pressure: \(reason); acting on agents of priority ≤ \(protectAbove), lowest first"
+    }
+
+    static func hostPressureExhausted(protectAbove: Priority, terminate: Bool) -> String {
+        "host pressure: every agent of priority ≤ \(protectAbove) is " + (terminate ? "ended" : "frozen (terminate is off)")
+            + "; nothing more to do"
+    }
+
+    static let hostPressurePassed = "host pressure passed: every step is undone"
+
+    static func hostFrozen(_ id: String) -> String { "\(id) frozen: the host is short of memory" }
+
+    static func staysFrozenAfterHostPressure(_ id: String) -> String {
+        "\(id) stays frozen after the host pressure: its own ladder suspended it"
+    }
+
+    static func hostThawed(_ id: String) -> String { "\(id) thawed: the host pressure has passed" }
+
+    static func hostThawFailed(_ id: String, _ error: CgroupError) -> String {
+        "could not thaw \(id) after the host pressure: \(error.description)"
+    }
+
+    static func hostClampReleased(_ id: String) -> String {
+        "\(id)'s memory.high and cpu.max restored: the host pressure has passed"
+    }
+
+    static func hostClampNotReleased(_ id: String, _ error: CgroupError) -> String {
+        "could not restore \(id)'s limits after the host pressure: \(error.description)"
+    }
+
+    // MARK: The daemon
+
+    static func noDenialSupervisor(_ error: any Error) -> String {
+        "cannot supervise seccomp listeners (eventfd: \(error)): denied calls fail with ENOSYS, unrecorded"
+    }
+
+    static func groupsUnreadable(_ error: any Error) -> String {
+        "could not read the groups changed through the API; the file's definitions apply: \(error)"
+    }
+
+    static func restoreProblem(_ problem: String) -> String { "restore: \(problem)" }
+
+    static func rootLimitsUnreadable(_ error: CgroupError) -> String {
+        "cannot read the limits of Corral's root cgroup; admission counts the host's totals until it can: \(error.description)"
     }
 
     static func notRemoved(_ path: String, _ error: any Error) -> String { "could not remove \(path): \(error)" }

@@ -161,11 +161,17 @@ struct Reconciler {
     /// step the ladder never saved is rolled back: the ladder takes the step
     /// again and records it then.
     /// Suspended while not frozen: a thaw whose save was lost; the agent runs.
-    /// Nil when the two agree (or cgroup.freeze cannot be read).
+    /// Nil when the two agree, or when cgroup.freeze cannot be read (a problem of the report).
     private func repairFreeze(
         _ leaf: CgroupPath, _ record: inout AgentRecord, _ ladder: inout AgentLadder, _ report: inout Engine.Reconciliation
     ) -> FreezeRepair? {
-        guard let text = try? tree.fs.read(.freeze, of: leaf) else { return nil }
+        let text: String
+        do throws(CgroupError) {
+            text = try tree.fs.read(.freeze, of: leaf)
+        } catch {
+            report.problems.append("\(record.id): whether it is frozen is unknown (its state is left as stored): \(error.description)")
+            return nil
+        }
         let requested = text.hasPrefix("1")
         switch (requested, record.state == .suspended) {
         case (true, false):

@@ -256,17 +256,12 @@ public enum Daemon {
             ])
 
         let loop = EngineLoop(engine: engine)
-        let queue = loop.queue
         let watcher: CgroupWatcher
         do {
-            watcher = try CgroupWatcher(
-                filesystem: tree.fs, configuration: CgroupWatcher.Configuration(samplingInterval: configuration.intervals.sampling),
-                clock: Engine.wallClock
-            ) { event in queue.push(event) }
+            watcher = try await loop.watcher(for: engine, filesystem: tree.fs, sampling: configuration.intervals.sampling)
         } catch {
             throw DaemonError("cannot start the watcher: \(error.description)")
         }
-        await engine.connect(WatcherBridge(watcher: watcher, deliver: { queue.push($0) }))
         // The root as a whole, for the host ladder: its memory against what it may have.
         let hostMemory = Double(HostProbe.capacity(forRootAt: location.rootPath).memoryBytes)
         // In order, one consumer; a slow engine skips to the newest reading.

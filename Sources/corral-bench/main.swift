@@ -127,8 +127,7 @@ func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 1
                 timed.note("(engine.tick)", from: start, to: done)
                 timed.note("(engine.tick, its own work)", from: start, to: start + work)
             }))
-    let queue = loop.queue
-    let watcher = try CgroupWatcher(filesystem: fs, configuration: .init(samplingInterval: .seconds(1))) { event in
+    let watcher = try await loop.watcher(for: engine, filesystem: fs, sampling: .seconds(1)) { event in
         if case .observation(let observation) = event, let agent = observation.subject.agent,
             let memory = observation.reading(.memory), memory.usage > 8 * 1_048_576 || memory.hitSoft
         {
@@ -142,9 +141,7 @@ func reaction(agents count: Int, stress: String, hold: Int, warmupCount: Int = 1
             seen.withLock { if $0[agent] == nil { $0[agent] = observation.seenAt } }
             handed.withLock { if $0[agent] == nil { $0[agent] = handedAt } }
         }
-        queue.push(event)
     }
-    await engine.connect(WatcherBridge(watcher: watcher, deliver: { queue.push($0) }))
     watcher.start()
     let pump = Task { await loop.run() }
 

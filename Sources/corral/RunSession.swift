@@ -355,13 +355,9 @@ final class EmbeddedEngine: Sendable {
         guard !gate.isAbandoned else { throw CancellationError() }
         let engine = Engine(configuration: configuration, tree: tree, store: MemoryStore())
         let loop = EngineLoop(engine: engine)
-        let queue = loop.queue
         let watcher: CgroupWatcher
         do {
-            watcher = try CgroupWatcher(
-                filesystem: tree.fs, configuration: CgroupWatcher.Configuration(samplingInterval: configuration.intervals.sampling),
-                clock: Engine.wallClock
-            ) { event in queue.push(event) }
+            watcher = try await loop.watcher(for: engine, filesystem: tree.fs, sampling: configuration.intervals.sampling)
         } catch {
             throw RunSessionError("cannot watch the agent's cgroup: \(error.description)")
         }
@@ -369,10 +365,8 @@ final class EmbeddedEngine: Sendable {
         _ = try await engine.adoptCreated(
             id: agent, group: request.group.name, command: request.command, limits: request.limits, leaf: leaf,
             priority: request.priority, priorityIsOwn: request.priorityIsOwn)
-        let bridge = WatcherBridge(watcher: watcher, deliver: { queue.push($0) })
         let events = engine.hub.subscribe(agent: agent)
         let tasks = Task {
-            await engine.connect(bridge)
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await loop.run() }
                 group.addTask {

@@ -37,7 +37,7 @@ import Testing
         #expect(h.fs.value(.cpuMax, at: group) == "200000 100000")
         #expect(h.fs.value(.pidsMax, at: group) == "500")
         #expect(h.fs.value(.subtreeControl, at: group) == "cpu memory pids")
-        // The agent's leaf: lightweight_agent's seed limits.
+        // The agent's leaf: lightweight_agent's built-in limits.
         #expect(h.fs.value(.memoryHigh, at: leaf) == "50000000")
         #expect(h.fs.value(.memoryMax, at: leaf) == "100000000")
         #expect(h.fs.value(.memoryOOMGroup, at: leaf) == "1")
@@ -362,5 +362,68 @@ import Testing
         #expect(try h.tree.enable([.memory, .cpu], in: root) == [.memory, .cpu])
         #expect(try h.tree.enable([.memory, .cpu, .pids], in: root) == [.pids])
         #expect(try h.tree.enable([.memory], in: root) == [])
+    }
+}
+
+/// The host ladder's clamp and the removal that waits without a thread.
+@Suite("CgroupTree: host clamp, removal")
+struct HostClampTests {
+    static let leaf = Harness.leaf
+
+    @Test func theClampNeverLoosensAndTakesTheBurst() throws {
+        let h = Harness.prepared()
+        h.fs.seed(Self.leaf)
+        try h.fs.write("30000000", to: .memoryHigh, of: Self.leaf)  // its own ladder's throttle: tighter
+        try h.fs.write("50000 100000", to: .cpuMax, of: Self.leaf)
+        try h.fs.write("20000", to: .cpuMaxBurst, of: Self.leaf)
+        var changed: [String] = []
+        try h.tree.clampForHost(Self.leaf, memoryUsage: 80_000_000, cpuLimit: 50, share: 0.25, changed: &changed)
+        #expect(h.fs.value(.memoryHigh, at: Self.leaf) == "30000000", "usage above the limit in force: kept")
+        #expect(h.fs.value(.cpuMax, at: Self.leaf) == "12500 100000")
+        #expect(h.fs.value(.cpuMaxBurst, at: Self.leaf) == "0")
+        #expect(changed == ["memory.high 30000000 → 30000000", "cpu.max 50000 100000 → 12500 100000"])
+        try h.tree.releaseHostClamp(Self.leaf, memory: ResourceLimit(soft: 40_000_000, hard: 60_000_000, action: .throttle), cpu: nil)
+        #expect(h.fs.value(.memoryHigh, at: Self.leaf) == "40000000" && h.fs.value(.cpuMax, at: Self.leaf) == "max 100000")
+    }
+
+    @Test func withoutCPUBurstTheClampStillHolds() throws {
+        let h = Harness.prepared(missingFiles: [.cpuMaxBurst])
+        h.fs.seed(Self.leaf)
+        var changed: [String] = []
+        try h.tree.clampForHost(Self.leaf, memoryUsage: 10, cpuLimit: nil, share: 0.25, changed: &changed)
+        #expect(h.fs.value(.memoryHigh, at: Self.leaf) == "1048576", "at least 1 MiB")
+        #expect(changed.count == 1, "no cpu.max in force and no limit: cpu is left alone: \(changed)")
+    }
+
+    @Test func anUnreadableLimitStopsTheClampBeforeAnyWrite() throws {
+        let h = Harness.prepared()
+        h.fs.seed(Self.leaf)
+        h.fs.clearLog()
+        h.fs.inject(.ioError, on: .read, path: Self.leaf, file: .memoryHigh)
+        var changed: [String] = []
+        #expect(throws: CgroupError.self) {
+            try h.tree.clampForHost(Self.leaf, memoryUsage: 10, cpuLimit: 50, share: 0.25, changed: &changed)
+        }
+        #expect(h.fs.writes.isEmpty && changed.isEmpty)
+    }
+
+    @Test func removalWithoutBlockingRetriesABusyCgroup() async throws {
+        let h = Harness.prepared()
+        h.fs.seed(Self.leaf)
+        h.fs.inject(.resourceBusy, on: .removeDirectory, path: Self.leaf, times: 3)
+        try await h.tree.removeWithoutBlocking(Self.leaf)
+        #expect(try !h.fs.exists(Self.leaf))
+        #expect(h.sleeps.all.isEmpty, "asleep in the task, not through the tree's blocking sleep")
+
+        h.fs.seed(Self.leaf)
+        h.fs.inject(.resourceBusy, on: .removeDirectory, path: Self.leaf, times: 20)
+        let error = await #expect(throws: CgroupError.self) { try await h.tree.removeWithoutBlocking(Self.leaf) }
+        #expect(error?.code == .busy)
+        #expect(try h.fs.exists(Self.leaf))
+        // It tried `removeAttempts` times: the busy answers left are the rest of the 20.
+        var left = 0
+        while left < 30, (try? h.tree.remove(Self.leaf, attempts: 1)) == nil { left += 1 }
+        #expect(left == 20 - CgroupTree.removeAttempts)
+        #expect(try !h.fs.exists(Self.leaf))
     }
 }

@@ -83,3 +83,25 @@ struct CadenceEngineTests {
         #expect(await harness.engine.metrics().sampling == [.active: 1])
     }
 }
+
+/// When the root's own limits cannot be read, admission counts the host's totals and says
+/// so once, not at every read.
+@Suite("Capacity without the root's limits")
+struct RootLimitsUnreadableTests {
+    @Test func saidOnceThenAgainAfterRecovery() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        harness.fs.set(.memoryMax, "500000000", at: EngineHarness.root)
+        harness.fs.inject(.ioError, on: .read, path: EngineHarness.root, file: .memoryMax, times: 2)
+        let host = await Double(harness.engine.host.memoryBytes)
+        let told = { harness.engine.hub.recent(agent: nil).filter { $0.message.contains("cannot read the limits of Corral's root") } }
+        #expect(await harness.engine.readAllocatable()[.memory] == host)
+        #expect(await harness.engine.readAllocatable()[.memory] == host)
+        #expect(told().count == 1, "said once: \(told().map(\.message))")
+        #expect(told().first?.message.contains("memory.max") == true)
+        #expect(await harness.engine.readAllocatable()[.memory] == 500_000_000, "read again once it can be")
+        harness.fs.inject(.ioError, on: .read, path: EngineHarness.root, file: .memoryMax)
+        _ = await harness.engine.readAllocatable()
+        #expect(told().count == 2, "a new failure after a recovery is said again")
+    }
+}

@@ -303,6 +303,33 @@ struct HostPressureEngineTests {
         #expect(await second.engine.capacity().hostPressure?.phase == .calm)
     }
 
+    @Test("a host throttle that cannot read the limit in force fails and loosens nothing; a freeze not taken back says so")
+    func failuresAreRecordedNotGuessed() async throws {
+        let harness = try EngineHarness()
+        _ = try await harness.start()
+        try await harness.agent("p1", overrides: [.memory: LimitOverride(soft: 50_000_000, hard: 100_000_000)])
+        _ = try await harness.engine.setPriority("p1", 1)
+        let p1 = harness.leaf("standard_agent", "p1")
+        let highBefore = harness.written(.memoryHigh, at: p1)
+        let cpuBefore = harness.written(.cpuMax, at: p1)
+        // memory.high unreadable: no guess of "max" (which would let the host throttle loosen
+        // what the agent's own ladder set), so nothing is written and the step fails.
+        harness.fs.inject(.ioError, on: .read, path: p1, file: .memoryHigh)
+        await harness.engine.observeHost(Self.reading(0.80, at: 0))
+        await harness.engine.observeHost(Self.reading(0.86, at: 1))
+        let first = try #require(try await harness.history().first { $0.kind == .hostPressure })
+        #expect(first.action == .throttle && !first.succeeded)
+        #expect(first.error?.contains("memory.high") == true, "\(first.error ?? "")")
+        #expect(harness.written(.memoryHigh, at: p1) == highBefore && harness.written(.cpuMax, at: p1) == cpuBefore)
+
+        // The freeze cannot be written, nor set back: the record says both.
+        harness.fs.inject(.ioError, on: .write, path: p1, file: .freeze, times: 2)
+        for second in 2..<6 { await harness.engine.observeHost(Self.reading(0.97, at: Int64(second))) }
+        let suspend = try #require(try await harness.history().first { $0.kind == .hostPressure && $0.action == .suspend })
+        #expect(!suspend.succeeded)
+        #expect(suspend.error?.contains("could not be set back to 0") == true, "\(suspend.error ?? "")")
+    }
+
     @Test("an agent that follows its stream is told to degrade first; with the ladder off nothing happens")
     func degradeFirstAndOff() async throws {
         var configuration = EngineHarness.quickConfiguration

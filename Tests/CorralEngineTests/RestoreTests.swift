@@ -204,4 +204,18 @@ struct RestoreTests {
         #expect(second.fs.value(.freeze, at: leaf) == "0")
         #expect(try await second.history("s7").count == records, "no record made up for a thaw")
     }
+
+    @Test("a cgroup.freeze that cannot be read at a restart is a problem of the report, and the stored state stands")
+    func unreadableFreezeIsReported() async throws {
+        let first = try EngineHarness()
+        _ = try await first.start()
+        try await first.agent("live1")
+        first.engine.waitForCommits()
+        first.fs.inject(.ioError, on: .read, path: first.leaf("standard_agent", "live1"), file: .freeze)
+        let second = try EngineHarness(fs: first.fs, store: first.store, clock: first.clock)
+        let report = try await second.start()
+        #expect(report.reattached == ["live1"])
+        #expect(report.problems.contains { $0.hasPrefix("live1: whether it is frozen is unknown") }, "\(report.problems)")
+        #expect(try await second.engine.status(of: "live1").agent.state == .running)
+    }
 }
