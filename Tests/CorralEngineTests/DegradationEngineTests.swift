@@ -1,6 +1,7 @@
 import CorralAPI
 import CorralCore
 import CorralEngine
+import CorralTestSupport
 import Foundation
 import Testing
 

@@ -2,6 +2,8 @@ import CorralAPI
 import CorralClient
 import CorralCore
 import CorralEngine
+import CorralTestSupport
+import CorralThreads
 import Foundation
 import Synchronization
 import Testing
@@ -269,46 +271,110 @@ final class ScriptedDaemon: Sendable {
 
 extension AgentChannelTests {
     /// `corral run`'s narration: a follower on a thread of its own opens its stream after its
-    /// delay and replays what was said before; one stopped during its delay never connects.
-    @Test("a follower opens after its delay, replays the agent's events since after=0, and stops; stopped early it never connects")
-    func followerReplaysAfterItsDelay() async throws {
-        try await withLiveServer { server in
-            let registered = try await server.send("POST", "/v1/agents/register", json: #"{"id":"told1","command":["worker"]}"#)
-            #expect(registered.status == 201)
-            try await server.send("POST", "/v1/agents/told1/usage", json: #"{"usage":{"connections":3}}"#).expectStatus(200)
-            let hub = server.engine.hub
-            let before = hub.subscriberCount
-
-            let early = server.client.follow(agent: "told1", after: 0, delay: .seconds(30)) { _ in }
-            let stopping = ContinuousClock.now
-            try await offPool { early.stop() }  // it waits for the thread: not on the cooperative pool
-            #expect(ContinuousClock.now - stopping < .seconds(5), "a stop during the delay ends the wait")
-            #expect(hub.subscriberCount == before, "never connected")
-
-            let seen = Mutex<[ServerSentEvent]>([])
-            let follower = server.client.follow(agent: "told1", after: 0, delay: .milliseconds(200)) { event in
-                seen.withLock { $0.append(event) }
-            }
-            #expect(hub.subscriberCount == before, "not during its delay")
-            let deadline = ContinuousClock.now + .seconds(10)
-            while !seen.withLock({ $0.contains { $0.event == "usage_reported" } }), ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            #expect(seen.withLock { $0.contains { $0.event == "usage_reported" } }, "replayed: \(seen.withLock { $0 })")
-            #expect(seen.withLock { $0.allSatisfy { $0.data.contains("told1") } })
-            try await server.send("POST", "/v1/agents/told1/usage", json: #"{"usage":{"connections":4}}"#).expectStatus(200)
-            while seen.withLock({ $0.count { $0.event == "usage_reported" } }) < 2, ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            #expect(seen.withLock { $0.count { $0.event == "usage_reported" } } == 2, "then live")
-            try await offPool { follower.stop() }  // returns once its thread has ended
-            let count = seen.withLock { $0.count }
-            // The server notices the closed connection at its next write.
-            try await server.send("POST", "/v1/agents/told1/usage", json: #"{"usage":{"connections":5}}"#).expectStatus(200)
-            let gone = ContinuousClock.now + .seconds(10)
-            while hub.subscriberCount != before, ContinuousClock.now < gone { try await Task.sleep(for: .milliseconds(20)) }
-            #expect(hub.subscriberCount == before, "stop ends the stream")
-            #expect(seen.withLock { $0.count } == count, "nothing handed over after stop")
+    /// delay and hands over what the stream says; one stopped during its delay never connects;
+    /// a stop closes the connection. Against a stand-in daemon on a thread (the live server's
+    /// replay of `after=0` is tested with the server's events route).
+    @Test("a follower opens after its delay, hands over the stream's events, and stops; stopped early it never connects")
+    func followerOpensAfterItsDelay() async throws {
+        let event = { (sequence: Int, connections: Int) in
+            let json =
+                #"{"sequence":\#(sequence),"at":"2026-11-29T10:00:00.000Z","kind":"usage_reported","agent":"told1","message":"\#(connections)"}"#
+            return "id: \(sequence)\nevent: usage_reported\ndata: \(json)\n\n"
         }
+        let daemon = try HeldStreamDaemon(
+            opening: "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n: corral events for told1\n\n" + event(1, 3))
+        defer { daemon.remove() }
+        let client = CorralClient(socketPath: daemon.path, timeout: 5)
+
+        let early = client.follow(agent: "told1", after: 0, delay: .seconds(30)) { _ in }
+        // Timed on the stopping thread: the way back onto a busy cooperative pool is not the stop's.
+        let stopTook = try await offPool { () -> Duration in
+            let stopping = ContinuousClock.now
+            early.stop()  // it waits for the thread: not on the cooperative pool
+            return ContinuousClock.now - stopping
+        }
+        #expect(stopTook < .seconds(5), "a stop during the delay ends the wait")
+
+        let seen = Mutex<[ServerSentEvent]>([])
+        let started = ContinuousClock.now
+        let follower = client.follow(agent: "told1", after: 0, delay: .milliseconds(200)) { event in
+            seen.withLock { $0.append(event) }
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while seen.withLock({ $0.isEmpty }), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(seen.withLock { $0.map(\.id) } == ["1"], "the opening's event: \(seen.withLock { $0 })")
+        // The daemon accepts in order: had the early follower connected, its request would be first.
+        #expect(daemon.requests == ["GET /v1/events?agent=told1&after=0 HTTP/1.1"], "one connection, the second follower's")
+        let opened = try #require(daemon.acceptedAt)
+        #expect(opened - started >= .milliseconds(200), "not during its delay")
+
+        daemon.push(event(2, 4))
+        while seen.withLock({ $0.count }) < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(seen.withLock { $0.map(\.id) } == ["1", "2"], "then live")
+        #expect(seen.withLock { $0.allSatisfy { $0.event == "usage_reported" && $0.data.contains("told1") } })
+
+        try await offPool { follower.stop() }  // returns once its thread has ended
+        #expect(daemon.peerClosed.wait(for: .seconds(5)), "stop closes the connection")
+        daemon.push(event(3, 5))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(seen.withLock { $0.count } == 2, "nothing handed over after stop")
+    }
+}
+
+/// A stand-in daemon that answers one connection with `opening`, keeps it open for
+/// `push`, and notes when the peer closes it (a read that ends).
+final class HeldStreamDaemon: Sendable {
+    let path: String
+    private let directory: String
+    private let state = Mutex<(requests: [String], acceptedAt: ContinuousClock.Instant?, connection: Int32)>(([], nil, -1))
+    let peerClosed = Latch()
+
+    var requests: [String] { state.withLock { $0.requests } }
+    var acceptedAt: ContinuousClock.Instant? { state.withLock { $0.acceptedAt } }
+
+    init(opening: String) throws {
+        var template = Array("/tmp/corral-held-XXXXXX".utf8CString)
+        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        path = directory + "/corral.sock"
+        let listener = try ScriptedDaemon.listen(path)
+        Thread.detachNewThread { [self] in
+            defer { close(listener) }
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            let accepted = ContinuousClock.now
+            var head: [UInt8] = []
+            var byte: UInt8 = 0
+            while read(connection, &byte, 1) == 1 {
+                head.append(byte)
+                if head.suffix(4) == Array("\r\n\r\n".utf8) { break }
+            }
+            let requestLine = String(decoding: head, as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? ""
+            state.withLock { $0 = ([requestLine], accepted, connection) }
+            push(opening)
+            var buffer = [UInt8](repeating: 0, count: 256)
+            while read(connection, &buffer, buffer.count) > 0 {}
+            state.withLock { $0.connection = -1 }
+            close(connection)
+            peerClosed.signal()
+        }
+    }
+
+    /// Writes `text` to the open connection, if there is one.
+    func push(_ text: String) {
+        state.withLock { state in
+            guard state.connection >= 0 else { return }
+            let bytes = Array(text.utf8)
+            var written = 0
+            while written < bytes.count {
+                let count = bytes[written...].withUnsafeBytes { send(state.connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                guard count > 0 else { return }
+                written += count
+            }
+        }
+    }
+
+    func remove() {
+        unlink(path)
+        rmdir(directory)
     }
 }

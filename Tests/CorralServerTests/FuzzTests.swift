@@ -3,6 +3,7 @@ import CorralClient
 import CorralCore
 import CorralEngine
 import CorralServer
+import CorralTestSupport
 import Foundation
 import Hummingbird
 import Testing
