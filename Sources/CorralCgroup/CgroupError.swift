@@ -101,8 +101,8 @@ extension CgroupError {
         "run as root (sudo), or point --cgroup-root at a cgroup delegated to your user (systemd-run --user --scope -p Delegate=yes …)"
 
     /// Turns an errno from `operation` on `file` (nil: the directory itself)
-    /// at `path` into the error a user can act on. Follows KERNEL-FACTS:
-    /// EBUSY/ENOENT/EINVAL/EOPNOTSUPP/EAGAIN mean different things per file.
+    /// at `path` into the error a user can act on. One errno means different
+    /// things per file (EBUSY on subtree_control: the no-internal-process rule).
     /// Every message names the path (and the value, when one was written);
     /// every error carries a fix.
     public static func explain(

@@ -13,7 +13,7 @@ public enum AdmissionPolicy: String, Codable, Sendable, CaseIterable {
         "allow (start it with a warning), refuse (answer 409 with the numbers) or queue (hold it until capacity frees)"
 }
 
-/// The seed's `calculate_available_resources`, per resource: the host, what
+/// What is left to hand out, per resource (allocatable − used): the host, what
 /// is kept for the system, what agents may have (allocatable), what their
 /// limits commit, what they use now, and what is left.
 public struct CapacityReport: Equatable, Codable, Sendable {

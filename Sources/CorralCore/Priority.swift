@@ -2,7 +2,7 @@
     import Glibc
 #endif
 
-/// How much an agent matters when the host is short: the seed's `priority`,
+/// How much an agent matters when the host is short: a `priority` from
 /// 0 (least) to 10 (most), 5 by default. It maps to the kernel's
 /// proportional controls and orders the host ladder's steps (the lowest
 /// priority is degraded, throttled and frozen first: `HostPressureLadder`).

@@ -146,7 +146,7 @@ public enum Recommender {
     /// The resources whose kernel hard-limit events bump the target: OOM kills
     /// and memory.max hits, forks refused at pids.max.
     public static let bumpedResources: Set<Resource> = [.memory, .processes]
-    /// The seed: increase when growing faster than this over the window …
+    /// Increase when growing faster than this over the window …
     public static let growthThreshold = 0.2
     /// … decrease when steady and using under this share of the quota.
     public static let idleShare = 0.3

@@ -3,7 +3,7 @@ import CorralAPI
 import CorralClient
 import CorralCore
 
-/// `corral capacity`: the seed's calculate_available_resources, from the daemon.
+/// `corral capacity`: per resource, what is left (allocatable − used), from the daemon.
 struct CapacityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "capacity",

@@ -203,7 +203,7 @@ struct ExplainCase: Sendable, CustomTestStringConvertible {
         #expect(!error.message.contains("\n"), "values are trimmed into one line")
     }
 
-    /// Every errno KERNEL-FACTS names (and the ones around them), on every
+    /// Every errno cgroupfs is known to return (and the ones around them), on every
     /// kind of operation Corral performs: the message names the path and the
     /// value written, and there is a fix.
     static let kernelErrnos: [Errno] = [

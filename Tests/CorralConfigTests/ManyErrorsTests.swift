@@ -90,7 +90,7 @@ struct ManyErrorsTests {
         #expect(CorralConfiguration.builtIn == CorralConfiguration())
         #expect(CorralConfiguration.builtIn.groups["standard_agent"] == QuotaGroup.standard)
         #expect(try ConfigLoader.load("") == .builtIn)
-        // A valid file loaded afterwards starts from the seed, not from the failed attempt.
+        // A valid file loaded afterwards starts from the built-in configuration, not from the failed attempt.
         let config = try ConfigLoader.load("groups:\n  lightweight_agent:\n    description: Small\n")
         #expect(config.groups["standard_agent"] == QuotaGroup.standard)
         #expect(config.groups["lightweight_agent"]?.limits == QuotaGroup.lightweight.limits)

@@ -29,11 +29,11 @@ struct ValidConfigTests {
         let standard = try #require(config.groups["standard_agent"])
 
         #expect(standard.description == "Redefined standard agents")
-        // memory: only hard given; the seed's soft and action stay.
+        // memory: only hard given; the built-in soft and action stay.
         #expect(standard.limits[.memory] == ResourceLimit(soft: 200_000_000, hard: 1 * oneGiB, action: .throttle))
-        // cpu: soft and burst given; the seed's hard and action stay.
+        // cpu: soft and burst given; the built-in hard and action stay.
         #expect(standard.limits[.cpu] == ResourceLimit(soft: 20, hard: 30, burst: 45, action: .throttle))
-        // processes: not mentioned, the seed's.
+        // processes: not mentioned, the built-in ones.
         #expect(standard.limits[.processes] == QuotaGroup.standard.limits[.processes])
         // totals: memory replaced, cpu and processes kept.
         #expect(standard.totals == [.memory: 6 * oneGiB, .cpu: 600, .processes: 2000])
@@ -60,7 +60,7 @@ struct ValidConfigTests {
                 ]))
         #expect(batch.totals == [.memory: 24 * oneGiB, .cpu: 800, .processes: 2000])
 
-        // The group's escalation starts from the file's (not the seed's) and changes two delays and the grace.
+        // The group's escalation starts from the file's (not the built-in one) and changes two delays and the grace.
         var expected = config.escalation
         expected.delays[.throttle] = .seconds(1)
         expected.delays[.suspend] = .seconds(30)
@@ -116,7 +116,7 @@ struct ValidConfigTests {
 
     @Test(arguments: [
         ("{hard: 1G}", ResourceLimit(soft: 200_000_000, hard: 1 * oneGiB, action: .throttle)),
-        // A hard limit below the seed's soft one pulls soft down with it.
+        // A hard limit below the built-in soft one pulls soft down with it.
         ("{hard: 100MB}", ResourceLimit(soft: 100_000_000, hard: 100_000_000, action: .throttle)),
         ("{soft: 300MB}", ResourceLimit(soft: 300_000_000, hard: 500_000_000, action: .throttle)),
         ("{action: suspend}", ResourceLimit(soft: 200_000_000, hard: 500_000_000, action: .suspend)),
@@ -130,7 +130,7 @@ struct ValidConfigTests {
     func seedMemoryRedefinition(flow: String, expected: ResourceLimit) throws {
         let config = try #require(configuration(of: "groups:\n  standard_agent:\n    limits:\n      memory: \(flow)\n"))
         #expect(config.groups["standard_agent"]?.limits[.memory] == expected)
-        // Everything else in the group, and the other groups, stay the seed's.
+        // Everything else in the group, and the other groups, stay built-in.
         #expect(config.groups["standard_agent"]?.limits[.cpu] == QuotaGroup.standard.limits[.cpu])
         #expect(config.groups["standard_agent"]?.totals == QuotaGroup.standard.totals)
         #expect(config.groups["lightweight_agent"] == QuotaGroup.lightweight)

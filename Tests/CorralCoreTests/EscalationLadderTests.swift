@@ -15,7 +15,7 @@ struct EscalationLadderTests {
     /// Heavy computation: memory → suspend, cpu → scale_down, processes → terminate.
     static let heavy = QuotaGroup.heavyComputation.limits
 
-    // MARK: The seed's ladders
+    // MARK: The built-in groups' ladders
 
     @Test(arguments: QuotaGroup.seedGroups.map(\.name), [Resource.memory, .cpu, .processes])
     func seedHardViolationWalksItsWholeLadder(groupName: String, resource: Resource) throws {
@@ -85,7 +85,7 @@ struct EscalationLadderTests {
         #expect(seed.map(\.1.fakeSeconds) == [0, 30, 30])
     }
 
-    // MARK: The re-check (the seed acted on a violation that had cleared)
+    // MARK: The re-check (a delayed step fires only while the violation holds)
 
     @Test(arguments: [30.0, 300, 600])
     func violationThatClearsBeforeADelayedStepNeverFiresIt(clearsAt: Double) {
@@ -284,7 +284,7 @@ struct EscalationLadderTests {
 
     // MARK: Throttle factor
 
-    /// (current, factor) for a limit of 100: the seed's table, >1.0 → 0.5,
+    /// (current, factor) for a limit of 100, by excess over it: >1.0 → 0.5,
     /// >0.5 → 0.7, >0.2 → 0.85, else 0.9; each boundary belongs to the milder side.
     static let factorTable: [(Double, Double)] = [
         (100, 0.9), (110, 0.9), (120, 0.9), (120.01, 0.85), (150, 0.85), (150.01, 0.7), (200, 0.7), (200.01, 0.5),

@@ -38,7 +38,7 @@ struct PatternClassifierTests {
     }
 
     @Test func theTrendIsRelativeNotInBytes() {
-        // The same growth in bytes and in megabytes: the same relative trend (the seed's raw slope differed by 10⁶).
+        // The same growth in bytes and in megabytes: the same relative trend (a raw slope would differ by 10⁶).
         let bytes = (0..<600).map { 100_000_000 + Double($0) * 100_000 }
         let megabytes = bytes.map { $0 / 1_000_000 }
         let a = PatternClassifier.analyze(bytes, interval: .seconds(1))
@@ -116,8 +116,8 @@ struct PatternClassifierTests {
         #expect(PatternClassifier.analyze(switching, interval: .seconds(1), thresholds: thresholds).pattern == .steady)
     }
 
-    /// Cycles that are not the seed's lags, nor whole numbers of samples, are
-    /// found, with their length.
+    /// Cycles that are not the reported lags (4, 6, 8, 12 samples), nor whole
+    /// numbers of samples, are found, with their length.
     @Test(arguments: [3.6, 5.0, 7.3, 9.0, 10.0, 13.5, 17.0])
     func cyclesBetweenTheSeedsLags(period: Double) {
         var random = SeededGenerator(seed: UInt64(period * 10))

@@ -44,7 +44,7 @@ struct DaemonTests {
             state = base + "/state"
             config = base + "/corral.yaml"
             root = E2E.root(name)
-            // Delays shortened from the seed's 30 s / 5 min / 10 min.
+            // Delays shortened from the built-in 30 s / 5 min / 10 min.
             try """
             intervals: \(intervals)
             escalation:

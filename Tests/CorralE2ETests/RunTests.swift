@@ -18,7 +18,7 @@ struct RunTests {
         }
         #expect(E2E.eventually { bystander.stdoutSoFar.contains("allocated 32 MB") })
 
-        // memory.high is raised to the hard limit: at the seed's 50 MB the kernel
+        // memory.high is raised to the hard limit: at the group's soft 50 MB the kernel
         // would throttle the hog for minutes (under emulation) before memory.max.
         let summaryFile = "/tmp/corral-e2e-oom-\(getpid()).json"
         defer { try? FileManager.default.removeItem(atPath: summaryFile) }
@@ -138,7 +138,7 @@ struct RunTests {
 
     /// Without a daemon the engine runs embedded: a spinner held at the
     /// lightweight group's cpu.max (10%) is warned at once and throttled after
-    /// the configured delay (cpu.max lowered by the seed's factor), and the
+    /// the configured delay (cpu.max lowered by the throttle factor), and the
     /// summary lists both actions with their outcomes.
     @Test func theEmbeddedLadderWarnsAndThrottlesASpinner() throws {
         let (_, stress) = try E2E.binaries()

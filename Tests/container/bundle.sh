@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes an OCI bundle for crun (see ../shared/REAL-KERNEL-TESTS.md, "A real OCI runtime"):
+# Makes an OCI bundle for crun (the config.json of `crun spec`, edited with jq):
 # the root filesystem is what deploy/container/stage-rootfs puts in the image, with this
 # machine's /usr (and the bin/lib/sbin symlinks into it) bind-mounted read-only under it, so
 # no image registry is needed; the root filesystem itself is read-only as in a pod with

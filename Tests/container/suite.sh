@@ -97,7 +97,7 @@ reservation_from_container() {
     cpu=$(cat "$container_cgroup/corral/cpu.max")
     pids=$(cat "$container_cgroup/corral/pids.max")
     note "container: memory.max $(cat "$container_cgroup/memory.max"), cpu.max $(cat "$container_cgroup/cpu.max"), pids.max $(cat "$container_cgroup/pids.max"); corral/: $memory, $cpu, $pids"
-    # 75% of 1 GiB, 80% of one CPU, 90% of 400 (the seed's reservation).
+    # 75% of 1 GiB, 80% of one CPU, 90% of 400 (the built-in reservation).
     [[ $memory == 805306368 && $cpu == "80000 100000" && $pids == 360 ]]
 }
 

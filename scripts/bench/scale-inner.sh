@@ -10,7 +10,7 @@ CORRALD=$1 stress=$2 AGENTS=$3 BAD=$4 WINDOW=$5
 source "$(dirname "${BASH_SOURCE[0]}")/daemon-common.sh"
 config=$(mktemp /tmp/corral-bench-config.XXXXXX)
 # Totals raised as an operator would for this many agents; the ladder's steps a little
-# sooner than the seed's (throttle 30 s, suspend 5 min) so that it acts within the run.
+# sooner than the built-in ones (throttle 30 s, suspend 5 min) so that it acts within the run.
 cat >"$config" <<CONFIG
 intervals: {sampling: 1s, idle_sampling: 10s}
 escalation:
