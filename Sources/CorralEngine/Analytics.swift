@@ -120,7 +120,7 @@ extension Engine {
     /// minutes and waits until everything handed to the background queue is
     /// done (graceful stop, before the store closes; tests).
     public func settle() async {
-        writer.drain()
+        _ = await writer.settledStore()
         storePendingMinutes(at: clock())
         await writer.settle()
     }
@@ -157,8 +157,8 @@ extension Engine {
     /// agents the store knows have any: an unknown `agent` is `notFound`, and
     /// a removed agent's are not shown even if a run racing the removal
     /// stored some.
-    public func recommendations(agent: String?) throws -> [Recommendation] {
-        let store = writer.settled
+    public func recommendations(agent: String?) async throws -> [Recommendation] {
+        let store = await writer.settledStore()
         let known = Set(try store.agents().map(\.id))
         if let agent, !known.contains(agent) { throw Self.noSuchAgent(agent) }
         return try store.recommendations(agent: agent).filter { known.contains($0.agent) }
@@ -171,10 +171,10 @@ extension Engine {
 
     /// Applies `agent`'s recommendation for `resource` (an increase or a
     /// decrease) as a quota override, through the normal path.
-    public func applyRecommendation(agent id: String, resource: Resource) throws -> AgentRecord {
+    public func applyRecommendation(agent id: String, resource: Resource) async throws -> AgentRecord {
         let agent = try registry.live(id)
         guard
-            let recommendation = try writer.settled.recommendations(agent: id).first(where: {
+            let recommendation = try await writer.settledStore().recommendations(agent: id).first(where: {
                 $0.resource == resource && ($0.kind == .increaseQuota || $0.kind == .decreaseQuota)
             }), let suggested = recommendation.suggested
         else {
@@ -182,16 +182,16 @@ extension Engine {
         }
         var overrides = agent.record.overrides
         overrides[resource] = LimitOverride(soft: suggested.soft, hard: suggested.hard)
-        return try setOverrides(id, overrides)
+        return try await setOverrides(id, overrides)
     }
 
     /// Usage of `agent` (or every agent with samples) since `since`: from
     /// the in-memory samples when they reach back that far, else from the
     /// minute history.
-    public func report(agent filter: String?, since: Timestamp) throws -> UsageReport {
+    public func report(agent filter: String?, since: Timestamp) async throws -> UsageReport {
         let now = clock()
         var reports: [AgentReport] = []
-        let store = writer.settled
+        let store = await writer.settledStore()
         let records = try store.agents()
         for record in records where filter == nil || record.id == filter {
             let managed = registry[record.id]

@@ -63,6 +63,9 @@ public struct StoreBacklog: Equatable, Sendable {
 final class Committer: Sendable {
     struct Pending: Sendable {
         var request: CommitRequest
+        /// False for a save whose caller waits for it (an API change): while the
+        /// database cannot be written it fails at once instead of being kept.
+        var keepsOnFailure = true
         var done: @Sendable (Result<[EnforcementRecord], any Error>) -> Void
     }
 
@@ -125,22 +128,25 @@ final class Committer: Sendable {
             instruments?.committed(in: ContinuousClock.now - started)
             for (pending, records) in zip(batch, stored) { pending.done(.success(records)) }
         } catch  where isTransient(error) {
-            keep = batch
+            for pending in batch where !pending.keepsOnFailure { pending.done(.failure(error)) }
+            keep = batch.filter(\.keepsOnFailure)
             lastError = "\(error)"
         } catch {
             // One step's failure (say, a ladder whose agent is gone) fails
             // the whole transaction: commit the steps one by one instead. Once
             // one cannot be written for want of space, it and all after it are
             // kept, in order.
+            var transient: (any Error)?
             for pending in batch {
-                guard keep.isEmpty else {
-                    keep.append(pending)
+                if let transient {
+                    if pending.keepsOnFailure { keep.append(pending) } else { pending.done(.failure(transient)) }
                     continue
                 }
                 do {
                     pending.done(.success(try store.commit(batch: [pending.request])[0]))
                 } catch  where isTransient(error) {
-                    keep.append(pending)
+                    transient = error
+                    if pending.keepsOnFailure { keep.append(pending) } else { pending.done(.failure(error)) }
                     lastError = "\(error)"
                 } catch {
                     pending.done(.failure(error))
@@ -178,8 +184,19 @@ final class Committer: Sendable {
 
     /// Queues a step's writes; `done` gets the stored records (with ids) or
     /// the error, on the committer's thread. After `stop`, commits at once.
-    func enqueue(_ request: CommitRequest, done: @escaping @Sendable (Result<[EnforcementRecord], any Error>) -> Void) {
-        thread.enqueue(.step(Pending(request: request, done: done)))
+    func enqueue(
+        _ request: CommitRequest, keepsOnFailure: Bool = true, done: @escaping @Sendable (Result<[EnforcementRecord], any Error>) -> Void
+    ) {
+        thread.enqueue(.step(Pending(request: request, keepsOnFailure: keepsOnFailure, done: done)))
+    }
+
+    /// Commits `request` in order after the queued steps (and the kept ones) and
+    /// returns its records; the task waits suspended, no thread does. While the
+    /// database cannot be written it throws at once rather than being kept.
+    func commit(_ request: CommitRequest) async throws -> [EnforcementRecord] {
+        try await withCheckedThrowingContinuation { continuation in
+            enqueue(request, keepsOnFailure: false) { continuation.resume(with: $0) }
+        }
     }
 
     /// Tries the kept steps again (nothing when none are kept).

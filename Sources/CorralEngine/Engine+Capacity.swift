@@ -158,9 +158,10 @@ extension Engine {
                 case .launch(let request):
                     _ = try launch(request, admitted: true)
                 case .register(let overrides, let user, let seccomp, let priority):
-                    _ = try register(
+                    let record = try registerInTable(
                         id: id, group: next.record.group, command: next.record.command, overrides: overrides, user: user, seccomp: seccomp,
                         priority: priority, admitted: true)
+                    writer.saveStarted(record, what: "the registration")
                 }
             } catch {
                 var record = next.record

@@ -176,13 +176,10 @@ extension Engine {
             let started = try Self.start(plan, tree: tree, launcher: launcher, events: events)
             let record = makeRecord(plan, pid: started.process.pid)
             take(record, leaf: started.leaf, started: started.process)
-            do {
-                try writer.saveOrThrow(record)
-            } catch {
-                // As an API launch: the agent runs and is watched; its row is kept until it can be
-                // stored (thrown, the queue would have recorded a running agent as lost).
-                writer.keep(record, what: "the start", error: error)
-            }
+            // As an API launch: the agent runs and is watched; its row is stored in order
+            // with the steps, or kept until it can be (thrown, the queue would have
+            // recorded a running agent as lost).
+            writer.saveStarted(record, what: "the start")
             return record
         }
     }
@@ -272,7 +269,21 @@ extension Engine {
     /// The record carries the agent's security policy: the caller applies it when it starts the process.
     public func register(
         id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride], user: String? = nil, seccomp: String? = nil,
-        priority requested: Int? = nil, admitted: Bool = false
+        priority requested: Int? = nil
+    ) async throws -> AgentRecord {
+        let record = try registerInTable(
+            id: id, group: group, command: command, overrides: overrides, user: user, seccomp: seccomp, priority: requested,
+            admitted: false)
+        if record.state == .starting { try await writer.saveOrThrow(record) }
+        return record
+    }
+
+    /// `register` up to its row: the cgroup made and the agent in the table (or
+    /// queued). The caller stores the row: an API request waits for it; the
+    /// admission queue (`admitted`) does not.
+    func registerInTable(
+        id: String?, group: String?, command: [String], overrides: [Resource: LimitOverride], user: String?, seccomp: String?,
+        priority requested: Int?, admitted: Bool
     ) throws -> AgentRecord {
         let (id, group, limits) = try resolve(id: id, group: group, command: command, overrides: overrides)
         let security = try securityPolicy(agent: id, group: group.name, user: user, seccomp: seccomp)
@@ -292,7 +303,6 @@ extension Engine {
             priority: priority.priority, priorityIsOwn: priority.own)
         registry[id] = ManagedAgent(record: record, leaf: leaf)
         refreshProtection(of: group.name)
-        try writer.saveOrThrow(record)
         return record
     }
 
@@ -301,17 +311,17 @@ extension Engine {
     public func adoptCreated(
         id: String, group: String, command: [String], limits: LimitSet, leaf: CgroupPath, priority: Priority = .standard,
         priorityIsOwn: Bool = false
-    ) throws -> AgentRecord {
+    ) async throws -> AgentRecord {
         let record = AgentRecord(
             id: id, group: group, state: .starting, origin: .registered, pid: nil, command: command, limits: limits,
             cgroup: tree.fs.absolutePath(leaf), createdAt: clock(), priority: priority, priorityIsOwn: priorityIsOwn)
         registry[id] = ManagedAgent(record: record, leaf: leaf)
-        try writer.saveOrThrow(record)
+        try await writer.saveOrThrow(record)
         return record
     }
 
     /// The registered agent's process is running in its cgroup.
-    public func attach(id: String, pid: Int32) throws -> AgentRecord {
+    public func attach(id: String, pid: Int32) async throws -> AgentRecord {
         guard var agent = registry[id] else { throw EngineError(.notFound, "no agent '\(id)'") }
         guard agent.record.state == .starting else {
             throw EngineError(.conflict, "agent '\(id)' is \(agent.record.state.rawValue), not starting")
@@ -319,12 +329,12 @@ extension Engine {
         agent.record.pid = pid
         agent.record.state = .running
         registry[id] = agent
-        try begin(agent.record, leaf: agent.leaf)
+        try await begin(agent.record, leaf: agent.leaf)
         return agent.record
     }
 
     /// Moves an existing process (and its threads) into a new agent cgroup.
-    public func adopt(pid: Int32, id: String?, group: String?) throws -> AgentRecord {
+    public func adopt(pid: Int32, id: String?, group: String?) async throws -> AgentRecord {
         guard pid > 1, Launcher.processExists(pid) else { throw EngineError(.invalid, "no process \(pid)") }
         // The daemon in one of its own agent cgroups would throttle, freeze or kill itself.
         guard pid != getpid() else {
@@ -351,13 +361,13 @@ extension Engine {
             discard(leaf, of: id)
             throw EngineError(.failed, "cannot move process \(pid) into \(tree.fs.absolutePath(leaf)): \(error.description)")
         }
-        try begin(record, leaf: leaf)
+        try await begin(record, leaf: leaf)
         return record
     }
 
-    private func begin(_ record: AgentRecord, leaf: CgroupPath) throws {
+    private func begin(_ record: AgentRecord, leaf: CgroupPath) async throws {
         admit(record, leaf: leaf)
-        try writer.saveOrThrow(record)
+        try await writer.saveOrThrow(record)
     }
 
     /// Puts a started agent in the table and under watch, and says so.
@@ -434,7 +444,7 @@ extension Engine {
 
     /// A registered agent (`corral run`) ended: the caller knows its exit
     /// status. The daemon removes the cgroup once the caller has read it.
-    public func finished(_ id: String, exitStatus: Int32?, reason: String?) throws -> AgentRecord {
+    public func finished(_ id: String, exitStatus: Int32?, reason: String?) async throws -> AgentRecord {
         guard registry[id] != nil else { throw EngineError(.notFound, "no agent '\(id)'") }
         // Never attached (its command did not start): it ends all the same.
         if registry[id]?.record.state == .starting { registry[id]?.record.state = .running }
@@ -444,7 +454,7 @@ extension Engine {
         if let reason { agent.record.endReason = reason }
         if agent.record.origin == .registered { removeInBackground(agent.leaf, id: id) }
         registry[id] = agent
-        try writer.saveOrThrow(agent.record)
+        try await writer.saveOrThrow(agent.record)
         return agent.record
     }
 

@@ -24,7 +24,7 @@ extension Engine {
 
     /// Sets an agent's own priority (nil: it follows its group's) and rewrites
     /// its cpu.weight, io.weight and memory.low.
-    public func setPriority(_ id: String, _ requested: Int?) throws -> AgentRecord {
+    public func setPriority(_ id: String, _ requested: Int?) async throws -> AgentRecord {
         try ensureNotQueued(id)
         var agent = try registry.live(id)
         let resolved: (priority: Priority, own: Bool)
@@ -40,7 +40,7 @@ extension Engine {
         agent.record.priority = resolved.priority
         agent.record.priorityIsOwn = resolved.own
         registry[id] = agent
-        try writer.saveOrThrow(agent.record)
+        try await writer.saveOrThrow(agent.record)
         refreshProtection(of: agent.record.group)
         events.publish(.priorityChanged, agent: id, EventText.priorityChanged(agent.record))
         return agent.record

@@ -148,12 +148,12 @@ extension Engine {
         var agent = try registry.live(id)
         agent.record.state = .suspended
         registry[id] = agent
-        try writer.saveOrThrow(agent.record)
+        try await writer.saveOrThrow(agent.record)
         events.publish(.suspended, agent: id, EventText.frozenByRequest(id, took: took))
         return agent.record
     }
 
-    public func thaw(_ id: String) throws -> AgentRecord {
+    public func thaw(_ id: String) async throws -> AgentRecord {
         try ensureNotQueued(id)
         var agent = try registry.live(id)
         do {
@@ -168,7 +168,7 @@ extension Engine {
             writer.commit(CommitRequest(records: [abandoned], plans: [], ladder: agent.ladder, agent: nil), agent: id)
         }
         registry[id] = agent
-        try writer.saveOrThrow(agent.record, ladder: agent.ladder)
+        try await writer.saveOrThrow(agent.record, ladder: agent.ladder)
         events.publish(.thawed, agent: id, EventText.thawedByRequest(id))
         return agent.record
     }
@@ -235,19 +235,21 @@ extension Engine {
             watcher?.unwatch(agent: id)
             forgetCadence(of: id)
             removeInBackground(agent.leaf, id: id)
-        } else if registry[id] == nil, try writer.settled.agent(id: id) == nil {
+        } else if registry[id] == nil, try await writer.settledStore().agent(id: id) == nil {
             throw EngineError(.notFound, "no agent '\(id)'")
         }
         let group = registry[id]?.record.group
         registry[id] = nil
         if let group { refreshProtection(of: group) }
-        try writer.settled.delete(agent: id)
-        try writer.settled.deleteLadder(agent: id)
+        // The agent is out of the table: no step of it is queued after this.
+        let store = await writer.settledStore()
+        try store.delete(agent: id)
+        try store.deleteLadder(agent: id)
         events.publish(.agentRemoved, agent: id, EventText.removed(id))
     }
 
     /// Sets per-agent overrides and rewrites the agent's cgroup files.
-    public func setOverrides(_ id: String, _ overrides: [Resource: LimitOverride]) throws -> AgentRecord {
+    public func setOverrides(_ id: String, _ overrides: [Resource: LimitOverride]) async throws -> AgentRecord {
         try ensureNotQueued(id)
         var agent = try registry.live(id)
         guard let limits = configuration.limits(agent: id, group: agent.record.group, flags: overrides) else {
@@ -262,7 +264,7 @@ extension Engine {
         agent.record.limits = limits
         agent.record.overrides = overrides
         registry[id] = agent
-        try writer.saveOrThrow(agent.record)
+        try await writer.saveOrThrow(agent.record)
         refreshProtection(of: agent.record.group)
         events.publish(.quotaChanged, agent: id, EventText.limitsChanged(id), limits: limits)
         return agent.record
@@ -299,7 +301,7 @@ extension Engine {
             throw EngineError(.failed, error.description)
         }
         configuration.groups[name] = group
-        try writer.settled.save(group: group)
+        try writer.store.save(group: group)  // groups are written here only, not by the committer
         for (id, var agent) in registry.live where agent.record.group == name {
             guard let updated = configuration.limits(agent: id, group: name, flags: agent.record.overrides) else { continue }
             let before = agent.record.limits

@@ -13,18 +13,18 @@
 //   launch's cgroup and process are made on the `starter` thread and its
 //   first row stored before it enters the table, all without the engine
 //   (`launching` holds its id and limits meanwhile); `list`, `status` of an
-//   ended agent, `history` and the other store reads run off it too. What
-//   still holds a pool thread: the direct saves of API changes (`saveOrThrow`:
-//   register, attach, priority, overrides, removal), which wait for the steps
-//   queued before them, and a thaw's confirmation (the kernel thaws at once
-//   in practice). Ladder steps and the rows of agents' ends are queued to the
-//   committer without waiting.
+//   ended agent, `history` and the other store reads run off it too. Every
+//   row goes through the committer, in order: ladder steps and agents' ends
+//   without waiting, the saves of API changes (`saveOrThrow`: register, attach,
+//   priority, overrides) with the request suspended until stored, no thread
+//   held. What still holds a pool thread: a thaw's wait for cgroup.events
+//   `frozen 0` (up to 2 s; the kernel thaws at once in practice).
 // - `Enforcer` carries out ladder commands through `CgroupTree` (the only
 //   code that touches cgroupfs) and returns what really happened.
 // - `StoreWriter` owns the store's writer threads: the group committer
 //   ("corral-commit") and the background worker ("corral-bg").
 // - `EventHub` fans events out under its own lock; `EventText` words them.
-// - The watcher runs its poll loop on its own thread; its events reach the
+// - The watcher runs its epoll loop on its own thread; its events reach the
 //   engine through `ObservationQueue`, taken by `EngineLoop`, which also runs
 //   the timers (`tick` every 200 ms).
 // - `Launcher` (CorralRuntime) starts agents' commands; `Reconciler` re-attaches
@@ -225,7 +225,7 @@ public actor Engine {
         allocatableCache = nil
         var merged = new
         do {
-            for (name, group) in try writer.settled.groupOverrides() { merged.groups[name] = group }
+            for (name, group) in try writer.store.groupOverrides() { merged.groups[name] = group }  // written on the engine only
         } catch {
             events.publish(.daemon, agent: nil, EventText.groupsUnreadable(error))
         }
@@ -239,7 +239,7 @@ public actor Engine {
     /// Loads state after a (re)start and reconciles it with the cgroup tree
     /// (see `Reconciler`).
     public func restore() throws -> Reconciliation {
-        let store = writer.settled
+        let store = writer.store  // nothing is queued before the restore
         for (name, group) in try store.groupOverrides() { configuration.groups[name] = group }
         var journalProblems: [String] = []
         let unsettled = unsettledIntents(settled: try store.settledIntent(), problems: &journalProblems)

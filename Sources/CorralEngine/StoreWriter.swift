@@ -18,6 +18,8 @@ final class StoreWriter: Sendable {
     private let unsaved = Mutex<[String: AgentRecord]>([:])
     /// The highest intent whose step the committer has stored.
     private let lastSettled = Atomic<UInt64>(0)
+    /// Unsaved rows handed to the committer by `retryUnsaved` and not answered yet.
+    private let retryingRows = Atomic<Int>(0)
 
     init(store: any EngineStore, events: EventPublisher, instruments: (any EngineInstruments)? = nil, bound: Int = 10_000) {
         self.store = store
@@ -37,25 +39,18 @@ final class StoreWriter: Sendable {
         committer.stop()
     }
 
-    /// The store once every step queued so far is committed: what the engine
-    /// reads or writes there follows its steps, in order.
-    var settled: any EngineStore {
-        // Steps kept for a full disk go first: a row written directly must not be
-        // overwritten later by an older one they carry.
-        committer.retry()
-        committer.drain()
-        return store
-    }
-
-    /// `settled` for a reader off the engine: the task suspends until the
-    /// steps queued before the call are committed (no thread waits).
+    /// The store once the steps queued before the call are committed: what is
+    /// read there follows the steps, in order. The task suspends meanwhile (no
+    /// thread waits). Rows are written through the committer (`save`,
+    /// `saveOrThrow`, `commitNow`), never directly, so none overtakes a step.
     func settledStore() async -> any EngineStore {
         committer.retry()
         await committer.drained()
         return store
     }
 
-    /// Blocks until every queued step is stored and its records published.
+    /// Blocks until every queued step is stored and its records published
+    /// (tests; never on the engine).
     func drain() { committer.drain() }
 
     /// The highest intent whose step is stored (a later step's mark covers
@@ -80,27 +75,15 @@ final class StoreWriter: Sendable {
         }
     }
 
-    /// Stores records with the agent's ladder and row now (after the queued
-    /// steps) and publishes them with `message`. While the database cannot be
-    /// written they join the committer's kept steps, in order; another failure
-    /// is published.
+    /// Stores records with the agent's ladder and row after the queued steps and
+    /// publishes them with `message` once stored. While the database cannot be
+    /// written they are kept with the committer's steps, in order; another
+    /// failure is published and the row kept for `retryUnsaved`.
     func commitNow(
         records: [EnforcementRecord], ladder: AgentLadder?, agent: AgentRecord, intent: UInt64? = nil,
         message: @escaping @Sendable (EnforcementRecord) -> String
     ) {
-        let request = CommitRequest(records: records, plans: [], ladder: ladder, agent: agent, intent: intent)
-        guard committer.backlog.pendingSteps == 0 else { return keep(request, message: message) }
-        do {
-            for record in try settled.commit(batch: [request])[0] {
-                events.publish(.enforcement, agent: agent.id, message(record), record: record)
-            }
-            if let intent { _ = lastSettled.max(intent, ordering: .releasing) }
-        } catch  where Committer.isTransient(error) {
-            keep(request, message: message)
-        } catch {
-            events.publish(.daemon, agent: agent.id, EventText.notStored(records: records.count, error))
-            remember(agent)
-        }
+        keep(CommitRequest(records: records, plans: [], ladder: ladder, agent: agent, intent: intent), message: message)
     }
 
     /// Hands a step to the committer, which keeps it until the database can be written.
@@ -114,6 +97,7 @@ final class StoreWriter: Sendable {
                 for record in stored { events.publish(.enforcement, agent: id, message(record), record: record) }
             case .failure(let error):
                 events.publish(.daemon, agent: id, EventText.notStored(records: request.records.count, error))
+                if let agent = request.agent { remember(agent) }
             }
         }
     }
@@ -137,9 +121,22 @@ final class StoreWriter: Sendable {
         }
     }
 
-    /// Saves an agent's row; the caller (an API request) hears of a failure.
-    func saveOrThrow(_ agent: AgentRecord, ladder: AgentLadder? = nil) throws {
-        _ = try settled.commit(records: [], ladder: ladder, agent: agent)
+    /// Saves a started agent's row in order after the queued steps, without
+    /// waiting; a failure is said and the row kept for `retryUnsaved` (a running
+    /// agent is never recorded as lost for want of its row).
+    func saveStarted(_ agent: AgentRecord, what: String) {
+        committer.enqueue(CommitRequest(records: [], plans: [], ladder: nil, agent: agent), keepsOnFailure: false) { [self] result in
+            switch result {
+            case .success: unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
+            case .failure(let error): keep(agent, what: what, error: error)
+            }
+        }
+    }
+
+    /// Saves an agent's row in order after the queued steps; the caller (an API
+    /// request) waits, suspended, and hears of a failure (a full disk at once).
+    func saveOrThrow(_ agent: AgentRecord, ladder: AgentLadder? = nil) async throws {
+        _ = try await committer.commit(CommitRequest(records: [], plans: [], ladder: ladder, agent: agent))
         unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
     }
 
@@ -158,19 +155,23 @@ final class StoreWriter: Sendable {
 
     private func remember(_ agent: AgentRecord) { unsaved.withLock { $0[agent.id] = agent } }
 
-    /// Tries again to store the steps and rows that failed (from the engine's tick).
+    /// Tries again to store the steps and rows that failed (from the engine's
+    /// tick), through the committer: no wait on the engine. A row still failing
+    /// stays kept and is tried on a later tick (said once, when it first failed).
     func retryUnsaved() {
         committer.retry()
         let pending = unsaved.withLock { $0 }
-        guard !pending.isEmpty else { return }
+        guard !pending.isEmpty,
+            retryingRows.compareExchange(expected: 0, desired: pending.count, ordering: .acquiringAndReleasing).exchanged
+        else { return }
         for (id, agent) in pending.sorted(by: { $0.key < $1.key }) {
-            do {
-                _ = try settled.commit(records: [], ladder: nil, agent: agent)
-                unsaved.withLock { rows in
-                    if rows[id] == agent { rows[id] = nil }
+            committer.enqueue(CommitRequest(records: [], plans: [], ladder: nil, agent: agent), keepsOnFailure: false) { [self] result in
+                if case .success = result {
+                    unsaved.withLock { rows in
+                        if rows[id] == agent { rows[id] = nil }
+                    }
                 }
-            } catch {
-                // Still failing: kept, tried again on the next tick (said once, when it first failed).
+                retryingRows.subtract(1, ordering: .releasing)
             }
         }
     }
@@ -184,7 +185,7 @@ final class StoreWriter: Sendable {
     /// Waits until every queued step is committed and every background job
     /// queued so far has run.
     func settle() async {
-        committer.drain()
+        await committer.drained()
         let background = background
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in background.async { done.resume() } }
     }

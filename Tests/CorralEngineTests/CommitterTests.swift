@@ -160,6 +160,24 @@ struct CommitterTests {
         #expect(committer.backlog == StoreBacklog())
     }
 
+    /// A save whose caller waits (an API change) goes in order after the queued and
+    /// kept steps; on a full disk it fails at once instead of being kept, and the
+    /// kept steps stay kept. Once the disk has room it is stored after them.
+    @Test func aWaitedForSaveFailsAtOnceOnAFullDiskAndIsStoredInOrderLater() async throws {
+        let store = FullDiskStore()
+        let committer = Committer(store: store)
+        defer { committer.stop() }
+        committer.enqueue(Self.request("a", 0)) { _ in }
+        await #expect(throws: FullDiskStore.DiskFull.self) { _ = try await committer.commit(Self.request("a", 1)) }
+        #expect(committer.backlog.pendingSteps == 1, "the kept step stays kept; the waited-for one is not kept")
+        store.heal()
+        let records = try await committer.commit(Self.request("a", 2))
+        #expect(records.first?.details == "#2")
+        let stored = (try? store.base.history(agent: "a", since: nil, afterID: nil, limit: 10)) ?? []
+        #expect(stored.map(\.details) == ["#0", "#2"], "the kept step first, then the save")
+        #expect(committer.backlog == StoreBacklog())
+    }
+
     /// After stop, queued steps are still committed, and later ones at once.
     @Test func stopCommitsWhatIsQueued() {
         let store = CountingStore()

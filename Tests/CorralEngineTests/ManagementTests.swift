@@ -412,6 +412,7 @@ struct AdmissionQueueTests {
         }
         #expect(status.state == .running, "\(status)")
         #expect(try memory.agent(id: "q1")?.state != .lost, "not recorded as lost")
+        harness.engine.waitForCommits()  // the row's save is the committer's, and said from there
         let said = harness.engine.hub.recent(agent: "q1").map(\.message)
         #expect(said.contains { $0.hasPrefix("could not record the start of q1") }, "\(said)")
         #expect(!said.contains { $0.contains("could not start once admitted") }, "\(said)")

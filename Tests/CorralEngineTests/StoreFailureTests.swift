@@ -3,6 +3,7 @@ import CorralCgroup
 import CorralCore
 import CorralEngine
 import CorralTestSupport
+import Foundation
 import Synchronization
 import Testing
 
@@ -61,8 +62,9 @@ struct StoreFailureTests {
     @Test func anExitRecordTheStoreRefusedIsStoredLater() async throws {
         let (engine, store, hub, _) = try await Self.engine(with: "x1")
 
-        // The end's commit, the committer's retry of it alone, and the tick's first retry.
-        store.failCommits(3)
+        // The end's commit and the committer's retry of it alone; then the tick's first
+        // retry, through the committer too (its batch, then the row alone).
+        store.failCommits(4)
         await engine.handle(.emptied("x1"))
         engine.waitForCommits()
         #expect(try store.memory.agents().first { $0.id == "x1" }?.state == .running, "not stored yet")
@@ -72,8 +74,10 @@ struct StoreFailureTests {
         #expect(try await engine.status(of: "x1").agent.state == .exited)
 
         await engine.tick()  // refused again: kept
+        engine.waitForCommits()
         #expect(try store.memory.agents().first { $0.id == "x1" }?.state == .running)
         await engine.tick()
+        engine.waitForCommits()
         let stored = try #require(try store.memory.agents().first { $0.id == "x1" })
         #expect(stored.state == .exited)
         #expect(stored.endedAt != nil)
@@ -129,5 +133,58 @@ struct StoreFailureTests {
         #expect(stored.compactMap(\.id) == Array(1...Int64(waiting)))
         #expect(engine.storeBacklog == StoreBacklog())
         #expect(hub.recent(agent: nil).contains { $0.message.contains("state database is writable again") })
+    }
+}
+
+/// A store whose transactions wait while held (a slow disk, a long checkpoint).
+final class HeldStore: ForwardingEngineStore {
+    let memory = MemoryStore()
+    var base: any EngineStore { memory }
+    let held = Mutex(false)
+    let waiting = Mutex(false)
+
+    func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
+        while held.withLock({ $0 }) {
+            waiting.withLock { $0 = true }
+            usleep(1000)
+        }
+        return try memory.commit(batch: batch)
+    }
+}
+
+@Suite("An API change waiting for the store")
+struct WaitedSaveTests {
+    /// The save of an API change waits for the store suspended, through the
+    /// committer: the engine answers meanwhile (it once held its thread in the
+    /// transaction), and the change is stored, in order, once the store moves.
+    @Test func theEngineAnswersWhileAnAPISaveWaits() async throws {
+        let fake = FakeCgroupFilesystem()
+        fake.seed(EngineHarness.root)
+        let tree = CgroupTree(fs: fake, root: EngineHarness.root)
+        try tree.prepareRoot(selfPID: nil, reservation: nil)
+        let store = HeldStore()
+        let engine = Engine(configuration: EngineHarness.quickConfiguration, tree: tree, store: store)
+        _ = try await engine.restore()
+        _ = try await engine.register(id: "p1", group: "standard_agent", command: ["worker"], overrides: [:])
+
+        store.held.withLock { $0 = true }
+        let saving = Task { try await engine.setPriority("p1", 7) }
+        while !store.waiting.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(5)) }
+        // Asked while the save waits; the answer is noted without awaiting it (a held engine
+        // would hold this test too).
+        let answer = Mutex<Int?>(nil)
+        let asking = Task {
+            let status = try await engine.status(of: "p1")
+            answer.withLock { $0 = status.agent.priority.rawValue }
+        }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while answer.withLock({ $0 }) == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(answer.withLock { $0 } == 7, "the engine answered, with the new priority in its table, while the save waited")
+        #expect(try store.memory.agents().first { $0.id == "p1" }?.priority.rawValue != 7, "not stored while the store is held")
+        store.held.withLock { $0 = false }
+        let saved = try await saving.value
+        try await asking.value
+        #expect(saved.priority.rawValue == 7)
+        #expect(try store.memory.agents().first { $0.id == "p1" }?.priority.rawValue == 7)
     }
 }
