@@ -458,32 +458,36 @@ public struct CgroupTree: Sendable {
     public func remove(_ path: CgroupPath, attempts: Int = CgroupTree.removeAttempts) throws(CgroupError) {
         var delay = Duration.milliseconds(1)
         for attempt in 1...max(1, attempts) {
-            do {
-                try fs.removeDirectory(path)
-                return
-            } catch  where error.code == .notFound {
-                return
-            } catch  where error.code == .busy && attempt < attempts {
-                sleep(delay)
-                delay *= 2
-            }
+            if try removeOnce(path, last: attempt >= attempts) { return }
+            sleep(delay)
+            delay *= 2
         }
     }
 
     /// `remove` for async callers: the same retries, asleep without holding a thread.
-    /// Cancelled, it stops retrying and throws `busy`.
+    /// Cancelled, it tries once more and throws `busy` if it still is.
     public func removeWithoutBlocking(_ path: CgroupPath, attempts: Int = CgroupTree.removeAttempts) async throws(CgroupError) {
         var delay = Duration.milliseconds(1)
         for attempt in 1...max(1, attempts) {
-            do {
-                try fs.removeDirectory(path)
+            if try removeOnce(path, last: attempt >= attempts) { return }
+            if (try? await Task.sleep(for: delay)) == nil {
+                _ = try removeOnce(path, last: true)
                 return
-            } catch  where error.code == .notFound {
-                return
-            } catch  where error.code == .busy && attempt < attempts {
-                if (try? await Task.sleep(for: delay)) == nil { throw error }  // cancelled: busy as it was
-                delay *= 2
             }
+            delay *= 2
+        }
+    }
+
+    /// One try of `remove`: true when removed (or gone already), false when busy
+    /// and another try may follow; the error otherwise (busy too, on the last try).
+    private func removeOnce(_ path: CgroupPath, last: Bool) throws(CgroupError) -> Bool {
+        do {
+            try fs.removeDirectory(path)
+            return true
+        } catch  where error.code == .notFound {
+            return true
+        } catch  where error.code == .busy && !last {
+            return false
         }
     }
 

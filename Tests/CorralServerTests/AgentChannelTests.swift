@@ -244,18 +244,23 @@ final class ScriptedDaemon: Sendable {
         return fd
     }
 
+    /// Reads a request's head from `connection`; its first line.
+    static func requestLine(_ connection: Int32) -> String {
+        var head: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(connection, &byte, 1) == 1 {
+            head.append(byte)
+            if head.suffix(4) == Array("\r\n\r\n".utf8) { break }
+        }
+        return String(decoding: head, as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? ""
+    }
+
     /// Accepts one connection per response: reads the request head, writes the response, closes.
     func answer(_ listener: Int32, _ responses: [String]) {
         for response in responses {
             let connection = accept(listener, nil, nil)
             guard connection >= 0 else { return }
-            var head: [UInt8] = []
-            var byte: UInt8 = 0
-            while read(connection, &byte, 1) == 1 {
-                head.append(byte)
-                if head.suffix(4) == Array("\r\n\r\n".utf8) { break }
-            }
-            let requestLine = String(decoding: head, as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? ""
+            let requestLine = Self.requestLine(connection)
             seen.withLock { $0.append(requestLine) }
             let bytes = Array(response.utf8)
             var written = 0
@@ -342,13 +347,7 @@ final class HeldStreamDaemon: Sendable {
             let connection = accept(listener, nil, nil)
             guard connection >= 0 else { return }
             let accepted = ContinuousClock.now
-            var head: [UInt8] = []
-            var byte: UInt8 = 0
-            while read(connection, &byte, 1) == 1 {
-                head.append(byte)
-                if head.suffix(4) == Array("\r\n\r\n".utf8) { break }
-            }
-            let requestLine = String(decoding: head, as: UTF8.self).split(separator: "\r\n").first.map(String.init) ?? ""
+            let requestLine = ScriptedDaemon.requestLine(connection)
             state.withLock { $0 = ([requestLine], accepted, connection) }
             push(opening)
             var buffer = [UInt8](repeating: 0, count: 256)

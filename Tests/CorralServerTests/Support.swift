@@ -246,8 +246,11 @@ func withLiveServer(
             readyContinuation.yield(true)
         },
         logger: logger)
+    // The server's handlers and the engine run on the cooperative pool, two threads on a
+    // two-core machine, which other suites' synchronous tests hold at times for 20 s and
+    // more (seen in full unit runs): a request waits that out rather than failing.
     let server = LiveServer(
-        fs: fs, tree: tree, engine: engine, store: store, socketPath: socketPath, client: CorralClient(socketPath: socketPath, timeout: 20))
+        fs: fs, tree: tree, engine: engine, store: store, socketPath: socketPath, client: CorralClient(socketPath: socketPath, timeout: 60))
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
             defer { readyContinuation.finish() }
