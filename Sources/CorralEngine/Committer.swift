@@ -193,9 +193,15 @@ final class Committer: Sendable {
     /// Commits `request` in order after the queued steps (and the kept ones) and
     /// returns its records; the task waits suspended, no thread does. While the
     /// database cannot be written it throws at once rather than being kept.
-    func commit(_ request: CommitRequest) async throws -> [EnforcementRecord] {
+    /// `then` runs on the committer's thread first, in order with the other steps' callbacks.
+    func commit(
+        _ request: CommitRequest, then: @escaping @Sendable (Result<[EnforcementRecord], any Error>) -> Void = { _ in }
+    ) async throws -> [EnforcementRecord] {
         try await withCheckedThrowingContinuation { continuation in
-            enqueue(request, keepsOnFailure: false) { continuation.resume(with: $0) }
+            enqueue(request, keepsOnFailure: false) { result in
+                then(result)
+                continuation.resume(with: result)
+            }
         }
     }
 

@@ -62,6 +62,7 @@ final class StoreWriter: Sendable {
         let events = events
         let count = request.records.count
         let intent = request.intent
+        supersede(request.agent)
         committer.enqueue(request) { [self] result in
             switch result {
             case .success(let stored):
@@ -71,6 +72,7 @@ final class StoreWriter: Sendable {
                 }
             case .failure(let error):
                 events.publish(.daemon, agent: id, EventText.notStored(records: count, error))
+                if let agent = request.agent { remember(agent) }
             }
         }
     }
@@ -90,6 +92,7 @@ final class StoreWriter: Sendable {
     private func keep(_ request: CommitRequest, message: @escaping @Sendable (EnforcementRecord) -> String) {
         let events = events
         let id = request.agent?.id
+        supersede(request.agent)
         committer.enqueue(request) { [self] result in
             switch result {
             case .success(let stored):
@@ -110,11 +113,10 @@ final class StoreWriter: Sendable {
     func save(_ agent: AgentRecord, what: String, forgetLadder: Bool = false) {
         var request = CommitRequest(records: [], plans: [], ladder: nil, agent: agent)
         request.forgetsLadder = forgetLadder
+        supersede(agent)
         committer.enqueue(request) { [self] result in
             switch result {
-            case .success:
-                // In order with the other saves: a row kept by an earlier failure is older.
-                unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
+            case .success: forget(agent)
             case .failure(let error):
                 keep(agent, what: what, error: error)
             }
@@ -125,9 +127,10 @@ final class StoreWriter: Sendable {
     /// waiting; a failure is said and the row kept for `retryUnsaved` (a running
     /// agent is never recorded as lost for want of its row).
     func saveStarted(_ agent: AgentRecord, what: String) {
+        supersede(agent)
         committer.enqueue(CommitRequest(records: [], plans: [], ladder: nil, agent: agent), keepsOnFailure: false) { [self] result in
             switch result {
-            case .success: unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
+            case .success: forget(agent)
             case .failure(let error): keep(agent, what: what, error: error)
             }
         }
@@ -135,9 +138,13 @@ final class StoreWriter: Sendable {
 
     /// Saves an agent's row in order after the queued steps; the caller (an API
     /// request) waits, suspended, and hears of a failure (a full disk at once).
+    /// The engine's table has the change already, so a row that failed is kept
+    /// for `retryUnsaved` too.
     func saveOrThrow(_ agent: AgentRecord, ladder: AgentLadder? = nil) async throws {
-        _ = try await committer.commit(CommitRequest(records: [], plans: [], ladder: ladder, agent: agent))
-        unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
+        supersede(agent)
+        _ = try await committer.commit(CommitRequest(records: [], plans: [], ladder: ladder, agent: agent)) { [self] result in
+            if case .success = result { forget(agent) } else { remember(agent) }
+        }
     }
 
     /// `saveOrThrow` off the engine, for a new agent's first row: the task
@@ -154,6 +161,18 @@ final class StoreWriter: Sendable {
     }
 
     private func remember(_ agent: AgentRecord) { unsaved.withLock { $0[agent.id] = agent } }
+
+    /// A newer row of the agent is on its way to the committer: an older one kept
+    /// for `retryUnsaved` must not be written after it (the newest row wins).
+    private func supersede(_ agent: AgentRecord?) {
+        guard let agent else { return }
+        unsaved.withLock { _ = $0.removeValue(forKey: agent.id) }
+    }
+
+    /// `agent`'s row is stored: no older one stays kept. (Rows are remembered and
+    /// forgotten in the committer's callbacks, in the order they were queued, so
+    /// what is kept then is older.)
+    private func forget(_ agent: AgentRecord) { unsaved.withLock { _ = $0.removeValue(forKey: agent.id) } }
 
     /// Tries again to store the steps and rows that failed (from the engine's
     /// tick), through the committer: no wait on the engine. A row still failing

@@ -1,11 +1,12 @@
 import CorralAPI
 import CorralCgroup
 import CorralCore
-import CorralEngine
 import CorralTestSupport
 import Foundation
 import Synchronization
 import Testing
+
+@testable import CorralEngine
 
 /// A memory store whose next commits can be made to fail (a full disk, a
 /// busy database), to see what the engine does with a write it could not make.
@@ -186,5 +187,59 @@ struct WaitedSaveTests {
         try await asking.value
         #expect(saved.priority.rawValue == 7)
         #expect(try store.memory.agents().first { $0.id == "p1" }?.priority.rawValue == 7)
+    }
+}
+
+/// A held store whose next commits can also fail.
+final class HeldFailingStore: ForwardingEngineStore {
+    let memory = MemoryStore()
+    var base: any EngineStore { memory }
+    let held = Mutex(false)
+    let waiting = Mutex(false)
+    let failures = Mutex(0)
+
+    func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
+        while held.withLock({ $0 }) {
+            waiting.withLock { $0 = true }
+            usleep(1000)
+        }
+        if failures.withLock({ left in
+            defer { left = max(0, left - 1) }
+            return left > 0
+        }) {
+            throw FailingStore.Refused(isTransient: false)
+        }
+        return try memory.commit(batch: batch)
+    }
+}
+
+@Suite("The newest row wins")
+struct NewestRowTests {
+    /// A row that failed and waits for a retry is older than a save queued after
+    /// it: a retry taken while that save waits must not write the older row over
+    /// the newer one.
+    @Test func anOlderUnsavedRowIsNotWrittenOverANewerSave() async throws {
+        let store = HeldFailingStore()
+        let writer = StoreWriter(store: store, events: EventPublisher(hub: EventHub(), clock: { Timestamp(milliseconds: 0) }))
+        var older = AgentRecord(
+            id: "r1", group: "standard_agent", state: .running, origin: .registered, pid: 7, command: ["w"], limits: LimitSet(),
+            cgroup: "/x", createdAt: Timestamp(milliseconds: 0))
+        older.priority = Priority(rawValue: 3)!
+        store.failures.withLock { $0 = 2 }  // the batch and the row alone
+        writer.save(older, what: "the test's row")
+        writer.drain()
+        #expect(writer.unsavedCount == 1, "kept for a retry")
+
+        var newer = older
+        newer.priority = Priority(rawValue: 7)!
+        store.held.withLock { $0 = true }
+        let saving = Task { try await writer.saveOrThrow(newer) }
+        while !store.waiting.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(2)) }
+        writer.retryUnsaved()  // a tick while the newer save waits
+        store.held.withLock { $0 = false }
+        try await saving.value
+        writer.drain()
+        #expect(try store.memory.agent(id: "r1")?.priority.rawValue == 7, "the newer row stays")
+        #expect(writer.unsavedCount == 0)
     }
 }
