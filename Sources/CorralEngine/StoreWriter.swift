@@ -20,6 +20,9 @@ final class StoreWriter: Sendable {
     private let lastSettled = Atomic<UInt64>(0)
     /// Unsaved rows handed to the committer by `retryUnsaved` and not answered yet.
     private let retryingRows = Atomic<Int>(0)
+    /// Steps carrying an agent row, handed to the committer and not answered yet
+    /// (kept ones included): the intent journal keeps its start intents meanwhile.
+    private let rowsQueued = Atomic<Int>(0)
 
     init(store: any EngineStore, events: EventPublisher, instruments: (any EngineInstruments)? = nil, bound: Int = 10_000) {
         self.store = store
@@ -63,7 +66,7 @@ final class StoreWriter: Sendable {
         let count = request.records.count
         let intent = request.intent
         supersede(request.agent)
-        committer.enqueue(request) { [self] result in
+        enqueue(request) { [self] result in
             switch result {
             case .success(let stored):
                 if let intent { _ = lastSettled.max(intent, ordering: .releasing) }
@@ -93,7 +96,7 @@ final class StoreWriter: Sendable {
         let events = events
         let id = request.agent?.id
         supersede(request.agent)
-        committer.enqueue(request) { [self] result in
+        enqueue(request) { [self] result in
             switch result {
             case .success(let stored):
                 if let intent = request.intent { _ = lastSettled.max(intent, ordering: .releasing) }
@@ -114,7 +117,7 @@ final class StoreWriter: Sendable {
         var request = CommitRequest(records: [], plans: [], ladder: nil, agent: agent)
         request.forgetsLadder = forgetLadder
         supersede(agent)
-        committer.enqueue(request) { [self] result in
+        enqueue(request) { [self] result in
             switch result {
             case .success: forget(agent)
             case .failure(let error):
@@ -128,7 +131,7 @@ final class StoreWriter: Sendable {
     /// agent is never recorded as lost for want of its row).
     func saveStarted(_ agent: AgentRecord, what: String) {
         supersede(agent)
-        committer.enqueue(CommitRequest(records: [], plans: [], ladder: nil, agent: agent), keepsOnFailure: false) { [self] result in
+        enqueue(CommitRequest(records: [], plans: [], ladder: nil, agent: agent), keepsOnFailure: false) { [self] result in
             switch result {
             case .success: forget(agent)
             case .failure(let error): keep(agent, what: what, error: error)
@@ -142,8 +145,10 @@ final class StoreWriter: Sendable {
     /// for `retryUnsaved` too.
     func saveOrThrow(_ agent: AgentRecord, ladder: AgentLadder? = nil) async throws {
         supersede(agent)
+        rowsQueued.add(1, ordering: .relaxed)
         _ = try await committer.commit(CommitRequest(records: [], plans: [], ladder: ladder, agent: agent)) { [self] result in
             if case .success = result { forget(agent) } else { remember(agent) }
+            rowsQueued.subtract(1, ordering: .releasing)
         }
     }
 
@@ -184,7 +189,7 @@ final class StoreWriter: Sendable {
             retryingRows.compareExchange(expected: 0, desired: pending.count, ordering: .acquiringAndReleasing).exchanged
         else { return }
         for (id, agent) in pending.sorted(by: { $0.key < $1.key }) {
-            committer.enqueue(CommitRequest(records: [], plans: [], ladder: nil, agent: agent), keepsOnFailure: false) { [self] result in
+            enqueue(CommitRequest(records: [], plans: [], ladder: nil, agent: agent), keepsOnFailure: false) { [self] result in
                 if case .success = result {
                     unsaved.withLock { rows in
                         if rows[id] == agent { rows[id] = nil }
@@ -195,8 +200,21 @@ final class StoreWriter: Sendable {
         }
     }
 
-    /// Agent rows waiting to be stored.
-    var unsavedCount: Int { unsaved.withLock { $0.count } }
+    /// Agent rows waiting to be stored: kept for a retry, or queued to the committer.
+    var unsavedCount: Int { unsaved.withLock { $0.count } + rowsQueued.load(ordering: .acquiring) }
+
+    /// Every request goes to the committer through here, counted while it carries a row.
+    private func enqueue(
+        _ request: CommitRequest, keepsOnFailure: Bool = true,
+        done: @escaping @Sendable (Result<[EnforcementRecord], any Error>) -> Void
+    ) {
+        let carriesRow = request.agent != nil
+        if carriesRow { rowsQueued.add(1, ordering: .relaxed) }
+        committer.enqueue(request, keepsOnFailure: keepsOnFailure) { [self] result in
+            done(result)
+            if carriesRow { rowsQueued.subtract(1, ordering: .releasing) }
+        }
+    }
 
     /// Runs `job` on the background thread, in order with the others.
     func later(_ job: @escaping @Sendable () -> Void) { background.async(job) }

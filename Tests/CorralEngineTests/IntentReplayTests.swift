@@ -267,4 +267,53 @@ struct IntentReplayTests {
         await harness.engine.tick()
         #expect(try journal.read().intents.isEmpty, "emptied: every row is stored and no launch is halfway")
     }
+
+    /// A start intent stays while its row waits in the committer (a restart would need it).
+    @Test func aStartIsKeptWhileItsRowWaits() async throws {
+        let child = try SleepingChild()
+        defer { child.stop() }
+        let journal = MemoryIntentJournal()
+        let gate = StoreGate()
+        let harness = try EngineHarness(intents: journal, storeWrapper: { HeldWrapper(base: $0, gate: gate) })
+        _ = try await harness.start()
+        for index in 0..<40 {
+            harness.fs.seed(.anchor, procs: [child.pid])
+            _ = try await harness.engine.adopt(pid: child.pid, id: "a\(index)", group: "lightweight_agent")
+        }
+        gate.held.withLock { $0 = true }
+        harness.fs.seed(.anchor, procs: [child.pid])
+        let late = Task { try await harness.engine.adopt(pid: child.pid, id: "late", group: "lightweight_agent") }
+        while !gate.waiting.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(2)) }
+        await harness.engine.tick()
+        #expect(try journal.read().intents.contains { $0.agent == "late" }, "kept: its row is not stored yet")
+        gate.held.withLock { $0 = false }
+        _ = try await late.value
+        await harness.engine.tick()
+        #expect(try journal.read().intents.isEmpty, "emptied once the row is stored")
+    }
+}
+
+/// Holds a store's transactions while `held`; `waiting` says one is held.
+final class StoreGate: Sendable {
+    let held = Mutex(false)
+    let waiting = Mutex(false)
+}
+
+/// The harness's memory store, its transactions held at the gate.
+final class HeldWrapper: ForwardingEngineStore {
+    let base: any EngineStore
+    let gate: StoreGate
+
+    init(base: any EngineStore, gate: StoreGate) {
+        self.base = base
+        self.gate = gate
+    }
+
+    func commit(batch: [CommitRequest]) throws -> [[EnforcementRecord]] {
+        while gate.held.withLock({ $0 }) {
+            gate.waiting.withLock { $0 = true }
+            usleep(1000)
+        }
+        return try base.commit(batch: batch)
+    }
 }
