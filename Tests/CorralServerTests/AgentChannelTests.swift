@@ -314,7 +314,8 @@ extension AgentChannelTests {
         #expect(opened - started >= .milliseconds(200), "not during its delay")
 
         daemon.push(event(2, 4))
-        while seen.withLock({ $0.count }) < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let live = ContinuousClock.now + .seconds(10)  // its own wait: the pool may have used up the first one
+        while seen.withLock({ $0.count }) < 2, ContinuousClock.now < live { try await Task.sleep(for: .milliseconds(20)) }
         #expect(seen.withLock { $0.map(\.id) } == ["1", "2"], "then live")
         #expect(seen.withLock { $0.allSatisfy { $0.event == "usage_reported" && $0.data.contains("told1") } })
 
