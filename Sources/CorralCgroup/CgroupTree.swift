@@ -377,19 +377,20 @@ public struct CgroupTree: Sendable {
             fix: "retry later, or use kill instead of suspend")
     }
 
-    /// Thaws `path` and waits for `frozen 0`.
-    @discardableResult
-    public func thaw(_ path: CgroupPath, timeout: Duration = .seconds(2)) throws(CgroupError) -> Duration {
-        let start = ContinuousClock.now
+    /// Thaws `path` without waiting: writing `cgroup.freeze` 0 clears the
+    /// cgroup's frozen state within the write itself (the kernel drops
+    /// `frozen` as soon as the cgroup no longer asks to be frozen; the tasks
+    /// wake on their own), so `cgroup.events` says `frozen 0` when the write
+    /// returns. If it still says `frozen 1`, an ancestor's `cgroup.freeze`
+    /// holds it and no wait would change that: the thaw is reported as failed.
+    public func thaw(_ path: CgroupPath) throws(CgroupError) {
         try fs.write("0", to: .freeze, of: path)
-        let thawed = try fs.wait(for: .events, of: path, timeout: timeout) { !CgroupEvents(parsing: $0).frozen }
-        guard thawed != nil else {
-            throw CgroupError(
-                code: .timedOut, operation: .wait, path: fs.absolutePath(path) + "/cgroup.events",
-                message: "\(fs.absolutePath(path)) did not report 'frozen 0' within \(Quantity.formatDuration(timeout))",
-                fix: "retry the resume; if it stays frozen, check cat \(fs.absolutePath(path))/cgroup.freeze says 0, or kill the agent")
-        }
-        return ContinuousClock.now - start
+        guard try isFrozen(path) else { return }
+        throw CgroupError(
+            code: .busy, operation: .write, path: fs.absolutePath(path) + "/cgroup.freeze", value: "0",
+            message: "\(fs.absolutePath(path)) still reports 'frozen 1' after writing 0 to its cgroup.freeze: a parent cgroup is frozen",
+            fix: "find the frozen ancestor (grep -l 1 on cgroup.freeze above \(fs.absolutePath(path))) and write 0 to it, or kill the agent"
+        )
     }
 
     /// How `kill` ended the processes.

@@ -356,7 +356,9 @@ extension FakeCgroupFilesystem.State {
         case .subtreeControl: text = Self.ordered(node.subtreeControl)
         case .procs: return node.procs.map { "\($0)\n" }.joined()
         case .events:
-            text = "populated \(subtreeProcs(path).isEmpty ? 0 : 1)\nfrozen \(node.frozen ? 1 : 0)"
+            // A frozen ancestor keeps its whole subtree frozen, as in the kernel.
+            let frozen = nodes.contains { $0.value.frozen && path.components.starts(with: $0.key.components) }
+            text = "populated \(subtreeProcs(path).isEmpty ? 0 : 1)\nfrozen \(frozen ? 1 : 0)"
         case .freeze: text = node.freezeRequested ? "1" : "0"
         case .kill: throw fail(.permissionDenied, .read, path, file, anchorPath: anchorPath)
         case .type: text = "domain"

@@ -60,13 +60,26 @@ import Testing
         #expect(h.fs.writes == [])
     }
 
-    @Test func thawWaitsForFrozenZero() throws {
+    /// The kernel clears `frozen` within the write of 0: nothing to wait for.
+    @Test func thawWritesZeroAndDoesNotWait() throws {
         let h = populated()
         try h.tree.freeze(leaf)
-        try h.tree.thaw(leaf, timeout: .milliseconds(80))
+        try h.tree.thaw(leaf)
         #expect(h.fs.writes == [.write(leafName, .freeze, "1"), .write(leafName, .freeze, "0")])
-        #expect(h.fs.waitTimeouts == [.seconds(2), .milliseconds(80)])
+        #expect(h.fs.waitTimeouts == [.seconds(2)])
         #expect(h.fs.value(.events, at: leaf) == "populated 1\nfrozen 0")
+    }
+
+    /// A frozen parent keeps the leaf frozen whatever its own cgroup.freeze says.
+    @Test func thawUnderAFrozenParentFailsAtOnce() throws {
+        let h = populated()
+        try h.tree.freeze(leaf)
+        try h.tree.freeze(leaf.parent!)
+        let error = #expect(throws: CgroupError.self) { try h.tree.thaw(leaf) }
+        #expect(error?.code == .busy)
+        #expect(error?.message.contains("still reports 'frozen 1'") == true)
+        #expect(error?.fix?.contains("cgroup.freeze") == true)
+        #expect(h.fs.waitTimeouts == [.seconds(2), .seconds(2)])
     }
 
     // MARK: kill

@@ -42,6 +42,19 @@ struct TreeTests {
         #expect(frozen < 20_000, "a frozen tree uses (almost) no CPU")
         #expect(thawed > 200_000, "thawing resumes every spinner")
 
+        // A frozen parent holds the leaf frozen: the thaw says so at once
+        // instead of waiting, and the leaf runs again once the parent thaws.
+        let group = try #require(leaf.parent)
+        try tree.freeze(group)
+        let start = ContinuousClock.now
+        let refused = #expect(throws: CgroupError.self) { try tree.thaw(leaf) }
+        let refusedAfter = ContinuousClock.now - start
+        #expect(refused?.code == .busy, "\(String(describing: refused))")
+        #expect(refusedAfter < .milliseconds(500), "no wait: \(refusedAfter)")
+        #expect(CgroupEvents(parsing: try fs.read(.events, of: leaf)).frozen)
+        try tree.thaw(group)
+        #expect(!CgroupEvents(parsing: try fs.read(.events, of: leaf)).frozen)
+
         let method = try tree.kill(leaf)
         #expect(method == .cgroupKill)
         let result = running.wait(timeout: 60)
