@@ -25,7 +25,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -41,10 +40,19 @@ let package = Package(
         // JSON coding, shared by the server, the CLI and CorralClient.
         .target(name: "CorralAPI", dependencies: ["CorralCore"], swiftSettings: strict),
 
-        // YAML configuration (Yams nodes carry line:column for errors).
+        // libyaml, the YAML parser of the configuration. Not Yams: it imports the whole of
+        // Foundation (with ICU, half of the CLI's binary and 15% of the protocol conformances
+        // the Swift runtime scans on every `corral` start); its composer is 200 lines over
+        // libyaml's events (CorralConfig/YAML.swift).
+        .systemLibrary(
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]
+        ),
+        // YAML configuration (nodes carry line:column for errors).
         .target(
             name: "CorralConfig",
-            dependencies: ["CorralCore", "CorralSeccomp", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CYAML", "CorralCore", "CorralSeccomp"],
             swiftSettings: strict
         ),
 
@@ -228,8 +236,7 @@ let package = Package(
             name: "CorralServerTests",
             dependencies: [
                 "CorralAPI", "CorralServer", "CorralEngine", "CorralClient", "CorralCgroup", "CorralCore", "CorralTestSupport",
-                "CorralThreads",
-                .product(name: "Yams", package: "Yams"),
+                "CorralThreads", "CorralConfig",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -59,7 +59,7 @@ public enum ConfigLoader {
         if !document.failures.isEmpty {
             throw ConfigError(file: file, issues: document.failures)
         }
-        var reader = Reader(renamedKeys: document.renamedKeys)
+        var reader = Reader(duplicatedKeys: document.duplicatedKeys)
         var configuration = CorralConfiguration.builtIn
         if let root = document.root {
             reader.readDocument(root, into: &configuration)

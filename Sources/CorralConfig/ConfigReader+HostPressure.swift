@@ -1,5 +1,4 @@
 internal import CorralCore
-internal import Yams
 
 extension Reader {
     static let hostPressureKeys = [
@@ -8,9 +7,9 @@ extension Reader {
     ]
 
     /// `host_pressure:`: when the root as a whole is short, and what the host ladder does.
-    mutating func readHostPressure(_ node: Node, into policy: inout HostPressurePolicy) {
+    mutating func readHostPressure(_ node: YAMLNode, into policy: inout HostPressurePolicy) {
         /// A PSI share: "20%"; cpu and io also take "off".
-        func psi(_ node: Node, _ key: String, off: Bool) -> Double?? {
+        func psi(_ node: YAMLNode, _ key: String, off: Bool) -> Double?? {
             let accepted = "a percentage of time stalled, e.g. 20%" + (off ? ", or off" : "")
             guard let text = scalar(node, key, accepted: accepted) else { return nil }
             if off, text == "off" { return .some(nil) }
@@ -20,7 +19,7 @@ extension Reader {
             }
             return .some(percent)
         }
-        var mark: (Node, String)?
+        var mark: (YAMLNode, String)?
         for (key, _, value) in mapping(node, "host_pressure", allowed: Self.hostPressureKeys) {
             let path = "host_pressure.\(key)"
             switch key {

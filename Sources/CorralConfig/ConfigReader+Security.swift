@@ -1,6 +1,5 @@
 internal import CorralCore
 internal import CorralSeccomp
-internal import Yams
 
 /// `security:` of a group or an agent.
 extension Reader {
@@ -13,7 +12,7 @@ extension Reader {
     static let acceptedUser = "a user name or numeric uid that exists on the host, e.g. nobody or 65534"
 
     /// Reads a `security:` mapping into an override (what it sets).
-    mutating func security(_ node: Node, _ key: String) -> SecurityOverride {
+    mutating func security(_ node: YAMLNode, _ key: String) -> SecurityOverride {
         var result = SecurityOverride()
         for (field, _, value) in mapping(node, key, allowed: Self.securityKeys) {
             let fieldKey = "\(key).\(field)"
@@ -72,7 +71,7 @@ extension Reader {
         return result
     }
 
-    mutating func boolean(_ node: Node, _ key: String) -> Bool? {
+    mutating func boolean(_ node: YAMLNode, _ key: String) -> Bool? {
         guard let text = scalar(node, key, accepted: "true or false") else { return nil }
         switch text {
         case "true", "yes", "on": return true
@@ -83,7 +82,7 @@ extension Reader {
         }
     }
 
-    mutating func seccomp(_ node: Node, _ key: String) -> SeccompPolicy? {
+    mutating func seccomp(_ node: YAMLNode, _ key: String) -> SeccompPolicy? {
         let profiles = SeccompProfile.allCases.map(\.rawValue).joined(separator: ", ")
         if let text = node.scalar?.string, !node.isNull {
             guard let profile = SeccompProfile(rawValue: text) else {
@@ -130,7 +129,7 @@ extension Reader {
     }
 
     /// A list of syscall names, each one libseccomp knows on this architecture.
-    mutating func syscallNames(_ node: Node, _ key: String) -> [String]? {
+    mutating func syscallNames(_ node: YAMLNode, _ key: String) -> [String]? {
         let accepted = "a list of syscall names this architecture knows, e.g. [ptrace, mount]"
         guard case .sequence(let sequence) = node else {
             report(node, key, value: node.scalar?.string, "expected a list", accepted: accepted)

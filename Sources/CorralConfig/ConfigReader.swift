@@ -1,25 +1,25 @@
 internal import CorralCore
-internal import Yams
 
 /// One `resource: {soft, hard, burst, action}` entry as written, with the
 /// nodes of the fields it gives (for positions in errors).
 struct LimitEntry {
     var resource: Resource
     var override = LimitOverride()
-    var keyNode: Node
-    var node: Node
-    var fields: [String: (node: Node, text: String)] = [:]
+    var keyNode: YAMLNode
+    var node: YAMLNode
+    var fields: [String: (node: YAMLNode, text: String)] = [:]
 }
 
 /// Walks the node tree, collecting issues.
 struct Reader {
     var issues: [ConfigIssue] = []
-    /// Keys renamed to get past libyaml's duplicate check: position → name as written.
-    let renamedKeys: [Position: String]
-    var seenRenamedKeys: Set<Position> = []
+    /// Keys given more than once in a mapping: the position of the first → the name.
+    let duplicatedKeys: [YAMLPosition: String]
+    /// Those of them the reader walked past (and so reported).
+    var seenDuplicates: Set<YAMLPosition> = []
 
-    init(renamedKeys: [Position: String] = [:]) {
-        self.renamedKeys = renamedKeys
+    init(duplicatedKeys: [YAMLPosition: String] = [:]) {
+        self.duplicatedKeys = duplicatedKeys
     }
 
     static let topKeys = [
@@ -39,7 +39,7 @@ struct Reader {
         "letters, digits, '.', '_' and '-', starting with a letter or digit, at most \(CgroupName.maximumLength) characters (\(CgroupName.pattern))"
     static let acceptedLimit = "a mapping {soft, hard, action} with an optional burst, e.g. {soft: 200MB, hard: 500MB, action: throttle}"
 
-    mutating func report(_ node: Node?, _ key: String, value: String?, _ message: String, accepted: String?) {
+    mutating func report(_ node: YAMLNode?, _ key: String, value: String?, _ message: String, accepted: String?) {
         let position = node?.position
         issues.append(
             ConfigIssue(
@@ -57,28 +57,24 @@ struct Reader {
         .map(\.element)
     }
 
-    static func kind(of node: Node) -> String {
+    static func kind(of node: YAMLNode) -> String {
         switch node {
         case .mapping: "mapping"
         case .sequence: "list"
         case .scalar: "single value"
-        case .alias: "alias"
         }
     }
 
-    /// The name of a mapping key as written (undoing a duplicate's renaming).
-    mutating func keyName(_ keyNode: Node) -> String? {
-        if let position = keyNode.position, let original = renamedKeys[position] {
-            seenRenamedKeys.insert(position)
-            return original
-        }
+    /// The name of a mapping key as written (noting a duplicated one as seen).
+    mutating func keyName(_ keyNode: YAMLNode) -> String? {
+        if duplicatedKeys[keyNode.position] != nil { seenDuplicates.insert(keyNode.position) }
         return keyNode.scalar?.string
     }
 
     /// The pairs of a mapping; reports unknown and repeated keys and non-mappings.
     /// An empty value (`agents:` with everything commented out) is an empty mapping.
-    mutating func mapping(_ node: Node, _ key: String, allowed: [String]?, expected: String? = nil) -> [(
-        key: String, keyNode: Node, value: Node
+    mutating func mapping(_ node: YAMLNode, _ key: String, allowed: [String]?, expected: String? = nil) -> [(
+        key: String, keyNode: YAMLNode, value: YAMLNode
     )] {
         if node.isNull { return [] }
         guard case .mapping(let mapping) = node else {
@@ -87,8 +83,8 @@ struct Reader {
                 accepted: allowed.map { "the keys " + $0.joined(separator: ", ") } ?? expected ?? "key: value lines")
             return []
         }
-        var pairs: [(String, Node, Node)] = []
-        var first: [String: Node] = [:]
+        var pairs: [(String, YAMLNode, YAMLNode)] = []
+        var first: [String: YAMLNode] = [:]
         for (keyNode, value) in mapping {
             guard let name = keyName(keyNode) else {
                 report(
@@ -108,7 +104,7 @@ struct Reader {
             if let earlier = first[name] {
                 report(
                     keyNode, path, value: name,
-                    "key given more than once in this mapping (first at \(earlier.position?.description ?? "?"))",
+                    "key given more than once in this mapping (first at \(earlier.position))",
                     accepted: "each key once; merge the two entries")
             } else {
                 first[name] = keyNode
@@ -118,7 +114,7 @@ struct Reader {
         return pairs
     }
 
-    mutating func scalar(_ node: Node, _ key: String, accepted: String) -> String? {
+    mutating func scalar(_ node: YAMLNode, _ key: String, accepted: String) -> String? {
         guard let text = node.scalar?.string else {
             report(node, key, value: nil, "expected a single value, not a \(Self.kind(of: node))", accepted: accepted)
             return nil
@@ -130,7 +126,7 @@ struct Reader {
         return text
     }
 
-    mutating func quantity(_ node: Node, _ key: String, unit: ResourceUnit) -> Double? {
+    mutating func quantity(_ node: YAMLNode, _ key: String, unit: ResourceUnit) -> Double? {
         guard let text = scalar(node, key, accepted: Quantity.accepted(for: unit)) else { return nil }
         switch Quantity.parse(text, as: unit) {
         case .success(let value):
@@ -141,7 +137,7 @@ struct Reader {
         }
     }
 
-    mutating func duration(_ node: Node, _ key: String, positive: Bool = false) -> Duration? {
+    mutating func duration(_ node: YAMLNode, _ key: String, positive: Bool = false) -> Duration? {
         guard let text = scalar(node, key, accepted: Quantity.acceptedDurations) else { return nil }
         switch Quantity.parseDuration(text) {
         case .success(let value):
@@ -157,7 +153,7 @@ struct Reader {
     }
 
     /// A priority, 0 … 10.
-    mutating func priority(_ node: Node, _ key: String) -> Priority? {
+    mutating func priority(_ node: YAMLNode, _ key: String) -> Priority? {
         guard let text = scalar(node, key, accepted: Priority.acceptedText) else { return nil }
         guard let priority = Priority.parse(text) else {
             report(node, key, value: text, Int(text) == nil ? "not a whole number" : "out of range", accepted: Priority.acceptedText)
@@ -168,7 +164,7 @@ struct Reader {
 
     /// A share of the host, written as a percentage. A bare number is a
     /// percentage too, except one of at most 1: `0.75` is surely meant as 75%.
-    mutating func fraction(_ node: Node, _ key: String) -> Double? {
+    mutating func fraction(_ node: YAMLNode, _ key: String) -> Double? {
         let accepted = "a percentage of the host above 0% and at most 100%, e.g. 75%"
         guard let text = scalar(node, key, accepted: accepted) else { return nil }
         guard case .success(let percent) = Quantity.parsePercent(text) else {
@@ -188,11 +184,11 @@ struct Reader {
 
     // MARK: Document
 
-    mutating func readDocument(_ root: Node, into configuration: inout CorralConfiguration) {
+    mutating func readDocument(_ root: YAMLNode, into configuration: inout CorralConfiguration) {
         // Read after the rest (every copy, if the key is repeated): groups use the
         // file's escalation, agents refer to groups.
-        var groupsNodes: [Node] = []
-        var agentsNodes: [Node] = []
+        var groupsNodes: [YAMLNode] = []
+        var agentsNodes: [YAMLNode] = []
         for (name, _, value) in mapping(root, "", allowed: Self.topKeys) {
             switch name {
             case "host_pressure":
@@ -284,7 +280,7 @@ struct Reader {
     }
 
     /// A command: a list of strings whose first is an absolute path.
-    mutating func command(_ node: Node, _ key: String) -> [String]? {
+    mutating func command(_ node: YAMLNode, _ key: String) -> [String]? {
         let accepted = "a list: the program's absolute path and its arguments, e.g. [/usr/local/bin/hand-off, --to, node-2]"
         guard case .sequence(let sequence) = node else {
             report(node, key, value: node.scalar?.string, "expected a list", accepted: accepted)
@@ -305,7 +301,7 @@ struct Reader {
         return command
     }
 
-    mutating func escalation(_ node: Node, _ key: String, base: EscalationPolicy) -> EscalationPolicy {
+    mutating func escalation(_ node: YAMLNode, _ key: String, base: EscalationPolicy) -> EscalationPolicy {
         var policy = base
         for (name, _, value) in mapping(node, key, allowed: Self.escalationKeys) {
             if name == "termination_grace" {
@@ -346,7 +342,7 @@ struct Reader {
 
     // MARK: Groups
 
-    mutating func readGroups(_ node: Node, into configuration: inout CorralConfiguration) {
+    mutating func readGroups(_ node: YAMLNode, into configuration: inout CorralConfiguration) {
         let groups = mapping(node, "groups", allowed: nil, expected: "group names mapped to {description, limits, totals, escalation}")
         for (name, keyNode, value) in groups {
             let key = "groups.\(name)"
@@ -357,7 +353,7 @@ struct Reader {
             let existing = configuration.groups[name]
             let origin = CorralConfiguration.seedGroups[name] != nil ? "the built-in group \(name)" : "group \(name)"
             var group = existing ?? QuotaGroup(name: name, description: "", limits: LimitSet(), totals: [:])
-            var limitsNode: Node?
+            var limitsNode: YAMLNode?
             for (field, _, fieldNode) in mapping(value, key, allowed: Self.groupKeys) {
                 switch field {
                 case "description":
@@ -419,7 +415,7 @@ struct Reader {
         }
     }
 
-    mutating func readTotals(_ node: Node, _ key: String, into group: inout QuotaGroup) {
+    mutating func readTotals(_ node: YAMLNode, _ key: String, into group: inout QuotaGroup) {
         let totals = mapping(
             node, key, allowed: nil, expected: "memory, cpu or processes mapped to an amount, e.g. {memory: 4G, cpu: 400%}")
         for (resourceName, resourceKeyNode, amountNode) in totals {
@@ -453,7 +449,7 @@ struct Reader {
 
     /// `{memory: {soft: …, hard: …, burst: …, action: …}, …}` as written. An
     /// entry with a bad field is left out (its error is reported).
-    mutating func limitEntries(_ node: Node, _ key: String) -> [LimitEntry] {
+    mutating func limitEntries(_ node: YAMLNode, _ key: String) -> [LimitEntry] {
         var result: [LimitEntry] = []
         let limits = mapping(node, key, allowed: nil, expected: "resource names mapped to {soft, hard, burst, action}")
         for (resourceName, resourceKeyNode, limitNode) in limits {
@@ -504,7 +500,7 @@ struct Reader {
         let unit = entry.resource.unit
         let before = issues.count
         /// The first of `fields` the entry gives: its node, text and key; else the entry's key.
-        func place(_ fields: [String]) -> (node: Node, value: String?, key: String) {
+        func place(_ fields: [String]) -> (node: YAMLNode, value: String?, key: String) {
             for field in fields {
                 if let given = entry.fields[field] { return (given.node, given.text, "\(key).\(field)") }
             }
@@ -561,7 +557,7 @@ struct Reader {
 
     // MARK: Agents
 
-    mutating func readAgents(_ node: Node, into configuration: inout CorralConfiguration) {
+    mutating func readAgents(_ node: YAMLNode, into configuration: inout CorralConfiguration) {
         let agents = mapping(node, "agents", allowed: nil, expected: "agent ids mapped to {group, limits}")
         for (name, keyNode, value) in agents {
             let key = "agents.\(name)"
@@ -621,19 +617,19 @@ struct Reader {
 
     /// Duplicated keys the reader never walked past (under a key it rejected):
     /// reported from a plain walk of the tree so no duplicate goes unmentioned.
-    mutating func reportUnseenDuplicates(in root: Node) {
-        let unseen = Set(renamedKeys.keys).subtracting(seenRenamedKeys)
+    mutating func reportUnseenDuplicates(in root: YAMLNode) {
+        let unseen = Set(duplicatedKeys.keys).subtracting(seenDuplicates)
         guard !unseen.isEmpty else { return }
-        var found: [(Node, String, String, Position?)] = []
-        func walk(_ node: Node, _ path: String) {
+        var found: [(YAMLNode, String, String, YAMLPosition)] = []
+        func walk(_ node: YAMLNode, _ path: String) {
             switch node {
             case .mapping(let mapping):
-                var first: [String: Node] = [:]
+                var first: [String: YAMLNode] = [:]
                 for (keyNode, value) in mapping {
-                    let name = keyNode.position.flatMap { renamedKeys[$0] } ?? keyNode.scalar?.string ?? "?"
+                    let name = keyNode.scalar?.string ?? "?"
                     let keyPath = path.isEmpty ? name : "\(path).\(name)"
                     if let earlier = first[name] {
-                        if let position = earlier.position, unseen.contains(position) {
+                        if unseen.contains(earlier.position) {
                             found.append((keyNode, keyPath, name, earlier.position))
                         }
                     } else {
@@ -650,14 +646,14 @@ struct Reader {
         walk(root, "")
         for (node, path, name, earlier) in found {
             report(
-                node, path, value: name, "key given more than once in this mapping (first at \(earlier?.description ?? "?"))",
+                node, path, value: name, "key given more than once in this mapping (first at \(earlier))",
                 accepted: "each key once; merge the two entries")
         }
         if found.isEmpty {
             for position in unseen.sorted() {
                 issues.append(
                     ConfigIssue(
-                        line: position.line, column: position.column, key: "", value: renamedKeys[position],
+                        line: position.line, column: position.column, key: "", value: duplicatedKeys[position],
                         message: "key given more than once in one mapping", accepted: "each key once; merge the two entries"))
             }
         }

@@ -1,5 +1,5 @@
 import CorralAPI
-import Yams
+import CorralConfig
 
 /// A JSON value as the wire has it: numbers remember whether they were
 /// written as integers, so the checker can tell `integer` from `number`.
@@ -66,7 +66,7 @@ indirect enum JSON: Equatable, Sendable, CustomStringConvertible {
 
     /// A YAML node (the OpenAPI document) as JSON: plain scalars that look
     /// like numbers, booleans or null are those; everything else is a string.
-    init(yaml node: Node) {
+    init(yaml node: YAMLNode) {
         switch node {
         case .scalar(let scalar):
             let text = scalar.string
@@ -89,8 +89,6 @@ indirect enum JSON: Equatable, Sendable, CustomStringConvertible {
             self = .object(members)
         case .sequence(let sequence):
             self = .array(sequence.map { JSON(yaml: $0) })
-        case .alias:
-            self = .null
         }
     }
 }

@@ -1,6 +1,7 @@
 import CorralAPI
 import CorralCgroup
 import CorralClient
+import CorralConfig
 import CorralCore
 import CorralEngine
 import CorralServer
@@ -10,7 +11,6 @@ import Hummingbird
 import Logging
 import Synchronization
 import Testing
-import Yams
 
 /// openapi/corral.yaml, found from this file's path.
 struct OpenAPIDocument: Sendable {
@@ -21,7 +21,7 @@ struct OpenAPIDocument: Sendable {
 
     static let shared: OpenAPIDocument = {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-            let node = try? Yams.compose(yaml: text)
+            case .success(let composed) = YAMLComposer.compose(text), let node = composed.root
         else { fatalError("cannot read \(path)") }
         return OpenAPIDocument(root: JSON(yaml: node))
     }()
