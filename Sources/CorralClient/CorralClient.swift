@@ -86,17 +86,6 @@ public struct CorralClient: Sendable {
         return decoder
     }
 
-    /// Whether a daemon answers on the socket (connect only; fast).
-    public var isReachable: Bool {
-        do {
-            let socket = try UnixSocket.connect(to: socketPath)
-            do { try socket.close() } catch {}
-            return true
-        } catch {
-            return false
-        }
-    }
-
     func connect() throws(ClientError) -> Int32 {
         let fd: Int32
         do {
