@@ -289,27 +289,63 @@ public struct Pressure: Equatable, Codable, Sendable {
         self.full = full
     }
 
+    /// Parses a PSI file ("some avg10=0.00 avg60=0.00 avg300=0.00 total=0",
+    /// and a "full" line). Nil when a line lacks one of the four fields or
+    /// there is no "some" line. Over the bytes, without a dictionary per line:
+    /// the host monitor reads three of these every second.
     public init?(parsing text: String) {
         var some: PressureLine?
         var full: PressureLine?
-        for line in text.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard let kind = fields.first else { continue }
-            var values: [Substring: Substring] = [:]
-            for field in fields.dropFirst() {
-                let pair = field.split(separator: "=", maxSplits: 1)
-                if pair.count == 2 { values[pair[0]] = pair[1] }
+        var text = text
+        let complete: Bool = text.withUTF8 { bytes in
+            var index = 0
+            while index < bytes.count {
+                var lineEnd = index
+                while lineEnd < bytes.count, bytes[lineEnd] != FlatKeyed.newline { lineEnd += 1 }
+                defer { index = lineEnd + 1 }
+                guard lineEnd > index else { continue }
+                guard let line = Self.line(UnsafeBufferPointer(rebasing: bytes[index..<lineEnd])) else { return false }
+                if line.kind == "some" { some = line.values } else if line.kind == "full" { full = line.values }
             }
-            guard let avg10 = values["avg10"].flatMap({ Double($0) }),
-                let avg60 = values["avg60"].flatMap({ Double($0) }),
-                let avg300 = values["avg300"].flatMap({ Double($0) }),
-                let total = values["total"].flatMap({ Int64($0) })
-            else { return nil }
-            let parsed = PressureLine(avg10: avg10, avg60: avg60, avg300: avg300, total: total)
-            if kind == "some" { some = parsed } else if kind == "full" { full = parsed }
+            return true
         }
-        guard let some else { return nil }
+        guard complete, let some else { return nil }
         self.init(some: some, full: full)
+    }
+
+    /// One line: its first field and the four values (nil when one is missing or not a number).
+    private static func line(_ bytes: UnsafeBufferPointer<UInt8>) -> (kind: String, values: PressureLine)? {
+        var kind: String?
+        var avg10: Double?
+        var avg60: Double?
+        var avg300: Double?
+        var total: Int64?
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count, bytes[end] != FlatKeyed.space { end += 1 }
+            defer { start = end + 1 }
+            guard end > start else { continue }
+            let field = UnsafeBufferPointer(rebasing: bytes[start..<end])
+            guard kind != nil else {
+                kind = String(decoding: field, as: UTF8.self)
+                continue
+            }
+            guard let equals = field.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            let key = UnsafeBufferPointer(rebasing: field[..<equals])
+            let value = String(decoding: UnsafeBufferPointer(rebasing: field[(equals + 1)...]), as: UTF8.self)
+            if key.elementsEqual("avg10".utf8) {
+                avg10 = Double(value)
+            } else if key.elementsEqual("avg60".utf8) {
+                avg60 = Double(value)
+            } else if key.elementsEqual("avg300".utf8) {
+                avg300 = Double(value)
+            } else if key.elementsEqual("total".utf8) {
+                total = Int64(value)
+            }
+        }
+        guard let kind, let avg10, let avg60, let avg300, let total else { return nil }
+        return (kind, PressureLine(avg10: avg10, avg60: avg60, avg300: avg300, total: total))
     }
 }
 

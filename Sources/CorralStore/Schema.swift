@@ -1,5 +1,6 @@
 internal import Foundation
 internal import GRDB
+import Synchronization
 
 /// The database schema and its versions.
 ///
@@ -226,4 +227,29 @@ enum StoreJSON {
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "+inf", negativeInfinity: "-inf", nan: "nan")
         return try decoder.decode(type, from: Data(text.utf8))
     }
+}
+
+/// The JSON of the last few distinct values encoded, so a value written again
+/// (an agent's limits at each save of its row) is not encoded again: the same
+/// text, since `StoreJSON` sorts keys. Any thread (the committer's, a reader's).
+final class EncodedJSONMemo<Value: Encodable & Equatable & Sendable>: Sendable {
+    private let entries = Mutex<[(value: Value, json: String)]>([])
+    /// Distinct values kept (the oldest goes first).
+    let capacity: Int
+
+    init(capacity: Int = 32) {
+        self.capacity = capacity
+    }
+
+    func encode(_ value: Value) throws -> String {
+        if let json = entries.withLock({ entries in entries.first { $0.value == value }?.json }) { return json }
+        let json = try StoreJSON.encode(value)
+        entries.withLock { entries in
+            if entries.count >= capacity { entries.removeFirst() }
+            entries.append((value, json))
+        }
+        return json
+    }
+
+    var count: Int { entries.withLock { $0.count } }
 }

@@ -441,11 +441,18 @@ enum AgentRow {
     static func arguments(_ agent: AgentRecord) throws -> StatementArguments {
         [
             agent.id, agent.group, agent.state.rawValue, agent.origin.rawValue, agent.pid,
-            try StoreJSON.encode(agent.command), try StoreJSON.encode(agent.limits), try StoreJSON.encode(agent.overrides),
+            try StoreJSON.encode(agent.command), try limitsJSON.encode(agent.limits), try StoreJSON.encode(agent.overrides),
             agent.cgroup, agent.createdAt.milliseconds, agent.endedAt?.milliseconds, agent.exitStatus, agent.endReason,
-            try agent.security.map { try StoreJSON.encode($0) }, agent.priority.rawValue, agent.priorityIsOwn,
+            try agent.security.map { try securityJSON.encode($0) }, agent.priority.rawValue, agent.priorityIsOwn,
         ]
     }
+
+    /// An agent's row is written several times (registered, attached, ended…)
+    /// and most agents share their group's limits and policy: JSONEncoder took
+    /// a tenth of corrald's instructions per `corral run` for these two
+    /// columns (`scripts/profile-launch`).
+    static let limitsJSON = EncodedJSONMemo<LimitSet>()
+    static let securityJSON = EncodedJSONMemo<SecurityPolicy>()
 
     static func decode(_ row: Row) throws -> AgentRecord {
         let id: String = try row.decode(atIndex: 0)

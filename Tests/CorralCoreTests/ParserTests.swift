@@ -60,6 +60,44 @@ struct ParserTests {
         #expect(Pressure(parsing: "") == nil)
     }
 
+    /// `Pressure(parsing:)` over bytes, against the string parse it replaced.
+    @Test func pressureAgreesWithAStringParse() throws {
+        func reference(_ text: String) -> Pressure? {
+            var some: PressureLine?
+            var full: PressureLine?
+            for line in text.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                guard let kind = fields.first else { continue }
+                var values: [Substring: Substring] = [:]
+                for field in fields.dropFirst() {
+                    let pair = field.split(separator: "=", maxSplits: 1)
+                    if pair.count == 2 { values[pair[0]] = pair[1] }
+                }
+                guard let avg10 = values["avg10"].flatMap({ Double($0) }), let avg60 = values["avg60"].flatMap({ Double($0) }),
+                    let avg300 = values["avg300"].flatMap({ Double($0) }), let total = values["total"].flatMap({ Int64($0) })
+                else { return nil }
+                let parsed = PressureLine(avg10: avg10, avg60: avg60, avg300: avg300, total: total)
+                if kind == "some" { some = parsed } else if kind == "full" { full = parsed }
+            }
+            return some.map { Pressure(some: $0, full: full) }
+        }
+        var texts = try ["debian-6.1/fx.memory.pressure", "hybrid-host/unified.cpu.pressure"].map { try Fixture.text($0) }
+        texts += [
+            "", "\n", "some avg10=x", "some avg10=1.5 avg60=2 avg300=3 total=4",
+            "some avg10=1.5 avg60=2 avg300=3 total=4\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=9\n",
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=9\n", "some avg10=1 avg60=2 avg300=3\n",
+            "some  avg10=1  avg60=2 avg300=3 total=4 extra=5\n\n",
+            "other avg10=1 avg60=2 avg300=3 total=4\nsome avg10=1 avg60=2 avg300=3 total=5",
+            "other x=1\nsome avg10=1 avg60=2 avg300=3 total=5", "some avg10=1 avg60=2 avg300=3 total=-4",
+            "some avg10=1 avg60=2 avg300=3 total=4x",
+            "some avg10==1 avg60=2 avg300=3 total=4", "some avg10=1 avg60=2 avg300=3 total=4 total=6",
+        ]
+        for text in texts {
+            #expect(Pressure(parsing: text) == reference(text), "\(text.debugDescription)")
+        }
+        #expect(Pressure(parsing: texts[0]) != nil)
+    }
+
     /// The byte scanner the watcher uses, against the obvious string parse
     /// it replaced, on every fixture and on malformed lines.
     @Test func byteScannerAgreesWithAStringParse() throws {

@@ -207,3 +207,24 @@ struct RoundTripTests {
         #expect(try store.agents(after: nil, limit: nil, excluding: ["q\"\\x", "a", "b"]).map(\.id) == ["c", "d", "e"])
     }
 }
+
+/// The memo of encoded columns gives exactly what encoding gives, for the
+/// value asked (never a neighbour's), and keeps at most its capacity.
+@Suite struct EncodedJSONMemoTests {
+    @Test func sameTextAsEncodingAndBounded() throws {
+        let memo = EncodedJSONMemo<LimitSet>(capacity: 3)
+        let sets = (1...5).map { n in
+            LimitSet([.memory: ResourceLimit(soft: Double(n) * 1e6, hard: Double(n) * 2e6, action: .throttle)])
+        }
+        for set in sets + sets.reversed() + sets {
+            #expect(try memo.encode(set) == StoreJSON.encode(set))
+        }
+        #expect(memo.count == 3)
+        let policy = SecurityPolicy(user: "nobody", seccomp: SeccompPolicy(base: .strict, deny: ["ptrace"]))
+        let policies = EncodedJSONMemo<SecurityPolicy>()
+        #expect(try policies.encode(policy) == StoreJSON.encode(policy))
+        #expect(try policies.encode(.standard) == StoreJSON.encode(SecurityPolicy.standard))
+        #expect(try policies.encode(policy) == StoreJSON.encode(policy))
+        #expect(policies.count == 2)
+    }
+}
