@@ -94,17 +94,6 @@ int corral_unblock_signals(const int *signals, int count) {
 
 int corral_si_kernel(void) { return SI_KERNEL; }
 
-pid_t corral_wait(pid_t pid, int *exited, int *code, int *signaled, int *signal, struct rusage *usage) {
-    int status = 0;
-    pid_t ret = wait4(pid, &status, 0, usage);
-    if (ret < 0) return -1;
-    *exited = WIFEXITED(status);
-    *code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-    *signaled = WIFSIGNALED(status);
-    *signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    return ret;
-}
-
 int corral_set_thread_name(const char *name) {
     int rc = pthread_setname_np(pthread_self(), name);
     if (rc != 0) {

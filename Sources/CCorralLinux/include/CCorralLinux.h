@@ -168,10 +168,6 @@ int corral_unblock_signals(const int *signals, int count);
 /* SI_KERNEL, which Swift cannot see as a macro. */
 int corral_si_kernel(void);
 
-/* wait4 on pid; fills exit status fields and returns pid. */
-pid_t corral_wait(pid_t pid, int *exited, int *code, int *signaled, int *signal,
-                  struct rusage *usage);
-
 /* Names the calling thread (at most 15 bytes) for ps/top. */
 int corral_set_thread_name(const char *name);
 
