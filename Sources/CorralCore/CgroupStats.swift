@@ -90,6 +90,24 @@ public enum FlatKeyed {
 
     static let space = UInt8(ascii: " ")
     static let newline = UInt8(ascii: "\n")
+
+    /// Calls `body` with each non-empty run of `bytes` between `separator`s (the
+    /// lines of a file, the fields of a line), in order, until `body` returns false.
+    /// Returns whether every call returned true.
+    @discardableResult
+    static func forEachPiece(
+        of bytes: UnsafeBufferPointer<UInt8>, separatedBy separator: UInt8, _ body: (UnsafeBufferPointer<UInt8>) -> Bool
+    ) -> Bool {
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count, bytes[end] != separator { end += 1 }
+            defer { start = end + 1 }
+            guard end > start else { continue }
+            guard body(UnsafeBufferPointer(rebasing: bytes[start..<end])) else { return false }
+        }
+        return true
+    }
     static func isBlank(_ byte: UInt8) -> Bool {
         byte == space || byte == newline || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
     }
@@ -298,16 +316,11 @@ public struct Pressure: Equatable, Codable, Sendable {
         var full: PressureLine?
         var text = text
         let complete: Bool = text.withUTF8 { bytes in
-            var index = 0
-            while index < bytes.count {
-                var lineEnd = index
-                while lineEnd < bytes.count, bytes[lineEnd] != FlatKeyed.newline { lineEnd += 1 }
-                defer { index = lineEnd + 1 }
-                guard lineEnd > index else { continue }
-                guard let line = Self.line(UnsafeBufferPointer(rebasing: bytes[index..<lineEnd])) else { return false }
+            FlatKeyed.forEachPiece(of: bytes, separatedBy: FlatKeyed.newline) { bytes in
+                guard let line = Self.line(bytes) else { return false }
                 if line.kind == "some" { some = line.values } else if line.kind == "full" { full = line.values }
+                return true
             }
-            return true
         }
         guard complete, let some else { return nil }
         self.init(some: some, full: full)
@@ -320,18 +333,12 @@ public struct Pressure: Equatable, Codable, Sendable {
         var avg60: Double?
         var avg300: Double?
         var total: Int64?
-        var start = 0
-        while start < bytes.count {
-            var end = start
-            while end < bytes.count, bytes[end] != FlatKeyed.space { end += 1 }
-            defer { start = end + 1 }
-            guard end > start else { continue }
-            let field = UnsafeBufferPointer(rebasing: bytes[start..<end])
+        FlatKeyed.forEachPiece(of: bytes, separatedBy: FlatKeyed.space) { field in
             guard kind != nil else {
                 kind = String(decoding: field, as: UTF8.self)
-                continue
+                return true
             }
-            guard let equals = field.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            guard let equals = field.firstIndex(of: UInt8(ascii: "=")) else { return true }
             let key = UnsafeBufferPointer(rebasing: field[..<equals])
             let value = String(decoding: UnsafeBufferPointer(rebasing: field[(equals + 1)...]), as: UTF8.self)
             if key.elementsEqual("avg10".utf8) {
@@ -343,6 +350,7 @@ public struct Pressure: Equatable, Codable, Sendable {
             } else if key.elementsEqual("total".utf8) {
                 total = Int64(value)
             }
+            return true
         }
         guard let kind, let avg10, let avg60, let avg300, let total else { return nil }
         return (kind, PressureLine(avg10: avg10, avg60: avg60, avg300: avg300, total: total))
