@@ -31,6 +31,9 @@ enum EventText {
             + (report.frozenStateRepaired.isEmpty
                 ? ""
                 : ", freeze state reconciled with the kernel for \(report.frozenStateRepaired.count) (\(report.frozenStateRepaired.joined(separator: ", ")))")
+            + (report.limitsRestored.isEmpty
+                ? ""
+                : ", limits tighter than the stored state put back for \(report.limitsRestored.count) (\(report.limitsRestored.joined(separator: "; ")))")
     }
 
     static func reloaded(groups: Int) -> String { "configuration reloaded (\(groups) groups)" }

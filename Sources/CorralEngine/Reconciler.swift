@@ -19,6 +19,11 @@ extension Engine {
         /// Agents started just before the daemon stopped whose rows were
         /// never stored: taken in with the row of their start intent.
         public var startsRecovered: [String] = []
+        /// Re-attached agents whose kernel limits were tighter than their stored
+        /// state allows (a throttle written, its record lost: a host-pressure
+        /// clamp has no intent), put back to their configured values:
+        /// "id: file before → after, …".
+        public var limitsRestored: [String] = []
         /// Cgroups that could not be read or removed, with why (said, not fatal).
         public var problems: [String] = []
     }
@@ -91,6 +96,7 @@ struct Reconciler {
                 managed.pendingFreeze = repair.pending
                 report.frozenStateRepaired.append(record.id)
             }
+            if let restored = repairLimits(leaf, managed, &report) { report.limitsRestored.append(restored) }
             if !replaying.isEmpty {
                 replays.append(CommitRequest(records: records, plans: [], ladder: managed.ladder, agent: managed.record))
                 report.replayed.append(record.id)
@@ -213,6 +219,67 @@ struct Reconciler {
         default:
             return nil
         }
+    }
+
+    /// The limit files a throttle lowers (memory.high, cpu.max, pids.max) put
+    /// back to the agent's configured values where its stored ladder holds no
+    /// throttle of that resource. Only the host ladder writes a limit with no
+    /// intent before it (its step is saved with the agent's ladder after the
+    /// write), so a daemon killed in between left a clamp in the kernel that
+    /// no record names and no recovery would release; the configured limit is
+    /// what the stored state says is in force. A value the kernel rounded down
+    /// to its page size counts as equal. Nil: nothing to put back.
+    private func repairLimits(_ leaf: CgroupPath, _ agent: ManagedAgent, _ report: inout Engine.Reconciliation) -> String? {
+        let limits = agent.record.limits
+        let hostClamped = (agent.ladder.hostSteps ?? []).contains { $0.stage == .throttled }
+        let held = Set(agent.ladder.throttled.keys).union(hostClamped ? [.memory, .cpu] : [])
+        var changes: [String] = []
+        // A file that is not there (its controller not enabled) has no limit to put back.
+        func read(_ file: CgroupFile) throws(CgroupError) -> String? {
+            do {
+                return try tree.fs.read(file, of: leaf).trimmingSpaces()
+            } catch  where error.code == .notFound {
+                return nil
+            }
+        }
+        do throws(CgroupError) {
+            if !held.contains(.memory), let text = try read(.memoryHigh) {
+                let configured = limits[.memory].map { Int64($0.soft) }
+                let current = CgroupValue(parsing: text)?.value
+                let equal =
+                    switch (current, configured) {
+                    case (nil, nil): true
+                    case (let current?, let configured?): current <= configured && configured - current < 65_536
+                    default: false
+                    }
+                if !equal {
+                    let value = configured.map(String.init) ?? "max"
+                    try tree.fs.write(value, to: .memoryHigh, of: leaf)
+                    changes.append("memory.high \(text) → \(value)")
+                }
+            }
+            if !held.contains(.cpu), let text = try read(.cpuMax) {
+                let configured = limits[.cpu].map { CPUMax(percent: $0.hard) } ?? CPUMax(quota: nil)
+                if CPUMax(parsing: text) != configured {
+                    if let cpu = limits[.cpu] {
+                        _ = try tree.restore(leaf, .cpu, limit: cpu)
+                    } else {
+                        try tree.fs.write(configured.description, to: .cpuMax, of: leaf)
+                    }
+                    changes.append("cpu.max \(text) → \(configured)")
+                }
+            }
+            if !held.contains(.processes), let text = try read(.pidsMax) {
+                let configured = limits[.processes].map { String(Int64($0.hard)) } ?? "max"
+                if text != configured {
+                    try tree.fs.write(configured, to: .pidsMax, of: leaf)
+                    changes.append("pids.max \(text) → \(configured)")
+                }
+            }
+        } catch {
+            report.problems.append("\(agent.record.id): its limits could not be checked against its stored state: \(error.description)")
+        }
+        return changes.isEmpty ? nil : "\(agent.record.id): \(changes.joined(separator: ", "))"
     }
 
     /// Carries out again, through the enforcer, what the unsettled intents of

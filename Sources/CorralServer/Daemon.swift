@@ -253,6 +253,7 @@ public enum Daemon {
                 "agents.reattached": "\(reconciliation.reattached.count)", "agents.discovered": "\(reconciliation.discovered.count)",
                 "agents.ended": "\(reconciliation.ended.count)", "cgroups.removed": "\(reconciliation.removedOrphans.count)",
                 "agents.freezeRepaired": "\(reconciliation.frozenStateRepaired.count)",
+                "agents.limitsRestored": "\(reconciliation.limitsRestored.count)",
             ])
 
         let loop = EngineLoop(engine: engine)

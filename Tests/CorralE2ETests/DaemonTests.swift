@@ -166,10 +166,21 @@ struct DaemonTests {
         // Crash the daemon mid-escalation (before the forker's suspend at 6 s if we are quick enough).
         let before = try daemon.json(["history"], as: [EnforcementRecord].self)
         let liveBefore = try daemon.json(["agents", "list"], as: [AgentRecord].self).filter(\.state.isLive).map(\.id)
+        let spinner = daemon.cgroup("lightweight_agent", "spinner")
+        let memoryHigh = E2E.read(spinner + "/memory.high")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         daemon.crash()
         E2E.report("daemon killed with SIGKILL after \(before.count) records")
         #expect(CgroupEvents(parsing: E2E.read(forker + "/cgroup.events") ?? "").populated, "agents keep running while the daemon is down")
+        // A host-pressure clamp written just before the kill, its step never saved: the
+        // restart puts the spinner's memory.high back (no saved state holds it) and keeps the
+        // cpu.max its own ladder throttled (saved, with its record).
+        #expect(E2E.write("1048576", to: spinner + "/memory.high"))
         try daemon.start()
+        let restoredHigh = E2E.read(spinner + "/memory.high")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        let cpuAfter = E2E.read(spinner + "/cpu.max")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        E2E.report("spinner after restart: memory.high \(restoredHigh) (before the kill \(memoryHigh)), cpu.max \(cpuAfter)")
+        #expect(restoredHigh == memoryHigh, "an unsaved clamp is put back to the configured memory.high")
+        #expect(cpuAfter != "10000 100000" && !cpuAfter.isEmpty, "the ladder's saved throttle stays in force")
         let agents = try daemon.json(["agents", "list"], as: [AgentRecord].self)
         E2E.report("after restart: \(agents.map { "\($0.id)=\($0.state.rawValue)" }.joined(separator: ", "))")
         #expect(Set(liveBefore).isSuperset(of: ["forker", "spinner", "soft"]))

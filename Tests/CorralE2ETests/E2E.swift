@@ -40,6 +40,15 @@ enum E2E {
 
     static func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
 
+    /// Writes `value` to a cgroup file as one write(2), as an operator's `echo` would; whether it took.
+    static func write(_ value: String, to path: String) -> Bool {
+        let fd = open(path, O_WRONLY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let bytes = Array(value.utf8)
+        return bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == bytes.count
+    }
+
     /// Runs `corral run` with `arguments` and decodes its --json summary.
     static func run(_ arguments: [String], timeout: Double = 900) throws -> (CommandResult, RunSummary?) {
         let (corral, _) = try binaries()

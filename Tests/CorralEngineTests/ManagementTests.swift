@@ -294,13 +294,45 @@ struct HostPressureEngineTests {
         first.engine.waitForCommits()
 
         let second = try EngineHarness(fs: fs, store: store)
-        _ = try await second.start()
+        #expect(try await second.start().limitsRestored.isEmpty, "a clamp whose step is saved is kept")
         let restored = await second.engine.capacity().hostPressure
         #expect(restored?.phase == .holding && restored?.steps.map(\.stage) == [.throttled, .frozen])
         for second_ in 2..<13 { await second.engine.observeHost(Self.reading(0.5, at: Int64(second_))) }
         #expect(fs.value(.freeze, at: leaf) == "0" && fs.value(.memoryHigh, at: leaf) == "50000000")
         #expect(try await second.engine.status(of: "low").agent.state == .running)
         #expect(await second.engine.capacity().hostPressure?.phase == .calm)
+    }
+
+    @Test("a host clamp written but never saved (the daemon killed in between) is put back to the configured limits at the restart")
+    func unsavedClampIsReleasedAtRestart() async throws {
+        let fs = FakeCgroupFilesystem()
+        let store = MemoryStore()
+        let first = try EngineHarness(fs: fs, store: store)
+        _ = try await first.start()
+        try await first.agent("low", overrides: [.memory: LimitOverride(soft: 50_000_000, hard: 100_000_000)])
+        try await first.agent("kept", overrides: [.memory: LimitOverride(soft: 50_000_000, hard: 100_000_000)])
+        first.engine.waitForCommits()
+        let leaf = first.leaf("standard_agent", "low")
+        // What `hostStep` writes before its record and ladder are committed, and nothing after.
+        var changes: [String] = []
+        try first.tree.clampForHost(leaf, memoryUsage: 0, cpuLimit: 30, share: 0.25, changed: &changes)
+        fs.set(.pidsMax, "3", at: leaf)
+        #expect(fs.value(.memoryHigh, at: leaf) == "1048576" && fs.value(.cpuMax, at: leaf) == "7500 100000")
+        // Within the kernel's page rounding of the configured memory.high: equal.
+        fs.set(.memoryHigh, "49999872", at: first.leaf("standard_agent", "kept"))
+
+        let second = try EngineHarness(fs: fs, store: store)
+        let report = try await second.start()
+        #expect(
+            report.limitsRestored == ["low: memory.high 1048576 → 50000000, cpu.max 7500 100000 → 30000 100000, pids.max 3 → 100"],
+            "\(report.limitsRestored)")
+        #expect(fs.value(.memoryHigh, at: leaf) == "50000000" && fs.value(.cpuMax, at: leaf) == "30000 100000")
+        #expect(fs.value(.pidsMax, at: leaf) == "100")
+        #expect(report.problems.isEmpty, "\(report.problems)")
+        let said = second.engine.hub.recent(agent: nil).map(\.message).joined(separator: "\n")
+        #expect(said.contains("limits tighter than the stored state put back for 1 (low: memory.high 1048576 → 50000000"), "\(said)")
+        let third = try EngineHarness(fs: fs, store: store)
+        #expect(try await third.start().limitsRestored.isEmpty, "state and kernel agree now")
     }
 
     @Test("a host throttle that cannot read the limit in force fails and loosens nothing; a freeze not taken back says so")
