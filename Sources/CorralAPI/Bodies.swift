@@ -86,10 +86,14 @@ public struct AttachRequest: Codable, Sendable {
 public struct FinishedRequest: Codable, Sendable {
     public var exitStatus: Int32?
     public var reason: String?
+    /// The process that ran, for an agent never attached (`corral run` attaches
+    /// only a command that is still running after a moment).
+    public var pid: Int32?
 
-    public init(exitStatus: Int32?, reason: String?) {
+    public init(exitStatus: Int32?, reason: String?, pid: Int32? = nil) {
         self.exitStatus = exitStatus
         self.reason = reason
+        self.pid = pid
     }
 }
 

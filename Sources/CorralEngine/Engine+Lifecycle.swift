@@ -444,10 +444,14 @@ extension Engine {
 
     /// A registered agent (`corral run`) ended: the caller knows its exit
     /// status. The daemon removes the cgroup once the caller has read it.
-    public func finished(_ id: String, exitStatus: Int32?, reason: String?) async throws -> AgentRecord {
+    public func finished(_ id: String, exitStatus: Int32?, reason: String?, pid: Int32? = nil) async throws -> AgentRecord {
         guard registry[id] != nil else { throw EngineError(.notFound, "no agent '\(id)'") }
-        // Never attached (its command did not start): it ends all the same.
-        if registry[id]?.record.state == .starting { registry[id]?.record.state = .running }
+        // Never attached (its command did not start, or ended before `corral run` attached
+        // it): it ends all the same, with the process named here.
+        if registry[id]?.record.state == .starting {
+            registry[id]?.record.state = .running
+            if let pid, registry[id]?.record.pid == nil { registry[id]?.record.pid = pid }
+        }
         if registry[id]?.record.state.isLive == true { ended(id, vanished: false) }
         guard var agent = registry[id] else { throw EngineError(.notFound, "no agent '\(id)'") }
         if let exitStatus { agent.record.exitStatus = exitStatus }

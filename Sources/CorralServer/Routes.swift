@@ -174,7 +174,10 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
     v1.post("agents/:id/finished") { request, context in
         let id = try agentID(context)
         let body = try await decodeBody(FinishedRequest.self, from: request)
-        let agent = try await engineCall { try await engine.finished(id, exitStatus: body.exitStatus, reason: body.reason) }
+        if let pid = body.pid, pid <= 0 {
+            throw APIError(.badRequest, "bad_request", "pid must be the id of the agent's process (above 0), not \(pid)")
+        }
+        let agent = try await engineCall { try await engine.finished(id, exitStatus: body.exitStatus, reason: body.reason, pid: body.pid) }
         let records = try await engineCall { try await engine.history(agent: id, since: nil, afterID: nil, limit: 1000) }
         return jsonResponse(FinishedResponse(agent: agent, records: records))
     }

@@ -75,6 +75,14 @@ struct DaemonRun {
     /// How long an agent runs before its narration stream opens (see `run`).
     static let narrationDelay = Duration.milliseconds(300)
 
+    /// How long an agent's command runs before the daemon is told its process
+    /// (`attach`: the daemon starts watching it). A command that ends sooner is
+    /// only reported as finished, with its pid: its limits were in force in the
+    /// kernel from its first instruction all the same, and the round trip and
+    /// the daemon's setup of a watch cost a short run a quarter of its time
+    /// under emulation (README "Launch latency").
+    static let attachDelay = Duration.milliseconds(50)
+
     /// The daemon answered but this caller may not register agents there
     /// (not root, not in its admin group, or inside an agent's cgroup).
     struct NotPermitted: Error {
@@ -204,20 +212,30 @@ struct DaemonRun {
             }
         defer { narration?.stop() }
         var summary: RunSummary
+        var attach: DeferredCall?
+        var pid: Int32?
         do {
-            summary = try AgentRunner(tree: tree).supervise(request, in: tree, leaf: leaf) { pid in
-                try? client.perform("POST", "/v1/agents/\(record.id)/attach", body: AttachRequest(pid: pid))
+            summary = try AgentRunner(tree: tree).supervise(request, in: tree, leaf: leaf) { started in
+                pid = started
+                attach = DeferredCall(name: "corral-attach", delay: Self.attachDelay) {
+                    try? client.perform("POST", "/v1/agents/\(record.id)/attach", body: AttachRequest(pid: started))
+                }
             }
         } catch {
+            attach?.finish()
             try? client.perform("DELETE", "/v1/agents/\(record.id)?force=true")
             throw fail(error.description, status: error.exitStatus)
         }
+        // Attached (the command ran past `attachDelay`), or ended before: then its pid goes with the end.
+        let attached = attach?.finish() ?? false
         // The answer carries the history: one request, not two. Only the records are
         // decoded (the agent's row in it is not needed here).
         struct Records: Decodable { var records: [EnforcementRecord] }
         let finished = try? client.call(
             "POST", "/v1/agents/\(record.id)/finished",
-            body: FinishedRequest(exitStatus: summary.exitStatus, reason: summary.oomKilled ? "OOM-killed at its memory limit" : nil),
+            body: FinishedRequest(
+                exitStatus: summary.exitStatus, reason: summary.oomKilled ? "OOM-killed at its memory limit" : nil,
+                pid: attached ? nil : pid),
             as: Records.self)
         summary.enforcement = finished?.records ?? []
         summary.engine = "daemon"

@@ -116,8 +116,9 @@ struct ManagementTests {
         _ = try await harness.start()
         _ = try await harness.engine.register(id: "f1", group: "standard_agent", command: ["worker"], overrides: [:])
         let leaf = harness.leaf("standard_agent", "f1")
-        let record = try await harness.engine.finished("f1", exitStatus: 127, reason: "the command was not found")
+        let record = try await harness.engine.finished("f1", exitStatus: 127, reason: "the command was not found", pid: 4242)
         #expect(!record.state.isLive, "state \(record.state)")
+        #expect(record.pid == 4242, "the process named at the end, as `corral run` does for a command that ended before it attached")
         #expect(record.exitStatus == 127 && record.endReason == "the command was not found")
         #expect(harness.fs.value(.procs, at: leaf) == nil, "the cgroup is removed")
         // Nothing treats it as live without a cgroup any more: no 500s, conflicts.
