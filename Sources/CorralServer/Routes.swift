@@ -178,7 +178,10 @@ public func buildRouter(engine: Engine, settings: APISettings) -> Router<CorralR
             throw APIError(.badRequest, "bad_request", "pid must be the id of the agent's process (above 0), not \(pid)")
         }
         let agent = try await engineCall { try await engine.finished(id, exitStatus: body.exitStatus, reason: body.reason, pid: body.pid) }
-        let records = try await engineCall { try await engine.history(agent: id, since: nil, afterID: nil, limit: 1000) }
+        // This agent's records: an earlier agent of the same name (`corral run --name` run after run) ended before it began.
+        let records = try await engineCall {
+            try await engine.history(agent: id, since: agent.createdAt, afterID: nil, limit: 1000)
+        }
         return jsonResponse(FinishedResponse(agent: agent, records: records))
     }
     v1.post("agents/:id/stop") { _, context in

@@ -482,6 +482,16 @@ struct ContractTests {
             // Remove.
             try await api.call("DELETE", "/v1/agents/reg1", expect: 204)
             try await api.call("DELETE", "/v1/agents/reg1", expect: 404)
+
+            // The same name again (as `corral run --name` does run after run): its end carries its
+            // own records only, never the earlier agent's; the pid names a process never attached.
+            #expect(finished.json?["records"]?.array?.isEmpty == false, "the first reg1 had records")
+            try await api.call("POST", "/v1/agents/register", #"{"id":"reg1","command":["worker"]}"#, expect: 201)
+            try await api.call("POST", "/v1/agents/reg1/finished", #"{"exit_status":0,"pid":0}"#, expect: 400)
+            let again = try await api.call("POST", "/v1/agents/reg1/finished", #"{"exit_status":0,"pid":4242}"#, expect: 200)
+            #expect(again.json?["records"]?.array?.isEmpty == true, "\(again.text.prefix(400))")
+            #expect(again.json?["agent"]?["pid"]?.double == 4242)
+            try await api.call("DELETE", "/v1/agents/reg1", expect: 204)
             try await api.call("DELETE", "/v1/agents/adp1", expect: 409)
             try await api.call("DELETE", "/v1/agents/adp1?force=yes", expect: 400)
             try await api.call("DELETE", "/v1/agents/adp1?force=true", expect: 204)
