@@ -37,6 +37,7 @@ struct Corral: ParsableCommand {
     /// read exactly as they would without this shortcut.
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "run", DaemonRun.likelyThroughDaemon(Array(arguments.dropFirst())) { DaemonRun.warmCodecs() }
         if arguments.first == "run", let run = try? Run.parseAsRoot(Array(arguments.dropFirst())) as? Run {
             do {
                 try run.run()

@@ -215,18 +215,20 @@ struct Run: ParsableCommand {
             throw fail("unknown group '\(groupName)'")
         }
         // Checked now (a bad user or group fails before anything is asked of a daemon).
-        // Through a daemon the filters compile on a thread of their own meanwhile: the
-        // agent's policy is the daemon's, most often this one, and its compile (tens of
-        // milliseconds under emulation) then overlaps the registration instead of preceding
-        // it. Embedded they compile here, as before.
+        // The filters compile on a thread of their own meanwhile (tens of milliseconds
+        // under emulation): through a daemon, whose policy for the agent is most often this
+        // one, the compile overlaps the registration; embedded, the host's probe and the
+        // cgroup's creation. The spawn takes the filter from the cache (waiting for the
+        // compile if it is still going); a policy that does not compile fails there, with
+        // its message, before the cgroup is made.
         let filters = FilterCache()
         let checked: Isolation
         do {
-            checked = try Isolation.prepare(security, cache: filters, supervised: true, compile: noDaemon)
+            checked = try Isolation.prepare(security, cache: filters, supervised: true, compile: false)
         } catch {
             throw fail(error.description, status: ExitStatus.usage)
         }
-        if !noDaemon { Isolation.warm(security, cache: filters, supervised: true) }
+        Isolation.warm(security, cache: filters, supervised: true)
         // An agent running as this user could otherwise write this process's memory
         // through /proc/PID/mem (Yama permitting) and answer its own denied calls.
         if security.seccomp.filters, checked.identity == nil { try? CurrentProcess.setDumpable(false) }
@@ -270,11 +272,6 @@ struct Run: ParsableCommand {
             }
         }
         if summary == nil {
-            do {
-                request.isolation = try Isolation.prepare(security, cache: filters, supervised: true)
-            } catch {
-                throw fail(error.description, status: ExitStatus.usage)
-            }
             let tree: CgroupTree
             do {
                 let location = try CgroupRootLocation.resolve(root.resolve(configuration), facts: facts)
@@ -284,6 +281,12 @@ struct Run: ParsableCommand {
                 request.reservation = configuration.reservation.rootSettings(for: HostProbe.capacity(forRootAt: location.rootPath))
             } catch {
                 throw fail(error.description)
+            }
+            // The filter from the compile begun above (the root was found meanwhile).
+            do {
+                request.isolation = try Isolation.prepare(security, cache: filters, supervised: true)
+            } catch {
+                throw fail(error.description, status: ExitStatus.usage)
             }
             let silent = quiet || json
             request.denials = try DenialSupervisor.forRun { denial in

@@ -75,13 +75,60 @@ struct DaemonRun {
     /// How long an agent runs before its narration stream opens (see `run`).
     static let narrationDelay = Duration.milliseconds(300)
 
+    /// What `run` decodes of the finished answer: only the records (the agent's
+    /// row in it is not needed here).
+    struct Records: Codable { var records: [EnforcementRecord] }
+
+    /// Whether `corral run ARGUMENTS` (before parsing) will likely go through a
+    /// daemon: no `--no-daemon` among its options, and a socket to reach.
+    static func likelyThroughDaemon(_ arguments: [String]) -> Bool {
+        let options = arguments.prefix { $0 != "--" }
+        guard !options.contains("--no-daemon") else { return false }
+        return options.contains { $0 == "--socket" || $0.hasPrefix("--socket=") }
+            || access(CorralClient.configuredSocketPath, F_OK) == 0
+    }
+
+    /// The first use of Codable for a type in a process instantiates its
+    /// generic metadata and looks up its conformances (scans of the binary's
+    /// conformance records): decoding the registration and the finished
+    /// answer and encoding the requests cost a cold `corral run` ≈ 6.7 M
+    /// instructions, ≈ 50 ms under emulation, on its critical path (callgrind
+    /// in the VM; README "Launch latency"). Done once on a thread of its own
+    /// while the main thread parses the arguments (11.6 M instructions), those
+    /// caches are warm when the answers arrive. Samples of the same types, so
+    /// nothing here drifts from the wire format.
+    static func warmCodecs() {
+        OSThread.start(name: "corral-warm") {
+            let limits = QuotaGroup.standard.limits
+            let record = AgentRecord(
+                id: "warm", group: QuotaGroup.defaultGroupName, state: .starting, origin: .registered, pid: nil, command: ["true"],
+                limits: limits, cgroup: "/", createdAt: Timestamp(milliseconds: 0), security: .standard)
+            let violation = Violation(agent: "warm", resource: .memory, kind: .soft, current: 1, limit: 1)
+            let finished = Records(records: [
+                EnforcementRecord(violation: violation, action: .warn, at: Timestamp(milliseconds: 0), succeeded: true, details: "")
+            ])
+            let encoder = CorralClient.encoder
+            let decoder = CorralClient.decoder
+            _ = try? encoder.encode(
+                RegisterRequest(
+                    id: "warm", group: nil, command: ["true"], limits: [.memory: LimitOverride(soft: 1, hard: 2)], user: nil, seccomp: nil,
+                    priority: nil))
+            _ = try? encoder.encode(FinishedRequest(exitStatus: 0, reason: nil, pid: 1))
+            if let data = try? encoder.encode(record) { _ = try? decoder.decode(Registration.self, from: data) }
+            if let data = try? encoder.encode(finished) { _ = try? decoder.decode(Records.self, from: data) }
+        }
+    }
+
     /// How long an agent's command runs before the daemon is told its process
-    /// (`attach`: the daemon starts watching it). A command that ends sooner is
-    /// only reported as finished, with its pid: its limits were in force in the
-    /// kernel from its first instruction all the same, and the round trip and
-    /// the daemon's setup of a watch cost a short run a quarter of its time
-    /// under emulation (README "Launch latency").
-    static let attachDelay = Duration.milliseconds(50)
+    /// (`attach`: the daemon starts watching it; embedded, the engine starts).
+    /// A command that ends sooner is only reported as finished, with its pid:
+    /// its limits were in force in the kernel from its first instruction all
+    /// the same, and the ladder's shortest step waits seconds. The attach's
+    /// round trip and the daemon's setup of a watch were a sixth of corrald's
+    /// instructions for a `corral run -- /bin/true` (`scripts/profile-launch`:
+    /// 7.70 M → 6.49 M). 200 ms: under emulation a short command's own start
+    /// takes 50–100 ms.
+    static let attachDelay = Duration.milliseconds(200)
 
     /// The daemon answered but this caller may not register agents there
     /// (not root, not in its admin group, or inside an agent's cgroup).
@@ -228,9 +275,7 @@ struct DaemonRun {
         }
         // Attached (the command ran past `attachDelay`), or ended before: then its pid goes with the end.
         let attached = attach?.finish() ?? false
-        // The answer carries the history: one request, not two. Only the records are
-        // decoded (the agent's row in it is not needed here).
-        struct Records: Decodable { var records: [EnforcementRecord] }
+        // The answer carries the history: one request, not two. Only the records are decoded.
         let finished = try? client.call(
             "POST", "/v1/agents/\(record.id)/finished",
             body: FinishedRequest(
@@ -258,10 +303,12 @@ extension DenialSupervisor {
 /// `corral run` without a daemon: the same engine, embedded for one agent,
 /// with the watcher on its own thread and the history in memory.
 ///
-/// The engine starts on a task of its own while the command is being
-/// spawned: nothing the ladder does can be due before its first observation,
-/// which comes once the command runs, and a short command (the launch
-/// benchmark's `/bin/true`) no longer waits for the engine to start first.
+/// The engine starts on a task of its own once the command has run for
+/// `DaemonRun.attachDelay`, as a daemon is told of it then: nothing the
+/// ladder does can be due before its first observation, a command that ends
+/// sooner ran under its kernel limits all the same, and a short command (the
+/// launch benchmark's `/bin/true`) neither waits for an engine nor shares the
+/// CPU with one starting (the first task also starts the runtime's pool).
 struct EmbeddedRun {
     let tree: CgroupTree
     let configuration: CorralConfiguration
@@ -283,9 +330,14 @@ struct EmbeddedRun {
         configuration.groups[request.group.name] = request.group
         let started = OneShot<Int32?>()
         let gate = EngineGate()
-        let startup = Task { [tree, configuration] in
-            try await EmbeddedEngine.start(
-                request: request, leaf: leaf, tree: tree, configuration: configuration, quiet: quiet, pid: started, gate: gate)
+        // Set once by the deferred start's thread; read after `finish` has waited for it.
+        let startup = Mutex<Task<EmbeddedEngine, any Error>?>(nil)
+        let launch = DeferredCall(name: "corral-engine", delay: DaemonRun.attachDelay) { [tree, configuration] in
+            let task = Task {
+                try await EmbeddedEngine.start(
+                    request: request, leaf: leaf, tree: tree, configuration: configuration, quiet: quiet, pid: started, gate: gate)
+            }
+            startup.withLock { $0 = task }
         }
 
         var summary: RunSummary
@@ -295,11 +347,14 @@ struct EmbeddedRun {
             }
         } catch {
             started.deliver(nil)
-            if gate.conclude() == .watching { _ = try? blocking { try await startup.value.stop() } }
+            launch.finish()
+            if gate.conclude() == .watching, let task = startup.withLock({ $0 }) { _ = try? blocking { try await task.value.stop() } }
             throw fail(error.description, status: error.exitStatus)
         }
         summary.engine = "embedded"
         let agent = request.agent
+        // Ended before its engine was started: the kernel's limits were all there was to enforce.
+        guard launch.finish(), let startup = startup.withLock({ $0 }) else { return summary }
         switch gate.conclude() {
         case .starting, .abandoned:
             // The engine had not yet begun to watch the agent when it ended: it
