@@ -5,7 +5,8 @@
 #   start_daemon NAME [CORRALD ARGS...]   sets $daemon, $state, $socket, $root; its log to $DAEMON_LOG if set
 #   api CURL ARGS...                      a request on the daemon's socket
 #   measure [COMMAND...]                  CPU % of one CPU over $WINDOW s, while COMMAND runs in the background
-#   launch_idle N                         N sleepers in lightweight_agent, 8 requests at a time; failures said on stderr
+#   launch_idle N [FROM]                  sleepers idleFROM…idleN (FROM 1) in lightweight_agent, 8 requests at a time;
+#                                         failures said on stderr
 #   wait_idle N SECONDS                   waits until N agents are sampled at the idle cadence (or SECONDS pass);
 #                                         sets $settled (seconds waited) and $idle_count
 #   stop_daemon N                         kills the N sleepers, stops the daemon, removes its cgroups and state
@@ -41,7 +42,7 @@ measure() {
 launch_idle() {
     local answers failed first
     mkdir -p "$state/answers"
-    answers=$(seq "$1" | xargs -P 8 -I{} curl -sS --unix-socket "$socket" -H 'Content-Type: application/json' \
+    answers=$(seq "${2:-1}" "$1" | xargs -P 8 -I{} curl -sS --unix-socket "$socket" -H 'Content-Type: application/json' \
         -o "$state/answers/{}" -w '%{http_code} {}\n' -X POST http://corral/v1/agents \
         -d '{"id":"idle{}","group":"lightweight_agent","command":["/bin/sleep","3600"]}')
     failed=$(grep -vc '^201 ' <<<"$answers" || true)

@@ -20,9 +20,19 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$daemon/status"; }
 
 idle_cpu=$(measure)
 idle_rss=$(rss)
+# Half the agents first, settled, then the rest: the RSS between the two is what an agent
+# more costs, without what the first ones make once (the runtime's type caches, the
+# store's statements, the heap's first arenas).
+half=$((AGENTS / 2))
 start=$EPOCHREALTIME
-launch_idle "$AGENTS"
-launched=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+launch_idle "$half"
+launched_half=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+wait_idle $((half * 98 / 100)) 600
+half_live=$(api http://corral/v1/agents?state=live | grep -o '"id"' | wc -l)
+half_rss=$(rss)
+start2=$EPOCHREALTIME
+launch_idle "$AGENTS" $((half + 1))
+launched=$(awk -v a="$start2" -v b="$EPOCHREALTIME" -v h="$launched_half" 'BEGIN { printf "%.1f", b - a + h }')
 live=$(api http://corral/v1/agents?state=live | grep -o '"id"' | wc -l)
 # Steady state: new agents start active (their start-up, and a degradation when the exec
 # burst crossed the CPU limit, keep them so for a while); wait until nearly all are idle.
@@ -44,7 +54,9 @@ echo "  0 agents:        CPU ${idle_cpu}% of one CPU, RSS $((idle_rss / 1024)) M
 echo "  $live agents, steady: CPU ${busy_cpu}% of one CPU, RSS $((busy_rss / 1024)) MiB (peak $((peak / 1024)) MiB), $fds open descriptors"
 awk -v n="$AGENTS" -v t="$launched" 'BEGIN { printf "  launching %d agents through the API (8 requests at a time) took %.1f s: %.1f agents/s\n", n, t, n / t }'
 echo "  steady state: $idle_count of $live agents sampled at the idle cadence, ${settled} s after the last start"
-awk -v a="$busy_rss" -v b="$idle_rss" -v n="$live" 'BEGIN { if (n > 0) printf "  per agent: %.1f KiB of RSS\n", (a - b) / n }'
+awk -v a="$busy_rss" -v b="$idle_rss" -v n="$live" 'BEGIN { if (n > 0) printf "  per agent: %.1f KiB of RSS (all of the growth over the daemon with none, divided by the agents)\n", (a - b) / n }'
+awk -v a="$busy_rss" -v b="$half_rss" -v n="$((live - half_live))" -v h="$half_live" -v r="$half_rss" 'BEGIN {
+    if (n > 0) printf "  an agent more: %.1f KiB of RSS (%d settled agents: %d MiB; %d more: the growth over them)\n", (a - b) / n, h, r / 1024, n }'
 echo "  adaptive sampling (idle agents every 10 s): ${adaptive[*]}% of one CPU; every agent every 1 s: ${every[*]}%"
 awk -v a="${adaptive[*]}" -v e="${every[*]}" -v z="$idle_cpu" -v n="$live" 'BEGIN {
     k = split(a, x, " "); split(e, y, " "); for (i = 1; i <= k; i++) { sa += x[i]; se += y[i] }
