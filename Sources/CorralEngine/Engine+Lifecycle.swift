@@ -447,13 +447,13 @@ extension Engine {
     public func finished(_ id: String, exitStatus: Int32?, reason: String?, pid: Int32? = nil) async throws -> AgentRecord {
         guard registry[id] != nil else { throw EngineError(.notFound, "no agent '\(id)'") }
         // Never attached (its command did not start, or ended before `corral run` attached
-        // it): it ends all the same, with the process named here.
-        if registry[id]?.record.state == .starting {
-            registry[id]?.record.state = .running
-            if let pid, registry[id]?.record.pid == nil { registry[id]?.record.pid = pid }
-        }
+        // it): it ends all the same, with the process named here. The pid is noted after the
+        // end: it names the caller's child, never one of this daemon's to reap.
+        let neverAttached = registry[id]?.record.state == .starting
+        if neverAttached { registry[id]?.record.state = .running }
         if registry[id]?.record.state.isLive == true { ended(id, vanished: false) }
         guard var agent = registry[id] else { throw EngineError(.notFound, "no agent '\(id)'") }
+        if neverAttached, let pid, agent.record.pid == nil { agent.record.pid = pid }
         if let exitStatus { agent.record.exitStatus = exitStatus }
         if let reason { agent.record.endReason = reason }
         if agent.record.origin == .registered { removeInBackground(agent.leaf, id: id) }
