@@ -33,7 +33,7 @@ enum EventText {
                 : ", freeze state reconciled with the kernel for \(report.frozenStateRepaired.count) (\(report.frozenStateRepaired.joined(separator: ", ")))")
             + (report.limitsRestored.isEmpty
                 ? ""
-                : ", limits tighter than the stored state put back for \(report.limitsRestored.count) (\(report.limitsRestored.joined(separator: "; ")))")
+                : ", limits that differed from the stored state put back for \(report.limitsRestored.count) (\(report.limitsRestored.joined(separator: "; ")))")
     }
 
     static func reloaded(groups: Int) -> String { "configuration reloaded (\(groups) groups)" }

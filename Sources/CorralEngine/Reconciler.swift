@@ -19,10 +19,10 @@ extension Engine {
         /// Agents started just before the daemon stopped whose rows were
         /// never stored: taken in with the row of their start intent.
         public var startsRecovered: [String] = []
-        /// Re-attached agents whose kernel limits were tighter than their stored
-        /// state allows (a throttle written, its record lost: a host-pressure
-        /// clamp has no intent), put back to their configured values:
-        /// "id: file before → after, …".
+        /// Re-attached agents whose kernel limits differed from what their stored
+        /// state holds (a throttle written, its record lost: a host-pressure
+        /// clamp has no intent; or a limit change applied, its save lost), put
+        /// back to their configured values: "id: file before → after, …".
         public var limitsRestored: [String] = []
         /// Cgroups that could not be read or removed, with why (said, not fatal).
         public var problems: [String] = []

@@ -331,7 +331,7 @@ struct HostPressureEngineTests {
         #expect(fs.value(.pidsMax, at: leaf) == "100")
         #expect(report.problems.isEmpty, "\(report.problems)")
         let said = second.engine.hub.recent(agent: nil).map(\.message).joined(separator: "\n")
-        #expect(said.contains("limits tighter than the stored state put back for 1 (low: memory.high 1048576 → 50000000"), "\(said)")
+        #expect(said.contains("limits that differed from the stored state put back for 1 (low: memory.high 1048576 → 50000000"), "\(said)")
         let third = try EngineHarness(fs: fs, store: store)
         #expect(try await third.start().limitsRestored.isEmpty, "state and kernel agree now")
     }
