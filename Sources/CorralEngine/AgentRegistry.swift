@@ -196,6 +196,14 @@ struct AgentRegistry {
         return result
     }
 
+    /// Reads the agent in place, changing nothing: no copy of its rings, and
+    /// no timers or commitments to bring up to date afterwards (what `update`
+    /// does per call). Nil when there is no such agent.
+    func read<Result>(_ id: String, _ body: (borrowing ManagedAgent) -> Result) -> Result? {
+        guard let box = boxes[id] else { return nil }
+        return body(box.agent)
+    }
+
     /// Every agent's id, sorted.
     var ids: [String] { boxes.keys.sorted() }
 

@@ -114,12 +114,14 @@ extension Engine {
         let sampling: [SamplingCadence: Int]
         agents.reserveCapacity(registry.count)
         for id in registry.ids {
-            // Read in place: an agent is a large value (its analytics rings), and a copy per agent per scrape showed.
-            registry.update(id) { agent in
+            // Read in place: an agent is a large value (its analytics rings), and a copy per agent per scrape showed;
+            // read only: `update` would also redo its timers and commitments, per agent and scrape.
+            registry.read(id) { agent in
                 let record = agent.record
                 states[record.state, default: 0] += 1
                 if !record.state.isLive, let ended = record.endedAt, now - ended > endedRetention { return }
-                let degradation = (agent.ladder.degradation ?? [:]).values.map(\.level).max() ?? .none
+                var degradation = DegradationLevel.none
+                for tracker in (agent.ladder.degradation ?? [:]).values { degradation = max(degradation, tracker.level) }
                 var step = 0
                 for episode in agent.ladder.episodes.values {
                     for action in episode.fired { step = max(step, action.severity + 1) }

@@ -126,17 +126,16 @@ public struct MetricFamily: Sendable, Hashable {
         ]
 }
 
-/// The daemon's Prometheus metrics, in one long-lived registry. The engine
-/// feeds what accumulates (enforcement counters, the reaction and commit
-/// histograms) as its `EngineInstruments`, from its executor and the
-/// committer's thread (the registry locks). Per-agent and capacity series are
-/// brought up to date at each scrape from the engine's snapshot: made the
-/// first time they appear, set (gauges) or moved by the difference
-/// (counters), and unregistered when they are no longer in a snapshot, so a
-/// removed agent's series are gone at the next scrape. Making a series costs
-/// far more than updating it (the registry copies a family to add to it), so
-/// they are kept between scrapes. Owner of `series`: the scrape in progress
-/// (one at a time, under its mutex).
+/// The daemon's Prometheus metrics. What accumulates (enforcement counters,
+/// the reaction and commit histograms) and the daemon-wide gauges live in one
+/// long-lived swift-prometheus registry: the engine feeds the first as its
+/// `EngineInstruments`, from its executor and the committer's thread (the
+/// registry locks); the gauges (agents by state, capacity) are set from the
+/// engine's snapshot at each scrape, made the first time they appear and
+/// unregistered when they are no longer in it. The per-agent families are
+/// written from the same snapshot after the registry's text
+/// (`AgentExposition`), so a removed agent's series are gone at the next
+/// scrape. Owner of `series`: the scrape in progress (one at a time, under its mutex).
 public final class DaemonMetrics: EngineInstruments {
     let registry = PrometheusCollectorRegistry()
     /// One per `ReactionTrigger.labels` entry and kind ("TRIGGER crossing|step"), made at start (fixed; read-only after).
@@ -154,11 +153,14 @@ public final class DaemonMetrics: EngineInstruments {
     /// What the scrapes keep between them (owner: the scrape in progress, under the mutex).
     struct Series {
         var daemon: [SeriesKey: Gauge] = [:]
-        var agents: [String: AgentSeries] = [:]
-        /// The text of the last scrape, kept for its capacity: the next one is
-        /// written into it without growing it step by step (each step a new
-        /// allocation of up to megabytes, and its pages faulted in).
+        /// Each agent's lines as the last scrape wrote them (`AgentExposition`).
+        var agents = AgentExposition.Cache()
+        /// The registry's text of the last scrape, kept for its capacity.
         var text: [UInt8] = []
+        /// The body of the last scrape, kept: the response shares it, and
+        /// once that is sent the next scrape writes into the same storage (no
+        /// new allocation of most of a megabyte, no page faulted in again).
+        var body = ByteBuffer()
     }
     let series = Mutex(Series())
 
@@ -223,41 +225,24 @@ public final class DaemonMetrics: EngineInstruments {
     /// Brings the series up to date with `snapshot` and returns the text
     /// exposition (Prometheus format 0.0.4) of every metric.
     public func exposition(_ snapshot: MetricsSnapshot) -> String {
-        series.withLock { series in
-            write(snapshot, into: &series)
-            return String(decoding: series.text, as: UTF8.self)
-        }
+        String(buffer: expositionBuffer(snapshot))
     }
 
-    /// `exposition` as the body the response sends (the text copied once).
+    /// `exposition` as the body the response sends (shared with the kept one, not copied).
     public func expositionBuffer(_ snapshot: MetricsSnapshot) -> ByteBuffer {
         series.withLock { series in
-            write(snapshot, into: &series)
-            return ByteBuffer(bytes: series.text)
+            update(&series, with: snapshot)
+            series.text.removeAll(keepingCapacity: true)
+            registry.emit(into: &series.text)
+            // Cleared while unshared, the storage is kept; still shared with a response being sent, a new one is made.
+            series.body.clear()
+            series.body.writeBytes(series.text)
+            series.agents.write(snapshot.agents, into: &series.body)
+            return series.body
         }
-    }
-
-    func write(_ snapshot: MetricsSnapshot, into series: inout Series) {
-        update(&series, with: snapshot)
-        series.text.removeAll(keepingCapacity: true)
-        registry.emit(into: &series.text)
     }
 
     func update(_ series: inout Series, with snapshot: MetricsSnapshot) {
-        var present = Set<String>()
-        present.reserveCapacity(snapshot.agents.count)
-        var values = [Double?](repeating: nil, count: AgentSeries.slots.count)
-        for agent in snapshot.agents {
-            present.insert(agent.id)
-            AgentSeries.values(of: agent, into: &values)
-            if series.agents[agent.id] == nil { series.agents[agent.id] = AgentSeries(id: agent.id, group: agent.group) }
-            series.agents[agent.id]!.update(values, registry: registry)
-        }
-        for (id, gone) in series.agents where !present.contains(id) {
-            gone.unregister(from: registry)
-            series.agents[id] = nil
-        }
-
         var seen = Set<SeriesKey>()
         func gauge(_ family: MetricFamily, label: (String, String)? = nil, _ value: Double) {
             let key = SeriesKey(family: family.name, label: label?.1 ?? "")
@@ -298,14 +283,21 @@ public final class DaemonMetrics: EngineInstruments {
     }
 }
 
-/// One agent's series, kept between scrapes: a fixed slot per series (one
-/// dictionary lookup per agent and scrape, not one per series).
-struct AgentSeries {
+/// The per-agent families, written from the snapshot at each scrape. They
+/// are not in the swift-prometheus registry: there every series is an object
+/// of its own, and its emit formats each value through a `String` at every
+/// scrape; here each agent's lines are drawn as text when its values change
+/// and copied as they are while they do not (`Cache`), integers written digit
+/// by digit (the figures: README, "Metrics"). Same text format, same HELP and
+/// TYPE (from `MetricFamily`). Counters are the kernel's own totals, written as
+/// they are: a cgroup made again under the same name starts from zero, which
+/// Prometheus reads as a counter reset. A removed agent is not in the
+/// snapshot, so its series are gone at the next scrape.
+public enum AgentExposition {
     /// What a slot holds: its family and the label beside agent and group.
     struct Slot {
         var family: MetricFamily
         var label: (String, String)?
-        var isCounter: Bool { family.kind == .counter }
     }
 
     static let slots: [Slot] = {
@@ -344,102 +336,240 @@ struct AgentSeries {
     static let memoryEventsIndex = index(.memoryEvents, "low")
     static let pressureIndex = index(MetricFamily.pressure[.cpu]!.waiting)
 
-    /// The slots' values for `agent` (nil: the series is not there).
-    static func values(of agent: AgentMetrics, into values: inout [Double?]) {
-        for index in values.indices { values[index] = nil }
-        for (offset, state) in AgentState.allCases.enumerated() { values[stateIndex + offset] = state == agent.state ? 1 : 0 }
-        values[priorityIndex] = Double(agent.priority.rawValue)
-        values[degradationIndex] = Double(DegradationLevel.allCases.firstIndex(of: agent.degradation) ?? 0)
-        values[escalationIndex] = Double(agent.escalationStep)
+    /// The families in the order of their first slot: each one's HELP and TYPE lines.
+    static let headers: [[UInt8]] = families.map { family in
+        var header: [UInt8] = []
+        header.append(contentsOf: "# HELP \(family.name) ".utf8)
+        appendEscaped(family.help, escapingQuotes: false, to: &header)
+        header.append(contentsOf: "\n# TYPE \(family.name) \(family.kind.rawValue)\n".utf8)
+        return header
+    }
+    static let families: [MetricFamily] = slots.reduce(into: []) { order, slot in
+        if !order.contains(slot.family) { order.append(slot.family) }
+    }
+
+    /// One step of drawing an agent's lines: a slot, with where its text
+    /// before the agent's labels (`name{`) and after them (`,kind="soft"} `)
+    /// lies in `affixes`; or (slot -1) the end of a family.
+    struct Entry {
+        var slot: Int
+        var before: Range<Int>
+        var after: Range<Int>
+    }
+
+    /// Every slot, family after family, each family followed by its end.
+    static let (entries, affixes): ([Entry], [UInt8]) = {
+        var entries: [Entry] = []
+        var affixes: [UInt8] = []
+        func add(_ bytes: some Sequence<UInt8>) -> Range<Int> {
+            let start = affixes.count
+            affixes.append(contentsOf: bytes)
+            return start..<affixes.count
+        }
+        for family in families {
+            for index in slots.indices where slots[index].family == family {
+                let before = add("\(family.name){".utf8)
+                var after: [UInt8] = []
+                if let (name, value) = slots[index].label {
+                    after.append(contentsOf: ",\(name)=\"".utf8)
+                    appendEscaped(value, escapingQuotes: true, to: &after)
+                    after.append(UInt8(ascii: "\""))
+                }
+                after.append(contentsOf: "} ".utf8)
+                entries.append(Entry(slot: index, before: before, after: add(after)))
+            }
+            entries.append(Entry(slot: -1, before: 0..<0, after: 0..<0))
+        }
+        return (entries, affixes)
+    }()
+
+    /// One agent's lines, kept between scrapes: the values they show, and
+    /// their text, family after family (`ends[f]`: where family `f`'s lines end).
+    final class Lines {
+        let id: String
+        let group: String
+        var values: [Double?]
+        var text: [UInt8] = []
+        var ends: [Int] = []
+        /// The scrape that last saw the agent.
+        var seen = 0
+
+        init(id: String, group: String) {
+            self.id = id
+            self.group = group
+            values = Array(repeating: nil, count: AgentExposition.slots.count)
+        }
+
+        /// Draws the lines again from `values`.
+        func render() {
+            var labels = Array(#"agent=""#.utf8)
+            appendEscaped(id, escapingQuotes: true, to: &labels)
+            labels.append(contentsOf: #"",group=""#.utf8)
+            appendEscaped(group, escapingQuotes: true, to: &labels)
+            labels.append(UInt8(ascii: "\""))
+            // Drawn into locals (moved out of the object and back): no
+            // exclusivity check or reference count per line.
+            var text = self.text
+            var ends = self.ends
+            self.text = []
+            self.ends = []
+            text.removeAll(keepingCapacity: true)
+            ends.removeAll(keepingCapacity: true)
+            let values = self.values
+            AgentExposition.affixes.withUnsafeBufferPointer { affixes in
+                labels.withUnsafeBufferPointer { labels in
+                    for entry in AgentExposition.entries {
+                        guard entry.slot >= 0 else {
+                            ends.append(text.count)
+                            continue
+                        }
+                        guard let value = values[entry.slot] else { continue }
+                        text.append(contentsOf: UnsafeBufferPointer(rebasing: affixes[entry.before]))
+                        text.append(contentsOf: labels)
+                        text.append(contentsOf: UnsafeBufferPointer(rebasing: affixes[entry.after]))
+                        appendNumber(value, to: &text)
+                        text.append(UInt8(ascii: "\n"))
+                    }
+                }
+            }
+            self.text = text
+            self.ends = ends
+        }
+    }
+
+    /// Every agent's lines, kept between scrapes: an agent whose values did
+    /// not change since the last scrape (most of them, with idle agents
+    /// sampled every 10 s and scrapes every few seconds) costs a comparison
+    /// and a copy of its text. About 4 KiB an agent while the metrics are
+    /// scraped; an agent gone from the snapshot is dropped at that scrape.
+    /// Owner: `DaemonMetrics.series` (its mutex).
+    struct Cache {
+        var lines: [String: Lines] = [:]
+        var scrape = 0
+        /// Scratch for one agent's values.
+        var values = [Double?](repeating: nil, count: AgentExposition.slots.count)
+
+        /// Writes every per-agent family of `agents` to `buffer`.
+        mutating func write(_ agents: [AgentMetrics], into buffer: inout ByteBuffer) {
+            scrape += 1
+            var rows: [Lines] = []
+            rows.reserveCapacity(agents.count)
+            for agent in agents {
+                for index in values.indices { values[index] = nil }
+                AgentExposition.values(of: agent, into: &values, at: 0)
+                let row: Lines
+                if let kept = lines[agent.id], kept.group == agent.group, kept.seen != scrape {
+                    row = kept
+                    if row.values != values {
+                        row.values = values
+                        row.render()
+                    }
+                } else {
+                    // New, or made again under another group (or a duplicate id: drawn on its own).
+                    row = Lines(id: agent.id, group: agent.group)
+                    row.values = values
+                    row.render()
+                    lines[agent.id] = row
+                }
+                row.seen = scrape
+                rows.append(row)
+            }
+            if lines.count > rows.count {
+                for (id, row) in lines where row.seen != scrape { lines[id] = nil }
+            }
+            buffer.reserveCapacity(minimumWritableBytes: rows.reduce(headers.reduce(0) { $0 + $1.count }) { $0 + $1.text.count })
+            for (number, header) in headers.enumerated() {
+                buffer.writeBytes(header)
+                for index in rows.indices {
+                    let row = rows[index]
+                    let start = number == 0 ? 0 : row.ends[number - 1]
+                    let end = row.ends[number]
+                    row.text.withUnsafeBytes { text in _ = buffer.writeBytes(UnsafeRawBufferPointer(rebasing: text[start..<end])) }
+                }
+            }
+        }
+    }
+
+    /// The slots' values for `agent`, from `values[start]` on (nil: the series is not there).
+    static func values(of agent: AgentMetrics, into values: inout [Double?], at start: Int) {
+        for (offset, state) in AgentState.allCases.enumerated() { values[start + stateIndex + offset] = state == agent.state ? 1 : 0 }
+        values[start + priorityIndex] = Double(agent.priority.rawValue)
+        values[start + degradationIndex] = Double(DegradationLevel.allCases.firstIndex(of: agent.degradation) ?? 0)
+        values[start + escalationIndex] = Double(agent.escalationStep)
         for (resource, index, scale) in limitIndex {
             guard let limit = agent.limits[resource] else { continue }
-            if limit.soft > 0 { values[index] = limit.soft * scale }
-            if limit.hard > 0 { values[index + 1] = limit.hard * scale }
+            if limit.soft > 0 { values[start + index] = limit.soft * scale }
+            if limit.hard > 0 { values[start + index + 1] = limit.hard * scale }
         }
         guard let sample = agent.sample else { return }
         func seconds(_ microseconds: Int64) -> Double { Double(microseconds) / 1_000_000 }
-        values[memoryUsageIndex] = sample.memoryCurrent.map(Double.init)
-        values[workingSetIndex] = sample.workingSet.map(Double.init)
-        values[processesIndex] = sample.pidsCurrent.map(Double.init)
-        values[cpuUsageIndex] = seconds(sample.cpu.usageUsec)
-        values[cpuPeriodsIndex] = sample.cpu.nrPeriods.map(Double.init)
-        values[cpuThrottledPeriodsIndex] = sample.cpu.nrThrottled.map(Double.init)
-        values[cpuThrottledSecondsIndex] = sample.cpu.throttledUsec.map(seconds)
+        values[start + memoryUsageIndex] = sample.memoryCurrent.map(Double.init)
+        values[start + workingSetIndex] = sample.workingSet.map(Double.init)
+        values[start + processesIndex] = sample.pidsCurrent.map(Double.init)
+        values[start + cpuUsageIndex] = seconds(sample.cpu.usageUsec)
+        values[start + cpuPeriodsIndex] = sample.cpu.nrPeriods.map(Double.init)
+        values[start + cpuThrottledPeriodsIndex] = sample.cpu.nrThrottled.map(Double.init)
+        values[start + cpuThrottledSecondsIndex] = sample.cpu.throttledUsec.map(seconds)
         let events = sample.memoryEvents
-        values[oomKillsIndex] = Double(events.oomKill)
-        for (offset, value) in [events.low, events.high, events.max, events.oom, events.oomKill, events.oomGroupKill].enumerated() {
-            values[memoryEventsIndex + offset] = Double(value)
-        }
+        values[start + oomKillsIndex] = Double(events.oomKill)
+        // Written out, not through an array literal: this runs per agent and scrape.
+        let at = start + memoryEventsIndex
+        values[at] = Double(events.low)
+        values[at + 1] = Double(events.high)
+        values[at + 2] = Double(events.max)
+        values[at + 3] = Double(events.oom)
+        values[at + 4] = Double(events.oomKill)
+        values[at + 5] = Double(events.oomGroupKill)
         if let pressure = sample.pressure {
-            for (offset, total) in [
-                pressure.cpuSome, pressure.cpuFull, pressure.memorySome, pressure.memoryFull, pressure.ioSome, pressure.ioFull,
-            ].enumerated() {
-                values[pressureIndex + offset] = total.map(seconds)
-            }
+            let at = start + pressureIndex
+            values[at] = pressure.cpuSome.map(seconds)
+            values[at + 1] = pressure.cpuFull.map(seconds)
+            values[at + 2] = pressure.memorySome.map(seconds)
+            values[at + 3] = pressure.memoryFull.map(seconds)
+            values[at + 4] = pressure.ioSome.map(seconds)
+            values[at + 5] = pressure.ioFull.map(seconds)
         }
     }
 
-    let id: String
-    let group: String
-    var gauges: [Gauge?]
-    var counters: [Counter?]
-    /// The total each counter shows.
-    var shown: [Double]
-
-    init(id: String, group: String) {
-        self.id = id
-        self.group = group
-        gauges = Array(repeating: nil, count: Self.slots.count)
-        counters = Array(repeating: nil, count: Self.slots.count)
-        shown = Array(repeating: 0, count: Self.slots.count)
-    }
-
-    func labels(_ slot: Slot) -> [(String, String)] {
-        var labels = [("agent", id), ("group", group)]
-        if let label = slot.label { labels.append(label) }
-        return labels
-    }
-
-    /// Sets each slot's series to its value: made when it first has one, unregistered when it has none.
-    mutating func update(_ values: [Double?], registry: PrometheusCollectorRegistry) {
-        for (index, slot) in Self.slots.enumerated() {
-            guard let value = values[index] else {
-                if let gauge = gauges[index] { registry.unregisterGauge(gauge) }
-                if let counter = counters[index] { registry.unregisterCounter(counter) }
-                gauges[index] = nil
-                counters[index] = nil
-                continue
+    /// A sample value as the text format writes it: whole numbers in digits,
+    /// others in Swift's shortest round-trip form (which Prometheus parses),
+    /// `+Inf`, `-Inf` and `NaN` as the format spells them.
+    public static func appendNumber(_ value: Double, to buffer: inout [UInt8]) {
+        if value.isNaN {
+            buffer.append(contentsOf: "NaN".utf8)
+        } else if value.isInfinite {
+            buffer.append(contentsOf: (value > 0 ? "+Inf" : "-Inf").utf8)
+        } else if value == value.rounded(.towardZero), abs(value) < 1e15 {
+            var whole = Int64(value)
+            if whole < 0 {
+                buffer.append(UInt8(ascii: "-"))
+                whole = -whole
             }
-            if !slot.isCounter {
-                if gauges[index] == nil { gauges[index] = registry.makeGauge(descriptor: slot.family.descriptor, labels: labels(slot)) }
-                gauges[index]?.set(to: value)
-            } else if let counter = counters[index] {
-                guard value != shown[index] else { continue }
-                if value > shown[index] {
-                    Self.add(value - shown[index], to: counter)
-                } else {
-                    // Lower than shown: a new cgroup under the same name. Prometheus reads the drop as a reset.
-                    counter.reset()
-                    Self.add(value, to: counter)
-                }
-                shown[index] = value
-            } else {
-                let counter = registry.makeCounter(descriptor: slot.family.descriptor, labels: labels(slot))
-                Self.add(value, to: counter)
-                counters[index] = counter
-                shown[index] = value
+            // Digits from the end of a 16-byte scratch (below 1e15: at most 15).
+            var digits: (UInt64, UInt64) = (0, 0)
+            withUnsafeMutableBytes(of: &digits) { scratch in
+                var at = scratch.count
+                repeat {
+                    at -= 1
+                    scratch[at] = UInt8(ascii: "0") + UInt8(whole % 10)
+                    whole /= 10
+                } while whole > 0
+                buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[at...]))
             }
+        } else {
+            buffer.append(contentsOf: value.description.utf8)
         }
     }
 
-    /// Whole amounts (events, periods) go to the counter's integer part, which
-    /// it prints without the floating-point formatting (most of an emit's cost).
-    static func add(_ amount: Double, to counter: Counter) {
-        if amount == amount.rounded(), abs(amount) < 9e15 { counter.increment(by: Int64(amount)) } else { counter.increment(by: amount) }
-    }
-
-    func unregister(from registry: PrometheusCollectorRegistry) {
-        for gauge in gauges.compactMap({ $0 }) { registry.unregisterGauge(gauge) }
-        for counter in counters.compactMap({ $0 }) { registry.unregisterCounter(counter) }
+    /// `text` with the format's escapes: backslash and line feed always, the double quote in label values.
+    public static func appendEscaped(_ text: String, escapingQuotes: Bool, to buffer: inout [UInt8]) {
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\\"): buffer.append(contentsOf: #"\\"#.utf8)
+            case UInt8(ascii: "\n"): buffer.append(contentsOf: #"\n"#.utf8)
+            case UInt8(ascii: "\"") where escapingQuotes: buffer.append(contentsOf: #"\""#.utf8)
+            default: buffer.append(byte)
+            }
+        }
     }
 }

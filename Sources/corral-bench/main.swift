@@ -9,7 +9,8 @@
 //
 //   corral-bench scrape [AGENTS] [SCRAPES]
 //       A whole scrape natively: an engine on a fake cgroupfs with AGENTS
-//       agents, the metrics address served by Hummingbird, curl scraping it;
+//       agents, the metrics address served by Hummingbird, a plain socket
+//       client in the same process scraping it;
 //       the process's CPU per scrape, split into snapshot, exposition and the
 //       rest (HTTP), beside a request for the small status page (any host).
 //
@@ -410,6 +411,7 @@ func metricsExposition(agents count: Int, scrapes: Int) throws {
                 createdAt: Timestamp(milliseconds: 0)))
     }
     let capacity = CapacityReport(resources: [], admission: .allow, hostPressure: nil)
+    let heapBefore = anonymousResident()
     let metrics = DaemonMetrics(version: "bench")
     let clock = ContinuousClock()
     var bytes = 0
@@ -425,6 +427,8 @@ func metricsExposition(agents count: Int, scrapes: Int) throws {
         bytes = text.utf8.count
         series = text.split(separator: "\n").filter { !$0.hasPrefix("#") }.count
     }
+    let kept = anonymousResident() - heapBefore
+    withExtendedLifetime(metrics) {}
     var jsonTimes: [Double] = []
     for _ in 0..<scrapes {
         let start = clock.now
@@ -442,6 +446,17 @@ func metricsExposition(agents count: Int, scrapes: Int) throws {
     say(
         "  baseline (the same agents as JSON, GET /v1/agents): median \(String(format: "%.2f", jsonMedian)) ms; ratio \(String(format: "%.2f", median / jsonMedian))×"
     )
+    say(
+        "  kept between scrapes (anonymous resident memory, the last text of \(bytes / 1024) KiB included): \(kept / 1024) KiB, \(String(format: "%.1f", Double(kept) / 1024 / Double(max(count, 1)))) KiB per agent"
+    )
+}
+
+/// Resident bytes not backed by a file (statm's resident less shared): the heap, coarsely.
+func anonymousResident() -> Int {
+    let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
+    let fields = statm.split(separator: " ").compactMap { Int($0) }
+    guard fields.count > 2 else { return 0 }
+    return (fields[1] - fields[2]) * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
 /// CPU time this process has used (all threads), user and system.
@@ -482,8 +497,9 @@ func scrape(agents count: Int, scrapes: Int) async throws {
         _ = try await engine.register(id: id, group: "standard_agent", command: ["worker"], overrides: [:])
         _ = try await engine.attach(id: id, pid: sleeper.processIdentifier)
     }
-    func feed(_ round: Int) async {
-        for index in 0..<count {
+    /// New samples for the agents (every `share`-th one, by round), as the watcher's would be.
+    func feed(_ round: Int, share: Int = 1) async {
+        for index in 0..<count where index % share == round % share {
             var varied = sample
             varied.cpu.usageUsec += Int64(index * 1000 + round * 10_000)
             varied.memoryCurrent = (100 << 20) + Int64(round * 4096)
@@ -501,66 +517,138 @@ func scrape(agents count: Int, scrapes: Int) async throws {
         configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: port), serverName: "corral-bench"))
     let server = Task { try await app.runService() }
     defer { server.cancel() }
-    func curl(_ path: String) throws -> Int {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = ["-sf", "-o", "/dev/null", "-w", "%{size_download}", "http://127.0.0.1:\(port)\(path)"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw CocoaError(.fileReadUnknown) }
-        return Int(String(decoding: data, as: UTF8.self)) ?? 0
-    }
+    let client = BenchHTTPClient(port: UInt16(port))
+    defer { client.disconnect() }
+    func get(_ path: String, keepAlive: Bool = false) throws -> Int { try client.get(path, keepAlive: keepAlive) }
     // Wait for the listener.
     var ready = false
     for _ in 0..<100 where !ready {
-        ready = (try? curl("/")) != nil
+        ready = (try? get("/")) != nil
         if !ready { try await Task.sleep(for: .milliseconds(50)) }
     }
     guard ready else { throw CocoaError(.fileReadUnknown) }
-    _ = try curl("/metrics")
-    // The samples move between scrapes (as the watcher's would), outside the measured CPU.
-    func measure(_ path: String) async throws -> (cpu: Double, bytes: Int) {
+    _ = try get("/metrics")
+    // The samples move between scrapes (as the watcher's would), outside the measured CPU:
+    // every agent's (each sampled every second), or one in ten (idle agents sampled every 10 s).
+    func measure(_ path: String, share: Int, keepAlive: Bool = false) async throws -> (cpu: Double, bytes: Int) {
         var cpu = 0.0
         var bytes = 0
         for round in 1...scrapes {
-            await feed(round)
+            await feed(round, share: share)
             let before = processCPU()
-            bytes = try curl(path)
+            bytes = try get(path, keepAlive: keepAlive)
             cpu += processCPU() - before
         }
         return (cpu * 1000 / Double(scrapes), bytes)
     }
-    let page = try await measure("/")
-    let whole = try await measure("/metrics")
-    // The parts, in process.
-    let clock = ContinuousClock()
-    var snapshotTimes: [Double] = []
-    var expositionTimes: [Double] = []
-    for round in 1...scrapes {
-        await feed(scrapes + round)
-        let start = clock.now
-        let snapshot = await engine.metrics()
-        let middle = clock.now
-        let bytes = metrics.expositionBuffer(snapshot)
-        snapshotTimes.append(ms(middle - start))
-        expositionTimes.append(ms(clock.now - middle))
-        precondition(bytes.readableBytes > 0)
+    /// The parts, in process: the snapshot and the exposition's median times.
+    func parts(share: Int) async -> (snapshot: Double, exposition: Double) {
+        let clock = ContinuousClock()
+        var snapshotTimes: [Double] = []
+        var expositionTimes: [Double] = []
+        for round in 1...scrapes {
+            await feed(scrapes + round, share: share)
+            let start = clock.now
+            let snapshot = await engine.metrics()
+            let middle = clock.now
+            let bytes = metrics.expositionBuffer(snapshot)
+            snapshotTimes.append(ms(middle - start))
+            expositionTimes.append(ms(clock.now - middle))
+            precondition(bytes.readableBytes > 0)
+        }
+        return (percentile(snapshotTimes, 0.5), percentile(expositionTimes, 0.5))
     }
-    let snapshot = percentile(snapshotTimes, 0.5)
-    let exposition = percentile(expositionTimes, 0.5)
-    say("scrape: \(count) agents, \(scrapes) scrapes with curl over TCP, this process's CPU (all threads) per request")
-    say("  GET /metrics: \(String(format: "%.2f", whole.cpu)) ms CPU, \(whole.bytes) bytes")
+    let page = try await measure("/", share: 1)
+    let keptPage = try await measure("/", share: 1, keepAlive: true)
+    say("scrape: \(count) agents, \(scrapes) scrapes over TCP from a client in this process, the process's CPU (all threads) per request")
+    for (share, what) in [(1, "every agent sampled between scrapes"), (10, "one agent in ten sampled between scrapes (idle ones, 10 s)")] {
+        let whole = try await measure("/metrics", share: share)
+        let kept = try await measure("/metrics", share: share, keepAlive: true)
+        let (snapshot, exposition) = await parts(share: share)
+        say("  GET /metrics, \(what), \(whole.bytes) bytes:")
+        say(
+            "    a connection per scrape (curl): \(String(format: "%.2f", whole.cpu)) ms CPU; on one kept connection (Prometheus): \(String(format: "%.2f", kept.cpu)) ms"
+        )
+        say(
+            "    snapshot (Engine.metrics): median \(String(format: "%.2f", snapshot)) ms; exposition: median \(String(format: "%.2f", exposition)) ms; the rest on a kept connection (HTTP, the kernel's send): \(String(format: "%.2f", kept.cpu - snapshot - exposition)) ms"
+        )
+    }
     say(
-        "    snapshot (Engine.metrics): median \(String(format: "%.2f", snapshot)) ms; exposition: median \(String(format: "%.2f", exposition)) ms"
-    )
-    say("    the rest (HTTP, copies, the kernel's send): \(String(format: "%.2f", whole.cpu - snapshot - exposition)) ms")
-    say(
-        "  baseline GET / (the status page, \(page.bytes) bytes): \(String(format: "%.2f", page.cpu)) ms CPU; ratio \(String(format: "%.2f", whole.cpu / max(page.cpu, 0.001)))×"
+        "  baseline GET / (the status page, \(page.bytes) bytes): \(String(format: "%.2f", page.cpu)) ms CPU a connection per request, \(String(format: "%.2f", keptPage.cpu)) ms on a kept one"
     )
     engine.hub.finishAll()
+}
+
+/// A plain-socket HTTP/1.1 client in the bench's own process: the process's
+/// CPU per request is then the server's and this client's reads, with no curl
+/// to spawn. A connection per request (`Connection: close`, as curl), or one
+/// kept between requests (as Prometheus keeps its scrape connections).
+final class BenchHTTPClient {
+    let port: UInt16
+    var kept: Int32 = -1
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    struct Failed: Error { var why: String }
+
+    init(port: UInt16) { self.port = port }
+
+    func connectSocket() throws -> Int32 {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw Failed(why: "socket") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(port.bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            close(socket)
+            throw Failed(why: "connect")
+        }
+        return socket
+    }
+
+    func disconnect() {
+        if kept >= 0 { close(kept) }
+        kept = -1
+    }
+
+    /// GET `path`: the body's size. The body is counted, not kept (the
+    /// client's own copies would count as the server's CPU here).
+    func get(_ path: String, keepAlive: Bool) throws -> Int {
+        let socket: Int32
+        if keepAlive {
+            if kept < 0 { kept = try connectSocket() }
+            socket = kept
+        } else {
+            socket = try connectSocket()
+        }
+        defer { if !keepAlive { close(socket) } }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(keepAlive ? "" : "Connection: close\r\n")\r\n".utf8)
+        guard write(socket, request, request.count) == request.count else { throw Failed(why: "write") }
+        var head: [UInt8] = []
+        var headerEnd: Int?
+        var received = 0
+        var length: Int?
+        while length.map({ received < $0 }) ?? true {
+            let count = read(socket, &chunk, chunk.count)
+            guard count > 0 else { break }
+            received += count
+            guard headerEnd == nil else { continue }
+            head.append(contentsOf: chunk[..<count])
+            guard let end = head.firstRange(of: Array("\r\n\r\n".utf8))?.upperBound else { continue }
+            headerEnd = end
+            let header = String(decoding: head[..<end], as: UTF8.self).lowercased()
+            guard header.hasPrefix("http/1.1 200") else { throw Failed(why: header) }
+            if let line = header.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") }) {
+                length = end + (Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0)
+            } else if keepAlive {
+                throw Failed(why: "no content-length on a kept connection")
+            }
+        }
+        guard let headerEnd else { throw Failed(why: "no response") }
+        return received - headerEnd
+    }
 }
 
 /// A store that keeps nothing: the minutes and records the daemon writes to

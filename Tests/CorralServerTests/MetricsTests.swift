@@ -140,6 +140,63 @@ import Testing
         }
     }
 
+    @Test("an agent's kept lines are the same text while its values stay, and show new values at the next scrape")
+    func keptLinesFollowTheValues() async throws {
+        let child = try SleepingChild()
+        defer { child.stop() }
+        try await Self.withEngine { harness in
+            try await Self.register("k1", on: harness.engine, pid: child.pid)
+            func feed(_ sample: CgroupSample) async {
+                await harness.engine.handle(
+                    .observation(
+                        Observation(
+                            subject: .agent("k1"), trigger: .sample, at: harness.clock.now, seenAt: .now, sample: sample, readings: [],
+                            elapsed: .seconds(1))))
+            }
+            await feed(Self.sample)
+            let agent = #"agent="k1",group="standard_agent""#
+            let first = harness.metrics.exposition(await harness.engine.metrics())
+            let again = harness.metrics.exposition(await harness.engine.metrics())
+            #expect(first == again, "nothing changed between the scrapes")
+            #expect(Self.series(first)["corral_agent_memory_usage_bytes{\(agent)}"] == Double(100 << 20))
+
+            var moved = Self.sample
+            moved.memoryCurrent = 200 << 20
+            moved.cpu.usageUsec = 3_250_000
+            await feed(moved)
+            var values = Self.series(harness.metrics.exposition(await harness.engine.metrics()))
+            #expect(values["corral_agent_memory_usage_bytes{\(agent)}"] == Double(200 << 20))
+            #expect(values["corral_agent_cpu_usage_seconds_total{\(agent)}"] == 3.25)
+
+            // A counter lower than shown (a cgroup made again under the name) is written as it is: Prometheus reads a reset.
+            var reset = moved
+            reset.cpu.usageUsec = 1_000
+            reset.memoryEvents = MemoryEvents()
+            await feed(reset)
+            values = Self.series(harness.metrics.exposition(await harness.engine.metrics()))
+            #expect(values["corral_agent_cpu_usage_seconds_total{\(agent)}"] == 0.001)
+            #expect(values["corral_agent_oom_kills_total{\(agent)}"] == 0)
+        }
+    }
+
+    @Test("sample values in the text format: whole numbers in digits, the rest round-trip, infinities and NaN as Prometheus spells them")
+    func numbers() {
+        let cases: [(Double, String)] = [
+            (0, "0"), (42, "42"), (-7, "-7"), (104_857_600, "104857600"), (2.5, "2.5"), (0.001, "0.001"), (1e20, "1e+20"),
+            (.infinity, "+Inf"), (-.infinity, "-Inf"), (.nan, "NaN"), (9_007_199_254_740_992, "9007199254740992.0"),
+        ]
+        for (value, text) in cases {
+            var buffer: [UInt8] = []
+            AgentExposition.appendNumber(value, to: &buffer)
+            let written = String(decoding: buffer, as: UTF8.self)
+            #expect(written == text, "\(value)")
+            if value.isFinite { #expect(Double(written) == value, "\(written) reads back as \(value)") }
+        }
+        var label: [UInt8] = []
+        AgentExposition.appendEscaped("a\"b\\c\nd", escapingQuotes: true, to: &label)
+        #expect(String(decoding: label, as: UTF8.self) == #"a\"b\\c\nd"#)
+    }
+
     @Test("a removed agent's series go at the next scrape; an ended one's stay for the retention, then go")
     func seriesFollowTheAgents() async throws {
         let first = try SleepingChild()

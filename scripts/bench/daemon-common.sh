@@ -35,7 +35,7 @@ measure() {
     t0=$EPOCHREALTIME c0=$(ticks)
     sleep "$WINDOW"
     t1=$EPOCHREALTIME c1=$(ticks)
-    [[ -n $helper ]] && { kill "$helper"; wait "$helper" 2>/dev/null || true; }
+    [[ -n $helper ]] && { kill "$helper" 2>/dev/null || true; wait "$helper" 2>/dev/null || true; }
     awk -v c="$((c1 - c0))" -v hz="$hz" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.2f", 100 * c / hz / (t1 - t0) }'
 }
 

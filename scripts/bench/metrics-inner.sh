@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs inside a pure cgroup v2 kernel: the cost of Prometheus scrapes. corrald
-# with AGENTS idle agents (1 s sampling) and --metrics-address; its CPU over
-# alternating WINDOW-second windows without scrapes and with a scrape every
-# second (curl, as Prometheus at scrape_interval: 1s), three times; then its CPU per
-# scrape over 30 back to back. Prints the time per scrape, the bytes and
-# series, the ratio of the windows' means and the cost per scrape.
+# with AGENTS idle agents (the default adaptive sampling, once they are settled)
+# and --metrics-address; its CPU over alternating WINDOW-second windows without
+# scrapes and with a scrape every second on one kept connection (curl --rate,
+# as Prometheus at scrape_interval: 1s keeps its connection), three times; then
+# its CPU per scrape over 30 back to back, on a kept connection and with a new
+# connection each. Prints the time per scrape, the bytes and series, the ratio
+# of the windows' means and the cost per scrape.
 # Called by scripts/bench-metrics.
 set -euo pipefail
 CORRALD=${1:?corrald binary}
@@ -13,17 +15,21 @@ WINDOW=${3:-60}
 address=127.0.0.1:19465
 source "$(dirname "${BASH_SOURCE[0]}")/daemon-common.sh"
 start_daemon metrics --metrics-address "$address"
-# A scrape a second, each one's time and size appended to $state/scrapes.
+# A scrape a second on one connection, each one's time and size appended to $state/scrapes.
+# N URLs, each with its -o /dev/null: one curl, one connection, N transfers.
+transfers() { for _ in $(seq "$1"); do printf -- '-o /dev/null http://%s/metrics\n' "$address"; done; }
 scraper() {
-    while true; do
-        curl -sS -o /dev/null -w '%{time_total} %{size_download}\n' "http://$address/metrics" >>"$state/scrapes"
-        sleep 1
-    done
+    # WINDOW - 1 transfers: curl ends within the window and writes its lines as it exits
+    # (killed, it would lose them in its buffer). The URLs split into words on purpose.
+    # shellcheck disable=SC2046
+    curl -sS --rate 1/s -w '%{time_total} %{size_download} %{num_connects}\n' $(transfers $((WINDOW - 1))) >>"$state/scrapes"
 }
 
 launch_idle "$AGENTS"
 live=$(api 'http://corral/v1/agents?state=live' | grep -o '"id"' | wc -l)
-sleep 5
+# Settled: the agents sampled at the idle cadence, as they are on a quiet host.
+wait_idle $((AGENTS * 98 / 100)) 600
+echo "  $idle_count of $AGENTS agents idle after ${settled} s" >&2
 series=$(curl -sS "http://$address/metrics" | grep -vc '^#')
 # Alternating windows (emulation drifts by several points between minutes): none, scraped,
 # three times; the scrapes of each scraped window counted.
@@ -35,14 +41,26 @@ for _ in 1 2 3; do
     scrapeds+=("$(measure scraper)")
     counts+=($(($(wc -l <"$state/scrapes") - before)))
 done
-# The daemon's CPU per scrape, directly: 30 scrapes back to back, less the idle rate over the same time.
-t0=$EPOCHREALTIME c0=$(ticks)
-for _ in $(seq 30); do curl -sS -o /dev/null "http://$address/metrics"; done
-t1=$EPOCHREALTIME c1=$(ticks)
-echo "scrape cost, ${WINDOW} s windows, $live idle agents sampled every 1 s, kernel $(uname -r) (emulated, 2 vCPUs):"
+# The daemon's CPU per scrape, directly: 30 scrapes back to back, less the idle rate over
+# the same time; on one kept connection, then with a new connection (and curl) each.
+# shellcheck disable=SC2046
+back_to_back() {
+    local t0 c0 t1 c1
+    t0=$EPOCHREALTIME c0=$(ticks)
+    if [[ $1 == kept ]]; then
+        curl -sS $(transfers 30)
+    else
+        for _ in $(seq 30); do curl -sS -o /dev/null "http://$address/metrics"; done
+    fi
+    t1=$EPOCHREALTIME c1=$(ticks)
+    echo "$t0 $t1 $((c1 - c0))"
+}
+read -r k0 k1 kc <<<"$(back_to_back kept)"
+read -r n0 n1 nc <<<"$(back_to_back new)"
+echo "scrape cost, ${WINDOW} s windows, $live agents ($idle_count sampled at the idle cadence), kernel $(uname -r) (emulated, 2 vCPUs):"
 sort -n "$state/scrapes" | awk -v n="$(wc -l <"$state/scrapes")" '
-    { t[NR] = $1; bytes = $2 }
-    END { printf "  %d scrapes: %d bytes, time p50 %.1f ms, p90 %.1f ms, max %.1f ms\n", n, bytes, 1000 * t[int(n * 0.5) + 1], 1000 * t[int(n * 0.9) + 1], 1000 * t[n] }'
+    { t[NR] = $1; bytes = $2; connects += $3 }
+    END { printf "  %d scrapes on %d connections: %d bytes, time p50 %.1f ms, p90 %.1f ms, max %.1f ms\n", n, connects, bytes, 1000 * t[int(n * 0.5) + 1], 1000 * t[int(n * 0.9) + 1], 1000 * t[n] }'
 echo "  $series series per scrape"
 echo "  daemon CPU, alternating windows (% of one CPU): none ${nones[*]}; scraped every second ${scrapeds[*]} (${counts[*]} scrapes)"
 awk -v n="${nones[*]}" -v s="${scrapeds[*]}" -v c="${counts[*]}" -v w="$WINDOW" 'BEGIN {
@@ -51,7 +69,11 @@ awk -v n="${nones[*]}" -v s="${scrapeds[*]}" -v c="${counts[*]}" -v w="$WINDOW" 
     mn = sn / k; ms = ss / k; per = (ms - mn) / 100 * w * k / sc
     printf "  ratio of the means: %.3f (%+.1f%% daemon CPU for a 1 s scrape); %.1f ms of daemon CPU per scrape by the windows\n", ms / mn, 100 * (ms / mn - 1), 1000 * per }'
 mean_none=$(awk -v n="${nones[*]}" 'BEGIN { k = split(n, a, " "); for (i = 1; i <= k; i++) t += a[i]; printf "%.2f", t / k }')
-awk -v c="$((c1 - c0))" -v hz="$hz" -v t0="$t0" -v t1="$t1" -v n="$mean_none" 'BEGIN {
-    wall = t1 - t0; idle = n / 100 * wall; per = (c / hz - idle) / 30
-    printf "  30 scrapes back to back (the daemon saturated, curl on the other vCPU): %.2f s wall, daemon CPU %.1f ms per scrape beyond its idle rate (%+.1f%% of its idle %.1f%% at one scrape a second)\n", wall, 1000 * per, 100 * 100 * per / n, n }'
+for run in "kept $k0 $k1 $kc" "new $n0 $n1 $nc"; do
+    read -r how t0 t1 c <<<"$run"
+    awk -v how="$how" -v c="$c" -v hz="$hz" -v t0="$t0" -v t1="$t1" -v n="$mean_none" 'BEGIN {
+        wall = t1 - t0; idle = n / 100 * wall; per = (c / hz - idle) / 30
+        label = how == "kept" ? "on one kept connection (as Prometheus)" : "a new connection each (curl per scrape)"
+        printf "  30 scrapes back to back, %s: %.2f s wall, daemon CPU %.1f ms per scrape beyond its idle rate (%+.1f%% of its idle %.2f%% at one scrape a second)\n", label, wall, 1000 * per, 100 * 100 * per / n, n }'
+done
 stop_daemon "$AGENTS"
