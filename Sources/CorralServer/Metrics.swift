@@ -440,8 +440,9 @@ public enum AgentExposition {
     /// Every agent's lines, kept between scrapes: an agent whose values did
     /// not change since the last scrape (most of them, with idle agents
     /// sampled every 10 s and scrapes every few seconds) costs a comparison
-    /// and a copy of its text. About 4 KiB an agent while the metrics are
-    /// scraped; an agent gone from the snapshot is dropped at that scrape.
+    /// and a copy of its text. Kept only once the metrics are scraped (with
+    /// the kept body, 9.9 KiB an agent at 1,000 agents: README, "Measured");
+    /// an agent gone from the snapshot is dropped at that scrape.
     /// Owner: `DaemonMetrics.series` (its mutex).
     struct Cache {
         var lines: [String: Lines] = [:]
@@ -474,9 +475,7 @@ public enum AgentExposition {
                 row.seen = scrape
                 rows.append(row)
             }
-            if lines.count > rows.count {
-                for (id, row) in lines where row.seen != scrape { lines[id] = nil }
-            }
+            for (id, row) in lines where row.seen != scrape { lines[id] = nil }
             buffer.reserveCapacity(minimumWritableBytes: rows.reduce(headers.reduce(0) { $0 + $1.count }) { $0 + $1.text.count })
             for (number, header) in headers.enumerated() {
                 buffer.writeBytes(header)

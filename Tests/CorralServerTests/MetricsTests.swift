@@ -6,6 +6,7 @@ import CorralServer
 import CorralTestSupport
 import CorralWatcher
 import Foundation
+import NIOCore
 import Synchronization
 import Testing
 
@@ -159,6 +160,8 @@ import Testing
             let again = harness.metrics.exposition(await harness.engine.metrics())
             #expect(first == again, "nothing changed between the scrapes")
             #expect(Self.series(first)["corral_agent_memory_usage_bytes{\(agent)}"] == Double(100 << 20))
+            // A body still held (a response being sent) keeps its text when the next scrape writes.
+            let held = harness.metrics.expositionBuffer(await harness.engine.metrics())
 
             var moved = Self.sample
             moved.memoryCurrent = 200 << 20
@@ -167,6 +170,7 @@ import Testing
             var values = Self.series(harness.metrics.exposition(await harness.engine.metrics()))
             #expect(values["corral_agent_memory_usage_bytes{\(agent)}"] == Double(200 << 20))
             #expect(values["corral_agent_cpu_usage_seconds_total{\(agent)}"] == 3.25)
+            #expect(String(buffer: held) == first, "the held body is not written over")
 
             // A counter lower than shown (a cgroup made again under the name) is written as it is: Prometheus reads a reset.
             var reset = moved
