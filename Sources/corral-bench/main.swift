@@ -451,12 +451,17 @@ func metricsExposition(agents count: Int, scrapes: Int) throws {
     )
 }
 
+/// This process's /proc/self/statm in bytes: size, resident, shared, text, lib, data, dt.
+func statm() -> [Int] {
+    let text = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    return text.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }.map { $0 * page }
+}
+
 /// Resident bytes not backed by a file (statm's resident less shared): the heap, coarsely.
 func anonymousResident() -> Int {
-    let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
-    let fields = statm.split(separator: " ").compactMap { Int($0) }
-    guard fields.count > 2 else { return 0 }
-    return (fields[1] - fields[2]) * Int(sysconf(Int32(_SC_PAGESIZE)))
+    let fields = statm()
+    return fields.count > 2 ? fields[1] - fields[2] : 0
 }
 
 /// CPU time this process has used (all threads), user and system.
@@ -664,9 +669,8 @@ func memory(agents count: Int, every: Int64) async throws {
     defer { for sleeper in sleepers { sleeper.terminate() } }
     /// Resident bytes (what the daemon benchmarks read as VmRSS).
     func heap() -> Int {
-        let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
-        let pages = statm.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+        let fields = statm()
+        return fields.count > 1 ? fields[1] : 0
     }
     /// Heap bytes per agent after an hour of samples every `every` seconds, and the engine's own figure for its rings.
     func run(every: Int64) async throws -> (perAgent: Double, rings: Int) {
