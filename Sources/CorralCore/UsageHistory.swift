@@ -4,8 +4,10 @@
 /// offset). It grows as samples come rather than taking its whole capacity
 /// at once: an hour at 1 s is 28 KiB, an idle agent sampled every 10 s keeps
 /// a tenth of that. Beside them, the kernel's hard-limit events as counts per
-/// minute, one 12-byte slot per minute of the window: the size never depends
-/// on how often the limit is hit.
+/// minute, one 12-byte slot per minute of the window, allocated at the first
+/// event (most agents never hit a hard limit: the 61 slots of three rings were
+/// 2.2 KiB of an idle agent's 31): the size never depends on how often the
+/// limit is hit.
 public struct UsageRing: Sendable {
     public let capacity: Int
     /// Samples older than this (against the newest) are dropped (nil: only `capacity` bounds the ring).
@@ -19,9 +21,11 @@ public struct UsageRing: Sendable {
     public private(set) var count = 0
     /// The newest sample's time.
     public private(set) var newest: Timestamp?
-    /// Hard-limit events per minute: slot `m % count` holds minute `m`'s count.
-    private var eventMinutes: [Int64]
-    private var eventCounts: [Int32]
+    /// Hard-limit events per minute: slot `m % eventSlots` holds minute `m`'s
+    /// count. Empty until the first event.
+    private var eventMinutes: [Int64] = []
+    private var eventCounts: [Int32] = []
+    private let eventSlots: Int
     /// The kernel's cumulative counter as last seen (nil: not yet, the next one is the baseline).
     private var lastCounter: Int64?
 
@@ -29,18 +33,17 @@ public struct UsageRing: Sendable {
     public init(capacity: Int, window: Duration? = nil, eventMinutes: Int = 61) {
         self.capacity = max(1, capacity)
         self.window = window
-        self.eventMinutes = [Int64](repeating: .min, count: max(1, eventMinutes))
-        eventCounts = [Int32](repeating: 0, count: max(1, eventMinutes))
+        eventSlots = max(1, eventMinutes)
     }
 
-    /// Bytes the ring holds now: the sample slots allocated and the event slots.
+    /// Bytes the ring holds now: the sample slots allocated and the event slots (once there was an event).
     public var bytes: Int {
         storage.capacity * MemoryLayout<Float>.size + offsets.capacity * MemoryLayout<Int32>.size + eventMinutes.count
             * (MemoryLayout<Int64>.size + MemoryLayout<Int32>.size)
     }
 
     /// The most a ring of `capacity` samples and `eventMinutes` event slots
-    /// holds (the arrays' elements; each array adds a 32-byte header).
+    /// holds, events included (the arrays' elements; each array adds a 32-byte header).
     public static func bytes(capacity: Int, eventMinutes: Int) -> Int {
         max(1, capacity) * (MemoryLayout<Float>.size + MemoryLayout<Int32>.size)
             + max(1, eventMinutes) * (MemoryLayout<Int64>.size + MemoryLayout<Int32>.size)
@@ -90,8 +93,12 @@ public struct UsageRing: Sendable {
     public mutating func recordHardLimitCounter(_ counter: Int64, at time: Timestamp) {
         defer { lastCounter = counter }
         guard let last = lastCounter, counter > last else { return }
+        if eventMinutes.isEmpty {
+            eventMinutes = [Int64](repeating: .min, count: eventSlots)
+            eventCounts = [Int32](repeating: 0, count: eventSlots)
+        }
         let minute = Self.minute(of: time)
-        let slot = Int(((minute % Int64(eventMinutes.count)) + Int64(eventMinutes.count)) % Int64(eventMinutes.count))
+        let slot = Int(((minute % Int64(eventSlots)) + Int64(eventSlots)) % Int64(eventSlots))
         if eventMinutes[slot] != minute {
             eventMinutes[slot] = minute
             eventCounts[slot] = 0

@@ -12,7 +12,9 @@ struct UsageHistoryTests {
         #expect(ring.values(since: Timestamp(milliseconds: 6000)) == [6, 7])
         #expect(ring.samples().first?.0 == Timestamp(milliseconds: 3000))
         // 8 bytes a sample and 12 a minute of event counts: an hour at 1 s is 29,532 bytes.
-        #expect(UsageRing(capacity: 3600, eventMinutes: 61).bytes == 61 * 12, "no sample slot before the first sample")
+        #expect(
+            UsageRing(capacity: 3600, eventMinutes: 61).bytes == 0,
+            "no sample slot before the first sample, no event slot before the first event")
         #expect(UsageRing.bytes(capacity: 3600, eventMinutes: 61) == 29_532)
     }
 
@@ -26,7 +28,7 @@ struct UsageHistoryTests {
         for i in 0..<1000 { idle.append(Double(i), at: Timestamp(milliseconds: Int64(i) * 10_000)) }
         #expect(idle.count == 361, "an hour at 10 s, both ends included")
         #expect(idle.values().first == 639 && idle.values().last == 999)
-        #expect(idle.bytes < 361 * 8 * 5 / 4 + 61 * 12 + 32 * 8, "\(idle.bytes)")
+        #expect(idle.bytes < 361 * 8 * 5 / 4 + 32 * 8, "samples only, no hard-limit event: \(idle.bytes)")
         // Active again: one a second, the ring grows past its idle size and stays in order.
         let t0: Int64 = 999 * 10_000
         for i in 1...1200 { idle.append(Double(10_000 + i), at: Timestamp(milliseconds: t0 + Int64(i) * 1000)) }
@@ -54,6 +56,7 @@ struct UsageHistoryTests {
         var ring = UsageRing(capacity: 10, eventMinutes: 3)
         ring.recordHardLimitCounter(40, at: t0)  // history: the baseline
         #expect(ring.hardLimitEvents(since: t0) == 0)
+        #expect(ring.bytes == 0, "no event yet: no slot")
         ring.recordHardLimitCounter(42, at: t0 + .seconds(5))
         ring.recordHardLimitCounter(42, at: t0 + .seconds(6))
         ring.recordHardLimitCounter(1042, at: t0 + .seconds(70))  // a storm of 1,000 in one reading: one count, not 1,000 entries
