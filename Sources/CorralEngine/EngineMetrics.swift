@@ -59,10 +59,15 @@ public struct AgentMetrics: Equatable, Sendable {
     /// The highest step its open episodes took on the ladder: 0 none, then
     /// 1 + the action's severity (warn 1, throttle 2, scale_down/custom 3, suspend/migrate 4, terminate 5).
     public var escalationStep: Int
+    /// Changes whenever anything of the agent changes in the engine's table,
+    /// unique over all agents: equal to what a scrape drew last, the agent's
+    /// lines are as they were. Nil: not in the table (a queued agent), or not known.
+    public var generation: UInt64?
 
     public init(
         id: String, group: String, state: AgentState, priority: Priority, limits: LimitSet, sample: CgroupSample?,
-        usage: [Resource: Double] = [:], queuePosition: Int? = nil, degradation: DegradationLevel, escalationStep: Int
+        usage: [Resource: Double] = [:], queuePosition: Int? = nil, degradation: DegradationLevel, escalationStep: Int,
+        generation: UInt64? = nil
     ) {
         self.id = id
         self.group = group
@@ -74,6 +79,7 @@ public struct AgentMetrics: Equatable, Sendable {
         self.queuePosition = queuePosition
         self.degradation = degradation
         self.escalationStep = escalationStep
+        self.generation = generation
     }
 }
 
@@ -117,9 +123,9 @@ extension Engine {
             // Read in place: an agent is a large value (its analytics rings), and a copy per agent per scrape showed;
             // read only: `update` would also redo its timers and commitments, per agent and scrape.
             registry.read(id) { agent in
-                let record = agent.record
-                states[record.state, default: 0] += 1
-                if !record.state.isLive, let ended = record.endedAt, now - ended > endedRetention { return }
+                let state = agent.record.state
+                states[state, default: 0] += 1
+                if !state.isLive, let ended = agent.record.endedAt, now - ended > endedRetention { return }
                 var degradation = DegradationLevel.none
                 for tracker in (agent.ladder.degradation ?? [:]).values { degradation = max(degradation, tracker.level) }
                 var step = 0
@@ -128,10 +134,10 @@ extension Engine {
                 }
                 agents.append(
                     AgentMetrics(
-                        id: id, group: record.group, state: record.state, priority: record.priority, limits: record.limits,
+                        id: id, group: agent.record.group, state: state, priority: agent.record.priority, limits: agent.record.limits,
                         sample: agent.latest,
                         usage: agent.reported.isEmpty ? agent.usage : agent.usage.merging(agent.reported) { _, reported in reported },
-                        degradation: degradation, escalationStep: step))
+                        degradation: degradation, escalationStep: step, generation: agent.generation))
             }
         }
         sampling = samplingCounts()

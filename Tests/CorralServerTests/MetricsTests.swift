@@ -183,6 +183,83 @@ import Testing
         }
     }
 
+    @Test("with several agents, the kept texts give each family's lines together, the same text a fresh render gives")
+    func keptTextsOfSeveralAgents() async throws {
+        let children = try (0..<3).map { _ in try SleepingChild() }
+        defer { for child in children { child.stop() } }
+        try await Self.withEngine { harness in
+            func feed(_ id: String, _ sample: CgroupSample) async {
+                await harness.engine.handle(
+                    .observation(
+                        Observation(
+                            subject: .agent(id), trigger: .sample, at: harness.clock.now, seenAt: .now, sample: sample, readings: [],
+                            elapsed: .seconds(1))))
+            }
+            for (index, child) in children.enumerated() {
+                try await Self.register("s\(index)", on: harness.engine, pid: child.pid)
+                var sample = Self.sample
+                sample.memoryCurrent = Int64(index + 1) << 20
+                await feed("s\(index)", sample)
+            }
+            _ = harness.metrics.exposition(await harness.engine.metrics())
+            // One agent's values move; the others' kept texts are copied as they are.
+            var moved = Self.sample
+            moved.memoryCurrent = 123_456_789
+            moved.cpu.usageUsec = 9_876_543
+            await feed("s1", moved)
+            let snapshot = await harness.engine.metrics()
+            let kept = harness.metrics.exposition(snapshot)
+            let fresh = DaemonMetrics(version: "9.9.9-test").exposition(snapshot)
+            // (The daemon's own series differ: the engine's commits and actions went to `harness.metrics`.)
+            func agentLines(_ text: String) -> [Substring] { text.split(separator: "\n").filter { $0.contains(#"{agent=""#) } }
+            #expect(agentLines(kept).count == agentLines(fresh).count && agentLines(kept).count > 100)
+            #expect(agentLines(kept) == agentLines(fresh), "the kept texts give what a first scrape of the same snapshot gives")
+            let values = Self.series(kept)
+            #expect(values[#"corral_agent_memory_usage_bytes{agent="s1",group="standard_agent"}"#] == 123_456_789)
+            #expect(values[#"corral_agent_memory_usage_bytes{agent="s2",group="standard_agent"}"#] == Double(3 << 20))
+            // Each family: its HELP and TYPE, then all of its lines, every agent's, before the next family.
+            var seen = Set<String>()
+            var current = ""
+            for line in kept.split(separator: "\n") {
+                if line.hasPrefix("# HELP ") {
+                    current = String(line.dropFirst(7).prefix { $0 != " " })
+                    #expect(seen.insert(current).inserted, "\(current) has one HELP line")
+                    continue
+                }
+                if line.hasPrefix("#") { continue }
+                let name = String(line.prefix { $0 != "{" && $0 != " " })
+                let family = ["_bucket", "_sum", "_count"].reduce(name) { name, suffix in
+                    name.hasSuffix(suffix) && name != current ? String(name.dropLast(suffix.count)) : name
+                }
+                #expect(family == current, "\(line) is under \(current)'s HELP")
+            }
+            for family in ["corral_agent_memory_usage_bytes", "corral_agent_state", "corral_agent_pressure_io_stalled_seconds_total"] {
+                let lines = kept.split(separator: "\n").filter { $0.hasPrefix("\(family){") }
+                #expect(lines.count == (family == "corral_agent_state" ? 3 * AgentState.allCases.count : 3), "\(family): \(lines)")
+            }
+        }
+    }
+
+    @Test("the histograms' text is kept between scrapes while they do not change, and written again when one does")
+    func histogramTextFollowsObservations() async throws {
+        try await Self.withEngine { harness in
+            let metrics = harness.metrics
+            func count(_ series: String) async -> Double? { Self.series(metrics.exposition(await harness.engine.metrics()))[series] }
+            let commits = "corral_store_commit_seconds_count"
+            let reactions = #"corral_reaction_seconds_count{trigger="pids.events",kind="step"}"#
+            let commitsBefore = try #require(await count(commits))
+            let reactionsBefore = try #require(await count(reactions))
+            #expect(await count(commits) == commitsBefore, "nothing observed between the scrapes")
+            metrics.committed(in: .milliseconds(3))
+            #expect(await count(commits) == commitsBefore + 1)
+            let now = ContinuousClock.now
+            metrics.reacted(
+                ReactionTiming(woke: now, read: now, dequeued: nil, entered: now, done: now), to: "pids.events", crossing: false)
+            #expect(await count(reactions) == reactionsBefore + 1)
+            #expect(await count(commits) == commitsBefore + 1)
+        }
+    }
+
     @Test("sample values in the text format: whole numbers in digits, the rest round-trip, infinities and NaN as Prometheus spells them")
     func numbers() {
         let cases: [(Double, String)] = [
