@@ -125,8 +125,8 @@ struct AgentRegistry {
     private var boxes: [String: Box] = [:]
     /// The last `ManagedAgent.generation` given.
     private var generations: UInt64 = 0
-    /// `ids`, while no agent came or went since it was sorted.
-    private var sortedIDs: [String]?
+    /// Every agent by id, sorted, while no agent came or went since (see `forEachSorted`).
+    private var sorted: [(id: String, box: Box)]?
 
     /// What a live agent commits of its group: its limits, and the memory it protects.
     struct Commitment: Equatable {
@@ -165,7 +165,7 @@ struct AgentRegistry {
             guard let newValue else {
                 if let box = boxes.removeValue(forKey: id) {
                     recommit(box, to: nil)
-                    sortedIDs = nil
+                    sorted = nil
                 }
                 timed.remove(id)
                 return
@@ -177,7 +177,7 @@ struct AgentRegistry {
             } else {
                 box = Box(newValue)
                 boxes[id] = box
-                sortedIDs = nil
+                sorted = nil
             }
             generations += 1
             box.agent.generation = generations
@@ -223,23 +223,24 @@ struct AgentRegistry {
         return result
     }
 
-    /// Reads the agent in place, changing nothing: no copy of its rings, and
-    /// no timers or commitments to bring up to date afterwards (what `update`
-    /// does per call). Nil when there is no such agent.
-    func read<Result>(_ id: String, _ body: (borrowing ManagedAgent) -> Result) -> Result? {
-        guard let box = boxes[id] else { return nil }
-        return box.lend(body)
+    /// Every agent's id, sorted.
+    var ids: [String] {
+        mutating get { sortedBoxes().map(\.id) }
     }
 
-    /// Every agent's id, sorted: kept between calls until an agent comes or
-    /// goes (each scrape's snapshot asks; sorting 200 ids every time showed in `perf`).
-    var ids: [String] {
-        mutating get {
-            if let sortedIDs { return sortedIDs }
-            let sorted = boxes.keys.sorted()
-            sortedIDs = sorted
-            return sorted
-        }
+    /// Every agent by id, sorted once until an agent comes or goes.
+    private mutating func sortedBoxes() -> [(id: String, box: Box)] {
+        if let sorted { return sorted }
+        let made = boxes.sorted { $0.key < $1.key }.map { (id: $0.key, box: $0.value) }
+        sorted = made
+        return made
+    }
+
+    /// Reads every agent in place, by id: each scrape's snapshot walks them
+    /// all, and sorting the ids and looking each one up by name every time
+    /// showed in `perf` under emulation. `body` must not reach the registry.
+    mutating func forEachSorted(_ body: (String, borrowing ManagedAgent) -> Void) {
+        for (id, box) in sortedBoxes() { box.lend { body(id, $0) } }
     }
 
     /// The ids of the live agents, sorted. For the timers: an agent is a

@@ -119,26 +119,24 @@ extension Engine {
         var states: [AgentState: Int] = [:]
         let sampling: [SamplingCadence: Int]
         agents.reserveCapacity(registry.count)
-        for id in registry.ids {
-            // Read in place: an agent is a large value (its analytics rings), and a copy per agent per scrape showed;
-            // read only: `update` would also redo its timers and commitments, per agent and scrape.
-            registry.read(id) { agent in
-                let state = agent.record.state
-                states[state, default: 0] += 1
-                if !state.isLive, let ended = agent.record.endedAt, now - ended > endedRetention { return }
-                var degradation = DegradationLevel.none
-                for tracker in (agent.ladder.degradation ?? [:]).values { degradation = max(degradation, tracker.level) }
-                var step = 0
-                for episode in agent.ladder.episodes.values {
-                    for action in episode.fired { step = max(step, action.severity + 1) }
-                }
-                agents.append(
-                    AgentMetrics(
-                        id: id, group: agent.record.group, state: state, priority: agent.record.priority, limits: agent.record.limits,
-                        sample: agent.latest,
-                        usage: agent.reported.isEmpty ? agent.usage : agent.usage.merging(agent.reported) { _, reported in reported },
-                        degradation: degradation, escalationStep: step, generation: agent.generation))
+        // Read in place: an agent is a large value (its analytics rings), and a copy per agent per scrape showed;
+        // read only: `update` would also redo its timers and commitments, per agent and scrape.
+        registry.forEachSorted { id, agent in
+            let state = agent.record.state
+            states[state, default: 0] += 1
+            if !state.isLive, let ended = agent.record.endedAt, now - ended > endedRetention { return }
+            var degradation = DegradationLevel.none
+            for tracker in (agent.ladder.degradation ?? [:]).values { degradation = max(degradation, tracker.level) }
+            var step = 0
+            for episode in agent.ladder.episodes.values {
+                for action in episode.fired { step = max(step, action.severity + 1) }
             }
+            agents.append(
+                AgentMetrics(
+                    id: id, group: agent.record.group, state: state, priority: agent.record.priority, limits: agent.record.limits,
+                    sample: agent.latest,
+                    usage: agent.reported.isEmpty ? agent.usage : agent.usage.merging(agent.reported) { _, reported in reported },
+                    degradation: degradation, escalationStep: step, generation: agent.generation))
         }
         sampling = samplingCounts()
         for record in queuedRecords() {

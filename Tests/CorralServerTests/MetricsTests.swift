@@ -183,6 +183,20 @@ import Testing
         }
     }
 
+    @Test("an agent registered after a scrape is in the next one, and one removed is gone from it")
+    func agentsComingAndGoingBetweenScrapes() async throws {
+        let child = try SleepingChild()
+        defer { child.stop() }
+        try await Self.withEngine { harness in
+            #expect(!harness.metrics.exposition(await harness.engine.metrics()).contains(#"agent="late""#))
+            try await Self.register("late", on: harness.engine, pid: child.pid)
+            #expect(await harness.engine.metrics().agents.map(\.id) == ["late"])
+            #expect(harness.metrics.exposition(await harness.engine.metrics()).contains(#"agent="late""#))
+            try await harness.engine.remove("late", force: true)
+            #expect(await harness.engine.metrics().agents.isEmpty)
+        }
+    }
+
     @Test("with several agents, the kept texts give each family's lines together, the same text a fresh render gives")
     func keptTextsOfSeveralAgents() async throws {
         let children = try (0..<3).map { _ in try SleepingChild() }
