@@ -148,7 +148,11 @@ public enum StatusPage {
           soon();
         };
         refresh("load");
-        setInterval(() => refresh("poll"), 5000);
+        // ?poll=SECONDS: how often to read status.json besides the stream (default 5; 0: never).
+        const params = new URLSearchParams(location.search);
+        const asked = Number(params.get("poll"));
+        const pollSeconds = params.has("poll") && Number.isFinite(asked) && asked >= 0 ? asked : 5;
+        if (pollSeconds > 0) setInterval(() => refresh("poll"), pollSeconds * 1000);
         </script>
         </body>
         </html>

@@ -97,7 +97,7 @@ import Testing
             let driver = try Subprocess.start(
                 "/usr/bin/python3",
                 [
-                    Self.repository.appendingPathComponent("Tests/status-page/cdp.py").path, chromium, "http://127.0.0.1:\(bound)/",
+                    Self.repository.appendingPathComponent("Tests/status-page/cdp.py").path, chromium, "http://127.0.0.1:\(bound)/?poll=0",
                     directory.path,
                 ])
             let waited = ContinuousClock.now + .seconds(90)
