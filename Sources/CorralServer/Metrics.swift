@@ -428,6 +428,8 @@ public enum AgentExposition {
         static let endsSize = AgentExposition.headers.count * MemoryLayout<UInt32>.size
         /// The text's length.
         var textCount: Int { max(0, kept.count - Self.endsSize) }
+        /// Whether `render` has drawn the lines.
+        var drawn: Bool { kept.baseAddress != nil }
 
         init(id: String, group: String) {
             self.id = id
@@ -508,25 +510,20 @@ public enum AgentExposition {
                 let row: Lines
                 if let kept = lines[agent.id], kept.group == agent.group, kept.seen != scrape {
                     row = kept
-                    // The same generation: nothing of the agent changed since its lines were drawn.
-                    if agent.generation == nil || agent.generation != row.generation {
-                        for index in values.indices { values[index] = nil }
-                        AgentExposition.values(of: agent, into: &values, at: 0)
-                        if row.values != values {
-                            row.values = values
-                            row.render(scratch: &scratch)
-                        }
-                        row.generation = agent.generation
-                    }
                 } else {
-                    for index in values.indices { values[index] = nil }
-                    AgentExposition.values(of: agent, into: &values, at: 0)
                     // New, or made again under another group (or a duplicate id: drawn on its own).
                     row = Lines(id: agent.id, group: agent.group)
-                    row.values = values
-                    row.generation = agent.generation
-                    row.render(scratch: &scratch)
                     lines[agent.id] = row
+                }
+                // The same generation: nothing of the agent changed since its lines were drawn.
+                if !row.drawn || agent.generation == nil || agent.generation != row.generation {
+                    for index in values.indices { values[index] = nil }
+                    AgentExposition.values(of: agent, into: &values, at: 0)
+                    if !row.drawn || row.values != values {
+                        row.values = values
+                        row.render(scratch: &scratch)
+                    }
+                    row.generation = agent.generation
                 }
                 row.seen = scrape
                 rows.append(row)
