@@ -1,4 +1,5 @@
 public import Foundation
+import Synchronization
 
 /// What a finished command did.
 public struct CommandResult: Sendable, CustomStringConvertible {
@@ -45,16 +46,38 @@ public enum Subprocess {
         process.standardOutput = outHandle
         process.standardError = errHandle
         process.standardInput = FileHandle.nullDevice
+        // The moment of exit, taken by Foundation's own thread when the child
+        // is reaped: the waiting task may be resumed later than that.
+        let ended = ExitMoment()
+        process.terminationHandler = { _ in ended.moment.withLock { $0 = Date() } }
         let start = Date()
         try process.run()
-        return Running(process: process, out: out, err: err, start: start)
+        return Running(process: process, out: out, err: err, start: start, ended: ended)
     }
 
-    /// Runs to completion (killing the process after `timeout` seconds).
+    /// Runs to completion (killing the process after `timeout` seconds),
+    /// blocking the calling thread: for threads of a test's own, never a task
+    /// (see `execute`).
     public static func run(
         _ path: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 600
     ) throws -> CommandResult {
         try start(path, arguments, environment: environment).wait(timeout: timeout)
+    }
+
+    /// Runs to completion (killing the process after `timeout` seconds),
+    /// waiting without holding a thread of the cooperative pool. With two
+    /// cores the pool has two threads: two tests blocked in the synchronous
+    /// form starved every other test for as long as their commands ran (a
+    /// CI run lost 30 s that way, and every deadline in the meantime).
+    public static func execute(
+        _ path: String, _ arguments: [String], environment: [String: String]? = nil, timeout: Double = 600
+    ) async throws -> CommandResult {
+        try await start(path, arguments, environment: environment).finished(timeout: timeout)
+    }
+
+    /// When the child exited; written by Foundation's thread that reaps it.
+    final class ExitMoment: Sendable {
+        let moment = Mutex<Date?>(nil)
     }
 
     public final class Running: @unchecked Sendable {
@@ -62,12 +85,14 @@ public enum Subprocess {
         let out: URL
         let err: URL
         let start: Date
+        let ended: ExitMoment
 
-        init(process: Process, out: URL, err: URL, start: Date) {
+        init(process: Process, out: URL, err: URL, start: Date, ended: ExitMoment) {
             self.process = process
             self.out = out
             self.err = err
             self.start = start
+            self.ended = ended
         }
 
         public var pid: Int32 { process.processIdentifier }
@@ -86,6 +111,13 @@ public enum Subprocess {
             kill(process.processIdentifier, signal)
         }
 
+        /// As `wait`, asleep in the task between looks instead of in the thread.
+        public func finished(timeout: Double = 600) async -> CommandResult {
+            let deadline = Date().addingTimeInterval(timeout)
+            while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+            return wait(timeout: 0)
+        }
+
         public func wait(timeout: Double = 600) -> CommandResult {
             let deadline = Date().addingTimeInterval(timeout)
             while process.isRunning && Date() < deadline { usleep(10_000) }
@@ -99,7 +131,7 @@ public enum Subprocess {
             try? FileManager.default.removeItem(at: err)
             return CommandResult(
                 status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal,
-                stdout: stdout, stderr: stderr, seconds: Date().timeIntervalSince(start))
+                stdout: stdout, stderr: stderr, seconds: (ended.moment.withLock { $0 } ?? Date()).timeIntervalSince(start))
         }
     }
 }

@@ -30,32 +30,32 @@ struct AnalyticsCLITests {
         (["recommend", "--apply", "memory"], "--apply needs the agent"),
         (["recommend", "crawler", "--apply", "gpu"], "--apply 'gpu': not a resource; use one of"),
     ])
-    func badInputIsRefusedBeforeTheDaemon(arguments: [String], message: String) throws {
-        let result = try CLI.run(arguments + ["--socket", Self.absentSocket])
+    func badInputIsRefusedBeforeTheDaemon(arguments: [String], message: String) async throws {
+        let result = try await CLI.run(arguments + ["--socket", Self.absentSocket])
         #expect(result.exitStatus == 64, "\(result)")
         #expect(result.stderr.contains(message), "\(result)")
         #expect(!result.stderr.contains("cannot reach"), "validated before contacting the daemon: \(result)")
         #expect(!result.stderr.contains("Fatal error"))
     }
 
-    @Test func aBadFormatNamesTheFormats() throws {
-        let result = try CLI.run(["report", "--format", "pdf", "--socket", Self.absentSocket])
+    @Test func aBadFormatNamesTheFormats() async throws {
+        let result = try await CLI.run(["report", "--format", "pdf", "--socket", Self.absentSocket])
         #expect(result.exitStatus == 64)
         for format in ["table", "json", "html"] { #expect(result.stderr.contains(format), "\(result)") }
     }
 
     /// Valid input does go to the daemon (the counterpart of the checks above).
-    @Test func validInputContactsTheDaemon() throws {
+    @Test func validInputContactsTheDaemon() async throws {
         for arguments in [["report", "--since", "2d", "--agent", "ghost"], ["recommend", "ghost"]] {
-            let result = try CLI.run(arguments + ["--socket", Self.absentSocket])
+            let result = try await CLI.run(arguments + ["--socket", Self.absentSocket])
             #expect(result.exitStatus == 125, "\(result)")
             #expect(result.stderr.contains("cannot reach the Corral daemon at \(Self.absentSocket)"), "\(result)")
         }
     }
 
     /// The help lists the units the parser takes.
-    @Test func sinceHelpListsTheAcceptedUnits() throws {
-        let help = try CLI.run(["report", "--help"])
+    @Test func sinceHelpListsTheAcceptedUnits() async throws {
+        let help = try await CLI.run(["report", "--help"])
         #expect(help.exitStatus == 0)
         let flat = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         #expect(flat.contains(Quantity.acceptedDurations), "\(help.stdout)")
@@ -65,7 +65,7 @@ struct AnalyticsCLITests {
     /// The daemon's 404 for an unknown agent ends `corral recommend` with
     /// its message and status 3, also after `--run` (which asks for the
     /// agent's own recommendations instead of filtering the run's).
-    @Test func anUnknownAgentIsAnErrorNotAnEmptyList() throws {
+    @Test func anUnknownAgentIsAnErrorNotAnEmptyList() async throws {
         let message = "no agent 'ghost'; corral agents list shows the agents"
         let daemon = try FakeDaemon { request in
             if request.hasPrefix("POST /v1/analytics/run ") { return (200, #"{"recommendations": []}"#) }
@@ -74,7 +74,7 @@ struct AnalyticsCLITests {
         }
         defer { daemon.stop() }
         for arguments in [["recommend", "ghost"], ["recommend", "ghost", "--run"], ["report", "--agent", "ghost"]] {
-            let result = try CLI.run(arguments + ["--socket", daemon.socket])
+            let result = try await CLI.run(arguments + ["--socket", daemon.socket])
             #expect(result.exitStatus == 3, "\(arguments): \(result)")
             #expect(result.stderr.contains(message), "\(arguments): \(result)")
             #expect(!result.stdout.contains("no recommendations"), "\(arguments): \(result)")
@@ -86,7 +86,7 @@ struct AnalyticsCLITests {
         #expect(requests.last?.hasPrefix("GET /v1/report?since=") == true && requests.last?.hasSuffix("&agent=ghost") == true)
 
         // A known agent without recommendations is not an error.
-        let known = try CLI.run(["recommend", "crawler", "--socket", daemon.socket])
+        let known = try await CLI.run(["recommend", "crawler", "--socket", daemon.socket])
         #expect(known.exitStatus == 0, "\(known)")
         #expect(known.stdout.contains("no recommendations for crawler"))
     }

@@ -14,8 +14,9 @@ enum CLI {
         return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("corral").path
     }
 
-    static func run(_ arguments: [String]) throws -> CommandResult {
-        try Subprocess.run(binary, arguments, timeout: 60)
+    /// Waits in the task, not on a thread of the pool (see `Subprocess.execute`).
+    static func run(_ arguments: [String]) async throws -> CommandResult {
+        try await Subprocess.execute(binary, arguments, timeout: 60)
     }
 
     static var hostIsUnified: Bool {
@@ -37,8 +38,8 @@ enum CLI {
 @Suite("corral on this host")
 struct CLITests {
     @Test(.enabled(if: CLI.hostIsHybrid && !CLI.hostIsUnified))
-    func runFailsFastOnAHybridHost() throws {
-        let result = try CLI.run(["run", "--", "true"])
+    func runFailsFastOnAHybridHost() async throws {
+        let result = try await CLI.run(["run", "--", "true"])
         #expect(result.exitStatus == 125, "\(result)")
         #expect(result.stderr.contains("hybrid mode"))
         #expect(result.stderr.contains("memory, cpu, pids"))
@@ -49,13 +50,13 @@ struct CLITests {
     }
 
     @Test(.enabled(if: CLI.hostIsHybrid && !CLI.hostIsUnified))
-    func doctorExplainsAHybridHost() throws {
-        let text = try CLI.run(["doctor"])
+    func doctorExplainsAHybridHost() async throws {
+        let text = try await CLI.run(["doctor"])
         #expect(text.exitStatus == 1)
         #expect(text.stderr.contains("FAIL  cgroup mode"))
         #expect(text.stderr.contains("hybrid"))
         #expect(text.stderr.contains("fix: boot the kernel with systemd.unified_cgroup_hierarchy=1"))
-        let json = try CLI.run(["doctor", "--json"])
+        let json = try await CLI.run(["doctor", "--json"])
         #expect(json.exitStatus == 1)
         struct Report: Decodable {
             var ready: Bool
@@ -83,28 +84,28 @@ struct CLITests {
         (["run"], "no command given"),
         (["run", "--bogus", "--", "true"], "unknown option '--bogus'"),
     ])
-    func badFlagsAreUsageErrors(arguments: [String], message: String) throws {
-        let result = try CLI.run(arguments)
+    func badFlagsAreUsageErrors(arguments: [String], message: String) async throws {
+        let result = try await CLI.run(arguments)
         #expect(result.exitStatus == 64, "\(result)")
         #expect(result.stderr.contains(message), "\(result)")
         #expect(!result.stderr.contains("Fatal error"))
     }
 
-    @Test func unknownGroupAndCommandFailBeforeTouchingCgroups() throws {
-        let group = try CLI.run(["run", "--group", "nope", "--", "true"])
+    @Test func unknownGroupAndCommandFailBeforeTouchingCgroups() async throws {
+        let group = try await CLI.run(["run", "--group", "nope", "--", "true"])
         #expect(group.exitStatus == 64)  // a bad --group is a usage error
         #expect(group.stderr.contains("unknown group 'nope'; known groups: heavy_computation_agent, lightweight_agent, standard_agent"))
-        let command = try CLI.run(["run", "--", "definitely-no-such-command"])
+        let command = try await CLI.run(["run", "--", "definitely-no-such-command"])
         #expect(command.exitStatus == 127)
         #expect(command.stderr.contains("command not found: 'definitely-no-such-command'"))
-        let directory = try CLI.run(["run", "--", "/tmp"])
+        let directory = try await CLI.run(["run", "--", "/tmp"])
         #expect(directory.exitStatus == 126)
-        let softAboveHard = try CLI.run(["run", "--memory-high", "600M", "--memory-max", "100M", "--", "true"])
+        let softAboveHard = try await CLI.run(["run", "--memory-high", "600M", "--memory-max", "100M", "--", "true"])
         #expect(softAboveHard.exitStatus == 64)
         #expect(softAboveHard.stderr.contains("above the hard limit"))
     }
 
-    @Test func configValidate() throws {
+    @Test func configValidate() async throws {
         let good = try CLI.temporaryFile(
             """
             groups:
@@ -112,7 +113,7 @@ struct CLITests {
                 limits:
                   memory: {hard: 1G}
             """)
-        let ok = try CLI.run(["config", "validate", good])
+        let ok = try await CLI.run(["config", "validate", good])
         #expect(ok.exitStatus == 0, "\(ok)")
         #expect(ok.stdout.hasPrefix("OK: "))
 
@@ -125,32 +126,32 @@ struct CLITests {
                   cpu: {hard: 30%, action: explode}
             colour: blue
             """)
-        let failed = try CLI.run(["config", "validate", bad])
+        let failed = try await CLI.run(["config", "validate", bad])
         #expect(failed.exitStatus == 1)
         #expect(failed.stderr.contains("\(bad):4:"), "\(failed)")
         #expect(failed.stderr.contains("above the hard limit"))
         #expect(failed.stderr.contains("'explode': unknown action"))
         #expect(failed.stderr.contains("unknown key 'colour'"))
-        let json = try CLI.run(["config", "validate", "--json", bad])
+        let json = try await CLI.run(["config", "validate", "--json", bad])
         #expect(json.exitStatus == 1)
         #expect(json.stdout.contains("\"valid\" : false"))
 
-        let missing = try CLI.run(["config", "validate", "/nonexistent/corral.yaml"])
+        let missing = try await CLI.run(["config", "validate", "/nonexistent/corral.yaml"])
         #expect(missing.exitStatus == 1)
         #expect(missing.stderr.contains("cannot open"))
 
-        let withBadConfig = try CLI.run(["run", "--config", bad, "--", "true"])
+        let withBadConfig = try await CLI.run(["run", "--config", bad, "--", "true"])
         #expect(withBadConfig.exitStatus == 125)
         #expect(withBadConfig.stderr.contains("nothing was applied"))
     }
 
-    @Test func helpTeaches() throws {
-        let help = try CLI.run(["run", "--help"])
+    @Test func helpTeaches() async throws {
+        let help = try await CLI.run(["run", "--help"])
         #expect(help.exitStatus == 0)
         for phrase in ["--memory-max", "clone3", "Examples:", "standard_agent", "1.5GiB"] {
             #expect(help.stdout.contains(phrase), "\(phrase)")
         }
-        let top = try CLI.run(["--help"])
+        let top = try await CLI.run(["--help"])
         #expect(top.stdout.contains("lightweight_agent"))
         #expect(top.stdout.contains("doctor"))
     }
@@ -163,7 +164,7 @@ struct ShippedFilesTests {
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
-    func systemdUnitVerifies() throws {
+    func systemdUnitVerifies() async throws {
         let unit = try String(contentsOf: Self.repository.appendingPathComponent("deploy/corral.service"), encoding: .utf8)
         let daemon = URL(fileURLWithPath: CLI.binary).deletingLastPathComponent().appendingPathComponent("corrald").path
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("corral-unit-\(UUID().uuidString)")
@@ -171,7 +172,7 @@ struct ShippedFilesTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("corral.service").path
         try unit.replacingOccurrences(of: "/usr/bin/corrald", with: daemon).write(toFile: path, atomically: true, encoding: .utf8)
-        let result = try Subprocess.run("/usr/bin/systemd-analyze", ["verify", path])
+        let result = try await Subprocess.execute("/usr/bin/systemd-analyze", ["verify", path])
         #expect(result.status == 0, "\(result)")
         #expect(!result.stderr.contains("corral.service:"), "\(result)")
         // Agents live in corral-agents.scope: this unit's cgroup is not delegated (see AgentScope).
@@ -184,23 +185,23 @@ struct ShippedFilesTests {
     /// at most 3.0 ("OK"; containerd.service and docker.service score 9.6,
     /// systemd-oomd.service 2.0).
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")))
-    func systemdUnitExposureIsAtMostThree() throws {
+    func systemdUnitExposureIsAtMostThree() async throws {
         let unit = try String(contentsOf: Self.repository.appendingPathComponent("deploy/corral.service"), encoding: .utf8)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("corral-unit-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("corral.service").path
         try unit.write(toFile: path, atomically: true, encoding: .utf8)
-        let result = try Subprocess.run("/usr/bin/systemd-analyze", ["security", "--offline=yes", "--no-pager", path])
+        let result = try await Subprocess.execute("/usr/bin/systemd-analyze", ["security", "--offline=yes", "--no-pager", path])
         let line = result.stdout.split(separator: "\n").first { $0.contains("Overall exposure level for corral.service:") }
         let score = line.flatMap { $0.split(separator: ":").last?.split(separator: " ").first }.flatMap { Double($0) }
         #expect(score != nil, "\(result)")
         #expect((score ?? 10) <= 3.0, "exposure \(score ?? -1): \(line ?? "")")
     }
 
-    @Test func exampleConfigurationIsValid() throws {
+    @Test func exampleConfigurationIsValid() async throws {
         let path = Self.repository.appendingPathComponent("deploy/corral.example.yaml").path
-        let result = try CLI.run(["config", "validate", "--json", path])
+        let result = try await CLI.run(["config", "validate", "--json", path])
         #expect(result.exitStatus == 0, "\(result)")
         #expect(result.stdout.contains("\"batch\""))
     }
@@ -214,10 +215,14 @@ struct HarnessTests {
 
     /// The e2e suite runs hundreds of commands in one process; a descriptor
     /// per command would end in EMFILE halfway through.
-    @Test func runningCommandsLeaksNoDescriptor() throws {
-        for _ in 0..<5 { _ = try Subprocess.run("/bin/true", []) }
+    /// Both forms: the e2e suite's threads wait in `run`, tasks in `execute`.
+    @Test func runningCommandsLeaksNoDescriptor() async throws {
+        for _ in 0..<5 { _ = try await Subprocess.execute("/bin/true", []) }
         let before = Self.openDescriptors()
-        for _ in 0..<200 { #expect(try Subprocess.run("/bin/true", []).status == 0) }
+        for index in 0..<200 {
+            let result = index.isMultiple(of: 2) ? try Subprocess.run("/bin/true", []) : try await Subprocess.execute("/bin/true", [])
+            #expect(result.status == 0)
+        }
         let after = Self.openDescriptors()
         // A leak of even one descriptor per command shows as 200; other tests running meanwhile open a few.
         #expect(after - before < 100, "\(before) descriptors before 200 commands, \(after) after")

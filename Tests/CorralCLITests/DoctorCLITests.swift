@@ -24,8 +24,8 @@ struct DoctorCLITests {
         func check(_ name: String) -> Check? { checks.first { $0.name == name } }
     }
 
-    static func report() throws -> Report {
-        let result = try CLI.run(["doctor", "--json"])
+    static func report() async throws -> Report {
+        let result = try await CLI.run(["doctor", "--json"])
         #expect(result.exitStatus == 0 || result.exitStatus == 1, "\(result)")
         #expect(!result.stderr.contains("Fatal error"))
         return try CorralJSON.decode(Report.self, from: result.stdout)
@@ -34,8 +34,8 @@ struct DoctorCLITests {
     static let features = ["clone3 into cgroup", "cgroup.kill", "cgroup.freeze", "memory.peak", "pids.peak", "PSI"]
 
     /// Every feature that `ok` was decided from a file names that file, and it exists.
-    @Test func anAvailableFeatureNamesAFileThatExists() throws {
-        let report = try Self.report()
+    @Test func anAvailableFeatureNamesAFileThatExists() async throws {
+        let report = try await Self.report()
         for name in Self.features {
             let check = try #require(report.check(name), "no check for \(name)")
             #expect(["file", "kernel version"].contains(check.basis ?? ""), "\(name): \(check.basis ?? "no basis")")
@@ -53,8 +53,8 @@ struct DoctorCLITests {
 
     /// Isolation: seccomp as libseccomp probed this kernel (filters and user
     /// notification are there on every kernel CI runs), cgroup namespaces as root.
-    @Test func isolationIsReportedFromWhatTheKernelShows() throws {
-        let report = try Self.report()
+    @Test func isolationIsReportedFromWhatTheKernelShows() async throws {
+        let report = try await Self.report()
         let filters = try #require(report.check("seccomp filters"))
         #expect(filters.status == "ok" && filters.detail.contains("API level"), "\(filters.detail)")
         let notification = try #require(report.check("seccomp user notification"))
@@ -68,8 +68,8 @@ struct DoctorCLITests {
     /// This machine's cgroup v2 (at /sys/fs/cgroup/unified) has no memory
     /// or pids controller, so memory.peak and pids.peak cannot exist there.
     @Test(.enabled(if: CLI.hostIsHybrid && !CLI.hostIsUnified))
-    func aHybridHostIsNotToldItHasMemoryPeak() throws {
-        let report = try Self.report()
+    func aHybridHostIsNotToldItHasMemoryPeak() async throws {
+        let report = try await Self.report()
         #expect(report.cgroupMode == "hybrid")
         for name in ["memory.peak", "pids.peak"] {
             let check = try #require(report.check(name))
@@ -91,7 +91,7 @@ struct DoctorCLITests {
                 #expect(check.detail.hasPrefix("not checked: /sys/fs/cgroup/unified has no child cgroup"), "\(check.detail)")
             }
         }
-        let text = try CLI.run(["doctor"])
+        let text = try await CLI.run(["doctor"])
         #expect(text.exitStatus == 1)
         #expect(!text.stderr.contains("memory.peak         available"))
         #expect(!text.stderr.contains("available\n"), "no bare 'available' verdicts: \(text.stderr)")
@@ -99,11 +99,11 @@ struct DoctorCLITests {
     }
 
     /// The help promises exactly the features the report contains.
-    @Test func theHelpPromisesOnlyWhatIsChecked() throws {
-        let help = try CLI.run(["doctor", "--help"])
+    @Test func theHelpPromisesOnlyWhatIsChecked() async throws {
+        let help = try await CLI.run(["doctor", "--help"])
         #expect(help.exitStatus == 0)
         let text = help.stdout.replacingOccurrences(of: "\n", with: " ")
-        let report = try Self.report()
+        let report = try await Self.report()
         for name in ["cgroup.kill", "cgroup.freeze", "memory.peak", "pids.peak", "PSI", "clone3"] {
             #expect(text.contains(name), "help does not mention \(name)")
             #expect(report.checks.contains { $0.name.hasPrefix(name) }, "help mentions \(name), the report has no check for it")
@@ -113,16 +113,16 @@ struct DoctorCLITests {
 
     /// The CLI does not link libsystemd (only corrald does): its start-up would
     /// load it and the six libraries it needs on every `corral run`.
-    @Test func theCLIDoesNotLinkLibsystemd() throws {
-        let result = try Subprocess.run("/usr/bin/readelf", ["-d", CLI.binary], timeout: 60)
+    @Test func theCLIDoesNotLinkLibsystemd() async throws {
+        let result = try await Subprocess.execute("/usr/bin/readelf", ["-d", CLI.binary], timeout: 60)
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.contains("(NEEDED)") && result.stdout.contains("libseccomp"), "readelf shows the needed libraries")
         #expect(!result.stdout.contains("libsystemd"), "\(result.stdout)")
     }
 
     /// The libsystemd line shows the library's file name and says that is what it is.
-    @Test func libsystemdIsLabelledAsTheLibraryFileName() throws {
-        let check = try #require(try Self.report().check("libsystemd"))
+    @Test func libsystemdIsLabelledAsTheLibraryFileName() async throws {
+        let check = try #require(try await Self.report().check("libsystemd"))
         #expect(check.detail.contains("libsystemd"))
         #expect(check.detail.contains("(library file name; libsystemd reports no systemd version)"), "\(check.detail)")
     }

@@ -50,12 +50,15 @@ struct FuzzTests {
     }
 
     @Test(arguments: [0x5EED_0001, 0xC0FF_EE00, 0xDEAD_BEEF] as [UInt64])
-    func mutatedFilesNeverCrashTheLoader(seed: UInt64) {
+    func mutatedFilesNeverCrashTheLoader(seed: UInt64) async {
         var rng = SplitMix64(seed: seed)
         let original = Array(completeFile.utf8)
         var accepted = 0
         var rejected = 0
         for iteration in 0..<1000 {
+            // A turn for the other tests: this loop would otherwise hold a thread of the
+            // two-thread cooperative pool for many seconds (a CI run's deadlines lapsed so).
+            await Task.yield()
             var bytes = original
             for _ in 0..<Int.random(in: 1...4, using: &rng) { Self.mutate(&bytes, using: &rng) }
             let text = String(decoding: bytes, as: UTF8.self)
@@ -87,11 +90,14 @@ struct FuzzTests {
     static let actionNames = EnforcementAction.allCases.map(\.rawValue) + ["custom_handler", "kill"]
 
     /// Well-formed files with random amounts: exercises the checks on merged limits.
-    @Test func randomAmountsNeverYieldAnUnusableConfiguration() {
+    @Test func randomAmountsNeverYieldAnUnusableConfiguration() async {
         var rng = SplitMix64(seed: 0xA110_CA7E)
         var accepted = 0
         var rejected = 0
         for iteration in 0..<1500 {
+            // A turn for the other tests: this loop would otherwise hold a thread of the
+            // two-thread cooperative pool for many seconds (a CI run's deadlines lapsed so).
+            await Task.yield()
             /// Mostly a valid amount, from the lower or upper half of the list (soft below hard, usually).
             func amount(_ unit: ResourceUnit, high: Bool = false) -> String {
                 if Int.random(in: 0..<8, using: &rng) == 0 { return Self.oddAmounts.randomElement(using: &rng)! }

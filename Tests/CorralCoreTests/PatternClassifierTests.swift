@@ -10,12 +10,15 @@ struct PatternClassifierTests {
     /// spikes or irregular bursts, straight or curving trends), 4 minutes to
     /// an hour at 1 s: at least 95% classified as generated, at least 90% of
     /// each class. The figure and the confusion are printed.
-    @Test func classifiesGeneratedSeries() {
+    @Test func classifiesGeneratedSeries() async {
         var random = SeededGenerator(seed: 20_261_129)
         let perClass = 600
         var confusion: [UsagePattern: [UsagePattern: Int]] = [:]
         for pattern in UsagePattern.allCases {
             for _ in 0..<perClass {
+                // A turn for the other tests: this loop would otherwise hold a thread of the
+                // two-thread cooperative pool for many seconds (a CI run's deadlines lapsed so).
+                await Task.yield()
                 let length = [240, 720, 1800, 3600].randomElement(using: &random)!
                 let series = SeriesGenerator.series(pattern, count: length, using: &random)
                 let found = PatternClassifier.analyze(series, interval: .seconds(1)).pattern

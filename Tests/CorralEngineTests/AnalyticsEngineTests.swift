@@ -58,8 +58,8 @@ struct AnalyticsEngineTests {
         }
         withActions.agents += idleReport.agents
         #expect(idleReport.agents.first?.events.isEmpty == true)
-        try Self.checkRenderedReport(withActions)
-        try Self.checkRenderedReport(idleReport)
+        try await Self.checkRenderedReport(withActions)
+        try await Self.checkRenderedReport(idleReport)
 
         // Finished minutes are stored (the engine flushes them on its tick).
         await harness.engine.tick()
@@ -200,7 +200,7 @@ struct AnalyticsEngineTests {
     /// shows: in the DOM Chromium built, each chart's marker count, usage
     /// points and limit lines; in the screenshot, the lines' colours and
     /// exactly the markers' pixels (none when there is no event).
-    static func checkRenderedReport(_ report: UsageReport) throws {
+    static func checkRenderedReport(_ report: UsageReport) async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("corral-report-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -214,7 +214,7 @@ struct AnalyticsEngineTests {
         ]
 
         // The DOM, as Chromium parsed it.
-        let dump = try Subprocess.run(chromium, common + ["--dump-dom", page.absoluteString], timeout: 120)
+        let dump = try await Subprocess.execute(chromium, common + ["--dump-dom", page.absoluteString], timeout: 120)
         #expect(dump.status == 0 && dump.stdout.contains("</svg>"), "chromium dumped no DOM: \(dump)")
         var expectedMarkers = 0
         var charts = 0
@@ -242,12 +242,12 @@ struct AnalyticsEngineTests {
         #expect(charts > 0, "the report has charts")
 
         // The pixels.
-        let rendered = try Subprocess.run(chromium, common + ["--screenshot=\(shot.path)", page.absoluteString], timeout: 120)
+        let rendered = try await Subprocess.execute(chromium, common + ["--screenshot=\(shot.path)", page.absoluteString], timeout: 120)
         #expect(FileManager.default.fileExists(atPath: shot.path), "chromium wrote no screenshot: \(rendered)")
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("scripts/png-colors").path
         let marker = String(ReportHTML.markerColour.dropFirst())
-        let colours = try Subprocess.run("/usr/bin/python3", [script, shot.path, "1f77b4", "e69f00", "d62728", marker])
+        let colours = try await Subprocess.execute("/usr/bin/python3", [script, shot.path, "1f77b4", "e69f00", "d62728", marker])
         var counts: [String: Int] = [:]
         for line in colours.stdout.split(separator: "\n") {
             let parts = line.split(separator: " ")
