@@ -1,5 +1,5 @@
 /// The life of an agent as Corral tracks it.
-public enum AgentState: String, Codable, Sendable, CaseIterable {
+public enum AgentState: String, Codable, Sendable, CaseIterable, CaseHashable {
     /// Waiting for capacity (`admission: queue`): no cgroup and no process yet.
     case queued
     /// Cgroup created, process not yet in it.
@@ -18,7 +18,7 @@ public enum AgentState: String, Codable, Sendable, CaseIterable {
 }
 
 /// How an agent came under Corral.
-public enum AgentOrigin: String, Codable, Sendable {
+public enum AgentOrigin: String, Codable, Sendable, CaseHashable {
     /// Started by the daemon (`POST /v1/agents`, `corral agents start`).
     case launched
     /// Started by `corral run`, registered with the daemon.

@@ -166,7 +166,7 @@ public struct CgroupSettings: Equatable, Codable, Sendable {
 }
 
 /// cgroup v2 controllers Corral uses.
-public enum Controller: String, CaseIterable, Codable, Sendable, Comparable {
+public enum Controller: String, CaseIterable, Codable, Sendable, Comparable, CaseHashable {
     case memory
     case cpu
     case pids
@@ -182,7 +182,7 @@ public enum Controller: String, CaseIterable, Codable, Sendable, Comparable {
 
 /// The cgroupfs files Corral reads or writes. A closed set: no file name is
 /// ever taken from input.
-public enum CgroupFile: String, CaseIterable, Sendable {
+public enum CgroupFile: String, CaseIterable, Sendable, CaseHashable {
     case controllers = "cgroup.controllers"
     case subtreeControl = "cgroup.subtree_control"
     case procs = "cgroup.procs"

@@ -5,7 +5,7 @@
 
 /// How far usage is into its limit: usage / limit above 1.5 emergency,
 /// above 1.2 aggressive, above 1.0 moderate, above 0.9 minimal, else none.
-public enum DegradationLevel: String, Codable, CaseIterable, Comparable, Sendable {
+public enum DegradationLevel: String, Codable, CaseIterable, Comparable, Sendable, CaseHashable {
     case none
     case minimal
     case moderate
@@ -93,7 +93,7 @@ public enum ParameterValue: Codable, Equatable, Sendable {
 
 /// What an agent is asked to do to use less: memory and cpu have four
 /// strategies each; processes, files and connections start with their own.
-public enum DegradationStrategy: String, Codable, CaseIterable, Sendable {
+public enum DegradationStrategy: String, Codable, CaseIterable, Sendable, CaseHashable {
     case cacheAggressively = "cache_aggressively"
     case batchOperations = "batch_operations"
     case reducePrecision = "reduce_precision"

@@ -3,7 +3,7 @@
 /// One closed vocabulary for configuration, API, history and the ladder
 /// (closed and total: `custom` is the one name for a handler's action, and
 /// `migrate` is an action like the others).
-public enum EnforcementAction: String, CaseIterable, Codable, CodingKeyRepresentable, Sendable, Comparable {
+public enum EnforcementAction: String, CaseIterable, Codable, CodingKeyRepresentable, Sendable, Comparable, CaseHashable {
     /// Record and publish a warning.
     case warn
     /// Lower `cpu.max` by the throttle factor and tighten `memory.high`.

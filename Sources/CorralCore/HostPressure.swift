@@ -121,7 +121,7 @@ public struct HostCandidate: Equatable, Sendable {
 }
 
 /// How far the host ladder has gone with one agent.
-public enum HostStage: String, Codable, Sendable, Comparable, CaseIterable {
+public enum HostStage: String, Codable, Sendable, Comparable, CaseIterable, CaseHashable {
     case degraded
     case throttled
     case frozen

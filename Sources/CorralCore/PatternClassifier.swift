@@ -4,7 +4,7 @@
 /// bytes and megabytes of the same growth classify alike.
 
 /// How a resource's usage behaves over a window.
-public enum UsagePattern: String, Codable, CaseIterable, Sendable {
+public enum UsagePattern: String, Codable, CaseIterable, Sendable, CaseHashable {
     case steady
     case periodic
     case bursty

@@ -3,7 +3,7 @@
 /// Memory, CPU and processes have cgroup v2 controllers and are enforced by the
 /// kernel; the others are measured per agent or reported by the agent, and are
 /// enforced by the escalation ladder alone.
-public enum Resource: String, CaseIterable, Codable, CodingKeyRepresentable, Sendable, Comparable {
+public enum Resource: String, CaseIterable, Codable, CodingKeyRepresentable, Sendable, Comparable, CaseHashable {
     case memory
     case cpu
     case processes

@@ -9,7 +9,7 @@
 /// (cpu.max still caps the agent in the kernel) and a soft limit below the
 /// kernel's (memory.high is announced). cAdvisor's housekeeping interval
 /// works the same way for the same reason: most containers are idle.
-public enum SamplingCadence: String, Codable, Sendable, CaseIterable {
+public enum SamplingCadence: String, Codable, Sendable, CaseIterable, CaseHashable {
     case active, idle
 
     /// Usage at or over this share of a resource's soft limit (its hard

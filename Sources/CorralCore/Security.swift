@@ -90,7 +90,7 @@ public struct SecurityOverride: Equatable, Sendable {
 }
 
 /// What a root agent keeps of root's capabilities (an agent of another user has none).
-public enum CapabilityPolicy: String, Codable, Sendable, CaseIterable {
+public enum CapabilityPolicy: String, Codable, Sendable, CaseIterable, CaseHashable {
     /// Docker's default set less MKNOD and NET_RAW (Docker has a device cgroup and a
     /// network namespace to contain them; an agent has neither): CHOWN, DAC_OVERRIDE,
     /// FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT,
@@ -113,7 +113,7 @@ public enum CapabilityPolicy: String, Codable, Sendable, CaseIterable {
 }
 
 /// What happens to a denied syscall.
-public enum SeccompAction: String, Codable, Sendable, CaseIterable {
+public enum SeccompAction: String, Codable, Sendable, CaseIterable, CaseHashable {
     /// The call fails with EPERM (and is recorded by the supervisor).
     case errno
     /// The process is killed by SIGSYS (SECCOMP_RET_KILL_PROCESS).
@@ -121,7 +121,7 @@ public enum SeccompAction: String, Codable, Sendable, CaseIterable {
 }
 
 /// The built-in profiles.
-public enum SeccompProfile: String, Codable, Sendable, CaseIterable {
+public enum SeccompProfile: String, Codable, Sendable, CaseIterable, CaseHashable {
     case `default`
     case strict
     case none
@@ -295,7 +295,7 @@ public enum SyscallProfiles {
 }
 
 /// An rlimit an agent's policy may set (setrlimit's RLIMIT_*, by their usual names).
-public enum ResourceLimitName: String, Codable, CodingKeyRepresentable, Sendable, CaseIterable, Comparable {
+public enum ResourceLimitName: String, Codable, CodingKeyRepresentable, Sendable, CaseIterable, Comparable, CaseHashable {
     case cpu, fsize, data, stack, core, rss, nproc, nofile, memlock, `as`, locks, sigpending, msgqueue, nice, rtprio, rttime
 
     /// The RLIMIT_* number on Linux (asm-generic).

@@ -1,5 +1,5 @@
 /// How far a usage is over a limit.
-public enum ViolationKind: String, CaseIterable, Codable, CodingKeyRepresentable, Sendable, Comparable {
+public enum ViolationKind: String, CaseIterable, Codable, CodingKeyRepresentable, Sendable, Comparable, CaseHashable {
     /// Over the soft limit: warn.
     case soft
     /// Over the burst allowance: throttle.
