@@ -159,6 +159,10 @@ struct AgentRegistry {
     /// How many agents the table holds (live and ended).
     var count: Int { boxes.count }
 
+    /// The last generation given: an agent whose `generation` is at most this
+    /// has not changed since it was read.
+    var lastGeneration: UInt64 { generations }
+
     subscript(id: String) -> ManagedAgent? {
         get { boxes[id]?.agent }
         set {

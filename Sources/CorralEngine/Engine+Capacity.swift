@@ -62,22 +62,35 @@ extension Engine {
     public func capacity() -> CapacityReport {
         let started = ContinuousClock.now
         defer { noteHold("the capacity's walk", since: started) }
-        var sums = committedSums()
-        // Usage changes with every sample: summed now, in place (no copy of an agent, no sort),
-        // per group in a local table first (one lookup of the group an agent: the
-        // lookups by name were a third of the walk in `perf` under emulation).
-        let resources = CapacityReport.resources
-        var used: [String: [Double?]] = [:]
-        registry.forEachLiveUnordered { _, agent in
+        // Usage changes with every sample: summed now, in place (no copy of an agent, no sort).
+        var used = UsedByGroup()
+        registry.forEachLiveUnordered { _, agent in used.add(agent) }
+        return capacity(used: used)
+    }
+
+    /// The live agents' usage summed by group, per group in a local table first
+    /// (one lookup of the group an agent: the lookups by name were a third of
+    /// the walk in `perf` under emulation). The metrics' snapshot sums it in its own walk.
+    struct UsedByGroup {
+        var totals: [String: [Double?]] = [:]
+
+        mutating func add(_ agent: borrowing ManagedAgent) {
             let usage = agent.usage
             guard !usage.isEmpty else { return }
-            used[agent.record.group, default: Array(repeating: nil, count: resources.count)].withUnsafeMutableBufferPointer { totals in
+            let resources = CapacityReport.resources
+            totals[agent.record.group, default: Array(repeating: nil, count: resources.count)].withUnsafeMutableBufferPointer { totals in
                 for index in resources.indices {
                     if let amount = usage[resources[index]] { totals[index] = (totals[index] ?? 0) + amount }
                 }
             }
         }
-        for (group, totals) in used {
+    }
+
+    /// `capacity()` with the usage summed already.
+    func capacity(used: UsedByGroup) -> CapacityReport {
+        var sums = committedSums()
+        let resources = CapacityReport.resources
+        for (group, totals) in used.totals {
             for index in resources.indices {
                 if let total = totals[index] { sums[group, default: .init()].used[resources[index], default: 0] += total }
             }

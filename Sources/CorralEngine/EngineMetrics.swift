@@ -63,6 +63,9 @@ public struct AgentMetrics: Equatable, Sendable {
     /// unique over all agents: equal to what a scrape drew last, the agent's
     /// lines are as they were. Nil: not in the table (a queued agent), or not known.
     public var generation: UInt64?
+    /// Only `id`, `group`, `state` and `generation` are filled: the agent has
+    /// not changed since the snapshot the asker drew last (`Engine.metrics(drawnThrough:)`).
+    public var unchanged = false
 
     public init(
         id: String, group: String, state: AgentState, priority: Priority, limits: LimitSet, sample: CgroupSample?,
@@ -83,6 +86,18 @@ public struct AgentMetrics: Equatable, Sendable {
     }
 }
 
+extension AgentMetrics {
+    /// An agent that has not changed since the asker's last snapshot: what
+    /// that snapshot showed of it still holds.
+    public static func unchanged(id: String, group: String, state: AgentState, generation: UInt64) -> Self {
+        var metrics = Self(
+            id: id, group: group, state: state, priority: .standard, limits: LimitSet(), sample: nil, degradation: .none, escalationStep: 0,
+            generation: generation)
+        metrics.unchanged = true
+        return metrics
+    }
+}
+
 /// The engine's state for one scrape.
 public struct MetricsSnapshot: Equatable, Sendable {
     /// Live and queued agents, and those that ended within the retention
@@ -95,14 +110,19 @@ public struct MetricsSnapshot: Equatable, Sendable {
     /// adaptive sampling is off).
     public var sampling: [SamplingCadence: Int]
     public var capacity: CapacityReport
+    /// The registry's last generation when the snapshot was taken: passed as
+    /// `drawnThrough` to the next one, agents not changed since come as `unchanged`.
+    public var generationMark: UInt64?
 
     public init(
-        agents: [AgentMetrics], states: [AgentState: Int], sampling: [SamplingCadence: Int] = [:], capacity: CapacityReport
+        agents: [AgentMetrics], states: [AgentState: Int], sampling: [SamplingCadence: Int] = [:], capacity: CapacityReport,
+        generationMark: UInt64? = nil
     ) {
         self.agents = agents
         self.states = states
         self.sampling = sampling
         self.capacity = capacity
+        self.generationMark = generationMark
     }
 }
 
@@ -111,20 +131,34 @@ extension Engine {
     public static let endedRetention: Duration = .seconds(300)
 
     /// The metrics' view of the engine, from what it holds (no I/O).
-    public func metrics(endedRetention: Duration = Engine.endedRetention) -> MetricsSnapshot {
+    /// `drawnThrough`: the `generationMark` of the asker's last snapshot, all
+    /// of which it keeps drawn; an agent not changed since comes as
+    /// `AgentMetrics.unchanged` (at a scrape a second, most idle agents:
+    /// building each one's values again was most of the snapshot's cost).
+    public func metrics(endedRetention: Duration = Engine.endedRetention, drawnThrough mark: UInt64? = nil) -> MetricsSnapshot {
         let started = ContinuousClock.now
         defer { noteHold("the metrics' snapshot", since: started) }
         let now = clock()
         var agents: [AgentMetrics] = []
         var states: [AgentState: Int] = [:]
-        let sampling: [SamplingCadence: Int]
+        var sampling: [SamplingCadence: Int] = [:]
+        // What the capacity's walk sums, in the same walk.
+        var used = UsedByGroup()
         agents.reserveCapacity(registry.count)
         // Read in place: an agent is a large value (its analytics rings), and a copy per agent per scrape showed;
         // read only: `update` would also redo its timers and commitments, per agent and scrape.
         registry.forEachSorted { id, agent in
             let state = agent.record.state
             states[state, default: 0] += 1
+            if state.isLive {
+                sampling[cadences[id] ?? .active, default: 0] += 1
+                used.add(agent)
+            }
             if !state.isLive, let ended = agent.record.endedAt, now - ended > endedRetention { return }
+            if let mark, agent.generation <= mark {
+                agents.append(.unchanged(id: id, group: agent.record.group, state: state, generation: agent.generation))
+                return
+            }
             var degradation = DegradationLevel.none
             for tracker in (agent.ladder.degradation ?? [:]).values { degradation = max(degradation, tracker.level) }
             var step = 0
@@ -138,7 +172,6 @@ extension Engine {
                     usage: agent.reported.isEmpty ? agent.usage : agent.usage.merging(agent.reported) { _, reported in reported },
                     degradation: degradation, escalationStep: step, generation: agent.generation))
         }
-        sampling = samplingCounts()
         for record in queuedRecords() {
             states[record.state, default: 0] += 1
             agents.append(
@@ -146,7 +179,8 @@ extension Engine {
                     id: record.id, group: record.group, state: record.state, priority: record.priority, limits: record.limits, sample: nil,
                     queuePosition: record.queuePosition, degradation: .none, escalationStep: 0))
         }
-        return MetricsSnapshot(agents: agents, states: states, sampling: sampling, capacity: capacity())
+        return MetricsSnapshot(
+            agents: agents, states: states, sampling: sampling, capacity: capacity(used: used), generationMark: registry.lastGeneration)
     }
 }
 

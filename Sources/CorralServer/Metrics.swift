@@ -172,6 +172,9 @@ public final class DaemonMetrics: EngineInstruments {
         /// once that is sent the next scrape writes into the same storage (no
         /// new allocation of most of a megabyte, no page faulted in again).
         var body = ByteBuffer()
+        /// The `generationMark` of the snapshot last written in full: every
+        /// agent of it is drawn in `agents` (nil: none yet, or one failed).
+        var drawnThrough: UInt64?
     }
     let series = Mutex(Series())
 
@@ -241,11 +244,26 @@ public final class DaemonMetrics: EngineInstruments {
     /// Brings the series up to date with `snapshot` and returns the text
     /// exposition (Prometheus format 0.0.4) of every metric.
     public func exposition(_ snapshot: MetricsSnapshot) -> String {
-        String(buffer: expositionBuffer(snapshot))
+        String(buffer: expositionBuffer(snapshot) ?? ByteBuffer())
     }
 
-    /// `exposition` as the body the response sends (shared with the kept one, not copied).
-    public func expositionBuffer(_ snapshot: MetricsSnapshot) -> ByteBuffer {
+    /// One scrape of `engine`: a snapshot in which the agents not changed
+    /// since the last one written come as `unchanged`, their kept lines
+    /// copied as they are. Should one of them not be kept (a scrape of an
+    /// older snapshot finished meanwhile and drew it again), a full snapshot is taken.
+    public func scrape(_ engine: Engine) async -> ByteBuffer {
+        if let mark = drawnThrough, let body = expositionBuffer(await engine.metrics(drawnThrough: mark)) { return body }
+        // A full snapshot always writes.
+        return expositionBuffer(await engine.metrics()) ?? ByteBuffer()
+    }
+
+    /// What to pass as `Engine.metrics(drawnThrough:)` for the next snapshot.
+    public var drawnThrough: UInt64? { series.withLock { $0.drawnThrough } }
+
+    /// `exposition` as the body the response sends (shared with the kept one,
+    /// not copied). Nil when an `unchanged` agent of `snapshot` has no kept
+    /// lines, which cannot happen to a snapshot taken without `drawnThrough`.
+    public func expositionBuffer(_ snapshot: MetricsSnapshot) -> ByteBuffer? {
         series.withLock { series in
             update(&series, with: snapshot)
             series.text.removeAll(keepingCapacity: true)
@@ -262,7 +280,11 @@ public final class DaemonMetrics: EngineInstruments {
             series.body.clear()
             series.body.writeBytes(series.text)
             series.body.writeBytes(series.histogramText)
-            series.agents.write(snapshot.agents, into: &series.body)
+            guard series.agents.write(snapshot.agents, into: &series.body) else {
+                series.drawnThrough = nil
+                return nil
+            }
+            series.drawnThrough = snapshot.generationMark
             return series.body
         }
     }
@@ -500,23 +522,33 @@ public enum AgentExposition {
         var scratch: [UInt8] = []
         /// Scratch for a scrape's copy: each agent's kept text (`Lines.kept`), by address.
         var starts: [UnsafeRawPointer] = []
+        /// The rows of the last scrape, in its order: while no agent comes or
+        /// goes, agent `i` of this one is row `i` there, found without hashing its id.
+        var previous: [Lines] = []
 
-        /// Writes every per-agent family of `agents` to `buffer`.
-        mutating func write(_ agents: [AgentMetrics], into buffer: inout ByteBuffer) {
+        /// Writes every per-agent family of `agents` to `buffer`. False when
+        /// an `unchanged` agent has no lines kept at its generation (the
+        /// buffer then holds part of a scrape).
+        mutating func write(_ agents: [AgentMetrics], into buffer: inout ByteBuffer) -> Bool {
             scrape += 1
             var rows: [Lines] = []
             rows.reserveCapacity(agents.count)
-            for agent in agents {
+            for (position, agent) in agents.enumerated() {
                 let row: Lines
-                if let kept = lines[agent.id], kept.group == agent.group, kept.seen != scrape {
+                let known = position < previous.count && previous[position].id == agent.id ? previous[position] : lines[agent.id]
+                if let kept = known, kept.group == agent.group, kept.seen != scrape {
                     row = kept
+                } else if agent.unchanged {
+                    return false
                 } else {
                     // New, or made again under another group (or a duplicate id: drawn on its own).
                     row = Lines(id: agent.id, group: agent.group)
                     lines[agent.id] = row
                 }
                 // The same generation: nothing of the agent changed since its lines were drawn.
-                if !row.drawn || agent.generation == nil || agent.generation != row.generation {
+                if agent.unchanged {
+                    guard row.drawn, row.generation == agent.generation else { return false }
+                } else if !row.drawn || agent.generation == nil || agent.generation != row.generation {
                     for index in values.indices { values[index] = nil }
                     AgentExposition.values(of: agent, into: &values, at: 0)
                     if !row.drawn || row.values != values {
@@ -528,7 +560,11 @@ public enum AgentExposition {
                 row.seen = scrape
                 rows.append(row)
             }
-            for (id, row) in lines where row.seen != scrape { lines[id] = nil }
+            // Only when some agent went: the dictionary's walk hashes nothing, but visits them all.
+            if lines.count != rows.count {
+                for (id, row) in lines where row.seen != scrape { lines[id] = nil }
+            }
+            previous = rows
             // Family after family, each agent's part of it: copied by address
             // from the texts `rows` keeps alive, into the body's storage at once.
             let families = headers.count
@@ -561,6 +597,7 @@ public enum AgentExposition {
             withExtendedLifetime(rows) {}
             // Emptied once copied: no address outlives the scrape.
             starts.removeAll(keepingCapacity: true)
+            return true
         }
     }
 

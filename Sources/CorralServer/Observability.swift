@@ -73,7 +73,7 @@ struct StatusPageData: Encodable {
 /// (administrators only); on the metrics address they are all there is.
 func addObservabilityRoutes(to router: Router<some RequestContext>, engine: Engine, metrics: DaemonMetrics) {
     router.get("metrics") { _, _ -> Response in
-        let body = metrics.expositionBuffer(await engine.metrics())
+        let body = await metrics.scrape(engine)
         return Response(status: .ok, headers: [.contentType: DaemonMetrics.contentType], body: ResponseBody(byteBuffer: body))
     }
     router.get("/") { _, _ -> Response in

@@ -554,9 +554,10 @@ func scrape(agents count: Int, scrapes: Int) async throws {
         for round in 1...scrapes {
             await feed(scrapes + round, share: share)
             let start = clock.now
-            let snapshot = await engine.metrics()
+            // As a scrape asks: the agents not changed since the last one come as unchanged.
+            let snapshot = await engine.metrics(drawnThrough: metrics.drawnThrough)
             let middle = clock.now
-            let bytes = metrics.expositionBuffer(snapshot)
+            let bytes = metrics.expositionBuffer(snapshot) ?? ByteBuffer()
             snapshotTimes.append(ms(middle - start))
             expositionTimes.append(ms(clock.now - middle))
             precondition(bytes.readableBytes > 0)

@@ -161,7 +161,7 @@ import Testing
             #expect(first == again, "nothing changed between the scrapes")
             #expect(Self.series(first)["corral_agent_memory_usage_bytes{\(agent)}"] == Double(100 << 20))
             // A body still held (a response being sent) keeps its text when the next scrape writes.
-            let held = harness.metrics.expositionBuffer(await harness.engine.metrics())
+            let held = try #require(harness.metrics.expositionBuffer(await harness.engine.metrics()))
 
             var moved = Self.sample
             moved.memoryCurrent = 200 << 20
@@ -251,6 +251,64 @@ import Testing
                 let lines = kept.split(separator: "\n").filter { $0.hasPrefix("\(family){") }
                 #expect(lines.count == (family == "corral_agent_state" ? 3 * AgentState.allCases.count : 3), "\(family): \(lines)")
             }
+        }
+    }
+
+    @Test("a scrape asks only for the agents changed since the last one it wrote; the text is what a full snapshot gives")
+    func scrapesAskOnlyForChangedAgents() async throws {
+        let children = try (0..<4).map { _ in try SleepingChild() }
+        defer { for child in children { child.stop() } }
+        try await Self.withEngine { harness in
+            func feed(_ id: String, memory: Int64) async {
+                var sample = Self.sample
+                sample.memoryCurrent = memory
+                await harness.engine.handle(
+                    .observation(
+                        Observation(
+                            subject: .agent(id), trigger: .sample, at: harness.clock.now, seenAt: .now, sample: sample, readings: [],
+                            elapsed: .seconds(1))))
+            }
+            func agentLines(_ text: String) -> [Substring] { text.split(separator: "\n").filter { $0.contains(#"{agent=""#) } }
+            func fullRender() async -> [Substring] {
+                agentLines(DaemonMetrics(version: "9.9.9-test").exposition(await harness.engine.metrics()))
+            }
+            for (index, child) in children.enumerated() {
+                try await Self.register("u\(index)", on: harness.engine, pid: child.pid)
+                await feed("u\(index)", memory: Int64(index + 1) << 20)
+            }
+            let first = String(buffer: await harness.metrics.scrape(harness.engine))
+            #expect(agentLines(first) == (await fullRender()))
+
+            // Nothing changed: every agent comes as unchanged, and the text is the same.
+            let mark = try #require(await harness.engine.metrics().generationMark)
+            let quiet = await harness.engine.metrics(drawnThrough: mark)
+            #expect(quiet.agents.allSatisfy(\.unchanged) && quiet.agents.count == 4)
+            #expect(agentLines(String(buffer: await harness.metrics.scrape(harness.engine))) == agentLines(first))
+
+            // One agent moves: only it comes in full, and the text shows its new value.
+            await feed("u2", memory: 987_654_321)
+            let moved = await harness.engine.metrics(drawnThrough: mark)
+            #expect(moved.agents.filter { !$0.unchanged }.map(\.id) == ["u2"])
+            let second = String(buffer: await harness.metrics.scrape(harness.engine))
+            #expect(agentLines(second) == (await fullRender()))
+            #expect(Self.series(second)[#"corral_agent_memory_usage_bytes{agent="u2",group="standard_agent"}"#] == 987_654_321)
+
+            // One goes and one comes between scrapes: the order shifts, and the text still matches.
+            try await harness.engine.remove("u0", force: true)
+            let late = try SleepingChild()
+            defer { late.stop() }
+            try await Self.register("u9", on: harness.engine, pid: late.pid)
+            let third = String(buffer: await harness.metrics.scrape(harness.engine))
+            #expect(agentLines(third) == (await fullRender()))
+            #expect(!third.contains(#"agent="u0""#) && third.contains(#"agent="u9""#))
+
+            // A snapshot marked against lines this exposition never drew (another's mark):
+            // refused, not written with agents missing; a scrape then takes a full one.
+            let stranger = DaemonMetrics(version: "9.9.9-test")
+            let latest: UInt64 = try #require(await harness.engine.metrics().generationMark)
+            let unchangedOnly = await harness.engine.metrics(drawnThrough: latest)
+            #expect(stranger.expositionBuffer(unchangedOnly) == nil)
+            #expect(agentLines(String(buffer: await stranger.scrape(harness.engine))) == (await fullRender()))
         }
     }
 
