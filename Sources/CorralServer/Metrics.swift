@@ -533,29 +533,33 @@ public enum AgentExposition {
             scrape += 1
             var rows: [Lines] = []
             rows.reserveCapacity(agents.count)
-            for (position, agent) in agents.enumerated() {
+            // By index, each agent's fields read in place: `for agent in agents` copied each one.
+            for position in agents.indices {
                 let row: Lines
-                let known = position < previous.count && previous[position].id == agent.id ? previous[position] : lines[agent.id]
-                if let kept = known, kept.group == agent.group, kept.seen != scrape {
+                let id = agents[position].id
+                let unchanged = agents[position].unchanged
+                let generation = agents[position].generation
+                let known = position < previous.count && previous[position].id == id ? previous[position] : lines[id]
+                if let kept = known, kept.group == agents[position].group, kept.seen != scrape {
                     row = kept
-                } else if agent.unchanged {
+                } else if unchanged {
                     return false
                 } else {
                     // New, or made again under another group (or a duplicate id: drawn on its own).
-                    row = Lines(id: agent.id, group: agent.group)
-                    lines[agent.id] = row
+                    row = Lines(id: id, group: agents[position].group)
+                    lines[id] = row
                 }
                 // The same generation: nothing of the agent changed since its lines were drawn.
-                if agent.unchanged {
-                    guard row.drawn, row.generation == agent.generation else { return false }
-                } else if !row.drawn || agent.generation == nil || agent.generation != row.generation {
+                if unchanged {
+                    guard row.drawn, row.generation == generation else { return false }
+                } else if !row.drawn || generation == nil || generation != row.generation {
                     for index in values.indices { values[index] = nil }
-                    AgentExposition.values(of: agent, into: &values, at: 0)
+                    AgentExposition.values(of: agents[position], into: &values, at: 0)
                     if !row.drawn || row.values != values {
                         row.values = values
                         row.render(scratch: &scratch)
                     }
-                    row.generation = agent.generation
+                    row.generation = generation
                 }
                 row.seen = scrape
                 rows.append(row)

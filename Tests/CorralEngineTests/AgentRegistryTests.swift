@@ -90,4 +90,11 @@ struct AgentRegistryTests {
             }
         }
     }
+
+    /// The capacity's usage sums place each resource where `CapacityReport.resources` has it.
+    @Test func theUsageSumsFollowTheCapacitysResources() {
+        for resource in Resource.allCases {
+            #expect(Engine.UsedByGroup.index(of: resource) == CapacityReport.resources.firstIndex(of: resource), "\(resource)")
+        }
+    }
 }
