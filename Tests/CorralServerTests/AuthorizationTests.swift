@@ -300,7 +300,7 @@ struct AuthorizationTests {
                 "/usr/bin/curl", "-sS", "-X", method, "--unix-socket", socket, "-H", "Content-Type: application/json",
                 "-w", "\n%{http_code} %{content_type}", "http://corral" + path,
             ] + (method == "POST" ? ["--data", #"{"command":["w"],"id":"sneaky"}"#] : [])
-        let result = try await offPool { try Subprocess.run("/usr/bin/setpriv", arguments, timeout: 30) }
+        let result = try await Subprocess.execute("/usr/bin/setpriv", arguments, timeout: 30)
         #expect(result.exitStatus == 0, "\(result)")
         var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
         let trailer = lines.popLast()?.split(separator: " ", maxSplits: 1) ?? []

@@ -131,12 +131,12 @@ import Testing
                 ["/usr/bin/promtool", "/usr/local/bin/promtool"].first { FileManager.default.isExecutableFile(atPath: $0) },
                 "promtool is needed to lint the exposition: run scripts/setup (apt package prometheus)")
             let path = file.path
-            let lint = try await offPool { try Subprocess.run("/bin/sh", ["-c", "\"$0\" check metrics < \"$1\"", promtool, path]) }
+            let lint = try await Subprocess.execute("/bin/sh", ["-c", "\"$0\" check metrics < \"$1\"", promtool, path])
             #expect(lint.status == 0 && lint.stdout.isEmpty && lint.stderr.isEmpty, "promtool check metrics: \(lint)")
             let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
                 .deletingLastPathComponent()
             let checker = repository.appendingPathComponent("scripts/check-monitoring").path
-            let check = try await offPool { try Subprocess.run(checker, ["--exposition", path], timeout: 120) }
+            let check = try await Subprocess.execute(checker, ["--exposition", path], timeout: 120)
             #expect(check.status == 0, "scripts/check-monitoring: \(check)")
         }
     }

@@ -46,7 +46,7 @@ import Testing
     /// The pixels of the usage, soft-limit and hard-limit colours in a screenshot (scripts/png-colors).
     static func colours(_ shot: String) async throws -> [String: Int] {
         let script = repository.appendingPathComponent("scripts/png-colors").path
-        let result = try await offPool { try Subprocess.run("/usr/bin/python3", [script, shot, "1f77b4", "e69f00", "d62728"]) }
+        let result = try await Subprocess.execute("/usr/bin/python3", [script, shot, "1f77b4", "e69f00", "d62728"])
         var counts: [String: Int] = [:]
         for line in result.stdout.split(separator: "\n") {
             let parts = line.split(separator: " ")
@@ -105,7 +105,7 @@ import Testing
                 try await Task.sleep(for: .milliseconds(50))
             }
             guard let loadedLine = driver.stdoutSoFar.split(separator: "\n").first(where: { $0.hasPrefix("loaded ") }) else {
-                let output = try await offPool { driver.wait(timeout: 5) }
+                let output = await driver.finished(timeout: 5)
                 Issue.record("the page did not load: \(output)")
                 return
             }
@@ -130,7 +130,7 @@ import Testing
                 _ = try await engine.report(usage: [.files: 1], for: id)
             }
             // Waited for off the cooperative pool: the server's handlers need it meanwhile.
-            let finished = try await offPool { driver.wait(timeout: 90) }
+            let finished = await driver.finished(timeout: 90)
             #expect(finished.status == 0, "cdp.py: \(finished)")
             let updatedLine = try #require(finished.stdout.split(separator: "\n").first { $0.hasPrefix("updated ") }, "\(finished)")
             let after = try JSONDecoder().decode(PageDOM.self, from: Data(updatedLine.dropFirst("updated ".count).utf8))
