@@ -227,6 +227,13 @@ struct AgentRegistry {
         return result
     }
 
+    /// Reads the agent in place (no copy, no new generation). Nil when
+    /// there is no such agent. `body` must not reach the registry.
+    func read<Result>(_ id: String, _ body: (borrowing ManagedAgent) -> Result) -> Result? {
+        guard let box = boxes[id] else { return nil }
+        return box.lend(body)
+    }
+
     /// Every agent's id, sorted.
     var ids: [String] {
         mutating get { sortedBoxes().map(\.id) }

@@ -10,7 +10,7 @@ extension Engine {
         guard let watcher, let idle = configuration.intervals.adaptiveIdleSampling else { return }
         let last = lastActivity[id]
         let cadence: SamplingCadence? =
-            registry.update(id) { agent in
+            registry.read(id) { agent in
                 guard agent.record.state.isLive else { return nil }
                 let degraded = (agent.ladder.degradation ?? [:]).values.contains { $0.level != .none }
                 let busy =

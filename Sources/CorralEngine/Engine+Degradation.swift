@@ -29,14 +29,14 @@ extension Engine {
     /// agent that does not follow its stream (a plain program: the signal is
     /// its only notice).
     func deliver(_ plans: [DegradationPlan], to id: String) {
-        guard let agent = registry[id] else { return }
+        guard !plans.isEmpty, let (group, leaf) = registry.read(id, { ($0.record.group, $0.leaf) }) else { return }
         for plan in plans {
             let kind: CorralEvent.Kind = plan.reason == .pressure ? .degradationStrategy : .recoveryStage
             events.publish(kind, agent: id, EventText.degradation(plan), resource: plan.resource, plan: plan)
-            if plan.reason != .recovery, let signal = configuration.escalation(for: agent.record.group).degradationSignal,
+            if plan.reason != .recovery, let signal = configuration.escalation(for: group).degradationSignal,
                 hub.listenerCount(agent: id) == 0
             {
-                _ = tree.signalAll(agent.leaf, signal)
+                _ = tree.signalAll(leaf, signal)
             }
         }
     }
@@ -44,15 +44,21 @@ extension Engine {
     /// Thaws an agent the ladder suspended once its violations have all
     /// cleared and no resource is degraded any more, when the policy says so.
     func recoverSuspension(_ id: String) {
-        guard configuration.recovery.thawSuspended, var agent = registry[id], agent.record.state == .suspended, agent.ladder.suspended,
-            agent.ladder.episodes.isEmpty, !agent.ladder.terminating,
-            (agent.ladder.degradation ?? [:]).values.allSatisfy({ $0.level == .none })
+        // Read in place: this runs at every step, and an agent copied out to be looked at was most of its cost.
+        guard configuration.recovery.thawSuspended,
+            let leaf = registry.read(
+                id,
+                { agent in
+                    agent.record.state == .suspended && agent.ladder.suspended && agent.ladder.episodes.isEmpty && !agent.ladder.terminating
+                        && (agent.ladder.degradation ?? [:]).values.allSatisfy({ $0.level == .none }) ? agent.leaf : nil
+                }) ?? nil
         else { return }
         do {
-            try tree.thaw(agent.leaf)
-            agent.record.state = .running
-            agent.ladder.noteThawed()
-            registry[id] = agent
+            try tree.thaw(leaf)
+            registry.update(id) { agent in
+                agent.record.state = .running
+                agent.ladder.noteThawed()
+            }
             events.publish(.thawed, agent: id, EventText.recoveryThawed(id))
         } catch {
             events.publish(.daemon, agent: id, EventText.recoveryThawFailed(id, error))

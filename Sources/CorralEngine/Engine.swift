@@ -280,7 +280,7 @@ public actor Engine {
         let entered = ContinuousClock.now
         if let asked = sampleRequests[id], observation.at >= asked { sampleRequests[id] = nil }
         guard
-            let (limits, open) = registry.update(
+            let (limits, open) = registry.read(
                 id,
                 { agent in
                     agent.record.state.isLive ? (agent.record.limits, Set(agent.ladder.episodes.keys)) : nil
@@ -333,45 +333,60 @@ public actor Engine {
     /// the step took an action (has records to store).
     @discardableResult
     func step(_ id: String, violations: [Violation], usage: [Resource: Double]) -> Bool {
-        guard var agent = registry[id] else { return false }
+        guard let group = registry.read(id, { $0.record.group }) else { return false }
         let now = clock()
-        let before = agent.ladder
-        let recordBefore = agent.record
-        // A freeze still waiting for its confirmation: this step may be it.
-        var records: [EnforcementRecord] = enforcer.settleFreeze(&agent, at: now).map { [$0] } ?? []
-        let known = Set(agent.ladder.episodes.keys)
-        agent.ladder.observe(violations, usage: usage, at: now)
-        for violation in violations where !known.contains(violation.resource) {
-            events.publish(.violation, agent: id, EventText.violation(violation), violation: violation)
+        let ladderSettings = settings(for: group)
+        var records: [EnforcementRecord] = []
+        var plans: [DegradationPlan] = []
+        var intent: UInt64?
+        var jobs: [HandlerJob] = []
+        var firedBefore: [Resource: [EnforcementAction]] = [:]
+        var recordBefore: AgentRecord?
+        // In place: taken out of the table and written back, the agent was
+        // copied three times a step (a retain and release of each of its
+        // fields, and its ladder's tables copied on their first change), which
+        // was most of an observation's cost (callgrind, `corral-bench scrape`).
+        // Nothing here reaches the table.
+        registry.update(id) { agent in
+            recordBefore = agent.record
+            for (resource, episode) in agent.ladder.episodes { firedBefore[resource] = episode.fired }
+            // A freeze still waiting for its confirmation: this step may be it.
+            if let settled = enforcer.settleFreeze(&agent, at: now) { records.append(settled) }
+            let known = Set(agent.ladder.episodes.keys)
+            agent.ladder.observe(violations, usage: usage, at: now)
+            for violation in violations where !known.contains(violation.resource) {
+                events.publish(.violation, agent: id, EventText.violation(violation), violation: violation)
+            }
+            let commands = agent.ladder.advance(to: now, limits: agent.record.limits, settings: ladderSettings)
+            plans = degrade(&agent, usage: usage, at: now)
+            // Written down before any of it touches the kernel; the step's commit settles it.
+            // A step of warnings and scale-down requests alone writes none: it changes nothing
+            // outside the engine, and a restart that lost it takes it again from the stored ladder.
+            if commands.contains(where: \.actsOutsideTheEngine) {
+                intent = writeIntent(id, at: now, .commands(commands), ladder: agent.ladder)
+            }
+            for command in commands {
+                let outcome = enforcer.execute(command, on: &agent, at: now)
+                records += outcome.records
+                if let job = outcome.handler { jobs.append(job) }
+            }
         }
-        let commands = agent.ladder.advance(to: now, limits: agent.record.limits, settings: settings(for: agent.record.group))
-        let plans = degrade(&agent, usage: usage, at: now)
-        // Written down before any of it touches the kernel; the step's commit settles it.
-        // A step of warnings and scale-down requests alone writes none: it changes nothing
-        // outside the engine, and a restart that lost it takes it again from the stored ladder.
-        let intent =
-            commands.contains(where: \.actsOutsideTheEngine) ? writeIntent(id, at: now, .commands(commands), ladder: agent.ladder) : nil
-        for command in commands {
-            let outcome = enforcer.execute(command, on: &agent, at: now)
-            records += outcome.records
-            if let job = outcome.handler { run(job) }
-        }
-        registry[id] = agent
+        for job in jobs { run(job) }
         deliver(plans, to: id)
         recoverSuspension(id)
-        guard let current = registry[id] else { return !records.isEmpty }
-        let changed =
-            current.ladder.episodes.keys != before.episodes.keys
-            || current.ladder.episodes.values.map(\.fired) != before.episodes.values.map(\.fired)
-            || !records.isEmpty || !plans.isEmpty || current.record.state != recordBefore.state || intent != nil
-        guard changed else { return !records.isEmpty }
-        // The agent's row only when this step changed it (JSON encoding is
-        // most of a commit's cost); the records are published once stored.
-        writer.commit(
-            CommitRequest(
+        let request: CommitRequest?? = registry.read(id) { current in
+            let changed =
+                current.ladder.episodes.count != firedBefore.count
+                || current.ladder.episodes.contains { firedBefore[$0.key] != $0.value.fired }
+                || !records.isEmpty || !plans.isEmpty || current.record.state != recordBefore?.state || intent != nil
+            guard changed else { return nil }
+            // The agent's row only when this step changed it (JSON encoding is
+            // most of a commit's cost); the records are published once stored.
+            return CommitRequest(
                 records: records, plans: plans, ladder: current.ladder, agent: current.record == recordBefore ? nil : current.record,
-                intent: intent),
-            agent: id)
+                intent: intent)
+        }
+        if let request = request ?? nil { writer.commit(request, agent: id) }
         return !records.isEmpty
     }
 }

@@ -471,16 +471,32 @@ func processCPU() -> Double {
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
+/// A `sleep 600` the bench started.
+struct Sleeper {
+    var processIdentifier: Int32
+    func terminate() { kill(processIdentifier, SIGTERM) }
+}
+
 /// `count` processes of `sleep 600` (attaching an agent reads a live process's command line).
-func startSleepers(_ count: Int) throws -> [Process] {
+/// Spawned with `posix_spawn` directly: Foundation's `Process` closes the descriptors
+/// above 2 with `close_range`, which valgrind refuses (EBADF), and `callgrind` of a
+/// bench is how its instructions are counted.
+func startSleepers(_ count: Int) throws -> [Sleeper] {
     try (0..<count).map { _ in
-        let sleeper = Process()
-        sleeper.executableURL = URL(fileURLWithPath: "/usr/bin/sleep")
-        sleeper.arguments = ["600"]
-        sleeper.standardOutput = FileHandle.nullDevice
-        sleeper.standardError = FileHandle.nullDevice
-        try sleeper.run()
-        return sleeper
+        var pid: pid_t = 0
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("600"), nil]
+        defer { for arg in argv { free(arg) } }
+        let status = posix_spawn(&pid, "/usr/bin/sleep", &actions, nil, argv, environ)
+        guard status == 0 else {
+            throw CocoaError(
+                .executableLoad, userInfo: [NSLocalizedDescriptionKey: "posix_spawn sleep: \(String(cString: strerror(status)))"])
+        }
+        return Sleeper(processIdentifier: pid)
     }
 }
 
