@@ -153,14 +153,34 @@ public final class DaemonMetrics: EngineInstruments {
     /// Where slow reactions are told (debug level).
     let logger: Logger?
 
-    /// A daemon-wide series of the snapshot's families (agents by state, capacity): its family and label value.
-    struct SeriesKey: Hashable {
-        var family: String
-        var label: String
+    /// A daemon-wide series of the snapshot's families (agents by state and
+    /// cadence, capacity, host pressure): its family and label. Fixed, found
+    /// by position: `update` fills them by index, with no name hashed.
+    struct DaemonSlot {
+        var family: MetricFamily
+        var label: (String, String)?
     }
+    /// The capacity's kinds, in `update`'s order.
+    static let capacityKinds = ["host", "reserved", "allocatable", "committed_hard", "committed_soft", "used", "available"]
+    /// The capacity's families and scales, by `CapacityReport` resource.
+    static let capacityFamilies: [(Resource, MetricFamily, Double)] = [
+        (.memory, .capacityMemory, 1), (.cpu, .capacityCPU, 0.01), (.processes, .capacityProcesses, 1),
+    ]
+    static let daemonSlots: [DaemonSlot] =
+        AgentState.allCases.map { DaemonSlot(family: .agents, label: ("state", $0.rawValue)) }
+        + SamplingCadence.allCases.map { DaemonSlot(family: .sampled, label: ("cadence", $0.rawValue)) }
+        + capacityFamilies.flatMap { _, family, _ in capacityKinds.map { DaemonSlot(family: family, label: ("kind", $0)) } }
+        + [DaemonSlot(family: .hostPressureActive), DaemonSlot(family: .hostPressureSteps)]
+    static let cadenceSlot = AgentState.allCases.count
+    static let capacitySlot = cadenceSlot + SamplingCadence.allCases.count
+    static let hostPressureSlot = capacitySlot + capacityFamilies.count * capacityKinds.count
+
     /// What the scrapes keep between them (owner: the scrape in progress, under the mutex).
     struct Series {
-        var daemon: [SeriesKey: Gauge] = [:]
+        /// The gauge of each `daemonSlots` entry (nil: not in the last snapshot).
+        var daemon = [Gauge?](repeating: nil, count: DaemonMetrics.daemonSlots.count)
+        /// Scratch for one snapshot's values, by slot.
+        var daemonValues = [Double?](repeating: nil, count: DaemonMetrics.daemonSlots.count)
         /// Each agent's lines as the last scrape wrote them (`AgentExposition`).
         var agents = AgentExposition.Cache()
         /// The registry's text of the last scrape, kept for its capacity.
@@ -290,43 +310,40 @@ public final class DaemonMetrics: EngineInstruments {
     }
 
     func update(_ series: inout Series, with snapshot: MetricsSnapshot) {
-        var seen = Set<SeriesKey>()
-        func gauge(_ family: MetricFamily, label: (String, String)? = nil, _ value: Double) {
-            let key = SeriesKey(family: family.name, label: label?.1 ?? "")
-            seen.insert(key)
-            let gauge = series.daemon[key] ?? registry.makeGauge(descriptor: family.descriptor, labels: label.map { [$0] } ?? [])
-            gauge.set(to: value)
-            series.daemon[key] = gauge
-        }
-        for state in AgentState.allCases {
-            gauge(.agents, label: ("state", state.rawValue), Double(snapshot.states[state] ?? 0))
-        }
-        for cadence in SamplingCadence.allCases {
-            gauge(.sampled, label: ("cadence", cadence.rawValue), Double(snapshot.sampling[cadence] ?? 0))
+        var values = series.daemonValues
+        series.daemonValues = []
+        for index in values.indices { values[index] = nil }
+        for (offset, state) in AgentState.allCases.enumerated() { values[offset] = Double(snapshot.states[state] ?? 0) }
+        for (offset, cadence) in SamplingCadence.allCases.enumerated() {
+            values[Self.cadenceSlot + offset] = Double(snapshot.sampling[cadence] ?? 0)
         }
         for line in snapshot.capacity.resources {
-            let family: MetricFamily
-            let scale: Double
-            switch line.resource {
-            case .memory: (family, scale) = (.capacityMemory, 1)
-            case .cpu: (family, scale) = (.capacityCPU, 0.01)
-            case .processes: (family, scale) = (.capacityProcesses, 1)
-            default: continue
-            }
-            for (kind, value) in [
-                ("host", line.host), ("reserved", line.reserved), ("allocatable", line.allocatable), ("committed_hard", line.committedHard),
-                ("committed_soft", line.committedSoft), ("used", line.used), ("available", line.available),
-            ] where value.isFinite {
-                gauge(family, label: ("kind", kind), value * scale)
+            guard let family = Self.capacityFamilies.firstIndex(where: { $0.0 == line.resource }) else { continue }
+            let scale = Self.capacityFamilies[family].2
+            let at = Self.capacitySlot + family * Self.capacityKinds.count
+            for (offset, value) in [
+                line.host, line.reserved, line.allocatable, line.committedHard, line.committedSoft, line.used, line.available,
+            ].enumerated() where value.isFinite {
+                values[at + offset] = value * scale
             }
         }
         let host = snapshot.capacity.hostPressure
-        gauge(.hostPressureActive, host.map { $0.enabled && $0.phase != .calm } == true ? 1 : 0)
-        gauge(.hostPressureSteps, Double(host?.steps.count ?? 0))
-        for (key, gauge) in series.daemon where !seen.contains(key) {
-            registry.unregisterGauge(gauge)
-            series.daemon[key] = nil
+        values[Self.hostPressureSlot] = host.map { $0.enabled && $0.phase != .calm } == true ? 1 : 0
+        values[Self.hostPressureSlot + 1] = Double(host?.steps.count ?? 0)
+        for (index, value) in values.enumerated() {
+            if let value {
+                let gauge =
+                    series.daemon[index]
+                    ?? registry.makeGauge(
+                        descriptor: Self.daemonSlots[index].family.descriptor, labels: Self.daemonSlots[index].label.map { [$0] } ?? [])
+                gauge.set(to: value)
+                series.daemon[index] = gauge
+            } else if let gauge = series.daemon[index] {
+                registry.unregisterGauge(gauge)
+                series.daemon[index] = nil
+            }
         }
+        series.daemonValues = values
     }
 }
 
@@ -453,56 +470,70 @@ public enum AgentExposition {
         /// Whether `render` has drawn the lines.
         var drawn: Bool { kept.baseAddress != nil }
 
+        /// `agent="…",group="…"`, escaped: the same in every line, and for the agent's life.
+        let labels: [UInt8]
+
         init(id: String, group: String) {
             self.id = id
             self.group = group
             values = Array(repeating: nil, count: AgentExposition.slots.count)
-        }
-
-        deinit { kept.deallocate() }
-
-        /// Draws the lines again from `values`, in `scratch` (the cache's: its
-        /// capacity is the longest agent's so far), then kept at their exact
-        /// size: drawn in place, an agent's text kept the slack of its growth
-        /// (`corral-bench metrics 1000 20`: 9.9 → 7.6 KiB an agent kept).
-        func render(scratch: inout [UInt8]) {
             var labels = Array(#"agent=""#.utf8)
             appendEscaped(id, escapingQuotes: true, to: &labels)
             labels.append(contentsOf: #"",group=""#.utf8)
             appendEscaped(group, escapingQuotes: true, to: &labels)
             labels.append(UInt8(ascii: "\""))
-            // Drawn into a local (moved out of the cache and back): no
-            // exclusivity check or reference count per line. The families'
-            // ends go in front, written once the text is drawn.
-            var text = scratch
-            scratch = []
-            text.removeAll(keepingCapacity: true)
+            self.labels = labels
+        }
+
+        deinit { kept.deallocate() }
+
+        /// Draws the lines again from `values`, in `scratch` (the cache's,
+        /// grown to the longest agent's bound so far), then kept at their
+        /// exact size. Written through a pointer, each affix and number copied
+        /// in place: appended to an array piece by piece (with a capacity and
+        /// uniqueness check each time) a render was 28.8K instructions, and
+        /// a scrape redraws every agent whose values moved (callgrind,
+        /// `corral-bench scrape 200 40`).
+        func render(scratch: inout [UInt8]) {
+            let entries = AgentExposition.entries
             let endsSize = Self.endsSize
-            text.append(contentsOf: repeatElement(0, count: endsSize))
-            var family = 0
+            // Every line at its longest: its affixes, the labels, a number and the line feed.
+            let bound = endsSize + AgentExposition.affixes.count + entries.count * (labels.count + AgentExposition.longestNumber + 1)
+            if scratch.count < bound { scratch = Array(repeating: 0, count: bound) }
             let values = self.values
-            AgentExposition.affixes.withUnsafeBufferPointer { affixes in
-                labels.withUnsafeBufferPointer { labels in
-                    for entry in AgentExposition.entries {
-                        guard entry.slot >= 0 else {
-                            let end = UInt32(text.count - endsSize)
-                            text.withUnsafeMutableBytes { $0.storeBytes(of: end, toByteOffset: family * 4, as: UInt32.self) }
-                            family += 1
-                            continue
+            let used = scratch.withUnsafeMutableBytes { out -> Int in
+                guard let base = out.baseAddress else { return 0 }
+                return AgentExposition.affixes.withUnsafeBytes { affixes in
+                    labels.withUnsafeBytes { labelBytes in
+                        guard let affixes = affixes.baseAddress, let labels = labelBytes.baseAddress else { return 0 }
+                        let labelCount = labelBytes.count
+                        var at = endsSize
+                        var family = 0
+                        for entry in entries {
+                            guard entry.slot >= 0 else {
+                                // The family's end, in front of the text.
+                                base.storeBytes(of: UInt32(at - endsSize), toByteOffset: family * 4, as: UInt32.self)
+                                family += 1
+                                continue
+                            }
+                            guard let value = values[entry.slot] else { continue }
+                            (base + at).copyMemory(from: affixes + entry.before.lowerBound, byteCount: entry.before.count)
+                            at += entry.before.count
+                            (base + at).copyMemory(from: labels, byteCount: labelCount)
+                            at += labelCount
+                            (base + at).copyMemory(from: affixes + entry.after.lowerBound, byteCount: entry.after.count)
+                            at += entry.after.count
+                            at += writeNumber(value, into: base + at)
+                            base.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: at, as: UInt8.self)
+                            at += 1
                         }
-                        guard let value = values[entry.slot] else { continue }
-                        text.append(contentsOf: UnsafeBufferPointer(rebasing: affixes[entry.before]))
-                        text.append(contentsOf: labels)
-                        text.append(contentsOf: UnsafeBufferPointer(rebasing: affixes[entry.after]))
-                        appendNumber(value, to: &text)
-                        text.append(UInt8(ascii: "\n"))
+                        return at
                     }
                 }
             }
             kept.deallocate()
-            kept = .allocate(byteCount: text.count, alignment: MemoryLayout<UInt32>.alignment)
-            text.withUnsafeBytes { kept.copyMemory(from: $0) }
-            scratch = text
+            kept = .allocate(byteCount: used, alignment: MemoryLayout<UInt32>.alignment)
+            scratch.withUnsafeBytes { kept.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<used])) }
         }
     }
 
@@ -646,33 +677,58 @@ public enum AgentExposition {
         }
     }
 
+    /// The most bytes `writeNumber` writes (Swift's longest `Double`
+    /// description, "-2.2250738585072014e-308", is 24).
+    static let longestNumber = 32
+
     /// A sample value as the text format writes it: whole numbers in digits,
     /// others in Swift's shortest round-trip form (which Prometheus parses),
     /// `+Inf`, `-Inf` and `NaN` as the format spells them.
     public static func appendNumber(_ value: Double, to buffer: inout [UInt8]) {
-        if value.isNaN {
-            buffer.append(contentsOf: "NaN".utf8)
-        } else if value.isInfinite {
-            buffer.append(contentsOf: (value > 0 ? "+Inf" : "-Inf").utf8)
-        } else if value == value.rounded(.towardZero), abs(value) < 1e15 {
+        withUnsafeTemporaryAllocation(byteCount: longestNumber, alignment: 1) { scratch in
+            guard let base = scratch.baseAddress else { return }
+            let count = writeNumber(value, into: base)
+            buffer.append(contentsOf: UnsafeRawBufferPointer(start: base, count: count))
+        }
+    }
+
+    /// `appendNumber`'s text written at `out`, which has room for
+    /// `longestNumber` bytes; returns how many it wrote.
+    static func writeNumber(_ value: Double, into out: UnsafeMutableRawPointer) -> Int {
+        func write(_ text: StaticString) -> Int {
+            out.copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
+            return text.utf8CodeUnitCount
+        }
+        if value.isNaN { return write("NaN") }
+        if value.isInfinite { return value > 0 ? write("+Inf") : write("-Inf") }
+        if value == value.rounded(.towardZero), abs(value) < 1e15 {
             var whole = Int64(value)
+            var at = 0
             if whole < 0 {
-                buffer.append(UInt8(ascii: "-"))
+                out.storeBytes(of: UInt8(ascii: "-"), as: UInt8.self)
+                at = 1
                 whole = -whole
             }
-            // Digits from the end of a 16-byte scratch (below 1e15: at most 15).
-            var digits: (UInt64, UInt64) = (0, 0)
-            withUnsafeMutableBytes(of: &digits) { scratch in
-                var at = scratch.count
-                repeat {
-                    at -= 1
-                    scratch[at] = UInt8(ascii: "0") + UInt8(whole % 10)
-                    whole /= 10
-                } while whole > 0
-                buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[at...]))
+            // Below 1e15: at most 15 digits, counted first, then written from the last.
+            var digits = 1
+            var rest = whole / 10
+            while rest > 0 {
+                digits += 1
+                rest /= 10
             }
-        } else {
-            buffer.append(contentsOf: value.description.utf8)
+            var index = at + digits
+            repeat {
+                index -= 1
+                out.storeBytes(of: UInt8(ascii: "0") + UInt8(whole % 10), toByteOffset: index, as: UInt8.self)
+                whole /= 10
+            } while whole > 0
+            return at + digits
+        }
+        var text = value.description
+        return text.withUTF8 { utf8 in
+            let count = min(utf8.count, longestNumber)
+            if let from = utf8.baseAddress { out.copyMemory(from: from, byteCount: count) }
+            return count
         }
     }
 
