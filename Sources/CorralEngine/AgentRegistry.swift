@@ -26,6 +26,11 @@ struct ManagedAgent {
     /// sets it, unique over all agents): a scrape skips redrawing an agent
     /// whose generation it has drawn (`AgentMetrics.generation`).
     var generation: UInt64 = 0
+    /// How often the watcher samples it, as the engine last told it
+    /// (`Engine+Cadence.swift`; nil: not decided yet, sampled as active).
+    /// Kept here rather than in a table by id: the metrics' snapshot counts
+    /// the cadences in its walk, and a lookup by id per agent and scrape showed.
+    var cadence: SamplingCadence?
 
     init(record: AgentRecord, ladder: AgentLadder? = nil, leaf: CgroupPath) {
         self.record = record

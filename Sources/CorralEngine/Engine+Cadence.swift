@@ -9,23 +9,24 @@ extension Engine {
     func adjustCadence(of id: String, at now: Timestamp) {
         guard let watcher, let idle = configuration.intervals.adaptiveIdleSampling else { return }
         let last = lastActivity[id]
-        let cadence: SamplingCadence? =
-            registry.read(id) { agent in
-                guard agent.record.state.isLive else { return nil }
-                let degraded = (agent.ladder.degradation ?? [:]).values.contains { $0.level != .none }
-                let busy =
-                    agent.record.state != .running || !agent.violations.isEmpty || !agent.ladder.episodes.isEmpty || degraded
-                    || agent.pendingFreeze != nil || agent.terminationDeadline != nil || agent.endRequested != nil
-                return SamplingCadence.of(
-                    usage: agent.usage, limits: agent.record.limits, busy: busy, lastActivity: last, now: now)
-            } ?? nil
-        guard let cadence, cadences[id] != cadence else { return }
+        guard
+            let (cadence, current) = registry.read(
+                id,
+                { agent -> (SamplingCadence, SamplingCadence?)? in
+                    guard agent.record.state.isLive else { return nil }
+                    let degraded = (agent.ladder.degradation ?? [:]).values.contains { $0.level != .none }
+                    let busy =
+                        agent.record.state != .running || !agent.violations.isEmpty || !agent.ladder.episodes.isEmpty || degraded
+                        || agent.pendingFreeze != nil || agent.terminationDeadline != nil || agent.endRequested != nil
+                    let cadence = SamplingCadence.of(
+                        usage: agent.usage, limits: agent.record.limits, busy: busy, lastActivity: last, now: now)
+                    return (cadence, agent.cadence)
+                }) ?? nil,
+            current != cadence
+        else { return }
+        registry.update(id) { $0.cadence = cadence }
         // Watched at the sampling interval until told otherwise: nothing to say for a first active.
-        if cadences[id] == nil, cadence == .active {
-            cadences[id] = cadence
-            return
-        }
-        cadences[id] = cadence
+        if current == nil, cadence == .active { return }
         watcher.sample(agent: id, every: cadence == .idle ? idle : nil)
     }
 
@@ -33,20 +34,34 @@ extension Engine {
     public func samplingCounts() -> [SamplingCadence: Int] {
         var counts: [SamplingCadence: Int] = [:]
         // In no order: a count needs no sort (sorting the live ids showed in a scrape's `perf`).
-        registry.forEachLiveUnordered { id, _ in counts[cadences[id] ?? .active, default: 0] += 1 }
+        registry.forEachLiveUnordered { _, agent in counts[agent.cadence ?? .active, default: 0] += 1 }
         return counts
+    }
+
+    /// Each agent's cadence as last told to the watcher (the agents not decided yet left out).
+    var cadences: [String: SamplingCadence] {
+        var cadences: [String: SamplingCadence] = [:]
+        for id in registry.ids(after: nil, includeEnded: true) {
+            if let cadence = registry.read(id, { $0.cadence }) ?? nil { cadences[id] = cadence }
+        }
+        return cadences
     }
 
     /// The agent ended: nothing more to say about it.
     func forgetCadence(of id: String) {
-        cadences[id] = nil
+        if (registry.read(id, { $0.cadence }) ?? nil) != nil { registry.update(id) { $0.cadence = nil } }
         lastActivity[id] = nil
+    }
+
+    /// Every agent undecided again.
+    func clearCadences() {
+        for (id, _) in cadences { registry.update(id) { $0.cadence = nil } }
     }
 
     /// Back to the sampling interval for every agent (the idle interval
     /// changed or was turned off); the next observations decide again.
     func resetCadences() {
         for (id, cadence) in cadences where cadence == .idle { watcher?.sample(agent: id, every: nil) }
-        cadences.removeAll()
+        clearCadences()
     }
 }

@@ -81,10 +81,8 @@ public actor Engine {
     /// When a fresh reading was last asked for, by agent (a due step waits
     /// for one; asked again after a second if none came).
     var sampleRequests: [String: Timestamp] = [:]
-    /// Adaptive sampling (see `Engine+Cadence.swift`): each agent's cadence as
-    /// last told to the watcher, and when its last kernel event or PSI
-    /// trigger came.
-    var cadences: [String: SamplingCadence] = [:]
+    /// Adaptive sampling (see `Engine+Cadence.swift`; each agent's cadence is
+    /// `ManagedAgent.cadence`): when an agent's last kernel event or PSI trigger came.
     var lastActivity: [String: Timestamp] = [:]
     /// Analytics: minutes waiting to be stored, and when analysis runs next.
     var pendingMinutes: [UsageMinute] = []
@@ -204,7 +202,7 @@ public actor Engine {
     /// Starts watching every live agent, and those to come, with `watcher`.
     public func connect(_ watcher: any AgentWatching) {
         self.watcher = watcher
-        cadences.removeAll()
+        clearCadences()
         for (id, agent) in registry.live { watcher.watch(agent: id, path: agent.leaf) }
     }
 

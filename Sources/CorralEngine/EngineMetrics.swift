@@ -140,8 +140,9 @@ extension Engine {
         defer { noteHold("the metrics' snapshot", since: started) }
         let now = clock()
         var agents: [AgentMetrics] = []
-        var states: [AgentState: Int] = [:]
-        var sampling: [SamplingCadence: Int] = [:]
+        // Counted by case, in tables indexed by it (hashed per agent and scrape, they showed).
+        var stateCounts = [Int](repeating: 0, count: AgentState.allCases.count)
+        var cadenceCounts = [Int](repeating: 0, count: SamplingCadence.allCases.count)
         // What the capacity's walk sums, in the same walk.
         var used = UsedByGroup()
         agents.reserveCapacity(registry.count)
@@ -149,9 +150,9 @@ extension Engine {
         // read only: `update` would also redo its timers and commitments, per agent and scrape.
         registry.forEachSorted { id, agent in
             let state = agent.record.state
-            states[state, default: 0] += 1
+            stateCounts[state.caseIndex] += 1
             if state.isLive {
-                sampling[cadences[id] ?? .active, default: 0] += 1
+                cadenceCounts[(agent.cadence ?? .active).caseIndex] += 1
                 used.add(agent)
             }
             if !state.isLive, let ended = agent.record.endedAt, now - ended > endedRetention { return }
@@ -171,6 +172,12 @@ extension Engine {
                     sample: agent.latest,
                     usage: agent.reported.isEmpty ? agent.usage : agent.usage.merging(agent.reported) { _, reported in reported },
                     degradation: degradation, escalationStep: step, generation: agent.generation))
+        }
+        var states: [AgentState: Int] = [:]
+        var sampling: [SamplingCadence: Int] = [:]
+        for state in AgentState.allCases where stateCounts[state.caseIndex] > 0 { states[state] = stateCounts[state.caseIndex] }
+        for cadence in SamplingCadence.allCases where cadenceCounts[cadence.caseIndex] > 0 {
+            sampling[cadence] = cadenceCounts[cadence.caseIndex]
         }
         for record in queuedRecords() {
             states[record.state, default: 0] += 1

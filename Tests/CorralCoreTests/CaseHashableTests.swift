@@ -10,6 +10,7 @@ struct CaseHashableTests {
         let all = Array(T.allCases)
         #expect(Set(all).count == all.count, "\(T.self): a case lost in a set")
         #expect(Set(all.map(\.hashValue)).count == all.count, "\(T.self): two cases hash alike")
+        #expect(all.indices.allSatisfy { all[$0].caseIndex == $0 }, "\(T.self): a case's index is not its place in allCases")
         var table: [T: String] = [:]
         for value in all { table[value] = value.rawValue }
         for value in all {
