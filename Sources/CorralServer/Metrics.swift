@@ -188,10 +188,13 @@ public final class DaemonMetrics: EngineInstruments {
         /// The histograms' text, and the `histogramChanges` it shows (nil: none yet).
         var histogramText: [UInt8] = []
         var histogramsShown: UInt64?
-        /// The body of the last scrape, kept: the response shares it, and
-        /// once that is sent the next scrape writes into the same storage (no
-        /// new allocation of most of a megabyte, no page faulted in again).
+        /// The body of the last scrape written in full, kept: the response
+        /// shares it, the next scrape copies the lines of the agents that did
+        /// not change from it (`AgentExposition.Cache`) into `spare`, the body
+        /// before it. Once a response is sent, its storage is written again
+        /// (no new allocation of most of a megabyte, no page faulted in again).
         var body = ByteBuffer()
+        var spare = ByteBuffer()
         /// The `generationMark` of the snapshot last written in full: every
         /// agent of it is drawn in `agents` (nil: none yet, or one failed).
         var drawnThrough: UInt64?
@@ -297,13 +300,14 @@ public final class DaemonMetrics: EngineInstruments {
                 series.histogramsShown = changes
             }
             // Cleared while unshared, the storage is kept; still shared with a response being sent, a new one is made.
-            series.body.clear()
-            series.body.writeBytes(series.text)
-            series.body.writeBytes(series.histogramText)
-            guard series.agents.write(snapshot.agents, into: &series.body) else {
+            series.spare.clear()
+            series.spare.writeBytes(series.text)
+            series.spare.writeBytes(series.histogramText)
+            guard series.agents.write(snapshot.agents, from: series.body, into: &series.spare) else {
                 series.drawnThrough = nil
                 return nil
             }
+            swap(&series.body, &series.spare)
             series.drawnThrough = snapshot.generationMark
             return series.body
         }
@@ -447,31 +451,25 @@ public enum AgentExposition {
         return (entries, affixes)
     }()
 
-    /// One agent's lines, kept between scrapes: the values they show, and
-    /// their text, family after family (`ends[f]`: where family `f`'s lines end).
+    /// One agent's lines between scrapes: the values they show, and where
+    /// its text sits in the last body written (`Cache`).
     final class Lines {
         let id: String
         let group: String
         var values: [Double?]
-        /// Where each family's lines end in the text (`UInt32` each, family
-        /// after family), then the text: one allocation at its exact size,
-        /// owned here (freed in `deinit`). A scrape copies from it by address,
-        /// with no reference count or exclusivity check per family (`Cache.write`).
-        private(set) var kept = UnsafeMutableRawBufferPointer(start: nil, count: 0)
         /// The scrape that last saw the agent.
         var seen = 0
         /// The agent's `AgentMetrics.generation` that `values` show (nil: not known).
         var generation: UInt64?
-
-        /// The bytes of `kept` before the text.
-        static let endsSize = AgentExposition.headers.count * MemoryLayout<UInt32>.size
-        /// The text's length.
-        var textCount: Int { max(0, kept.count - Self.endsSize) }
-        /// Whether `render` has drawn the lines.
-        var drawn: Bool { kept.baseAddress != nil }
-
+        /// The body its current text is in (`Cache.bodyScrape`; 0: none, or
+        /// its values changed since), and its row there.
+        var inBody = 0
+        var position = 0
         /// `agent="…",group="…"`, escaped: the same in every line, and for the agent's life.
         let labels: [UInt8]
+
+        /// The bytes in front of a rendered agent's text: where each family's lines end in it (`UInt32` each).
+        static let endsSize = AgentExposition.headers.count * MemoryLayout<UInt32>.size
 
         init(id: String, group: String) {
             self.id = id
@@ -485,27 +483,27 @@ public enum AgentExposition {
             self.labels = labels
         }
 
-        deinit { kept.deallocate() }
-
-        /// Draws the lines again from `values`, in `scratch` (the cache's,
-        /// grown to the longest agent's bound so far), then kept at their
-        /// exact size. Written through a pointer, each affix and number copied
-        /// in place: appended to an array piece by piece (with a capacity and
-        /// uniqueness check each time) a render was 28.8K instructions, and
-        /// a scrape redraws every agent whose values moved (callgrind,
-        /// `corral-bench scrape 200 40`).
-        func render(scratch: inout [UInt8]) {
+        /// Draws the lines from `values` into `arena` at `offset` (grown as
+        /// needed): the families' ends, then the text, family after family.
+        /// Returns where it ends. Written through a pointer, each affix and
+        /// number copied in place: appended to an array piece by piece (a
+        /// capacity and uniqueness check each time) a render was 28.8K
+        /// instructions, and a scrape redraws every agent whose values moved
+        /// (callgrind, `corral-bench scrape 200 40`).
+        func render(into arena: inout [UInt8], at offset: Int) -> Int {
             let entries = AgentExposition.entries
             let endsSize = Self.endsSize
             // Every line at its longest: its affixes, the labels, a number and the line feed.
             let bound = endsSize + AgentExposition.affixes.count + entries.count * (labels.count + AgentExposition.longestNumber + 1)
-            if scratch.count < bound { scratch = Array(repeating: 0, count: bound) }
+            if arena.count < offset + bound {
+                arena.append(contentsOf: repeatElement(0, count: max(offset + bound - arena.count, arena.count)))
+            }
             let values = self.values
-            let used = scratch.withUnsafeMutableBytes { out -> Int in
-                guard let base = out.baseAddress else { return 0 }
+            return arena.withUnsafeMutableBytes { out -> Int in
+                guard let base = out.baseAddress.map({ $0 + offset }) else { return offset }
                 return AgentExposition.affixes.withUnsafeBytes { affixes in
                     labels.withUnsafeBytes { labelBytes in
-                        guard let affixes = affixes.baseAddress, let labels = labelBytes.baseAddress else { return 0 }
+                        guard let affixes = affixes.baseAddress, let labels = labelBytes.baseAddress else { return offset }
                         let labelCount = labelBytes.count
                         var at = endsSize
                         var family = 0
@@ -527,43 +525,68 @@ public enum AgentExposition {
                             base.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: at, as: UInt8.self)
                             at += 1
                         }
-                        return at
+                        return offset + at
                     }
                 }
             }
-            kept.deallocate()
-            kept = .allocate(byteCount: used, alignment: MemoryLayout<UInt32>.alignment)
-            scratch.withUnsafeBytes { kept.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<used])) }
         }
     }
 
-    /// Every agent's lines, kept between scrapes: an agent whose values did
-    /// not change since the last scrape (most of them, with idle agents
-    /// sampled every 10 s and scrapes every few seconds) costs a comparison
-    /// and a copy of its text. Kept only once the metrics are scraped (with
-    /// the kept body, 7.6 KiB an agent at 1,000 agents: README, "Measured");
-    /// an agent gone from the snapshot is dropped at that scrape.
-    /// Owner: `DaemonMetrics.series` (its mutex).
+    /// Every agent's lines between scrapes. The text is family after family,
+    /// each family's lines agent after agent, so an agent's lines are spread
+    /// over the whole body. An agent whose values did not change since the
+    /// last scrape (most of them, with idle agents sampled every 10 s and
+    /// scrapes every few seconds) is not drawn again: its lines are copied
+    /// from the last body, and agents that were neighbours there are copied
+    /// together, so a quiet scrape copies each family in one piece (it copied
+    /// each agent's part of each family apart: 36 families × 200 agents small
+    /// copies a scrape). Only the agents that changed are drawn, into
+    /// `arena`. The last body stays alive beside the one being written
+    /// (`DaemonMetrics.Series`). An agent gone from the snapshot is dropped
+    /// at that scrape. Owner: `DaemonMetrics.series` (its mutex).
     struct Cache {
         var lines: [String: Lines] = [:]
         var scrape = 0
+        /// The scrape whose body is the last written in full (0: none).
+        var bodyScrape = 0
+        /// Where the agents' part starts in that body, how many rows it has,
+        /// and where each row's lines of each family start in it, from that
+        /// start: `offsets[f * (rows + 1) + r]`, with the family's end at `r == rows`.
+        var bodyStart = 0
+        var bodyRows = 0
+        var offsets: [UInt32] = []
+        /// The same for the body being written (swapped in once written in full).
+        var nextOffsets: [UInt32] = []
         /// Scratch for one agent's values.
         var values = [Double?](repeating: nil, count: AgentExposition.slots.count)
-        /// Scratch for one agent's text (see `Lines.render`).
-        var scratch: [UInt8] = []
-        /// Scratch for a scrape's copy: each agent's kept text (`Lines.kept`), by address.
-        var starts: [UnsafeRawPointer] = []
+        /// Scratch: the agents drawn this scrape (each: its ends, then its text), and where each starts.
+        var arena: [UInt8] = []
+        var drawnAt: [Int] = []
+        /// Scratch: the scrape's pieces in row order (see `Piece`).
+        var pieces: [Piece] = []
         /// The rows of the last scrape, in its order: while no agent comes or
         /// goes, agent `i` of this one is row `i` there, found without hashing its id.
         var previous: [Lines] = []
 
-        /// Writes every per-agent family of `agents` to `buffer`. False when
-        /// an `unchanged` agent has no lines kept at its generation (the
-        /// buffer then holds part of a scrape).
-        mutating func write(_ agents: [AgentMetrics], into buffer: inout ByteBuffer) -> Bool {
+        /// A run of rows that were neighbours in the last body (`from` its
+        /// rows `first...last`), or one row drawn now (`drawn` ≥ 0: its place in `drawnAt`).
+        struct Piece {
+            var first: Int
+            var last: Int
+            var drawn: Int
+        }
+
+        /// Writes every per-agent family of `agents` to `buffer`, copying
+        /// from `last`, the body this cache wrote last in full. False when
+        /// an `unchanged` agent has no lines at its generation in it (the
+        /// buffer then holds part of a scrape, and `last` stays the body to copy from).
+        mutating func write(_ agents: [AgentMetrics], from last: ByteBuffer, into buffer: inout ByteBuffer) -> Bool {
             scrape += 1
             var rows: [Lines] = []
             rows.reserveCapacity(agents.count)
+            pieces.removeAll(keepingCapacity: true)
+            drawnAt.removeAll(keepingCapacity: true)
+            var arenaUsed = 0
             // By index, each agent's fields read in place: `for agent in agents` copied each one.
             for position in agents.indices {
                 let row: Lines
@@ -580,59 +603,119 @@ public enum AgentExposition {
                     row = Lines(id: id, group: agents[position].group)
                     lines[id] = row
                 }
+                let inBody = bodyScrape > 0 && row.inBody == bodyScrape
+                var draw = false
                 // The same generation: nothing of the agent changed since its lines were drawn.
                 if unchanged {
-                    guard row.drawn, row.generation == generation else { return false }
-                } else if !row.drawn || generation == nil || generation != row.generation {
+                    guard inBody, row.generation == generation else { return false }
+                } else if !inBody || generation == nil || generation != row.generation {
                     for index in values.indices { values[index] = nil }
                     AgentExposition.values(of: agents[position], into: &values, at: 0)
-                    if !row.drawn || row.values != values {
+                    if !inBody || row.values != values {
                         row.values = values
-                        row.render(scratch: &scratch)
+                        // Its text in the last body is stale now, whether or not this scrape is written in full.
+                        row.inBody = 0
+                        draw = true
                     }
                     row.generation = generation
                 }
                 row.seen = scrape
                 rows.append(row)
+                if draw {
+                    drawnAt.append(arenaUsed)
+                    // The next one's ends at an offset their `UInt32`s can be loaded from.
+                    arenaUsed = (row.render(into: &arena, at: arenaUsed) + 3) & ~3
+                    pieces.append(Piece(first: 0, last: 0, drawn: drawnAt.count - 1))
+                } else if let previous = pieces.last, previous.drawn < 0, previous.last + 1 == row.position {
+                    pieces[pieces.count - 1].last = row.position
+                } else {
+                    pieces.append(Piece(first: row.position, last: row.position, drawn: -1))
+                }
             }
             // Only when some agent went: the dictionary's walk hashes nothing, but visits them all.
             if lines.count != rows.count {
                 for (id, row) in lines where row.seen != scrape { lines[id] = nil }
             }
             previous = rows
-            // Family after family, each agent's part of it: copied by address
-            // from the texts `rows` keeps alive, into the body's storage at once.
+            copy(into: &buffer, from: last, rows: rows.count)
+            // Written in full: this body is the one to copy from next time.
+            bodyScrape = scrape
+            bodyRows = rows.count
+            swap(&offsets, &nextOffsets)
+            for (position, row) in rows.enumerated() {
+                row.inBody = scrape
+                row.position = position
+            }
+            // A first scrape draws every agent: an arena that large is not kept for the few a later one
+            // draws. Kept otherwise: grown again, it is zero-filled (13.6M instructions over 121 scrapes).
+            if arena.count > max(1 << 18, 4 * arenaUsed) { arena = [] }
+            return true
+        }
+
+        /// Family after family: its header, then each piece's part of it, a
+        /// run of neighbours from `last` in one copy; each row's offset noted in `nextOffsets`.
+        mutating func copy(into buffer: inout ByteBuffer, from last: ByteBuffer, rows: Int) {
             let families = headers.count
             let endsSize = Lines.endsSize
-            var total = headers.reduce(0) { $0 + $1.count }
-            for row in rows {
-                guard let base = row.kept.baseAddress else { continue }
-                total += row.textCount
-                starts.append(UnsafeRawPointer(base))
+            let stride = rows + 1
+            let lastStride = bodyRows + 1
+            let lastStart = bodyStart
+            bodyStart = buffer.writerIndex - buffer.readerIndex
+            if nextOffsets.count != families * stride { nextOffsets = Array(repeating: 0, count: families * stride) }
+            // At most: every header, every run's text in the last body, every drawn agent's text.
+            var total = headers.reduce(0) { $0 + $1.count } + (bodyScrape > 0 ? last.readableBytes : 0)
+            for (index, start) in drawnAt.enumerated() {
+                let end = index + 1 < drawnAt.count ? drawnAt[index + 1] : arena.count
+                total += end - start
             }
-            _ = starts.withUnsafeBufferPointer { starts in
-                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
-                    guard let into = out.baseAddress else { return 0 }
-                    var at = 0
-                    for family in 0..<families {
-                        headers[family].withUnsafeBytes { header in
-                            if let from = header.baseAddress { (into + at).copyMemory(from: from, byteCount: header.count) }
-                            at += header.count
-                        }
-                        for base in starts {
-                            let end = Int(base.load(fromByteOffset: family * 4, as: UInt32.self))
-                            let start = family == 0 ? 0 : Int(base.load(fromByteOffset: family * 4 - 4, as: UInt32.self))
-                            (into + at).copyMemory(from: base + endsSize + start, byteCount: end - start)
-                            at += end - start
+            let pieces = self.pieces
+            let drawnAt = self.drawnAt
+            arena.withUnsafeBytes { arena in
+                last.withUnsafeReadableBytes { lastBody in
+                    offsets.withUnsafeBufferPointer { offsets in
+                        nextOffsets.withUnsafeMutableBufferPointer { next in
+                            _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
+                                guard let into = out.baseAddress else { return 0 }
+                                var at = 0
+                                for family in 0..<families {
+                                    headers[family].withUnsafeBytes { header in
+                                        if let from = header.baseAddress { (into + at).copyMemory(from: from, byteCount: header.count) }
+                                        at += header.count
+                                    }
+                                    var row = 0
+                                    for piece in pieces {
+                                        if piece.drawn >= 0, let arena = arena.baseAddress {
+                                            let base = arena + drawnAt[piece.drawn]
+                                            let end = Int(base.load(fromByteOffset: family * 4, as: UInt32.self))
+                                            let start = family == 0 ? 0 : Int(base.load(fromByteOffset: family * 4 - 4, as: UInt32.self))
+                                            (into + at).copyMemory(from: base + endsSize + start, byteCount: end - start)
+                                            next[family * stride + row] = UInt32(at)
+                                            at += end - start
+                                            row += 1
+                                        } else if let lastBody = lastBody.baseAddress, let from = offsets.baseAddress,
+                                            let to = next.baseAddress
+                                        {
+                                            let source = from + family * lastStride + piece.first
+                                            let count = piece.last - piece.first + 1
+                                            let first = Int(source[0])
+                                            let end = Int(source[count])
+                                            (into + at).copyMemory(from: lastBody + lastStart + first, byteCount: end - first)
+                                            // The run's rows keep their distances: each moves by the same amount (a loop the compiler vectorizes).
+                                            let shift = UInt32(truncatingIfNeeded: at &- first)
+                                            let target = to + family * stride + row
+                                            for index in 0..<count { target[index] = source[index] &+ shift }
+                                            row += count
+                                            at += end - first
+                                        }
+                                    }
+                                    next[family * stride + rows] = UInt32(at)
+                                }
+                                return at
+                            }
                         }
                     }
-                    return at
                 }
             }
-            withExtendedLifetime(rows) {}
-            // Emptied once copied: no address outlives the scrape.
-            starts.removeAll(keepingCapacity: true)
-            return true
         }
     }
 

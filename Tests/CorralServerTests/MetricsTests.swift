@@ -312,6 +312,48 @@ import Testing
         }
     }
 
+    @Test("an agent drawn again in a scrape that was refused is drawn again in the next, not copied stale from the last body")
+    func aRefusedScrapeLeavesNoStaleLines() throws {
+        func agent(_ id: String, memory: Int64, generation: UInt64) -> AgentMetrics {
+            var sample = Self.sample
+            sample.memoryCurrent = memory
+            return AgentMetrics(
+                id: id, group: "standard_agent", state: .running, priority: .standard, limits: LimitSet(), sample: sample,
+                degradation: .none, escalationStep: 0, generation: generation)
+        }
+        func snapshot(_ agents: [AgentMetrics], mark: UInt64) -> MetricsSnapshot {
+            MetricsSnapshot(
+                agents: agents, states: [.running: agents.count], capacity: CapacityReport(resources: [], admission: .refuse),
+                generationMark: mark)
+        }
+        func memory(_ buffer: ByteBuffer?) -> [String: Double] {
+            Self.series(String(buffer: buffer ?? ByteBuffer())).filter { $0.key.hasPrefix("corral_agent_memory_usage_bytes") }
+        }
+        let metrics = DaemonMetrics(version: "9.9.9-test")
+        let first = snapshot([agent("a", memory: 1 << 20, generation: 1), agent("b", memory: 2 << 20, generation: 2)], mark: 2)
+        #expect(memory(metrics.expositionBuffer(first)).count == 2)
+        // `a` moved, and `c` comes as unchanged though it was never drawn: refused, after `a` was drawn again.
+        let refused = snapshot(
+            [agent("a", memory: 5 << 20, generation: 3), .unchanged(id: "c", group: "standard_agent", state: .running, generation: 4)],
+            mark: 4)
+        #expect(metrics.expositionBuffer(refused) == nil)
+        // The full snapshot after it: `a` at its generation 3 again, which the last body shows at 1 MiB.
+        let full = snapshot([agent("a", memory: 5 << 20, generation: 3), agent("b", memory: 2 << 20, generation: 2)], mark: 4)
+        let text = try #require(metrics.expositionBuffer(full))
+        #expect(memory(text)[#"corral_agent_memory_usage_bytes{agent="a",group="standard_agent"}"#] == Double(5 << 20))
+        #expect(memory(text)[#"corral_agent_memory_usage_bytes{agent="b",group="standard_agent"}"#] == Double(2 << 20))
+        func agentLines(_ text: String) -> [Substring] { text.split(separator: "\n").filter { $0.contains(#"{agent=""#) } }
+        #expect(agentLines(String(buffer: text)) == agentLines(DaemonMetrics(version: "9.9.9-test").exposition(full)))
+        // And b alone moving next: a's and b's lines from the last body and the arena, in order.
+        let next = snapshot(
+            [
+                .unchanged(id: "a", group: "standard_agent", state: .running, generation: 3), agent("b", memory: 7 << 20, generation: 5),
+            ], mark: 5)
+        let after = try #require(metrics.expositionBuffer(next))
+        #expect(memory(after)[#"corral_agent_memory_usage_bytes{agent="a",group="standard_agent"}"#] == Double(5 << 20))
+        #expect(memory(after)[#"corral_agent_memory_usage_bytes{agent="b",group="standard_agent"}"#] == Double(7 << 20))
+    }
+
     @Test("the histograms' text is kept between scrapes while they do not change, and written again when one does")
     func histogramTextFollowsObservations() async throws {
         try await Self.withEngine { harness in

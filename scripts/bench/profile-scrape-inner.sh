@@ -40,6 +40,9 @@ for bin in "$@"; do
     dump=$(ls -t "$out"* | head -1)
     total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
     echo "corrald: $total instructions over $scrapes scrapes in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s: $((total / scrapes)) a scrape (background work in the window included)"
+    # The scrape's own frame (snapshot and text; not HTTP, not the background work, which moves with the window's length).
+    own=$(callgrind_annotate --inclusive=yes "$dump" 2>/dev/null | awk '/DaemonMetricsC6scrapey/ { gsub(",", "", $1); print $1; exit }')
+    [[ -n $own ]] && echo "DaemonMetrics.scrape: $((own / scrapes)) instructions a scrape (the snapshot and the text)"
     echo "heaviest frames (inclusive; a share of the whole):"
     callgrind_annotate --inclusive=yes --threshold=100 "$dump" 2>/dev/null |
         grep -E "Corral[A-Za-z]*[0-9]|Hasher|SS4hash|swift_retain \[|swift_release \[" | grep -v "TQ[0-9]_\|TY[0-9]_\|'2 \[" | head -25 | cut -c1-200
