@@ -49,7 +49,21 @@ public struct AgentMetrics: Equatable, Sendable {
     public var priority: Priority
     public var limits: LimitSet
     /// The latest reading of the agent's cgroup (nil: none yet, or queued).
-    public var sample: CgroupSample?
+    public var sample: CgroupSample? {
+        get { sampleBox?.sample }
+        set { sampleBox = newValue.map(SampleBox.init) }
+    }
+    /// `sample`, held by reference: a `CgroupSample` is most of the value's
+    /// size, and a snapshot moves one of these per agent and scrape (callgrind
+    /// of a scrape: five copies of the whole value per agent, most of them for
+    /// `unchanged` agents, which have no sample).
+    private var sampleBox: SampleBox?
+
+    final class SampleBox: Sendable, Equatable {
+        let sample: CgroupSample
+        init(_ sample: CgroupSample) { self.sample = sample }
+        static func == (lhs: SampleBox, rhs: SampleBox) -> Bool { lhs.sample == rhs.sample }
+    }
     /// Usage as the ladder sees it (memory bytes, CPU percent of one core over the last window, processes).
     public var usage: [Resource: Double]
     /// Its place in the admission queue (queued agents).
@@ -77,7 +91,7 @@ public struct AgentMetrics: Equatable, Sendable {
         self.state = state
         self.priority = priority
         self.limits = limits
-        self.sample = sample
+        sampleBox = sample.map(SampleBox.init)
         self.usage = usage
         self.queuePosition = queuePosition
         self.degradation = degradation
