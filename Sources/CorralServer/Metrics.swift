@@ -451,6 +451,17 @@ public enum AgentExposition {
         return (entries, affixes)
     }()
 
+    /// Each family's entries in `entries` (its end left out).
+    static let familyEntries: [Range<Int>] = {
+        var ranges: [Range<Int>] = []
+        var start = 0
+        for (index, entry) in entries.enumerated() where entry.slot < 0 {
+            ranges.append(start..<index)
+            start = index + 1
+        }
+        return ranges
+    }()
+
     /// One agent's lines between scrapes: the values they show, and where
     /// its text sits in the last body written (`Cache`).
     final class Lines {
@@ -468,8 +479,10 @@ public enum AgentExposition {
         /// `agent="…",group="…"`, escaped: the same in every line, and for the agent's life.
         let labels: [UInt8]
 
-        /// The bytes in front of a rendered agent's text: where each family's lines end in it (`UInt32` each).
-        static let endsSize = AgentExposition.headers.count * MemoryLayout<UInt32>.size
+        /// The most bytes its lines take: every line at its longest (its affixes, the labels, a number, the line feed).
+        var bound: Int {
+            AgentExposition.affixes.count + AgentExposition.entries.count * (labels.count + AgentExposition.longestNumber + 1)
+        }
 
         init(id: String, group: String) {
             self.id = id
@@ -483,50 +496,32 @@ public enum AgentExposition {
             self.labels = labels
         }
 
-        /// Draws the lines from `values` into `arena` at `offset` (grown as
-        /// needed): the families' ends, then the text, family after family.
-        /// Returns where it ends. Written through a pointer, each affix and
-        /// number copied in place: appended to an array piece by piece (a
-        /// capacity and uniqueness check each time) a render was 28.8K
-        /// instructions, and a scrape redraws every agent whose values moved
-        /// (callgrind, `corral-bench scrape 200 40`).
-        func render(into arena: inout [UInt8], at offset: Int) -> Int {
-            let entries = AgentExposition.entries
-            let endsSize = Self.endsSize
-            // Every line at its longest: its affixes, the labels, a number and the line feed.
-            let bound = endsSize + AgentExposition.affixes.count + entries.count * (labels.count + AgentExposition.longestNumber + 1)
-            if arena.count < offset + bound {
-                arena.append(contentsOf: repeatElement(0, count: max(offset + bound - arena.count, arena.count)))
-            }
-            let values = self.values
-            return arena.withUnsafeMutableBytes { out -> Int in
-                guard let base = out.baseAddress.map({ $0 + offset }) else { return offset }
-                return AgentExposition.affixes.withUnsafeBytes { affixes in
-                    labels.withUnsafeBytes { labelBytes in
-                        guard let affixes = affixes.baseAddress, let labels = labelBytes.baseAddress else { return offset }
-                        let labelCount = labelBytes.count
-                        var at = endsSize
-                        var family = 0
-                        for entry in entries {
-                            guard entry.slot >= 0 else {
-                                // The family's end, in front of the text.
-                                base.storeBytes(of: UInt32(at - endsSize), toByteOffset: family * 4, as: UInt32.self)
-                                family += 1
-                                continue
-                            }
-                            guard let value = values[entry.slot] else { continue }
-                            (base + at).copyMemory(from: affixes + entry.before.lowerBound, byteCount: entry.before.count)
-                            at += entry.before.count
-                            (base + at).copyMemory(from: labels, byteCount: labelCount)
-                            at += labelCount
-                            (base + at).copyMemory(from: affixes + entry.after.lowerBound, byteCount: entry.after.count)
-                            at += entry.after.count
-                            at += writeNumber(value, into: base + at)
-                            base.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: at, as: UInt8.self)
-                            at += 1
-                        }
-                        return offset + at
+        /// Draws its lines of `family` from `values` at `out`, straight into
+        /// the body; returns how many bytes. Written through a pointer, each
+        /// affix and number copied in place: appended to an array piece by
+        /// piece (a capacity and uniqueness check each time) an agent's lines
+        /// were 28.8K instructions, and a scrape draws every agent whose values
+        /// moved (callgrind, `corral-bench scrape 200 40`).
+        func draw(family: Int, into out: UnsafeMutableRawPointer, entries: UnsafeBufferPointer<Entry>, affixes: UnsafeRawPointer) -> Int {
+            values.withUnsafeBufferPointer { values in
+                labels.withUnsafeBytes { labelBytes in
+                    guard let labels = labelBytes.baseAddress else { return 0 }
+                    let labelCount = labelBytes.count
+                    var at = 0
+                    for index in AgentExposition.familyEntries[family] {
+                        let entry = entries[index]
+                        guard let value = values[entry.slot] else { continue }
+                        (out + at).copyMemory(from: affixes + entry.before.lowerBound, byteCount: entry.before.count)
+                        at += entry.before.count
+                        (out + at).copyMemory(from: labels, byteCount: labelCount)
+                        at += labelCount
+                        (out + at).copyMemory(from: affixes + entry.after.lowerBound, byteCount: entry.after.count)
+                        at += entry.after.count
+                        at += writeNumber(value, into: out + at)
+                        (out + at).storeBytes(of: UInt8(ascii: "\n"), as: UInt8.self)
+                        at += 1
                     }
+                    return at
                 }
             }
         }
@@ -540,10 +535,11 @@ public enum AgentExposition {
     /// from the last body, and agents that were neighbours there are copied
     /// together, so a quiet scrape copies each family in one piece (it copied
     /// each agent's part of each family apart: 36 families × 200 agents small
-    /// copies a scrape). Only the agents that changed are drawn, into
-    /// `arena`. The last body stays alive beside the one being written
-    /// (`DaemonMetrics.Series`). An agent gone from the snapshot is dropped
-    /// at that scrape. Owner: `DaemonMetrics.series` (its mutex).
+    /// copies a scrape). Only the agents that changed are drawn, family by
+    /// family, in place. The last body stays alive beside the one being
+    /// written (`DaemonMetrics.Series`): two bodies and each agent's values are
+    /// what is kept (`corral-bench metrics`). An agent gone from the snapshot
+    /// is dropped at that scrape. Owner: `DaemonMetrics.series` (its mutex).
     struct Cache {
         var lines: [String: Lines] = [:]
         var scrape = 0
@@ -559,9 +555,6 @@ public enum AgentExposition {
         var nextOffsets: [UInt32] = []
         /// Scratch for one agent's values.
         var values = [Double?](repeating: nil, count: AgentExposition.slots.count)
-        /// Scratch: the agents drawn this scrape (each: its ends, then its text), and where each starts.
-        var arena: [UInt8] = []
-        var drawnAt: [Int] = []
         /// Scratch: the scrape's pieces in row order (see `Piece`).
         var pieces: [Piece] = []
         /// The rows of the last scrape, in its order: while no agent comes or
@@ -569,7 +562,7 @@ public enum AgentExposition {
         var previous: [Lines] = []
 
         /// A run of rows that were neighbours in the last body (`from` its
-        /// rows `first...last`), or one row drawn now (`drawn` ≥ 0: its place in `drawnAt`).
+        /// rows `first...last`), or one row drawn now (`drawn` ≥ 0: its row in this scrape).
         struct Piece {
             var first: Int
             var last: Int
@@ -585,8 +578,7 @@ public enum AgentExposition {
             var rows: [Lines] = []
             rows.reserveCapacity(agents.count)
             pieces.removeAll(keepingCapacity: true)
-            drawnAt.removeAll(keepingCapacity: true)
-            var arenaUsed = 0
+            var drawnBound = 0
             // By index, each agent's fields read in place: `for agent in agents` copied each one.
             for position in agents.indices {
                 let row: Lines
@@ -622,10 +614,8 @@ public enum AgentExposition {
                 row.seen = scrape
                 rows.append(row)
                 if draw {
-                    drawnAt.append(arenaUsed)
-                    // The next one's ends at an offset their `UInt32`s can be loaded from.
-                    arenaUsed = (row.render(into: &arena, at: arenaUsed) + 3) & ~3
-                    pieces.append(Piece(first: 0, last: 0, drawn: drawnAt.count - 1))
+                    drawnBound += row.bound
+                    pieces.append(Piece(first: 0, last: 0, drawn: rows.count - 1))
                 } else if let previous = pieces.last, previous.drawn < 0, previous.last + 1 == row.position {
                     pieces[pieces.count - 1].last = row.position
                 } else {
@@ -637,7 +627,7 @@ public enum AgentExposition {
                 for (id, row) in lines where row.seen != scrape { lines[id] = nil }
             }
             previous = rows
-            copy(into: &buffer, from: last, rows: rows.count)
+            copy(into: &buffer, from: last, rows: rows, drawnBound: drawnBound)
             // Written in full: this body is the one to copy from next time.
             bodyScrape = scrape
             bodyRows = rows.count
@@ -646,71 +636,63 @@ public enum AgentExposition {
                 row.inBody = scrape
                 row.position = position
             }
-            // A first scrape draws every agent: an arena that large is not kept for the few a later one
-            // draws. Kept otherwise: grown again, it is zero-filled (13.6M instructions over 121 scrapes).
-            if arena.count > max(1 << 18, 4 * arenaUsed) { arena = [] }
             return true
         }
 
-        /// Family after family: its header, then each piece's part of it, a
-        /// run of neighbours from `last` in one copy; each row's offset noted in `nextOffsets`.
-        mutating func copy(into buffer: inout ByteBuffer, from last: ByteBuffer, rows: Int) {
+        /// Family after family: its header, then each piece's part of it: a
+        /// run of neighbours copied from `last` at once, an agent that changed
+        /// drawn in place; each row's offset noted in `nextOffsets`.
+        mutating func copy(into buffer: inout ByteBuffer, from last: ByteBuffer, rows: [Lines], drawnBound: Int) {
             let families = headers.count
-            let endsSize = Lines.endsSize
-            let stride = rows + 1
+            let count = rows.count
+            let stride = count + 1
             let lastStride = bodyRows + 1
             let lastStart = bodyStart
             bodyStart = buffer.writerIndex - buffer.readerIndex
             if nextOffsets.count != families * stride { nextOffsets = Array(repeating: 0, count: families * stride) }
-            // At most: every header, every run's text in the last body, every drawn agent's text.
-            var total = headers.reduce(0) { $0 + $1.count } + (bodyScrape > 0 ? last.readableBytes : 0)
-            for (index, start) in drawnAt.enumerated() {
-                let end = index + 1 < drawnAt.count ? drawnAt[index + 1] : arena.count
-                total += end - start
-            }
+            // At most: every header, every run's text in the last body, every drawn agent at its longest.
+            let total = headers.reduce(0) { $0 + $1.count } + (bodyScrape > 0 ? last.readableBytes : 0) + drawnBound
             let pieces = self.pieces
-            let drawnAt = self.drawnAt
-            arena.withUnsafeBytes { arena in
-                last.withUnsafeReadableBytes { lastBody in
-                    offsets.withUnsafeBufferPointer { offsets in
-                        nextOffsets.withUnsafeMutableBufferPointer { next in
-                            _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
-                                guard let into = out.baseAddress else { return 0 }
-                                var at = 0
-                                for family in 0..<families {
-                                    headers[family].withUnsafeBytes { header in
-                                        if let from = header.baseAddress { (into + at).copyMemory(from: from, byteCount: header.count) }
-                                        at += header.count
-                                    }
-                                    var row = 0
-                                    for piece in pieces {
-                                        if piece.drawn >= 0, let arena = arena.baseAddress {
-                                            let base = arena + drawnAt[piece.drawn]
-                                            let end = Int(base.load(fromByteOffset: family * 4, as: UInt32.self))
-                                            let start = family == 0 ? 0 : Int(base.load(fromByteOffset: family * 4 - 4, as: UInt32.self))
-                                            (into + at).copyMemory(from: base + endsSize + start, byteCount: end - start)
-                                            next[family * stride + row] = UInt32(at)
-                                            at += end - start
-                                            row += 1
-                                        } else if let lastBody = lastBody.baseAddress, let from = offsets.baseAddress,
-                                            let to = next.baseAddress
-                                        {
-                                            let source = from + family * lastStride + piece.first
-                                            let count = piece.last - piece.first + 1
-                                            let first = Int(source[0])
-                                            let end = Int(source[count])
-                                            (into + at).copyMemory(from: lastBody + lastStart + first, byteCount: end - first)
-                                            // The run's rows keep their distances: each moves by the same amount (a loop the compiler vectorizes).
-                                            let shift = UInt32(truncatingIfNeeded: at &- first)
-                                            let target = to + family * stride + row
-                                            for index in 0..<count { target[index] = source[index] &+ shift }
-                                            row += count
-                                            at += end - first
+            AgentExposition.entries.withUnsafeBufferPointer { entries in
+                AgentExposition.affixes.withUnsafeBytes { affixes in
+                    last.withUnsafeReadableBytes { lastBody in
+                        offsets.withUnsafeBufferPointer { offsets in
+                            nextOffsets.withUnsafeMutableBufferPointer { next in
+                                _ = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
+                                    guard let into = out.baseAddress, let affixes = affixes.baseAddress else { return 0 }
+                                    var at = 0
+                                    for family in 0..<families {
+                                        headers[family].withUnsafeBytes { header in
+                                            if let from = header.baseAddress { (into + at).copyMemory(from: from, byteCount: header.count) }
+                                            at += header.count
                                         }
+                                        var row = 0
+                                        for piece in pieces {
+                                            if piece.drawn >= 0 {
+                                                next[family * stride + row] = UInt32(at)
+                                                at += rows[piece.drawn].draw(
+                                                    family: family, into: into + at, entries: entries, affixes: affixes)
+                                                row += 1
+                                            } else if let lastBody = lastBody.baseAddress, let from = offsets.baseAddress,
+                                                let to = next.baseAddress
+                                            {
+                                                let source = from + family * lastStride + piece.first
+                                                let runLength = piece.last - piece.first + 1
+                                                let first = Int(source[0])
+                                                let end = Int(source[runLength])
+                                                (into + at).copyMemory(from: lastBody + lastStart + first, byteCount: end - first)
+                                                // The run's rows keep their distances: each moves by the same amount (a loop the compiler vectorizes).
+                                                let shift = UInt32(truncatingIfNeeded: at &- first)
+                                                let target = to + family * stride + row
+                                                for index in 0..<runLength { target[index] = source[index] &+ shift }
+                                                row += runLength
+                                                at += end - first
+                                            }
+                                        }
+                                        next[family * stride + count] = UInt32(at)
                                     }
-                                    next[family * stride + rows] = UInt32(at)
+                                    return at
                                 }
-                                return at
                             }
                         }
                     }
