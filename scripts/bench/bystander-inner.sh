@@ -64,8 +64,20 @@ measure_bystander
 record solo "-"
 solo_first=$rate
 
-# Unmanaged: the same programs in a plain cgroup (no limit), only so that they can be ended.
+# The emulator's control: one plain CPU loop beside the bystander and nothing else. By
+# arithmetic it leaves the single-threaded bystander a whole CPU (on 2 or more); on real cores
+# the bystander keeps its solo rate, under TCG it does not (two busy vCPUs slow each other),
+# and this says by how much in the same boot.
 mkdir -p "$plain"
+bash -c 'echo $$ > '"$plain"'/cgroup.procs; exec '"$stress"' spin 600' >/dev/null 2>&1 &
+disown
+sleep 2
+measure_bystander "$plain/cpu.stat"
+record one_plain_loop "loop"
+echo 1 >"$plain/cgroup.kill"
+sleep 2
+
+# Unmanaged: the same programs in a plain cgroup (no limit), only so that they can be ended.
 for agent in "${agents[@]}"; do
     bash -c 'echo $$ > '"$plain"'/cgroup.procs; exec '"${agent#*|}" >/dev/null 2>&1 &
     disown
@@ -109,14 +121,15 @@ RATE[solo]=$(awk -v a="$solo_first" -v b="$rate" 'BEGIN { print (a + b) / 2 }')
 
 echo
 echo "bystander against solo (targets: lightweight_agent ≥ 85% of solo throughput and p99 ≤ 2× solo;"
-echo "standard_agent within 10% of what the caps leave; unmanaged for contrast):"
+echo "standard_agent within 10% of what the caps leave; unmanaged for contrast; one_plain_loop is"
+echo "the emulator's control: a single unlimited loop on another CPU, which real cores would not feel):"
 printf '%-22s %10s %10s %12s %14s %16s %14s\n' case throughput "vs solo" "p99 wake" "p99 vs solo" "caps leave" "others used"
-for case in solo unmanaged lightweight_agent standard_agent; do
+for case in solo one_plain_loop unmanaged lightweight_agent standard_agent; do
     leave="-"
     # What the spinners' cpu.max caps leave the single-threaded bystander, by arithmetic:
     # min(1, CPUs - caps) of one CPU (unmanaged: a fair share of the CPUs among 4 runnable loops).
     case ${CAPS[$case]} in
-        -) leave="1.00" ;;
+        - | loop) leave="1.00" ;;
         none) leave=$(awk -v n="$cpus" 'BEGIN { printf "%.2f", (n / 4 < 1 ? n / 4 : 1) }') ;;
         *) leave=$(awk -v n="$cpus" -v c="${CAPS[$case]}" 'BEGIN { l = n - c; printf "%.2f", (l < 1 ? l : 1) }') ;;
     esac
