@@ -289,10 +289,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Runs the built `corral` binary on this host: bad input, help, doctor, config validate.
+        // Runs the built `corral` binary on this host: bad input, help, doctor, config validate;
+        // and `corral run`'s own parser against swift-argument-parser's (`@testable import corral`).
         .testTarget(
             name: "CorralCLITests",
-            dependencies: ["CorralCore", "CorralLinux", "CorralTestSupport"],
+            dependencies: [
+                "CorralCore", "CorralLinux", "CorralTestSupport", "corral",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strict
         ),
     ]

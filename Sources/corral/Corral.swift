@@ -30,17 +30,17 @@ struct Corral: ParsableCommand {
         ]
     )
 
-    /// `corral run` is parsed by its own command first: building the whole
-    /// command tree costs a start-up that every run pays (swift-argument-parser
+    /// `corral run` is parsed by itself first (`RunOptions.parsed`): building the
+    /// whole command tree costs a start-up that every run pays (swift-argument-parser
     /// reflects over every subcommand; see README "Launch latency"). Help,
     /// completion and every parse error go through the full tree, so they
     /// read exactly as they would without this shortcut.
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "run", DaemonRun.likelyThroughDaemon(Array(arguments.dropFirst())) { DaemonRun.warmCodecs() }
-        if arguments.first == "run", let run = try? Run.parseAsRoot(Array(arguments.dropFirst())) as? Run {
+        if arguments.first == "run", let options = RunOptions.parsed(Array(arguments.dropFirst())) {
             do {
-                try run.run()
+                try options.run()
                 Corral.exit()
             } catch let status as ExitCode {
                 Glibc.exit(status.rawValue)  // the command's status: nothing to print

@@ -110,13 +110,157 @@ struct Run: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command and its arguments, after --.", valueName: "COMMAND"))
     var command: [String] = []
 
+    /// The parsed flags as a plain value: what `run` works from, whichever parser made it.
+    var options: RunOptions {
+        RunOptions(
+            group: group, name: name, memoryHigh: memoryHigh, memoryMax: memoryMax, cpu: cpu, pidsMax: pidsMax, config: config,
+            cgroupRoot: root.path, user: user, seccomp: seccomp, noSeccomp: noSeccomp, priority: priority, json: json,
+            summaryFile: summaryFile, noDaemon: noDaemon, quiet: quiet, socket: socket, command: command)
+    }
+
+    mutating func validate() throws {
+        var options = self.options
+        try options.validate()
+        command = options.command
+    }
+
+    func run() throws {
+        try options.run()
+    }
+}
+
+/// The options of `corral run` as values. swift-argument-parser (`Run`) defines them,
+/// with the help, the completion and every error message; `fastParse` reads the plain
+/// forms of them by itself, because building `Run`'s parser reflects over each of its
+/// properties and instantiates their types' metadata: 32 ms of the CLI's CPU under
+/// emulation on every `corral run` (perf in the VM; README "Launch latency"). A test
+/// compares the two parsers over a corpus of command lines, and checks that every
+/// option `Run` defines is known here.
+struct RunOptions: Equatable {
+    var group: String?
+    var name: String?
+    var memoryHigh: String?
+    var memoryMax: String?
+    var cpu: String?
+    var pidsMax: String?
+    var config: String?
+    var cgroupRoot: String?
+    var user: String?
+    var seccomp: String?
+    var noSeccomp = false
+    var priority: String?
+    var json = false
+    var summaryFile: String?
+    var noDaemon = false
+    var quiet = false
+    var socket: String?
+    var command: [String] = []
+
+    /// The long names of the options that take a value, and of the flags.
+    static let valueOptionNames: Set<String> = [
+        "group", "name", "memory-high", "memory-max", "cpu", "pids-max", "config", "cgroup-root", "user", "seccomp", "priority",
+        "summary-file", "socket",
+    ]
+    static let flagNames: Set<String> = ["no-seccomp", "json", "no-daemon", "quiet"]
+
+    /// Sets the option `name` (one of `valueOptionNames`) to `value`, or the flag `name` when `value` is nil.
+    private mutating func set(_ name: String, _ value: String?) {
+        switch name {
+        case "group": group = value
+        case "name": self.name = value
+        case "memory-high": memoryHigh = value
+        case "memory-max": memoryMax = value
+        case "cpu": cpu = value
+        case "pids-max": pidsMax = value
+        case "config": config = value
+        case "cgroup-root": cgroupRoot = value
+        case "user": user = value
+        case "seccomp": seccomp = value
+        case "priority": priority = value
+        case "summary-file": summaryFile = value
+        case "socket": socket = value
+        case "no-seccomp": noSeccomp = true
+        case "json": json = true
+        case "no-daemon": noDaemon = true
+        case "quiet": quiet = true
+        default: preconditionFailure("RunOptions.set: unknown option --\(name)")
+        }
+    }
+
+    /// `corral run ARGUMENTS` parsed and validated: by `fastParse` when it reads them,
+    /// else by `Run`'s parser alone (not the whole tree). Nil when either finds a
+    /// problem, which the whole tree then reports.
+    static func parsed(_ arguments: [String]) -> RunOptions? {
+        if var options = fastParse(arguments) {
+            do {
+                try options.validate()
+                return options
+            } catch {
+                return nil
+            }
+        }
+        return (try? Run.parseAsRoot(arguments) as? Run)?.options
+    }
+
+    /// The arguments after `run` in their plain forms (`--option VALUE`, `--option=VALUE`,
+    /// `--flag`, then `--` or the first word that is not an option, and the command),
+    /// or nil for anything else: help, short names, an unknown or repeated option, a
+    /// value that looks like an option, no command. swift-argument-parser reads those,
+    /// and says what is wrong exactly as it always has. Not yet validated (`validate`).
+    static func fastParse(_ arguments: [String]) -> RunOptions? {
+        var options = RunOptions()
+        var seen = Set<String>()
+        var index = 0
+        while index < arguments.count {
+            let word = arguments[index]
+            if word == "--" || !word.hasPrefix("-") {
+                guard !word.isEmpty else { return nil }
+                // As Run's captureForPassthrough keeps it: `--` first, which validate() drops.
+                options.command = Array(arguments[index...])
+                return options.command.count > (word == "--" ? 1 : 0) ? options : nil
+            }
+            guard word.hasPrefix("--") else { return nil }
+            let body = word.dropFirst(2)
+            let name: String
+            var inline: String?
+            if let equals = body.firstIndex(of: "=") {
+                name = String(body[..<equals])
+                inline = String(body[body.index(after: equals)...])
+            } else {
+                name = String(body)
+            }
+            guard seen.insert(name).inserted else { return nil }
+            if flagNames.contains(name) {
+                guard inline == nil else { return nil }
+                options.set(name, nil)
+                index += 1
+            } else if valueOptionNames.contains(name) {
+                if let inline {
+                    guard !inline.isEmpty else { return nil }
+                    options.set(name, inline)
+                    index += 1
+                } else {
+                    guard index + 1 < arguments.count else { return nil }
+                    let value = arguments[index + 1]
+                    guard !value.isEmpty, !value.hasPrefix("-") else { return nil }
+                    options.set(name, value)
+                    index += 2
+                }
+            } else {
+                return nil
+            }
+        }
+        return nil
+    }
+
+    /// Checks every value and drops the `--` before the command (Run.validate runs it too).
     mutating func validate() throws {
         // COMMAND captures everything from the first word Corral does not
         // know; a word that looks like an option there is a typo, not a command.
         if command.first == "--" {
             command.removeFirst()
         } else if let first = command.first, first.hasPrefix("-") {
-            if first == "-h" || first == "--help" { throw CleanExit.helpRequest(self) }
+            if first == "-h" || first == "--help" { throw CleanExit.helpRequest(Run.self) }
             throw ValidationError("unknown option '\(first)' (see corral run --help); a command that starts with '-' goes after --")
         }
         guard !command.isEmpty else {
@@ -274,7 +418,7 @@ struct Run: ParsableCommand {
         if summary == nil {
             let tree: CgroupTree
             do {
-                let location = try CgroupRootLocation.resolve(root.resolve(configuration), facts: facts)
+                let location = try CgroupRootLocation.resolve(CgroupRootOption.resolve(cgroupRoot, configuration), facts: facts)
                 let filesystem = try DirectoryCgroupFilesystem(anchorPath: location.anchor)
                 tree = CgroupTree(fs: filesystem, root: location.root, rootIsHierarchyRoot: location.isHierarchyRoot)
                 // What the root may hand out: the host within the root's ancestors' limits.

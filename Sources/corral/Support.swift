@@ -104,6 +104,10 @@ struct CgroupRootOption: ParsableArguments {
 
     /// The flag, then the configuration's `cgroup_root`, then the default.
     func resolve(_ configuration: CorralConfiguration) -> String {
+        Self.resolve(path, configuration)
+    }
+
+    static func resolve(_ path: String?, _ configuration: CorralConfiguration) -> String {
         path ?? configuration.cgroupRoot ?? CgroupRootLocation.defaultRootPath
     }
 }
