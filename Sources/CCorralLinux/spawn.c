@@ -225,11 +225,12 @@ __attribute__((noreturn)) static void corral_child(const struct corral_spawn_req
 struct corral_child_start {
     const struct corral_spawn_request *req;
     int pipe_fd;
+    int write_procs;
 };
 
 __attribute__((noreturn)) static void corral_child_entry(void *start) {
     const struct corral_child_start *s = start;
-    corral_child(s->req, s->pipe_fd, 0);
+    corral_child(s->req, s->pipe_fd, s->write_procs);
 }
 
 /* The child's stack: 128 KiB (the child makes system calls and nothing else)
@@ -298,6 +299,54 @@ static long corral_clone3_vfork(struct clone_args *args, void (*entry)(void *), 
 }
 #endif
 
+/* Starts the child of corral_spawn: clone3 with CLONE_PIDFD (and CLONE_INTO_CGROUP
+ * when cgroup_fd >= 0), sharing this process's memory where the trampoline above
+ * exists, else a copy of it; the child runs corral_child (writing itself to
+ * cgroup.procs first when write_procs). Returns the child's pid, or -errno:
+ * -ENOSYS also where clone3 is missing, or where only the copy exists and no
+ * cgroup is asked for (the caller forks then). */
+static long corral_start_child(
+    const struct corral_spawn_request *req, const int pipe_fds[2], int cgroup_fd, int write_procs, int *pidfd) {
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_PIDFD | (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+    args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = cgroup_fd >= 0 ? (uint64_t)cgroup_fd : 0;
+#ifdef CORRAL_HAVE_CLONE3_VFORK
+    void *stack = mmap(NULL, CORRAL_CHILD_GUARD + CORRAL_CHILD_STACK, PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED) return -errno;
+    if (mprotect(stack, CORRAL_CHILD_GUARD, PROT_NONE) < 0) {
+        long error = -errno;
+        munmap(stack, CORRAL_CHILD_GUARD + CORRAL_CHILD_STACK);
+        return error;
+    }
+    struct corral_child_start start = {req, pipe_fds[1], write_procs};
+    /* A child that changes its user makes the kernel mark the memory it runs in
+     * non-dumpable (commit_creds), which keeps processes of that user from reading it
+     * through ptrace or /proc/PID/mem before exec: here that memory is this process's,
+     * which gets its own setting back once the child has exec'd into memory of its own. */
+    int dumpable = req->set_ids ? prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) : -1;
+    args.flags |= CLONE_VM | CLONE_VFORK;
+    args.stack = (uint64_t)(uintptr_t)stack + CORRAL_CHILD_GUARD;
+    args.stack_size = CORRAL_CHILD_STACK;
+    long ret = corral_clone3_vfork(&args, corral_child_entry, &start);
+    if (dumpable >= 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable) prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+    /* The child has exec'd or exited: its stack is free again. */
+    munmap(stack, CORRAL_CHILD_GUARD + CORRAL_CHILD_STACK);
+    return ret;
+#else
+    if (cgroup_fd < 0) return -ENOSYS;
+    long ret = syscall(SYS_clone3, &args, sizeof args);
+    if (ret == 0) {
+        close(pipe_fds[0]);
+        corral_child(req, pipe_fds[1], write_procs);
+    }
+    return ret < 0 ? -errno : ret;
+#endif
+}
+
 int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_result *res) {
     memset(res, 0, sizeof *res);
     res->pidfd = -1;
@@ -319,45 +368,12 @@ int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_res
     pid_t pid = -1;
     int pidfd = -1;
     if (req->cgroup_fd >= 0) {
-        struct clone_args args;
-        memset(&args, 0, sizeof args);
-        args.flags = CLONE_INTO_CGROUP | CLONE_PIDFD;
-        args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-        args.exit_signal = SIGCHLD;
-        args.cgroup = (uint64_t)req->cgroup_fd;
-        long ret = -1;
-        int clone_errno = 0;
-#ifdef CORRAL_HAVE_CLONE3_VFORK
-        void *stack = mmap(NULL, CORRAL_CHILD_GUARD + CORRAL_CHILD_STACK, PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-        if (stack != MAP_FAILED && mprotect(stack, CORRAL_CHILD_GUARD, PROT_NONE) == 0) {
-            struct corral_child_start start = {req, pipe_fds[1]};
-            args.flags |= CLONE_VM | CLONE_VFORK;
-            args.stack = (uint64_t)(uintptr_t)stack + CORRAL_CHILD_GUARD;
-            args.stack_size = CORRAL_CHILD_STACK;
-            ret = corral_clone3_vfork(&args, corral_child_entry, &start);
-            if (ret < 0) {
-                clone_errno = (int)-ret;
-                ret = -1;
-            }
-        } else {
-            clone_errno = errno;
-        }
-        /* The child has exec'd or exited: its stack is free again. */
-        if (stack != MAP_FAILED) munmap(stack, CORRAL_CHILD_GUARD + CORRAL_CHILD_STACK);
-#else
-        ret = syscall(SYS_clone3, &args, sizeof args);
-        clone_errno = errno;
-        if (ret == 0) {
-            close(pipe_fds[0]);
-            corral_child(req, pipe_fds[1], 0);
-        }
-#endif
+        long ret = corral_start_child(req, pipe_fds, req->cgroup_fd, 0, &pidfd);
         if (ret > 0) {
             pid = (pid_t)ret;
             res->method = CORRAL_SPAWN_CLONE3;
         } else {
-            res->clone3_errno = clone_errno;
+            res->clone3_errno = (int)-ret;
         }
     } else {
         res->clone3_errno = EBADF;
@@ -366,7 +382,7 @@ int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_res
     if (pid < 0) {
         int clone_error = res->clone3_errno;
         /* ENOSYS: no clone3; E2BIG/EINVAL: no CLONE_INTO_CGROUP (before 5.7). */
-        /* No cgroup at all (cgroup_fd and cgroup_procs_fd both -1): a plain fork. */
+        /* No cgroup at all (cgroup_fd and cgroup_procs_fd both -1): a child that stays in ours. */
         int no_cgroup = req->cgroup_fd < 0 && req->cgroup_procs_fd < 0;
         int can_fall_back = no_cgroup || (req->allow_fallback && req->cgroup_procs_fd >= 0 &&
             (clone_error == ENOSYS || clone_error == E2BIG || clone_error == EINVAL || clone_error == EBADF));
@@ -378,23 +394,32 @@ int corral_spawn(const struct corral_spawn_request *req, struct corral_spawn_res
             res->stage = CORRAL_STAGE_CLONE;
             return -1;
         }
-        pid = fork();
-        if (pid == 0) {
-            close(pipe_fds[0]);
-            corral_child(req, pipe_fds[1], !no_cgroup);
+        /* The child writes itself to cgroup.procs before exec. Sharing this process's
+         * memory where clone3 allows, else a copy (fork). */
+        long ret = clone_error == ENOSYS ? -ENOSYS : corral_start_child(req, pipe_fds, -1, !no_cgroup, &pidfd);
+        if (ret == -ENOSYS) {
+            ret = fork();
+            if (ret == 0) {
+                close(pipe_fds[0]);
+                corral_child(req, pipe_fds[1], !no_cgroup);
+            }
+            if (ret < 0) ret = -errno;
+            pidfd = -1;
+            if (ret > 0) {
+                pidfd = (int)syscall(SYS_pidfd_open, (pid_t)ret, 0);
+                if (pidfd >= 0) fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+            }
         }
-        if (pid < 0) {
-            int error = errno;
+        if (ret < 0) {
             pthread_sigmask(SIG_SETMASK, &old, NULL);
             close(pipe_fds[0]);
             close(pipe_fds[1]);
-            res->error = error;
+            res->error = (int)-ret;
             res->stage = CORRAL_STAGE_CLONE;
             return -1;
         }
+        pid = (pid_t)ret;
         res->method = no_cgroup ? CORRAL_SPAWN_NO_CGROUP : CORRAL_SPAWN_PROCS_WRITE;
-        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        if (pidfd >= 0) fcntl(pidfd, F_SETFD, FD_CLOEXEC);
     }
 
     close(pipe_fds[1]);

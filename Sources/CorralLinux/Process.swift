@@ -100,4 +100,7 @@ public enum CurrentProcess {
     public static func setDumpable(_ dumpable: Bool) throws(Errno) {
         try nothingOrErrno(corral_set_dumpable(dumpable ? 1 : 0)).get()
     }
+
+    /// prctl(PR_GET_DUMPABLE).
+    public static var isDumpable: Bool { corral_get_dumpable() == 1 }
 }

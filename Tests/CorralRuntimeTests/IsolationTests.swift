@@ -195,12 +195,16 @@ struct IsolationTests {
         policy.rlimits = [.nofile: RlimitValue(soft: 256, hard: 512), .core: RlimitValue(soft: 0, hard: 0)]
         let isolation = try Self.isolation(policy, supervised: false)
         #expect(isolation.environment(["HOME=/root", "PATH=/bin"], cgroup: "/x").contains("HOME=\(isolation.identity!.home)"))
+        let wasDumpable = CurrentProcess.isDumpable
         let outcome = try Self.run(
             "/bin/sh", ["-c", "echo \"$(id -u) $(id -g) $(ulimit -n) $(ulimit -Hn) $(ulimit -c)\"; grep NoNewPrivs /proc/self/status"],
             isolation: isolation)
         let identity = isolation.identity!
         #expect(outcome.text.contains("\(identity.uid) \(identity.gid) 256 512 0"), "\(outcome.text)")
         #expect(outcome.text.contains("NoNewPrivs:\t1"), "\(outcome.text)")
+        // The child changed its user in this process's memory (CLONE_VM), which made the kernel
+        // mark that memory non-dumpable; the spawner gives this process its own setting back.
+        #expect(CurrentProcess.isDumpable == wasDumpable)
     }
 
     /// A root agent keeps Docker's default capabilities, also across exec (no_new_privs).

@@ -184,6 +184,8 @@ int corral_mlockall_onfault(void);
 /* prctl(PR_SET_DUMPABLE): 0 keeps processes of the same user (an agent that runs
  * as the caller) from opening this one's /proc/PID/mem, where the filter cannot see. */
 int corral_set_dumpable(int dumpable);
+/* prctl(PR_GET_DUMPABLE). */
+int corral_get_dumpable(void);
 
 /* socket.c */
 
