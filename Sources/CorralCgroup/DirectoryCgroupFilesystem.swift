@@ -10,32 +10,58 @@ public import SystemPackage
 ///
 /// Every path is opened relative to the anchor fd with openat2(2) and
 /// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
-/// RESOLVE_NO_XDEV (kernels before 5.6: a component-by-component walk with
-/// O_NOFOLLOW), so nothing reaches a path outside the anchor.
+/// RESOLVE_NO_XDEV, so nothing reaches a path outside the anchor. Where openat2
+/// is refused (kernels before 5.6; systemd's `RestrictSUIDSGID=`, which answers
+/// it ENOSYS because its flags cannot be inspected): with one openat(2) of the
+/// whole relative path when the anchor is a cgroup2 mount, whose directories
+/// cannot hold a symlink and whose names Corral validated (`CgroupPath`: no `..`,
+/// no `/`); elsewhere a component-by-component walk with O_NOFOLLOW.
 public final class DirectoryCgroupFilesystem: CgroupFilesystem {
+    /// How paths beneath the anchor are opened.
+    enum Resolution: Equatable, Sendable {
+        /// openat2 with RESOLVE_BENEATH and no symlinks, mounts or magic links.
+        case openat2
+        /// One openat of "a/b/file" with O_NOFOLLOW: on cgroup2 only, where no
+        /// component can be a symlink (kernfs has none; symlink(2) there fails).
+        case direct
+        /// One openat per component, each refusing a symlink.
+        case walk
+    }
+
     /// The anchor's absolute path, for messages.
     public let anchorPath: String
     private let anchor: FileDescriptor
-    private let useOpenat2: Bool
+    let resolution: Resolution
 
     /// Opens `anchorPath` (a directory; the user's own path, so symlinks in it
     /// are followed once, here).
     public convenience init(anchorPath: String) throws(CgroupError) {
-        try self.init(anchorPath: anchorPath, allowOpenat2: true)
+        try self.init(anchorPath: anchorPath, resolution: nil)
     }
 
-    /// `allowOpenat2: false` forces the component walk of kernels before 5.6 (for tests).
-    init(anchorPath: String, allowOpenat2: Bool) throws(CgroupError) {
+    /// `resolution`: nil chooses (openat2 where it works, else `direct` on a cgroup2
+    /// anchor, else the walk); tests force one.
+    init(anchorPath: String, resolution forced: Resolution?) throws(CgroupError) {
         switch valueOrErrno(open(anchorPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
         case .success(let fd): anchor = FileDescriptor(rawValue: fd)
         case .failure(let error): throw CgroupError.explain(error, operation: .open, path: anchorPath, file: nil)
         }
         self.anchorPath = anchorPath.count > 1 && anchorPath.hasSuffix("/") ? String(anchorPath.dropLast()) : anchorPath
+        if let forced {
+            resolution = forced
+            return
+        }
         // Any failure to open the anchor itself means openat2 is unusable here:
-        // ENOSYS before 5.6, EPERM from seccomp profiles that predate it.
-        let probe = allowOpenat2 ? try? CorralLinux.openBeneath(anchor, ".", flags: openPathOnly) : nil
-        if let probe { try? probe.close() }
-        self.useOpenat2 = probe != nil
+        // ENOSYS before 5.6 or under systemd's RestrictSUIDSGID=, EPERM from seccomp
+        // profiles that predate it.
+        if let probe = try? CorralLinux.openBeneath(anchor, ".", flags: openPathOnly) {
+            try? probe.close()
+            resolution = .openat2
+        } else if (try? anchor.filesystemType()).map(FilesystemKind.init(magic:)) == .cgroup2 {
+            resolution = .direct
+        } else {
+            resolution = .walk
+        }
     }
 
     deinit { try? anchor.close() }
@@ -55,8 +81,17 @@ public final class DirectoryCgroupFilesystem: CgroupFilesystem {
 
     /// Opens `components` beneath the anchor (close-on-exec).
     private func openBeneath(_ components: [String], flags: Int32) throws(Errno) -> FileDescriptor {
-        if useOpenat2 {
+        switch resolution {
+        case .openat2:
             return try CorralLinux.openBeneath(anchor, components.isEmpty ? "." : components.joined(separator: "/"), flags: flags)
+        case .direct:
+            // Under the hardened unit this is every cgroup file corrald opens: the walk cost
+            // each file a dup, and an openat, fstat and close per directory above it.
+            let relative = components.isEmpty ? "." : components.joined(separator: "/")
+            return FileDescriptor(
+                rawValue: try retryOnInterrupt { openat(anchor.rawValue, relative, flags | O_NOFOLLOW | O_CLOEXEC) }.get())
+        case .walk:
+            break
         }
         // Walk one directory at a time, never following a symlink. A symlink
         // fails as ELOOP, as with openat2: O_NOFOLLOW alone reports ENOTDIR for

@@ -64,7 +64,48 @@ struct TemporaryTree {
     static let modes = [false, true]
 
     func filesystem(_ path: String, walk: Bool) throws -> DirectoryCgroupFilesystem {
-        try DirectoryCgroupFilesystem(anchorPath: path, allowOpenat2: !walk)
+        try DirectoryCgroupFilesystem(anchorPath: path, resolution: walk ? .walk : .openat2)
+    }
+
+    /// The one-openat resolution, which Corral only chooses on a cgroup2 anchor (no symlinks
+    /// there), forced on /tmp for the operations that do not involve a symlink.
+    func direct(_ path: String) throws -> DirectoryCgroupFilesystem {
+        try DirectoryCgroupFilesystem(anchorPath: path, resolution: .direct)
+    }
+
+    /// What the filesystem chooses by itself on /tmp: openat2 where this kernel allows it,
+    /// and never `direct` (not a cgroup2 anchor). On a cgroup2 anchor under systemd's
+    /// RestrictSUIDSGID= the VM's systemd suite sees `direct` at work.
+    @Test func directIsChosenOnlyForACgroup2Anchor() throws {
+        let temp = try TemporaryTree()
+        defer { temp.remove() }
+        let chosen = try DirectoryCgroupFilesystem(anchorPath: temp.tree).resolution
+        #expect(chosen == .openat2 || chosen == .walk)
+    }
+
+    @Test func theDirectResolutionOpensReadsAndWrites() throws {
+        let temp = try TemporaryTree()
+        defer { temp.remove() }
+        let fs = try direct(temp.tree)
+        #expect(try fs.exists(.anchor))
+        try fs.makeDirectory(a)
+        try fs.makeDirectory(ab)
+        #expect(try fs.exists(ab))
+        #expect(try !fs.exists(a.appending("nope")))
+        try temp.put("tree/a/b", .procs, "")
+        let procs = try fs.openForWriting(.procs, of: ab)
+        #expect(try procs.writeAll("4242".utf8) == 4)
+        try procs.close()
+        #expect(temp.content("tree/a/b/cgroup.procs") == "4242")
+        let noFile = #expect(throws: CgroupError.self) { try fs.read(.events, of: ab) }
+        #expect(noFile?.code == .notFound)
+        #expect(noFile?.path == "\(temp.tree)/a/b/cgroup.events")
+        // The last component is never followed.
+        try temp.symlink("tree/a/b/cgroup.events", to: temp.outside)
+        #expect(throws: CgroupError.self) { try fs.read(.events, of: ab) }
+        try fs.makeDirectory(a.appending("c"))
+        try fs.removeDirectory(a.appending("c"))
+        #expect(!temp.exists("tree/a/c"))
     }
 
     /// The creation mark is a real extended attribute (/tmp's filesystem
