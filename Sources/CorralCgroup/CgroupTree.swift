@@ -316,6 +316,28 @@ public struct CgroupTree: Sendable {
         return sample
     }
 
+    /// What a run's summary reads of its cgroup once the command has ended: the kernel's
+    /// peaks, events and CPU time, 5 files where `sample` reads 12 (each an open, a read and a
+    /// close on the way out of every `corral run`). Without the peak files (kernels before
+    /// 5.19), the whole `sample`, whose current values estimate them.
+    public func finalSample(_ path: CgroupPath) throws(CgroupError) -> CgroupSample {
+        func optional(_ file: CgroupFile) throws(CgroupError) -> String? {
+            do { return try fs.read(file, of: path) } catch  where error.code == .notFound || error.code == .controllerUnavailable {
+                return nil
+            }
+        }
+        var sample = CgroupSample()
+        guard let memoryPeak = try optional(.memoryPeak).flatMap(CgroupCounter.parse),
+            let pidsPeak = try optional(.pidsPeak).flatMap(CgroupCounter.parse)
+        else { return try self.sample(path) }
+        sample.memoryPeak = memoryPeak
+        sample.pidsPeak = pidsPeak
+        sample.memoryEvents = try optional(.memoryEvents).map(MemoryEvents.init(parsing:)) ?? MemoryEvents()
+        sample.cpu = try optional(.cpuStat).map(CPUStat.init(parsing:)) ?? CPUStat()
+        sample.pidsEvents = try optional(.pidsEvents).map(PidsEvents.init(parsing:)) ?? PidsEvents()
+        return sample
+    }
+
     /// The three PSI files' totals, read through `read` (nil for a file that is absent).
     public static func pressureTotals(_ read: (CgroupFile) throws(CgroupError) -> String?) throws(CgroupError) -> PressureTotals? {
         let cpu = try read(.cpuPressure).map(PressureTotals.totals(parsing:))

@@ -94,22 +94,21 @@ struct DaemonRun {
     /// answer and encoding the requests cost a cold `corral run` ≈ 6.7 M
     /// instructions, ≈ 50 ms under emulation, on its critical path (callgrind
     /// in the VM; README "Launch latency"). Done once on a thread of its own
-    /// while the main thread parses the arguments (11.6 M instructions), those
+    /// while the main thread gets ready and waits for the registration, those
     /// caches are warm when the answers arrive. The answers decoded are
     /// `CodecSamples`, which a test keeps equal to the daemon's encoding.
+    /// In the order the main thread needs them after its first request, which
+    /// it encodes itself: since the main thread reads its arguments by itself
+    /// (`RunOptions.fastParse`), it reaches that request while this thread would
+    /// still be encoding the same types, and the runtime's conformance scans
+    /// are not shared between threads that miss the cache at once.
     static func warmCodecs() {
         OSThread.start(name: "corral-warm") {
-            let encoder = CorralClient.encoder
-            let decoder = CorralClient.decoder
-            _ = try? encoder.encode(
-                RegisterRequest(
-                    id: "warm", group: nil, command: ["true"], limits: [.memory: LimitOverride(soft: 1, hard: 2)], user: nil, seccomp: nil,
-                    priority: nil))
-            _ = try? encoder.encode(FinishedRequest(exitStatus: 0, reason: nil, pid: 1))
             // The answers as the daemon writes them (decoding a sample encoded here cost twice
             // the instructions: encoding the row is work a run never otherwise does).
-            _ = try? decoder.decode(Registration.self, from: Data(CodecSamples.agentRecord.utf8))
-            _ = try? decoder.decode(Records.self, from: Data(CodecSamples.records.utf8))
+            _ = try? CorralClient.decoder.decode(Registration.self, from: Data(CodecSamples.agentRecord.utf8))
+            _ = try? CorralClient.encoder.encode(FinishedRequest(exitStatus: 0, reason: nil, pid: 1))
+            _ = try? CorralClient.decoder.decode(Records.self, from: Data(CodecSamples.records.utf8))
         }
     }
 
@@ -241,26 +240,34 @@ struct DaemonRun {
         // late, not lost (and the enforcement records are in the summary either way).
         // It runs on a thread, not a task: this path uses no Swift concurrency otherwise, and a
         // first task starts the runtime's thread pool (≈ 16 ms of a short run under emulation).
+        // Both begin from the wait for the command (`AgentRunner.Milestone`): a command that
+        // ends sooner starts neither thread.
         let registeredAt = record.createdAt
-        let narration =
-            quiet
-            ? nil
-            : client.follow(agent: record.id, after: 0, delay: Self.narrationDelay) { message in
-                guard let event = try? CorralClient.decoder.decode(CorralEvent.self, from: Data(message.data.utf8)),
-                    event.at >= registeredAt
-                else { return }  // an earlier agent's under the same id
-                narrate(event)
-            }
+        var narration: CorralClient.Follower?
         defer { narration?.stop() }
         var summary: RunSummary
         var attach: DeferredCall?
         var pid: Int32?
-        do {
-            summary = try AgentRunner(tree: tree).supervise(request, in: tree, leaf: leaf) { started in
-                pid = started
-                attach = DeferredCall(name: "corral-attach", delay: Self.attachDelay) {
+        let milestones = [
+            AgentRunner.Milestone(after: Self.attachDelay) {
+                guard let started = pid else { return }
+                attach = DeferredCall(name: "corral-attach", delay: .zero) {
                     try? client.perform("POST", "/v1/agents/\(record.id)/attach", body: AttachRequest(pid: started))
                 }
+            },
+            AgentRunner.Milestone(after: Self.narrationDelay) {
+                guard !quiet else { return }
+                narration = client.follow(agent: record.id, after: 0) { message in
+                    guard let event = try? CorralClient.decoder.decode(CorralEvent.self, from: Data(message.data.utf8)),
+                        event.at >= registeredAt
+                    else { return }  // an earlier agent's under the same id
+                    narrate(event)
+                }
+            },
+        ]
+        do {
+            summary = try AgentRunner(tree: tree).supervise(request, in: tree, leaf: leaf, milestones: milestones) { started in
+                pid = started
             }
         } catch {
             attach?.finish()
@@ -278,7 +285,8 @@ struct DaemonRun {
             as: Records.self)
         summary.enforcement = finished?.records ?? []
         summary.engine = "daemon"
-        try? tree.remove(leaf)
+        // The daemon removed the cgroup when it took the end; without its answer, it may not have.
+        if finished == nil { try? tree.remove(leaf) }
         return summary
     }
 }
@@ -326,29 +334,34 @@ struct EmbeddedRun {
         let gate = EngineGate()
         // Set once by the deferred start's thread; read after `finish` has waited for it.
         let startup = Mutex<Task<EmbeddedEngine, any Error>?>(nil)
-        let launch = DeferredCall(name: "corral-engine", delay: DaemonRun.attachDelay) { [tree, configuration] in
-            let task = Task {
-                try await EmbeddedEngine.start(
-                    request: request, leaf: leaf, tree: tree, configuration: configuration, quiet: quiet, pid: started, gate: gate)
+        // Begun from the wait for the command (`AgentRunner.Milestone`), once it has run for
+        // `attachDelay`: a command that ends sooner starts no thread for it.
+        var launch: DeferredCall?
+        let engineMilestone = AgentRunner.Milestone(after: DaemonRun.attachDelay) { [tree, configuration] in
+            launch = DeferredCall(name: "corral-engine", delay: .zero) {
+                let task = Task {
+                    try await EmbeddedEngine.start(
+                        request: request, leaf: leaf, tree: tree, configuration: configuration, quiet: quiet, pid: started, gate: gate)
+                }
+                startup.withLock { $0 = task }
             }
-            startup.withLock { $0 = task }
         }
 
         var summary: RunSummary
         do {
-            summary = try runner.supervise(request, in: tree, leaf: leaf) { pid in
+            summary = try runner.supervise(request, in: tree, leaf: leaf, milestones: [engineMilestone]) { pid in
                 started.deliver(pid)
             }
         } catch {
             started.deliver(nil)
-            launch.finish()
+            launch?.finish()
             if gate.conclude() == .watching, let task = startup.withLock({ $0 }) { _ = try? blocking { try await task.value.stop() } }
             throw fail(error.description, status: error.exitStatus)
         }
         summary.engine = "embedded"
         let agent = request.agent
         // Ended before its engine was started: the kernel's limits were all there was to enforce.
-        guard launch.finish(), let startup = startup.withLock({ $0 }) else { return summary }
+        guard launch?.finish() == true, let startup = startup.withLock({ $0 }) else { return summary }
         switch gate.conclude() {
         case .starting, .abandoned:
             // The engine had not yet begun to watch the agent when it ended: it

@@ -273,6 +273,36 @@ import Testing
         #expect(sample.events == CgroupEvents(populated: true, frozen: false))
     }
 
+    @Test func theFinalSampleReadsWhatASummaryShowsAndNothingElse() throws {
+        let h = populated()
+        h.fs.set(.memoryPeak, "23456789", at: leaf)
+        h.fs.set(.memoryEvents, "low 0\nhigh 7\nmax 3\noom 1\noom_kill 1\noom_group_kill 1", at: leaf)
+        h.fs.set(.cpuStat, "usage_usec 5000\nuser_usec 4000\nsystem_usec 1000\nnr_periods 10\nnr_throttled 2\nthrottled_usec 300", at: leaf)
+        h.fs.set(.pidsPeak, "9", at: leaf)
+        h.fs.set(.pidsEvents, "max 4", at: leaf)
+        let sample = try h.tree.finalSample(leaf)
+        #expect(sample.memoryPeak == 23_456_789)
+        #expect(sample.memoryEvents == MemoryEvents(high: 7, max: 3, oom: 1, oomKill: 1, oomGroupKill: 1))
+        #expect(sample.cpu.usageUsec == 5000)
+        #expect(sample.cpu.throttledUsec == 300)
+        #expect(sample.pidsPeak == 9)
+        #expect(sample.pidsEvents.max == 4)
+        // Not read: the current values, memory.stat, the pressure files.
+        #expect(sample.memoryCurrent == nil)
+        #expect(sample.memoryStat == nil)
+        #expect(sample.pidsCurrent == nil)
+        #expect(sample.pressure == nil)
+    }
+
+    @Test func theFinalSampleWithoutPeakFilesIsTheWholeSample() throws {
+        let h = populated(missingFiles: [.memoryPeak, .pidsPeak])
+        let sample = try h.tree.finalSample(leaf)
+        #expect(sample.memoryPeak == nil)
+        #expect(sample.memoryCurrent == 0)
+        #expect(sample.pidsCurrent == 3)
+        #expect(sample.memoryStat != nil)
+    }
+
     @Test func sampleOnAnOlderKernelLeavesMissingFilesNil() throws {
         let h = populated(missingFiles: [.memoryPeak, .pidsPeak])
         let sample = try h.tree.sample(leaf)
