@@ -1,6 +1,7 @@
 import CorralCgroup
 import CorralCore
 import Foundation
+import Synchronization
 import Testing
 
 @testable import CorralRuntime
@@ -55,8 +56,12 @@ struct AgentRunnerTests {
     }
 
     /// A directory dressed as the agent's cgroup (the files `supervise` reads; the spawn falls
-    /// back to writing cgroup.procs, a plain file here), with `supervise` run in it.
-    func superviseInAFakeCgroup(_ command: [String], milestones: [AgentRunner.Milestone]) throws -> RunSummary {
+    /// back to writing cgroup.procs, a plain file here), with `supervise` run in it on a thread
+    /// of its own: the wait would otherwise hold a thread of the cooperative pool, which the
+    /// suite's live servers need. `milestones` are made on that thread.
+    func superviseInAFakeCgroup(
+        _ command: [String], milestones: @escaping @Sendable () -> [AgentRunner.Milestone]
+    ) async throws -> RunSummary {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("corral-runner-\(UUID().uuidString)").path
         let leaf = directory + "/standard_agent/a1"
         try FileManager.default.createDirectory(atPath: leaf, withIntermediateDirectories: true)
@@ -71,38 +76,45 @@ struct AgentRunnerTests {
         let request = RunRequest(
             agent: "a1", group: QuotaGroup.standard, limits: QuotaGroup.standard.limits, command: command,
             executable: command[0], environment: [], reservation: nil)
-        return try AgentRunner(tree: tree).supervise(request, in: tree, leaf: CgroupPath(["standard_agent", "a1"]), milestones: milestones)
+        return try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(
+                    with: Result {
+                        try AgentRunner(tree: tree).supervise(
+                            request, in: tree, leaf: CgroupPath(["standard_agent", "a1"]), milestones: milestones())
+                    })
+            }.start()
+        }
     }
 
     /// Milestones come in order while the command runs, and not at all after it ended.
-    @Test func milestonesComeWhileTheCommandRunsAndNotAfter() throws {
-        var reached: [String] = []
+    @Test func milestonesComeWhileTheCommandRunsAndNotAfter() async throws {
+        let reached = Mutex<[(String, Duration)]>([])
         let start = ContinuousClock.now
-        var at: [String: Duration] = [:]
-        let summary = try superviseInAFakeCgroup(
-            ["/bin/sleep", "0.6"],
-            milestones: [
+        let summary = try await superviseInAFakeCgroup(["/bin/sleep", "0.6"]) {
+            [
                 AgentRunner.Milestone(after: .milliseconds(300)) {
-                    reached.append("300 ms")
-                    at["300 ms"] = ContinuousClock.now - start
+                    reached.withLock { $0.append(("300 ms", ContinuousClock.now - start)) }
                 },
                 AgentRunner.Milestone(after: .milliseconds(100)) {
-                    reached.append("100 ms")
-                    at["100 ms"] = ContinuousClock.now - start
+                    reached.withLock { $0.append(("100 ms", ContinuousClock.now - start)) }
                 },
-                AgentRunner.Milestone(after: .seconds(30)) { reached.append("30 s") },
-            ])
+                AgentRunner.Milestone(after: .seconds(30)) { reached.withLock { $0.append(("30 s", ContinuousClock.now - start)) } },
+            ]
+        }
         #expect(summary.termination == .exited(code: 0))
-        #expect(reached == ["100 ms", "300 ms"])
-        #expect(at["100 ms"].map { $0 >= .milliseconds(100) } == true)
-        #expect(at["300 ms"].map { $0 >= .milliseconds(300) && $0 < .milliseconds(600) } == true)
+        let seen = reached.withLock { $0 }
+        #expect(seen.map(\.0) == ["100 ms", "300 ms"])
+        #expect(seen.first.map { $0.1 >= .milliseconds(100) } == true)
+        #expect(seen.last.map { $0.1 >= .milliseconds(300) && $0.1 < .milliseconds(600) } == true)
     }
 
-    @Test func aCommandThatEndsFirstReachesNoMilestone() throws {
-        var reached = false
-        let summary = try superviseInAFakeCgroup(
-            ["/bin/true"], milestones: [AgentRunner.Milestone(after: .seconds(2)) { reached = true }])
+    @Test func aCommandThatEndsFirstReachesNoMilestone() async throws {
+        let reached = Mutex(false)
+        let summary = try await superviseInAFakeCgroup(["/bin/true"]) {
+            [AgentRunner.Milestone(after: .seconds(2)) { reached.withLock { $0 = true } }]
+        }
         #expect(summary.termination == .exited(code: 0))
-        #expect(!reached)
+        #expect(!reached.withLock { $0 })
     }
 }
